@@ -1,0 +1,69 @@
+"""``mistudio``: no arguments opens the GUI; subcommands run headless over the facade.
+
+Each area adds a module ``mistudio/cli/<name>.py`` with ``register(subparsers)``; the
+parser picks up every module listed in ``COMMAND_MODULES`` that exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+
+from mistudio import __version__
+
+COMMAND_MODULES = ["info", "jobs", "screenshot", "datasets", "models", "extract", "train", "sae"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mistudio",
+        description="MechInterp Studio. With no command, opens the desktop app.")
+    parser.add_argument("--version", action="version", version=f"mistudio {__version__}")
+    parser.add_argument("--data-dir", help="data folder (default: $MISTUDIO_DATA_DIR or the "
+                        "per-user data folder)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        modname = f"mistudio.cli.{name}"
+        if importlib.util.find_spec(modname) is None:
+            continue
+        importlib.import_module(modname).register(sub)
+    return parser
+
+
+def open_studio(args):
+    from mistudio.studio import Studio
+
+    return Studio(getattr(args, "data_dir", None))
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        from mistudio.ui.app import main as gui_main
+
+        return gui_main(data_dir=args.data_dir)
+    from mistudio.errors import UserError, describe_exception
+
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a short message; the traceback goes to the log
+        import logging
+
+        logging.getLogger("mistudio").exception("command failed")
+        print(f"error: {describe_exception(exc)}", file=sys.stderr)
+        return 1

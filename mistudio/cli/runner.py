@@ -1,0 +1,104 @@
+"""Run a job from the terminal: submit through the facade, draw a progress bar, Ctrl+C cancels."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+
+
+class TerminalProgress:
+    def __init__(self, job_id: str, stream=sys.stderr, quiet: bool = False):
+        self.job_id = job_id
+        self.stream = stream
+        self.quiet = quiet or not stream.isatty()
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self._line = ""
+
+    def __call__(self, job_id: str, kind: str, payload: dict) -> None:
+        if job_id != self.job_id:
+            return
+        if kind == "progress":
+            self._draw(payload)
+        elif kind == "log" and payload.get("level") in ("warning", "error"):
+            self._print(f"{payload['level']}: {payload['message']}")
+        elif kind == "log" and self.quiet:
+            self._print(payload["message"])
+
+    def _draw(self, p: dict) -> None:
+        now = time.monotonic()
+        if self.quiet:
+            if now - self._last < 5 and not (p["total"] and p["done"] >= p["total"]):
+                return
+        elif now - self._last < 0.1:
+            return
+        self._last = now
+        width = shutil.get_terminal_size((80, 20)).columns
+        msg = p.get("message") or ""
+        if p.get("total"):
+            frac = min(1.0, p["done"] / p["total"])
+            eta = p.get("eta_s")
+            eta_s = f" ETA {int(eta // 60)}:{int(eta % 60):02d}" if eta is not None else ""
+            bar_w = max(10, min(40, width - len(msg) - 30))
+            filled = int(bar_w * frac)
+            line = f"[{'#' * filled}{'.' * (bar_w - filled)}] {frac * 100:5.1f}%{eta_s} {msg}"
+        else:
+            line = f"{p['done']:.0f} {msg}"
+        line = line[: width - 1]
+        with self._lock:
+            if self.quiet:
+                print(line, file=self.stream)
+            else:
+                self.stream.write("\r" + line.ljust(len(self._line)))
+                self.stream.flush()
+            self._line = line
+
+    def _print(self, text: str) -> None:
+        with self._lock:
+            if self._line and not self.quiet:
+                self.stream.write("\n")
+                self._line = ""
+            print(text, file=self.stream)
+
+    def finish(self) -> None:
+        with self._lock:
+            if self._line and not self.quiet:
+                self.stream.write("\n")
+                self.stream.flush()
+            self._line = ""
+
+
+def run_job_cli(studio, kind: str, params: dict, *, title: str = "", target: str = "",
+                artifact_dir=None, quiet: bool = False, job_id: str | None = None):
+    """Submit a job and block with a progress bar; Ctrl+C asks it to stop cleanly.
+
+    Returns the finished :class:`JobRecord`; prints its error if it failed.
+    """
+    holder: dict = {}
+    bar = TerminalProgress("", quiet=quiet)
+    studio.add_job_listener(bar)
+    rec = studio.submit_job(kind, params, title=title, target=target, artifact_dir=artifact_dir,
+                            job_id=job_id)
+    bar.job_id = rec.id
+    holder["id"] = rec.id
+    try:
+        while True:
+            try:
+                final = studio.queue.wait(rec.id, timeout=0.5)
+                if final and final.status not in ("queued", "running", "paused"):
+                    break
+            except KeyboardInterrupt:
+                print("\nStopping (press Ctrl+C again to force)...", file=sys.stderr)
+                studio.queue.cancel(rec.id)
+                final = studio.queue.wait(rec.id)
+                break
+    finally:
+        bar.finish()
+        studio.queue.remove_listener(bar)
+    if final.status == "failed":
+        print(f"error: {final.error}\n(details: {final.log_path})", file=sys.stderr)
+    elif final.status == "cancelled":
+        print("cancelled", file=sys.stderr)
+    return final

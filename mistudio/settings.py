@@ -1,0 +1,202 @@
+"""Typed, versioned settings stored in the ``settings`` table; secrets kept out of it.
+
+The Hugging Face token goes to the OS keyring when one works, else to a file only the
+user can read (mode 0600) in the config dir. It never enters SQLite or the logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from mistudio.paths import atomic_write_text, config_dir
+from mistudio.store.db import Store, now_iso
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DEVICES = ("auto", "cuda", "cpu")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class Settings:
+    """User preferences. ``help`` metadata is shown next to each field in the dialog."""
+
+    schema_version: int = SCHEMA_VERSION
+    default_device: str = field(default="auto", metadata={
+        "help": "Where jobs run. 'auto' uses the CUDA GPU when there is one, else the CPU."})
+    default_dtype: str = field(default="auto", metadata={
+        "help": "Precision for models and training. 'auto': bfloat16 on GPUs that support it, "
+                "float32 on CPU."})
+    max_concurrent_jobs: int = field(default=2, metadata={
+        "help": "Jobs that may run at once. GPU-heavy jobs still run one at a time."})
+    max_gpu_jobs: int = field(default=1, metadata={
+        "help": "GPU-heavy jobs (extraction, training) that may run at once. More than 1 risks "
+                "running out of GPU memory."})
+    shutdown_wait_s: float = field(default=10.0, metadata={
+        "help": "How long closing the app waits for running jobs to stop and checkpoint."})
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.default_device not in DEVICES:
+            problems.append(f"default_device must be one of {', '.join(DEVICES)}")
+        if self.default_dtype not in DTYPES:
+            problems.append(f"default_dtype must be one of {', '.join(DTYPES)}")
+        if not 1 <= int(self.max_concurrent_jobs) <= 32:
+            problems.append("max_concurrent_jobs must be between 1 and 32")
+        if not 1 <= int(self.max_gpu_jobs) <= int(self.max_concurrent_jobs):
+            problems.append("max_gpu_jobs must be between 1 and max_concurrent_jobs")
+        if not 0 <= float(self.shutdown_wait_s) <= 600:
+            problems.append("shutdown_wait_s must be between 0 and 600 seconds")
+        return problems
+
+    @staticmethod
+    def help(name: str) -> str:
+        for f in fields(Settings):
+            if f.name == name:
+                return f.metadata.get("help", "")
+        return ""
+
+
+def _migrate(raw: dict) -> dict:
+    """Bring an older stored settings dict up to ``SCHEMA_VERSION``."""
+    version = int(raw.get("schema_version", 1))
+    # (no older versions yet; future renames go here, one `if version < N:` block each)
+    raw["schema_version"] = max(version, SCHEMA_VERSION)
+    return raw
+
+
+class SettingsRepo:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def load(self) -> Settings:
+        rows = {r["key"]: r["value"] for r in self.store.db["settings"].rows}
+        raw = {}
+        for key, value in rows.items():
+            try:
+                raw[key] = json.loads(value)
+            except (TypeError, ValueError):
+                log.warning("ignoring unreadable setting %s", key)
+        raw = _migrate(raw)
+        known = {f.name: f for f in fields(Settings)}
+        kwargs = {}
+        for key, value in raw.items():
+            if key in known:
+                try:
+                    kwargs[key] = type(getattr(Settings(), key))(value)
+                except (TypeError, ValueError):
+                    log.warning("ignoring bad value for setting %s", key)
+        settings = Settings(**kwargs)
+        if settings.validate():
+            log.warning("stored settings invalid (%s); using defaults", settings.validate())
+            return Settings()
+        return settings
+
+    def save(self, settings: Settings) -> None:
+        problems = settings.validate()
+        if problems:
+            from mistudio.errors import UserError
+
+            raise UserError("Invalid settings: " + "; ".join(problems) + ".")
+        now = now_iso()
+        with self.store.db.conn:
+            self.store.db["settings"].upsert_all(
+                [{"key": k, "value": json.dumps(v), "updated_at": now}
+                 for k, v in dataclasses.asdict(settings).items()],
+                pk="key",
+            )
+
+
+# ---------------------------------------------------------------- secrets
+
+_KEYRING_SERVICE = "mistudio"
+
+
+class SecretStore:
+    """The Hugging Face token: OS keyring if usable, else a 0600 file in the config dir."""
+
+    def __init__(self, folder: Path | None = None, use_keyring: bool | None = None):
+        self.folder = Path(folder) if folder else config_dir()
+        if use_keyring is None:
+            use_keyring = os.environ.get("MISTUDIO_NO_KEYRING") != "1"
+        self._keyring = self._usable_keyring() if use_keyring else None
+
+    @staticmethod
+    def _usable_keyring():
+        try:
+            import keyring
+            from keyring.backends import fail
+
+            backend = keyring.get_keyring()
+            if isinstance(backend, fail.Keyring) or "null" in type(backend).__name__.lower():
+                return None
+            if getattr(backend, "priority", 0) < 1:
+                return None
+            return keyring
+        except Exception:  # no backend, no dbus, ...
+            return None
+
+    @property
+    def backend(self) -> str:
+        return "OS keyring" if self._keyring else "private file (mode 0600)"
+
+    def _file(self, name: str) -> Path:
+        return self.folder / f"{name}.secret"
+
+    def get(self, name: str) -> str | None:
+        if self._keyring:
+            try:
+                value = self._keyring.get_password(_KEYRING_SERVICE, name)
+                if value:
+                    return value
+            except Exception:
+                pass
+        try:
+            return self._file(name).read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
+    def set(self, name: str, value: str | None) -> None:
+        value = (value or "").strip()
+        if not value:
+            self.delete(name)
+            return
+        if self._keyring:
+            try:
+                self._keyring.set_password(_KEYRING_SERVICE, name, value)
+                self._file(name).unlink(missing_ok=True)
+                return
+            except Exception:
+                log.warning("keyring refused the secret; using a private file instead")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._file(name)
+        old_umask = os.umask(0o077)
+        try:
+            atomic_write_text(path, value)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+
+    def delete(self, name: str) -> None:
+        if self._keyring:
+            try:
+                self._keyring.delete_password(_KEYRING_SERVICE, name)
+            except Exception:
+                pass
+        self._file(name).unlink(missing_ok=True)
+
+
+HF_TOKEN = "hf_token"
+
+
+def mask_secret(text: str, secret: str | None) -> str:
+    """Replace a secret in text that may be logged."""
+    if secret and secret in text:
+        return text.replace(secret, secret[:3] + "***")
+    return text

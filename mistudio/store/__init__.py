@@ -1,0 +1,3 @@
+from mistudio.store.db import Store, new_id, now_iso
+
+__all__ = ["Store", "new_id", "now_iso"]

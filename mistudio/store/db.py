@@ -1,0 +1,80 @@
+"""The one SQLite file: connections (one per thread), WAL, busy timeout, migrations."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import secrets
+import sqlite3
+import threading
+from pathlib import Path
+
+import sqlite_utils
+
+from mistudio.errors import UserError
+
+
+def new_id(prefix: str) -> str:
+    """Short prefixed ids: ``ds_3f9a1c2b`` (prefix names the entity, see DESIGN.md)."""
+    return f"{prefix}_{secrets.token_hex(4)}"
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Store:
+    """Owns the path to ``mistudio.db`` and hands each thread its own connection."""
+
+    BUSY_TIMEOUT_MS = 10_000
+
+    def __init__(self, db_file: Path):
+        self.db_file = Path(db_file)
+        self._local = threading.local()
+        self._lock = threading.RLock()
+        self._all: list[sqlite3.Connection] = []
+        from mistudio.store.migrations import migrate
+
+        try:
+            migrate(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise UserError(
+                f"The database {self.db_file} cannot be read ({exc}).",
+                hint="It may be damaged. Move it aside and restart; artifacts in the data "
+                "folder are kept.",
+            ) from exc
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            conn = sqlite3.connect(str(self.db_file), timeout=self.BUSY_TIMEOUT_MS / 1000,
+                                   check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={self.BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            db = sqlite_utils.Database(conn)
+            self._local.db = db
+            with self._lock:
+                self._all.append(conn)
+        return db
+
+    def transaction(self):
+        """``with store.transaction():`` groups writes of this thread atomically."""
+        return self.db.conn
+
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()

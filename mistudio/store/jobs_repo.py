@@ -1,0 +1,141 @@
+"""Rows of the ``jobs`` table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from mistudio.store.db import Store, now_iso
+
+ACTIVE = ("queued", "running", "paused")
+FINISHED = ("completed", "failed", "cancelled", "interrupted")
+STATUSES = ACTIVE + FINISHED
+
+
+@dataclass
+class JobRecord:
+    id: str
+    kind: str
+    status: str
+    title: str = ""
+    target: str = ""
+    params: dict = field(default_factory=dict)
+    progress: float = 0.0
+    total: float | None = None
+    message: str = ""
+    error: str = ""
+    traceback: str = ""
+    result: Any = None
+    artifact_dir: str = ""
+    checkpoint: Any = None
+    eta_s: float | None = None
+    log_path: str = ""
+    gpu: bool = False
+    created_at: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    updated_at: str | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total:
+            return None
+        return max(0.0, min(1.0, self.progress / self.total))
+
+    @classmethod
+    def from_row(cls, row: dict) -> "JobRecord":
+        row = dict(row)
+        row["params"] = json.loads(row.get("params") or "{}")
+        row["result"] = json.loads(row["result"]) if row.get("result") else None
+        row["checkpoint"] = json.loads(row["checkpoint"]) if row.get("checkpoint") else None
+        row["gpu"] = bool(row.get("gpu"))
+        for key in ("title", "target", "message", "error", "traceback", "artifact_dir", "log_path"):
+            row[key] = row.get(key) or ""
+        row["progress"] = row.get("progress") or 0.0
+        return cls(**row)
+
+
+class JobsRepo:
+    def __init__(self, store: Store):
+        self.store = store
+
+    @property
+    def table(self):
+        return self.store.db["jobs"]
+
+    def insert(self, rec: JobRecord) -> JobRecord:
+        now = now_iso()
+        rec.created_at = rec.created_at or now
+        self.table.insert(
+            {
+                "id": rec.id, "kind": rec.kind, "title": rec.title, "target": rec.target,
+                "params": json.dumps(rec.params, default=str), "status": rec.status,
+                "progress": rec.progress, "total": rec.total, "message": rec.message,
+                "artifact_dir": rec.artifact_dir, "log_path": rec.log_path, "gpu": int(rec.gpu),
+                "created_at": rec.created_at, "updated_at": now,
+            }
+        )
+        return rec
+
+    def get(self, job_id: str) -> JobRecord | None:
+        rows = list(self.table.rows_where("id = ?", [job_id]))
+        return JobRecord.from_row(rows[0]) if rows else None
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        if "result" in fields and not isinstance(fields["result"], str):
+            fields["result"] = json.dumps(fields["result"], default=str)
+        if "checkpoint" in fields and not isinstance(fields["checkpoint"], str):
+            fields["checkpoint"] = json.dumps(fields["checkpoint"], default=str)
+        if "params" in fields and not isinstance(fields["params"], str):
+            fields["params"] = json.dumps(fields["params"], default=str)
+        fields["updated_at"] = now_iso()
+        with self.store.db.conn:
+            self.table.update(job_id, fields)
+
+    def list(self, *, status: Iterable[str] | None = None, kind: str | None = None,
+             target: str | None = None, limit: int | None = None) -> list[JobRecord]:
+        where, args = [], []
+        if status:
+            status = list(status)
+            where.append(f"status in ({','.join('?' * len(status))})")
+            args += status
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        if target:
+            where.append("target = ?")
+            args.append(target)
+        rows = self.table.rows_where(" and ".join(where) or None, args, order_by="created_at desc",
+                                     limit=limit)
+        return [JobRecord.from_row(r) for r in rows]
+
+    def mark_interrupted(self) -> list[str]:
+        """Jobs left running/paused/queued by a crash become ``interrupted``. Returns their ids."""
+        ids = [r["id"] for r in self.table.rows_where("status in ('running','paused','queued')")]
+        now = now_iso()
+        with self.store.db.conn:
+            for job_id in ids:
+                self.table.update(job_id, {
+                    "status": "interrupted", "finished_at": now, "updated_at": now,
+                    "message": "Interrupted: the app stopped while this job was running.",
+                })
+        return ids
+
+    def delete(self, job_id: str) -> None:
+        with self.store.db.conn:
+            self.store.db["job_metrics"].delete_where("job_id = ?", [job_id])
+            self.table.delete_where("id = ?", [job_id])
+
+    # metrics (batched by the caller)
+    def add_metrics(self, rows: list[dict]) -> None:
+        if rows:
+            with self.store.db.conn:
+                self.store.db["job_metrics"].insert_all(rows, batch_size=500)
+
+    def metrics(self, job_id: str, name: str | None = None) -> list[dict]:
+        if name:
+            return list(self.store.db["job_metrics"].rows_where(
+                "job_id = ? and name = ?", [job_id, name], order_by="step"))
+        return list(self.store.db["job_metrics"].rows_where("job_id = ?", [job_id],
+                                                            order_by="step"))

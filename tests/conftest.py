@@ -1,0 +1,97 @@
+"""Shared fixtures: a temporary data dir, a Studio on it, tiny models with a tokenizer.
+
+Qt runs offscreen. Tiny models are built from transformers configs and saved to
+session-scoped temporary folders, then loaded through the same code path users use.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("MISTUDIO_NO_KEYRING", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+SAMPLE_TEXT = """The quick brown fox jumps over the lazy dog. A sparse autoencoder learns features.
+Paris is the capital of France. Berlin is the capital of Germany. Rome is in Italy.
+Mathematics studies numbers, shapes and patterns. Biology studies living things.
+The cat sat on the mat. Once upon a time there was a little girl named Lily.
+Neural networks compute with matrices; transformers use attention over tokens.
+Water boils at one hundred degrees Celsius at sea level. The sun is a star.
+""" * 4
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    d = tmp_path / "data"
+    monkeypatch.setenv("MISTUDIO_DATA_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def studio(data_dir):
+    from mistudio.secrets_test_support import MemorySecrets
+    from mistudio.studio import Studio
+
+    s = Studio(data_dir, secrets=MemorySecrets())
+    yield s
+    s.close(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory) -> Path:
+    """A small byte-level BPE tokenizer (vocab 512) trained on SAMPLE_TEXT, with BOS/EOS/PAD."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=["<|endoftext|>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(SAMPLE_TEXT.splitlines(), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>",
+                                   eos_token="<|endoftext|>", unk_token="<|endoftext|>",
+                                   pad_token="<pad>")
+    out = tmp_path_factory.mktemp("tiny_tokenizer")
+    fast.save_pretrained(out)
+    return out
+
+
+def _save_tiny(cfg, out: Path, tokenizer_dir: Path) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    """GPT-2 shape: 3 layers, d_model 64, 4 heads, vocab 512, context 128."""
+    from transformers import GPT2Config
+
+    cfg = GPT2Config(vocab_size=512, n_positions=128, n_embd=64, n_layer=3, n_head=4,
+                     bos_token_id=0, eos_token_id=0)
+    return _save_tiny(cfg, tmp_path_factory.mktemp("tiny_gpt2"), tiny_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    """Llama shape: 3 layers, d_model 64, 4 heads (2 KV), MLP 128, vocab 512, context 128."""
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      bos_token_id=0, eos_token_id=0, pad_token_id=1)
+    return _save_tiny(cfg, tmp_path_factory.mktemp("tiny_llama"), tiny_tokenizer_dir)
