@@ -1,0 +1,1 @@
+"""Datasets: sources, tokenization, statistics (Qt-free)."""
