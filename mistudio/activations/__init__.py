@@ -1,0 +1,1 @@
+"""Activation extraction and the on-disk activation-set format (Qt-free)."""

@@ -1,0 +1,1 @@
+"""Language models: sources (Hub, local folder, GGUF), loading, inspection, hook points (Qt-free)."""
