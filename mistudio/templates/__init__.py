@@ -1,0 +1,1 @@
+"""Training templates (Qt-free): built-in recipes, saved templates, import/export, last-used."""
