@@ -1,0 +1,94 @@
+"""Start the desktop app: QApplication, the facade on the Qt runner, the main window.
+
+Kept light: no torch import here (it happens inside jobs), so the window shows fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+
+log = logging.getLogger(__name__)
+
+
+def _check_display() -> str | None:
+    """A clear message instead of Qt's abort when there is no display."""
+    if sys.platform.startswith("linux"):
+        platform = os.environ.get("QT_QPA_PLATFORM", "")
+        if not platform and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            return ("No display found (neither DISPLAY nor WAYLAND_DISPLAY is set). Run the app "
+                    "from a desktop session, or use `xvfb-run mistudio` / "
+                    "QT_QPA_PLATFORM=offscreen. The headless commands (`mistudio --help`) work "
+                    "without a display.")
+    return None
+
+
+def install_excepthook(app) -> None:
+    """Uncaught exceptions are logged and shown in a dialog; the app never dies silently."""
+    from PySide6.QtCore import QThread
+
+    from mistudio.errors import describe_exception
+
+    def hook(exc_type, exc, tb):
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        log.error("uncaught exception:\n%s", text)
+        sys.__stderr__.write(text)
+        if QThread.currentThread() is not app.thread():
+            return  # never build widgets off the main thread
+        from mistudio.ui.dialogs import show_error
+
+        try:
+            show_error(app.activeWindow(), "Unexpected error", describe_exception(exc), text)
+        except Exception:
+            pass
+
+    sys.excepthook = hook
+
+
+def create_app(argv: list[str] | None = None):
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from mistudio import APP_TITLE
+    from mistudio.ui.resources import icon_path
+
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("mistudio")
+    app.setApplicationDisplayName(APP_TITLE)
+    app.setOrganizationName("mistudio")
+    app.setDesktopFileName("mistudio")
+    app.setWindowIcon(QIcon(str(icon_path())))
+    return app
+
+
+def build_window(data_dir=None):
+    """The facade on QThread workers plus the main window (not shown yet)."""
+    from mistudio.studio import Studio
+    from mistudio.ui.main_window import MainWindow
+    from mistudio.ui.workers import qt_thread_factory
+
+    studio = Studio(data_dir, thread_factory=qt_thread_factory)
+    return MainWindow(studio)
+
+
+def main(data_dir=None) -> int:
+    problem = _check_display()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    app = create_app()
+    install_excepthook(app)
+    try:
+        window = build_window(data_dir)
+    except Exception as exc:
+        from mistudio.errors import describe_exception
+        from mistudio.ui.dialogs import show_error
+
+        log.exception("start-up failed")
+        show_error(None, "MechInterp Studio could not start", describe_exception(exc),
+                   traceback.format_exc())
+        return 1
+    window.show()
+    return app.exec()

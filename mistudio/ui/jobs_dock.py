@@ -1,0 +1,272 @@
+"""The Jobs dock: every job with kind, target, status badge, progress, ETA, cancel, log."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QRect, Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QColor, QDesktopServices
+from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QHeaderView, QMenu,
+                               QPlainTextEdit, QPushButton, QStyle, QStyledItemDelegate,
+                               QStyleOptionProgressBar, QTableView, QVBoxLayout, QWidget,
+                               QDialog, QDialogButtonBox)
+
+from mistudio.store.jobs_repo import ACTIVE, JobRecord
+
+STATUS_COLORS = {
+    "queued": "#6b7280", "running": "#2563eb", "paused": "#d97706", "completed": "#059669",
+    "failed": "#dc2626", "cancelled": "#6b7280", "interrupted": "#b45309",
+}
+COLUMNS = ["Job", "Target", "Status", "Progress", "ETA", "Started", "Message"]
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _local_time(iso: str | None) -> str:
+    if not iso:
+        return ""
+    try:
+        return _dt.datetime.fromisoformat(iso).astimezone().strftime("%m-%d %H:%M:%S")
+    except ValueError:
+        return iso[:19]
+
+
+class JobsModel(QAbstractTableModel):
+    def __init__(self, studio, parent=None):
+        super().__init__(parent)
+        self.studio = studio
+        self.rows: list[JobRecord] = []
+        self._index: dict[str, int] = {}
+
+    def reload(self) -> None:
+        self.beginResetModel()
+        self.rows = self.studio.list_jobs(limit=500)
+        self._index = {r.id: i for i, r in enumerate(self.rows)}
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        r = self.rows[index.row()]
+        col = COLUMNS[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return {
+                "Job": r.title or r.kind, "Target": r.target, "Status": r.status,
+                "Progress": None, "ETA": format_eta(r.eta_s) if r.status == "running" else "",
+                "Started": _local_time(r.started_at or r.created_at),
+                "Message": r.error or r.message,
+            }[col]
+        if role == Qt.ItemDataRole.UserRole:
+            return r
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if col == "Message" and (r.error or r.message):
+                return r.error or r.message
+            if col == "Job":
+                return f"{r.kind} ({r.id})"
+        if role == Qt.ItemDataRole.ForegroundRole and col == "Status":
+            return QColor(STATUS_COLORS.get(r.status, "#000"))
+        return None
+
+    def apply_progress(self, job_id: str, payload: dict) -> None:
+        i = self._index.get(job_id)
+        if i is None:
+            return
+        r = self.rows[i]
+        r.progress, r.total = payload["done"], payload["total"]
+        r.eta_s = payload.get("eta_s")
+        if payload.get("message"):
+            r.message = payload["message"]
+        self.dataChanged.emit(self.index(i, 3), self.index(i, len(COLUMNS) - 1))
+
+    def record(self, row: int) -> JobRecord:
+        return self.rows[row]
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    def paint(self, painter, option, index):
+        r: JobRecord = index.data(Qt.ItemDataRole.UserRole)
+        opt = QStyleOptionProgressBar()
+        opt.rect = QRect(option.rect.adjusted(2, 3, -2, -3))
+        opt.minimum, opt.maximum = 0, 1000
+        frac = r.fraction
+        if r.status == "completed":
+            frac = 1.0
+        if frac is None:
+            opt.progress, opt.text = 0, "" if r.status != "running" else "..."
+        else:
+            opt.progress, opt.text = int(frac * 1000), f"{frac * 100:.0f}%"
+        opt.textVisible = True
+        QApplication.style().drawControl(QStyle.ControlElement.CE_ProgressBar, opt, painter)
+
+
+class LogDialog(QDialog):
+    """The job's log file, refreshed live while the job runs."""
+
+    def __init__(self, studio, job_id: str, parent=None):
+        super().__init__(parent)
+        self.studio, self.job_id = studio, job_id
+        rec = studio.get_job(job_id)
+        self.setWindowTitle(f"Log: {rec.title or rec.kind} ({job_id})")
+        self.resize(860, 520)
+        lay = QVBoxLayout(self)
+        self.text = QPlainTextEdit(readOnly=True)
+        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.text.setStyleSheet("font-family: monospace;")
+        lay.addWidget(self.text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        open_btn = buttons.addButton("Open file", QDialogButtonBox.ButtonRole.ActionRole)
+        open_btn.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(rec.log_path)))
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+        self.refresh()
+
+    def refresh(self) -> None:
+        text = self.studio.job_log(self.job_id) or "(the log is empty)"
+        if text != self.text.toPlainText():
+            self.text.setPlainText(text)
+            self.text.verticalScrollBar().setValue(self.text.verticalScrollBar().maximum())
+
+
+class JobsDock(QDockWidget):
+    log_requested = Signal(str)
+
+    def __init__(self, studio, bridge, parent=None):
+        super().__init__("Jobs", parent)
+        self.setObjectName("JobsDock")
+        self.studio = studio
+        self.model = JobsModel(studio, self)
+        body = QWidget()
+        lay = QVBoxLayout(body)
+        lay.setContentsMargins(4, 4, 4, 4)
+        bar = QHBoxLayout()
+        self.cancel_btn = QPushButton("Cancel")
+        self.pause_btn = QPushButton("Pause")
+        self.resume_btn = QPushButton("Resume")
+        self.log_btn = QPushButton("Open log")
+        self.clear_btn = QPushButton("Clear finished")
+        for b in (self.cancel_btn, self.pause_btn, self.resume_btn, self.log_btn):
+            bar.addWidget(b)
+        bar.addStretch(1)
+        bar.addWidget(self.clear_btn)
+        lay.addLayout(bar)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
+        self.table.setItemDelegateForColumn(3, ProgressDelegate(self.table))
+        self.table.verticalHeader().hide()
+        self.table.setAlternatingRowColors(True)
+        hh = self.table.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        hh.setStretchLastSection(True)
+        for col, w in enumerate((180, 110, 90, 120, 60, 110)):
+            self.table.setColumnWidth(col, w)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.table.doubleClicked.connect(lambda _: self.open_log())
+        lay.addWidget(self.table)
+        self.setWidget(body)
+        self._log_dialogs: dict[str, LogDialog] = {}
+
+        self.cancel_btn.clicked.connect(self.cancel_selected)
+        self.pause_btn.clicked.connect(lambda: self._act(self.studio.pause_job))
+        self.resume_btn.clicked.connect(lambda: self._act(self.studio.resume_job))
+        self.log_btn.clicked.connect(self.open_log)
+        self.clear_btn.clicked.connect(self.clear_finished)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
+        bridge.changed.connect(self.reload)
+        bridge.progress.connect(self.model.apply_progress)
+        bridge.log.connect(self._on_log)
+        self.reload()
+
+    def reload(self) -> None:
+        selected = self.selected()
+        self.model.reload()
+        if selected:
+            i = self.model._index.get(selected.id)
+            if i is not None:
+                self.table.selectRow(i)
+        self._update_buttons()
+
+    def selected(self) -> JobRecord | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.record(rows[0].row()) if rows else None
+
+    def _update_buttons(self) -> None:
+        r = self.selected()
+        active = bool(r and r.status in ACTIVE)
+        self.cancel_btn.setEnabled(active)
+        self.pause_btn.setEnabled(bool(r and r.status == "running"))
+        self.resume_btn.setEnabled(bool(r and r.status == "paused"))
+        self.log_btn.setEnabled(r is not None)
+
+    def _act(self, fn) -> None:
+        r = self.selected()
+        if r:
+            fn(r.id)
+
+    def cancel_selected(self) -> None:
+        self._act(self.studio.cancel_job)
+        self.reload()
+
+    def open_log(self) -> None:
+        r = self.selected()
+        if not r:
+            return
+        dlg = self._log_dialogs.get(r.id)
+        if dlg is None:
+            dlg = LogDialog(self.studio, r.id, self)
+            dlg.finished.connect(lambda _=0, job_id=r.id: self._log_dialogs.pop(job_id, None))
+            self._log_dialogs[r.id] = dlg
+        dlg.show()
+        dlg.raise_()
+
+    def _on_log(self, job_id: str, _payload: dict) -> None:
+        dlg = self._log_dialogs.get(job_id)
+        if dlg is not None:
+            dlg.refresh()
+
+    def clear_finished(self) -> None:
+        for r in list(self.model.rows):
+            if r.status not in ACTIVE:
+                self.studio.delete_job(r.id)
+        self.reload()
+
+    def _context_menu(self, pos) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return
+        self.table.selectRow(index.row())
+        r = self.selected()
+        menu = QMenu(self)
+        for text, fn, enabled in (
+            ("Cancel", self.cancel_selected, r.status in ACTIVE),
+            ("Open log", self.open_log, True),
+            ("Open artifact folder", lambda: QDesktopServices.openUrl(
+                QUrl.fromLocalFile(r.artifact_dir)), bool(r.artifact_dir)),
+            ("Copy error", lambda: QApplication.clipboard().setText(r.error + "\n\n" + r.traceback),
+             bool(r.error)),
+        ):
+            act = QAction(text, menu)
+            act.setEnabled(enabled)
+            act.triggered.connect(fn)
+            menu.addAction(act)
+        menu.exec(self.table.viewport().mapToGlobal(pos))

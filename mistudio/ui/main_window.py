@@ -1,0 +1,180 @@
+"""The main window: assembles tabs, the Jobs dock, menus and the status bar. Nothing more."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
+
+from mistudio import APP_TITLE
+from mistudio.ui.jobs_dock import JobsDock
+from mistudio.ui.status_bar import AppStatusBar
+from mistudio.ui.tabs import TABS, LazyTab
+from mistudio.ui.workers import JobBridge
+
+log = logging.getLogger(__name__)
+DOCS_URL = "https://github.com/mistudio/mistudio/tree/main/docs"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, studio, parent=None):
+        super().__init__(parent)
+        self.studio = studio
+        self.setWindowTitle(APP_TITLE)
+        self.resize(1280, 820)
+        self.bridge = JobBridge(self)
+        studio.add_job_listener(self.bridge)
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.lazy_tabs: dict[str, LazyTab] = {}
+        for spec in TABS:
+            page = LazyTab(spec, studio, self.bridge)
+            self.lazy_tabs[spec.title] = page
+            self.tabs.addTab(page, spec.title)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self.setCentralWidget(self.tabs)
+
+        self.jobs_dock = JobsDock(studio, self.bridge, self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobs_dock)
+        self.resizeDocks([self.jobs_dock], [190], Qt.Orientation.Vertical)
+        self.status = AppStatusBar(studio, self)
+        self.setStatusBar(self.status)
+        self._build_menus()
+        self._ui_settings = QSettings(str(studio.paths.root / "ui.ini"), QSettings.Format.IniFormat)
+        self._restore_geometry()
+        self._closing = False
+        self._on_tab_changed(self.tabs.currentIndex())
+        if studio.interrupted_at_start:
+            n = len(studio.interrupted_at_start)
+            QTimer.singleShot(0, lambda: self.statusBar().showMessage(
+                f"{n} job(s) were interrupted when the app last stopped; see the Jobs panel.",
+                15000))
+
+    # ------------------------------------------------------------------ tabs
+
+    def _on_tab_changed(self, index: int) -> None:
+        page = self.tabs.widget(index)
+        if isinstance(page, LazyTab):
+            page.ensure_built()
+
+    def show_tab(self, title: str):
+        page = self.lazy_tabs[title]
+        self.tabs.setCurrentWidget(page)
+        return page.ensure_built()
+
+    # ------------------------------------------------------------------ menus
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.settings_action = QAction("&Settings...", self)
+        self.settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
+        self.settings_action.triggered.connect(self.open_settings)
+        file_menu.addAction(self.settings_action)
+        open_dir = QAction("Open &data folder", self)
+        open_dir.triggered.connect(
+            lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.studio.paths.root))))
+        file_menu.addAction(open_dir)
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+
+        view_menu = self.menuBar().addMenu("&View")
+        view_menu.addAction(self.jobs_dock.toggleViewAction())
+
+        help_menu = self.menuBar().addMenu("&Help")
+        docs = QAction("&Documentation", self)
+        docs.setShortcut(QKeySequence.StandardKey.HelpContents)
+        docs.triggered.connect(self.open_docs)
+        help_menu.addAction(docs)
+        about = QAction("&About MechInterp Studio", self)
+        about.triggered.connect(self.open_about)
+        help_menu.addAction(about)
+
+    def open_settings(self):
+        from mistudio.ui.settings_dialog import SettingsDialog
+
+        dlg = SettingsDialog(self.studio, self)
+        dlg.open()
+        return dlg
+
+    def open_about(self, *, probe_torch: bool = True):
+        from mistudio.ui.about_dialog import AboutDialog
+
+        dlg = AboutDialog(self, probe_torch=probe_torch)
+        dlg.open()
+        return dlg
+
+    def open_docs(self) -> None:
+        local = Path(__file__).resolve().parents[2] / "docs"
+        url = QUrl.fromLocalFile(str(local)) if local.is_dir() else QUrl(DOCS_URL)
+        QDesktopServices.openUrl(url)
+
+    # ------------------------------------------------------------------ geometry & close
+
+    def _restore_geometry(self) -> None:
+        geo = self._ui_settings.value("geometry")
+        state = self._ui_settings.value("state")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        if state is not None:
+            self.restoreState(state)
+        tab = self._ui_settings.value("tab")
+        if tab is not None and str(tab).isdigit() and int(tab) < self.tabs.count():
+            self.tabs.setCurrentIndex(int(tab))
+
+    def _save_geometry(self) -> None:
+        self._ui_settings.setValue("geometry", self.saveGeometry())
+        self._ui_settings.setValue("state", self.saveState())
+        self._ui_settings.setValue("tab", self.tabs.currentIndex())
+        self._ui_settings.sync()
+
+    def closeEvent(self, event) -> None:
+        if self._closing:
+            event.accept()
+            return
+        active = self.studio.queue.active_ids()
+        if active and not getattr(self, "skip_close_confirmation", False):
+            answer = QMessageBox.question(
+                self, "Jobs are running",
+                f"{len(active)} job(s) are still running or queued. Stop them and quit? Trainings "
+                "and extractions save a checkpoint and can be resumed later.")
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self._save_geometry()
+        self._closing = True
+        for job_id in active:
+            self.studio.queue.cancel(job_id)
+        if not active:
+            self._finish_close()
+            event.accept()
+            return
+        # Wait for jobs without freezing the window; give up after the configured bound.
+        event.ignore()
+        self.statusBar().showMessage("Stopping jobs...")
+        deadline = time.monotonic() + self.studio.settings.shutdown_wait_s
+        timer = QTimer(self)
+        timer.setInterval(100)
+
+        def poll():
+            if not self.studio.queue.active_ids() or time.monotonic() > deadline:
+                timer.stop()
+                self._finish_close()
+                self.close()
+
+        timer.timeout.connect(poll)
+        timer.start()
+
+    def _finish_close(self) -> None:
+        self.bridge.stop()
+        self.studio.queue.remove_listener(self.bridge)
+        still = self.studio.close(timeout=0.5)
+        if still:
+            log.warning("closed with jobs still running (marked interrupted): %s", still)

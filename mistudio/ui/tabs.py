@@ -1,0 +1,91 @@
+"""The tabs of the main window: where each lives, and what it says before it exists.
+
+Tabs are imported and built on first view, so start-up stays fast and a tab whose
+module is not installed yet shows its truthful empty state instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from dataclasses import dataclass
+
+from PySide6.QtWidgets import QStackedLayout, QWidget
+
+from mistudio.ui.empty_state import EmptyState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TabSpec:
+    title: str
+    target: str  # "module:Class"; built as Class(studio, bridge, parent)
+    empty_title: str
+    empty_body: str
+
+
+TABS = [
+    TabSpec("Datasets", "mistudio.ui.datasets.tab:DatasetsTab", "No datasets yet",
+            "Datasets hold the text your model reads: from the Hugging Face Hub, local files "
+            "(.txt, .jsonl, .csv, .parquet) or the offline demo corpus. Import one, tokenize it "
+            "for a model, and browse exactly what the model will be fed."),
+    TabSpec("Models", "mistudio.ui.models.tab:ModelsTab", "No models yet",
+            "Models are the language models you study: download from the Hub, import a local "
+            "folder or a GGUF file, inspect the architecture and extract activations at chosen "
+            "layers and hook points. Start by adding a model."),
+    TabSpec("Training", "mistudio.ui.training.tab:TrainingTab", "No trainings yet",
+            "Train sparse autoencoders (ReLU/L1, TopK, BatchTopK, JumpReLU, transcoders) on "
+            "extracted activations, with live charts, checkpoints and resume. First extract "
+            "activations in the Models tab."),
+    TabSpec("Features", "mistudio.ui.features.tab:FeaturesTab", "Feature analysis is not built yet",
+            "This tab will show what an SAE learned: a feature table, max-activating examples, "
+            "activation histograms, logit lens, correlations, ablations, a UMAP map and labels. "
+            "It is not available in this version. Meanwhile: train an SAE in the Training tab; "
+            "its SAELens-format folder opens in other tools."),
+    TabSpec("Steering", "mistudio.ui.steering.tab:SteeringTab", "Steering is not built yet",
+            "This tab will steer generation with SAE features: steered and unsteered output side "
+            "by side, metrics and presets. It is not available in this version; it needs a "
+            "trained SAE and its model."),
+    TabSpec("Templates", "mistudio.ui.templates.tab:TemplatesTab", "No templates tab yet",
+            "Templates are saved, named settings for extraction and training. Save them from the "
+            "Models tab (extraction) and the Training tab (training); a page to manage all of "
+            "them here is not available in this version."),
+]
+
+
+def tab_available(spec: TabSpec) -> bool:
+    module = spec.target.partition(":")[0]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+class LazyTab(QWidget):
+    """Placeholder that builds the real tab the first time it is shown."""
+
+    def __init__(self, spec: TabSpec, studio, bridge, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.spec = spec
+        self.studio = studio
+        self.bridge = bridge
+        self.inner: QWidget | None = None
+        self._layout = QStackedLayout(self)
+
+    def ensure_built(self) -> QWidget:
+        if self.inner is not None:
+            return self.inner
+        if tab_available(self.spec):
+            module, _, cls = self.spec.target.partition(":")
+            try:
+                widget = getattr(importlib.import_module(module), cls)(self.studio, self.bridge, self)
+            except Exception:
+                log.exception("could not build the %s tab", self.spec.title)
+                raise
+        else:
+            widget = EmptyState(self.spec.empty_title, self.spec.empty_body, parent=self)
+        self.inner = widget
+        self._layout.addWidget(widget)
+        return widget
