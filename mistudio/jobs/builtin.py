@@ -10,7 +10,7 @@ from mistudio.errors import UserError
 def sleep_job(params: dict, ctx) -> dict:
     """Wait ``seconds`` in small steps, reporting progress; pausable and cancellable."""
     seconds = float(params.get("seconds", 1.0))
-    steps = max(1, int(seconds / 0.05))
+    steps = max(1, round(seconds / 0.05))
     for i in range(steps):
         ctx.pause_point()
         time.sleep(seconds / steps)
