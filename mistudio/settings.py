@@ -125,7 +125,17 @@ class SecretStore:
         self.folder = Path(folder) if folder else config_dir()
         if use_keyring is None:
             use_keyring = os.environ.get("MISTUDIO_NO_KEYRING") != "1"
-        self._keyring = self._usable_keyring() if use_keyring else None
+        self._use_keyring = use_keyring
+        self._keyring_checked = False
+        self._keyring_mod = None
+
+    @property
+    def _keyring(self):
+        # Looked up on first use: importing keyring costs start-up time.
+        if not self._keyring_checked:
+            self._keyring_checked = True
+            self._keyring_mod = self._usable_keyring() if self._use_keyring else None
+        return self._keyring_mod
 
     @staticmethod
     def _usable_keyring():

@@ -5,12 +5,32 @@ from __future__ import annotations
 import datetime as _dt
 import secrets
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 
-import sqlite_utils
-
 from mistudio.errors import UserError
+
+
+def _import_sqlite_utils():
+    """Import sqlite-utils without pandas.
+
+    sqlite-utils imports pandas at import time only to map ``pd.Timestamp`` to TEXT, which
+    we never use; pandas costs ~0.5-1.5 s of start-up. Hiding it during that one import
+    keeps the window fast; pandas stays importable for everything else.
+    """
+    if "sqlite_utils" in sys.modules or "pandas" in sys.modules:
+        import sqlite_utils
+        return sqlite_utils
+    sys.modules["pandas"] = None  # makes `import pandas` raise ImportError
+    try:
+        import sqlite_utils
+    finally:
+        del sys.modules["pandas"]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
 
 
 def new_id(prefix: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-import sqlite_utils
+from mistudio.store.db import sqlite_utils
 
 Migration = Callable[[sqlite_utils.Database], None]
 _MIGRATIONS: dict[int, tuple[str, Migration]] = {}
