@@ -108,6 +108,7 @@ class ShardRecord:
     sums_file: str
     rows: int
     row_start: int
+    resume: dict | None = None  # where a resumed extraction continues after this shard
 
 
 class ActivationShardWriter:
@@ -154,6 +155,7 @@ class ActivationShardWriter:
         self._buf_rows: list[np.ndarray] = []
         self._buf_pos: list[np.ndarray] = []
         self._buffered = 0
+        self._resume: dict | None = None
 
     @property
     def resumed_rows(self) -> int:
@@ -166,14 +168,30 @@ class ActivationShardWriter:
             if f"shards/{path.name}" not in keep:
                 path.unlink(missing_ok=True)
 
-    def append(self, rows, positions) -> None:
-        """Add rows (numpy/torch, any float dtype, [n, d_in]) with their int [n, 2] positions."""
+    def append(self, rows, positions, *, keep_together: bool = False,
+               resume: dict | None = None) -> None:
+        """Add rows (numpy/torch, any float dtype, [n, d_in]) with their int [n, 2] positions.
+
+        Default: shards hold exactly ``shard_rows`` rows. ``keep_together``: the chunk is
+        never split; a shard is written once at least ``shard_rows`` rows are buffered, so
+        shard ends fall on chunk ends (extraction uses this so that a resume restarts at a
+        batch boundary, recorded in ``resume``).
+        """
         stored = to_storage(rows, self.dtype)
         pos = np.asarray(positions.cpu() if _is_torch(positions) else positions, dtype=np.int32)
         if stored.ndim != 2 or stored.shape[1] != self.d_in:
             raise ValueError(f"rows must be [n, {self.d_in}], got {tuple(stored.shape)}")
         if pos.shape != (stored.shape[0], 2):
             raise ValueError(f"positions must be [{stored.shape[0]}, 2], got {pos.shape}")
+        if keep_together:
+            if stored.shape[0]:
+                self._buf_rows.append(stored)
+                self._buf_pos.append(pos)
+                self._buffered += stored.shape[0]
+            self._resume = resume
+            if self._buffered >= self.shard_rows:
+                self._write_shard()
+            return
         start = 0
         n = stored.shape[0]
         while start < n:
@@ -185,6 +203,10 @@ class ActivationShardWriter:
             if self._buffered >= self.shard_rows:
                 self._write_shard()
 
+    @property
+    def buffered_rows(self) -> int:
+        return self._buffered
+
     def _write_shard(self) -> None:
         if not self._buffered:
             return
@@ -194,7 +216,7 @@ class ActivationShardWriter:
         i = len(self.shards)
         rec = ShardRecord(file=f"shards/act_{i:05d}.npy", pos_file=f"shards/pos_{i:05d}.npy",
                           sums_file=f"shards/sum_{i:05d}.npz", rows=int(rows.shape[0]),
-                          row_start=self.num_rows)
+                          row_start=self.num_rows, resume=self._resume)
         as_f64 = from_storage(rows, self.dtype).astype(np.float64)
         norms = np.linalg.norm(as_f64, axis=1).astype(np.float32)
         _save_npy(self.folder / rec.file, rows)
@@ -244,6 +266,20 @@ def _read_index(folder: Path) -> list[ShardRecord]:
         return []
     data = json.loads(path.read_text(encoding="utf-8"))
     return [ShardRecord(**s) for s in data["shards"]]
+
+
+def read_shard_index(folder: str | os.PathLike) -> list[ShardRecord]:
+    """The complete shards of a (possibly unfinished) set; [] if none."""
+    return _read_index(Path(folder))
+
+
+def truncate_shards(folder: str | os.PathLike, n_shards: int) -> None:
+    """Forget shards past the first ``n_shards`` (resume aligns several sets this way).
+    Their files are removed when a writer next opens the folder."""
+    folder = Path(folder)
+    shards = _read_index(folder)
+    if len(shards) > n_shards:
+        _write_index(folder, shards[:n_shards])
 
 
 def _write_index(folder: Path, shards: list[ShardRecord]) -> None:
