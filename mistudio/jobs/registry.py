@@ -48,3 +48,7 @@ def job_kinds() -> dict[str, JobKind]:
 register(JobKind("demo.sleep", "mistudio.jobs.builtin:sleep_job", title="Wait", pausable=True))
 register(JobKind("demo.busy", "mistudio.jobs.builtin:busy_job", gpu=True, title="Busy compute"))
 register(JobKind("demo.fail", "mistudio.jobs.builtin:fail_job", title="Always fails"))
+register(JobKind("datasets.import", "mistudio.data.importer:run_import", title="Import dataset"))
+register(JobKind("datasets.tokenize", "mistudio.data.tokenize:run_tokenize",
+                 title="Tokenize dataset"))
+register(JobKind("datasets.stats", "mistudio.data.stats:run_stats", title="Dataset statistics"))
