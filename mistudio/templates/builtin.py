@@ -36,7 +36,7 @@ BUILTIN_TEMPLATES: tuple[BuiltinTemplate, ...] = (
         "A small TopK SAE in minutes, to check a pipeline end to end: 4x width, k=32, "
         "5M tokens. Not meant to give good features.",
         {"architecture": "topk", "expansion_factor": 4, "k": 32, "total_tokens": 5_000_000,
-         "batch_size": 1024, "lr_warmup_steps": 0, "lr_decay_steps": 0,
+         "batch_size": 1024, "lr": 1e-3, "lr_schedule": "constant", "lr_warmup_steps": 0,
          "checkpoint_every_tokens": 1_000_000, "normalize_activations": "expected_average_only_in"},
     ),
     BuiltinTemplate(
@@ -45,8 +45,9 @@ BUILTIN_TEMPLATES: tuple[BuiltinTemplate, ...] = (
         "AuxK coefficient 1/32, learning rate scaled by 1/sqrt(width), unit-norm decoder.",
         {"architecture": "topk", "expansion_factor": 32, "k": 32, "aux_k": 512,
          "aux_k_coefficient": 1 / 32, "total_tokens": 200_000_000, "batch_size": 4096,
-         "adam_beta1": 0.9, "adam_beta2": 0.999, "lr_warmup_steps": 0, "lr_decay_steps": 0,
-         "dead_feature_window_tokens": 10_000_000, "checkpoint_every_tokens": 20_000_000,
+         "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_eps": 6.25e-10,
+         "lr_schedule": "constant", "lr_warmup_steps": 0,
+         "dead_window_tokens": 10_000_000, "checkpoint_every_tokens": 20_000_000,
          "normalize_activations": "expected_average_only_in"},
     ),
     BuiltinTemplate(
@@ -55,19 +56,20 @@ BUILTIN_TEMPLATES: tuple[BuiltinTemplate, ...] = (
         "batch, a threshold estimated for inference; AuxK against dead latents.",
         {"architecture": "batchtopk", "expansion_factor": 16, "k": 32, "aux_k": 512,
          "aux_k_coefficient": 1 / 32, "total_tokens": 200_000_000, "batch_size": 4096,
-         "lr": 3e-4, "adam_beta1": 0.9, "adam_beta2": 0.999, "lr_warmup_steps": 0,
-         "lr_decay_steps": 0, "checkpoint_every_tokens": 20_000_000,
+         "lr": 3e-4, "adam_beta1": 0.9, "adam_beta2": 0.999, "lr_schedule": "constant",
+         "lr_warmup_steps": 0, "checkpoint_every_tokens": 20_000_000,
          "normalize_activations": "expected_average_only_in"},
     ),
     BuiltinTemplate(
         "gemma_scope_jumprelu", "Gemma-Scope-style JumpReLU",
         "JumpReLU with a straight-through L0 penalty (Rajamanoharan et al. 2024, Gemma "
         "Scope): Adam betas (0, 0.999), lr 7e-5 with 1,000 warm-up steps, sparsity "
-        "coefficient warmed up over 10,000 steps, bandwidth 0.001, threshold 0.001.",
+        "coefficient warmed up linearly (the paper: 10,000 of ~120,000 steps), bandwidth "
+        "0.001, initial threshold 0.001.",
         {"architecture": "jumprelu", "expansion_factor": 16, "l0_coefficient": 1.0,
-         "l0_warmup_steps": 10_000, "jumprelu_bandwidth": 0.001,
+         "l1_warmup_fraction": 0.08, "jumprelu_bandwidth": 0.001,
          "jumprelu_init_threshold": 0.001, "lr": 7e-5, "adam_beta1": 0.0, "adam_beta2": 0.999,
-         "lr_warmup_steps": 1000, "lr_decay_steps": 0, "total_tokens": 200_000_000,
+         "lr_schedule": "constant", "lr_warmup_steps": 1000, "total_tokens": 200_000_000,
          "batch_size": 4096, "checkpoint_every_tokens": 20_000_000,
          "normalize_activations": "expected_average_only_in"},
     ),
@@ -78,7 +80,8 @@ BUILTIN_TEMPLATES: tuple[BuiltinTemplate, ...] = (
         "over the first 5% of steps, lr decayed to 0 over the last 20%, gradient clipping 1.",
         {"architecture": "relu", "expansion_factor": 16, "l1_coefficient": 5.0,
          "l1_warmup_fraction": 0.05, "lr": 5e-5, "adam_beta1": 0.9, "adam_beta2": 0.999,
-         "lr_warmup_steps": 0, "lr_decay_fraction": 0.2, "grad_clip_norm": 1.0,
+         "lr_schedule": "linear", "lr_warmup_steps": 0, "lr_decay_fraction": 0.2,
+         "lr_min_fraction": 0.0, "grad_clip_norm": 1.0,
          "total_tokens": 200_000_000, "batch_size": 4096,
          "checkpoint_every_tokens": 20_000_000,
          "normalize_activations": "expected_average_only_in"},
