@@ -78,8 +78,16 @@ class JobsRepo:
         )
         return rec
 
+    def _select(self, where: str = "", args: list | tuple = (), suffix: str = "") -> list[dict]:
+        # Plain SQL on hot paths: sqlite-utils' table lookups cost several extra queries per
+        # call, and every query hands the GIL back and forth with busy job threads.
+        cur = self.store.db.conn.execute(
+            f"select * from jobs {'where ' + where if where else ''} {suffix}", list(args))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
     def get(self, job_id: str) -> JobRecord | None:
-        rows = list(self.table.rows_where("id = ?", [job_id]))
+        rows = self._select("id = ?", [job_id])
         return JobRecord.from_row(rows[0]) if rows else None
 
     def update(self, job_id: str, **fields: Any) -> None:
@@ -90,8 +98,9 @@ class JobsRepo:
         if "params" in fields and not isinstance(fields["params"], str):
             fields["params"] = json.dumps(fields["params"], default=str)
         fields["updated_at"] = now_iso()
-        with self.store.db.conn:
-            self.table.update(job_id, fields)
+        cols = ", ".join(f"[{k}] = ?" for k in fields)
+        with self.store.db.conn as conn:
+            conn.execute(f"update jobs set {cols} where id = ?", [*fields.values(), job_id])
 
     def list(self, *, status: Iterable[str] | None = None, kind: str | None = None,
              target: str | None = None, limit: int | None = None) -> list[JobRecord]:
@@ -106,9 +115,8 @@ class JobsRepo:
         if target:
             where.append("target = ?")
             args.append(target)
-        rows = self.table.rows_where(" and ".join(where) or None, args, order_by="created_at desc",
-                                     limit=limit)
-        return [JobRecord.from_row(r) for r in rows]
+        suffix = "order by created_at desc" + (f" limit {int(limit)}" if limit else "")
+        return [JobRecord.from_row(r) for r in self._select(" and ".join(where), args, suffix)]
 
     def mark_interrupted(self) -> list[str]:
         """Jobs left running/paused/queued by a crash become ``interrupted``. Returns their ids."""
