@@ -66,15 +66,17 @@ class HardwareInfo:
         return d
 
 
-def detect_jetson() -> tuple[bool, str | None]:
+def detect_jetson(model_files=("/proc/device-tree/model", "/sys/firmware/devicetree/base/model"),
+                  release_file="/etc/nv_tegra_release") -> tuple[bool, str | None]:
+    """Jetson (Tegra) boards: the L4T release file, or 'Jetson'/'Orin' in the device-tree model."""
     model = None
-    for p in ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model"):
+    for p in model_files:
         try:
             model = Path(p).read_bytes().rstrip(b"\0").decode(errors="replace").strip()
             break
         except OSError:
             continue
-    is_jetson = Path("/etc/nv_tegra_release").exists() or bool(
+    is_jetson = Path(release_file).exists() or bool(
         model and ("jetson" in model.lower() or "orin" in model.lower() or "tegra" in model.lower()))
     return is_jetson, model if is_jetson else None
 

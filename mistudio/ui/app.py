@@ -25,6 +25,9 @@ def _check_display() -> str | None:
     return None
 
 
+_OPEN_ERRORS: list = []
+
+
 def install_excepthook(app) -> None:
     """Uncaught exceptions are logged and shown in a dialog; the app never dies silently."""
     from PySide6.QtCore import QThread
@@ -37,10 +40,14 @@ def install_excepthook(app) -> None:
         sys.__stderr__.write(text)
         if QThread.currentThread() is not app.thread():
             return  # never build widgets off the main thread
-        from mistudio.ui.dialogs import show_error
+        from mistudio.ui.dialogs import error_box
 
-        try:
-            show_error(app.activeWindow(), "Unexpected error", describe_exception(exc), text)
+        try:  # non-blocking: the app keeps running behind the dialog
+            box = error_box(app.activeWindow(), "Unexpected error",
+                            describe_exception(exc) + "\n\nThe details are in the log.", text)
+            _OPEN_ERRORS.append(box)
+            box.finished.connect(lambda *_: _OPEN_ERRORS.remove(box))
+            box.open()
         except Exception:
             pass
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 
-def show_error(parent: QWidget | None, title: str, message: str, details: str = "") -> None:
+def error_box(parent: QWidget | None, title: str, message: str, details: str = "") -> QMessageBox:
+    """An error message with the details (traceback, log) one click away."""
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Critical)
     box.setWindowTitle(title)
     box.setText(message)
     if details:
         box.setDetailedText(details)
-    box.exec()
+    return box
+
+
+def show_error(parent: QWidget | None, title: str, message: str, details: str = "") -> None:
+    error_box(parent, title, message, details).exec()
 
 
 def confirm(parent: QWidget | None, title: str, message: str, *, destructive: bool = False) -> bool:

@@ -117,6 +117,25 @@ class ProgressDelegate(QStyledItemDelegate):
         QApplication.style().drawControl(QStyle.ControlElement.CE_ProgressBar, opt, painter)
 
 
+class StatusBadgeDelegate(QStyledItemDelegate):
+    """The status as a coloured rounded badge."""
+
+    def paint(self, painter, option, index):
+        status = index.data(Qt.ItemDataRole.DisplayRole) or ""
+        color = QColor(STATUS_COLORS.get(status, "#6b7280"))
+        painter.save()
+        painter.setRenderHint(painter.RenderHint.Antialiasing)
+        fm = option.fontMetrics
+        w = fm.horizontalAdvance(status) + 14
+        rect = QRect(option.rect.x() + 4, option.rect.y() + 4, w, option.rect.height() - 8)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(color)
+        painter.drawRoundedRect(rect, 8, 8)
+        painter.setPen(QColor("white"))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, status)
+        painter.restore()
+
+
 class LogDialog(QDialog):
     """The job's log file, refreshed live while the job runs."""
 
@@ -171,6 +190,7 @@ class JobsDock(QDockWidget):
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
+        self.table.setItemDelegateForColumn(2, StatusBadgeDelegate(self.table))
         self.table.setItemDelegateForColumn(3, ProgressDelegate(self.table))
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
