@@ -52,3 +52,13 @@ register(JobKind("datasets.import", "mistudio.data.importer:run_import", title="
 register(JobKind("datasets.tokenize", "mistudio.data.tokenize:run_tokenize",
                  title="Tokenize dataset"))
 register(JobKind("datasets.stats", "mistudio.data.stats:run_stats", title="Dataset statistics"))
+register(JobKind("models.download", "mistudio.models.sources:hub_download_job",
+                 title="Download model"))
+register(JobKind("models.import", "mistudio.models.sources:import_local_job",
+                 title="Import model folder"))
+register(JobKind("models.convert_gguf", "mistudio.models.sources:convert_gguf_job",
+                 title="Convert GGUF model"))
+register(JobKind("models.quantize", "mistudio.models.sources:save_quantized_job", gpu=True,
+                 title="Save quantized model"))
+register(JobKind("activations.extract", "mistudio.activations.extract:run", gpu=True,
+                 title="Extract activations", pausable=True))

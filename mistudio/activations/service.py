@@ -1,0 +1,344 @@
+"""``studio.activations``: extraction, activation sets and extraction templates.
+
+Qt-free and torch-free at import time. One extraction job writes one activation set per
+hook point (``activations/<set id>/``); the sets share an ``extraction_id`` and finish
+together. A job listener records outcomes; unfinished sets are ``incomplete`` and can be
+resumed from their last complete shard.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from mistudio.activations.format import ActivationSet, STORE_DTYPES, is_complete
+from mistudio.activations.repository import (ActivationSetRecord, ActivationSetsRepo,
+                                             ExtractionTemplate, ExtractionTemplatesRepo)
+from mistudio.errors import UserError
+from mistudio.paths import dir_size
+from mistudio.store.db import new_id
+from mistudio.store.jobs_repo import FINISHED, JobRecord
+
+DEFAULT_SETTINGS = {"layers": [], "hook_types": ["resid_post"], "max_tokens": 1_000_000,
+                    "batch_size": 16, "store_dtype": "float32", "skip_bos": True}
+
+BUILTIN_TEMPLATES = [
+    ("Residual stream, middle layer", "The residual stream after the middle block: the usual "
+     "first SAE target.", {"layers": ["middle"], "hook_types": ["resid_post"],
+                           "max_tokens": 2_000_000, "store_dtype": "float32"}),
+    ("Quick look (100k tokens)", "A small sample of the middle residual stream for a fast "
+     "first training run.", {"layers": ["middle"], "hook_types": ["resid_post"],
+                             "max_tokens": 100_000, "store_dtype": "float32"}),
+    ("Transcoder pair, middle layer", "MLP input and MLP output of the middle block, for "
+     "training a transcoder.", {"layers": ["middle"], "hook_types": ["mlp_in", "mlp_out"],
+                                "max_tokens": 2_000_000, "store_dtype": "float32"}),
+    ("All layers, residual (bf16)", "The residual stream after every block, stored in "
+     "bfloat16 to halve the disk use.", {"layers": ["all"], "hook_types": ["resid_post"],
+                                         "max_tokens": 500_000, "store_dtype": "bfloat16"}),
+]
+
+
+def expand_layers(spec, n_layers: int) -> list[int]:
+    """Layer choices: ints, "middle", "all", "last", or "a-b" ranges."""
+    out: list[int] = []
+    items = spec if isinstance(spec, (list, tuple)) else [spec]
+    for item in items:
+        if isinstance(item, int) or (isinstance(item, str) and item.strip().lstrip("-").isdigit()):
+            i = int(item)
+            out.append(i if i >= 0 else n_layers + i)
+        elif item == "middle":
+            out.append(n_layers // 2)
+        elif item == "last":
+            out.append(n_layers - 1)
+        elif item == "all":
+            out.extend(range(n_layers))
+        elif isinstance(item, str) and "-" in item:
+            a, b = item.split("-", 1)
+            out.extend(range(int(a), int(b) + 1))
+        else:
+            raise UserError(f"Cannot read the layer choice {item!r}.",
+                            hint="Use numbers, ranges like 2-5, 'middle', 'last' or 'all'.")
+    bad = [i for i in out if not 0 <= i < n_layers]
+    if bad:
+        raise UserError(f"Layer(s) {bad} do not exist: the model has {n_layers} layers "
+                        f"(0..{n_layers - 1}).", hint="Pick layers in range.")
+    return sorted(set(out))
+
+
+class ActivationService:
+    def __init__(self, studio):
+        self.studio = studio
+        self.repo = ActivationSetsRepo(studio.store)
+        self.templates_repo = ExtractionTemplatesRepo(studio.store)
+        self._submitting: set[str] = set()
+        studio.add_job_listener(self._on_job_event)
+        self._seed_templates()
+        self._sweep()
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _on_job_event(self, job_id: str, kind: str, payload: dict) -> None:
+        if kind != "status" or payload.get("status") not in FINISHED:
+            return
+        recs = [ActivationSetRecord.from_row(r)
+                for r in self.repo.table.rows_where("job_id = ?", [job_id])]
+        for rec in recs:
+            self._settle(rec, payload["status"], payload.get("error", ""))
+
+    def _settle(self, rec: ActivationSetRecord, status: str, error: str) -> None:
+        if is_complete(rec.folder):
+            s = ActivationSet(rec.folder)
+            st = s.stats
+            summary = {k: st.get(k) for k in ("mean_norm", "std_norm", "median_norm",
+                                              "max_norm", "mean_std", "total_variance")}
+            summary["norm_hist"] = st.get("norm_hist")
+            summary["elapsed_s"] = s.meta.get("elapsed_s")
+            self.repo.update(rec.id, status="ready", num_rows=s.num_rows, d_in=s.d_in,
+                             size_bytes=dir_size(rec.folder), summary=summary, job_id="")
+        else:
+            summary = dict(rec.summary)
+            summary["error"] = error or {"cancelled": "Cancelled.",
+                                         "interrupted": "Interrupted."}.get(status, status)
+            self.repo.update(rec.id, status="incomplete", summary=summary, job_id="",
+                             size_bytes=dir_size(rec.folder) if Path(rec.folder).exists() else 0)
+
+    def _sweep(self) -> None:
+        for rec in self.repo.list(status="extracting"):
+            if self._job_done(rec.job_id):
+                job = self.studio.jobs_repo.get(rec.job_id) if rec.job_id else None
+                self._settle(rec, job.status if job else "interrupted", job.error if job else "")
+
+    # ------------------------------------------------------------------ reading
+
+    def list(self, *, model_id: str | None = None, status: str | None = None
+             ) -> list[ActivationSetRecord]:
+        self._sweep()
+        return self.repo.list(model_id=model_id, status=status)
+
+    def get(self, set_id: str) -> ActivationSetRecord:
+        rec = self.repo.get(set_id)
+        if rec is None:
+            matches = self.repo.find(set_id)
+            if len(matches) != 1:
+                raise UserError(f"No activation set {set_id!r}.",
+                                hint="`mistudio extract list` shows them.")
+            rec = matches[0]
+        if rec.status == "extracting" and self._job_done(rec.job_id):
+            job = self.studio.jobs_repo.get(rec.job_id) if rec.job_id else None
+            self._settle(rec, job.status if job else "interrupted", job.error if job else "")
+            rec = self.repo.get(rec.id)
+        return rec
+
+    def _job_done(self, job_id: str) -> bool:
+        if job_id in self._submitting or (job_id and self.studio.queue.is_active(job_id)):
+            return False
+        job = self.studio.jobs_repo.get(job_id) if job_id else None
+        return job is None or job.status in FINISHED
+
+    def open(self, set_id: str) -> ActivationSet:
+        """The reader of a finished set (for training and analysis)."""
+        rec = self.get(set_id)
+        if rec.status != "ready":
+            raise UserError(f"The activation set {rec.id} is {rec.status}.",
+                            hint="Resume its extraction first." if rec.status == "incomplete"
+                            else "Wait for its extraction to finish.")
+        return ActivationSet(rec.folder)
+
+    def folder(self, set_id: str) -> Path:
+        return self.studio.paths.entity_dir("activations", set_id)
+
+    # ------------------------------------------------------------------ extraction
+
+    def _tokenization_folder(self, tokenization: str) -> tuple[Path, str]:
+        path = Path(str(tokenization)).expanduser()
+        if path.is_dir():
+            from mistudio.data.tokenized import TokenizedDataset
+
+            tok = TokenizedDataset(path)
+            return path.resolve(), str(tok.meta.get("dataset_id", ""))
+        try:
+            rec = self.studio.datasets.get_tokenization(str(tokenization))
+        except (ImportError, AttributeError):
+            rec = None
+        if rec is None:
+            raise UserError(f"No tokenization {tokenization!r}.",
+                            hint="Give a tokenization id from the Datasets tab or a folder.")
+        if getattr(rec, "status", "ready") != "ready":
+            raise UserError("That tokenization is not finished yet.",
+                            hint="Wait for the tokenize job to complete.")
+        return Path(rec.path), rec.dataset_id
+
+    def resolve_hook_points(self, model: str, *, hook_points: list[str] | None = None,
+                            layers=None, hook_types: list[str] | None = None) -> list[str]:
+        from mistudio.models import hooks
+
+        summary = self.studio.models.inspect(model)
+        names = list(hook_points or [])
+        if layers:
+            for layer in expand_layers(layers, summary["n_layers"]):
+                for t in hook_types or ["resid_post"]:
+                    names.append(hooks.hook_name(layer, t))
+        if not names:
+            raise UserError("Choose at least one hook point.",
+                            hint="Pick layers and hook types, or type a hook name.")
+        for n in names:
+            hooks.resolve(n, summary["model_type"], summary["n_layers"])  # validates
+        return list(dict.fromkeys(names))
+
+    def start_extraction(self, model: str, tokenization: str, *,
+                         hook_points: list[str] | None = None, layers=None,
+                         hook_types: list[str] | None = None, max_tokens: int = 1_000_000,
+                         batch_size: int = 16, store_dtype: str = "float32",
+                         skip_bos: bool = True, device: str = "auto", model_dtype: str = "auto",
+                         quantization: str = "none", name: str = "", shard_rows: int = 0
+                         ) -> tuple[list[ActivationSetRecord], JobRecord]:
+        mrec = self.studio.models.require_ready(model)
+        if store_dtype not in STORE_DTYPES:
+            raise UserError(f"Unknown storage dtype {store_dtype!r}.",
+                            hint=f"Use one of {', '.join(STORE_DTYPES)}.")
+        if int(batch_size) < 1:
+            raise UserError("The batch size must be at least 1.")
+        if int(max_tokens) < 0:
+            raise UserError("Max tokens cannot be negative (0 means all).")
+        tok_folder, dataset_id = self._tokenization_folder(tokenization)
+        from mistudio.data.tokenized import TokenizedDataset
+
+        tok = TokenizedDataset(tok_folder)
+        if mrec.tokenizer_fingerprint and tok.fingerprint != mrec.tokenizer_fingerprint:
+            raise UserError(
+                f"The tokenization was made with {tok.meta.get('tokenizer', 'another tokenizer')}"
+                f", not with the tokenizer of {mrec.name}.",
+                hint="Tokenize the dataset with this model in the Datasets tab, then extract.")
+        names = self.resolve_hook_points(mrec.id, hook_points=hook_points, layers=layers,
+                                         hook_types=hook_types)
+        extraction_id = new_id("ext")
+        job_id = new_id("job")
+        recs, outputs = [], {}
+        from mistudio.models.hooks import parse_hook_name
+
+        settings = {"max_tokens": int(max_tokens), "batch_size": int(batch_size),
+                    "store_dtype": store_dtype, "skip_bos": bool(skip_bos), "device": device,
+                    "model_dtype": model_dtype, "quantization": quantization}
+        for n in names:
+            sid = new_id("act")
+            parsed = parse_hook_name(n)
+            folder = self.folder(sid)
+            outputs[n] = {"set_id": sid, "folder": str(folder)}
+            recs.append(ActivationSetRecord(
+                id=sid, hook_point=n, status="extracting", extraction_id=extraction_id,
+                name=name or f"{mrec.name} {n}", model_id=mrec.id,
+                layer=parsed[0] if parsed else None, dtype=store_dtype, d_in=mrec.d_model,
+                seq_len=tok.seq_len, tokenization=str(tok_folder), dataset_id=dataset_id,
+                folder=str(folder), params=settings, job_id=job_id))
+        params = {"model_folder": mrec.folder, "model_id": mrec.id, "model_name": mrec.name,
+                  "trust_remote_code": mrec.trust_remote_code, "tokenization": str(tok_folder),
+                  "dataset_id": dataset_id, "hook_points": names, "outputs": outputs,
+                  "extraction_id": extraction_id, "shard_rows": int(shard_rows), **settings}
+        self._submitting.add(job_id)
+        try:
+            self.repo.insert_all(recs)
+            job = self.studio.submit_job("activations.extract", params, target=mrec.id,
+                                         title=f"Extract {mrec.name}: {', '.join(names)}"[:120],
+                                         job_id=job_id)
+        except BaseException:
+            for r in recs:
+                self.repo.delete(r.id)
+            raise
+        finally:
+            self._submitting.discard(job_id)
+        return [self.repo.get(r.id) for r in recs], job
+
+    def resume_extraction(self, set_id: str, *, batch_size: int | None = None) -> JobRecord:
+        """Continue an incomplete extraction (all its hook points) after its last shard."""
+        rec = self.get(set_id)
+        group = self.repo.list(extraction_id=rec.extraction_id) if rec.extraction_id else [rec]
+        active = [r.job_id for r in group if r.job_id and self.studio.queue.is_active(r.job_id)]
+        if active:
+            return self.studio.get_job(active[0])
+        if all(r.status == "ready" for r in group):
+            raise UserError("This extraction is already complete.")
+        mrec = self.studio.models.require_ready(rec.model_id)
+        settings = dict(rec.params)
+        if batch_size:
+            settings["batch_size"] = int(batch_size)
+        names = [r.hook_point for r in group]
+        outputs = {r.hook_point: {"set_id": r.id, "folder": r.folder} for r in group}
+        job_id = new_id("job")
+        params = {"model_folder": mrec.folder, "model_id": mrec.id, "model_name": mrec.name,
+                  "trust_remote_code": mrec.trust_remote_code, "tokenization": rec.tokenization,
+                  "dataset_id": rec.dataset_id, "hook_points": names, "outputs": outputs,
+                  "extraction_id": rec.extraction_id, **settings}
+        self._submitting.add(job_id)
+        try:
+            for r in group:
+                self.repo.update(r.id, status="extracting", job_id=job_id, params=settings)
+            return self.studio.submit_job("activations.extract", params, target=mrec.id,
+                                          title=f"Resume extraction {rec.extraction_id}",
+                                          job_id=job_id)
+        finally:
+            self._submitting.discard(job_id)
+
+    def delete(self, set_id: str) -> None:
+        rec = self.get(set_id)
+        if rec.job_id and self.studio.queue.is_active(rec.job_id):
+            raise UserError("This activation set is being extracted.", hint="Cancel it first.")
+        shutil.rmtree(rec.folder, ignore_errors=True)
+        self.repo.delete(rec.id)
+
+    def rename(self, set_id: str, name: str) -> ActivationSetRecord:
+        rec = self.get(set_id)
+        self.repo.update(rec.id, name=name.strip() or rec.name)
+        return self.repo.get(rec.id)
+
+    # ------------------------------------------------------------------ templates
+
+    def _seed_templates(self) -> None:
+        for name, desc, settings in BUILTIN_TEMPLATES:
+            if self.templates_repo.get_by_name(name) is None:
+                self.templates_repo.upsert(ExtractionTemplate(
+                    id=new_id("et"), name=name, description=desc,
+                    settings={**DEFAULT_SETTINGS, **settings}, builtin=True))
+
+    def list_templates(self) -> list[ExtractionTemplate]:
+        return self.templates_repo.list()
+
+    def get_template(self, name: str) -> ExtractionTemplate:
+        tpl = self.templates_repo.get_by_name(name)
+        if tpl is None:
+            raise UserError(f"No extraction template {name!r}.",
+                            hint="`mistudio extract templates` lists them.")
+        return tpl
+
+    def save_template(self, name: str, settings: dict, description: str = ""
+                      ) -> ExtractionTemplate:
+        name = (name or "").strip()
+        if not name:
+            raise UserError("A template needs a name.")
+        unknown = set(settings) - set(DEFAULT_SETTINGS) - {"hook_points"}
+        if unknown:
+            raise UserError(f"Unknown template settings: {', '.join(sorted(unknown))}.",
+                            hint=f"Known: {', '.join(sorted(DEFAULT_SETTINGS))}, hook_points.")
+        if settings.get("store_dtype", "float32") not in STORE_DTYPES:
+            raise UserError(f"Unknown storage dtype {settings['store_dtype']!r}.")
+        old = self.templates_repo.get_by_name(name)
+        if old is not None and old.builtin:
+            raise UserError(f"{name!r} is a built-in template.", hint="Save under another name.")
+        tpl = ExtractionTemplate(id=old.id if old else new_id("et"), name=name,
+                                 description=description, settings={**DEFAULT_SETTINGS,
+                                                                    **settings},
+                                 created_at=old.created_at if old else "")
+        return self.templates_repo.upsert(tpl)
+
+    def delete_template(self, name: str) -> None:
+        tpl = self.get_template(name)
+        if tpl.builtin:
+            raise UserError("Built-in templates cannot be deleted.")
+        self.templates_repo.delete(tpl.id)
+
+    def apply_template(self, name: str, model: str | None = None) -> dict:
+        """The form values a template gives (layers expanded when a model is given)."""
+        settings = {**DEFAULT_SETTINGS, **self.get_template(name).settings}
+        if model is not None and settings.get("layers"):
+            n_layers = self.studio.models.inspect(model)["n_layers"]
+            settings["layers"] = expand_layers(settings["layers"], n_layers)
+        return settings

