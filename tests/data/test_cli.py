@@ -1,0 +1,65 @@
+"""``mistudio datasets ...`` end to end, in-process, on a temporary data folder."""
+
+from __future__ import annotations
+
+import json
+
+from data_samples import DOCS
+
+from mistudio.cli import main
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_add_list_show_docs_tokenize_delete(data_dir, corpus_files, tiny_tokenizer_dir, capsys):
+    code, out, err = cli(capsys, "datasets", "add", str(corpus_files["jsonl"]), "--name", "Docs")
+    assert code == 0, err
+    ds_id = out.split()[0]
+    assert ds_id.startswith("ds_") and f"{len(DOCS)} documents" in out
+
+    code, out, _ = cli(capsys, "datasets", "list", "--json")
+    listed = json.loads(out)
+    assert [d["id"] for d in listed] == [ds_id] and listed[0]["n_docs"] == len(DOCS)
+
+    code, out, _ = cli(capsys, "datasets", "docs", ds_id, "--search", "capital")
+    assert code == 0 and "Paris is the capital" in out and "[1]" in out
+    code, out, _ = cli(capsys, "datasets", "docs", ds_id, "--where", "topic=Technology")
+    assert out.count("topic=Technology") == 2
+
+    code, out, err = cli(capsys, "datasets", "tokenize", ds_id, "--tokenizer",
+                         str(tiny_tokenizer_dir), "--seq-len", "16", "--packing", "padded")
+    assert code == 0, err
+    tok_id = out.split(":")[0]
+    assert f"{len(DOCS)} sequences x 16" in out
+    code, out, _ = cli(capsys, "datasets", "tokenize", ds_id, "--tokenizer",
+                       str(tiny_tokenizer_dir), "--seq-len", "16", "--packing", "padded")
+    assert "already tokenized" in out
+
+    code, out, _ = cli(capsys, "datasets", "show", ds_id)
+    assert code == 0 and tok_id in out and "topic" in out and "top tokens" in out
+    code, out, _ = cli(capsys, "datasets", "rename", ds_id, "New name")
+    assert "New name" in out
+
+    code, _, err = cli(capsys, "datasets", "delete", ds_id)  # stdin is not a terminal
+    assert code == 2 and "--yes" in err
+    code, out, _ = cli(capsys, "datasets", "delete", ds_id, "--yes")
+    assert code == 0 and "deleted dataset" in out
+    code, out, _ = cli(capsys, "datasets", "list")
+    assert "no datasets" in out
+
+
+def test_cli_errors_are_short_and_clear(data_dir, tmp_path, capsys):
+    code, _, err = cli(capsys, "datasets", "add", str(tmp_path / "nope.txt"))
+    assert code == 2 and "does not exist" in err
+    code, _, err = cli(capsys, "datasets", "add")
+    assert code == 2 and "exactly one source" in err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("")
+    code, _, err = cli(capsys, "datasets", "add", str(bad))
+    assert code == 1 and "is empty" in err
+    code, _, err = cli(capsys, "datasets", "show", "ds_missing")
+    assert code == 2 and "No dataset" in err
