@@ -21,7 +21,7 @@ def _run(job_id, n, scale=1.0, t0=1000.0):
 
 @pytest.fixture
 def chart(qtbot):
-    c = MetricChart(CHART_SPECS[0])  # Loss, log scale by default
+    c = MetricChart(CHART_SPECS[0])  # Loss
     qtbot.addWidget(c)
     c.resize(500, 300)
     c.show()
@@ -78,6 +78,8 @@ def test_log_scale_toggle_masks_non_positive(chart):
     run.add_live_rows([{"step": s, "t": 0.0, "values": {"loss": v}}
                        for s, v in enumerate([1.0, 0.0, -1.0, 0.1])])
     chart.update_data([run], ChartOptions(smoothing=0.0))
+    chart.log_box.setChecked(True)
+    assert chart.plot.getPlotItem().ctrl.logYCheck.isChecked()
     _, y = chart.curves[("a", "loss")]["smooth"].getOriginalDataset()
     assert np.isnan(y[1]) and np.isnan(y[2]) and y[3] == pytest.approx(0.1)
     chart.log_box.setChecked(False)

@@ -63,6 +63,10 @@ def test_ema_matches_a_plain_loop(w):
                                atol=1e-9)
 
 
+def test_ema_of_a_constant_is_exactly_constant():
+    assert np.all(ema_smooth(np.full(1000, 0.00226274), 0.6) == 0.00226274)
+
+
 def test_ema_skips_nan_points():
     values = np.array([1.0, np.nan, 3.0, 5.0])
     out = ema_smooth(values, 0.5)

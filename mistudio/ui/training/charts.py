@@ -39,7 +39,7 @@ class ChartSpec:
 # Metric names written by the SAE trainer (listed in mistudio/sae/config.py); a sweep
 # prefixes them with the member ("k16/l0"), which the charts show as separate runs.
 CHART_SPECS: tuple[ChartSpec, ...] = (
-    ChartSpec("Loss", ("loss", "mse", "sparsity_loss", "aux_loss"), log_y=True,
+    ChartSpec("Loss", ("loss", "mse", "sparsity_loss", "aux_loss"),
               help="Total loss and its parts: reconstruction MSE, sparsity penalty (L1 for "
                    "ReLU, L0 for JumpReLU) and the AuxK loss (TopK, BatchTopK)."),
     ChartSpec("Explained variance", ("explained_variance",),

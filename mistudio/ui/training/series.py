@@ -189,7 +189,12 @@ def ema_smooth(values: np.ndarray, weight: float) -> np.ndarray:
     den = 1.0 - weight ** np.arange(1, len(x) + 1, dtype=np.float64)
     out = np.full_like(values, np.nan)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        out[finite] = num / den
+        smooth = num / den
+    # An EMA is a weighted mean of the points so far, so it lies within their range; the
+    # clip removes rounding noise (a constant series stays exactly constant).
+    if len(x):
+        smooth = np.clip(smooth, np.minimum.accumulate(x), np.maximum.accumulate(x))
+    out[finite] = smooth
     return out
 
 

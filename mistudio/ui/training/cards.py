@@ -1,0 +1,209 @@
+"""Job cards: one per training, with status, progress, speed, ETA, key metrics and actions."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QFrame, QHBoxLayout, QLabel, QMenu, QProgressBar,
+                               QPushButton, QScrollArea, QSizePolicy, QToolButton, QVBoxLayout,
+                               QWidget)
+
+STATUS_COLORS = {
+    "queued": "#6c757d", "running": "#0d6efd", "paused": "#b8860b", "completed": "#198754",
+    "failed": "#dc3545", "cancelled": "#6c757d", "interrupted": "#d9480f",
+}
+STATUS_TEXT = {"interrupted": "interrupted — can resume"}
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "–"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def format_rate(tokens_per_s: float | None) -> str:
+    if tokens_per_s is None:
+        return "–"
+    if tokens_per_s >= 1e6:
+        return f"{tokens_per_s / 1e6:.2f}M tok/s"
+    if tokens_per_s >= 1e3:
+        return f"{tokens_per_s / 1e3:.1f}k tok/s"
+    return f"{tokens_per_s:.0f} tok/s"
+
+
+class JobCard(QFrame):
+    """Emits ``action(name, job_id)`` for pause/resume/cancel/resume_checkpoint/duplicate/
+    delete/export, ``compare(job_id, on)`` and ``selected(job_id)``."""
+
+    action = Signal(str, str)
+    compare = Signal(str, bool)
+    selected = Signal(str)
+
+    def __init__(self, job_id: str, title: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.job_id = job_id
+        self.status = ""
+        self.can_resume = False
+        self.setObjectName(f"card:{job_id}")
+        self.setFrameShape(QFrame.StyledPanel)
+        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+
+        self.title = QLabel(f"<b>{title}</b>")
+        self.title.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.badge = QLabel()
+        self.badge.setObjectName("badge")
+        self.compare_box = QCheckBox("Compare")
+        self.compare_box.setToolTip("Overlay this run on the charts")
+        self.compare_box.toggled.connect(lambda on: self.compare.emit(self.job_id, on))
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFixedHeight(14)
+        self.progress.setTextVisible(False)
+        self.stats = QLabel("–")
+        self.stats.setObjectName("stats")
+        self.metrics = QLabel("")
+        self.metrics.setObjectName("metrics")
+        self.metrics.setStyleSheet("color: #444")
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #666; font-size: 8pt")
+
+        self.pause_btn = QPushButton("Pause")
+        self.pause_btn.clicked.connect(self._pause_or_resume)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Stop now; a checkpoint is written so it can resume later")
+        self.cancel_btn.clicked.connect(lambda: self.action.emit("cancel", self.job_id))
+        self.resume_ckpt_btn = QPushButton("Resume")
+        self.resume_ckpt_btn.setToolTip("Continue from the last checkpoint")
+        self.resume_ckpt_btn.clicked.connect(
+            lambda: self.action.emit("resume_checkpoint", self.job_id))
+        self.more_btn = QToolButton(text="More ▾")
+        self.more_btn.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(self.more_btn)
+        self.duplicate_act = menu.addAction("Duplicate as new training…",
+                                            lambda: self.action.emit("duplicate", self.job_id))
+        self.export_act = menu.addAction("Export SAE (SAELens folder)…",
+                                         lambda: self.action.emit("export", self.job_id))
+        menu.addSeparator()
+        self.delete_act = menu.addAction("Delete with its files…",
+                                         lambda: self.action.emit("delete", self.job_id))
+        self.more_btn.setMenu(menu)
+
+        top = QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(self.badge)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.compare_box)
+        buttons.addStretch(1)
+        for b in (self.pause_btn, self.cancel_btn, self.resume_ckpt_btn, self.more_btn):
+            buttons.addWidget(b)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.setSpacing(3)
+        lay.addLayout(top)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.stats)
+        lay.addWidget(self.metrics)
+        lay.addWidget(self.message)
+        lay.addLayout(buttons)
+        self.set_selected(False)
+
+    def mousePressEvent(self, event) -> None:
+        self.selected.emit(self.job_id)
+        super().mousePressEvent(event)
+
+    def set_selected(self, on: bool) -> None:
+        self.setStyleSheet(f"JobCard {{ border: {'2px solid #0d6efd' if on else '1px solid #ccc'};"
+                           f" border-radius: 6px; background: {'#f0f6ff' if on else 'white'}; }}")
+
+    def _pause_or_resume(self) -> None:
+        self.action.emit("resume" if self.status == "paused" else "pause", self.job_id)
+
+    def set_status(self, status: str, *, can_resume: bool = False, message: str = "",
+                   pausable: bool = True) -> None:
+        self.status = status
+        self.can_resume = can_resume
+        color = STATUS_COLORS.get(status, "#6c757d")
+        self.badge.setText(STATUS_TEXT.get(status, status))
+        self.badge.setStyleSheet(f"background: {color}; color: white; border-radius: 7px; "
+                                 "padding: 1px 8px; font-size: 8pt")
+        active = status in ("queued", "running", "paused")
+        self.pause_btn.setVisible(status in ("running", "paused") and pausable)
+        self.pause_btn.setText("Continue" if status == "paused" else "Pause")
+        self.cancel_btn.setVisible(active)
+        self.resume_ckpt_btn.setVisible(not active and can_resume and status != "completed")
+        self.delete_act.setEnabled(not active)
+        self.export_act.setEnabled(status == "completed")
+        if message:
+            self.message.setText(message)
+        self.message.setVisible(bool(self.message.text()))
+        if status == "completed":
+            self.progress.setValue(1000)
+
+    def set_progress(self, fraction: float | None, *, step: float | None = None,
+                     total: float | None = None, eta_s: float | None = None,
+                     tokens_per_s: float | None = None) -> None:
+        if fraction is not None:
+            self.progress.setValue(int(1000 * max(0.0, min(1.0, fraction))))
+        parts = []
+        if fraction is not None:
+            parts.append(f"{100 * fraction:.1f}%")
+        if step is not None and total:
+            parts.append(f"step {int(step):,}/{int(total):,}")
+        parts.append(format_rate(tokens_per_s))
+        if self.status == "running":
+            parts.append(f"ETA {format_eta(eta_s)}")
+        self.stats.setText(" · ".join(parts))
+
+    def set_metrics(self, values: dict[str, float | None]) -> None:
+        labels = {"loss": "loss", "l0": "L0", "explained_variance": "EV",
+                  "dead_fraction": "dead"}
+        parts = []
+        for key, label in labels.items():
+            v = values.get(key)
+            if v is None:
+                continue
+            parts.append(f"{label} {v:.1%}" if key == "dead_fraction" else f"{label} {v:.4g}")
+        self.metrics.setText(" · ".join(parts))
+
+
+class JobCardList(QScrollArea):
+    """A vertical stack of cards, newest first; one is selected at a time."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.host = QWidget()
+        self.box = QVBoxLayout(self.host)
+        self.box.setContentsMargins(4, 4, 4, 4)
+        self.box.setSpacing(6)
+        self.box.addStretch(1)
+        self.setWidget(self.host)
+        self.cards: dict[str, JobCard] = {}
+        self.selected_id: str | None = None
+
+    def card(self, job_id: str) -> JobCard | None:
+        return self.cards.get(job_id)
+
+    def add_card(self, card: JobCard, *, top: bool = True) -> JobCard:
+        self.cards[card.job_id] = card
+        self.box.insertWidget(0 if top else self.box.count() - 1, card)
+        card.selected.connect(self.select)
+        return card
+
+    def remove_card(self, job_id: str) -> None:
+        card = self.cards.pop(job_id, None)
+        if card is not None:
+            self.box.removeWidget(card)
+            card.deleteLater()
+        if self.selected_id == job_id:
+            self.selected_id = None
+
+    def select(self, job_id: str | None) -> None:
+        self.selected_id = job_id
+        for jid, card in self.cards.items():
+            card.set_selected(jid == job_id)

@@ -1,0 +1,384 @@
+"""The "New training" page: templates, activation set, the settings form, estimate, Start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QInputDialog, QLabel,
+                               QLineEdit, QMessageBox, QPushButton, QScrollArea, QToolButton,
+                               QVBoxLayout, QWidget)
+
+from mistudio.errors import UserError
+from mistudio.ui.training.form import TrainingForm, describe_estimate
+
+FOLDER_ITEM = "__folder__"
+
+
+class NewTrainingPanel(QWidget):
+    """Emits ``start_requested(config, activation_path, title)`` when the settings are valid."""
+
+    start_requested = Signal(dict, str, str)
+
+    def __init__(self, studio, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.studio = studio
+        self.activation_path = ""
+        self._hw = None
+        self.problem = ""
+        self.verdict = ""
+
+        # --- templates
+        self.template_combo = QComboBox()
+        self.template_combo.setMinimumWidth(220)
+        self.template_combo.setToolTip("Built-in recipes and your saved templates (★ favourites)")
+        self.apply_btn = QPushButton("Apply")
+        self.apply_btn.clicked.connect(self.apply_selected_template)
+        self.fav_btn = QToolButton(text="☆")
+        self.fav_btn.setToolTip("Favourite: listed first")
+        self.fav_btn.clicked.connect(self._toggle_favourite)
+        self.save_btn = QPushButton("Save as template…")
+        self.save_btn.clicked.connect(self._save_template_dialog)
+        self.more_btn = QToolButton(text="More ▾")
+        self.more_btn.setPopupMode(QToolButton.InstantPopup)
+        from PySide6.QtWidgets import QMenu
+
+        menu = QMenu(self.more_btn)
+        menu.addAction("Import templates…", self._import_dialog)
+        menu.addAction("Export this template…", self._export_dialog)
+        self.delete_template_act = menu.addAction("Delete this template…",
+                                                  self._delete_template)
+        self.more_btn.setMenu(menu)
+        self.template_combo.currentIndexChanged.connect(self._update_template_buttons)
+        tbar = QHBoxLayout()
+        tbar.addWidget(QLabel("Template:"))
+        tbar.addWidget(self.template_combo, 1)
+        for w in (self.apply_btn, self.fav_btn, self.save_btn, self.more_btn):
+            tbar.addWidget(w)
+        self.template_desc = QLabel()
+        self.template_desc.setWordWrap(True)
+        self.template_desc.setStyleSheet("color: #555; font-size: 8pt")
+
+        # --- data and name
+        self.data_combo = QComboBox()
+        self.data_combo.setToolTip("The activations to train on (extract them in the Models tab)")
+        self.data_combo.currentIndexChanged.connect(self._on_data_changed)
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("name (optional)")
+        dbar = QHBoxLayout()
+        dbar.addWidget(QLabel("Activations:"))
+        dbar.addWidget(self.data_combo, 1)
+        dbar.addWidget(QLabel("Name:"))
+        dbar.addWidget(self.name_edit)
+        self.data_info = QLabel()
+        self.data_info.setStyleSheet("color: #555; font-size: 8pt")
+
+        self.form = TrainingForm()
+        self.form.changed.connect(self._schedule_validate)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.form)
+
+        self.estimate_label = QLabel()
+        self.estimate_label.setWordWrap(True)
+        self.estimate_label.setTextFormat(Qt.RichText)
+        self.problem_label = QLabel()
+        self.problem_label.setWordWrap(True)
+        self.problem_label.setObjectName("problem")
+        self.problem_label.setStyleSheet("color: #b02a37")
+        self.start_btn = QPushButton("Start training")
+        self.start_btn.setDefault(True)
+        self.start_btn.clicked.connect(self.start)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.problem_label, 1)
+        bottom.addWidget(self.start_btn)
+
+        lay = QVBoxLayout(self)
+        lay.addLayout(tbar)
+        lay.addWidget(self.template_desc)
+        lay.addLayout(dbar)
+        lay.addWidget(self.data_info)
+        lay.addWidget(scroll, 1)
+        lay.addWidget(self.estimate_label)
+        lay.addLayout(bottom)
+
+        self._validate_timer = QTimer(self)
+        self._validate_timer.setSingleShot(True)
+        self._validate_timer.setInterval(150)
+        self._validate_timer.timeout.connect(self.validate)
+
+        self.reload_templates()
+        self.reload_activation_sets()
+        last = self.studio.templates.last_used()
+        if last:
+            self.load_config(last)
+        self.validate()
+
+    # ------------------------------------------------------------------ templates
+
+    def reload_templates(self, select_id: str | None = None) -> None:
+        current = select_id or self.template_combo.currentData()
+        self.template_combo.blockSignals(True)
+        self.template_combo.clear()
+        for t in self.studio.templates.list(favourites_first=True):
+            star = "★ " if t.favourite else ""
+            mine = "" if t.builtin else "  (saved)"
+            self.template_combo.addItem(f"{star}{t.name}{mine}", t.id)
+        i = self.template_combo.findData(current) if current else -1
+        self.template_combo.setCurrentIndex(max(0, i))
+        self.template_combo.blockSignals(False)
+        self._update_template_buttons()
+
+    def selected_template(self):
+        tid = self.template_combo.currentData()
+        return self.studio.templates.get(tid) if tid else None
+
+    def _update_template_buttons(self) -> None:
+        t = self.selected_template()
+        self.fav_btn.setText("★" if t and t.favourite else "☆")
+        self.delete_template_act.setEnabled(bool(t and not t.builtin))
+        self.template_desc.setText(t.description if t else "")
+
+    def apply_selected_template(self) -> list[str]:
+        t = self.selected_template()
+        if t is None:
+            return []
+        import dataclasses
+
+        from mistudio.sae.config import TrainingConfig
+
+        known = {f.name for f in dataclasses.fields(TrainingConfig)}
+        merged, ignored = self.studio.templates.merge(self.form.defaults.to_dict(), t, known)
+        # Keep the chosen data and device: a template describes the recipe, not the machine.
+        current, _ = self.form.config()
+        for key in ("device", "dtype"):
+            if key not in t.config and key in current:
+                merged[key] = current[key]
+        self.form.set_config(merged, lr_given="lr" in t.config)
+        self.template_desc.setText(t.description + (
+            f"  (ignored settings this version does not know: {', '.join(ignored)})"
+            if ignored else ""))
+        return ignored
+
+    def _toggle_favourite(self) -> None:
+        t = self.selected_template()
+        if t:
+            self.studio.templates.set_favourite(t.id, not t.favourite)
+            self.reload_templates(t.id)
+
+    def save_template(self, name: str, *, overwrite: bool = False):
+        config, problems = self.form.config()
+        if problems:
+            raise UserError("Some settings cannot be read: " + " ".join(problems),
+                            hint="Fix them before saving a template.")
+        t = self.studio.templates.save(name, config, overwrite=overwrite,
+                                       description="Saved from the training form.")
+        self.reload_templates(t.id)
+        return t
+
+    def _save_template_dialog(self) -> None:
+        name, ok = QInputDialog.getText(self, "Save as template", "Template name:")
+        if not ok or not name.strip():
+            return
+        try:
+            overwrite = False
+            if self.studio.templates.repo.find_by_name(name.strip()) is not None:
+                overwrite = QMessageBox.question(
+                    self, "Replace template?", f"A template called '{name}' exists. Replace it?"
+                ) == QMessageBox.Yes
+                if not overwrite:
+                    return
+            self.save_template(name, overwrite=overwrite)
+        except UserError as exc:
+            QMessageBox.warning(self, "Cannot save the template", str(exc))
+
+    def _import_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import training templates", "",
+                                              "JSON (*.json)")
+        if not path:
+            return
+        try:
+            saved = self.studio.templates.import_file(path)
+        except UserError as exc:
+            QMessageBox.warning(self, "Cannot import", str(exc))
+            return
+        self.reload_templates(saved[0].id if saved else None)
+        QMessageBox.information(self, "Imported", "Imported: " + ", ".join(t.name for t in saved))
+
+    def _export_dialog(self) -> None:
+        t = self.selected_template()
+        if t is None:
+            return
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in t.name)
+        path, _ = QFileDialog.getSaveFileName(self, "Export template", f"{safe}.json",
+                                              "JSON (*.json)")
+        if path:
+            try:
+                self.studio.templates.export([t.id], path)
+            except (UserError, OSError) as exc:
+                QMessageBox.warning(self, "Cannot export", str(exc))
+
+    def _delete_template(self) -> None:
+        t = self.selected_template()
+        if t and not t.builtin and QMessageBox.question(
+                self, "Delete template?", f"Delete the template '{t.name}'?") == QMessageBox.Yes:
+            self.studio.templates.delete(t.id)
+            self.reload_templates()
+
+    # ------------------------------------------------------------------ data
+
+    def reload_activation_sets(self) -> None:
+        current = self.data_combo.currentData()
+        self.data_combo.blockSignals(True)
+        self.data_combo.clear()
+        self.data_combo.addItem("— choose an activation set —", "")
+        try:
+            sets = self.studio.activations.list(status="ready")
+        except Exception:  # the activations area may be missing in a partial install
+            sets = []
+        for s in sets:
+            shape = f"{s.d_in} × {s.num_rows:,}" if s.d_in and s.num_rows else ""
+            self.data_combo.addItem(f"{s.name or s.id} · {s.hook_point} · {shape}",
+                                    f"id:{s.id}")
+        if self.activation_path:
+            self.data_combo.addItem(f"Folder: {self.activation_path}",
+                                    f"path:{self.activation_path}")
+        self.data_combo.addItem("Choose a folder…", FOLDER_ITEM)
+        i = self.data_combo.findData(current) if current else -1
+        self.data_combo.setCurrentIndex(max(0, i))
+        self.data_combo.blockSignals(False)
+        self._on_data_changed()
+
+    def set_activation_folder(self, path: str) -> None:
+        self.activation_path = str(path)
+        self.reload_activation_sets()
+        self.data_combo.setCurrentIndex(self.data_combo.findData(f"path:{path}"))
+
+    def _on_data_changed(self) -> None:
+        data = self.data_combo.currentData() or ""
+        if data == FOLDER_ITEM:
+            path = QFileDialog.getExistingDirectory(self, "Activation set folder")
+            if path:
+                self.set_activation_folder(path)
+            else:
+                self.data_combo.setCurrentIndex(0)
+            return
+        d_in = num_rows = None
+        self.data_info.setText("")
+        folder = self._data_folder()
+        if folder:
+            try:
+                from mistudio.activations.format import ActivationSet
+
+                s = ActivationSet(folder)
+                d_in, num_rows = s.d_in, s.num_rows
+                hook = s.meta.get("hook_point") or s.meta.get("hook_name") or ""
+                model = s.meta.get("model_name") or s.meta.get("model_id") or ""
+                self.data_info.setText(f"{num_rows:,} tokens of width {d_in}"
+                                       + (f" · {model}" if model else "")
+                                       + (f" · {hook}" if hook else ""))
+            except UserError as exc:
+                self.data_info.setText(f"<span style='color:#b02a37'>{exc}</span>")
+        self.form.set_data_shape(d_in, num_rows)
+
+    def _data_folder(self) -> str:
+        data = self.data_combo.currentData() or ""
+        if data.startswith("id:"):
+            try:
+                return str(self.studio.activations.get(data[3:]).folder)
+            except UserError:
+                return ""
+        if data.startswith("path:"):
+            return data[5:]
+        return ""
+
+    # ------------------------------------------------------------------ config
+
+    def load_config(self, config: dict) -> None:
+        """Fill the form (last-used settings, a duplicated training)."""
+        import dataclasses
+
+        from mistudio.sae.config import TrainingConfig
+
+        known = {f.name for f in dataclasses.fields(TrainingConfig)}
+        config = {k: v for k, v in config.items() if k in known}
+        path = config.get("activation_path")
+        if config.get("activation_id"):
+            i = self.data_combo.findData(f"id:{config['activation_id']}")
+            if i >= 0:
+                self.data_combo.setCurrentIndex(i)
+        elif path and os.path.isdir(path):
+            self.set_activation_folder(path)
+        self.name_edit.setText(config.get("name", ""))
+        self.form.set_config(config)
+
+    def full_config(self) -> tuple[dict, list[str]]:
+        config, problems = self.form.config()
+        data = self.data_combo.currentData() or ""
+        if data.startswith("id:"):
+            config["activation_id"] = data[3:]
+        elif data.startswith("path:"):
+            config["activation_path"] = data[5:]
+        config["name"] = self.name_edit.text().strip()
+        return config, problems
+
+    def _schedule_validate(self) -> None:
+        self._validate_timer.start()
+
+    def validate(self) -> str:
+        """Check the settings as the job will; show the first problem and the estimate."""
+        from mistudio.sae.config import TrainingConfig
+
+        config, problems = self.full_config()
+        problem = problems[0] if problems else ""
+        if not problem:
+            try:
+                TrainingConfig.from_dict(config).validate(d_in=self.form.d_in,
+                                                          num_rows=self.form.num_rows)
+            except UserError as exc:
+                problem = str(exc)
+        self.problem = problem
+        self.problem_label.setText(problem)
+        self.start_btn.setEnabled(not problem)
+        self._update_estimate(config)
+        return problem
+
+    def _hardware(self):
+        if self._hw is None:
+            from mistudio.hardware import probe_fast
+
+            self._hw = probe_fast()
+        return self._hw
+
+    def _update_estimate(self, config: dict) -> None:
+        hw = self._hardware()
+        device = config.get("device", "auto")
+        on_gpu = bool(hw.gpus) and device in ("auto", "cuda")
+        dtype = config.get("dtype", "auto")
+        if dtype == "auto":
+            dtype = "bfloat16" if on_gpu else "float32"
+        if on_gpu:
+            g = hw.gpus[0]
+            avail = hw.ram_available_bytes if hw.jetson else g.free_bytes
+            where = g.name
+        else:
+            avail, where = hw.ram_available_bytes, f"the CPU ({hw.cpu_count} cores)"
+        est = self.form.estimate("cuda" if on_gpu else "cpu", dtype, hw.cpu_count)
+        text, verdict = describe_estimate(est, avail, where)
+        self.estimate_label.setText(text)
+        self.verdict = verdict
+
+    def start(self) -> bool:
+        if self.validate():
+            return False
+        config, _ = self.full_config()
+        if getattr(self, "verdict", "") == "won't fit" and QMessageBox.question(
+                self, "Probably too large",
+                "The estimate says this training will not fit in memory. Start anyway?"
+        ) != QMessageBox.Yes:
+            return False
+        self.studio.templates.remember_last_used(config)
+        path = config.get("activation_path", "") or self._data_folder()
+        self.start_requested.emit(config, path, config.get("name", ""))
+        return True

@@ -1,0 +1,427 @@
+"""The Training tab: start, watch, control and compare SAE trainings.
+
+Left: one card per training (a resume from a checkpoint continues the same card). Right:
+New training (templates + form), Charts (the selected run plus any ticked "Compare"),
+Logs, Checkpoints and Resources (GPU/CPU monitor). Live data comes from the JobBridge
+signals, already batched at ~20 Hz; the charts redraw at most every 300 ms. Stored
+history (``jobs_repo.metrics``) fills the charts of finished or interrupted runs, so they
+look the same after the app restarts.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMessageBox, QPushButton,
+                               QSplitter, QTabWidget, QVBoxLayout, QWidget)
+
+from mistudio.errors import UserError
+from mistudio.store.jobs_repo import ACTIVE, JobRecord
+from mistudio.ui.training.actions import TRAINING_KINDS, TrainingActions
+from mistudio.ui.training.cards import JobCard, JobCardList
+from mistudio.ui.training.charts import TrainingCharts
+from mistudio.ui.training.checkpoints import CheckpointManager
+from mistudio.ui.training.logs import JobLogView
+from mistudio.ui.training.series import RunMetrics
+
+KEY_METRICS = ("loss", "l0", "explained_variance", "dead_fraction")
+
+
+class TrainingTab(QWidget):
+    def __init__(self, studio, bridge, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.studio = studio
+        self.bridge = bridge
+        self.actions = TrainingActions(studio)
+        self.jobs: dict[str, list[JobRecord]] = {}  # training key -> its jobs, oldest first
+        self.key_of_job: dict[str, str] = {}
+        self.metrics: dict[str, RunMetrics] = {}  # training key -> history (all its jobs)
+        self.compare: set[str] = set()
+        self.selected: str | None = None
+
+        # --- left: cards
+        self.new_btn = QPushButton("New training")
+        self.new_btn.clicked.connect(lambda: self.pages.setCurrentWidget(self.new_page))
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setObjectName("banner")
+        self.banner.setStyleSheet("background: #fff3cd; color: #664d03; padding: 6px; "
+                                  "border-radius: 4px")
+        self.banner.setVisible(False)
+        self.cards = JobCardList()
+        self.empty = QLabel("No trainings yet. Choose an activation set and a template in "
+                            "<b>New training</b>, then press Start.")
+        self.empty.setWordWrap(True)
+        self.empty.setStyleSheet("color: #777; padding: 12px")
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("<b>Trainings</b>"))
+        top.addStretch(1)
+        top.addWidget(self.new_btn)
+        ll.addLayout(top)
+        ll.addWidget(self.banner)
+        ll.addWidget(self.empty)
+        ll.addWidget(self.cards, 1)
+
+        # --- right: pages
+        self.pages = QTabWidget()
+        self._new_page_built = False
+        self.new_page = QWidget()
+        QVBoxLayout(self.new_page).setContentsMargins(0, 0, 0, 0)
+        self.charts = TrainingCharts()
+        self.logs = JobLogView()
+        self.checkpoints = CheckpointManager()
+        self.checkpoints.resume_requested.connect(self._resume_from_path)
+        self.checkpoints.delete_requested.connect(self._delete_checkpoint)
+        self.checkpoints.export_requested.connect(lambda: self._export(self.selected))
+        self.monitor_page = QWidget()
+        QVBoxLayout(self.monitor_page)
+        self.monitor = None  # built on first view (NVML init)
+        self.pages.addTab(self.new_page, "New training")
+        self.pages.addTab(self.charts, "Charts")
+        self.pages.addTab(self.logs, "Logs")
+        self.pages.addTab(self.checkpoints, "Checkpoints")
+        self.pages.addTab(self.monitor_page, "Resources")
+        self.pages.currentChanged.connect(self._on_page)
+
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(left)
+        split.addWidget(self.pages)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([360, 900])
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(split)
+
+        bridge.status.connect(self._on_status)
+        bridge.progress.connect(self._on_progress)
+        bridge.metrics.connect(self._on_metrics)
+        bridge.log.connect(self.logs.on_log)
+        bridge.checkpoint.connect(self._on_checkpoint)
+
+        self.reload()
+        self._on_page(self.pages.currentIndex())
+
+    # ------------------------------------------------------------------ pages
+
+    @property
+    def new_training(self):
+        """The New training page (built on first use: it reads templates and data sets)."""
+        if not self._new_page_built:
+            from mistudio.ui.training.new_training import NewTrainingPanel
+
+            self._new_page_built = True
+            self._new_panel = NewTrainingPanel(self.studio)
+            self._new_panel.start_requested.connect(self._start)
+            self.new_page.layout().addWidget(self._new_panel)
+        return self._new_panel
+
+    def _on_page(self, index: int) -> None:
+        page = self.pages.widget(index)
+        if page is self.new_page:
+            self.new_training  # noqa: B018 - builds it
+        elif page is self.monitor_page and self.monitor is None:
+            from mistudio.ui.training.monitor import ResourceMonitor
+
+            self.monitor = ResourceMonitor()
+            self.monitor_page.layout().addWidget(self.monitor)
+
+    # ------------------------------------------------------------------ loading
+
+    def reload(self) -> None:
+        """Rebuild the cards from the store (start-up, after a delete)."""
+        self.jobs.clear()
+        self.key_of_job.clear()
+        for job in self.actions.list_jobs():
+            self._remember(job)
+        for key in list(self.cards.cards):
+            if key not in self.jobs:
+                self.cards.remove_card(key)
+        for key in self.jobs:  # oldest first, each inserted on top
+            if self.cards.card(key) is None:
+                self._add_card(key)
+            self._refresh_card(key)
+        self.empty.setVisible(not self.jobs)
+        self._update_banner()
+        if self.selected not in self.jobs:
+            self.select(next(reversed(self.jobs), None) if self.jobs else None)
+
+    def _remember(self, job: JobRecord) -> str:
+        key = job.target or job.id
+        jobs = self.jobs.setdefault(key, [])
+        jobs[:] = [j for j in jobs if j.id != job.id] + [job]
+        jobs.sort(key=lambda j: j.created_at)
+        self.key_of_job[job.id] = key
+        return key
+
+    def latest(self, key: str) -> JobRecord:
+        return self.jobs[key][-1]
+
+    def _add_card(self, key: str) -> JobCard:
+        job = self.latest(key)
+        card = JobCard(key, job.title or job.id)
+        card.action.connect(self._on_card_action)
+        card.compare.connect(self._on_compare)
+        card.selected.connect(self.select)
+        self.cards.add_card(card)
+        return card
+
+    def _refresh_card(self, key: str) -> None:
+        card = self.cards.card(key)
+        if card is None:
+            return
+        job = self.studio.jobs_repo.get(self.latest(key).id) or self.latest(key)
+        self._remember(job)
+        can_resume = self.actions.can_resume(job)
+        message = job.error or ("" if job.status in ("running", "completed") else job.message)
+        card.title.setText(f"<b>{job.title or job.id}</b>")
+        card.set_status(job.status, can_resume=can_resume, message=message)
+        card.set_progress(job.fraction if job.total else (1.0 if job.status == "completed"
+                                                          else None),
+                          step=job.progress, total=job.total, eta_s=job.eta_s,
+                          tokens_per_s=self._last(key, "tokens_per_s"))
+        card.set_metrics({m: self._last(key, m) for m in KEY_METRICS})
+
+    def _last(self, key: str, name: str) -> float | None:
+        run = self.metrics.get(key)
+        if run is None:
+            return None
+        for view in run.member_views():  # a sweep: the first member's value
+            value = view.last(name)
+            if value is not None:
+                return value
+        return None
+
+    def run_metrics(self, key: str) -> RunMetrics:
+        """The training's metric history: every job's stored rows, then live ones."""
+        run = self.metrics.get(key)
+        if run is None:
+            jobs = self.jobs[key]
+            cfg = jobs[-1].params.get("config", {})
+            run = RunMetrics(key, jobs[-1].title or key,
+                             tokens_per_step=cfg.get("batch_size"))
+            for job in jobs:
+                run.add_stored_rows(self.studio.jobs_repo.metrics(job.id))
+            self.metrics[key] = run
+        return run
+
+    def _update_banner(self) -> None:
+        resumable = [k for k in self.jobs if self.latest(k).status == "interrupted"
+                     and self.actions.can_resume(self.latest(k))]
+        self.banner.setVisible(bool(resumable))
+        if resumable:
+            n = len(resumable)
+            self.banner.setText(f"{n} training{'s were' if n > 1 else ' was'} interrupted when "
+                                "the app stopped. Press <b>Resume</b> on "
+                                f"{'their cards' if n > 1 else 'its card'} to continue from "
+                                "the last checkpoint.")
+
+    # ------------------------------------------------------------------ selection
+
+    def select(self, key: str | None) -> None:
+        self.selected = key
+        self.cards.select(key)
+        if key is None:
+            self.logs.set_job(None, None)
+            self.checkpoints.set_checkpoints("No training selected.", [], running=False,
+                                             completed=False)
+            self.charts.set_runs([])
+            return
+        job = self.latest(key)
+        self.logs.set_job(job.id, job.log_path, job.title)
+        self._refresh_checkpoints()
+        self._update_chart_runs()
+
+    def _update_chart_runs(self) -> None:
+        keys = [k for k in self.jobs if k == self.selected or k in self.compare]
+        self.charts.set_runs([self.run_metrics(k) for k in keys])
+
+    def _refresh_checkpoints(self) -> None:
+        key = self.selected
+        if key is None:
+            return
+        job = self.latest(key)
+        self.checkpoints.set_checkpoints(
+            f"Checkpoints of <b>{job.title or key}</b>", self.actions.checkpoints(job),
+            running=job.status in ACTIVE, completed=job.status == "completed")
+
+    def _on_compare(self, key: str, on: bool) -> None:
+        (self.compare.add if on else self.compare.discard)(key)
+        self._update_chart_runs()
+
+    # ------------------------------------------------------------------ live events
+
+    def _training_key(self, job_id: str, *, fetch: bool = False) -> str | None:
+        key = self.key_of_job.get(job_id)
+        if key is None and fetch:
+            job = self.studio.jobs_repo.get(job_id)
+            if job is not None and job.kind in TRAINING_KINDS:
+                key = self._remember(job)
+                if self.cards.card(key) is None:
+                    self._add_card(key)
+                    self.empty.setVisible(False)
+        return key
+
+    def _on_status(self, job_id: str, payload: dict) -> None:
+        key = self._training_key(job_id, fetch=True)
+        if key is None:
+            return
+        self._refresh_card(key)
+        self._update_banner()
+        if key == self.selected:
+            job = self.latest(key)
+            if self.logs.job_id != job.id:
+                self.logs.set_job(job.id, job.log_path, job.title)
+            self._refresh_checkpoints()
+
+    def _on_progress(self, job_id: str, payload: dict) -> None:
+        key = self._training_key(job_id)
+        card = self.cards.card(key) if key else None
+        if card is None:
+            return
+        total = payload.get("total")
+        frac = payload["done"] / total if total else None
+        card.set_progress(frac, step=payload["done"], total=total, eta_s=payload.get("eta_s"),
+                          tokens_per_s=self._last(key, "tokens_per_s"))
+
+    def _on_metrics(self, job_id: str, rows: list) -> None:
+        key = self._training_key(job_id, fetch=True)
+        if key is None:
+            return
+        self.run_metrics(key).add_live_rows(rows)
+        card = self.cards.card(key)
+        if card is not None:
+            card.set_metrics({m: self._last(key, m) for m in KEY_METRICS})
+        if key == self.selected or key in self.compare:
+            self.charts.mark_dirty()
+
+    def _on_checkpoint(self, job_id: str, payload: dict) -> None:
+        key = self._training_key(job_id)
+        if key is not None and key == self.selected:
+            self._refresh_checkpoints()
+
+    # ------------------------------------------------------------------ actions
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except UserError as exc:
+            QMessageBox.warning(self, "Training", str(exc))
+            return None
+
+    def _start(self, config: dict, activation_path: str, title: str) -> JobRecord | None:
+        job = self._guard(lambda: self.actions.start(config, activation_path=activation_path,
+                                                     title=title))
+        if job is not None:
+            key = self._training_key(job.id, fetch=True)
+            self.select(key)
+            self.pages.setCurrentWidget(self.charts)
+        return job
+
+    def _on_card_action(self, action: str, key: str) -> None:
+        job = self.latest(key)
+        if action == "pause":
+            self.actions.pause(job.id)
+        elif action == "resume":
+            self.actions.resume(job.id)
+        elif action == "cancel":
+            self.actions.cancel(job.id)
+        elif action == "resume_checkpoint":
+            self.resume_training(key)
+        elif action == "duplicate":
+            self.duplicate(key)
+        elif action == "export":
+            self._export(key)
+        elif action == "delete":
+            self.delete_training(key, confirm=True)
+
+    def resume_training(self, key: str, checkpoint: str | None = None) -> JobRecord | None:
+        job = self._guard(self.actions.resume_from_checkpoint, self.latest(key), checkpoint)
+        if job is not None:
+            self._remember(job)
+            self._refresh_card(key)
+            self._update_banner()
+            if key == self.selected:
+                self.select(key)
+        return job
+
+    def _resume_from_path(self, path: str) -> None:
+        if self.selected:
+            self.resume_training(self.selected, path)
+
+    def duplicate(self, key: str) -> None:
+        config = self.actions.duplicate_config(self.latest(key))
+        config["name"] = f"{config.get('name') or self.latest(key).title} copy".strip()
+        self.pages.setCurrentWidget(self.new_page)
+        self.new_training.load_config(config)
+
+    def delete_training(self, key: str, *, confirm: bool = False) -> bool:
+        if confirm and QMessageBox.question(
+                self, "Delete training?",
+                f"Delete '{self.latest(key).title}' with its checkpoints, SAEs and metrics? "
+                "This cannot be undone.") != QMessageBox.Yes:
+            return False
+        if self._guard(self.actions.delete_training, self.jobs[key]) is None and \
+                any(self.studio.jobs_repo.get(j.id) for j in self.jobs[key]):
+            return False
+        self.metrics.pop(key, None)
+        self.compare.discard(key)
+        if self.selected == key:
+            self.selected = None
+        self.reload()
+        return True
+
+    def _delete_checkpoint(self, path: str) -> None:
+        if self.selected and QMessageBox.question(
+                self, "Delete checkpoint?", f"Delete the checkpoint {path}?") == QMessageBox.Yes:
+            self._guard(self.actions.delete_checkpoint, self.latest(self.selected), path)
+            self._refresh_checkpoints()
+
+    def _export(self, key: str | None) -> None:
+        if key is None:
+            return
+        job = self.latest(key)
+        result = self.actions.result(job) or {}
+        members = [s["member"] for s in result.get("saes", [])]
+        if not members:
+            QMessageBox.information(self, "Nothing to export",
+                                    "Only a completed training has SAEs to export.")
+            return
+        dest = QFileDialog.getExistingDirectory(self, "Export SAE to folder")
+        if not dest:
+            return
+        for member in members:
+            out = self._guard(self.actions.export_saelens, job, member,
+                              dest if len(members) == 1 else f"{dest}/{member}")
+            if out is None:
+                return
+        QMessageBox.information(self, "Exported", f"Saved {len(members)} SAE(s) to {dest}.")
+
+    def closeEvent(self, event) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
+        super().closeEvent(event)
+
+
+if __name__ == "__main__":  # preview: python -m mistudio.ui.training.tab
+    import sys
+    import tempfile
+
+    from PySide6.QtWidgets import QApplication
+
+    from mistudio.studio import Studio
+    from mistudio.ui.workers import JobBridge, qt_thread_factory
+
+    app = QApplication(sys.argv)
+    studio = Studio(tempfile.mkdtemp(prefix="mistudio-preview-"),
+                    thread_factory=qt_thread_factory)
+    bridge = JobBridge()
+    studio.add_job_listener(bridge)
+    tab = TrainingTab(studio, bridge)
+    tab.resize(1400, 900)
+    tab.show()
+    code = app.exec()
+    studio.close()
+    sys.exit(code)
