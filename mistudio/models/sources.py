@@ -100,6 +100,19 @@ def demo_gguf_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def _gguf_embedding_rows(gguf_file: Path) -> int | None:
+    """Rows of the token embedding matrix recorded in the GGUF file (None if not found)."""
+    try:
+        from gguf import GGUFReader
+
+        for t in GGUFReader(str(gguf_file)).tensors:
+            if t.name == "token_embd.weight":
+                return int(t.shape[-1])  # GGUF lists dimensions fastest-first
+    except Exception:
+        return None
+    return None
+
+
 def convert_gguf(gguf_file: Path, dest: Path, ctx=None) -> dict:
     """Dequantize a GGUF file into a normal HF folder (safetensors + tokenizer) at ``dest``.
 
@@ -123,10 +136,16 @@ def convert_gguf(gguf_file: Path, dest: Path, ctx=None) -> dict:
     try:
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         cfg = AutoConfig.from_pretrained(folder, gguf_file=name)
+        # transformers takes the vocabulary size from the token list; a model whose
+        # embedding matrix is padded past it would be silently re-initialised
+        rows = _gguf_embedding_rows(gguf_file)
+        if rows and getattr(cfg, "vocab_size", rows) != rows:
+            cfg.vocab_size = rows
         if ctx:
             ctx.check_cancelled()
             ctx.progress(1, 4, "Dequantizing the weights...")
-        src = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        src = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, config=cfg,
+                                                   dtype=torch.float32)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise UserError(f"Cannot convert {name}: {exc}",
                         hint="transformers supports GGUF for Llama, Mistral, Qwen2, Gemma, "
