@@ -196,6 +196,10 @@ class DatasetService:
         except UserError:
             model = None
         if model is not None:
+            status = getattr(model, "status", "ready")
+            if status != "ready":
+                raise UserError(f"The model {getattr(model, 'name', text)!r} is not ready "
+                                f"({status}).", hint="Wait for its download or import to finish.")
             folder = Path(getattr(model, "folder", "") or "")
             gguf = None
             if folder.is_file() and folder.suffix.lower() == ".gguf":

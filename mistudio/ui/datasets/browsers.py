@@ -1,0 +1,283 @@
+"""Paged browsers: documents (with search and column filter) and tokenized sequences
+(token chips). Only one page is ever in memory; pages come from ``studio.datasets``."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit,
+                               QPlainTextEdit, QPushButton, QScrollArea, QSplitter, QTableView,
+                               QVBoxLayout, QWidget)
+
+from mistudio.errors import UserError
+from mistudio.ui.datasets.table_models import DocumentPageModel, SequencePageModel
+from mistudio.ui.datasets.token_chips import TokenChipsView
+
+DOCS_PER_PAGE = 100
+SEQS_PER_PAGE = 50
+SEARCH_LIMIT = 100_000
+
+
+class Pager(QWidget):
+    def __init__(self, on_page, parent=None):
+        super().__init__(parent)
+        self.on_page = on_page
+        self.page = 0
+        self.n_pages = 0
+        self.prev_btn = QPushButton("◀ Previous")
+        self.next_btn = QPushButton("Next ▶")
+        self.label = QLabel()
+        self.jump = QLineEdit()
+        self.jump.setFixedWidth(70)
+        self.jump.setPlaceholderText("page")
+        self.prev_btn.clicked.connect(lambda: self.go(self.page - 1))
+        self.next_btn.clicked.connect(lambda: self.go(self.page + 1))
+        self.jump.returnPressed.connect(self._jump)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        for w in (self.prev_btn, self.label, self.next_btn, self.jump):
+            lay.addWidget(w)
+        lay.addStretch(1)
+
+    def _jump(self) -> None:
+        try:
+            self.go(int(self.jump.text()) - 1)
+        except ValueError:
+            pass
+        self.jump.clear()
+
+    def set_total(self, n_items: int, per_page: int, *, more: bool = False) -> None:
+        self.n_pages = max(1, math.ceil(n_items / per_page)) if n_items else 0
+        self.per_page = per_page
+        self.more = more
+        self.page = min(self.page, max(0, self.n_pages - 1))
+
+    def go(self, page: int) -> None:
+        if self.n_pages == 0:
+            self.page = 0
+        else:
+            self.page = max(0, min(page, self.n_pages - 1))
+        self.refresh_label()
+        self.on_page(self.page)
+
+    def refresh_label(self) -> None:
+        total = f"{self.n_pages:,}{'+' if getattr(self, 'more', False) else ''}"
+        self.label.setText(f"page {self.page + 1 if self.n_pages else 0:,} of {total}")
+        self.prev_btn.setEnabled(self.page > 0)
+        self.next_btn.setEnabled(self.page + 1 < self.n_pages)
+
+
+class DocumentsBrowser(QWidget):
+    def __init__(self, studio, parent=None):
+        super().__init__(parent)
+        self.studio = studio
+        self.dataset = None
+        self.matches = None  # indices of the current search/filter, or None for all
+        self.complete = True
+        self.filter: dict[str, str] = {}
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Search the documents (case-insensitive)…")
+        self.search_edit.returnPressed.connect(self.run_search)
+        search_btn = QPushButton("Search")
+        search_btn.clicked.connect(self.run_search)
+        self.filter_label = QLabel()
+        self.clear_btn = QPushButton("Clear")
+        self.clear_btn.clicked.connect(self.clear_search)
+        self.status = QLabel()
+        self.status.setStyleSheet("color: #4b5563")
+        top = QHBoxLayout()
+        top.addWidget(self.search_edit, 1)
+        top.addWidget(search_btn)
+        top.addWidget(self.filter_label)
+        top.addWidget(self.clear_btn)
+        self.model = DocumentPageModel(self)
+        self.view = QTableView()
+        self.view.setModel(self.model)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.verticalHeader().setVisible(False)
+        self.view.verticalHeader().setDefaultSectionSize(22)
+        self.view.setWordWrap(False)
+        self.view.selectionModel().currentRowChanged.connect(self._show_row)
+        self.full_text = QPlainTextEdit()
+        self.full_text.setReadOnly(True)
+        self.attribution = QLabel()
+        self.attribution.setWordWrap(True)
+        self.attribution.setStyleSheet("color: #6b7280; font-size: 11px")
+        self.pager = Pager(self.show_page)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.view)
+        split.addWidget(self.full_text)
+        split.setSizes([400, 160])
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(self.status)
+        lay.addWidget(split, 1)
+        lay.addWidget(self.pager)
+        lay.addWidget(self.attribution)
+
+    def set_dataset(self, dataset) -> None:
+        self.dataset = dataset
+        self.matches = None
+        self.filter = {}
+        self.search_edit.clear()
+        self.attribution.setText((dataset.source or {}).get("attribution", "") if dataset else "")
+        self.pager.page = 0
+        self._reload()
+
+    def _reload(self) -> None:
+        self.filter_label.setText(", ".join(f"{k} = {v}" for k, v in self.filter.items()))
+        self.clear_btn.setVisible(bool(self.filter) or self.matches is not None)
+        if self.dataset is None or self.dataset.status != "ready":
+            self.model.set_page([], [])
+            self.pager.set_total(0, DOCS_PER_PAGE)
+            self.pager.refresh_label()
+            self.status.setText("")
+            return
+        if self.matches is None:
+            total, more = self.dataset.n_docs or 0, False
+            self.status.setText(f"{total:,} documents")
+        else:
+            total, more = len(self.matches), not self.complete
+            self.status.setText(f"{total:,}{'+' if more else ''} matching documents")
+        self.pager.set_total(total, DOCS_PER_PAGE, more=more)
+        self.pager.go(self.pager.page)
+
+    def show_page(self, page: int) -> None:
+        if self.dataset is None or self.dataset.status != "ready":
+            return
+        start = page * DOCS_PER_PAGE
+        try:
+            corpus = self.studio.datasets.corpus(self.dataset.id)
+        except UserError as exc:
+            self.status.setText(str(exc))
+            return
+        if self.matches is None:
+            rows = corpus.rows(start, DOCS_PER_PAGE)
+        else:
+            rows = corpus.take(self.matches[start:start + DOCS_PER_PAGE])
+        self.model.set_page(rows, corpus.columns)
+        self.view.resizeColumnToContents(0)
+        self.view.setColumnWidth(1, max(360, self.view.width() // 2))
+        self.full_text.clear()
+
+    def run_search(self) -> None:
+        if self.dataset is None:
+            return
+        query = self.search_edit.text()
+        if not query and not self.filter:
+            self.matches = None
+        else:
+            try:
+                self.matches, self.complete = self.studio.datasets.search(
+                    self.dataset.id, query, column_equals=self.filter, limit=SEARCH_LIMIT)
+            except UserError as exc:
+                self.status.setText(str(exc))
+                return
+        self.pager.page = 0
+        self._reload()
+
+    def set_filter(self, column: str, value: str) -> None:
+        self.filter = {column: value}
+        self.run_search()
+
+    def clear_search(self) -> None:
+        self.search_edit.clear()
+        self.filter = {}
+        self.matches = None
+        self.pager.page = 0
+        self._reload()
+
+    def _show_row(self, current, _previous) -> None:
+        row = self.model.data(self.model.index(current.row(), 0), Qt.ItemDataRole.UserRole) \
+            if current.isValid() else None
+        self.full_text.setPlainText(row["text"] if row else "")
+
+
+class TokensBrowser(QWidget):
+    def __init__(self, studio, parent=None):
+        super().__init__(parent)
+        self.studio = studio
+        self.tokenization = None
+        self.combo = QComboBox()
+        self.combo.currentIndexChanged.connect(self._on_combo)
+        self.info = QLabel()
+        self.info.setStyleSheet("color: #4b5563")
+        self.model = SequencePageModel(self)
+        self.view = QTableView()
+        self.view.setModel(self.model)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.verticalHeader().setVisible(False)
+        self.view.verticalHeader().setDefaultSectionSize(22)
+        self.view.horizontalHeader().setStretchLastSection(True)
+        self.view.selectionModel().currentRowChanged.connect(self._show_row)
+        self.chips = TokenChipsView()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.chips)
+        self.pager = Pager(self.show_page)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Tokenization"))
+        top.addWidget(self.combo, 1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.view)
+        split.addWidget(scroll)
+        split.setSizes([260, 300])
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(self.info)
+        lay.addWidget(split, 1)
+        lay.addWidget(self.pager)
+
+    def set_tokenizations(self, tokenizations: list, select: str | None = None) -> None:
+        ready = [t for t in tokenizations if t.status == "ready"]
+        current = select or (self.tokenization.id if self.tokenization else None)
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        for t in ready:
+            s = t.settings
+            self.combo.addItem(f"{t.tokenizer} · context {t.seq_len} · {s.get('packing')}"
+                               f"{' · BOS' if s.get('prepend_bos') else ''} ({t.id})", t.id)
+        ids = [t.id for t in ready]
+        self.combo.setCurrentIndex(ids.index(current) if current in ids else 0)
+        self.combo.blockSignals(False)
+        self._on_combo()
+
+    def _on_combo(self) -> None:
+        tok_id = self.combo.currentData()
+        self.tokenization = self.studio.datasets.get_tokenization(tok_id) if tok_id else None
+        self.chips.clear()
+        if self.tokenization is None:
+            self.info.setText("Not tokenized yet: press Tokenize… to prepare it for a model.")
+            self.model.set_page([])
+            self.pager.set_total(0, SEQS_PER_PAGE)
+            self.pager.refresh_label()
+            return
+        t = self.tokenization
+        self.info.setText(f"{t.n_seq:,} sequences × {t.seq_len} tokens, {t.n_tokens:,} real "
+                          f"tokens. Hover a token for its id; dimmed chips are padding.")
+        self.pager.set_total(t.n_seq or 0, SEQS_PER_PAGE)
+        self.pager.go(0)
+
+    def show_page(self, page: int) -> None:
+        if self.tokenization is None:
+            return
+        rows = self.studio.datasets.sequences(self.tokenization.id, page * SEQS_PER_PAGE,
+                                              SEQS_PER_PAGE)
+        self.model.set_page(rows)
+        self.view.resizeColumnToContents(0)
+        self.view.resizeColumnToContents(1)
+        if rows:
+            self.view.selectRow(0)
+
+    def _show_row(self, current, _previous) -> None:
+        if not current.isValid():
+            self.chips.clear()
+            return
+        row = self.model.rows[current.row()]
+        meta = self.studio.datasets.open_tokenization(self.tokenization.id).meta
+        special = {meta.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id",
+                                         "separator_token_id") if meta.get(k) is not None}
+        self.chips.set_sequence(row["ids"], row["text"], row["raw"], row["length"], special)

@@ -1,0 +1,403 @@
+"""The Datasets tab: bring in text, tokenize it for a model, see exactly what it will be fed.
+
+Left: the datasets (status, documents, tokenizations, size, source) with Add / Tokenize /
+Rename / Delete; files or folders dropped on the tab open the Add dialog. Right: the
+selected dataset's Overview (provenance, tokenizations), Documents (paged, searchable),
+Tokens (sequences as chips) and Statistics. Imports and tokenizations run as jobs; their
+progress and errors show in the banner above the list and stay there until dismissed.
+"""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QInputDialog, QLabel,
+                               QMessageBox, QProgressBar, QPushButton, QSplitter, QTableView,
+                               QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
+
+from mistudio.errors import UserError
+from mistudio.paths import human_bytes
+from mistudio.ui.datasets.browsers import DocumentsBrowser, TokensBrowser
+from mistudio.ui.datasets.dialogs import AddDatasetDialog, TokenizeDialog
+from mistudio.ui.datasets.stats_view import StatsView
+from mistudio.ui.datasets.table_models import DatasetListModel
+
+DATASET_KINDS = ("datasets.import", "datasets.tokenize", "datasets.stats")
+
+
+class JobBanner(QWidget):
+    """Progress of the datasets jobs, and the last error (kept until dismissed)."""
+
+    def __init__(self, studio, parent=None):
+        super().__init__(parent)
+        self.studio = studio
+        self.job_id: str | None = None
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.bar = QProgressBar()
+        self.bar.setMaximumWidth(180)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.clicked.connect(self._cancel)
+        self.dismiss_btn = QPushButton("Dismiss")
+        self.dismiss_btn.clicked.connect(self.hide)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.addWidget(self.label, 1)
+        lay.addWidget(self.bar)
+        lay.addWidget(self.cancel_btn)
+        lay.addWidget(self.dismiss_btn)
+        self.setVisible(False)
+
+    def running(self, job_id: str, text: str, fraction: float | None) -> None:
+        self.job_id = job_id
+        self.setStyleSheet("background: #eff6ff; border-radius: 4px")
+        self.label.setText(text)
+        self.bar.setVisible(True)
+        if fraction is None:
+            self.bar.setRange(0, 0)
+        else:
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(int(fraction * 1000))
+        self.cancel_btn.setVisible(True)
+        self.dismiss_btn.setVisible(False)
+        self.setVisible(True)
+
+    def failed(self, text: str) -> None:
+        self.job_id = None
+        self.setStyleSheet("background: #fef2f2; color: #991b1b; border-radius: 4px")
+        self.label.setText(text)
+        self.bar.setVisible(False)
+        self.cancel_btn.setVisible(False)
+        self.dismiss_btn.setVisible(True)
+        self.setVisible(True)
+
+    def _cancel(self) -> None:
+        if self.job_id:
+            self.studio.cancel_job(self.job_id)
+
+
+class DatasetsTab(QWidget):
+    def __init__(self, studio, bridge, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.studio = studio
+        self.bridge = bridge
+        self.selected_id: str | None = None
+        self._shown_status: str | None = None
+        self.add_dialog: AddDatasetDialog | None = None
+        self.tokenize_dialog: TokenizeDialog | None = None
+        self.setAcceptDrops(True)
+
+        # left: list and actions
+        self.add_btn = QPushButton("Add dataset…")
+        self.add_btn.clicked.connect(lambda: self.open_add_dialog())
+        self.demo_btn = QPushButton("Add demo corpus")
+        self.demo_btn.setToolTip("10,033 Wikipedia summaries with topics (offline, CC BY-SA 4.0)")
+        self.demo_btn.clicked.connect(self.add_demo)
+        self.demo_btn.setVisible(studio.datasets.demo_available())
+        self.tokenize_btn = QPushButton("Tokenize…")
+        self.tokenize_btn.clicked.connect(self.open_tokenize_dialog)
+        self.rename_btn = QPushButton("Rename…")
+        self.rename_btn.clicked.connect(self.rename_selected)
+        self.delete_btn = QPushButton("Delete…")
+        self.delete_btn.clicked.connect(lambda: self.delete_selected(confirm=True))
+        self.banner = JobBanner(studio)
+        self.list_model = DatasetListModel(self)
+        self.list_view = QTableView()
+        self.list_view.setModel(self.list_model)
+        self.list_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.list_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list_view.verticalHeader().setVisible(False)
+        self.list_view.horizontalHeader().setStretchLastSection(True)
+        self.list_view.selectionModel().currentRowChanged.connect(self._on_select)
+        self.empty = QLabel("No datasets yet. <b>Add dataset…</b> imports local files "
+                            "(.txt, .jsonl, .json, .csv, .parquet; or drop them here) or a "
+                            "Hugging Face dataset; <b>Add demo corpus</b> works offline.")
+        self.empty.setWordWrap(True)
+        self.empty.setStyleSheet("color: #6b7280; padding: 10px")
+        buttons = QHBoxLayout()
+        for b in (self.add_btn, self.demo_btn, self.tokenize_btn, self.rename_btn,
+                  self.delete_btn):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addLayout(buttons)
+        ll.addWidget(self.banner)
+        ll.addWidget(self.empty)
+        ll.addWidget(self.list_view, 1)
+
+        # right: details
+        self.overview = QTextBrowser()
+        self.overview.setOpenExternalLinks(False)
+        self.documents = DocumentsBrowser(studio)
+        self.tokens = TokensBrowser(studio)
+        self.stats = StatsView()
+        self.stats.filter_requested.connect(self._filter_documents)
+        self.detail = QTabWidget()
+        self.detail.addTab(self.overview, "Overview")
+        self.detail.addTab(self.documents, "Documents")
+        self.detail.addTab(self.tokens, "Tokens")
+        self.detail.addTab(self.stats, "Statistics")
+        self.tokens.combo.currentIndexChanged.connect(lambda _i: self._show_stats())
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(left)
+        split.addWidget(self.detail)
+        split.setSizes([220, 600])
+        lay = QVBoxLayout(self)
+        lay.addWidget(split)
+
+        bridge.status.connect(self._on_status)
+        bridge.progress.connect(self._on_progress)
+        self.refresh()
+
+    # ------------------------------------------------------------------ list
+
+    def refresh(self, select: str | None = None) -> None:
+        keep = select or self.selected_id
+        records = self.studio.datasets.list()
+        self.list_model.set_records(records, self.studio.datasets.tokenizations())
+        self.empty.setVisible(not records)
+        self.list_view.resizeColumnsToContents()
+        row = self.list_model.row_of(keep) if keep else -1
+        if row < 0 and records:
+            row = 0
+        if row >= 0:
+            self.list_view.selectRow(row)
+            self._select(self.list_model.records[row].id, force=True)
+        else:
+            self._select(None, force=True)
+        self._sync_buttons()
+
+    def _on_select(self, current, _previous) -> None:
+        if current.isValid():
+            self._select(self.list_model.records[current.row()].id)
+
+    def _select(self, dataset_id: str | None, *, force: bool = False) -> None:
+        if dataset_id == self.selected_id and not force:
+            return
+        changed = dataset_id != self.selected_id
+        self.selected_id = dataset_id
+        ds = self.current()
+        status = ds.status if ds else None
+        changed = changed or status != self._shown_status
+        self._shown_status = status
+        self._show_overview(ds)
+        if changed:
+            self.documents.set_dataset(ds)
+            self.tokens.set_tokenizations(self.studio.datasets.tokenizations(ds.id) if ds else [])
+        self._show_stats()
+        self._sync_buttons()
+
+    def current(self):
+        if not self.selected_id:
+            return None
+        try:
+            return self.studio.datasets.get(self.selected_id)
+        except UserError:
+            return None
+
+    def _sync_buttons(self) -> None:
+        ds = self.current()
+        ready = ds is not None and ds.status == "ready"
+        self.tokenize_btn.setEnabled(ready)
+        self.rename_btn.setEnabled(ds is not None)
+        self.delete_btn.setEnabled(ready)
+
+    def _show_overview(self, ds) -> None:
+        if ds is None:
+            self.overview.setHtml("")
+            return
+        e = html.escape
+        src = {k: v for k, v in (ds.source or {}).items() if k != "spec"}
+        rows = "".join(f"<tr><td><b>{e(str(k))}</b></td><td>{e(str(v))}</td></tr>"
+                       for k, v in src.items())
+        toks = self.studio.datasets.tokenizations(ds.id)
+        tok_rows = "".join(
+            f"<tr><td>{e(t.id)}</td><td>{e(t.status)}</td><td>{e(t.tokenizer)}</td>"
+            f"<td>{t.seq_len}</td><td>{e(str(t.settings.get('packing')))}"
+            f"{', BOS' if t.settings.get('prepend_bos') else ''}</td>"
+            f"<td>{(t.n_seq or 0):,}</td><td>{(t.n_tokens or 0):,}</td>"
+            f"<td>{human_bytes(t.size_bytes) if t.size_bytes else '–'}</td></tr>" for t in toks)
+        size = human_bytes(ds.size_bytes) if ds.size_bytes else "–"
+        self.overview.setHtml(
+            f"<h3>{e(ds.name)}</h3><p>{e(ds.id)} · <b>{e(ds.status)}</b> · "
+            f"{(ds.n_docs or 0):,} documents · {(ds.n_chars or 0):,} characters · {size} "
+            f"on disk · text column <code>{e(ds.text_column or '?')}</code></p>"
+            f"<h4>Source</h4><table cellpadding=3>{rows}</table>"
+            f"<h4>Tokenizations</h4>" + (
+                f"<table cellpadding=3><tr><th>id</th><th>status</th><th>tokenizer</th>"
+                f"<th>context</th><th>layout</th><th>sequences</th><th>tokens</th><th>size</th>"
+                f"</tr>{tok_rows}</table>" if toks else "<p>None yet: press Tokenize….</p>"))
+
+    def _show_stats(self) -> None:
+        ds = self.current()
+        if ds is None or ds.status != "ready":
+            return
+        tok = self.tokens.tokenization
+        self.stats.show_stats(ds, tok if tok is not None and tok.dataset_id == ds.id else None)
+
+    def _filter_documents(self, column: str, value: str) -> None:
+        self.documents.set_filter(column, value)
+        self.detail.setCurrentWidget(self.documents)
+
+    # ------------------------------------------------------------------ actions
+
+    def open_add_dialog(self, path: str = "") -> AddDatasetDialog:
+        dlg = AddDatasetDialog(self.studio, self, path=path)
+        dlg.accepted.connect(lambda: self.start_import(dlg.source(), dlg.name()))
+        self.add_dialog = dlg
+        dlg.open()
+        return dlg
+
+    def start_import(self, source: dict, name: str | None = None):
+        try:
+            rec, job = self.studio.datasets.add(source, name=name)
+        except UserError as exc:
+            self.banner.failed(f"Cannot import: {exc}")
+            return None
+        self.banner.running(job.id, f"Importing {rec.name}…", None)
+        self.refresh(select=rec.id)
+        return job
+
+    def add_demo(self):
+        return self.start_import({"kind": "demo"})
+
+    def open_tokenize_dialog(self) -> TokenizeDialog | None:
+        ds = self.current()
+        if ds is None or ds.status != "ready":
+            return None
+        dlg = TokenizeDialog(self.studio, ds, self)
+        dlg.accepted.connect(lambda: self.start_tokenize(ds.id, dlg.tokenizer(), dlg.settings(),
+                                                         force=dlg.force.isChecked()))
+        self.tokenize_dialog = dlg
+        dlg.open()
+        return dlg
+
+    def start_tokenize(self, dataset_id: str, tokenizer: str, settings: dict, *,
+                       force: bool = False):
+        try:
+            tok, job = self.studio.datasets.tokenize(dataset_id, tokenizer, settings, force=force)
+        except UserError as exc:
+            self.banner.failed(f"Cannot tokenize: {exc}")
+            return None
+        if job is None:
+            self.tokens.set_tokenizations(self.studio.datasets.tokenizations(dataset_id),
+                                          select=tok.id)
+            self.detail.setCurrentWidget(self.tokens)
+            return None
+        self.banner.running(job.id, f"Tokenizing with {tok.tokenizer}…", 0.0)
+        return job
+
+    def rename_selected(self) -> None:
+        ds = self.current()
+        if ds is None:
+            return
+        name, ok = QInputDialog.getText(self, "Rename dataset", "Name", text=ds.name)
+        if ok:
+            try:
+                self.studio.datasets.rename(ds.id, name)
+            except UserError as exc:
+                self.banner.failed(str(exc))
+            self.refresh()
+
+    def delete_selected(self, *, confirm: bool = True) -> bool:
+        ds = self.current()
+        if ds is None:
+            return False
+        n_tok = len(self.studio.datasets.tokenizations(ds.id))
+        if confirm and QMessageBox.question(
+                self, "Delete dataset",
+                f"Delete '{ds.name}' ({human_bytes(ds.size_bytes or 0)}) and its {n_tok} "
+                "tokenization(s) from the data folder? Your original files are not touched.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No) != QMessageBox.StandardButton.Yes:
+            return False
+        try:
+            self.studio.datasets.delete(ds.id)
+        except UserError as exc:
+            self.banner.failed(str(exc))
+            return False
+        self.selected_id = None
+        self.refresh()
+        return True
+
+    # ------------------------------------------------------------------ drag and drop
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_add_dialog(paths[0])
+
+    # ------------------------------------------------------------------ jobs
+
+    def _job(self, job_id: str):
+        try:
+            return self.studio.get_job(job_id)
+        except UserError:
+            return None
+
+    def _on_progress(self, job_id: str, payload: dict) -> None:
+        job = self._job(job_id)
+        if job is None or job.kind not in DATASET_KINDS:
+            return
+        total = payload.get("total")
+        frac = payload["done"] / total if total else None
+        verb = {"datasets.import": "Importing", "datasets.tokenize": "Tokenizing"}.get(
+            job.kind, "Computing statistics of")
+        name = self.list_model.records[self.list_model.row_of(job.target)].name \
+            if self.list_model.row_of(job.target) >= 0 else job.target
+        self.banner.running(job_id, f"{verb} {name}: {payload.get('message') or ''}", frac)
+        self.list_model.set_progress(job.target, f"{frac:.0%}" if frac is not None else "…")
+
+    def _on_status(self, job_id: str, payload: dict) -> None:
+        status = payload.get("status")
+        if status not in ("completed", "failed", "cancelled"):
+            return
+        job = self._job(job_id)
+        if job is None or job.kind not in DATASET_KINDS:
+            return
+        self.list_model.set_progress(job.target, None)
+        if status == "failed":
+            self.banner.failed(f"{job.title} failed: {job.error}")
+        elif status == "cancelled":
+            self.banner.failed(f"{job.title} was cancelled; nothing was kept.")
+        elif self.banner.job_id == job_id:
+            self.banner.hide()
+        if job.kind == "datasets.tokenize" and status == "completed" and job.result:
+            if job.target == self.selected_id:
+                self.tokens.set_tokenizations(self.studio.datasets.tokenizations(job.target),
+                                              select=job.result.get("tokenization_id"))
+        self.refresh(select=self.selected_id or job.target)
+
+
+if __name__ == "__main__":  # preview: python -m mistudio.ui.datasets.tab
+    import sys
+    import tempfile
+
+    from PySide6.QtWidgets import QApplication
+
+    from mistudio.secrets_test_support import MemorySecrets
+    from mistudio.studio import Studio
+    from mistudio.ui.workers import JobBridge, qt_thread_factory
+
+    app = QApplication(sys.argv)
+    studio = Studio(tempfile.mkdtemp(prefix="mistudio-preview-"), secrets=MemorySecrets(),
+                    thread_factory=qt_thread_factory)
+    bridge = JobBridge()
+    studio.add_job_listener(bridge)
+    tab = DatasetsTab(studio, bridge)
+    if studio.datasets.demo_available():
+        tab.add_demo()
+    tab.resize(1200, 800)
+    tab.show()
+    code = app.exec()
+    studio.close(timeout=5)
+    sys.exit(code)
