@@ -62,3 +62,6 @@ register(JobKind("models.quantize", "mistudio.models.sources:save_quantized_job"
                  title="Save quantized model"))
 register(JobKind("activations.extract", "mistudio.activations.extract:run", gpu=True,
                  title="Extract activations", pausable=True))
+register(JobKind("sae.train", "mistudio.sae.job:train_job", gpu=True, title="Train SAE",
+                 pausable=True))
+register(JobKind("sae.import", "mistudio.sae.service:import_job", title="Import SAE"))

@@ -1,0 +1,325 @@
+"""The typed configuration of one SAE training run (or one sweep of runs).
+
+A :class:`TrainingConfig` is what the Training tab edits, what ``mistudio train --config FILE``
+reads (JSON or YAML-free JSON), and what the training job receives as ``params["config"]``.
+It is Qt-free and torch-free (cheap to import from the UI).
+
+Shared settings (data, batch size, token budget, schedule shape, device) apply to every SAE of
+the run. ``sweep`` maps *per-SAE* fields (:data:`SWEEPABLE`) to lists of values; the run trains
+one SAE per combination on the same activation stream (one read for all)::
+
+    cfg = TrainingConfig(activation_id="ext_1", architecture="topk", k=32,
+                         sweep={"k": [16, 32, 64]})
+    [m.name for m in cfg.members()]   # ['k16', 'k32', 'k64']
+
+Architectures (``architecture``): ``relu`` (ReLU + decoder-norm-weighted L1, Anthropic
+April 2024), ``topk`` (TopK + AuxK, OpenAI 2024), ``batchtopk`` (top k*B over the batch with a
+global inference threshold), ``jumprelu`` (Gemma Scope, L0 penalty with straight-through
+estimators). ``kind``: ``sae`` reconstructs its input; ``transcoder`` reads one hook point and
+reconstructs another (``target_activation_id``/``target_activation_path``);
+``skip_transcoder`` adds a linear skip connection ``W_skip``.
+
+Metric names reported through ``ctx.metric`` (and ``metrics.jsonl``); for a sweep each name is
+prefixed with the member name and a slash (``k16/l0``):
+
+=====================  =====================================================================
+``loss``               total training loss
+``mse``                mean over tokens of the summed squared error (normalized units)
+``explained_variance`` 1 - sum sq. error / sum sq. deviation from the batch mean (SAELens)
+``l0``                 mean number of active latents per token
+``l1``                 mean L1 norm of latent activations per token
+``aux_loss``           AuxK loss (topk/batchtopk) — 0 when no latent is dead
+``sparsity_loss``      L1 (relu) or L0 (jumprelu) penalty term, with its coefficient
+``dead_fraction``      latents that did not fire in the last ``dead_window_tokens`` tokens
+``dense_fraction``     latents firing on more than 10% of tokens (over the metrics window)
+``cosine_sim``         mean cosine similarity between input and reconstruction
+``l2_ratio``           mean ||reconstruction|| / ||input||
+``lr``                 learning rate of this step
+``sparsity_coef``      current (warmed-up) sparsity coefficient
+``threshold``          mean threshold (jumprelu, batchtopk)
+``tokens``             tokens seen so far (shared)
+``tokens_per_s``       training throughput over the metrics window (shared)
+``step_time_ms``       mean wall time per step over the metrics window (shared)
+=====================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from mistudio.errors import UserError
+
+ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu")
+KINDS = ("sae", "transcoder", "skip_transcoder")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+NORMALIZATIONS = ("expected_average_only_in", "none")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+#: Fields that may differ between the SAEs of one sweep (everything else is shared).
+SWEEPABLE = ("architecture", "d_sae", "expansion_factor", "k", "l1_coefficient",
+             "l0_coefficient", "lr", "seed", "aux_k", "aux_k_coefficient",
+             "jumprelu_bandwidth", "jumprelu_init_threshold")
+
+CONFIG_VERSION = 1
+
+
+@dataclass
+class TrainingConfig:
+    """Everything that defines a training run. All fields have working defaults."""
+
+    name: str = ""
+    # -- data ---------------------------------------------------------------------------
+    activation_id: str = ""          #: activation set in the store (``ext_...``)
+    activation_path: str = ""        #: or a folder holding an activation set
+    target_activation_id: str = ""   #: transcoders: the set to reconstruct (same rows)
+    target_activation_path: str = ""
+    shuffle: bool = True
+    d_in: int = 0                    #: expected input width; 0: take it from the set
+    # -- architecture -------------------------------------------------------------------
+    kind: str = "sae"
+    architecture: str = "topk"
+    d_sae: int = 0                   #: 0: ``expansion_factor * d_in``
+    expansion_factor: float = 8.0
+    k: int = 32                      #: topk / batchtopk: active latents per token
+    aux_k: int = 0                   #: AuxK latents; 0: ``min(d_in // 2, d_sae // 2)``
+    aux_k_coefficient: float = 1.0 / 32
+    l1_coefficient: float = 5.0      #: relu: decoder-norm-weighted L1 penalty
+    l1_warmup_fraction: float = 0.05  #: of total steps, linear from 0 (relu, jumprelu)
+    l0_coefficient: float = 1.0      #: jumprelu: L0 penalty
+    jumprelu_bandwidth: float = 0.05  #: width of the straight-through rectangle kernel
+    jumprelu_init_threshold: float = 0.05
+    # -- optimisation -------------------------------------------------------------------
+    lr: float = 3e-4
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    lr_schedule: str = "constant"    #: after warm-up; "linear" decays over the last 20%
+    lr_warmup_steps: int = 0
+    lr_decay_fraction: float = 0.2   #: linear: fraction of steps at the end used to decay
+    lr_min_fraction: float = 0.0     #: cosine/linear end value as a fraction of ``lr``
+    grad_clip_norm: float = 1.0      #: 0 disables clipping
+    batch_size: int = 4096           #: tokens per step (global, across DDP ranks)
+    total_tokens: int = 2_000_000    #: training length; epochs repeat the data as needed
+    seed: int = 0
+    normalize_activations: str = "expected_average_only_in"
+    normalization_tokens: int = 100_000  #: tokens used to estimate the scaling up front
+    # -- bookkeeping --------------------------------------------------------------------
+    dead_window_tokens: int = 1_000_000  #: a latent silent this long counts as dead
+    metrics_every_steps: int = 10
+    checkpoint_every_tokens: int = 0  #: 0: only the final checkpoint
+    keep_checkpoints: int = 3
+    # -- device -------------------------------------------------------------------------
+    device: str = "auto"
+    dtype: str = "auto"              #: autocast dtype for matmuls; weights stay fp32
+    compile: bool = False            #: ``torch.compile`` the dense step (GPU)
+    # -- provenance (filled from the activation set when empty) -------------------------
+    model_name: str = ""
+    hook_name: str = ""
+    hook_name_out: str = ""
+    # -- sweep --------------------------------------------------------------------------
+    sweep: dict[str, list] = field(default_factory=dict)
+    member_name: str = ""            #: set on each expanded member
+
+    # ---------------------------------------------------------------- (de)serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["config_version"] = CONFIG_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainingConfig":
+        """Build from a dict; unknown keys are an error (typos must not pass silently)."""
+        data = dict(data or {})
+        data.pop("config_version", None)
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise UserError(f"Unknown training setting(s): {', '.join(unknown)}.",
+                            hint="Check the spelling; `docs/sae-engine.md` lists every setting.")
+        clean = {}
+        for name, value in data.items():
+            default = getattr(cls(), name)
+            clean[name] = _coerce(name, value, default)
+        return cls(**clean)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainingConfig":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"Cannot read the config file {path}: {exc.strerror or exc}.") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"The config file {path} is not valid JSON ({exc}).",
+                            hint="Write it as a JSON object of settings.") from exc
+        if not isinstance(data, dict):
+            raise UserError(f"The config file {path} must hold a JSON object of settings.")
+        return cls.from_dict(data)
+
+    def with_changes(self, **changes) -> "TrainingConfig":
+        return replace(self, **changes)
+
+    # ---------------------------------------------------------------- derived values
+
+    def resolved_d_sae(self, d_in: int) -> int:
+        return int(self.d_sae) if self.d_sae else int(round(self.expansion_factor * d_in))
+
+    def resolved_aux_k(self, d_in: int) -> int:
+        return int(self.aux_k) if self.aux_k else max(1, min(d_in // 2, self.resolved_d_sae(d_in) // 2))
+
+    @property
+    def total_steps(self) -> int:
+        return max(1, int(self.total_tokens) // max(1, int(self.batch_size)))
+
+    @property
+    def is_transcoder(self) -> bool:
+        return self.kind in ("transcoder", "skip_transcoder")
+
+    def members(self) -> list["TrainingConfig"]:
+        """The SAEs this run trains: one per combination of the sweep values, in order."""
+        if not self.sweep:
+            return [replace(self, sweep={}, member_name=self.member_name or "sae")]
+        keys = list(self.sweep)
+        out = []
+        for combo in itertools.product(*(self.sweep[k] for k in keys)):
+            changes = {k: _coerce(k, v, getattr(self, k)) for k, v in zip(keys, combo)}
+            name = "_".join(_member_label(k, changes[k]) for k in keys)
+            out.append(replace(self, sweep={}, member_name=name, **changes))
+        return out
+
+    # ---------------------------------------------------------------- validation
+
+    def validate(self, d_in: int | None = None, d_out: int | None = None,
+                 num_rows: int | None = None) -> "TrainingConfig":
+        """Raise :class:`UserError` naming the first bad setting; returns self.
+
+        With ``d_in`` (and ``num_rows``) known from the activation set, sizes are checked too.
+        """
+        def bad(msg: str, hint: str = "") -> None:
+            raise UserError(msg, hint=hint)
+
+        if not (self.activation_id or self.activation_path):
+            bad("No activation set chosen for training.",
+                "Pick an activation set (extract one in the Models tab first).")
+        for key, allowed in (("kind", KINDS), ("lr_schedule", LR_SCHEDULES),
+                             ("normalize_activations", NORMALIZATIONS), ("device", DEVICES),
+                             ("dtype", DTYPES)):
+            if getattr(self, key) not in allowed:
+                bad(f"Unknown {key} {getattr(self, key)!r}.", f"Choose one of {', '.join(allowed)}.")
+        if self.is_transcoder and not (self.target_activation_id or self.target_activation_path):
+            bad("A transcoder needs a target activation set (the hook point to reconstruct).",
+                "Extract the MLP output of the same tokens and choose it as the target.")
+        for key, value in self.sweep.items():
+            if key not in SWEEPABLE:
+                bad(f"{key!r} cannot be swept: all SAEs of a sweep share the data stream and "
+                    "schedule.", f"Sweepable settings: {', '.join(SWEEPABLE)}.")
+            if not isinstance(value, (list, tuple)) or not value:
+                bad(f"Sweep values for {key!r} must be a non-empty list.")
+        if self.batch_size < 1:
+            bad(f"Batch size must be at least 1 (got {self.batch_size}).")
+        if self.total_tokens < self.batch_size:
+            bad(f"Training length ({self.total_tokens} tokens) is shorter than one batch "
+                f"({self.batch_size} tokens).", "Train on more tokens or use a smaller batch.")
+        if self.keep_checkpoints < 1:
+            bad("Keep at least one checkpoint (keep_checkpoints >= 1).")
+        if self.metrics_every_steps < 1:
+            bad("metrics_every_steps must be at least 1.")
+        if not 0 <= self.lr_decay_fraction <= 1 or not 0 <= self.lr_min_fraction <= 1:
+            bad("lr_decay_fraction and lr_min_fraction must be between 0 and 1.")
+        if self.lr_warmup_steps < 0 or self.checkpoint_every_tokens < 0:
+            bad("lr_warmup_steps and checkpoint_every_tokens cannot be negative.")
+        if not 0 <= self.l1_warmup_fraction <= 1:
+            bad("l1_warmup_fraction must be between 0 and 1.")
+        if d_in is not None and self.d_in and self.d_in != d_in:
+            bad(f"The config expects activations of width d_in = {self.d_in}, but the "
+                f"activation set has width {d_in}.",
+                "Pick an activation set from the intended hook point, or set d_in to 0.")
+        if num_rows is not None and num_rows < self.batch_size:
+            bad(f"The activation set has {num_rows} tokens, fewer than one batch "
+                f"({self.batch_size}).", "Use a smaller batch size or extract more tokens.")
+        for m in self.members():
+            m._validate_member(d_in, d_out)
+        return self
+
+    def _validate_member(self, d_in: int | None, d_out: int | None) -> None:
+        who = f" (sweep member {self.member_name})" if self.member_name not in ("", "sae") else ""
+
+        def bad(msg: str, hint: str = "") -> None:
+            raise UserError(msg + who + ".", hint=hint)
+
+        if self.architecture not in ARCHITECTURES:
+            bad(f"Unknown architecture {self.architecture!r}", f"Choose one of {', '.join(ARCHITECTURES)}.")
+        if self.d_sae < 0 or (not self.d_sae and self.expansion_factor <= 0):
+            bad("The SAE width must be positive", "Set d_sae or a positive expansion_factor.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            bad(f"Learning rate must be a positive number (got {self.lr})")
+        for key in ("l1_coefficient", "l0_coefficient", "aux_k_coefficient"):
+            value = getattr(self, key)
+            if not (value >= 0 and math.isfinite(value)):
+                bad(f"{key} must be zero or positive (got {value})")
+        if self.architecture == "jumprelu" and not (self.jumprelu_bandwidth > 0
+                                                    and self.jumprelu_init_threshold >= 0):
+            bad("JumpReLU needs a positive bandwidth and a non-negative initial threshold")
+        if self.architecture in ("topk", "batchtopk") and self.k < 1:
+            bad(f"k must be at least 1 (got {self.k})")
+        if d_in is not None:
+            d_sae = self.resolved_d_sae(d_in)
+            if d_sae < 1:
+                bad(f"The SAE width works out to {d_sae}", "Use a larger expansion factor.")
+            if self.architecture in ("topk", "batchtopk") and self.k > d_sae:
+                bad(f"k = {self.k} is larger than the SAE width d_sae = {d_sae}",
+                    "Lower k or widen the SAE (d_sae / expansion_factor).")
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Bring JSON/CLI values to the field's type, with a clear error."""
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+        if isinstance(value, (bool, int)):
+            return bool(value)
+    elif isinstance(default, int):
+        try:
+            f = float(value)
+            if f == int(f):
+                return int(f)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    elif isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(default, dict):
+        if isinstance(value, dict):
+            return dict(value)
+    else:
+        return value
+    raise UserError(f"Setting {name!r} has the wrong type: {value!r}.",
+                    hint=f"Expected a {type(default).__name__}.")
+
+
+def _member_label(key: str, value: Any) -> str:
+    short = {"architecture": "", "l1_coefficient": "l1_", "l0_coefficient": "l0_",
+             "expansion_factor": "x", "d_sae": "d", "aux_k_coefficient": "auxc",
+             "jumprelu_bandwidth": "bw", "jumprelu_init_threshold": "th"}.get(key, key)
+    if isinstance(value, float):
+        text = f"{value:g}"
+    else:
+        text = str(value)
+    return f"{short}{text}".replace("/", "_")

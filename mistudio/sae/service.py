@@ -1,0 +1,469 @@
+"""``studio.trainings``: every user action on SAE trainings and SAEs (UI, CLI and tests).
+
+A *training* (``tr_...``) is one run of the ``sae.train`` job over one activation set; a sweep
+is one training with several SAEs. Its folder ``trainings/<id>/`` holds ``config.json``,
+``metrics.jsonl``, ``checkpoints/step_*/``, ``saes/<member>/`` (SAELens layout) and
+``result.json``. Resuming submits a new job writing into the same folder; the training's
+``job_id`` is the latest job. An *SAE* (``sae_...``) is a SAELens-layout folder, trained here
+or imported (SAELens, sparsify, Gemma Scope, from a folder or the Hub).
+
+Metric names are documented in :mod:`mistudio.sae.config`. The module imports no torch;
+methods that need it import it inside.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+from mistudio.errors import UserError
+from mistudio.jobs.context import JobContext
+from mistudio.sae.config import TrainingConfig
+from mistudio.sae.saes_repo import SAERecord, SAEsRepo
+from mistudio.sae.trainings_repo import TrainingRecord, TrainingsRepo
+from mistudio.store.db import new_id, now_iso
+from mistudio.store.jobs_repo import ACTIVE, JobRecord
+
+log = logging.getLogger(__name__)
+
+TRAIN_KIND = "sae.train"
+IMPORT_KIND = "sae.import"
+
+
+class TrainingService:
+    def __init__(self, studio):
+        self.studio = studio
+        self.trainings_repo = TrainingsRepo(studio.store)
+        self.saes_repo = SAEsRepo(studio.store)
+        self._sync_lock = threading.RLock()  # the listener and readers both reconcile
+        studio.add_job_listener(self._on_job_event)
+
+    # ================================================================== starting
+
+    def resolve_activation_path(self, activation_id: str = "", path: str = "") -> str:
+        """The folder of an activation set given its id (or a folder, checked)."""
+        if path:
+            return str(Path(path).expanduser())
+        if not activation_id:
+            return ""
+        try:
+            rec = self.studio.activations.get(activation_id)
+            folder = getattr(rec, "folder", None)
+            if folder:
+                return str(folder)
+        except (ModuleNotFoundError, AttributeError):
+            pass
+        return str(self.studio.paths.entity_dir("activations", activation_id))
+
+    def _check_config(self, cfg: TrainingConfig, path: str, target: str) -> tuple[int, int]:
+        from mistudio.activations.format import ActivationSet
+
+        source = ActivationSet(path)
+        d_out = source.d_in
+        if cfg.is_transcoder:
+            out = ActivationSet(target)
+            if out.num_rows != source.num_rows:
+                raise UserError(
+                    f"The transcoder's input and target sets have different numbers of rows "
+                    f"({source.num_rows} vs {out.num_rows}).",
+                    hint="Extract both hook points from the same run.")
+            d_out = out.d_in
+        cfg.validate(d_in=source.d_in, d_out=d_out, num_rows=source.num_rows)
+        return source.d_in, d_out
+
+    def start_training(self, config: TrainingConfig | dict, *, activation_path: str | None = None,
+                       title: str = "") -> JobRecord:
+        """Validate ``config`` against its activation set, record the training, queue the job.
+
+        Returns the job record; the training id is ``job.target``.
+        """
+        cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+        path = self.resolve_activation_path(cfg.activation_id, activation_path or cfg.activation_path)
+        target = self.resolve_activation_path(cfg.target_activation_id, cfg.target_activation_path)
+        if not path:
+            cfg.validate()  # raises "no activation set chosen"
+        d_in, d_out = self._check_config(cfg, path, target)
+        training_id = new_id("tr")
+        folder = self.studio.paths.entity_dir("trainings", training_id)
+        name = title or cfg.name or _default_title(cfg, path)
+        members = cfg.members()
+        rec = TrainingRecord(
+            id=training_id, name=name, status="queued", config=cfg.to_dict(), kind=cfg.kind,
+            architecture=",".join(sorted({m.architecture for m in members})),
+            num_saes=len(members), activation_id=cfg.activation_id, activation_path=path,
+            target_activation_path=target, d_in=d_in, d_out=d_out,
+            total_tokens=cfg.total_tokens, folder=str(folder))
+        self.trainings_repo.insert(rec)
+        params = {"config": cfg.to_dict(), "activation_path": path, "out_dir": str(folder),
+                  "training_id": training_id}
+        if target:
+            params["target_activation_path"] = target
+        job = self.studio.submit_job(TRAIN_KIND, params, title=name, target=training_id,
+                                     artifact_dir=folder)
+        self.trainings_repo.update(training_id, job_id=job.id)
+        return job
+
+    start = start_training  # the name the Training tab calls
+
+    def resume_training(self, training_id: str, *, checkpoint: str | int | None = None,
+                        total_tokens: int | None = None) -> JobRecord:
+        """Continue a stopped training from a checkpoint (path or step; default: the last).
+
+        ``total_tokens`` extends (or shortens) the run; everything else stays as it was.
+        """
+        from mistudio.sae import checkpoints as ckpt
+
+        tr = self.get_training(training_id)
+        if tr.job_id and self.studio.queue.is_active(tr.job_id):
+            raise UserError("That training is still running.", hint="Pause or cancel it first.")
+        if checkpoint is None or isinstance(checkpoint, int):
+            info = ckpt.find_checkpoint(tr.folder, checkpoint)
+            if info is None:
+                raise UserError("This training has no checkpoint to resume from.",
+                                hint="Start it again instead.")
+            path = info.path
+        else:
+            path = str(checkpoint)
+            if not (Path(path) / ckpt.STATE_FILE).exists():
+                raise UserError(f"The checkpoint {path} no longer exists.",
+                                hint="Pick another one from the checkpoint list.")
+        cfg = TrainingConfig.from_dict(tr.config)
+        if total_tokens:
+            cfg = cfg.with_changes(total_tokens=int(total_tokens))
+            self.trainings_repo.update(tr.id, config=cfg.to_dict(), total_tokens=cfg.total_tokens)
+        params = {"config": cfg.to_dict(), "activation_path": tr.activation_path,
+                  "out_dir": tr.folder, "training_id": tr.id, "resume_from": path}
+        if tr.target_activation_path:
+            params["target_activation_path"] = tr.target_activation_path
+        title = tr.name if tr.name.endswith("(resumed)") else f"{tr.name} (resumed)"
+        job = self.studio.submit_job(TRAIN_KIND, params, title=title, target=tr.id,
+                                     artifact_dir=Path(tr.folder))
+        self.trainings_repo.update(tr.id, job_id=job.id, status="queued", error="",
+                                   finished_at=None)
+        return job
+
+    resume = resume_training
+
+    def pause_training(self, training_id: str) -> bool:
+        return self.studio.pause_job(self.get_training(training_id).job_id)
+
+    def unpause_training(self, training_id: str) -> bool:
+        return self.studio.resume_job(self.get_training(training_id).job_id)
+
+    def cancel_training(self, training_id: str) -> bool:
+        """Stop the training; it writes a checkpoint where it stopped, so it can resume."""
+        return self.studio.cancel_job(self.get_training(training_id).job_id)
+
+    # ================================================================== reading
+
+    def list_trainings(self, status: list[str] | None = None) -> list[TrainingRecord]:
+        recs = self.trainings_repo.list()
+        for rec in recs:
+            if rec.status in ACTIVE and rec.job_id:
+                self._sync_from_job(rec.job_id)
+        recs = self.trainings_repo.list(status)
+        return recs
+
+    def get_training(self, training_id: str) -> TrainingRecord:
+        rec = self.trainings_repo.get(training_id)
+        if rec is None:
+            matches = [r for r in self.trainings_repo.list() if r.id.startswith(training_id)]
+            if len(matches) != 1:
+                raise UserError(f"No training with id {training_id!r}.",
+                                hint="`mistudio sae trainings` lists them.")
+            rec = matches[0]
+        if rec.status in ACTIVE and rec.job_id:
+            self._sync_from_job(rec.job_id)
+            rec = self.trainings_repo.get(rec.id)
+        return rec
+
+    def training_dir(self, training_id: str) -> Path:
+        return Path(self.get_training(training_id).folder)
+
+    def list_checkpoints(self, training_id: str) -> list:
+        """:class:`~mistudio.sae.checkpoints.CheckpointInfo` list, oldest first."""
+        from mistudio.sae.checkpoints import list_checkpoints
+
+        return list_checkpoints(self.training_dir(training_id))
+
+    def delete_checkpoint(self, training_id: str, step: int) -> None:
+        tr = self.get_training(training_id)
+        if tr.job_id and self.studio.queue.is_active(tr.job_id):
+            raise UserError("The training is running; it manages its checkpoints itself.",
+                            hint="Pause or stop it first.")
+        for c in self.list_checkpoints(tr.id):
+            if c.step == step:
+                shutil.rmtree(c.path)
+                self._sync_checkpoints(tr)
+                return
+        raise UserError(f"No checkpoint at step {step}.")
+
+    def metrics(self, training_id: str) -> list[dict]:
+        """Rows of ``metrics.jsonl``: ``{"step", "time", <metric>: value, ...}``."""
+        path = self.training_dir(training_id) / "metrics.jsonl"
+        rows = []
+        try:
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except ValueError:  # a line being written right now
+                            break
+        except OSError:
+            pass
+        return rows
+
+    def list_saes(self, training_id: str | None = None) -> list[SAERecord]:
+        return self.saes_repo.list(training_id)
+
+    def get_sae(self, sae_id: str) -> SAERecord:
+        rec = self.saes_repo.get(sae_id)
+        if rec is None:
+            matches = [r for r in self.saes_repo.list() if r.id.startswith(sae_id)]
+            if len(matches) != 1:
+                raise UserError(f"No SAE with id {sae_id!r}.", hint="`mistudio sae list` shows them.")
+            rec = matches[0]
+        return rec
+
+    def load_sae(self, sae_id: str, device: str = "cpu"):
+        """The SAE as a torch module (``encode``/``decode`` on raw activations)."""
+        from mistudio.sae.formats import load_sae
+
+        return load_sae(self.get_sae(sae_id).folder, device=device)[0]
+
+    def estimate(self, config: TrainingConfig | dict, d_in: int, d_out: int | None = None) -> dict:
+        """Rough memory needs in bytes: weights, Adam state, activations per step, total."""
+        cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+        d_out = d_out or d_in
+        weights = opt = acts = 0
+        for m in cfg.members():
+            d_sae = m.resolved_d_sae(d_in)
+            n = d_sae * (d_in + d_out + 1) + d_out + (d_out * d_in if m.kind == "skip_transcoder" else 0)
+            weights += 4 * n
+            opt += 8 * n + 4 * n  # Adam moments + gradients
+            acts = max(acts, 4 * cfg.batch_size * d_sae * (1 if m.architecture == "topk" else 3))
+        batch = 4 * cfg.batch_size * (d_in + d_out) * 3  # batch + shuffle prefetch
+        buffer = 2 * 262_144 * 4 * (d_in + (d_out if cfg.is_transcoder else 0))
+        return {"weights": weights, "optimizer": opt, "activations": acts + batch,
+                "reader_buffer": buffer, "total": weights + opt + acts + batch + buffer}
+
+    # ================================================================== SAE files
+
+    def export_saelens(self, source_id: str, member: str | None = None,
+                       destination: str | Path = "") -> Path:
+        """Copy an SAE (by SAE id, or training id + member) to ``destination`` (SAELens layout)."""
+        if source_id.startswith("tr_") or (member and not source_id.startswith("sae_")):
+            tr = self.get_training(source_id)
+            saes = self.list_saes(tr.id)
+            pick = [s for s in saes if not member or s.member == member]
+            if not pick:
+                raise UserError(f"The training has no finished SAE{f' {member!r}' if member else ''}.",
+                                hint="Only completed trainings have exportable SAEs.")
+            rec = pick[0]
+        else:
+            rec = self.get_sae(source_id)
+        if not destination:
+            raise UserError("Choose a folder to export to.")
+        dest = Path(destination).expanduser()
+        if dest.exists() and any(dest.iterdir()):
+            dest = dest / (rec.member or rec.id)
+        if dest.exists() and any(dest.iterdir()):
+            raise UserError(f"{dest} already exists and is not empty.", hint="Choose an empty folder.")
+        from mistudio.paths import atomic_dir
+
+        with atomic_dir(dest) as tmp:
+            for f in Path(rec.folder).iterdir():
+                if f.is_file():
+                    shutil.copy2(f, tmp / f.name)
+        return dest
+
+    def import_sae(self, source: str, *, subfolder: str = "", name: str = "",
+                   revision: str | None = None) -> SAERecord:
+        """Import an SAE from a local folder or a Hub repo id (+ ``subfolder``), synchronously.
+
+        The SAE is re-saved in SAELens layout under ``trainings/<sae_id>/``; originals outside
+        the data folder are never modified.
+        """
+        result = import_job({"source": source, "subfolder": subfolder, "revision": revision,
+                             "sae_id": new_id("sae"), "name": name,
+                             "data_dir": str(self.studio.paths.root),
+                             "token": self.studio.hf_token},
+                            JobContext.standalone(None))
+        return self._record_import(result)
+
+    def start_import(self, source: str, *, subfolder: str = "", name: str = "") -> JobRecord:
+        """:meth:`import_sae` as a background job (the record appears when it completes)."""
+        sae_id = new_id("sae")
+        return self.studio.submit_job(IMPORT_KIND, {
+            "source": source, "subfolder": subfolder, "sae_id": sae_id, "name": name,
+            "data_dir": str(self.studio.paths.root)}, title=f"Import SAE {source}", target=sae_id)
+
+    def _record_import(self, result: dict) -> SAERecord:
+        rec = SAERecord(**{k: result[k] for k in (
+            "id", "folder", "name", "source_ref", "format", "architecture", "kind", "d_in",
+            "d_sae", "d_out", "k", "model_name", "hook_name")}, source="imported")
+        return self.saes_repo.insert(rec)
+
+    # ================================================================== deleting
+
+    def delete_training(self, training_id: str) -> None:
+        """Delete the training, its jobs, its SAEs' records and its folder."""
+        tr = self.get_training(training_id)
+        jobs = self.studio.jobs_repo.list(target=tr.id)
+        if any(self.studio.queue.is_active(j.id) for j in jobs):
+            raise UserError("That training is still running.", hint="Cancel it first.")
+        self.saes_repo.delete_for_training(tr.id)
+        self.trainings_repo.delete(tr.id)
+        for j in jobs:
+            self.studio.delete_job(j.id)
+        self._remove_folder(Path(tr.folder))
+
+    delete = delete_training
+
+    def delete_sae(self, sae_id: str) -> None:
+        rec = self.get_sae(sae_id)
+        self.saes_repo.delete(rec.id)
+        if rec.source == "imported":
+            self._remove_folder(Path(rec.folder))
+
+    def _remove_folder(self, folder: Path) -> None:
+        root = self.studio.paths.root.resolve()
+        if folder.exists() and root in folder.resolve().parents:  # never outside the data dir
+            shutil.rmtree(folder, ignore_errors=True)
+
+    # ================================================================== job events
+
+    def _on_job_event(self, job_id: str, kind: str, payload: dict) -> None:
+        if kind not in ("status", "checkpoint"):
+            return
+        try:
+            if kind == "checkpoint":
+                job = self.studio.jobs_repo.get(job_id)
+                if job and job.kind == TRAIN_KIND and job.target:
+                    self.trainings_repo.update(job.target, step=int(payload.get("step", 0)),
+                                               tokens=int(payload.get("tokens", 0)))
+                    tr = self.trainings_repo.get(job.target)
+                    if tr:
+                        self._sync_checkpoints(tr)
+            else:
+                self._sync_from_job(job_id, payload.get("status"), payload)
+        except Exception:  # a listener must never break the job
+            log.exception("could not record a training event")
+
+    def _sync_from_job(self, job_id: str, status: str | None = None,
+                       payload: dict | None = None) -> None:
+        with self._sync_lock:
+            self._sync_from_job_locked(job_id, status, payload)
+
+    def _sync_from_job_locked(self, job_id: str, status: str | None,
+                              payload: dict | None) -> None:
+        job = self.studio.jobs_repo.get(job_id)
+        if job is None or not job.target:
+            return
+        if job.kind == IMPORT_KIND:
+            if (status or job.status) == "completed" and (payload or {}).get("result"):
+                if self.saes_repo.get(job.target) is None:
+                    self._record_import(payload["result"])
+            return
+        if job.kind != TRAIN_KIND:
+            return
+        tr = self.trainings_repo.get(job.target)
+        if tr is None or tr.job_id not in ("", job.id):
+            return
+        status = status or job.status
+        if status == "running" and self.studio.queue.is_active(job.id) is False:
+            status = job.status
+        fields = {"status": status}
+        if status in ("completed", "failed", "cancelled", "interrupted"):
+            fields["finished_at"] = job.finished_at or now_iso()
+            fields["error"] = job.error if status == "failed" else ""
+        if status == "completed":
+            result = (payload or {}).get("result") or job.result or _read_result(tr.folder)
+            if result:
+                fields.update(result=result, tokens=int(result.get("tokens", 0)),
+                              step=int(result.get("step", 0)))
+                self._register_saes(tr, result)
+        self.trainings_repo.update(tr.id, **fields)
+        if status not in ACTIVE:
+            self._sync_checkpoints(tr)
+
+    def _register_saes(self, tr: TrainingRecord, result: dict) -> None:
+        existing = {s.member: s for s in self.saes_repo.list(tr.id)}
+        cfg = TrainingConfig.from_dict(tr.config)
+        members = {m.member_name: m for m in cfg.members()}
+        for item in result.get("saes", []):
+            old = existing.get(item["member"])
+            m = members.get(item["member"], cfg)
+            cfg_json = _read_json(Path(item["path"]) / "cfg.json")
+            meta = cfg_json.get("metadata") or {}
+            self.saes_repo.insert(SAERecord(
+                id=old.id if old else new_id("sae"), folder=item["path"], source="trained",
+                name=f"{tr.name} · {item['member']}" if len(result["saes"]) > 1 else tr.name,
+                training_id=tr.id, member=item["member"], architecture=item["architecture"],
+                kind=m.kind, d_in=item["d_in"], d_sae=item["d_sae"], d_out=tr.d_out or item["d_in"],
+                k=item.get("k") if item["architecture"] in ("topk", "batchtopk") else None,
+                model_name=meta.get("model_name") or "", hook_name=meta.get("hook_name") or "",
+                metrics=item.get("metrics") or {}))
+
+    def _sync_checkpoints(self, tr: TrainingRecord) -> None:
+        from mistudio.sae.checkpoints import list_checkpoints  # torch-free listing
+
+        rows = [{"step": c.step, "tokens": c.tokens, "path": c.path,
+                 "created_at": str(c.created_at)} for c in list_checkpoints(tr.folder)]
+        self.trainings_repo.set_checkpoints(tr.id, rows)
+
+
+def _default_title(cfg: TrainingConfig, path: str) -> str:
+    width = f"{cfg.d_sae:,} latents" if cfg.d_sae else f"×{cfg.expansion_factor:g}"
+    sweep = f" sweep {', '.join(cfg.sweep)}" if cfg.sweep else ""
+    return f"{cfg.architecture} {width}{sweep} · {Path(path).name}"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _read_result(folder: str) -> dict | None:
+    return _read_json(Path(folder) / "result.json") or None
+
+
+def import_job(params: dict, ctx) -> dict:
+    """Job ``sae.import``: read an SAE in any supported layout, save it in SAELens layout."""
+    from mistudio.paths import DataPaths
+    from mistudio.sae.formats import download_sae, load_sae, save_saelens
+
+    paths = DataPaths(Path(params["data_dir"]))
+    source = str(params["source"])
+    subfolder = params.get("subfolder") or ""
+    folder = Path(source).expanduser()
+    if not folder.exists():
+        if "/" not in source or source.startswith((".", "/", "~")):
+            raise UserError(f"{source} is neither a folder nor a Hugging Face repo id.",
+                            hint="Give a local folder or 'owner/repo' with the SAE's subfolder.")
+        ctx.log(f"Downloading {source}/{subfolder} from the Hugging Face Hub...")
+        folder = download_sae(source, subfolder, cache_dir=paths.cache / "hub",
+                              token=params.get("token"), revision=params.get("revision"))
+    elif subfolder:
+        folder = folder / subfolder
+    sae, info = load_sae(folder)
+    sae_id = params["sae_id"]
+    dest = paths.entity_dir("trainings", sae_id)
+    save_saelens(dest, sae, model_name=info.get("model_name", ""),
+                 hook_name=info.get("hook_name", ""),
+                 extra_metadata={"imported_from": source, "original_format": info["format"]})
+    kind = ("skip_transcoder" if sae.W_skip is not None else
+            "transcoder" if sae.transcoder else "sae")
+    return {"id": sae_id, "folder": str(dest), "name": params.get("name") or
+            f"{Path(source).name}{'/' + subfolder if subfolder else ''}",
+            "source_ref": f"{source}{'/' + subfolder if subfolder else ''}",
+            "format": info["format"], "architecture": sae.architecture, "kind": kind,
+            "d_in": sae.d_in, "d_sae": sae.d_sae, "d_out": sae.d_out,
+            "k": sae.k if sae.architecture in ("topk", "batchtopk") else None,
+            "model_name": info.get("model_name", ""), "hook_name": info.get("hook_name", "")}

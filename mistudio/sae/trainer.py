@@ -1,0 +1,350 @@
+"""The training loop: one activation stream, one or more SAEs (a sweep), checkpoints, metrics.
+
+:class:`Trainer` is Qt-free and used the same way by the job (:mod:`mistudio.sae.job`), the
+CLI (also under ``torchrun`` with DistributedDataParallel) and tests. Per step it reads one
+batch and trains every SAE of the sweep on it: Adam (fused where available), LR warm-up and
+decay, sparsity-coefficient warm-up, gradient clipping, per-architecture decoder-norm
+rules, optional bf16/fp16 autocast (weights stay fp32) and ``torch.compile``.
+
+Determinism: weights are initialised from per-SAE seeded generators, batches come in a
+fixed order from ``(seed, epoch)``, and a checkpoint stores everything that changes
+(weights, optimizer, trackers, stream cursor, RNG), so a resumed run continues exactly.
+
+A non-finite loss stops the run with a clear error; checkpoints are only written while the
+loss is finite, so the last good one is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mistudio.errors import JobCancelled, UserError
+from mistudio.paths import atomic_write_json
+from mistudio.sae import checkpoints as ckpt
+from mistudio.sae.architectures import SparseAutoencoder, build_sae
+from mistudio.sae.config import TrainingConfig
+from mistudio.sae.data import ActivationStream, BatchSource, estimate_norm_scale
+from mistudio.sae.formats import save_saelens
+from mistudio.sae.metrics import MemberTracker, lr_factor, sparsity_warmup
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+RESULT_FILE = "result.json"
+SAES_DIR = "saes"
+
+
+@dataclass
+class Member:
+    """One SAE of the run with its optimizer and trackers."""
+
+    cfg: TrainingConfig
+    sae: SparseAutoencoder
+    optimizer: torch.optim.Optimizer
+    tracker: MemberTracker
+    module: torch.nn.Module  # the SAE, or its DDP wrapper
+    last_metrics: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.cfg.member_name
+
+
+class _NullContext:
+    """Stands in for a JobContext when the trainer runs bare (benchmarks)."""
+
+    artifact_dir = None
+
+    def progress(self, *a, **k): ...
+    def log(self, *a, **k): ...
+    def metric(self, *a, **k): ...
+    def checkpoint(self, **k): ...
+    def pause_point(self): ...
+    def check_cancelled(self): ...
+
+
+def resolve_matmul_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: 'auto' is bf16 on a bf16-capable GPU, fp32 (None) on CPU."""
+    if setting in ("float32", "") or (setting == "auto" and device.type != "cuda"):
+        return None
+    if setting == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16}[setting]
+
+
+def make_optimizer(params, cfg: TrainingConfig, device: torch.device) -> torch.optim.Optimizer:
+    kw = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+    try:
+        return torch.optim.Adam(params, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):  # fused not available for this device
+        return torch.optim.Adam(params, foreach=True, **kw)
+
+
+class Trainer:
+    def __init__(self, config: TrainingConfig, source: BatchSource, out_dir: str | Path | None,
+                 *, ctx=None, device: str | torch.device = "cpu", rank: int = 0,
+                 world_size: int = 1, resume_from: str | Path | None = None):
+        self.config = config
+        self.source = source
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.ctx = ctx or _NullContext()
+        self.device = torch.device(device)
+        self.rank, self.world_size = rank, world_size
+        self.is_main = rank == 0
+        self.matmul_dtype = resolve_matmul_dtype(config.dtype, self.device)
+        self.total_steps = config.total_steps
+        config.validate(d_in=source.d_in, d_out=source.d_out, num_rows=source.num_rows)
+        self.stream = ActivationStream(source, config.batch_size, seed=config.seed,
+                                       shuffle=config.shuffle, rank=rank, world_size=world_size)
+        self.step = 0
+        self.tokens = 0
+        self.scale_in = self.scale_out = 1.0
+        self.members: list[Member] = []
+        self._last_ckpt_tokens = 0
+        self._resume_state = ckpt.load_checkpoint(resume_from) if resume_from else None
+        self._build()
+
+    # ------------------------------------------------------------------ setup
+
+    def _build(self) -> None:
+        state = self._resume_state
+        src = self.source
+        if state is not None:
+            if int(state["d_in"]) != src.d_in or int(state["d_out"]) != src.d_out:
+                raise UserError(
+                    f"The checkpoint was trained on activations of width {state['d_in']}, but "
+                    f"the activation set has width {src.d_in}.",
+                    hint="Resume with the activation set the training started on.")
+            self.scale_in, self.scale_out = state["scale_in"], state["scale_out"]
+        elif self.config.normalize_activations == "expected_average_only_in":
+            self.scale_in, self.scale_out = estimate_norm_scale(
+                src, self.config.normalization_tokens, seed=self.config.seed)
+        for m_cfg in self.config.members():
+            sae = build_sae(m_cfg, src.d_in, src.d_out).to(self.device)
+            module: torch.nn.Module = sae
+            if self.world_size > 1:
+                from torch.nn.parallel import DistributedDataParallel as DDP
+
+                module = DDP(sae, device_ids=[self.device.index] if self.device.type == "cuda"
+                             else None, broadcast_buffers=False)
+            opt = make_optimizer(sae.parameters(), m_cfg, self.device)
+            tracker = MemberTracker(sae.d_sae, self.device, m_cfg.dead_window_tokens)
+            self.members.append(Member(m_cfg, sae, opt, tracker, module))
+        if state is not None:
+            by_name = {m["name"]: m for m in state["members"]}
+            for m in self.members:
+                saved = by_name.get(m.name)
+                if saved is None:
+                    raise UserError(f"The checkpoint has no SAE named {m.name!r}.",
+                                    hint="Resume with the configuration the training used.")
+                m.sae.load_state_dict(saved["sae"])
+                m.optimizer.load_state_dict(saved["optimizer"])
+                m.tracker.load_state_dict(saved["tracker"])
+                m.last_metrics = saved.get("last_metrics", {})
+            self.step, self.tokens = int(state["step"]), int(state["tokens"])
+            self._last_ckpt_tokens = self.tokens
+            self.stream.load_state_dict(state["stream"])
+            ckpt.restore_rng(state["rng"])
+            self._resume_state = None
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict:
+        return {
+            "format": 1, "step": self.step, "tokens": self.tokens,
+            "d_in": self.source.d_in, "d_out": self.source.d_out,
+            "scale_in": self.scale_in, "scale_out": self.scale_out,
+            "stream": self.stream.state_dict(), "rng": ckpt.rng_state(),
+            "config": self.config.to_dict(),
+            "members": [{"name": m.name, "sae": m.sae.state_dict(),
+                         "optimizer": m.optimizer.state_dict(),
+                         "tracker": m.tracker.state_dict(), "last_metrics": m.last_metrics}
+                        for m in self.members],
+        }
+
+    # ------------------------------------------------------------------ loop
+
+    def _check_finite(self) -> None:
+        for m in self.members:
+            if m.tracker.nonfinite():
+                last = ckpt.find_checkpoint(self.out_dir) if self.out_dir else None
+                kept = (f" The last good checkpoint (step {last.step}) was kept."
+                        if last else " No checkpoint had been written yet.")
+                raise UserError(
+                    f"Training diverged: the loss of SAE {m.name!r} became NaN or infinite "
+                    f"before step {self.step}.{kept}",
+                    hint="Lower the learning rate (or the sparsity coefficient), keep gradient "
+                         "clipping on, and check the activations for extreme values.")
+
+    def _train_member(self, m: Member, x: torch.Tensor, y: torch.Tensor, lr_mult: float,
+                      n_global: int) -> None:
+        lr = m.cfg.lr * lr_mult
+        for g in m.optimizer.param_groups:
+            g["lr"] = lr
+        scale = sparsity_warmup(self.step, self.total_steps, m.cfg.l1_warmup_fraction)
+        dead = m.tracker.dead_mask() if m.sae.architecture in ("topk", "batchtopk") else None
+        if self.world_size > 1:
+            out = m.module(x, y, sparsity_scale=scale, dead_mask=dead,
+                           matmul_dtype=self.matmul_dtype)
+        else:
+            out = m.sae.training_step(x, y, sparsity_scale=scale, dead_mask=dead,
+                                      matmul_dtype=self.matmul_dtype)
+        m.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        m.sae.constrain_gradients()
+        if m.cfg.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(m.sae.parameters(), m.cfg.grad_clip_norm, foreach=True)
+        m.optimizer.step()
+        m.sae.after_step()
+        fired = out.fired
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(fired)
+        m.tracker.update(out, y, fired, n_global)
+        m._lr, m._scale = lr, scale
+
+    def run(self) -> dict:
+        """Train to ``total_tokens``; returns the result summary (also saved as result.json)."""
+        cfg = self.config
+        if self.is_main and self.out_dir:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.out_dir / CONFIG_FILE, cfg.to_dict())
+            self._truncate_metrics(self.step)
+        self.ctx.log(f"Training {len(self.members)} SAE(s) on {self.source.num_rows:,} tokens "
+                     f"of width {self.source.d_in}; {self.total_steps:,} steps of "
+                     f"{cfg.batch_size} tokens on {self.device}"
+                     + (f" with {self.matmul_dtype} autocast" if self.matmul_dtype else "")
+                     + (f", starting at step {self.step}" if self.step else "") + ".")
+        window_t0, window_tokens = time.perf_counter(), 0
+        window_steps = 0
+        try:
+            while self.step < self.total_steps:
+                self.ctx.pause_point()
+                item = self.stream.next()
+                x, y = item if isinstance(item, tuple) else (item, None)
+                x = x.to(self.device, non_blocking=True).mul_(self.scale_in)
+                y = x if y is None else y.to(self.device, non_blocking=True).mul_(self.scale_out)
+                lr_mult = lr_factor(self.step, self.total_steps, schedule=cfg.lr_schedule,
+                                    warmup_steps=cfg.lr_warmup_steps,
+                                    decay_fraction=cfg.lr_decay_fraction,
+                                    min_fraction=cfg.lr_min_fraction)
+                for m in self.members:
+                    self._train_member(m, x, y, lr_mult, cfg.batch_size)
+                self.step += 1
+                self.tokens += cfg.batch_size
+                window_tokens += cfg.batch_size
+                window_steps += 1
+                if self.step % cfg.metrics_every_steps == 0 or self.step == self.total_steps:
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    elapsed = time.perf_counter() - window_t0
+                    self._report(window_tokens / max(elapsed, 1e-9),
+                                 1000 * elapsed / max(window_steps, 1))
+                    window_t0, window_tokens, window_steps = time.perf_counter(), 0, 0
+                if (cfg.checkpoint_every_tokens and self.step < self.total_steps
+                        and self.tokens - self._last_ckpt_tokens >= cfg.checkpoint_every_tokens):
+                    self.save_checkpoint()
+        except JobCancelled:
+            # Stop cleanly where we are: a checkpoint lets the run resume from here.
+            self._check_finite()
+            if self.tokens != self._last_ckpt_tokens:
+                self.save_checkpoint()
+            raise
+        finally:
+            self.stream.close()
+        self._check_finite()
+        return self.finish()
+
+    def _report(self, tokens_per_s: float, step_ms: float) -> None:
+        self._check_finite()
+        shared = {"tokens": float(self.tokens), "tokens_per_s": tokens_per_s,
+                  "step_time_ms": step_ms}
+        values = dict(shared)
+        multi = len(self.members) > 1
+        for m in self.members:
+            rep = m.tracker.report()
+            rep["lr"] = getattr(m, "_lr", m.cfg.lr)
+            rep["sparsity_coef"] = getattr(m, "_scale", 1.0) * {
+                "relu": m.cfg.l1_coefficient, "jumprelu": m.cfg.l0_coefficient}.get(
+                    m.sae.architecture, 0.0)
+            if hasattr(m.sae, "threshold"):
+                rep["threshold"] = float(m.sae.threshold.detach().float().mean())
+            m.last_metrics = rep
+            for k, v in rep.items():
+                values[f"{m.name}/{k}" if multi else k] = v
+        if not self.is_main:
+            return
+        self.ctx.metric(self.step, **values)
+        if self.out_dir:
+            with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": self.step, "time": time.time(),
+                                     **{k: (v if math.isfinite(v) else None)
+                                        for k, v in values.items()}}) + "\n")
+        first = self.members[0].last_metrics
+        self.ctx.progress(self.step, self.total_steps,
+                          f"step {self.step:,}/{self.total_steps:,} · loss {first['loss']:.4g} · "
+                          f"L0 {first['l0']:.1f} · EV {first['explained_variance']:.3f} · "
+                          f"{tokens_per_s:,.0f} tok/s")
+
+    def _truncate_metrics(self, step: int) -> None:
+        """After a resume, drop metric lines past the checkpoint (they will be redone)."""
+        path = self.out_dir / METRICS_FILE
+        if not path.exists():
+            return
+        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        from mistudio.paths import atomic_write_text
+
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+    def save_checkpoint(self) -> ckpt.CheckpointInfo | None:
+        self._check_finite()
+        self._last_ckpt_tokens = self.tokens
+        if not (self.is_main and self.out_dir):
+            return None
+        info = ckpt.save_checkpoint(self.out_dir, self.state_dict(), step=self.step,
+                                    tokens=self.tokens,
+                                    metrics={m.name: m.last_metrics for m in self.members},
+                                    keep=self.config.keep_checkpoints)
+        self.ctx.checkpoint(step=self.step, tokens=self.tokens, path=info.path)
+        self.ctx.log(f"Checkpoint at step {self.step:,} ({self.tokens:,} tokens).")
+        return info
+
+    def finish(self) -> dict:
+        """Final checkpoint, SAELens folders for every SAE, and ``result.json``."""
+        result = {"step": self.step, "tokens": self.tokens, "scale_in": self.scale_in,
+                  "scale_out": self.scale_out, "saes": []}
+        if self.is_main and self.out_dir:
+            if self._last_ckpt_tokens != self.tokens:
+                self.save_checkpoint()
+            meta = self.source.meta
+            model = self.config.model_name or str(meta.get("model_name") or meta.get("model")
+                                                  or meta.get("model_id") or "")
+            hook = self.config.hook_name or str(meta.get("hook_point") or meta.get("hook_name")
+                                                or "")
+            hook_out = self.config.hook_name_out or str(
+                getattr(self.source, "meta_out", {}).get("hook_point") or "")
+            for m in self.members:
+                density = m.tracker.density()
+                folder = self.out_dir / SAES_DIR / m.name
+                save_saelens(folder, m.sae, scale_in=self.scale_in, scale_out=self.scale_out,
+                             model_name=model, hook_name=hook, hook_name_out=hook_out,
+                             extra_metadata={"member": m.name, "tokens": self.tokens,
+                                             "activation_id": self.config.activation_id},
+                             log_feature_sparsity=density["log10_frequency"])
+                result["saes"].append({
+                    "member": m.name, "path": str(folder), "architecture": m.sae.architecture,
+                    "d_in": m.sae.d_in, "d_sae": m.sae.d_sae, "k": m.cfg.k,
+                    "metrics": m.last_metrics, "density_histogram": density["histogram"],
+                    "never_fired": density["never_fired"], "hyperparameters": {
+                        k: getattr(m.cfg, k) for k in ("lr", "k", "l1_coefficient",
+                                                        "l0_coefficient", "seed")}})
+            atomic_write_json(self.out_dir / RESULT_FILE, result)
+            self.ctx.progress(self.total_steps, self.total_steps, "Done.")
+        return result
