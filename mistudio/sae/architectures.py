@@ -338,7 +338,9 @@ class JumpReLUSAE(SparseAutoencoder):
             pre = self.pre_acts(x)
         pre = pre.float()
         threshold = self.threshold.float()
-        acts = _JumpReLU.apply(F.relu(pre), threshold, self.bandwidth)
+        # pre * H(pre - theta) equals relu(pre) * H(...) since theta >= 0; feeding relu(pre)
+        # would put every negative pre-activation inside the STE kernel when theta < bw/2.
+        acts = _JumpReLU.apply(pre, threshold, self.bandwidth)
         with _autocast(x, matmul_dtype):
             recon = acts @ self.W_dec + self.b_dec + self._skip(x)
         recon = recon.float()
@@ -375,4 +377,5 @@ def build_sae(member, d_in: int, d_out: int | None = None, device=None) -> Spars
                k=member.k, aux_k=member.resolved_aux_k(d_in),
                aux_k_coefficient=member.aux_k_coefficient, l1_coefficient=member.l1_coefficient,
                l0_coefficient=member.l0_coefficient, bandwidth=member.jumprelu_bandwidth,
-               init_threshold=member.jumprelu_init_threshold, seed=member.seed, device=device)
+               init_threshold=member.jumprelu_init_threshold, seed=member.resolved_init_seed,
+               device=device)

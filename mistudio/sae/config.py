@@ -63,7 +63,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 #: Fields that may differ between the SAEs of one sweep (everything else is shared).
 SWEEPABLE = ("architecture", "d_sae", "expansion_factor", "k", "l1_coefficient",
-             "l0_coefficient", "lr", "seed", "aux_k", "aux_k_coefficient",
+             "l0_coefficient", "lr", "init_seed", "aux_k", "aux_k_coefficient",
              "jumprelu_bandwidth", "jumprelu_init_threshold")
 
 CONFIG_VERSION = 1
@@ -106,7 +106,8 @@ class TrainingConfig:
     grad_clip_norm: float = 1.0      #: 0 disables clipping
     batch_size: int = 4096           #: tokens per step (global, across DDP ranks)
     total_tokens: int = 2_000_000    #: training length; epochs repeat the data as needed
-    seed: int = 0
+    seed: int = 0                    #: data order (shared by a sweep) and default init seed
+    init_seed: int = -1              #: weight init; -1: ``seed`` (sweep this, not ``seed``)
     normalize_activations: str = "expected_average_only_in"
     normalization_tokens: int = 100_000  #: tokens used to estimate the scaling up front
     # -- bookkeeping --------------------------------------------------------------------
@@ -175,6 +176,10 @@ class TrainingConfig:
 
     def resolved_aux_k(self, d_in: int) -> int:
         return int(self.aux_k) if self.aux_k else max(1, min(d_in // 2, self.resolved_d_sae(d_in) // 2))
+
+    @property
+    def resolved_init_seed(self) -> int:
+        return int(self.seed if self.init_seed < 0 else self.init_seed)
 
     @property
     def total_steps(self) -> int:
@@ -317,7 +322,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 def _member_label(key: str, value: Any) -> str:
     short = {"architecture": "", "l1_coefficient": "l1_", "l0_coefficient": "l0_",
              "expansion_factor": "x", "d_sae": "d", "aux_k_coefficient": "auxc",
-             "jumprelu_bandwidth": "bw", "jumprelu_init_threshold": "th"}.get(key, key)
+             "jumprelu_bandwidth": "bw", "jumprelu_init_threshold": "th", "init_seed": "seed"}.get(key, key)
     if isinstance(value, float):
         text = f"{value:g}"
     else:

@@ -344,7 +344,7 @@ class Trainer:
                     "metrics": m.last_metrics, "density_histogram": density["histogram"],
                     "never_fired": density["never_fired"], "hyperparameters": {
                         k: getattr(m.cfg, k) for k in ("lr", "k", "l1_coefficient",
-                                                        "l0_coefficient", "seed")}})
+                                                        "l0_coefficient", "init_seed")}})
             atomic_write_json(self.out_dir / RESULT_FILE, result)
             self.ctx.progress(self.total_steps, self.total_steps, "Done.")
         return result

@@ -39,7 +39,13 @@ def activation_set(tmp_path_factory, synthetic):
                                                     "seq_len": 100}, shard_rows=8192)
 
 
-def small_config(**kw):
+@pytest.fixture
+def small_config():
+    """A factory of small, fast TrainingConfigs (keyword overrides)."""
+    return make_small_config
+
+
+def make_small_config(**kw):
     from mistudio.sae.config import TrainingConfig
 
     base = dict(activation_path="mem", architecture="topk", k=4, d_sae=96, batch_size=256,
