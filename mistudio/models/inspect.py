@@ -102,7 +102,7 @@ def architecture_summary(folder: str | Path, *, trust_remote_code: bool = False)
         family, supported = model_type, False
     st = safetensors_summary(folder)
     disk_dtype = max(st["dtypes"], key=st["dtypes"].get) if st["dtypes"] else ""
-    cfg_dtype = str(_first(cfg, "torch_dtype", "dtype", default="") or "").replace("torch.", "")
+    cfg_dtype = str(_first(cfg, "dtype", default="") or "").replace("torch.", "")
     n_params = st["n_params"] or meta_param_count(folder, trust_remote_code=trust_remote_code)
     return {
         "model_type": model_type,

