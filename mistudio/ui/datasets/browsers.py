@@ -99,6 +99,7 @@ class DocumentsBrowser(QWidget):
         self.view.verticalHeader().setVisible(False)
         self.view.verticalHeader().setDefaultSectionSize(22)
         self.view.setWordWrap(False)
+        self.view.horizontalHeader().setStretchLastSection(True)
         self.view.selectionModel().currentRowChanged.connect(self._show_row)
         self.full_text = QPlainTextEdit()
         self.full_text.setReadOnly(True)
