@@ -1,0 +1,158 @@
+"""``mistudio sae ...``: list, show, export, import (load), resume and delete SAEs/trainings."""
+
+from __future__ import annotations
+
+from mistudio.cli import open_studio, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sae", help="trained and imported SAEs, and trainings")
+    s = p.add_subparsers(dest="sae_command", metavar="ACTION", required=True)
+    lp = s.add_parser("list", help="SAEs (trained and imported)")
+    lp.add_argument("--training", help="only the SAEs of this training")
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(func=run_list)
+    tp = s.add_parser("trainings", help="training runs, newest first")
+    tp.add_argument("--json", action="store_true")
+    tp.set_defaults(func=run_trainings)
+    sp = s.add_parser("show", help="one SAE or training in full")
+    sp.add_argument("id")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=run_show)
+    cp = s.add_parser("checkpoints", help="checkpoints of a training")
+    cp.add_argument("training_id")
+    cp.set_defaults(func=run_checkpoints)
+    ep = s.add_parser("export", help="copy an SAE (SAELens layout) to a folder")
+    ep.add_argument("id", help="SAE id, or training id (with --member for a sweep)")
+    ep.add_argument("destination")
+    ep.add_argument("--member")
+    ep.set_defaults(func=run_export)
+    for name in ("import", "load"):
+        ip = s.add_parser(name, help="import an SAE: SAELens, sparsify or Gemma Scope files, "
+                                     "from a folder or a Hub repo id")
+        ip.add_argument("source", help="folder, or Hugging Face repo id")
+        ip.add_argument("--subfolder", default="", help="the SAE's folder inside the source")
+        ip.add_argument("--name", default="")
+        ip.set_defaults(func=run_import)
+    rp = s.add_parser("resume", help="continue a stopped training from its last checkpoint")
+    rp.add_argument("training_id")
+    rp.add_argument("--step", type=int, help="resume from this checkpoint step")
+    rp.add_argument("--total-tokens", type=int, help="train to this many tokens instead")
+    rp.set_defaults(func=run_resume)
+    dp = s.add_parser("delete", help="delete a training (with its files) or an imported SAE")
+    dp.add_argument("id")
+    dp.set_defaults(func=run_delete)
+
+
+def _with_studio(fn):
+    def wrapped(args):
+        studio = open_studio(args)
+        try:
+            return fn(studio, args)
+        finally:
+            studio.close(timeout=30)
+    return wrapped
+
+
+@_with_studio
+def run_list(studio, args) -> int:
+    rows = studio.trainings.list_saes(args.training)
+    if args.json:
+        print_json([r.__dict__ for r in rows])
+        return 0
+    if not rows:
+        print("no SAEs")
+        return 0
+    print(f"{'ID':<14} {'ARCH':<10} {'D_IN':>6} {'D_SAE':>7} {'L0':>8} {'EV':>7}  SOURCE    NAME")
+    for r in rows:
+        l0 = r.metrics.get("l0")
+        ev = r.metrics.get("explained_variance")
+        print(f"{r.id:<14} {r.architecture:<10} {r.d_in:>6} {r.d_sae:>7} "
+              f"{'' if l0 is None else f'{l0:.1f}':>8} {'' if ev is None else f'{ev:.3f}':>7}  "
+              f"{r.source:<9} {r.name}")
+    return 0
+
+
+@_with_studio
+def run_trainings(studio, args) -> int:
+    rows = studio.trainings.list_trainings()
+    if args.json:
+        print_json([r.__dict__ for r in rows])
+        return 0
+    if not rows:
+        print("no trainings")
+        return 0
+    print(f"{'ID':<14} {'STATUS':<12} {'ARCH':<10} {'SAES':>4} {'TOKENS':>14}  NAME")
+    for r in rows:
+        print(f"{r.id:<14} {r.status:<12} {r.architecture:<10} {r.num_saes:>4} "
+              f"{r.tokens:>6,}/{r.total_tokens:<7,}  {r.name}")
+    return 0
+
+
+@_with_studio
+def run_show(studio, args) -> int:
+    if args.id.startswith("tr_"):
+        rec = studio.trainings.get_training(args.id)
+        data = {**rec.__dict__, "saes": [s.__dict__ for s in studio.trainings.list_saes(rec.id)],
+                "checkpoints": [c.to_dict() for c in studio.trainings.list_checkpoints(rec.id)]}
+    else:
+        data = studio.trainings.get_sae(args.id).__dict__
+    print_json(data)
+    return 0
+
+
+@_with_studio
+def run_checkpoints(studio, args) -> int:
+    ckpts = studio.trainings.list_checkpoints(args.training_id)
+    if not ckpts:
+        print("no checkpoints")
+    for c in ckpts:
+        print(f"step {c.step:>8,}  tokens {c.tokens:>12,}  {c.path}")
+    return 0
+
+
+@_with_studio
+def run_export(studio, args) -> int:
+    print(studio.trainings.export_saelens(args.id, args.member, args.destination))
+    return 0
+
+
+@_with_studio
+def run_import(studio, args) -> int:
+    rec = studio.trainings.import_sae(args.source, subfolder=args.subfolder, name=args.name)
+    print(f"{rec.id}  {rec.architecture}  d_in {rec.d_in}  d_sae {rec.d_sae}  ({rec.format})")
+    return 0
+
+
+@_with_studio
+def run_resume(studio, args) -> int:
+    import sys
+
+    from mistudio.cli.runner import TerminalProgress
+
+    job = studio.trainings.resume_training(args.training_id, checkpoint=args.step,
+                                           total_tokens=args.total_tokens)
+    bar = TerminalProgress(job.id)
+    studio.add_job_listener(bar)
+    try:
+        final = studio.queue.wait(job.id)
+    except KeyboardInterrupt:
+        studio.queue.cancel(job.id)
+        final = studio.queue.wait(job.id)
+    finally:
+        bar.finish()
+    if final.status != "completed":
+        print(f"{final.status}: {final.error or final.message}", file=sys.stderr)
+        return 1
+    print(f"{job.target} completed")
+    return 0
+
+
+@_with_studio
+def run_delete(studio, args) -> int:
+    if args.id.startswith("tr_"):
+        studio.trainings.delete_training(args.id)
+    else:
+        studio.trainings.delete_sae(args.id)
+    print(f"deleted {args.id}")
+    return 0
