@@ -49,7 +49,7 @@ class TokenizeSettings:
     min_doc_tokens: int = 0  # documents with fewer tokens are left out
     drop_last: bool = False  # packed only: drop the final partial row
     max_sequences: int | None = None
-    batch_docs: int = 1024
+    batch_docs: int = 2048
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "TokenizeSettings":
@@ -125,9 +125,18 @@ def encode_batch(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def token_strings(tokenizer, vocab_size: int) -> dict:
+    """Each id's decoded text and raw token (what ``tokenizer.decode([i])`` and
+    ``convert_ids_to_tokens`` give), stored so browsing never needs the tokenizer."""
     ids = list(range(vocab_size))
-    decoded = tokenizer.batch_decode([[i] for i in ids], skip_special_tokens=False)
-    raw = tokenizer.convert_ids_to_tokens(ids)
+    backend = getattr(tokenizer, "backend_tokenizer", None) if tokenizer.is_fast else None
+    if backend is None:
+        decoded = tokenizer.batch_decode([[i] for i in ids], skip_special_tokens=False)
+        raw = tokenizer.convert_ids_to_tokens(ids)
+    else:  # the Rust decoder in one call: ~10x faster than per-id Python decoding
+        decoded = backend.decode_batch([[i] for i in ids], skip_special_tokens=False)
+        if getattr(tokenizer, "clean_up_tokenization_spaces", False):
+            decoded = [tokenizer.clean_up_tokenization(d) for d in decoded]
+        raw = [backend.id_to_token(i) for i in ids]
     return {"decoded": decoded, "raw": [r if r is not None else "" for r in raw]}
 
 
