@@ -318,9 +318,13 @@ def run(params: dict, ctx) -> dict:
             bg.close()  # complete shards stay; buffered rows are dropped, resume redoes them
         raise
     if bg is None:
-        raise UserError("No tokens were extracted.", hint="Check the dataset and max tokens.")
-    bg.flush()
-    bg.close()
+        if not rows_done:
+            raise UserError("No tokens were extracted.", hint="Check the dataset and max tokens.")
+        # resumed with every row already on disk (stopped after the last batch): finish
+        writers = {n: _reopen_writer(outputs[n]["folder"]) for n in names}
+    else:
+        bg.flush()
+        bg.close()
     elapsed = time.monotonic() - t_start
     ctx.progress(rows_done, rows_target, "Writing statistics...")
     for name in names:
@@ -328,6 +332,13 @@ def run(params: dict, ctx) -> dict:
     rate = (rows_done - rows_at_start) / max(elapsed, 1e-6)
     ctx.log(f"Extracted {rows_done:,} tokens in {elapsed:.1f} s ({rate:,.0f} tokens/s).")
     return _result(outputs, names, rows_done, rate)
+
+
+def _reopen_writer(folder: str) -> ActivationShardWriter:
+    import json
+
+    meta = json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
+    return ActivationShardWriter(folder, int(meta["d_in"]), dtype=meta["dtype"])
 
 
 def _result(outputs: dict, names: list[str], rows: int, rate: float) -> dict:

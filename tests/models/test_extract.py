@@ -147,3 +147,17 @@ def test_resume_after_crash_and_after_cancel_match_uninterrupted(tmp_path, tiny_
             np.testing.assert_array_equal(pos, ref_pos)
             np.testing.assert_allclose(rows, ref_rows, atol=1e-6)
         assert ActivationSet(crashed / f"set{i}").num_shards > 1
+
+
+def test_cancel_after_the_last_batch_then_resume_finishes(tmp_path, tiny_gpt2_dir,
+                                                          packed_tokenization):
+    p = _params(tiny_gpt2_dir, packed_tokenization, tmp_path, max_tokens=64)
+    ctx = JobContext.standalone(tmp_path / "j")
+    ctx._sink = lambda j, k, pl: ctx.request_cancel() if k == "progress" and pl["total"] and \
+        pl["done"] >= pl["total"] else None
+    with pytest.raises(JobCancelled):
+        extract(p, ctx)
+    assert not is_complete(tmp_path / "set0")
+    result = extract(p, JobContext.standalone(tmp_path / "j2"))
+    assert result["tokens"] == 64
+    assert ActivationSet(tmp_path / "set0").num_rows == 64

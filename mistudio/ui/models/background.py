@@ -13,7 +13,9 @@ from PySide6.QtCore import QObject, Signal
 
 
 class BackgroundCall(QObject):
-    """``BackgroundCall(fn, on_done, on_error)``: fn runs on a thread; callbacks on the GUI thread."""
+    """``BackgroundCall(fn, on_done, on_error)``: fn runs on a thread; the callbacks run on
+    the GUI thread provided they are bound methods of QObjects living there (a plain
+    lambda has no thread affinity and would run on the worker thread)."""
 
     finished = Signal(object)
     failed = Signal(object)
@@ -41,6 +43,9 @@ class BackgroundCall(QObject):
 
     def _drop(self, *_):
         BackgroundCall._live.discard(self)
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def wait(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)

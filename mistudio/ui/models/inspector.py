@@ -63,7 +63,7 @@ class ArchitectureInspector(QWidget):
         self.dtype.currentTextChanged.connect(lambda _t: self._update_memory())
         self.quant.currentTextChanged.connect(lambda _t: self._update_memory())
         self._summary: dict | None = None
-        self._calls: list[BackgroundCall] = []
+        self._calls: list[BackgroundCall] = []  # kept alive until they report
 
     def show_model(self, model_id: str | None) -> None:
         self.model_id = model_id
@@ -84,20 +84,21 @@ class ArchitectureInspector(QWidget):
         studio = self.studio
 
         def work():
-            return (studio.models.inspect(model_id), studio.models.module_tree(model_id),
-                    studio.models.hook_points(model_id),
+            return (model_id, studio.models.inspect(model_id),
+                    studio.models.module_tree(model_id), studio.models.hook_points(model_id),
                     studio.models.quantization_options())
 
-        self._calls.append(BackgroundCall(work, lambda r, mid=model_id: self._show(mid, r),
-                                          self._failed))
+        # bound methods of this widget (not lambdas): Qt then delivers on the GUI thread
+        self._calls = [c for c in self._calls if c.running()]
+        self._calls.append(BackgroundCall(work, self._show, self._failed))
 
     def _failed(self, exc) -> None:
         self.memory.setText(f"Could not read the model: {exc}")
 
-    def _show(self, model_id: str, result) -> None:
+    def _show(self, result) -> None:
+        model_id, summary, tree, hook_points, quant = result
         if model_id != self.model_id:
             return  # the user moved on
-        summary, tree, hook_points, quant = result
         self._summary = summary
         s = summary
         self.fields["family"].setText(f"{s['family_label']} ({s['architecture']})")
