@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -512,14 +511,14 @@ def hub_error(spec: SourceSpec, exc: Exception) -> UserError:
         return UserError(f"The Hugging Face dataset {spec.hub_id!r} is gated.",
                          hint="Accept its terms on the dataset's Hub page, then add your access "
                          "token in File > Settings (or set HF_TOKEN).")
-    if "offline" in low or "connection" in low or "couldn't reach" in low or "resolve" in low \
-            and "host" in low or name in ("ConnectionError", "ConnectTimeout",
-                                          "OfflineModeIsEnabled"):
+    if ("offline" in low or "connection" in low or "couldn't reach" in low
+            or ("resolve" in low and "host" in low)
+            or name in ("ConnectionError", "ConnectTimeout", "OfflineModeIsEnabled")):
         return UserError(f"Could not reach the Hugging Face Hub to read {spec.hub_id!r}.",
                          hint="Check the network connection (and that HF_HUB_OFFLINE is not "
                          "set), or import local files instead.")
-    if name in ("DatasetNotFoundError", "FileNotFoundError", "RepositoryNotFoundError") \
-            or "doesn't exist" in low or "not found" in low and "config" not in low:
+    if (name in ("DatasetNotFoundError", "FileNotFoundError", "RepositoryNotFoundError")
+            or "doesn't exist" in low or ("not found" in low and "config" not in low)):
         return UserError(f"There is no Hugging Face dataset {spec.hub_id!r} (or it is private).",
                          hint="Check the id on huggingface.co/datasets; for a private dataset "
                          "add your token in File > Settings.")
@@ -560,7 +559,3 @@ def inspect_source(spec: SourceSpec, token: str | None = None, rows: int = 5) ->
         "preview": table.slice(0, rows).to_pylist(),
         "format": getattr(reader, "format", spec.kind),
     }
-
-
-def env_has_network_disabled() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
