@@ -47,6 +47,9 @@ class Studio:
 
     def _clean_tmp(self) -> None:
         # Partial files of a killed process; nothing in tmp/ is ever referenced by a record.
+        # Another live process (the GUI while a CLI command starts) may be writing there.
+        if self.jobs_repo.live_foreign_jobs():
+            return
         for child in self.paths.tmp.iterdir():
             if child.is_dir():
                 shutil.rmtree(child, ignore_errors=True)

@@ -9,8 +9,9 @@ import time
 
 
 class TerminalProgress:
-    def __init__(self, job_id: str, stream=sys.stderr, quiet: bool = False):
+    def __init__(self, job_id: str, stream=None, quiet: bool = False):
         self.job_id = job_id
+        stream = stream if stream is not None else sys.stderr  # looked up now, not at import
         self.stream = stream
         self.quiet = quiet or not stream.isatty()
         self._last = 0.0

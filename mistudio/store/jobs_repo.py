@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -32,6 +33,8 @@ class JobRecord:
     eta_s: float | None = None
     log_path: str = ""
     gpu: bool = False
+    owner_pid: int | None = None
+    owner_started: float | None = None
     created_at: str = ""
     started_at: str | None = None
     finished_at: str | None = None
@@ -56,6 +59,29 @@ class JobRecord:
         return cls(**row)
 
 
+def _process_started(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:
+        return None
+
+
+_OWN_PID = os.getpid()
+_OWN_STARTED = _process_started(_OWN_PID)
+
+
+def owner_alive(pid: int | None, started: float | None) -> bool:
+    """Is the process that owns a job still the same live process (pid reuse is checked)?"""
+    if not pid:
+        return False
+    now_started = _process_started(pid)
+    if now_started is None:
+        return False
+    return started is None or abs(now_started - started) < 1.0
+
+
 class JobsRepo:
     def __init__(self, store: Store):
         self.store = store
@@ -73,6 +99,7 @@ class JobsRepo:
                 "params": json.dumps(rec.params, default=str), "status": rec.status,
                 "progress": rec.progress, "total": rec.total, "message": rec.message,
                 "artifact_dir": rec.artifact_dir, "log_path": rec.log_path, "gpu": int(rec.gpu),
+                "owner_pid": _OWN_PID, "owner_started": _OWN_STARTED,
                 "created_at": rec.created_at, "updated_at": now,
             }
         )
@@ -118,9 +145,20 @@ class JobsRepo:
         suffix = "order by created_at desc" + (f" limit {int(limit)}" if limit else "")
         return [JobRecord.from_row(r) for r in self._select(" and ".join(where), args, suffix)]
 
+    def live_foreign_jobs(self) -> list[str]:
+        """Active jobs owned by another process that is still alive (e.g. the GUI beside the CLI)."""
+        return [r["id"] for r in self._select("status in ('running','paused','queued')")
+                if r.get("owner_pid") != _OWN_PID
+                and owner_alive(r.get("owner_pid"), r.get("owner_started"))]
+
     def mark_interrupted(self) -> list[str]:
-        """Jobs left running/paused/queued by a crash become ``interrupted``. Returns their ids."""
-        ids = [r["id"] for r in self.table.rows_where("status in ('running','paused','queued')")]
+        """Jobs left active by a process that died become ``interrupted``. Returns their ids.
+
+        Jobs of another live process are left alone.
+        """
+        ids = [r["id"] for r in self._select("status in ('running','paused','queued')")
+               if not (r.get("owner_pid") != _OWN_PID
+                       and owner_alive(r.get("owner_pid"), r.get("owner_started")))]
         now = now_iso()
         with self.store.db.conn:
             for job_id in ids:

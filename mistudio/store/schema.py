@@ -43,3 +43,11 @@ def _v1(db):
         foreign_keys=[("job_id", "jobs", "id")],
     )
     db["job_metrics"].create_index(["job_id", "name", "step"])
+
+
+@migration(6, "job owner process")
+def _v6(db):
+    # Which process runs a job, so a second process (the CLI beside the GUI) does not mark the
+    # other's live jobs as interrupted at its start-up.
+    db["jobs"].add_column("owner_pid", int)
+    db["jobs"].add_column("owner_started", float)

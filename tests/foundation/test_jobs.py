@@ -151,3 +151,45 @@ def test_sigkill_while_running_restarts_cleanly(data_dir):
         assert s.run_job_inline("demo.sleep", {"seconds": 0.05}).status == "completed"
     finally:
         s.close()
+
+
+LIVE_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from mistudio.secrets_test_support import MemorySecrets
+    from mistudio.studio import Studio
+    s = Studio(sys.argv[1], secrets=MemorySecrets())
+    rec = s.submit_job("demo.sleep", {"seconds": 60})
+    while s.get_job(rec.id).status != "running":
+        time.sleep(0.01)
+    print(rec.id, flush=True)
+    sys.stdin.readline()  # run until the test says stop
+    s.close(timeout=5)
+""")
+
+
+def test_second_process_leaves_live_jobs_of_the_first_alone(data_dir):
+    """The CLI starting beside the GUI must not mark the GUI's running jobs interrupted."""
+    from mistudio.secrets_test_support import MemorySecrets
+
+    proc = subprocess.Popen([sys.executable, "-c", LIVE_SCRIPT, str(data_dir)],
+                            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    try:
+        job_id = proc.stdout.readline().strip()
+        (data_dir / "tmp" / "partial-import").mkdir(parents=True, exist_ok=True)
+        s = Studio(data_dir, secrets=MemorySecrets())
+        try:
+            assert s.get_job(job_id).status == "running"
+            assert job_id not in s.interrupted_at_start
+            assert s.jobs_repo.live_foreign_jobs() == [job_id]
+            assert (data_dir / "tmp" / "partial-import").exists()  # the other's work is kept
+        finally:
+            s.close()
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+        proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    s = Studio(data_dir, secrets=MemorySecrets())
+    assert s.get_job(job_id).status == "cancelled"  # closed cleanly by its owner
+    s.close()

@@ -148,4 +148,5 @@ def test_screenshot_command_saves_every_tab_and_dialog(tmp_path, data_dir, qapp)
     from PySide6.QtGui import QImage
 
     img = QImage(str(tmp_path / "shots" / "tab-1-datasets.png"))
-    assert (img.width(), img.height()) == (1000, 700)
+    assert img.width() >= 1000 and img.height() >= 700  # a tab may ask for a few pixels more
+    assert len({img.pixel(x, y) for x in range(0, 1000, 50) for y in range(0, 700, 50)}) > 3
