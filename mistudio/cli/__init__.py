@@ -67,3 +67,24 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("mistudio").exception("command failed")
         print(f"error: {describe_exception(exc)}", file=sys.stderr)
         return 1
+
+
+def entry() -> None:
+    """Console-script entry point.
+
+    After a command that ran torch on worker threads, interpreter teardown can crash inside
+    torch's thread pools (seen here once as a segfault *after* all output was written), which
+    would turn a successful run into exit code 139 for scripts. Everything is flushed and the
+    store closed by then, so we leave without that teardown.
+    """
+    import os
+
+    rc = main()
+    if "torch" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        import logging
+
+        logging.shutdown()
+        os._exit(rc)
+    raise SystemExit(rc)
