@@ -49,6 +49,7 @@ class Member:
     tracker: MemberTracker
     module: torch.nn.Module  # the SAE, or its DDP wrapper
     last_metrics: dict = field(default_factory=dict)
+    compiled_step: object = None  # torch.compile'd training_step (dense architectures)
 
     @property
     def name(self) -> str:
@@ -134,7 +135,11 @@ class Trainer:
                              else None, broadcast_buffers=False)
             opt = make_optimizer(sae.parameters(), m_cfg, self.device)
             tracker = MemberTracker(sae.d_sae, self.device, m_cfg.dead_window_tokens)
-            self.members.append(Member(m_cfg, sae, opt, tracker, module))
+            member = Member(m_cfg, sae, opt, tracker, module)
+            if m_cfg.compile and sae.architecture in ("relu", "jumprelu"):
+                # TopK-style SAEs already run sparse kernels; compiling pays off for dense ones
+                member.compiled_step = torch.compile(sae.training_step)
+            self.members.append(member)
         if state is not None:
             by_name = {m["name"]: m for m in state["members"]}
             for m in self.members:
@@ -191,6 +196,18 @@ class Trainer:
         if self.world_size > 1:
             out = m.module(x, y, sparsity_scale=scale, dead_mask=dead,
                            matmul_dtype=self.matmul_dtype)
+        elif m.compiled_step is not None:
+            try:
+                out = m.compiled_step(x, y, sparsity_scale=scale, dead_mask=dead,
+                                      matmul_dtype=self.matmul_dtype)
+            except Exception as exc:  # no compiler toolchain, unsupported op...
+                self.ctx.log(f"torch.compile failed ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200]}); continuing without it.",
+                             "warning")
+                m.compiled_step = None
+                m.optimizer.zero_grad(set_to_none=True)
+                out = m.sae.training_step(x, y, sparsity_scale=scale, dead_mask=dead,
+                                          matmul_dtype=self.matmul_dtype)
         else:
             out = m.sae.training_step(x, y, sparsity_scale=scale, dead_mask=dead,
                                       matmul_dtype=self.matmul_dtype)
