@@ -233,8 +233,11 @@ class JobQueue:
                 logger.removeHandler(h)
             with self._lock:
                 self._running.pop(rec.id, None)
-            run.done.set()
-            self._emit(rec.id, "status", {"status": status, "error": error, "result": result})
+            try:  # listeners (services recording the outcome) finish before waiters wake
+                self._emit(rec.id, "status", {"status": status, "error": error,
+                                              "result": result})
+            finally:
+                run.done.set()
             self._schedule()
 
     # ------------------------------------------------------------------ events from jobs
