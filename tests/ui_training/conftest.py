@@ -47,3 +47,12 @@ def qt_studio(data_dir, qtbot):
     yield studio, bridge
     studio.close(timeout=20)
     bridge.stop()
+
+
+def pytest_runtest_logreport(report):
+    # Print a failure at once: a crash while tearing down Qt threads would otherwise
+    # swallow the report.
+    if report.when == "call" and report.failed:
+        import sys
+
+        print(f"\n{report.nodeid} FAILED:\n{report.longreprtext}", file=sys.stderr, flush=True)

@@ -139,3 +139,14 @@ def test_panel_sweep_members_unknown_metrics_and_export(qtbot, tmp_path):
     panel.x_combo.setCurrentIndex(2)
     assert loss.plot.getPlotItem().getViewBox().autoRangeEnabled()[0]
     assert isinstance(loss.plot, pg.PlotWidget)
+
+
+def test_a_constant_series_is_shown_around_its_value(chart):
+    run = RunMetrics("a")
+    run.add_live_rows([{"step": s, "t": 0.0, "values": {"loss": 0.00226}} for s in range(20)])
+    chart.update_data([run], ChartOptions())
+    y0, y1 = chart.plot.getPlotItem().getViewBox().viewRange()[1]
+    assert y0 == pytest.approx(0.00226 * 0.9) and y1 == pytest.approx(0.00226 * 1.1)
+    run.add_live_rows([{"step": 20, "t": 0.0, "values": {"loss": 1.0}}])
+    chart.update_data([run], ChartOptions())
+    assert chart.plot.getPlotItem().getViewBox().autoRangeEnabled()[1]  # follows data again

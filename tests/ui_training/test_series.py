@@ -107,3 +107,19 @@ def test_csv_export(tmp_path):
     assert [float(x["value"]) for x in rows] == [0.0, 0.5, 1.0]
     assert [x["tokens"] for x in rows] == ["0", "10", "20"]
     assert rows[0]["run"] == "run A" and rows[2]["time_s"] == "2.000"
+
+
+def test_incremental_smoothing_equals_the_full_computation():
+    from mistudio.ui.training.series import EmaSmoother
+
+    values = np.random.default_rng(1).normal(size=3000).cumsum()
+    values[[5, 700]] = np.nan
+    sm = EmaSmoother(0.9)
+    for end in (10, 11, 500, 1999, 3000):
+        out = sm.update(values[:end])
+    np.testing.assert_allclose(out, ema_smooth(values, 0.9), rtol=1e-10, equal_nan=True)
+    finite = np.isfinite(values)
+    np.testing.assert_allclose(out[finite], _ema_reference(values[finite], 0.9), rtol=1e-9)
+    # A resume drops points: the smoother starts over and stays right.
+    out = sm.update(values[:1200])
+    np.testing.assert_allclose(out, ema_smooth(values[:1200], 0.9), rtol=1e-10, equal_nan=True)

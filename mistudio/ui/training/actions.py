@@ -2,8 +2,9 @@
 
 Every call goes through ``studio.trainings`` (the SAE engine's ``TrainingService``) when it
 offers the method, and otherwise through the job queue with the ``sae.train`` job, whose
-parameters are documented in ``mistudio/sae/job.py``. A training is one job; resuming from
-a checkpoint submits a new job that writes into the same training folder.
+parameters are documented in ``mistudio/sae/job.py``. A training (``job.target``, the
+``tr_...`` id) is one job; resuming from a checkpoint submits a new job with the same target
+that writes into the same training folder.
 
 Checkpoints are listed from their ``meta.json`` files (the layout of
 ``mistudio/sae/checkpoints.py``) so the GUI never imports torch to show them.
@@ -170,13 +171,20 @@ class TrainingActions:
         """Delete a training: all its jobs (a resume adds one) and its folder of files."""
         if any(j.status in ACTIVE or self.studio.queue.is_active(j.id) for j in jobs):
             raise UserError("That training is still running.", hint="Cancel it first.")
-        delete = self._svc("delete")
+        delete = self._svc("delete_training")
         target = next((j.target for j in jobs if j.target), "")
         if delete is not None and target:
-            delete(target)
+            try:
+                self.service.get_training(target)
+            except UserError:
+                delete = None  # a job without a training record (started elsewhere)
+        if delete is not None and target:
+            delete(target)  # its jobs, SAE records and folder
+            return
         folders = {self.training_dir(j) for j in jobs}
         for j in jobs:
-            self.studio.delete_job(j.id)
+            if self.studio.jobs_repo.get(j.id) is not None:
+                self.studio.delete_job(j.id)
         root = self.studio.paths.root.resolve()
         for folder in folders:  # never anything outside the data folder
             if folder.exists() and root in folder.resolve().parents:
@@ -184,6 +192,13 @@ class TrainingActions:
 
     def delete_checkpoint(self, job: JobRecord, path: str) -> None:
         p = Path(path)
+        delete = self._svc("delete_checkpoint")
+        if delete is not None and job.target:
+            step = next((c.step for c in self.checkpoints(job) if Path(c.path) == p), None)
+            if step is None:
+                raise UserError("That checkpoint no longer exists.")
+            delete(job.target, step)
+            return
         if self.studio.queue.is_active(job.id):
             raise UserError("The training is running; it manages its checkpoints itself.",
                             hint="Pause or stop it first.")

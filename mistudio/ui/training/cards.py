@@ -138,9 +138,8 @@ class JobCard(QFrame):
         self.resume_ckpt_btn.setVisible(not active and can_resume and status != "completed")
         self.delete_act.setEnabled(not active)
         self.export_act.setEnabled(status == "completed")
-        if message:
-            self.message.setText(message)
-        self.message.setVisible(bool(self.message.text()))
+        self.message.setText(message)
+        self.message.setVisible(bool(message))
         if status == "completed":
             self.progress.setValue(1000)
 

@@ -5,7 +5,9 @@ only calls ``setData`` on them, so a live update never rebuilds the plot. Downsa
 (``peak`` mode, which keeps spikes visible) and clip-to-view keep a 100k-point series
 smooth. ViewBox auto-range is switched off by pyqtgraph as soon as the user zooms or
 pans, so live updates keep the user's view; "Reset zoom" turns it back on.
-The panel redraws at most every ``REDRAW_MS`` and only charts whose data changed.
+Live data is drawn time-sliced: every ``REDRAW_MS`` one chart whose data changed (and
+that is scrolled into view) gets its ``setData``, so one event-loop step never pays for
+repainting every chart at once; a full pass over ~8 charts takes about a second.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, Q
                                QLabel, QMessageBox, QPushButton, QScrollArea, QSlider,
                                QToolButton, QVBoxLayout, QWidget)
 
-from mistudio.ui.training.series import RunMetrics, ema_smooth, write_metrics_csv
+from mistudio.ui.training.series import EmaSmoother, RunMetrics, write_metrics_csv
 
-REDRAW_MS = 300
+REDRAW_MS = 120
 RUN_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
               "#17becf", "#bcbd22", "#7f7f7f"]
 METRIC_STYLES = [Qt.SolidLine, Qt.DashLine, Qt.DotLine, Qt.DashDotLine, Qt.DashDotDotLine]
@@ -117,6 +119,8 @@ class MetricChart(QWidget):
 
         # (job_id, metric) -> {"raw", "smooth", "version", "x", "y", "ys", "label"}
         self.curves: dict[tuple[str, str], dict] = {}
+        self.stale = False
+        self._flat_range = False
         self._runs: dict[str, RunMetrics] = {}
         self._options = ChartOptions()
         self._mouse = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30,
@@ -133,11 +137,14 @@ class MetricChart(QWidget):
         return any(run.series.get(m) is not None and len(run.series[m])
                    for run in runs for m in self.spec.metrics)
 
-    def update_data(self, runs: list[RunMetrics], options: ChartOptions, force: bool = False):
-        """Add, update or remove curves so the chart shows ``runs``; cheap when unchanged."""
+    def update_data(self, runs: list[RunMetrics], options: ChartOptions,
+                    force: bool = False) -> bool:
+        """Add, update or remove curves so the chart shows ``runs``; cheap when unchanged.
+        Returns whether anything changed."""
         self._runs = {r.job_id: r for r in runs}
         self._options = options
         wanted = set()
+        changed = False
         n_metrics = sum(1 for m in self.spec.metrics
                         if any(len(r.series.get(m, ())) for r in runs))
         for run in runs:
@@ -163,9 +170,15 @@ class MetricChart(QWidget):
                 if not force and entry["version"] == stamp:
                     continue
                 entry["version"] = stamp
+                changed = True
                 x = run.x_values(metric, options.x_mode)
                 _steps, y, _times = s.view()
-                ys = ema_smooth(y, options.smoothing)
+                smoother = entry.get("smoother")
+                if (smoother is None or smoother.weight != min(options.smoothing, 0.999)
+                        or entry.get("generation") != s.generation):
+                    smoother = entry["smoother"] = EmaSmoother(options.smoothing)
+                    entry["generation"] = s.generation
+                ys = smoother.update(y)
                 entry.update(x=x, y=y, ys=ys, steps=_steps, times=_times - (run.t0 or 0.0))
                 y_plot, ys_plot = (np.where(y > 0, y, np.nan), np.where(ys > 0, ys, np.nan)) \
                     if self.log_y else (y, ys)
@@ -174,6 +187,7 @@ class MetricChart(QWidget):
                     entry["raw"].setData(x, y_plot)
                 entry["smooth"].setData(x, ys_plot)
         for key in [k for k in self.curves if k not in wanted]:
+            changed = True
             entry = self.curves.pop(key)
             self.plot.getPlotItem().removeItem(entry["raw"])
             self.plot.getPlotItem().removeItem(entry["smooth"])
@@ -182,11 +196,38 @@ class MetricChart(QWidget):
         want = 0.98 if options.ignore_outliers else 1.0
         if y_auto and y_auto != want:  # respect a user zoom: only adjust if auto-range is on
             vb.enableAutoRange(axis=pg.ViewBox.YAxis, enable=want)
+        if changed:
+            self._fit_flat_series(vb, y_auto)
         label = dict(X_MODES)[options.x_mode]
         if self.plot.getPlotItem().getAxis("bottom").labelText != label:
             self.plot.getPlotItem().setLabel("bottom", label)
+        return changed
+
+    def _fit_flat_series(self, vb, y_auto) -> None:
+        """pyqtgraph shows a constant series (a fixed learning rate) as +-0.5 around it, so
+        1e-3 reads as 0; give it +-10% of its value instead, until the data varies."""
+        ys = [e["ys"] for e in self.curves.values() if len(e.get("ys", ()))]
+        finite = [y[np.isfinite(y)] for y in ys]
+        finite = [y for y in finite if len(y)]
+        if not finite:
+            return
+        lo = min(float(y.min()) for y in finite)
+        hi = max(float(y.max()) for y in finite)
+        flat = hi - lo <= 1e-9 * max(abs(hi), abs(lo), 1e-30)
+        if flat and (y_auto or self._flat_range) and lo != 0:
+            pad = 0.1 * abs(lo)
+            if self.log_y:
+                vb.setYRange(np.log10(abs(lo) * 0.8), np.log10(abs(lo) * 1.25), padding=0)
+            else:
+                vb.setYRange(lo - pad, hi + pad, padding=0)  # turns y auto-range off
+            self._flat_range = True
+        elif self._flat_range and not flat:
+            self._flat_range = False
+            vb.enableAutoRange(axis=pg.ViewBox.YAxis,
+                               enable=0.98 if self._options.ignore_outliers else True)
 
     def reset_zoom(self) -> None:
+        self._flat_range = False
         vb = self.plot.getPlotItem().getViewBox()
         vb.enableAutoRange(axis=pg.ViewBox.XAxis, enable=True)
         vb.enableAutoRange(axis=pg.ViewBox.YAxis,
@@ -246,6 +287,8 @@ class TrainingCharts(QWidget):
         self.runs: list[RunMetrics] = []
         self.charts: dict[str, MetricChart] = {}
         self._dirty = False
+        self._queue: list[MetricChart] = []
+        self._views: list[RunMetrics] = []
 
         self.x_combo = QComboBox()
         for key, label in X_MODES:
@@ -298,6 +341,7 @@ class TrainingCharts(QWidget):
         lay.addWidget(self.empty)
         lay.addWidget(scroll, 1)
         self._scroll = scroll
+        scroll.verticalScrollBar().valueChanged.connect(self.mark_dirty)
         for spec in CHART_SPECS:
             self._add_chart(spec)
         self._update_smooth_label()
@@ -338,11 +382,33 @@ class TrainingCharts(QWidget):
         self._dirty = True
 
     def _redraw_if_dirty(self) -> None:
-        if self._dirty and self.isVisible():
-            self.redraw()
+        """One chart per tick: the next one, in order, that is stale and in view."""
+        if not self._dirty or not self.isVisible():
+            return
+        if not self._queue:
+            self._views = self.views()
+            if self._ensure_charts_for_unknown_metrics(self._views, limit=1):
+                return  # a new chart is a paint of its own; the next tick goes on
+            self._queue = [c for c in self.charts.values()]
+        while self._queue:
+            chart = self._queue.pop(0)
+            has = chart.has_data_for(self._views)
+            if chart.isVisible() != (has or chart.spec in CHART_SPECS[:3]):
+                chart.setVisible(has or chart.spec in CHART_SPECS[:3])
+            if not chart.isVisible() or chart.visibleRegion().isEmpty():
+                chart.stale = True  # drawn when scrolled into view
+                continue
+            chart.stale = False
+            if chart.update_data(self._views, self.options):
+                break  # something changed: let this paint before the next chart
+        if not self._queue:
+            self._dirty = any(getattr(c, "stale", False) and not c.visibleRegion().isEmpty()
+                              for c in self.charts.values())
 
     def redraw(self, force: bool = False) -> None:
+        """Everything now (new selection, changed options)."""
         self._dirty = False
+        self._queue = []
         views = self.views()
         self._ensure_charts_for_unknown_metrics(views)
         for chart in self.charts.values():
@@ -350,13 +416,20 @@ class TrainingCharts(QWidget):
             chart.setVisible(has or chart.spec in CHART_SPECS[:3])
             chart.update_data(views, self.options, force=force)
 
-    def _ensure_charts_for_unknown_metrics(self, views: list[RunMetrics]) -> None:
+    def _ensure_charts_for_unknown_metrics(self, views: list[RunMetrics],
+                                           limit: int | None = None) -> int:
+        """Add a chart for each metric no chart shows yet (at most ``limit``)."""
         charted = {m for c in self.charts.values() for m in c.spec.metrics}
+        added = 0
         for run in views:
             for name in run.names():
                 if name not in charted and name not in NOT_CHARTED:
+                    if limit is not None and added >= limit:
+                        return added
                     self._add_chart(ChartSpec(name.replace("_", " ").capitalize(), (name,)))
                     charted.add(name)
+                    added += 1
+        return added
 
     def _on_options(self) -> None:
         self.options.x_mode = self.x_combo.currentData()

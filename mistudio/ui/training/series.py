@@ -20,13 +20,14 @@ from mistudio.paths import atomic_path
 
 
 class MetricSeries:
-    __slots__ = ("steps", "values", "times", "n")
+    __slots__ = ("steps", "values", "times", "n", "generation")
 
     def __init__(self, capacity: int = 256):
         self.steps = np.empty(capacity, dtype=np.float64)
         self.values = np.empty(capacity, dtype=np.float64)
         self.times = np.empty(capacity, dtype=np.float64)
         self.n = 0
+        self.generation = 0  # bumped when points are dropped (a resume): caches restart
 
     def __len__(self) -> int:
         return self.n
@@ -46,6 +47,7 @@ class MetricSeries:
         if self.n and step <= self.steps[self.n - 1]:
             # A resume from a checkpoint replays steps: drop the orphaned tail.
             self.n = int(np.searchsorted(self.steps[: self.n], step, side="left"))
+            self.generation += 1
         self._grow(self.n + 1)
         self.steps[self.n] = step
         self.values[self.n] = value
@@ -59,6 +61,7 @@ class MetricSeries:
             return
         if self.n and steps[0] <= self.steps[self.n - 1]:
             self.n = int(np.searchsorted(self.steps[: self.n], steps[0], side="left"))
+            self.generation += 1
         m = len(steps)
         self._grow(self.n + m)
         self.steps[self.n: self.n + m] = steps
@@ -174,28 +177,78 @@ class RunMetrics:
         return steps
 
 
+def _ema(x: np.ndarray, weight: float, prev: float = 0.0) -> np.ndarray:
+    """y[n] = w*y[n-1] + (1-w)*x[n] from y[-1] = prev, vectorised in chunks (numpy only:
+    importing scipy.signal for lfilter would stall the GUI for seconds)."""
+    out = np.empty_like(x)
+    # Within a chunk, y[j] = w^(j+1) y_prev + (1-w) w^j cumsum(x[i] w^-i); the chunk length
+    # keeps w^-i far from overflow.
+    chunk = int(max(1, min(256, 150 / max(1e-12, -np.log10(weight)))))
+    powers = weight ** np.arange(chunk, dtype=np.float64)
+    inv = 1.0 / powers
+    for start in range(0, len(x), chunk):
+        seg = x[start:start + chunk]
+        m = len(seg)
+        acc = np.cumsum(seg * inv[:m])
+        y = powers[:m] * (weight * prev + (1 - weight) * acc)
+        out[start:start + m] = y
+        prev = y[-1]
+    return out
+
+
+class EmaSmoother:
+    """TensorBoard's debiased exponential moving average, extended incrementally.
+
+    ``update(values)`` returns the smoothed series of all ``values``; when they extend the
+    previous call's (live training), only the new points are computed. Non-finite points
+    are skipped (no decay) and come back as NaN.
+    """
+
+    def __init__(self, weight: float):
+        self.weight = min(max(float(weight), 0.0), 0.999)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n = 0  # points consumed
+        self.count = 0  # finite points consumed
+        self.prev = 0.0  # the undebiased EMA after them
+        self.lo, self.hi = np.inf, -np.inf
+        self.out = np.empty(0)
+        self.first = None
+
+    def update(self, values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        w = self.weight
+        if w <= 0 or len(values) < 2:
+            return values
+        if len(values) < self.n or (self.n and values[0] != self.first):
+            self._reset()  # not an extension (a resume dropped points): start over
+        if self.n == 0 and len(values):
+            self.first = values[0]
+        tail = values[self.n:]
+        finite = np.isfinite(tail)
+        x = tail[finite]
+        smooth_tail = np.full_like(tail, np.nan)
+        if len(x):
+            ema = _ema(x, w, self.prev)
+            k = np.arange(self.count + 1, self.count + len(x) + 1, dtype=np.float64)
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                smooth = ema / (1.0 - w ** k)  # remove the bias towards the zero start
+            # An EMA is a weighted mean of the points so far, so it lies within their
+            # range; the clip removes rounding noise (a constant stays exactly constant).
+            lo = np.minimum.accumulate(np.minimum(x, self.lo))
+            hi = np.maximum.accumulate(np.maximum(x, self.hi))
+            smooth_tail[finite] = np.clip(smooth, lo, hi)
+            self.prev, self.count = float(ema[-1]), self.count + len(x)
+            self.lo, self.hi = float(lo[-1]), float(hi[-1])
+        self.out = np.concatenate([self.out[: self.n], smooth_tail])
+        self.n = len(values)
+        return self.out
+
+
 def ema_smooth(values: np.ndarray, weight: float) -> np.ndarray:
     """TensorBoard's debiased exponential moving average (weight 0: no smoothing)."""
-    values = np.asarray(values, dtype=np.float64)
-    if weight <= 0 or len(values) < 2:
-        return values
-    from scipy.signal import lfilter
-
-    finite = np.isfinite(values)
-    x = values[finite]  # non-finite points are skipped (no decay), as TensorBoard does
-    # y[n] = w*y[n-1] + (1-w)*x[n], divided by the same filter of ones (1 - w^(n+1)) to
-    # remove the bias towards the zero start.
-    num = lfilter([1 - weight], [1, -weight], x)
-    den = 1.0 - weight ** np.arange(1, len(x) + 1, dtype=np.float64)
-    out = np.full_like(values, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        smooth = num / den
-    # An EMA is a weighted mean of the points so far, so it lies within their range; the
-    # clip removes rounding noise (a constant series stays exactly constant).
-    if len(x):
-        smooth = np.clip(smooth, np.minimum.accumulate(x), np.maximum.accumulate(x))
-    out[finite] = smooth
-    return out
+    return EmaSmoother(weight).update(values)
 
 
 def write_metrics_csv(runs: Iterable[RunMetrics], path: str | Path) -> Path:

@@ -37,6 +37,7 @@ class TrainingTab(QWidget):
         self.metrics: dict[str, RunMetrics] = {}  # training key -> history (all its jobs)
         self.compare: set[str] = set()
         self.selected: str | None = None
+        self.last_error = ""
 
         # --- left: cards
         self.new_btn = QPushButton("New training")
@@ -102,6 +103,8 @@ class TrainingTab(QWidget):
         bridge.checkpoint.connect(self._on_checkpoint)
 
         self.reload()
+        if self.jobs:  # someone with trainings comes back to watch them
+            self.pages.setCurrentWidget(self.charts)
         self._on_page(self.pages.currentIndex())
 
     # ------------------------------------------------------------------ pages
@@ -305,10 +308,14 @@ class TrainingTab(QWidget):
     # ------------------------------------------------------------------ actions
 
     def _guard(self, fn, *args):
+        """Run an action; a UserError is shown (without blocking) and kept in last_error."""
         try:
             return fn(*args)
         except UserError as exc:
-            QMessageBox.warning(self, "Training", str(exc))
+            self.last_error = str(exc)
+            box = QMessageBox(QMessageBox.Warning, "Training", str(exc), QMessageBox.Ok, self)
+            box.setAttribute(Qt.WA_DeleteOnClose)
+            box.open()
             return None
 
     def _start(self, config: dict, activation_path: str, title: str) -> JobRecord | None:
