@@ -83,3 +83,66 @@ def test_errors_show_in_the_tab(qt_studio, qtbot, tmp_path):
     assert "does not exist" in tab.message.text()
     tab.extract.start()
     assert tab.models_list.count() == 0
+
+
+def test_switching_models_keeps_the_inspector_and_form_consistent(qt_studio, qtbot,
+                                                                 tiny_gpt2_dir, tiny_llama_dir,
+                                                                 packed_tokenization):
+    from transformers import AutoModelForCausalLM
+
+    from mistudio.paths import human_bytes
+    from mistudio.ui.models.tab import ModelsTab
+
+    studio, bridge = qt_studio
+    tab = ModelsTab(studio, bridge)
+    qtbot.addWidget(tab)
+    recs = {}
+    for name, folder in (("gpt2", tiny_gpt2_dir), ("llama", tiny_llama_dir)):
+        rec, job = tab.add_local(str(folder))
+        assert studio.queue.wait(job.id, 60).status == "completed"
+        recs[name] = rec.id
+    tab.reload()
+    inspector = tab.inspector
+    # switch back and forth faster than the background reads answer: only the last counts
+    for _ in range(3):
+        tab.select_model(recs["gpt2"])
+        tab.select_model(recs["llama"])
+    qtbot.waitUntil(inspector.is_filled, timeout=60_000)
+    llama = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    n_params = sum(p.numel() for p in llama.parameters())
+    assert "Llama" in inspector.fields["family"].text()
+    assert inspector.fields["n_params"].text().startswith(f"{n_params:,}")
+    modules = {inspector.hooks.topLevelItem(i).text(1)
+               for i in range(inspector.hooks.topLevelItemCount())}
+    assert "model.layers.0" in modules and not any(m.startswith("transformer.") for m in modules)
+    assert inspector.tree.topLevelItem(0).text(1) == "LlamaForCausalLM"
+    assert f"Weights {human_bytes(n_params * 4)}" in inspector.memory.text()
+    inspector.dtype.setCurrentText("bfloat16")
+    assert f"Weights {human_bytes(n_params * 2)}" in inspector.memory.text()
+    inspector.hook_filter.setText("blocks.2 mlp")
+    shown = [inspector.hooks.topLevelItem(i).text(0)
+             for i in range(inspector.hooks.topLevelItemCount())
+             if not inspector.hooks.topLevelItem(i).isHidden()]
+    assert shown == ["blocks.2.hook_mlp_out", "blocks.2.hook_mlp_in"]
+
+    tab.select_model(recs["gpt2"])
+    qtbot.waitUntil(inspector.is_filled, timeout=60_000)
+    assert inspector.fields["family"].text().startswith("GPT-2")
+    assert inspector.tree.topLevelItem(0).text(1) == "GPT2LMHeadModel"
+    assert inspector.hooks.topLevelItem(0).text(1) == "transformer.h.0"
+
+    # the extraction form resolves the layer choice for the selected model, and sizes it
+    panel = tab.extract
+    assert panel.model_id == recs["gpt2"]
+    panel.tokenization.setEditText(str(packed_tokenization))
+    panel.layers.setText("middle")
+    assert panel.layers_info.text().startswith("→ 1 ")
+    panel.layers.setText("all")
+    assert panel.layers_info.text().startswith("→ 0, 1, 2 ")
+    panel.hook_boxes["mlp_out"].setChecked(True)
+    panel.max_tokens.setValue(1000)
+    panel.store_dtype.setCurrentText("float16")
+    assert "<b>6</b> hook point(s)" in panel.plan.text()
+    assert human_bytes(6 * 1000 * 64 * 2) in panel.plan.text()
+    panel.layers.setText("7")
+    assert "do not exist" in panel.layers_info.text() and panel.plan.text() == ""

@@ -22,17 +22,18 @@ class ExtractionPanel(QWidget):
         self.studio = studio
         self.model_id: str | None = None
         self.job_id: str | None = None
+        self._summary: dict | None = None
+        self._token_counts: dict[str, int] = {}  # tokenization folder -> real tokens
         lay = QVBoxLayout(self)
         trow = QHBoxLayout()
         self.template = QComboBox()
-        self.template.setToolTip("Saved extraction settings; Apply fills the form.")
-        apply_btn = QPushButton("Apply")
-        apply_btn.clicked.connect(lambda: self.apply_template(self.template.currentText()))
+        self.template.setToolTip("Saved extraction settings; choosing one fills the form.")
+        self.template.activated.connect(
+            lambda i: i > 0 and self.apply_template(self.template.itemText(i)))
         save_btn = QPushButton("Save as template...")
         save_btn.clicked.connect(self._save_template_dialog)
         trow.addWidget(QLabel("Template"))
         trow.addWidget(self.template, 1)
-        trow.addWidget(apply_btn)
         trow.addWidget(save_btn)
         lay.addLayout(trow)
 
@@ -50,7 +51,12 @@ class ExtractionPanel(QWidget):
         self.layers = QLineEdit("middle")
         self.layers.setToolTip("Numbers, ranges (2-5), 'middle', 'last' or 'all', comma "
                                "separated.")
-        form.addRow("Layers", self.layers)
+        self.layers_info = QLabel("")
+        self.layers_info.setStyleSheet("color: #4b5563")
+        layers_row = QHBoxLayout()
+        layers_row.addWidget(self.layers, 1)
+        layers_row.addWidget(self.layers_info)
+        form.addRow("Layers", layers_row)
         grid = QGridLayout()
         self.hook_boxes: dict[str, QCheckBox] = {}
         for i, t in enumerate(HOOK_TYPES):
@@ -68,6 +74,7 @@ class ExtractionPanel(QWidget):
         self.max_tokens.setSingleStep(100_000)
         self.max_tokens.setValue(1_000_000)
         self.max_tokens.setSpecialValueText("all")
+        self.max_tokens.setGroupSeparatorShown(True)
         form.addRow("Max tokens", self.max_tokens)
         self.batch = QSpinBox()
         self.batch.setRange(1, 4096)
@@ -88,6 +95,17 @@ class ExtractionPanel(QWidget):
                                  "training.")
         form.addRow("", self.skip_bos)
         lay.addLayout(form)
+        self.plan = QLabel("")
+        self.plan.setWordWrap(True)
+        self.plan.setStyleSheet("color: #374151")
+        lay.addWidget(self.plan)
+        for box in self.hook_boxes.values():
+            box.toggled.connect(self.update_plan)
+        self.layers.textChanged.connect(self.update_plan)
+        self.extra_hooks.textChanged.connect(self.update_plan)
+        self.max_tokens.valueChanged.connect(self.update_plan)
+        self.store_dtype.currentTextChanged.connect(self.update_plan)
+        self.tokenization.currentTextChanged.connect(self.update_plan)
         srow = QHBoxLayout()
         self.start_btn = QPushButton("Extract")
         self.start_btn.clicked.connect(self.start)
@@ -112,25 +130,100 @@ class ExtractionPanel(QWidget):
     def set_model(self, model_id: str | None) -> None:
         self.model_id = model_id
         self.start_btn.setEnabled(bool(model_id))
+        self._summary = None
+        if model_id:
+            try:  # config.json + safetensors headers: milliseconds
+                self._summary = self.studio.models.inspect(model_id)
+            except Exception:  # shown by the inspector; the form still works with names
+                self._summary = None
         self.reload_tokenizations()
+        self.update_plan()
 
     def reload_tokenizations(self) -> None:
+        """Ready tokenizations, those made with this model's tokenizer first."""
         current = self.tokenization.currentText()
+        self.tokenization.blockSignals(True)
         self.tokenization.clear()
         try:
-            toks = self.studio.datasets.tokenizations()
+            toks = [t for t in self.studio.datasets.tokenizations() if t.status == "ready"]
+            names = {d.id: d.name for d in self.studio.datasets.list()}
         except Exception:  # the datasets area may be absent; a folder still works
-            toks = []
+            toks, names = [], {}
+        fingerprint = ""
+        if self.model_id:
+            try:
+                fingerprint = self.studio.models.get(self.model_id).tokenizer_fingerprint
+            except Exception:
+                fingerprint = ""
+
+        def matches(t) -> bool:
+            return bool(self.model_id) and (t.model_id == self.model_id or bool(
+                fingerprint and t.tokenizer_fingerprint == fingerprint))
+
+        toks.sort(key=lambda t: not matches(t))
         for t in toks:
-            if getattr(t, "status", "ready") != "ready":
-                continue
-            label = f"{t.id}  {getattr(t, 'tokenizer', '')}  len {getattr(t, 'seq_len', '')}"
+            note = "" if matches(t) or not self.model_id else "  (other tokenizer)"
+            label = (f"{t.id}  {names.get(t.dataset_id, t.dataset_id)} · {t.tokenizer} · "
+                     f"{t.seq_len} tokens × {t.n_seq or 0:,}{note}")
             self.tokenization.addItem(label, t.path)
-        if current:
-            self.tokenization.setEditText(current)
+            self.tokenization.setItemData(self.tokenization.count() - 1,
+                                          f"{t.n_tokens or 0:,} tokens; folder {t.path}", 3)
+            self._token_counts[t.path] = t.n_tokens
+        if current and self.tokenization.findText(current) < 0:
+            self.tokenization.setEditText(current)  # a folder typed by the user
+        elif current:
+            self.tokenization.setCurrentIndex(self.tokenization.findText(current))
+        self.tokenization.blockSignals(False)
+        self.update_plan()
+
+    def update_plan(self, *_args) -> None:
+        """What the form will extract, resolved for this model, and its size on disk."""
+        from mistudio.activations.service import expand_layers
+        from mistudio.paths import human_bytes
+
+        s = self._summary
+        if s is None:
+            self.layers_info.setText("")
+            self.plan.setText("")
+            return
+        n_layers = s["n_layers"]
+        types = [t for t, b in self.hook_boxes.items() if b.isChecked()]
+        try:
+            layers = expand_layers([x.strip() for x in self.layers.text().split(",")
+                                    if x.strip()], n_layers) if types else []
+            self.layers_info.setStyleSheet("color: #4b5563")
+            shown = ", ".join(map(str, layers[:8])) + (" …" if len(layers) > 8 else "")
+            self.layers_info.setText(f"→ {shown or 'none'}  (the model has layers "
+                                     f"0–{n_layers - 1})")
+        except UserError as exc:
+            self.layers_info.setStyleSheet("color: #b91c1c")
+            self.layers_info.setText(exc.message)
+            self.plan.setText("")
+            return
+        extra = [x for x in self.extra_hooks.text().split(",") if x.strip()]
+        n_hooks = len(layers) * len(types) + len(extra)
+        rows = self.max_tokens.value()
+        tok = self._tokenization_tokens()
+        if tok is not None:
+            rows = min(rows, tok) if rows else tok
+        if not n_hooks:
+            self.plan.setText("Choose at least one layer and hook type, or a hook name.")
+            return
+        width = 2 if self.store_dtype.currentText() in ("bfloat16", "float16") else 4
+        size = n_hooks * rows * s["d_model"] * width if rows else 0
+        where = (f"the tokenization has {tok:,} tokens" if tok is not None else
+                 "tokens: up to the max above")
+        self.plan.setText(
+            f"Will extract <b>{n_hooks}</b> hook point(s) × up to {rows:,} tokens × "
+            f"d {s['d_model']} ({self.store_dtype.currentText()}) ≈ <b>{human_bytes(size)}</b> "
+            f"on disk; {where}. The forward pass stops after the deepest chosen layer.")
+
+    def _tokenization_tokens(self) -> int | None:
+        return self._token_counts.get(self.tokenization_value())
 
     def reload_templates(self) -> None:
         self.template.clear()
+        self.template.addItem("Choose a template…")
         for t in self.studio.activations.list_templates():
             self.template.addItem(t.name)
             self.template.setItemData(self.template.count() - 1, t.description, 3)

@@ -1,15 +1,35 @@
-"""The architecture inspector: summary, memory estimate, module tree, hook points."""
+"""The architecture inspector: summary, memory estimate, module tree, hook points.
+
+Three background reads per model, each shown as it arrives: the summary and hook points
+(config.json and safetensors headers: milliseconds), the memory badge (needs torch to see
+the device) and the module tree (a meta-device model). Results for a model the user has
+already left are dropped, so switching models never mixes two models' details.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QSplitter,
-                               QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                               QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
+                               QWidget)
 
+from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
 from mistudio.ui.models.background import BackgroundCall
 
+DTYPES = ("float32", "bfloat16", "float16")
+QUANTS = ("none", "8bit", "4bit")
 _VERDICT_COLOURS = {"fits": "#15803d", "tight": "#b45309", "won't fit": "#b91c1c"}
+
+
+def _tagged(model_id: str, part: str, fn):
+    """Run ``fn`` and label its result (or its exception) with the model and the part."""
+    def run():
+        try:
+            return model_id, part, fn()
+        except Exception as exc:  # shown in the inspector, never raised into Qt
+            return model_id, part, exc
+    return run
 
 
 class ArchitectureInspector(QWidget):
@@ -39,9 +59,9 @@ class ArchitectureInspector(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Load as"))
         self.dtype = QComboBox()
-        self.dtype.addItems(["float32", "bfloat16", "float16"])
+        self.dtype.addItems(DTYPES)
         self.quant = QComboBox()
-        self.quant.addItems(["none", "8bit", "4bit"])
+        self.quant.addItems(QUANTS)
         row.addWidget(self.dtype)
         row.addWidget(self.quant)
         mem.addLayout(row)
@@ -55,17 +75,35 @@ class ArchitectureInspector(QWidget):
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Module", "Type", "Parameters"])
         self.hooks = QTreeWidget()
-        self.hooks.setHeaderLabels(["Hook point", "Module", "Reads"])
+        self.hooks.setRootIsDecorated(False)
+        self.hooks.setHeaderLabels(["Hook point", "Module", "Reads", "Shape"])
         self.hooks.itemDoubleClicked.connect(lambda it, _c: self.hook_chosen.emit(it.text(0)))
+        self.hook_filter = QLineEdit()
+        self.hook_filter.setPlaceholderText("Filter hook points: e.g. 'resid_post' or "
+                                            "'blocks.15'")
+        self.hook_filter.setClearButtonEnabled(True)
+        self.hook_filter.textChanged.connect(self._filter_hooks)
+        hooks_box = QWidget()
+        hl = QVBoxLayout(hooks_box)
+        hl.setContentsMargins(0, 0, 0, 0)
+        hl.addWidget(self.hook_filter)
+        hl.addWidget(self.hooks, 1)
+        hint = QLabel("Double-click a hook point to extract there.")
+        hint.setStyleSheet("color: #6b7280")
+        hl.addWidget(hint)
         split.addWidget(self.tree)
-        split.addWidget(self.hooks)
+        split.addWidget(hooks_box)
         lay.addWidget(split, 1)
         self.dtype.currentTextChanged.connect(lambda _t: self._update_memory())
         self.quant.currentTextChanged.connect(lambda _t: self._update_memory())
         self._summary: dict | None = None
+        self._estimates: dict = {}
+        self._pending: set[str] = set()
         self._calls: list[BackgroundCall] = []  # kept alive until they report
 
     def show_model(self, model_id: str | None) -> None:
+        """Show a model: the summary and hook points arrive at once (config.json and the
+        safetensors headers), the memory badge and module tree when torch has loaded."""
         self.model_id = model_id
         self.tree.clear()
         self.hooks.clear()
@@ -73,6 +111,8 @@ class ArchitectureInspector(QWidget):
             f.setText("-")
         self.memory.setText("")
         self._summary = None
+        self._estimates = {}
+        self._pending = set()
         if not model_id:
             return
         rec = self.studio.models.get(model_id)
@@ -80,46 +120,96 @@ class ArchitectureInspector(QWidget):
         if rec.status != "ready":
             self.memory.setText(f"{rec.status}. {rec.error}")
             return
-        self.memory.setText("Reading the model...")
+        self.memory.setText("Estimating memory...")
+        waiting = QTreeWidgetItem(self.tree, ["Building the module tree...", "", ""])
+        waiting.setFirstColumnSpanned(True)
         studio = self.studio
 
-        def work():
-            return (model_id, studio.models.inspect(model_id),
-                    studio.models.module_tree(model_id), studio.models.hook_points(model_id),
-                    studio.models.quantization_options())
+        def summary():
+            return studio.models.inspect(model_id), studio.models.hook_points(model_id)
 
-        # bound methods of this widget (not lambdas): Qt then delivers on the GUI thread
+        def memory():
+            quant = studio.models.quantization_options()
+            estimates = {(dtype, q): studio.models.memory_estimate(
+                model_id, dtype=dtype, quantization=q, device="auto")
+                for dtype in DTYPES for q in QUANTS}
+            return quant, estimates
+
+        def tree():
+            return studio.models.module_tree(model_id)
+
         self._calls = [c for c in self._calls if c.running()]
-        self._calls.append(BackgroundCall(work, self._show, self._failed))
+        self._pending = {"summary", "memory", "tree"}
+        for part, fn in (("summary", summary), ("memory", memory), ("tree", tree)):
+            # a bound method of this widget (not a lambda): Qt delivers it on the GUI thread
+            self._calls.append(BackgroundCall(_tagged(model_id, part, fn), self._deliver))
 
-    def _failed(self, exc) -> None:
-        self.memory.setText(f"Could not read the model: {exc}")
+    def is_filled(self) -> bool:
+        """Everything about the current model is on screen (or there is nothing to show)."""
+        return not self._pending
 
-    def _show(self, result) -> None:
-        model_id, summary, tree, hook_points, quant = result
-        if model_id != self.model_id:
-            return  # the user moved on
-        self._summary = summary
-        s = summary
+    def _deliver(self, result) -> None:
+        model_id, part, value = result
+        if model_id != self.model_id or part not in self._pending:
+            return  # the user moved on: never mix two models' details
+        self._pending.discard(part)
+        if isinstance(value, Exception):
+            where = {"summary": self.memory, "memory": self.memory}.get(part)
+            text = f"Could not read the model: {describe_exception(value)}"
+            if where is None:
+                self.tree.clear()
+                QTreeWidgetItem(self.tree, [text, "", ""])
+            else:
+                where.setText(text)
+        else:
+            {"summary": self._show_summary, "memory": self._show_memory,
+             "tree": self._show_tree}[part](value)
+        if not self._pending:
+            self.loaded.emit(model_id)
+
+    def _show_summary(self, value) -> None:
+        summary, hook_points = value
+        self._summary = s = summary
         self.fields["family"].setText(f"{s['family_label']} ({s['architecture']})")
         for key in ("n_layers", "d_model", "d_mlp", "vocab_size", "context_length", "dtype"):
-            self.fields[key].setText(str(s.get(key)))
+            value = s.get(key)
+            self.fields[key].setText(f"{value:,}" if isinstance(value, int) else str(value))
         self.fields["heads"].setText(f"{s['n_heads']} ({s['n_kv_heads']})")
         self.fields["n_params"].setText(f"{s['n_params']:,} ({s['n_params'] / 1e6:.1f}M)")
         self.fields["weights_bytes"].setText(human_bytes(s["weights_bytes"]))
-        for i, q in enumerate(("none", "8bit", "4bit")):
+        for h in hook_points:
+            item = QTreeWidgetItem(self.hooks, [h["name"], h["module"], h["io"],
+                                                f"[tokens, {h['d']}]"])
+            item.setToolTip(0, h["label"] + " — double-click to extract here")
+        if not hook_points:
+            QTreeWidgetItem(self.hooks, ["(family not mapped: use module:<path>)", "", ""])
+        for col in range(3):
+            self.hooks.resizeColumnToContents(col)
+        self._filter_hooks(self.hook_filter.text())
+        self._update_memory()
+
+    def _show_memory(self, value) -> None:
+        quant, estimates = value
+        self._estimates = estimates
+        for i, q in enumerate(QUANTS):
             item = self.quant.model().item(i)
             item.setEnabled(not quant.get(q))
             item.setToolTip(quant.get(q) or "")
+        if quant.get(self.quant.currentText()):
+            self.quant.setCurrentText("none")
         self.quant.setToolTip(quant.get("4bit") or "8-bit/4-bit through bitsandbytes")
-        self._fill_tree(tree)
-        for h in hook_points:
-            QTreeWidgetItem(self.hooks, [h["name"], h["module"], h["io"]]).setToolTip(
-                0, h["label"] + " — double-click to extract here")
-        if not hook_points:
-            QTreeWidgetItem(self.hooks, ["(family not mapped: use module:<path>)", "", ""])
         self._update_memory()
-        self.loaded.emit(model_id)
+
+    def _show_tree(self, tree) -> None:
+        self.tree.clear()
+        self._fill_tree(tree)
+
+    def _filter_hooks(self, text: str) -> None:
+        words = text.lower().split()
+        for i in range(self.hooks.topLevelItemCount()):
+            item = self.hooks.topLevelItem(i)
+            hay = f"{item.text(0)} {item.text(1)}".lower()
+            item.setHidden(not all(w in hay for w in words))
 
     def _fill_tree(self, root: dict) -> None:
         def add(parent, node):
@@ -137,18 +227,15 @@ class ArchitectureInspector(QWidget):
         top = add(None, root)
         self.tree.expandToDepth(2)
         top.setExpanded(True)
-        self.tree.resizeColumnToContents(0)
+        for col in range(2):
+            self.tree.resizeColumnToContents(col)
 
     def _update_memory(self) -> None:
-        if not self._summary or not self.model_id:
+        if not self.model_id:
             return
-        try:
-            est = self.studio.models.memory_estimate(
-                self.model_id, dtype=self.dtype.currentText(),
-                quantization=self.quant.currentText(), device="auto")
-        except Exception as exc:  # shown inline, never a crash
-            self.memory.setText(str(exc))
-            return
+        est = self._estimates.get((self.dtype.currentText(), self.quant.currentText()))
+        if est is None:
+            return  # still estimating (needs torch to see the device)
         colour = _VERDICT_COLOURS[est["verdict"]]
         self.memory.setText(
             f"Weights {human_bytes(est['weights'])} + overhead {human_bytes(est['overhead'])}"

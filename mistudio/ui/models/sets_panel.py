@@ -12,18 +12,21 @@ from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
 
 COLUMNS = [("id", "Id"), ("hook_point", "Hook point"), ("status", "Status"),
-           ("num_rows", "Tokens"), ("d_in", "d"), ("dtype", "Dtype"), ("size_bytes", "Size"),
-           ("model_id", "Model"), ("created_at", "Created")]
+           ("num_rows", "Tokens"), ("d_in", "d"), ("dtype", "Dtype"), ("mean_norm", "Mean norm"),
+           ("size_bytes", "Size"), ("model_id", "Model"), ("created_at", "Created")]
+_RIGHT = {"num_rows", "d_in", "mean_norm", "size_bytes"}
 
 
 class ActivationSetsModel(QAbstractTableModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.rows: list = []
+        self.model_names: dict[str, str] = {}
 
-    def set_rows(self, rows: list) -> None:
+    def set_rows(self, rows: list, model_names: dict[str, str] | None = None) -> None:
         self.beginResetModel()
         self.rows = rows
+        self.model_names = dict(model_names or {})
         self.endResetModel()
 
     def rowCount(self, parent=QModelIndex()) -> int:
@@ -42,8 +45,12 @@ class ActivationSetsModel(QAbstractTableModel):
             return None
         rec = self.rows[index.row()]
         key = COLUMNS[index.column()][0]
-        value = getattr(rec, key)
+        value = rec.summary.get(key) if key == "mean_norm" else getattr(rec, key)
         if role == Qt.ItemDataRole.DisplayRole:
+            if key == "mean_norm":
+                return "" if value is None else f"{value:,.2f}"
+            if key == "model_id":
+                return self.model_names.get(value, value or "")
             if key == "num_rows":
                 return f"{value or 0:,}"
             if key == "size_bytes":
@@ -53,6 +60,10 @@ class ActivationSetsModel(QAbstractTableModel):
             return "" if value is None else str(value)
         if role == Qt.ItemDataRole.ToolTipRole and key == "status":
             return rec.summary.get("error") or rec.status
+        if role == Qt.ItemDataRole.ToolTipRole and key == "model_id":
+            return value
+        if role == Qt.ItemDataRole.TextAlignmentRole and key in _RIGHT:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
 
@@ -98,12 +109,17 @@ class ActivationSetsPanel(QWidget):
 
     def reload(self) -> None:
         selected = self.selected()
-        self.model.set_rows(self.studio.activations.list())
-        if selected is not None:
-            for i, r in enumerate(self.model.rows):
-                if r.id == selected.id:
-                    self.view.selectRow(i)
-                    break
+        try:
+            names = {m.id: m.name for m in self.studio.models.list()}
+        except Exception:  # names are a nicety; ids still identify the model
+            names = {}
+        self.model.set_rows(self.studio.activations.list(), names)
+        row = next((i for i, r in enumerate(self.model.rows)
+                    if selected is not None and r.id == selected.id), 0)
+        if self.model.rows:
+            self.view.selectRow(row)  # the statistics of a set are always on show
+        else:
+            self._show(QModelIndex())
 
     def selected(self):
         idx = self.view.selectionModel().currentIndex()
@@ -121,7 +137,9 @@ class ActivationSetsPanel(QWidget):
         self.plot.clear()
         self.bars = None
         if rec is None:
-            self.stats.setText("Select an activation set.")
+            self.stats.setText("Select an activation set." if self.model.rows else
+                               "No activation sets yet: extract some in the Extract "
+                               "activations tab.")
             return
         self.resume_btn.setEnabled(rec.status == "incomplete")
         s = rec.summary

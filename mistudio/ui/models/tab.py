@@ -229,6 +229,41 @@ class ModelsTab(QWidget):
         self.extract.choose_hook(hook)
         self.tabs.setCurrentWidget(self.extract)
 
+    # ------------------------------------------------------------------ screenshots
+
+    def screenshot_states(self):
+        """Extra screens for ``mistudio screenshot``: each page once it has its content."""
+        if self.models_list.count():
+            self.models_list.setCurrentRow(0)
+        self.tabs.setCurrentWidget(self.inspector)
+        _wait_until(self.inspector.is_filled, 90)
+        yield "architecture", None
+        self.inspector.hook_filter.setText("resid_post")
+        yield "architecture-hooks-filtered", None
+        self.inspector.hook_filter.clear()
+        self.tabs.setCurrentWidget(self.extract)
+        yield "extract", None
+        self.tabs.setCurrentWidget(self.sets)
+        if self.sets.model.rowCount() and self.sets.selected() is None:
+            self.sets.view.selectRow(0)
+        yield "activation-sets", None
+        self.tabs.setCurrentWidget(self.inspector)
+
+
+def _wait_until(condition, timeout_s: float) -> bool:
+    """Process events until ``condition()`` (bounded); for screenshots, not for the GUI."""
+    import time
+
+    from PySide6.QtWidgets import QApplication
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        QApplication.processEvents()
+        time.sleep(0.02)
+    return True
+
 
 if __name__ == "__main__":  # preview: python -m mistudio.ui.models.tab [model folder]
     import sys
