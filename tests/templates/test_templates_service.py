@@ -142,3 +142,28 @@ def test_merge_reports_unknown_fields(studio):
     t = studio.templates.save("X", {"k": 8, "from_the_future": 1})
     merged, ignored = studio.templates.merge({"k": 32, "lr": 1e-3}, t, known_fields={"k", "lr"})
     assert merged == {"k": 8, "lr": 1e-3} and ignored == ["from_the_future"]
+
+
+@pytest.mark.parametrize("template", BUILTIN_TEMPLATES, ids=lambda t: t.key)
+def test_builtins_are_valid_training_configs(template):
+    from mistudio.sae.config import TrainingConfig
+
+    cfg = TrainingConfig.from_dict({**template.config, "activation_path": "/data/acts"})
+    cfg.validate(d_in=768, num_rows=10**9)  # GPT-2-small width; raises on any bad setting
+
+
+def test_scaled_learning_rate_and_estimate():
+    from mistudio.templates.scaling import estimate_training, scaled_learning_rate
+
+    assert scaled_learning_rate(2 ** 14) == pytest.approx(2e-4)
+    assert scaled_learning_rate(4 * 2 ** 14) == pytest.approx(1e-4)  # 1/sqrt(width)
+    est = estimate_training({"expansion_factor": 8, "batch_size": 4096,
+                             "total_tokens": 10**6, "sweep": {"k": [16, 32]}}, 768)
+    d_sae = 8 * 768
+    params_one = 768 * d_sae + d_sae * 768 + d_sae + 768 + d_sae
+    assert est.saes == 2 and est.d_sae == d_sae and est.params == 2 * params_one
+    assert est.weights_bytes == 4 * est.params and est.optimizer_bytes == 12 * est.params
+    assert est.verdict(est.total_bytes * 2) == "fits"
+    assert est.verdict(int(est.total_bytes * 1.1)) == "tight"
+    assert est.verdict(est.total_bytes // 2) == "won't fit"
+    assert est.seconds and est.seconds > 0
