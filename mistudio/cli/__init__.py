@@ -14,7 +14,8 @@ import sys
 
 from mistudio import __version__
 
-COMMAND_MODULES = ["info", "jobs", "screenshot", "datasets", "models", "extract", "train", "sae"]
+COMMAND_MODULES = ["info", "jobs", "screenshot", "datasets", "models", "extract", "train", "sae",
+                   "templates"]
 
 
 def build_parser() -> argparse.ArgumentParser:

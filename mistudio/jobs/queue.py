@@ -65,6 +65,7 @@ class JobQueue:
         self._lock = threading.RLock()
         self._pending: deque[JobRecord] = deque()
         self._running: dict[str, _Running] = {}
+        self._finishing: dict[str, _Running] = {}  # ended, listeners still being told
         self._listeners: list[Listener] = []
         self._closing = False
 
@@ -149,7 +150,7 @@ class JobQueue:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
-                run = self._running.get(job_id)
+                run = self._running.get(job_id) or self._finishing.get(job_id)
                 pending = any(r.id == job_id for r in self._pending)
             if run is None and not pending:
                 return self.repo.get(job_id)
@@ -233,10 +234,13 @@ class JobQueue:
                 logger.removeHandler(h)
             with self._lock:
                 self._running.pop(rec.id, None)
+                self._finishing[rec.id] = run
             try:  # listeners (services recording the outcome) finish before waiters wake
                 self._emit(rec.id, "status", {"status": status, "error": error,
                                               "result": result})
             finally:
+                with self._lock:
+                    self._finishing.pop(rec.id, None)
                 run.done.set()
             self._schedule()
 
