@@ -1,8 +1,8 @@
 """The Datasets tab: bring in text, tokenize it for a model, see exactly what it will be fed.
 
-Left: the datasets (status, documents, tokenizations, size, source) with Add / Tokenize /
-Rename / Delete; files or folders dropped on the tab open the Add dialog. Right: the
-selected dataset's Overview (provenance, tokenizations), Documents (paged, searchable),
+Left: the datasets as cards (status, documents, tokenizations, size on disk, source) with
+Add; files or folders dropped on the tab open the Add dialog. Right: Tokenize / Rename /
+Delete for the selected dataset, and its Overview (provenance, tokenizations), Documents (paged, searchable),
 Tokens (sequences as chips) and Statistics. Imports and tokenizations run as jobs; their
 progress and errors show in the banner above the list and stay there until dismissed.
 """
@@ -12,13 +12,14 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QInputDialog, QLabel,
-                               QMessageBox, QProgressBar, QPushButton, QSplitter, QTableView,
-                               QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QMessageBox, QProgressBar,
+                               QPushButton, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout,
+                               QWidget)
 
 from mistudio.errors import UserError
 from mistudio.paths import human_bytes
 from mistudio.ui.datasets.browsers import DocumentsBrowser, TokensBrowser
+from mistudio.ui.datasets.cards import DatasetCardsView
 from mistudio.ui.datasets.dialogs import AddDatasetDialog, TokenizeDialog
 from mistudio.ui.datasets.stats_view import StatsView
 from mistudio.ui.datasets.table_models import DatasetListModel
@@ -103,12 +104,8 @@ class DatasetsTab(QWidget):
         self.delete_btn.clicked.connect(lambda: self.delete_selected(confirm=True))
         self.banner = JobBanner(studio)
         self.list_model = DatasetListModel(self)
-        self.list_view = QTableView()
+        self.list_view = DatasetCardsView()
         self.list_view.setModel(self.list_model)
-        self.list_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.list_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.list_view.verticalHeader().setVisible(False)
-        self.list_view.horizontalHeader().setStretchLastSection(True)
         self.list_view.selectionModel().currentRowChanged.connect(self._on_select)
         self.empty = QLabel("No datasets yet. <b>Add dataset…</b> imports local files "
                             "(.txt, .jsonl, .json, .csv, .parquet; or drop them here) or a "
@@ -116,8 +113,7 @@ class DatasetsTab(QWidget):
         self.empty.setWordWrap(True)
         self.empty.setStyleSheet("color: #6b7280; padding: 10px")
         buttons = QHBoxLayout()
-        for b in (self.add_btn, self.demo_btn, self.tokenize_btn, self.rename_btn,
-                  self.delete_btn):
+        for b in (self.add_btn, self.demo_btn):
             buttons.addWidget(b)
         buttons.addStretch(1)
         left = QWidget()
@@ -127,6 +123,12 @@ class DatasetsTab(QWidget):
         ll.addWidget(self.banner)
         ll.addWidget(self.empty)
         ll.addWidget(self.list_view, 1)
+        actions = QHBoxLayout()  # actions on the selected dataset, above its details
+        self.title = QLabel()
+        self.title.setStyleSheet("font-weight: bold; font-size: 14px")
+        actions.addWidget(self.title, 1)
+        for b in (self.tokenize_btn, self.rename_btn, self.delete_btn):
+            actions.addWidget(b)
 
         # right: details
         self.overview = QTextBrowser()
@@ -142,10 +144,16 @@ class DatasetsTab(QWidget):
         self.detail.addTab(self.stats, "Statistics")
         self.tokens.combo.currentIndexChanged.connect(lambda _i: self._show_stats())
 
-        split = QSplitter(Qt.Orientation.Vertical)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addLayout(actions)
+        rl.addWidget(self.detail, 1)
+        split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
-        split.addWidget(self.detail)
-        split.setSizes([220, 600])
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        split.setSizes([400, 900])
         lay = QVBoxLayout(self)
         lay.addWidget(split)
 
@@ -160,12 +168,11 @@ class DatasetsTab(QWidget):
         records = self.studio.datasets.list()
         self.list_model.set_records(records, self.studio.datasets.tokenizations())
         self.empty.setVisible(not records)
-        self.list_view.resizeColumnsToContents()
         row = self.list_model.row_of(keep) if keep else -1
         if row < 0 and records:
             row = 0
         if row >= 0:
-            self.list_view.selectRow(row)
+            self.list_view.select_row(row)
             self._select(self.list_model.records[row].id, force=True)
         else:
             self._select(None, force=True)
@@ -201,6 +208,7 @@ class DatasetsTab(QWidget):
 
     def _sync_buttons(self) -> None:
         ds = self.current()
+        self.title.setText(ds.name if ds else "")
         ready = ds is not None and ds.status == "ready"
         self.tokenize_btn.setEnabled(ready)
         self.rename_btn.setEnabled(ds is not None)
@@ -224,7 +232,7 @@ class DatasetsTab(QWidget):
         size = human_bytes(ds.size_bytes) if ds.size_bytes else "–"
         self.overview.setHtml(
             f"<h3>{e(ds.name)}</h3><p>{e(ds.id)} · <b>{e(ds.status)}</b> · "
-            f"{(ds.n_docs or 0):,} documents · {(ds.n_chars or 0):,} characters · {size} "
+            f"{(ds.n_docs or 0):,} documents · {(ds.n_chars or 0):,} characters · text {size} "
             f"on disk · text column <code>{e(ds.text_column or '?')}</code></p>"
             f"<h4>Source</h4><table cellpadding=3>{rows}</table>"
             f"<h4>Tokenizations</h4>" + (

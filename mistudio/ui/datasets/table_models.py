@@ -16,21 +16,28 @@ def _one_line(text: str, n: int = _PREVIEW_CHARS) -> str:
 
 
 class DatasetListModel(QAbstractTableModel):
+    """The datasets; the tab draws column 0 as cards (``cards.DatasetCardDelegate``), the
+    other columns serve tables and tests."""
+
     HEADERS = ("Name", "Status", "Documents", "Tokenized", "Size", "Source")
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.records: list = []
         self.tokenized: dict[str, int] = {}
+        self.tokens_bytes: dict[str, int] = {}  # dataset id -> bytes of its tokenizations
         self.progress: dict[str, str] = {}  # dataset id -> "42%" while a job runs
 
     def set_records(self, records: list, tokenizations: list) -> None:
         self.beginResetModel()
         self.records = list(records)
         self.tokenized = {}
+        self.tokens_bytes = {}
         for t in tokenizations:
             if t.status == "ready":
                 self.tokenized[t.dataset_id] = self.tokenized.get(t.dataset_id, 0) + 1
+                self.tokens_bytes[t.dataset_id] = (self.tokens_bytes.get(t.dataset_id, 0)
+                                                   + (t.size_bytes or 0))
         self.endResetModel()
 
     def set_progress(self, dataset_id: str, text: str | None) -> None:
@@ -40,7 +47,7 @@ class DatasetListModel(QAbstractTableModel):
             self.progress[dataset_id] = text
         for row, rec in enumerate(self.records):
             if rec.id == dataset_id:
-                self.dataChanged.emit(self.index(row, 1), self.index(row, 1))
+                self.dataChanged.emit(self.index(row, 0), self.index(row, 1))
 
     def row_of(self, dataset_id: str) -> int:
         return next((i for i, r in enumerate(self.records) if r.id == dataset_id), -1)
@@ -81,7 +88,11 @@ class DatasetListModel(QAbstractTableModel):
                     return src.get("path") or src.get("spec", {}).get("path", "")
                 return "Demo (Wikipedia, CC BY-SA)"
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{rec.id}\n{rec.name}"
+            text_size = human_bytes(rec.size_bytes or 0)
+            tok_size = human_bytes(self.tokens_bytes.get(rec.id, 0))
+            return (f"{rec.name}\n{rec.id} · text column '{rec.text_column or '?'}'\n"
+                    f"text {text_size}, tokenizations {tok_size}\n"
+                    f"added {(rec.created_at or '')[:19].replace('T', ' ')}")
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (2, 3, 4):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.UserRole:
