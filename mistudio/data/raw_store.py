@@ -237,38 +237,49 @@ class RawCorpus:
         for offset in range(start, self.n_docs, batch_rows):
             yield offset, self.table["text"].slice(offset, batch_rows).to_pylist()
 
-    def search(self, query: str = "", *, column_equals: dict | None = None, limit: int = 10_000,
-               case_sensitive: bool = False) -> tuple[np.ndarray, bool]:
-        """Indices of documents whose text contains ``query`` (and whose columns equal the
-        given values), in order, at most ``limit``; and whether the scan was complete."""
+    def search_chunks(self, query: str = "", *, column_equals: dict | None = None,
+                      case_sensitive: bool = False, chunk_rows: int = 65_536, start: int = 0
+                      ) -> Iterator[tuple[np.ndarray, int]]:
+        """Scan for matches a chunk at a time: yields (indices found in the chunk, documents
+        scanned so far). Lets a caller show results as they come and stop early; each
+        chunk is one pyarrow kernel call (which releases the GIL)."""
         for name in (column_equals or {}):
             if name not in self.columns:
                 raise UserError(f"This dataset has no column {name!r}.",
                                 hint=f"Its columns: {', '.join(self.columns)}.")
-        found: list[np.ndarray] = []
-        n_found = 0
-        base = 0
-        step = 65_536
-        for start in range(0, self.n_docs, step):
-            part = self.table.slice(start, step)
+        return self._scan(query, dict(column_equals or {}), case_sensitive, chunk_rows, start)
+
+    def _scan(self, query, column_equals, case_sensitive, chunk_rows, start):
+        for offset in range(max(0, start), self.n_docs, chunk_rows):
+            part = self.table.slice(offset, chunk_rows)
             mask = None
             if query:
                 mask = pc.match_substring(part["text"], pattern=query,
                                           ignore_case=not case_sensitive)
-            for name, value in (column_equals or {}).items():
+            for name, value in column_equals.items():
                 col = part[name]
                 eq = pc.equal(pc.cast(col, pa.string()) if not is_text_type(col.type) else col,
                               pa.scalar(str(value), pa.string()))
                 mask = eq if mask is None else pc.and_(mask, eq)
             if mask is None:
-                idx = np.arange(len(part))
+                idx = np.arange(len(part), dtype=np.int64)
             else:
                 idx = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
-            found.append(idx + start)
+            yield idx.astype(np.int64) + offset, offset + len(part)
+
+    def search(self, query: str = "", *, column_equals: dict | None = None, limit: int = 10_000,
+               case_sensitive: bool = False) -> tuple[np.ndarray, bool]:
+        """Indices of documents whose text contains ``query`` (and whose columns equal the
+        given values), in order, at most ``limit``; and whether the scan was complete."""
+        found: list[np.ndarray] = []
+        n_found = 0
+        scanned = 0
+        for idx, scanned in self.search_chunks(query, column_equals=column_equals,
+                                               case_sensitive=case_sensitive):
+            found.append(idx)
             n_found += len(idx)
-            base = start + len(part)
             if n_found >= limit:
                 break
         indices = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-        complete = base >= self.n_docs and n_found <= limit
+        complete = scanned >= self.n_docs and n_found <= limit
         return indices[:limit].astype(np.int64), complete

@@ -331,6 +331,13 @@ class DatasetService:
                limit: int = 10_000) -> tuple[np.ndarray, bool]:
         return self.corpus(dataset_id).search(query, column_equals=column_equals, limit=limit)
 
+    def search_chunks(self, dataset_id: str, query: str = "", *,
+                      column_equals: dict | None = None, chunk_rows: int = 65_536):
+        """(indices found, documents scanned) a chunk at a time, for searches shown as they
+        progress and stopped at will (the GUI runs this off its thread)."""
+        return self.corpus(dataset_id).search_chunks(query, column_equals=column_equals,
+                                                     chunk_rows=chunk_rows)
+
     def token_strings(self, tokenization_id: str) -> dict:
         from mistudio.data.tokenize import read_token_strings
 

@@ -69,10 +69,12 @@ def test_add_tokenize_and_browse(qtbot, tab, studio, tmp_path, tiny_tokenizer_di
     browser.view.selectRow(3)
     assert browser.full_text.toPlainText() == docs[203]
     browser.search_edit.setText("number 12")
-    browser.run_search()
+    browser.run_search()  # runs in the background; results page in as they come
+    qtbot.waitUntil(lambda: not browser.searching, timeout=10_000)
     expected = [i for i, d in enumerate(docs) if "number 12" in d]
     assert [r["index"] for r in browser.model.rows] == expected
     tab.stats.filter_requested.emit("topic", "Science")
+    qtbot.waitUntil(lambda: not browser.searching, timeout=10_000)
     assert [r["index"] for r in browser.model.rows] == \
         [i for i, d in enumerate(docs) if "number 12" in d and i % 3 == 1]
     browser.clear_search()

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
-from PySide6.QtCore import Qt
+import numpy as np
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit,
                                QPlainTextEdit, QPushButton, QScrollArea, QSplitter, QTableView,
                                QVBoxLayout, QWidget)
@@ -17,6 +20,7 @@ from mistudio.ui.datasets.token_chips import TokenChipsView
 DOCS_PER_PAGE = 100
 SEQS_PER_PAGE = 50
 SEARCH_LIMIT = 100_000
+SEARCH_CHUNK_ROWS = 65_536  # documents per scan step: the stop latency and batch size
 
 
 class Pager(QWidget):
@@ -68,6 +72,75 @@ class Pager(QWidget):
         self.next_btn.setEnabled(self.page + 1 < self.n_pages)
 
 
+class DocumentSearch(QObject):
+    """One search over a dataset on a worker thread; matches reach the GUI thread in
+    batches (at most ~10 a second) so a scan of millions of documents never blocks it.
+
+    ``found(serial, indices, scanned, total)`` then ``finished(serial, complete)``, or
+    ``failed(serial, message)``; ``serial`` tells a stale search's late signals apart.
+    ``stop()`` ends the scan at the next chunk."""
+
+    found = Signal(int, object, int, int)
+    finished = Signal(int, bool)
+    failed = Signal(int, str)
+    _serials = iter(range(1, 1 << 62))
+
+    def __init__(self, studio, dataset_id: str, query: str, column_equals: dict, limit: int,
+                 chunk_rows: int = 65_536):
+        super().__init__()
+        self.serial = next(DocumentSearch._serials)
+        self._stop = threading.Event()
+        self._args = (studio, dataset_id, query, dict(column_equals), limit, chunk_rows)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="dataset-search")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        studio, dataset_id, query, column_equals, limit, chunk_rows = self._args
+        try:
+            corpus = studio.datasets.corpus(dataset_id)
+            total = corpus.n_docs
+            batch: list[np.ndarray] = []
+            n_found, last_emit, scanned = 0, 0.0, 0
+            for idx, scanned in corpus.search_chunks(query, column_equals=column_equals,
+                                                     chunk_rows=chunk_rows):
+                if self._stop.is_set():
+                    break
+                idx = idx[: max(0, limit - n_found)]
+                n_found += len(idx)
+                if len(idx):
+                    batch.append(idx)
+                now = time.monotonic()
+                first_page = n_found >= DOCS_PER_PAGE and last_emit == 0.0
+                if batch and (first_page or now - last_emit >= 0.1) or n_found >= limit:
+                    self.found.emit(self.serial, np.concatenate(batch) if batch else
+                                    np.zeros(0, np.int64), scanned, total)
+                    batch, last_emit = [], now
+                if n_found >= limit:
+                    break
+            if batch or not n_found:
+                self.found.emit(self.serial, np.concatenate(batch) if batch else
+                                np.zeros(0, np.int64), scanned, total)
+            self.finished.emit(self.serial, not self._stop.is_set() and scanned >= total
+                               and n_found < limit)
+        except UserError as exc:
+            self.failed.emit(self.serial, str(exc))
+        except Exception as exc:  # the dataset was deleted under the search, a bad file...
+            from mistudio.errors import describe_exception
+
+            self.failed.emit(self.serial, describe_exception(exc))
+
+
 class DocumentsBrowser(QWidget):
     def __init__(self, studio, parent=None):
         super().__init__(parent)
@@ -75,6 +148,11 @@ class DocumentsBrowser(QWidget):
         self.dataset = None
         self.matches = None  # indices of the current search/filter, or None for all
         self.complete = True
+        self.searching = False
+        self.batches_received = 0  # of the current search (results arrive in batches)
+        self.search: DocumentSearch | None = None
+        self._stopped: list[DocumentSearch] = []  # kept alive until their threads end
+        self._scanned = (0, 0)
         self.filter: dict[str, str] = {}
         self.search_edit = QLineEdit()
         self.search_edit.setPlaceholderText("Search the documents (case-insensitive)…")
@@ -84,12 +162,17 @@ class DocumentsBrowser(QWidget):
         self.filter_label = QLabel()
         self.clear_btn = QPushButton("Clear")
         self.clear_btn.clicked.connect(self.clear_search)
+        self.stop_btn = QPushButton("Stop")
+        self.stop_btn.setToolTip("Stop searching; the matches found so far stay listed.")
+        self.stop_btn.clicked.connect(self.stop_search)
+        self.stop_btn.setVisible(False)
         self.status = QLabel()
         self.status.setStyleSheet("color: #4b5563")
         top = QHBoxLayout()
         top.addWidget(self.search_edit, 1)
         top.addWidget(search_btn)
         top.addWidget(self.filter_label)
+        top.addWidget(self.stop_btn)
         top.addWidget(self.clear_btn)
         self.model = DocumentPageModel(self)
         self.view = QTableView()
@@ -119,6 +202,7 @@ class DocumentsBrowser(QWidget):
         lay.addWidget(self.attribution)
 
     def set_dataset(self, dataset) -> None:
+        self.stop_search()
         self.dataset = dataset
         self.matches = None
         self.filter = {}
@@ -141,9 +225,25 @@ class DocumentsBrowser(QWidget):
             self.status.setText(f"{total:,} documents")
         else:
             total, more = len(self.matches), not self.complete
-            self.status.setText(f"{total:,}{'+' if more else ''} matching documents")
+            self._show_search_status()
         self.pager.set_total(total, DOCS_PER_PAGE, more=more)
         self.pager.go(self.pager.page)
+
+    def _show_search_status(self) -> None:
+        n = len(self.matches) if self.matches is not None else 0
+        scanned, total = self._scanned
+        if self.searching:
+            share = f"{scanned / total:.0%}" if total else "0%"
+            self.status.setText(f"Searching… {n:,} matching documents so far ({share} of "
+                                f"{total:,} scanned)")
+        elif self.complete:
+            self.status.setText(f"{n:,} matching documents")
+        elif n >= SEARCH_LIMIT:
+            self.status.setText(f"The first {n:,} matching documents (search stopped at "
+                                f"{SEARCH_LIMIT:,}; refine the query to see others)")
+        else:
+            self.status.setText(f"{n:,}+ matching documents (stopped after scanning "
+                                f"{scanned:,} of {total:,})")
 
     def show_page(self, page: int) -> None:
         if self.dataset is None or self.dataset.status != "ready":
@@ -164,26 +264,90 @@ class DocumentsBrowser(QWidget):
         self.full_text.clear()
 
     def run_search(self) -> None:
+        """Start searching in the background; matches are paged in as they are found."""
         if self.dataset is None:
             return
+        self.stop_search()
         query = self.search_edit.text()
+        self.pager.page = 0
         if not query and not self.filter:
             self.matches = None
-        else:
-            try:
-                self.matches, self.complete = self.studio.datasets.search(
-                    self.dataset.id, query, column_equals=self.filter, limit=SEARCH_LIMIT)
-            except UserError as exc:
-                self.status.setText(str(exc))
-                return
-        self.pager.page = 0
+            self._reload()
+            return
+        self.matches = np.zeros(0, dtype=np.int64)
+        self.complete = False
+        self.searching = True
+        self.batches_received = 0
+        self._scanned = (0, self.dataset.n_docs or 0)
+        self.stop_btn.setVisible(True)
+        search = DocumentSearch(self.studio, self.dataset.id, query, self.filter, SEARCH_LIMIT,
+                                chunk_rows=SEARCH_CHUNK_ROWS)
+        # bound methods of this widget: Qt queues the worker's signals to the GUI thread
+        search.found.connect(self._on_found)
+        search.finished.connect(self._on_search_finished)
+        search.failed.connect(self._on_search_failed)
+        self.search = search
         self._reload()
+        search.start()
+
+    def stop_search(self) -> None:
+        if self.search is not None:
+            self.search.stop()  # its late signals are ignored by serial
+            self._stopped.append(self.search)
+            self._stopped = [x for x in self._stopped if x.running()]
+            self.search = None
+        if self.searching:
+            self.searching = False
+            self.complete = False
+            self.stop_btn.setVisible(False)
+            if self.matches is not None:
+                self._show_search_status()
+
+    def _current(self, serial: int) -> bool:
+        return self.search is not None and self.search.serial == serial
+
+    def _on_found(self, serial: int, indices, scanned: int, total: int) -> None:
+        if not self._current(serial):
+            return  # a search the user has stopped or replaced
+        self.batches_received += 1
+        shown_before = len(self.matches)
+        self.matches = np.concatenate([self.matches, indices]) if len(indices) else self.matches
+        self._scanned = (scanned, total)
+        page_end = (self.pager.page + 1) * DOCS_PER_PAGE
+        self.pager.set_total(len(self.matches), DOCS_PER_PAGE, more=True)
+        if shown_before < page_end and len(self.matches) > shown_before:
+            self.pager.go(self.pager.page)  # the page on screen gained rows
+        else:
+            self.pager.refresh_label()
+        self._show_search_status()
+
+    def _on_search_finished(self, serial: int, complete: bool) -> None:
+        if not self._current(serial):
+            return
+        self.search = None
+        self.searching = False
+        self.complete = complete
+        self.stop_btn.setVisible(False)
+        self.pager.set_total(len(self.matches), DOCS_PER_PAGE, more=not complete)
+        self.pager.refresh_label()
+        if not len(self.matches):
+            self.pager.go(0)
+        self._show_search_status()
+
+    def _on_search_failed(self, serial: int, message: str) -> None:
+        if not self._current(serial):
+            return
+        self.search = None
+        self.searching = False
+        self.stop_btn.setVisible(False)
+        self.status.setText(f"Search failed: {message}")
 
     def set_filter(self, column: str, value: str) -> None:
         self.filter = {column: value}
         self.run_search()
 
     def clear_search(self) -> None:
+        self.stop_search()
         self.search_edit.clear()
         self.filter = {}
         self.matches = None
