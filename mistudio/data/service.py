@@ -121,6 +121,16 @@ class DatasetService:
         spec = source if isinstance(source, SourceSpec) else SourceSpec.from_dict(source)
         return inspect_source(spec, token=self.studio.hf_token if spec.kind == "hub" else None)
 
+    def check_hub(self, hub_id: str, *, config: str = "", split: str = "",
+                  revision: str = "") -> dict:
+        """Configurations, splits and columns of a Hub dataset (network; call off the GUI
+        thread). Raises UserError with what to do when offline, unknown or gated."""
+        from mistudio.data.sources import hub_overview
+
+        spec = SourceSpec.from_dict({"kind": "hub", "hub_id": hub_id.strip(), "config": config,
+                                     "split": split, "revision": revision})
+        return hub_overview(spec, token=self.studio.hf_token)
+
     # ------------------------------------------------------------------ import
 
     def add(self, source: dict | SourceSpec, *, name: str | None = None) -> tuple[DatasetRecord,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                QSpinBox, QTabWidget, QVBoxLayout, QWidget)
@@ -16,6 +17,30 @@ FORMATS = [("Detect from the extension", "auto"), ("Text (.txt)", "txt"),
 TXT_MODES = [("One document per blank-line-separated block", "blocks"),
              ("One document per file", "file"), ("One document per line", "lines")]
 AUTO_COLUMN = "(detect automatically)"
+
+
+def _editable_combo(placeholder: str, text: str = "") -> QComboBox:
+    combo = QComboBox()
+    combo.setEditable(True)
+    combo.lineEdit().setPlaceholderText(placeholder)
+    combo.setEditText(text)
+    return combo
+
+
+def _combo_value(combo: QComboBox, placeholder: str) -> str:
+    text = combo.currentText().strip()
+    return "" if text == placeholder else text
+
+
+def _fill_combo(combo: QComboBox, items: list[str], current: str, first: str | None = None
+                ) -> None:
+    combo.clear()
+    if first is not None:
+        combo.addItem(first)
+    for item in items:
+        if item != first:
+            combo.addItem(item)
+    combo.setEditText(current)
 
 
 def _row(*widgets) -> QWidget:
@@ -75,25 +100,36 @@ class AddDatasetDialog(QDialog):
         hform = QFormLayout(hub)
         self.hub_id_edit = QLineEdit()
         self.hub_id_edit.setPlaceholderText("e.g. roneneldan/TinyStories")
-        hform.addRow("Dataset id", self.hub_id_edit)
-        self.config_edit = QLineEdit()
-        self.config_edit.setPlaceholderText("(default)")
+        self.hub_id_edit.returnPressed.connect(self.check_hub)
+        self.check_btn = QPushButton("Check")
+        self.check_btn.setToolTip("List the dataset's configurations, splits and columns "
+                                  "(reads one batch from the Hub)")
+        self.check_btn.clicked.connect(self.check_hub)
+        hform.addRow("Dataset id", _row(self.hub_id_edit, self.check_btn))
+        self.config_edit = _editable_combo("(default)")
+        self.config_edit.activated.connect(lambda _i: self.check_hub())
         hform.addRow("Configuration", self.config_edit)
-        self.split_edit = QLineEdit("train")
+        self.split_edit = _editable_combo("train", "train")
+        self.split_edit.activated.connect(lambda _i: self.check_hub())
         hform.addRow("Split", self.split_edit)
         self.revision_edit = QLineEdit()
         self.revision_edit.setPlaceholderText("main")
         hform.addRow("Revision", self.revision_edit)
-        self.hub_column_edit = QLineEdit()
-        self.hub_column_edit.setPlaceholderText("(detect automatically)")
+        self.hub_column_edit = _editable_combo(AUTO_COLUMN)
         hform.addRow("Text column", self.hub_column_edit)
+        self.hub_info = QLabel()
+        self.hub_info.setWordWrap(True)
+        self.hub_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        hform.addRow("", self.hub_info)
         note = QLabel("Streamed: only the documents you import are downloaded. Gated datasets "
-                      "use the token from File > Settings. This is the only part of the "
-                      "Datasets tab that uses the network.")
+                      "use the token from File > Settings. Check and Import are the only "
+                      "parts of the Datasets tab that use the network.")
         note.setWordWrap(True)
         note.setStyleSheet("color: #4b5563")
         hform.addRow("", note)
         self.tabs.addTab(hub, "Hugging Face Hub")
+        self._checks: list = []  # background checks kept alive until they report
+        self._check_serial = 0
 
         # demo
         demo = QWidget()
@@ -191,15 +227,88 @@ class AddDatasetDialog(QDialog):
         if page == 0:
             return {**self._local_source(), "limit": limit}
         if page == 1:
+            column = self.hub_column_edit.currentText().strip()
             return {"kind": "hub", "hub_id": self.hub_id_edit.text().strip(),
-                    "config": self.config_edit.text().strip(),
-                    "split": self.split_edit.text().strip() or "train",
+                    "config": _combo_value(self.config_edit, "(default)"),
+                    "split": self.split_edit.currentText().strip() or "train",
                     "revision": self.revision_edit.text().strip(),
-                    "text_column": self.hub_column_edit.text().strip(), "limit": limit}
+                    "text_column": "" if column == AUTO_COLUMN else column, "limit": limit}
         return {"kind": "demo", "limit": limit}
 
     def name(self) -> str | None:
         return self.name_edit.text().strip() or None
+
+    # ------------------------------------------------------------------ Hub check
+
+    def check_hub(self) -> None:
+        """List configurations, splits and columns in the background (network)."""
+        from mistudio.ui.models.background import BackgroundCall
+
+        hub_id = self.hub_id_edit.text().strip()
+        if not hub_id:
+            self._hub_message("Type a dataset id first, e.g. roneneldan/TinyStories.", error=True)
+            return
+        self._check_serial += 1
+        serial = self._check_serial
+        config = _combo_value(self.config_edit, "(default)")
+        split = self.split_edit.currentText().strip()
+        revision = self.revision_edit.text().strip()
+        datasets = self.studio.datasets
+
+        def work():
+            try:
+                return serial, datasets.check_hub(hub_id, config=config, split=split,
+                                                  revision=revision)
+            except Exception as exc:  # shown in the dialog
+                return serial, exc
+
+        self.check_btn.setEnabled(False)
+        self._hub_message(f"Checking {hub_id} on the Hub…")
+        self._checks = [c for c in self._checks if c.running()]
+        self._checks.append(BackgroundCall(work, self._on_checked))
+
+    def checking(self) -> bool:
+        return not self.check_btn.isEnabled()
+
+    def _hub_message(self, text: str, *, error: bool = False) -> None:
+        self.hub_info.setStyleSheet(f"color: {'#b91c1c' if error else '#374151'}")
+        self.hub_info.setText(text)
+
+    def _on_checked(self, result) -> None:
+        serial, value = result
+        if serial != self._check_serial:
+            return  # a newer check is running
+        self.check_btn.setEnabled(True)
+        if isinstance(value, Exception):
+            from mistudio.errors import describe_exception
+
+            self._hub_message(describe_exception(value), error=True)
+            return
+        info = value
+        _fill_combo(self.config_edit, info["configs"], info["config"] or "(default)",
+                    first="(default)" if len(info["configs"]) <= 1 else None)
+        if info["splits"]:
+            _fill_combo(self.split_edit, info["splits"], info["split"])
+        _fill_combo(self.hub_column_edit, info["text_candidates"],
+                    info["text_column"] or AUTO_COLUMN, first=AUTO_COLUMN)
+        lines = []
+        if info["message"]:
+            lines.append(info["message"])
+        if len(info["configs"]) > 1:
+            lines.append(f"Configurations: {', '.join(info['configs'][:20])}"
+                         + (" …" if len(info["configs"]) > 20 else ""))
+        if info["splits"]:
+            lines.append(f"Splits: {', '.join(info['splits'])}")
+        if info["columns"]:
+            lines.append("Columns: " + ", ".join(f"{c['name']} ({c['type']})"
+                                                  for c in info["columns"]))
+            if info["text_column"] is None and info["text_candidates"]:
+                lines.append("Several text columns: choose the one with the documents.")
+            first = info["preview"][0] if info["preview"] else {}
+            sample = str(first.get(info["text_column"] or "", ""))[:160]
+            if sample:
+                lines.append(f"First document: {sample}…")
+        self._hub_message("\n".join(lines) or "The dataset has no splits.")
 
     def _try_accept(self) -> None:
         from mistudio.data.sources import SourceSpec
