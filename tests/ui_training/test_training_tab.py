@@ -225,12 +225,35 @@ def test_templates_apply_save_and_last_used(qt_studio, qtbot, tmp_path, tiny_act
     assert panel.template_combo.itemData(0) == t.id
     assert panel.template_combo.itemText(0).startswith("★")
 
-    # Starting remembers the settings; a new tab restores them.
-    panel.form.set_config({**TINY, "k": 3, "total_tokens": 512})
+    # A sweep is one job whose members chart as separate runs; starting remembers the
+    # settings and a new tab restores them.
+    panel.form.set_config({**TINY, "k": 3, "total_tokens": 1024})
+    panel.form.sweep_key.setCurrentIndex(panel.form.sweep_key.findData("k"))
+    panel.form.sweep_values.setText("2, 3")
+    assert panel.validate() == ""
     assert panel.start()
+    sweep_key = tab.selected
     qtbot.waitUntil(lambda: _job(studio).status in ("completed", "failed"), timeout=120_000)
     assert _job(studio).status == "completed", _job(studio).error
+    members = {v.job_id for v in tab.run_metrics(sweep_key).member_views()}
+    assert members == {f"{sweep_key}/k2", f"{sweep_key}/k3"}
+    qtbot.waitUntil(lambda: {k[0] for k in tab.charts.charts["L0"].curves} == members,
+                    timeout=10_000)
     tab2 = _make_tab(studio, bridge, qtbot)
     cfg2, _ = tab2.new_training.form.config()
-    assert cfg2["k"] == 3 and cfg2["total_tokens"] == 512
+    assert cfg2["k"] == 3 and cfg2["total_tokens"] == 1024 and cfg2["sweep"] == {"k": [2, 3]}
     assert tab2.new_training.data_combo.currentData() == f"path:{tiny_activation_dir}"
+
+    # A second training, then Compare overlays the sweep on it.
+    tab2.new_training.form.sweep_key.setCurrentIndex(0)
+    assert tab2.new_training.start()
+    single = tab2.selected
+    qtbot.waitUntil(lambda: tab2.latest(single).status == "completed" or
+                    studio.jobs_repo.get(tab2.latest(single).id).status == "completed",
+                    timeout=120_000)
+    tab2.cards.card(sweep_key).compare_box.setChecked(True)
+    shown = {v.job_id for v in tab2.charts.views()}
+    assert shown == {single} | members
+    tab2.pages.setCurrentWidget(tab2.charts)
+    qtbot.wait(1500)
+    _shot(tab2, tmp_path, "9_compare")

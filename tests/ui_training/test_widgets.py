@@ -127,3 +127,28 @@ def test_parse_number(text, integer, value):
 def test_parse_number_errors(text, integer, message):
     with pytest.raises(ValueError, match=message):
         parse_number(text, integer)
+
+
+def test_form_sweep_and_width_scaled_lr(qtbot):
+    from mistudio.ui.training.form import TrainingForm
+
+    form = TrainingForm()
+    qtbot.addWidget(form)
+    form.set_data_shape(64, 10_000)
+    cfg, problems = form.config()
+    assert not problems and cfg["lr"] == pytest.approx(2e-4 / (512 / 2 ** 14) ** 0.5, rel=1e-5)
+    form.editors["expansion_factor"].setText("32")
+    form.editors["expansion_factor"].textEdited.emit("32")
+    assert form.config()[0]["lr"] == pytest.approx(2e-4 / (2048 / 2 ** 14) ** 0.5, rel=1e-5)
+    form.editors["lr"].setText("0.01")
+    form.editors["lr"].textEdited.emit("0.01")  # the user's own value is kept from now on
+    form.editors["expansion_factor"].setText("4")
+    form.editors["expansion_factor"].textEdited.emit("4")
+    assert form.config()[0]["lr"] == 0.01 and "you set your own" in form.lr_hint.text()
+    form.sweep_key.setCurrentIndex(form.sweep_key.findData("k"))
+    form.sweep_values.setText("16, 32 64")
+    assert form.config()[0]["sweep"] == {"k": [16, 32, 64]}
+    form.sweep_values.setText("16, x")
+    assert "Sweep values" in form.config()[1][0]
+    form.sweep_values.setText("")
+    assert "give the values of k" in form.config()[1][0]

@@ -185,12 +185,24 @@ class MetricChart(QWidget):
                 entry["raw"].setVisible(options.show_raw and options.smoothing > 0)
                 if options.show_raw and options.smoothing > 0:
                     entry["raw"].setData(x, y_plot)
+                # A run with one or two points draws no line: mark the points instead.
+                few = len(x) < 3
+                if entry.get("few") != few:
+                    entry["few"] = few
+                    entry["smooth"].setSymbol("o" if few else None)
+                    entry["smooth"].setSymbolSize(6)
+                    entry["smooth"].setSymbolBrush(color)
+                    entry["smooth"].setSymbolPen(color)
                 entry["smooth"].setData(x, ys_plot)
         for key in [k for k in self.curves if k not in wanted]:
             changed = True
             entry = self.curves.pop(key)
             self.plot.getPlotItem().removeItem(entry["raw"])
             self.plot.getPlotItem().removeItem(entry["smooth"])
+        # Past a handful of curves the legend hides the plot; the hover readout names them.
+        show_legend = len(self.curves) <= 6
+        if self.legend.isVisible() != show_legend:
+            self.legend.setVisible(show_legend)
         vb = self.plot.getPlotItem().getViewBox()
         y_auto = vb.autoRangeEnabled()[1]
         want = 0.98 if options.ignore_outliers else 1.0

@@ -189,8 +189,11 @@ class TrainingTab(QWidget):
 
     def _last(self, key: str, name: str) -> float | None:
         run = self.metrics.get(key)
-        if run is None:
-            return None
+        if run is None:  # history not loaded yet: a finished run's final metrics
+            result = self.latest(key).result or {}
+            saes = result.get("saes") if isinstance(result, dict) else None
+            value = (saes[0].get("metrics") or {}).get(name) if saes else None
+            return float(value) if isinstance(value, (int, float)) else None
         for view in run.member_views():  # a sweep: the first member's value
             value = view.last(name)
             if value is not None:
