@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from data_samples import DOCS, TOPICS  # noqa: E402
+from tests.data.data_samples import DOCS, TOPICS  # noqa: E402
 
 
 @pytest.fixture

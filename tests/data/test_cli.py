@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from data_samples import DOCS
+from tests.data.data_samples import DOCS
 
 from mistudio.cli import main
 

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from data_samples import DOCS, TOPICS, wait_failed, wait_ok
+from tests.data.data_samples import DOCS, TOPICS, wait_failed, wait_ok
 
 from mistudio.errors import UserError
 

@@ -13,7 +13,7 @@ from mistudio.data.sources import SourceSpec, guess_text_column, hub_error, insp
 from mistudio.errors import UserError
 from mistudio.jobs.context import JobContext
 
-from data_samples import DOCS, TOPICS
+from tests.data.data_samples import DOCS, TOPICS
 
 
 def build(tmp_path, **spec):

@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from data_samples import DOCS
+from tests.data.data_samples import DOCS
 
 from mistudio.data.importer import build_dataset_folder
 from mistudio.data.raw_store import RawCorpus
