@@ -194,9 +194,17 @@ class DatasetsTab(QWidget):
         self._show_overview(ds)
         if changed:
             self.documents.set_dataset(ds)
-            self.tokens.set_tokenizations(self.studio.datasets.tokenizations(ds.id) if ds else [])
+            self.tokens.set_tokenizations(self._tokenizations_of(ds.id) if ds else [])
         self._show_stats()
         self._sync_buttons()
+
+    def _tokenizations_of(self, dataset_id: str) -> list:
+        """Its tokenizations; none if the dataset just went away (a failed import removes
+        its row while the list still shows it)."""
+        try:
+            return self.studio.datasets.tokenizations(dataset_id)
+        except UserError:
+            return []
 
     def current(self):
         if not self.selected_id:
@@ -222,7 +230,7 @@ class DatasetsTab(QWidget):
         src = {k: v for k, v in (ds.source or {}).items() if k != "spec"}
         rows = "".join(f"<tr><td><b>{e(str(k))}</b></td><td>{e(str(v))}</td></tr>"
                        for k, v in src.items())
-        toks = self.studio.datasets.tokenizations(ds.id)
+        toks = self._tokenizations_of(ds.id)
         tok_rows = "".join(
             f"<tr><td>{e(t.id)}</td><td>{e(t.status)}</td><td>{e(t.tokenizer)}</td>"
             f"<td>{t.seq_len}</td><td>{e(str(t.settings.get('packing')))}"
@@ -292,7 +300,7 @@ class DatasetsTab(QWidget):
             self.banner.failed(f"Cannot tokenize: {exc}")
             return None
         if job is None:
-            self.tokens.set_tokenizations(self.studio.datasets.tokenizations(dataset_id),
+            self.tokens.set_tokenizations(self._tokenizations_of(dataset_id),
                                           select=tok.id)
             self.detail.setCurrentWidget(self.tokens)
             return None
@@ -315,7 +323,7 @@ class DatasetsTab(QWidget):
         ds = self.current()
         if ds is None:
             return False
-        n_tok = len(self.studio.datasets.tokenizations(ds.id))
+        n_tok = len(self._tokenizations_of(ds.id))
         if confirm and QMessageBox.question(
                 self, "Delete dataset",
                 f"Delete '{ds.name}' ({human_bytes(ds.size_bytes or 0)}) and its {n_tok} "
@@ -381,7 +389,7 @@ class DatasetsTab(QWidget):
             self.banner.hide()
         if job.kind == "datasets.tokenize" and status == "completed" and job.result:
             if job.target == self.selected_id:
-                self.tokens.set_tokenizations(self.studio.datasets.tokenizations(job.target),
+                self.tokens.set_tokenizations(self._tokenizations_of(job.target),
                                               select=job.result.get("tokenization_id"))
         self.refresh(select=self.selected_id or job.target)
 
