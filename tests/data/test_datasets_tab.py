@@ -99,6 +99,18 @@ def test_add_tokenize_and_browse(qtbot, tab, studio, tmp_path, tiny_tokenizer_di
     assert tab.tokens.model.rows[0]["index"] == 50
     assert tab.tokens.model.rows[0]["ids"] == td.tokens[50].tolist()
 
+    # --- the dataset's card counts the tokenization and its bytes on disk
+    from mistudio.paths import human_bytes
+    from mistudio.ui.datasets.cards import card_lines
+
+    rec = tab.list_model.records[0]
+    lines = card_lines(rec, tab.list_model.tokenized[rec.id], tab.list_model.tokens_bytes[rec.id])
+    assert lines[0].startswith(f"{N_DOCS:,} documents")
+    total = rec.size_bytes + studio.datasets.get_tokenization(tok.id).size_bytes
+    assert lines[1] == f"1 tokenization  ·  {human_bytes(total)} on disk"
+    assert lines[2] == f"Local: {path}"
+    assert not tab.list_view.grab().isNull()  # the delegate paints the card
+
     # --- statistics shown from the store: histogram of token lengths, top tokens, topics
     tab.detail.setCurrentWidget(tab.stats)
     heights = tab.stats.bars.opts["height"]

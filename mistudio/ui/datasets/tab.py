@@ -393,6 +393,37 @@ class DatasetsTab(QWidget):
                                               select=job.result.get("tokenization_id"))
         self.refresh(select=self.selected_id or job.target)
 
+    # ------------------------------------------------------------------ screenshots
+
+    def screenshot_states(self):
+        """Extra screens for ``mistudio screenshot``: each page of the selected dataset, a
+        search, and the Add dialog's Hub page."""
+        from mistudio.ui.models.tab import _wait_until
+
+        ds = self.current()
+        if ds is not None and ds.status == "ready":
+            self.detail.setCurrentWidget(self.documents)
+            self.documents.view.selectRow(0)
+            yield "documents", None
+            words = (self.documents.full_text.toPlainText().split() or ["the"])
+            self.documents.search_edit.setText(max(words[:12], key=len).strip(".,;:()"))
+            self.documents.run_search()
+            _wait_until(lambda: not self.documents.searching, 30)
+            yield "documents-search", None
+            self.documents.clear_search()
+            self.detail.setCurrentWidget(self.tokens)
+            yield "tokens", None
+            self.detail.setCurrentWidget(self.stats)
+            yield "statistics", None
+            self.detail.setCurrentWidget(self.overview)
+        dlg = self.open_add_dialog()
+        dlg.tabs.setCurrentIndex(1)
+        dlg.hub_id_edit.setText("roneneldan/TinyStories")
+        yield "add-dialog-hub", dlg
+        dlg.tabs.setCurrentIndex(0)
+        yield "add-dialog-local", dlg
+        dlg.reject()
+
 
 if __name__ == "__main__":  # preview: python -m mistudio.ui.datasets.tab
     import sys
