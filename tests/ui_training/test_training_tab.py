@@ -107,7 +107,9 @@ def test_form_start_watch_pause_cancel_restart_resume(qt_studio, qtbot, tmp_path
     curves = tab.charts.charts["Loss"].curves  # drawn on the throttled chart timer
     qtbot.waitUntil(lambda: (key, "loss") in curves and len(
         curves[(key, "loss")]["smooth"].getOriginalDataset()[0]) >= 10, timeout=10_000)
+    gaps.stop()  # a screenshot paints every chart at once: the test's cost, not the app's
     _shot(tab, tmp_path, "2_running")
+    gaps.start()
 
     # --- pause and resume
     card.pause_btn.click()
@@ -116,15 +118,21 @@ def test_form_start_watch_pause_cancel_restart_resume(qt_studio, qtbot, tmp_path
     n_paused = len(tab.run_metrics(key).series["loss"])
     qtbot.wait(600)
     assert len(tab.run_metrics(key).series["loss"]) == n_paused  # nothing while paused
+    gaps.stop()
     _shot(tab, tmp_path, "3_paused")
+    gaps.start()
     card.pause_btn.click()
     qtbot.waitUntil(lambda: card.status == "running", timeout=30_000)
     qtbot.waitUntil(lambda: len(tab.run_metrics(key).series["loss"]) > n_paused + 2,
                     timeout=60_000)
     gaps.stop()
     # The loop kept running while the training worked at full speed (not a speed test).
+    # Measured on the 2-core test machine: longest gaps 0.2-0.4 s when it is otherwise
+    # idle, up to ~0.8 s when other test runs load it (load average 4+). A frozen loop (a
+    # blocking call on the GUI thread, repainting every chart at once, importing scipy or
+    # torch there) shows as seconds.
     assert gaps.ticks > 10
-    assert gaps.max_gap < 0.5, f"the GUI stalled for {gaps.max_gap:.2f} s"
+    assert gaps.max_gap < 1.0, f"the GUI stalled for {gaps.max_gap:.2f} s"
 
     # --- cancel: the training writes a checkpoint, the card offers Resume
     card.cancel_btn.click()
@@ -235,8 +243,10 @@ def test_templates_apply_save_and_last_used(qt_studio, qtbot, tmp_path, tiny_act
     sweep_key = tab.selected
     qtbot.waitUntil(lambda: _job(studio).status in ("completed", "failed"), timeout=120_000)
     assert _job(studio).status == "completed", _job(studio).error
-    members = {v.job_id for v in tab.run_metrics(sweep_key).member_views()}
-    assert members == {f"{sweep_key}/k2", f"{sweep_key}/k3"}
+    members = {f"{sweep_key}/k2", f"{sweep_key}/k3"}
+    # The job's end is recorded before the bridge's next drain delivers its last metrics.
+    qtbot.waitUntil(lambda: {v.job_id for v in tab.run_metrics(sweep_key).member_views()}
+                    == members, timeout=10_000)
     qtbot.waitUntil(lambda: {k[0] for k in tab.charts.charts["L0"].curves} == members,
                     timeout=10_000)
     tab2 = _make_tab(studio, bridge, qtbot)

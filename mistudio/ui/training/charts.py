@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, Q
 from mistudio.ui.training.series import EmaSmoother, RunMetrics, write_metrics_csv
 
 REDRAW_MS = 120
+CHART_HEIGHT = 260
 RUN_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
               "#17becf", "#bcbd22", "#7f7f7f"]
 METRIC_STYLES = [Qt.SolidLine, Qt.DashLine, Qt.DotLine, Qt.DashDotLine, Qt.DashDotDotLine]
@@ -83,6 +84,9 @@ class MetricChart(QWidget):
         self.setObjectName(f"chart:{spec.title}")
         self.plot = pg.PlotWidget(background="w")
         self.plot.setMinimumHeight(180)
+        # A fixed height keeps the other charts' geometry when one is added below them, so
+        # adding a chart repaints only itself (a relayout would repaint every chart).
+        self.setFixedHeight(CHART_HEIGHT)
         item = self.plot.getPlotItem()
         item.showGrid(x=True, y=True, alpha=0.25)
         item.setDownsampling(auto=True, mode="peak")
@@ -346,6 +350,7 @@ class TrainingCharts(QWidget):
         self.grid.setContentsMargins(0, 0, 0, 0)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOn)  # no width change later
         scroll.setWidget(self.grid_host)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)

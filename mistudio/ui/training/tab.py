@@ -38,6 +38,7 @@ class TrainingTab(QWidget):
         self.compare: set[str] = set()
         self.selected: str | None = None
         self.last_error = ""
+        self._other_jobs: set[str] = set()
 
         # --- left: cards
         self.new_btn = QPushButton("New training")
@@ -261,8 +262,10 @@ class TrainingTab(QWidget):
 
     def _training_key(self, job_id: str, *, fetch: bool = False) -> str | None:
         key = self.key_of_job.get(job_id)
-        if key is None and fetch:
+        if key is None and fetch and job_id not in self._other_jobs:
             job = self.studio.jobs_repo.get(job_id)
+            if job is not None and job.kind not in TRAINING_KINDS:
+                self._other_jobs.add(job_id)  # not ours: no lookup per event
             if job is not None and job.kind in TRAINING_KINDS:
                 key = self._remember(job)
                 if self.cards.card(key) is None:
