@@ -16,6 +16,25 @@ from typing import Callable
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 
+def reserve_core_for_gui() -> int:
+    """Leave one CPU core to the event loop: torch jobs in the GUI use cores - 1 threads.
+
+    On a 2-core laptop or a Jetson, torch's intra-op pool otherwise takes every core and the
+    window stutters while a job runs. Headless runs (CLI, torchrun) keep all cores.
+    """
+    import os
+
+    n = max(1, (os.cpu_count() or 1) - 1)
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.get_num_threads() > n:
+            torch.set_num_threads(n)
+    else:
+        os.environ.setdefault("OMP_NUM_THREADS", str(n))  # read when torch is first imported
+    return n
+
+
 class QtJobThread(QThread):
     """A QThread running one job; quacks like ``threading.Thread`` for the queue."""
 
@@ -75,6 +94,7 @@ class JobBridge(QObject):
         # The GUI thread competes for the GIL with Python-heavy job threads; a shorter switch
         # interval (default 5 ms) bounds how long each event-loop step waits for it.
         sys.setswitchinterval(0.001)
+        reserve_core_for_gui()
 
     def __call__(self, job_id: str, kind: str, payload: dict) -> None:
         """The queue listener: any thread, never blocks on the GUI."""
