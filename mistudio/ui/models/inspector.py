@@ -241,4 +241,7 @@ class ArchitectureInspector(QWidget):
             f"Weights {human_bytes(est['weights'])} + overhead {human_bytes(est['overhead'])}"
             f" = <b>{human_bytes(est['total'])}</b> on {est['device']}<br>"
             f"{human_bytes(est['available'])} {est['available_what']}: "
-            f"<b style='color:{colour}'>{est['verdict']}</b>")
+            f"<b style='color:{colour}'>{est['verdict']}</b>"
+            + (f"<br>Models this app holds in memory now: "
+               f"{human_bytes(est['already_loaded_bytes'])} (Release memory frees them)"
+               if est.get("already_loaded_bytes") else ""))
