@@ -90,6 +90,9 @@ class ActivationSetsPanel(QWidget):
         self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         dl.addWidget(self.stats, 1)
         self.plot = pg.PlotWidget()
+        self.plot.setBackground("w")  # as the Datasets statistics
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.setTitle("Token norms")
         self.plot.setLabel("bottom", "L2 norm")
         self.plot.setLabel("left", "tokens")
         self.plot.setMinimumHeight(160)
