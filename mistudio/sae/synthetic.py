@@ -11,16 +11,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+DATA_SEED_SALT = 0x5EED_DA7A
+
 
 def sparse_features(n_rows: int, d_in: int, n_features: int, *, seed: int = 0,
                     p_min: float = 0.002, p_max: float = 0.05, noise: float = 0.01,
                     mean_shift: float = 0.0, chunk: int = 65_536
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(activations [n_rows, d_in] float32, directions [n_features, d_in])``."""
-    gen = torch.Generator().manual_seed(seed)
+    # Salted: SAEs initialise their decoder rows with torch.randn from a generator seeded
+    # with their small init seed; unsalted, seed 0 here would hand them the true directions.
+    gen = torch.Generator().manual_seed(DATA_SEED_SALT + seed)
     dirs = torch.randn(n_features, d_in, generator=gen)
     dirs /= dirs.norm(dim=1, keepdim=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([DATA_SEED_SALT, seed])
     probs = torch.from_numpy(np.exp(rng.uniform(np.log(p_min), np.log(p_max), n_features))).float()
     shift = torch.randn(d_in, generator=gen) * mean_shift
     out = torch.empty(n_rows, d_in)

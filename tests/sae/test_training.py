@@ -18,7 +18,7 @@ RECOVERY = {
     "topk": dict(k=4),
     "batchtopk": dict(k=4),
     "relu": dict(l1_coefficient=1.0),
-    "jumprelu": dict(l0_coefficient=0.3, jumprelu_init_threshold=0.1, jumprelu_bandwidth=0.1),
+    "jumprelu": dict(l0_coefficient=0.5, jumprelu_init_threshold=0.1, jumprelu_bandwidth=0.1),
 }
 
 
