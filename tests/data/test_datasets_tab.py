@@ -121,6 +121,15 @@ def test_add_tokenize_and_browse(qtbot, tab, studio, tmp_path, tiny_tokenizer_di
     assert values == {t: str(sum(1 for i in range(N_DOCS) if TOPICS[i % 3] == t))
                       for t in TOPICS}
 
+    # --- the screenshot states show each page; the search one waits for its matches
+    names = []
+    for name, widget in tab.screenshot_states():
+        names.append(name)
+        if name == "documents-search":
+            assert not browser.searching and browser.matches is not None and len(browser.matches)
+    assert names == ["documents", "documents-search", "tokens", "statistics", "add-dialog-hub",
+                     "add-dialog-local"]
+
     # --- delete (confirmation skipped here) removes it from the list and the disk
     folder = studio.datasets.folder(ds.id)
     assert tab.delete_selected(confirm=False)

@@ -146,3 +146,12 @@ def test_switching_models_keeps_the_inspector_and_form_consistent(qt_studio, qtb
     assert human_bytes(6 * 1000 * 64 * 2) in panel.plan.text()
     panel.layers.setText("7")
     assert "do not exist" in panel.layers_info.text() and panel.plan.text() == ""
+
+    # the screenshot states wait for the inspector to be filled, then show each page
+    tab.inspector.show_model(recs["llama"])
+    states = tab.screenshot_states()
+    name, _ = next(states)
+    assert name == "architecture" and inspector.is_filled()
+    assert inspector.fields["n_layers"].text() == "3" and inspector.tree.topLevelItemCount()
+    assert [n for n, _ in states] == ["architecture-hooks-filtered", "extract",
+                                      "activation-sets"]
