@@ -1,4 +1,5 @@
-"""``mistudio sae ...``: list, show, export, import (load), resume and delete SAEs/trainings."""
+"""``mistudio sae ...``: list, show, export, import (load), evaluate, resume and delete
+SAEs/trainings."""
 
 from __future__ import annotations
 
@@ -39,6 +40,19 @@ def register(sub) -> None:
     rp.add_argument("--step", type=int, help="resume from this checkpoint step")
     rp.add_argument("--total-tokens", type=int, help="train to this many tokens instead")
     rp.set_defaults(func=run_resume)
+    ev = s.add_parser("evaluate", help="CE loss score and KL score with the SAE spliced into "
+                                       "its model (SAELens definitions), on held-out tokens")
+    ev.add_argument("id", help="SAE id")
+    ev.add_argument("--tokens", type=int, default=4096, help="tokens to evaluate on "
+                    "(default 4096)")
+    ev.add_argument("--model", default="", help="registered model (default: the one the "
+                    "activations came from, or the one named in an imported SAE)")
+    ev.add_argument("--tokenization", default="", help="tokenization id or folder (default: "
+                    "the activation set's, after its extracted sequences)")
+    ev.add_argument("--hook", default="", help="hook point (default: the SAE's)")
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=run_evaluate)
     dp = s.add_parser("delete", help="delete a training (with its files) or an imported SAE")
     dp.add_argument("id")
     dp.set_defaults(func=run_delete)
@@ -145,6 +159,42 @@ def run_resume(studio, args) -> int:
         print(f"{final.status}: {final.error or final.message}", file=sys.stderr)
         return 1
     print(f"{job.target} completed")
+    return 0
+
+
+@_with_studio
+def run_evaluate(studio, args) -> int:
+    import sys
+
+    from mistudio.cli.runner import TerminalProgress
+
+    job = studio.trainings.start_evaluation(args.id, tokens=args.tokens, model=args.model,
+                                            tokenization=args.tokenization,
+                                            hook_name=args.hook, device=args.device)
+    bar = TerminalProgress(job.id, quiet=args.json)
+    studio.add_job_listener(bar)
+    try:
+        final = studio.queue.wait(job.id)
+    except KeyboardInterrupt:
+        studio.queue.cancel(job.id)
+        final = studio.queue.wait(job.id)
+    finally:
+        bar.finish()
+        studio.queue.remove_listener(bar)
+    if final.status != "completed":
+        print(f"{final.status}: {final.error or final.message}", file=sys.stderr)
+        return 1
+    result = final.result or {}
+    m = result.get("metrics", {})
+    if args.json:
+        print_json(result)
+        return 0
+    held = {True: "held-out", False: "training", None: "unknown-provenance"}[result.get("held_out")]
+    print(f"CE loss score {m['ce_loss_score']:.4f}   KL score {m['kl_div_score']:.4f}   "
+          f"({int(m['eval_tokens']):,} {held} tokens)")
+    print(f"CE loss: clean {m['ce_loss_without_sae']:.4f}, with SAE {m['ce_loss_with_sae']:.4f}, "
+          f"zero-ablated {m['ce_loss_with_ablation']:.4f}; KL with SAE {m['kl_div_with_sae']:.4f}, "
+          f"zero-ablated {m['kl_div_with_ablation']:.4f}")
     return 0
 
 

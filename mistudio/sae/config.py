@@ -41,6 +41,11 @@ prefixed with the member name and a slash (``k16/l0``):
 ``tokens_per_s``       training throughput over the metrics window (shared)
 ``step_time_ms``       mean wall time per step over the metrics window (shared)
 =====================  =====================================================================
+
+With the SAE spliced into the model (``eval_tokens`` > 0, at the end and every
+``eval_every_steps``; see :mod:`mistudio.sae.evaluation`): ``ce_loss_score``,
+``kl_div_score``, ``ce_loss_with_sae``, ``ce_loss_without_sae``, ``ce_loss_with_ablation``,
+``kl_div_with_sae``, ``kl_div_with_ablation``, ``eval_tokens`` (SAELens definitions).
 """
 
 from __future__ import annotations
@@ -115,6 +120,9 @@ class TrainingConfig:
     metrics_every_steps: int = 10
     checkpoint_every_tokens: int = 0  #: 0: only the final checkpoint
     keep_checkpoints: int = 3
+    # -- spliced-in evaluation (needs the activation set's model registered in the app) --
+    eval_tokens: int = 4096          #: CE loss / KL score on held-out tokens at the end; 0: off
+    eval_every_steps: int = 0        #: also every this many steps (0: only at the end)
     # -- device -------------------------------------------------------------------------
     device: str = "auto"
     dtype: str = "auto"              #: autocast dtype for matmuls; weights stay fp32
@@ -240,6 +248,8 @@ class TrainingConfig:
             bad("metrics_every_steps must be at least 1.")
         if not 0 <= self.lr_decay_fraction <= 1 or not 0 <= self.lr_min_fraction <= 1:
             bad("lr_decay_fraction and lr_min_fraction must be between 0 and 1.")
+        if self.eval_tokens < 0 or self.eval_every_steps < 0:
+            bad("eval_tokens and eval_every_steps cannot be negative (0 turns them off).")
         if self.lr_warmup_steps < 0 or self.checkpoint_every_tokens < 0:
             bad("lr_warmup_steps and checkpoint_every_tokens cannot be negative.")
         if not 0 <= self.l1_warmup_fraction <= 1:

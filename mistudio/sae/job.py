@@ -2,8 +2,9 @@
 
 ``params``: ``config`` (a :class:`~mistudio.sae.config.TrainingConfig` dict),
 ``activation_path`` (and ``target_activation_path`` for transcoders), optionally
-``resume_from`` (a checkpoint folder) and ``out_dir`` (default: the job's artifact folder,
-which the service sets to ``trainings/<id>/``). Returns the result summary (also written to
+``resume_from`` (a checkpoint folder), ``out_dir`` (default: the job's artifact folder,
+which the service sets to ``trainings/<id>/``) and ``evaluation`` (``{"spec": EvalSpec
+dict}`` or ``{"skip_reason": ...}``, for the spliced-in CE/KL evaluation). Returns the result summary (also written to
 ``result.json``).
 """
 
@@ -32,5 +33,6 @@ def train_job(params: dict, ctx) -> dict:
     source = open_source(path, target)
     out_dir = Path(params.get("out_dir") or ctx.artifact_dir)
     trainer = Trainer(cfg, source, out_dir, ctx=ctx, device=device,
-                      resume_from=params.get("resume_from") or None)
+                      resume_from=params.get("resume_from") or None,
+                      evaluation=params.get("evaluation"))
     return trainer.run()

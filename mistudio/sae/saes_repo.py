@@ -67,6 +67,10 @@ class SAEsRepo:
             rows = self.table.rows_where(order_by="created_at desc")
         return [SAERecord.from_row(r) for r in rows]
 
+    def update_metrics(self, sae_id: str, metrics: dict) -> None:
+        with self.store.db.conn:
+            self.table.update(sae_id, {"metrics": json.dumps(metrics, default=str)})
+
     def delete(self, sae_id: str) -> None:
         with self.store.db.conn:
             self.table.delete_where("id = ?", [sae_id])

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 TRAIN_KIND = "sae.train"
 IMPORT_KIND = "sae.import"
+EVAL_KIND = "sae.evaluate"
+DEFAULT_EVAL_TOKENS = 4096
 
 
 class TrainingService:
@@ -98,7 +100,8 @@ class TrainingService:
             total_tokens=cfg.total_tokens, folder=str(folder))
         self.trainings_repo.insert(rec)
         params = {"config": cfg.to_dict(), "activation_path": path, "out_dir": str(folder),
-                  "training_id": training_id}
+                  "training_id": training_id,
+                  "evaluation": self._training_evaluation(cfg, path, target)}
         if target:
             params["target_activation_path"] = target
         job = self.studio.submit_job(TRAIN_KIND, params, title=name, target=training_id,
@@ -135,7 +138,9 @@ class TrainingService:
             cfg = cfg.with_changes(total_tokens=int(total_tokens))
             self.trainings_repo.update(tr.id, config=cfg.to_dict(), total_tokens=cfg.total_tokens)
         params = {"config": cfg.to_dict(), "activation_path": tr.activation_path,
-                  "out_dir": tr.folder, "training_id": tr.id, "resume_from": path}
+                  "out_dir": tr.folder, "training_id": tr.id, "resume_from": path,
+                  "evaluation": self._training_evaluation(cfg, tr.activation_path,
+                                                          tr.target_activation_path)}
         if tr.target_activation_path:
             params["target_activation_path"] = tr.target_activation_path
         title = tr.name if tr.name.endswith("(resumed)") else f"{tr.name} (resumed)"
@@ -251,6 +256,133 @@ class TrainingService:
         return {"weights": weights, "optimizer": opt, "activations": acts + batch,
                 "reader_buffer": buffer, "total": weights + opt + acts + batch + buffer}
 
+    # ================================================================== spliced evaluation
+
+    def evaluation_spec(self, sae_id: str, *, model: str = "", tokenization: str = "",
+                        hook_name: str = ""):
+        """Where to splice an SAE in (:class:`~mistudio.sae.evaluation.EvalSpec`).
+
+        A trained SAE uses its activation set's model, hook point and tokenization (the
+        sequences after the extracted ones: held out). An imported SAE needs a registered
+        ``model`` (default: the one named in its files) and takes a ``tokenization`` made
+        with that model's tokenizer (default: the newest such one).
+        """
+        rec = self.get_sae(sae_id)
+        if rec.training_id:
+            tr = self.get_training(rec.training_id)
+            return self._spec_from_activations(tr.activation_path, tr.target_activation_path,
+                                               model=model, tokenization=tokenization,
+                                               hook_name=hook_name)
+        from mistudio.sae.evaluation import EvalSpec
+
+        model_rec = self._eval_model(model or rec.model_name, "")
+        cfg = _read_json(Path(rec.folder) / "cfg.json")
+        hook = hook_name or rec.hook_name
+        if not hook:
+            raise UserError("The SAE's files do not name its hook point.",
+                            hint="Give it: --hook blocks.<layer>.hook_resid_post (or the "
+                            "hook point it was trained on).")
+        return EvalSpec(model_folder=model_rec.folder, model_name=model_rec.name,
+                        trust_remote_code=model_rec.trust_remote_code,
+                        tokenization=self._eval_tokenization(tokenization, model_rec),
+                        hook_name=hook,
+                        hook_name_out=(cfg.get("metadata") or {}).get("hook_name_out") or "",
+                        start_seq=0, held_out=None)
+
+    def start_evaluation(self, sae_id: str, *, tokens: int = DEFAULT_EVAL_TOKENS,
+                         model: str = "", tokenization: str = "", hook_name: str = "",
+                         device: str = "auto") -> JobRecord:
+        """Queue ``sae.evaluate``: CE loss score and KL score with the SAE spliced into its
+        model on ``tokens`` held-out tokens. The SAE's record gets the metrics when done."""
+        if int(tokens) < 1:
+            raise UserError(f"Evaluate on at least one token (got {tokens}).")
+        rec = self.get_sae(sae_id)
+        spec = self.evaluation_spec(rec.id, model=model, tokenization=tokenization,
+                                    hook_name=hook_name)
+        return self.studio.submit_job(
+            EVAL_KIND, {"sae_id": rec.id, "sae_folder": rec.folder, "spec": spec.to_dict(),
+                        "tokens": int(tokens), "device": device},
+            title=f"Evaluate {rec.name or rec.id} in {spec.model_name or 'its model'}",
+            target=rec.id)
+
+    evaluate = start_evaluation
+
+    def _training_evaluation(self, cfg: TrainingConfig, path: str, target: str = "") -> dict:
+        """The training job's ``evaluation`` param: a spec, or why there is none."""
+        if not cfg.eval_tokens:
+            return {}
+        try:
+            return {"spec": self._spec_from_activations(path, target).to_dict()}
+        except UserError as exc:
+            return {"skip_reason": str(exc)}
+
+    def _spec_from_activations(self, path: str, target: str = "", *, model: str = "",
+                               tokenization: str = "", hook_name: str = ""):
+        from mistudio.activations.format import ActivationSet
+        from mistudio.sae.evaluation import EvalSpec, held_out_start
+
+        try:
+            meta = ActivationSet(path).meta
+        except (OSError, UserError) as exc:
+            raise UserError(f"The activation set {path} cannot be read ({exc}).",
+                            hint="Evaluate with a model and tokenization given explicitly.") \
+                from exc
+        model_rec = self._eval_model(model or meta.get("model_id") or "",
+                                     meta.get("model_name") or "")
+        own_tokens = str(meta.get("tokenization") or "")
+        tok_folder = self._eval_tokenization(tokenization or own_tokens, model_rec)
+        same = bool(own_tokens) and Path(tok_folder).resolve() == Path(own_tokens).resolve()
+        hook_out = ""
+        if target:
+            try:
+                hook_out = str(ActivationSet(target).meta.get("hook_point") or "")
+            except (OSError, UserError):
+                hook_out = ""
+        hook = hook_name or str(meta.get("hook_point") or meta.get("hook_name") or "")
+        if not hook:
+            raise UserError("The activation set does not name its hook point.",
+                            hint="Give the hook point to evaluate at.")
+        return EvalSpec(model_folder=model_rec.folder, model_name=model_rec.name,
+                        trust_remote_code=model_rec.trust_remote_code,
+                        model_dtype=str(meta.get("model_dtype") or "auto"),
+                        tokenization=tok_folder, hook_name=hook, hook_name_out=hook_out,
+                        start_seq=held_out_start(path) if same else 0,
+                        held_out=True if same else None)
+
+    def _eval_model(self, ref: str, name: str):
+        label = name or ref
+        if not ref:
+            raise UserError(
+                f"The activations were not extracted from a model registered in the app"
+                f"{f' (they name {name!r})' if name else ''}, so the SAE cannot be spliced in.",
+                hint="Add the model in the Models tab, then evaluate the SAE with it "
+                     "(`mistudio sae evaluate ID --model NAME --tokenization ID`).")
+        try:
+            return self.studio.models.require_ready(ref)
+        except UserError as exc:
+            raise UserError(f"The model {label!r} is not available in the app: {exc}",
+                            hint="Add (or finish adding) it in the Models tab, then evaluate "
+                                 "with `mistudio sae evaluate`.") from exc
+
+    def _eval_tokenization(self, tokenization: str, model_rec) -> str:
+        if tokenization:
+            path = Path(tokenization).expanduser()
+            if path.is_dir():
+                return str(path)
+            try:
+                return str(self.studio.datasets.get_tokenization(tokenization).path)
+            except UserError:
+                raise UserError(f"No tokenization {tokenization!r}.",
+                                hint="Give a tokenization id (Datasets tab) or folder.") from None
+        fitting = [t for t in self.studio.datasets.tokenizations()
+                   if t.status == "ready" and model_rec.tokenizer_fingerprint
+                   and t.tokenizer_fingerprint == model_rec.tokenizer_fingerprint]
+        if not fitting:
+            raise UserError(f"No tokenization was made with {model_rec.name}'s tokenizer.",
+                            hint="Tokenize a dataset with this model in the Datasets tab, or "
+                                 "give a tokenization.")
+        return str(fitting[0].path)
+
     # ================================================================== SAE files
 
     def export_saelens(self, source_id: str, member: str | None = None,
@@ -364,6 +496,15 @@ class TrainingService:
         job = self.studio.jobs_repo.get(job_id)
         if job is None or not job.target:
             return
+        if job.kind == EVAL_KIND:
+            result = (payload or {}).get("result") or job.result
+            if (status or job.status) == "completed" and result:
+                rec = self.saes_repo.get(job.target)
+                if rec is not None:
+                    self.saes_repo.update_metrics(rec.id, {
+                        **rec.metrics, **result.get("metrics", {}),
+                        "eval_held_out": result.get("held_out")})
+            return
         if job.kind == IMPORT_KIND:
             if (status or job.status) == "completed" and (payload or {}).get("result"):
                 if self.saes_repo.get(job.target) is None:
@@ -407,7 +548,9 @@ class TrainingService:
                 kind=m.kind, d_in=item["d_in"], d_sae=item["d_sae"], d_out=tr.d_out or item["d_in"],
                 k=item.get("k") if item["architecture"] in ("topk", "batchtopk") else None,
                 model_name=meta.get("model_name") or "", hook_name=meta.get("hook_name") or "",
-                metrics=item.get("metrics") or {}))
+                metrics={**(item.get("metrics") or {}),
+                         **({"eval_held_out": item.get("eval_held_out")}
+                            if "ce_loss_score" in (item.get("metrics") or {}) else {})}))
 
     def _sync_checkpoints(self, tr: TrainingRecord) -> None:
         from mistudio.sae.checkpoints import list_checkpoints  # torch-free listing

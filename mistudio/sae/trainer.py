@@ -49,6 +49,7 @@ class Member:
     tracker: MemberTracker
     module: torch.nn.Module  # the SAE, or its DDP wrapper
     last_metrics: dict = field(default_factory=dict)
+    held_out: bool | None = None  # whether the final spliced evaluation used held-out tokens
     compiled_step: object = None  # torch.compile'd training_step (dense architectures)
 
     @property
@@ -89,7 +90,8 @@ def make_optimizer(params, cfg: TrainingConfig, device: torch.device) -> torch.o
 class Trainer:
     def __init__(self, config: TrainingConfig, source: BatchSource, out_dir: str | Path | None,
                  *, ctx=None, device: str | torch.device = "cpu", rank: int = 0,
-                 world_size: int = 1, resume_from: str | Path | None = None):
+                 world_size: int = 1, resume_from: str | Path | None = None,
+                 evaluation: dict | None = None):
         self.config = config
         self.source = source
         self.out_dir = Path(out_dir) if out_dir else None
@@ -108,6 +110,9 @@ class Trainer:
         self.members: list[Member] = []
         self._last_ckpt_tokens = 0
         self._resume_state = ckpt.load_checkpoint(resume_from) if resume_from else None
+        # spliced-in evaluation: {"spec": EvalSpec dict} or {"skip_reason": "..."}
+        self._evaluation = dict(evaluation or {})
+        self._evaluator = None
         self._build()
 
     # ------------------------------------------------------------------ setup
@@ -264,6 +269,10 @@ class Trainer:
                     self._report(window_tokens / max(elapsed, 1e-9),
                                  1000 * elapsed / max(window_steps, 1))
                     window_t0, window_tokens, window_steps = time.perf_counter(), 0, 0
+                if (cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0
+                        and self.step < self.total_steps):
+                    self.evaluate_spliced()
+                    window_t0 = time.perf_counter()  # evaluation time is not training time
                 if (cfg.checkpoint_every_tokens and self.step < self.total_steps
                         and self.tokens - self._last_ckpt_tokens >= cfg.checkpoint_every_tokens):
                     self.save_checkpoint()
@@ -298,16 +307,94 @@ class Trainer:
         if not self.is_main:
             return
         self.ctx.metric(self.step, **values)
-        if self.out_dir:
-            with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"step": self.step, "time": time.time(),
-                                     **{k: (v if math.isfinite(v) else None)
-                                        for k, v in values.items()}}) + "\n")
+        self._write_metrics_line(values)
         first = self.members[0].last_metrics
         self.ctx.progress(self.step, self.total_steps,
                           f"step {self.step:,}/{self.total_steps:,} · loss {first['loss']:.4g} · "
                           f"L0 {first['l0']:.1f} · EV {first['explained_variance']:.3f} · "
                           f"{tokens_per_s:,.0f} tok/s")
+
+    def _write_metrics_line(self, values: dict) -> None:
+        if self.out_dir:
+            with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": self.step, "time": time.time(),
+                                     **{k: (v if math.isfinite(v) else None)
+                                        for k, v in values.items()}}) + "\n")
+
+    # ------------------------------------------------------------------ spliced evaluation
+
+    def evaluate_spliced(self, final: bool = False) -> dict[str, dict]:
+        """CE loss score and KL score of every SAE spliced into the model (rank 0).
+
+        Needs ``evaluation={"spec": ...}`` (the service builds it when the activation set's
+        model is registered); otherwise the reason is logged once and nothing happens.
+        Metrics go to the job context, ``metrics.jsonl`` and each SAE's final metrics.
+        """
+        cfg = self.config
+        if not cfg.eval_tokens or not self.is_main or "skipped" in self._evaluation:
+            return {}
+        spec_dict = self._evaluation.get("spec")
+        if not spec_dict:
+            self._skip_evaluation(self._evaluation.get("skip_reason")
+                                  or "no model was given to splice the SAE into")
+            return {}
+        from mistudio.sae.evaluation import (EvalSpec, evaluate_reconstruction, open_evaluator,
+                                             sae_reconstructor)
+
+        spec = EvalSpec.from_dict(spec_dict)
+        device = self.device.type if self.device.index in (None, 0) else str(self.device)
+        if self._evaluator is None:
+            try:
+                self._evaluator = open_evaluator(spec, device)
+            except JobCancelled:
+                raise
+            except Exception as exc:
+                self._skip_evaluation(str(exc) if isinstance(exc, UserError) else
+                                      f"{type(exc).__name__}: {exc}")
+                return {}
+        evaluator, tok = self._evaluator
+        values, out = {}, {}
+        multi = len(self.members) > 1
+        for m in self.members:
+            if final:
+                self.ctx.progress(self.step, self.total_steps,
+                                  f"Evaluating {m.name} spliced into {spec.model_name or 'the model'}...")
+            was_training = m.sae.training
+            m.sae.eval()
+            try:
+                with torch.no_grad():
+                    metrics, held_out = evaluate_reconstruction(
+                        spec, sae_reconstructor(m.sae, self.scale_in, self.scale_out),
+                        cfg.eval_tokens, device, evaluator=evaluator, tok=tok,
+                        check_cancelled=self.ctx.check_cancelled,
+                        log=self.ctx.log if final else None)
+            except JobCancelled:
+                raise
+            except Exception as exc:  # an evaluation problem must never cost the trained SAEs
+                self._skip_evaluation(str(exc) if isinstance(exc, UserError) else
+                                      f"{type(exc).__name__}: {exc}")
+                return {}
+            finally:
+                m.sae.train(was_training)
+            out[m.name] = metrics
+            if final:
+                m.last_metrics = {**m.last_metrics, **metrics}
+                m.held_out = held_out
+            for k, v in metrics.items():
+                values[f"{m.name}/{k}" if multi else k] = v
+        self.ctx.metric(self.step, **values)
+        self._write_metrics_line(values)
+        first = out[self.members[0].name]
+        self.ctx.log(f"Spliced evaluation at step {self.step:,} on {first['eval_tokens']:,.0f} "
+                     "tokens: " + "; ".join(
+                         f"{name} CE loss score {v['ce_loss_score']:.4f}, KL score "
+                         f"{v['kl_div_score']:.4f}" for name, v in out.items()) + ".")
+        return out
+
+    def _skip_evaluation(self, reason: str) -> None:
+        self._evaluation["skipped"] = reason
+        self.ctx.log(f"Spliced evaluation (CE loss score, KL score) skipped: {reason}",
+                     "warning")
 
     def _truncate_metrics(self, step: int) -> None:
         """After a resume, drop metric lines past the checkpoint (they will be redone)."""
@@ -340,6 +427,9 @@ class Trainer:
         if self.is_main and self.out_dir:
             if self._last_ckpt_tokens != self.tokens:
                 self.save_checkpoint()
+            self.evaluate_spliced(final=True)
+            if "skipped" in self._evaluation:
+                result["evaluation_skipped"] = self._evaluation["skipped"]
             meta = self.source.meta
             model = self.config.model_name or str(meta.get("model_name") or meta.get("model")
                                                   or meta.get("model_id") or "")
@@ -359,7 +449,8 @@ class Trainer:
                     "member": m.name, "path": str(folder), "architecture": m.sae.architecture,
                     "d_in": m.sae.d_in, "d_sae": m.sae.d_sae, "k": m.cfg.k,
                     "metrics": m.last_metrics, "density_histogram": density["histogram"],
-                    "never_fired": density["never_fired"], "hyperparameters": {
+                    "never_fired": density["never_fired"], "eval_held_out": m.held_out,
+                    "hyperparameters": {
                         k: getattr(m.cfg, k) for k in ("lr", "k", "l1_coefficient",
                                                         "l0_coefficient", "init_seed")}})
             atomic_write_json(self.out_dir / RESULT_FILE, result)
