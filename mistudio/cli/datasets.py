@@ -90,32 +90,12 @@ def register(sub) -> None:
 
 def _wait(studio, job, no_wait: bool):
     """Block on an already-submitted job with a progress bar (Ctrl+C cancels it)."""
-    from mistudio.cli.runner import TerminalProgress
+    from mistudio.cli.runner import follow_job_cli
 
     if no_wait:
         print(f"started job {job.id}")
         return None
-    bar = TerminalProgress(job.id, stream=sys.stderr)
-    studio.add_job_listener(bar)
-    try:
-        while True:
-            try:
-                final = studio.queue.wait(job.id, timeout=0.5)
-                if final and final.status not in ("queued", "running", "paused"):
-                    break
-            except KeyboardInterrupt:
-                print("\nStopping...", file=sys.stderr)
-                studio.queue.cancel(job.id)
-                final = studio.queue.wait(job.id)
-                break
-    finally:
-        bar.finish()
-        studio.queue.remove_listener(bar)
-    if final.status == "failed":
-        print(f"error: {final.error}\n(details: {final.log_path})", file=sys.stderr)
-    elif final.status == "cancelled":
-        print("cancelled", file=sys.stderr)
-    return final
+    return follow_job_cli(studio, job, stop_message="Stopping...")
 
 
 def _size(n) -> str:

@@ -71,29 +71,24 @@ class TerminalProgress:
             self._line = ""
 
 
-def run_job_cli(studio, kind: str, params: dict, *, title: str = "", target: str = "",
-                artifact_dir=None, quiet: bool = False, job_id: str | None = None):
-    """Submit a job and block with a progress bar; Ctrl+C asks it to stop cleanly.
+def follow_job_cli(studio, job, *, quiet: bool = False,
+                   stop_message: str = "Stopping (press Ctrl+C again to force)..."):
+    """Wait for a submitted job with a progress bar; Ctrl+C asks it to stop cleanly.
 
     Returns the finished :class:`JobRecord`; prints its error if it failed.
     """
-    holder: dict = {}
-    bar = TerminalProgress("", quiet=quiet)
+    bar = TerminalProgress(job.id, quiet=quiet)
     studio.add_job_listener(bar)
-    rec = studio.submit_job(kind, params, title=title, target=target, artifact_dir=artifact_dir,
-                            job_id=job_id)
-    bar.job_id = rec.id
-    holder["id"] = rec.id
     try:
         while True:
             try:
-                final = studio.queue.wait(rec.id, timeout=0.5)
+                final = studio.queue.wait(job.id, timeout=0.5)
                 if final and final.status not in ("queued", "running", "paused"):
                     break
             except KeyboardInterrupt:
-                print("\nStopping (press Ctrl+C again to force)...", file=sys.stderr)
-                studio.queue.cancel(rec.id)
-                final = studio.queue.wait(rec.id)
+                print(f"\n{stop_message}", file=sys.stderr)
+                studio.queue.cancel(job.id)
+                final = studio.queue.wait(job.id)
                 break
     finally:
         bar.finish()
@@ -103,3 +98,11 @@ def run_job_cli(studio, kind: str, params: dict, *, title: str = "", target: str
     elif final.status == "cancelled":
         print("cancelled", file=sys.stderr)
     return final
+
+
+def run_job_cli(studio, kind: str, params: dict, *, title: str = "", target: str = "",
+                artifact_dir=None, quiet: bool = False, job_id: str | None = None):
+    """Submit a job and follow it (see :func:`follow_job_cli`)."""
+    rec = studio.submit_job(kind, params, title=title, target=target, artifact_dir=artifact_dir,
+                            job_id=job_id)
+    return follow_job_cli(studio, rec, quiet=quiet)

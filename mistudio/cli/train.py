@@ -57,33 +57,18 @@ def run(args) -> int:
     cfg = load_config(args)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return run_distributed(cfg, args)
-    from mistudio.cli.runner import TerminalProgress
+    from mistudio.cli.runner import follow_job_cli
 
     studio = open_studio(args)
     try:
         if not cfg.activation_path and not cfg.activation_id:
             cfg.validate()
         job = studio.trainings.start_training(cfg)
-        bar = TerminalProgress(job.id, quiet=args.quiet)
-        studio.add_job_listener(bar)
         print(f"training {job.target} (job {job.id})", file=sys.stderr)
-        try:
-            while True:
-                try:
-                    final = studio.queue.wait(job.id, timeout=0.5)
-                    if final and final.status not in ("queued", "running", "paused"):
-                        break
-                except KeyboardInterrupt:
-                    print("\nStopping with a checkpoint...", file=sys.stderr)
-                    studio.queue.cancel(job.id)
-                    final = studio.queue.wait(job.id)
-                    break
-        finally:
-            bar.finish()
-            studio.queue.remove_listener(bar)
+        final = follow_job_cli(studio, job, quiet=args.quiet,
+                               stop_message="Stopping with a checkpoint...")
         tr = studio.trainings.get_training(job.target)
         if final.status == "failed":
-            print(f"error: {final.error}\n(details: {final.log_path})", file=sys.stderr)
             return 1
         if final.status == "cancelled":
             print(f"stopped; resume with: mistudio sae resume {tr.id}", file=sys.stderr)
