@@ -301,6 +301,13 @@ class DatasetService:
         tok = self.get_tokenization(tokenization_id)
         if tok.job_id and not self._job_finished(tok.job_id):
             raise UserError("That tokenization is still running.", hint="Cancel it first.")
+        readers = [j for j in self.studio.list_jobs(status=("queued", "running", "paused"))
+                   if str(Path(tok.path).resolve()) in {str(Path(p).resolve()) for p in (
+                       j.params.get("tokenization"),) if isinstance(p, str) and p}]
+        if readers:
+            raise UserError(f"A job is reading that tokenization ({readers[0].title}).",
+                            hint="Cancel it or wait for it to finish, then delete. Activation "
+                            "sets already extracted from it are kept either way.")
         self.repos.tokenizations.delete(tok.id)
         self._strings.pop(tok.id, None)
         shutil.rmtree(tok.path, ignore_errors=True)

@@ -130,6 +130,12 @@ def test_add_tokenize_and_browse(qtbot, tab, studio, tmp_path, tiny_tokenizer_di
     assert names == ["documents", "documents-search", "tokens", "statistics", "add-dialog-hub",
                      "add-dialog-local"]
 
+    # --- delete the tokenization (confirmation skipped here): files and card follow
+    tok_folder = studio.datasets.tokenization_folder(tok.id)
+    assert tab.delete_tokenization(tok.id, confirm=False)
+    assert not tok_folder.exists() and tab.tokens.tokenization is None
+    assert not tab.tokens.delete_btn.isEnabled() and tab.list_model.tokenized.get(ds.id, 0) == 0
+
     # --- delete (confirmation skipped here) removes it from the list and the disk
     folder = studio.datasets.folder(ds.id)
     assert tab.delete_selected(confirm=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,8 +152,15 @@ def test_tokenize_reuse_force_and_manage(studio, corpus_files, tiny_tokenizer_di
     assert studio.datasets.rename(ds.id, "Renamed").name == "Renamed"
     with pytest.raises(UserError):
         studio.datasets.rename(ds.id, "   ")
+    # a job reading a tokenization (an extraction names its folder) keeps it from deletion
+    reader = studio.submit_job("demo.sleep", {"seconds": 30, "tokenization": other.path})
+    with pytest.raises(UserError, match="A job is reading that tokenization"):
+        studio.datasets.delete_tokenization(other.id)
+    studio.cancel_job(reader.id)
+    studio.queue.wait(reader.id, 10)
     studio.datasets.delete_tokenization(other.id)
     assert [t.id for t in studio.datasets.tokenizations(ds.id)] == [tok.id]
+    assert not Path(other.path).exists()
     folder = studio.datasets.folder(ds.id)
     studio.datasets.delete(ds.id)
     assert not folder.exists() and studio.datasets.list() == []

@@ -361,6 +361,8 @@ class DocumentsBrowser(QWidget):
 
 
 class TokensBrowser(QWidget):
+    delete_requested = Signal(str)  # tokenization id; the tab confirms and deletes
+
     def __init__(self, studio, parent=None):
         super().__init__(parent)
         self.studio = studio
@@ -383,9 +385,15 @@ class TokensBrowser(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.chips)
         self.pager = Pager(self.show_page)
+        self.delete_btn = QPushButton("Delete tokenization…")
+        self.delete_btn.setToolTip("Delete this tokenization's files (the dataset's text and "
+                                   "activation sets extracted from it are kept)")
+        self.delete_btn.clicked.connect(lambda: self.tokenization is not None and
+                                        self.delete_requested.emit(self.tokenization.id))
         top = QHBoxLayout()
         top.addWidget(QLabel("Tokenization"))
         top.addWidget(self.combo, 1)
+        top.addWidget(self.delete_btn)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.view)
         split.addWidget(scroll)
@@ -414,6 +422,7 @@ class TokensBrowser(QWidget):
         tok_id = self.combo.currentData()
         self.tokenization = self.studio.datasets.get_tokenization(tok_id) if tok_id else None
         self.chips.clear()
+        self.delete_btn.setEnabled(self.tokenization is not None)
         if self.tokenization is None:
             self.info.setText("Not tokenized yet: press Tokenize… to prepare it for a model.")
             self.model.set_page([])

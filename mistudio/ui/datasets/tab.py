@@ -143,6 +143,7 @@ class DatasetsTab(QWidget):
         self.detail.addTab(self.tokens, "Tokens")
         self.detail.addTab(self.stats, "Statistics")
         self.tokens.combo.currentIndexChanged.connect(lambda _i: self._show_stats())
+        self.tokens.delete_requested.connect(self.delete_tokenization)
 
         right = QWidget()
         rl = QVBoxLayout(right)
@@ -337,6 +338,30 @@ class DatasetsTab(QWidget):
             self.banner.failed(str(exc))
             return False
         self.selected_id = None
+        self.refresh()
+        return True
+
+    def delete_tokenization(self, tokenization_id: str, *, confirm: bool = True) -> bool:
+        try:
+            tok = self.studio.datasets.get_tokenization(tokenization_id)
+        except UserError as exc:
+            self.banner.failed(str(exc))
+            return False
+        if confirm and QMessageBox.question(
+                self, "Delete tokenization",
+                f"Delete the tokenization {tok.id} ({tok.tokenizer}, context {tok.seq_len}, "
+                f"{human_bytes(tok.size_bytes or 0)})? The dataset's text and activation sets "
+                "extracted from it are kept.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No) != QMessageBox.StandardButton.Yes:
+            return False
+        try:
+            self.studio.datasets.delete_tokenization(tok.id)
+        except UserError as exc:
+            self.banner.failed(str(exc))
+            return False
+        self.tokens.tokenization = None
+        self.tokens.set_tokenizations(self._tokenizations_of(tok.dataset_id))
         self.refresh()
         return True
 
