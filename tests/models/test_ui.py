@@ -60,6 +60,11 @@ def test_import_inspect_extract_and_show_set(qt_studio, qtbot, tiny_gpt2_dir,
         r.status == "ready" for r in tab.sets.model.rows), timeout=10_000)
     hooks = sorted(r.hook_point for r in tab.sets.model.rows)
     assert hooks == ["blocks.1.hook_mlp_out", "blocks.1.hook_resid_post"]
+    assert tab.sets.selected().id == panel.set_ids[0]  # the new set is shown, unasked
+    tab.rename_selected("tiny one")
+    assert "tiny one" in tab.models_list.item(0).text() and not tab.message.text()
+    tab.rename_selected("   ")
+    assert "cannot be empty" in tab.message.text()
     tab.tabs.setCurrentWidget(tab.sets)
     tab.sets.view.selectRow(0)
     rec = tab.sets.selected()

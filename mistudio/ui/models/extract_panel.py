@@ -16,12 +16,14 @@ class ExtractionPanel(QWidget):
 
     started = Signal(str)  # job id
     error = Signal(str)
+    sets_ready = Signal(list)  # ids of the activation sets a finished extraction wrote
 
     def __init__(self, studio, parent: QWidget | None = None):
         super().__init__(parent)
         self.studio = studio
         self.model_id: str | None = None
         self.job_id: str | None = None
+        self.set_ids: list[str] = []  # of the running (or last) extraction
         self._summary: dict | None = None
         self._token_counts: dict[str, int] = {}  # tokenization folder -> real tokens
         lay = QVBoxLayout(self)
@@ -298,6 +300,7 @@ class ExtractionPanel(QWidget):
             self.error.emit(describe_exception(exc))
             return
         self.job_id = job.id
+        self.set_ids = [r.id for r in sets]
         self.progress.setVisible(True)
         self.progress.setRange(0, 0)
         self.status.setText(f"Extracting {len(sets)} hook point(s)...")
@@ -332,7 +335,9 @@ class ExtractionPanel(QWidget):
             res = payload.get("result") or {}
             if st == "completed":
                 self.status.setText(f"Done: {res.get('tokens', 0):,} tokens at "
-                                    f"{res.get('tokens_per_s', 0):,.0f} tokens/s.")
+                                    f"{res.get('tokens_per_s', 0):,.0f} tokens/s. The new "
+                                    f"set(s) are selected under Activation sets.")
+                self.sets_ready.emit(list(self.set_ids))
             elif st == "failed":
                 self.status.setText(f"Failed: {payload.get('error', '')}")
             else:

@@ -58,9 +58,11 @@ class ModelsTab(QWidget):
         self.release_btn = QPushButton("Release memory")
         self.release_btn.setToolTip("Unload this model from memory (it stays on disk).")
         self.release_btn.clicked.connect(self._release)
+        self.rename_btn = QPushButton("Rename...")
+        self.rename_btn.clicked.connect(lambda: self.rename_selected())
         self.delete_btn = QPushButton("Delete")
         self.delete_btn.clicked.connect(self._delete)
-        for b in (self.resume_btn, self.release_btn, self.delete_btn):
+        for b in (self.resume_btn, self.release_btn, self.rename_btn, self.delete_btn):
             row.addWidget(b)
         ll.addLayout(row)
         self.message = QLabel("")
@@ -84,6 +86,7 @@ class ModelsTab(QWidget):
         for panel in (self.extract, self.sets):
             panel.error.connect(self.show_message)
         self.extract.started.connect(lambda _j: self.reload())
+        self.extract.sets_ready.connect(self._show_new_sets)
         bridge.progress.connect(self.extract.on_progress)
         bridge.status.connect(self._on_status)
         self._reload_timer = QTimer(self)
@@ -151,6 +154,7 @@ class ModelsTab(QWidget):
         self.resume_btn.setEnabled(bool(rec and rec.source == "hub" and
                                         rec.status == "incomplete"))
         self.delete_btn.setEnabled(rec is not None)
+        self.rename_btn.setEnabled(rec is not None)
         self.release_btn.setEnabled(bool(rec and rec.status == "ready"))
 
     def _on_status(self, job_id: str, payload: dict) -> None:
@@ -224,6 +228,25 @@ class ModelsTab(QWidget):
                 "Its files in the data folder are deleted.")
         if confirm(self, "Delete model", f"Delete {rec.name}? {note}", destructive=True):
             self._run(self.studio.models.delete, model_id)
+
+    def rename_selected(self, name: str | None = None):
+        """Rename the selected model (asks for the name unless given)."""
+        from PySide6.QtWidgets import QInputDialog
+
+        model_id = self.current_model_id()
+        if not model_id:
+            return None
+        if name is None:
+            current = self.studio.models.get(model_id).name
+            name, ok = QInputDialog.getText(self, "Rename model", "Name", text=current)
+            if not ok:
+                return None
+        return self._run(self.studio.models.rename, model_id, name)
+
+    def _show_new_sets(self, set_ids: list) -> None:
+        self.sets.reload()
+        if set_ids:
+            self.sets.select_id(set_ids[0])
 
     def _extract_here(self, hook: str) -> None:
         self.extract.choose_hook(hook)
