@@ -179,6 +179,9 @@ def main() -> None:
           f"{fg_gap:.0f} ms for the same search on the GUI thread ({blocking * 1e3:.0f} ms): "
           f"ratio {fg_gap / bg_gap:.1f}x")
     studio.close(timeout=5)
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
