@@ -1,0 +1,83 @@
+"""Fixtures for the end-to-end tests: a dataset, the tiny GPT-2 and a tokenization, made
+through the same services the app uses."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from tests.conftest import SAMPLE_TEXT
+
+
+@dataclass
+class Assets:
+    dataset_id: str
+    model_id: str
+    tokenization_id: str
+    n_tokens: int
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    """Poll without Qt (the core tests run jobs on Python threads)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def prepare_assets(studio, model_dir, tmp_path, *, wait) -> Assets:
+    """Import a local text file and the tiny GPT-2, tokenize with the model's tokenizer.
+
+    ``wait(job_id)`` blocks until a job ends (a queue wait, or a Qt-friendly poll)."""
+    corpus = tmp_path / "corpus.txt"
+    # blank-line separated documents: many small documents, about 5,000 tokens in all
+    paragraphs = [p for p in SAMPLE_TEXT.split("\n") if p.strip()]
+    corpus.write_text("\n\n".join(paragraphs * 6), encoding="utf-8")
+    ds, job = studio.datasets.add_local(str(corpus), name="e2e corpus")
+    assert wait(job.id).status == "completed"
+    model, job = studio.models.add_local(str(model_dir), name="tiny-gpt2")
+    assert wait(job.id).status == "completed"
+    tok, job = studio.datasets.tokenize(ds.id, model.id, {"seq_len": 64})
+    assert job is not None and wait(job.id).status == "completed"
+    tok = studio.datasets.get_tokenization(tok.id)
+    assert tok.status == "ready" and tok.n_tokens > 2000
+    return Assets(ds.id, model.id, tok.id, int(tok.n_tokens))
+
+
+@pytest.fixture
+def assets(studio, tiny_gpt2_dir, tmp_path) -> Assets:
+    return prepare_assets(studio, tiny_gpt2_dir, tmp_path,
+                          wait=lambda job_id: studio.queue.wait(job_id, 120))
+
+
+def topk_reconstruct(folder, x: np.ndarray) -> np.ndarray:
+    """A TopK SAE in SAELens files, run in numpy (independent of our torch modules)."""
+    import json
+
+    from safetensors.numpy import load_file
+
+    cfg = json.loads((folder / "cfg.json").read_text())
+    w = load_file(str(folder / "sae_weights.safetensors"))
+    assert cfg["architecture"] == "topk" and cfg["normalize_activations"] == "none"
+    x_in = x - w["b_dec"] if cfg.get("apply_b_dec_to_input", True) else x
+    pre = x_in @ w["W_enc"] + w["b_enc"]
+    k = int(cfg["k"])
+    idx = np.argpartition(-pre, k - 1, axis=1)[:, :k]
+    z = np.zeros_like(pre)
+    rows = np.arange(len(x))[:, None]
+    z[rows, idx] = np.maximum(pre[rows, idx], 0)
+    return z @ w["W_dec"] + w["b_dec"]
+
+
+def explained_variance(x: np.ndarray, recon: np.ndarray) -> float:
+    """1 - residual variance / total variance over all tokens (SAELens's definition)."""
+    x = x.astype(np.float64)
+    resid = ((x - recon) ** 2).sum(axis=1)
+    total = ((x - x.mean(axis=0)) ** 2).sum(axis=1)
+    return float(1 - resid.mean() / total.mean())
