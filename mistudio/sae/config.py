@@ -127,6 +127,7 @@ class TrainingConfig:
     device: str = "auto"
     dtype: str = "auto"              #: autocast dtype for matmuls; weights stay fp32
     compile: bool = False            #: ``torch.compile`` the dense step (GPU)
+    compile_backend: str = "inductor"  #: torch.compile backend ("aot_eager": no codegen)
     # -- provenance (filled from the activation set when empty) -------------------------
     model_name: str = ""
     hook_name: str = ""
@@ -242,6 +243,8 @@ class TrainingConfig:
         if self.total_tokens < self.batch_size:
             bad(f"Training length ({self.total_tokens} tokens) is shorter than one batch "
                 f"({self.batch_size} tokens).", "Train on more tokens or use a smaller batch.")
+        if self.compile and not self.compile_backend.strip():
+            bad("compile_backend is empty.", "Use 'inductor' (the default).")
         if self.keep_checkpoints < 1:
             bad("Keep at least one checkpoint (keep_checkpoints >= 1).")
         if self.metrics_every_steps < 1:

@@ -70,6 +70,19 @@ class _NullContext:
     def check_cancelled(self): ...
 
 
+def _describe(exc: BaseException) -> str:
+    """The innermost cause of a (compiler) error, on one line."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "inner_exception", None) or exc.__cause__
+        if inner is None:
+            break
+        exc = inner
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+
+
 def resolve_matmul_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype: 'auto' is bf16 on a bf16-capable GPU, fp32 (None) on CPU."""
     if setting in ("float32", "") or (setting == "auto" and device.type != "cuda"):
@@ -141,9 +154,8 @@ class Trainer:
             opt = make_optimizer(sae.parameters(), m_cfg, self.device)
             tracker = MemberTracker(sae.d_sae, self.device, m_cfg.dead_window_tokens)
             member = Member(m_cfg, sae, opt, tracker, module)
-            if m_cfg.compile and sae.architecture in ("relu", "jumprelu"):
-                # TopK-style SAEs already run sparse kernels; compiling pays off for dense ones
-                member.compiled_step = torch.compile(sae.training_step)
+            if m_cfg.compile and self.world_size == 1:
+                member.compiled_step = self._compile(sae, m_cfg)
             self.members.append(member)
         if state is not None:
             by_name = {m["name"]: m for m in state["members"]}
@@ -161,6 +173,20 @@ class Trainer:
             self.stream.load_state_dict(state["stream"])
             ckpt.restore_rng(state["rng"])
             self._resume_state = None
+
+    def _compile(self, sae: SparseAutoencoder, cfg: TrainingConfig):
+        """``torch.compile`` the dense training step; None (eager) with the reason logged."""
+        if sae.architecture not in ("relu", "jumprelu"):
+            # TopK-style SAEs already run sparse kernels; compiling pays off for dense ones
+            self.ctx.log(f"torch.compile is used for dense SAEs only; {cfg.member_name} "
+                         f"({sae.architecture}) runs its sparse kernels eagerly.")
+            return None
+        try:
+            return torch.compile(sae.training_step, backend=cfg.compile_backend)
+        except Exception as exc:  # unknown backend, a Python torch.compile does not support...
+            self.ctx.log(f"torch.compile is not available ({_describe(exc)}); training "
+                         "without it.", "warning")
+            return None
 
     # ------------------------------------------------------------------ state
 
@@ -206,9 +232,8 @@ class Trainer:
                 out = m.compiled_step(x, y, sparsity_scale=scale, dead_mask=dead,
                                       matmul_dtype=self.matmul_dtype)
             except Exception as exc:  # no compiler toolchain, unsupported op...
-                self.ctx.log(f"torch.compile failed ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:200]}); continuing without it.",
-                             "warning")
+                self.ctx.log(f"torch.compile failed ({_describe(exc)}); continuing without "
+                             "it.", "warning")
                 m.compiled_step = None
                 m.optimizer.zero_grad(set_to_none=True)
                 out = m.sae.training_step(x, y, sparsity_scale=scale, dead_mask=dead,
