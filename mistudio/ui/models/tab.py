@@ -9,13 +9,10 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget, QL
 
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
+from mistudio.ui.models.cards import RECORD_ROLE, ModelCardDelegate
 from mistudio.ui.models.extract_panel import ExtractionPanel
 from mistudio.ui.models.inspector import ArchitectureInspector
 from mistudio.ui.models.sets_panel import ActivationSetsPanel
-
-_STATUS_COLOURS = {"ready": "#15803d", "downloading": "#2563eb", "importing": "#2563eb",
-                   "converting": "#2563eb", "incomplete": "#b45309", "failed": "#b91c1c"}
-
 
 def model_card_text(rec) -> str:
     params = f"{rec.n_params / 1e6:.1f}M params" if rec.n_params else ""
@@ -49,7 +46,9 @@ class ModelsTab(QWidget):
         add_btn.setMenu(menu)
         ll.addWidget(add_btn)
         self.models_list = QListWidget()
-        self.models_list.setAlternatingRowColors(True)
+        self.models_list.setItemDelegate(ModelCardDelegate(self.models_list))
+        self.models_list.setUniformItemSizes(True)
+        self.models_list.setStyleSheet("QListWidget { background: #f9fafb; border: none; }")
         self.models_list.currentItemChanged.connect(lambda cur, _p: self._select(cur))
         ll.addWidget(self.models_list, 1)
         row = QHBoxLayout()
@@ -107,12 +106,8 @@ class ModelsTab(QWidget):
         for rec in self.studio.models.list():
             item = QListWidgetItem(model_card_text(rec))
             item.setData(Qt.ItemDataRole.UserRole, rec.id)
-            item.setToolTip(rec.error or rec.folder)
-            item.setForeground(Qt.GlobalColor.black)
-            if rec.status != "ready":
-                from PySide6.QtGui import QColor
-
-                item.setForeground(QColor(_STATUS_COLOURS.get(rec.status, "#374151")))
+            item.setData(RECORD_ROLE, rec)  # what the card delegate paints
+            item.setToolTip(f"{rec.id}\n{rec.error or rec.folder}")
             self.models_list.addItem(item)
             if rec.id == current:
                 self.models_list.setCurrentItem(item)
