@@ -104,6 +104,7 @@ class ArchitectureInspector(QWidget):
         hl.addWidget(hint)
         split.addWidget(self.tree)
         split.addWidget(hooks_box)
+        split.setSizes([420, 580])  # the hook list has more columns to show
         lay.addWidget(split, 1)
         self.dtype.currentTextChanged.connect(lambda _t: self._update_memory())
         self.quant.currentTextChanged.connect(lambda _t: self._update_memory())
