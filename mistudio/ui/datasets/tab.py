@@ -93,7 +93,8 @@ class DatasetsTab(QWidget):
         self.add_btn = QPushButton("Add dataset…")
         self.add_btn.clicked.connect(lambda: self.open_add_dialog())
         self.demo_btn = QPushButton("Add demo corpus")
-        self.demo_btn.setToolTip("10,033 Wikipedia summaries with topics (offline, CC BY-SA 4.0)")
+        self.demo_btn.setToolTip("10,033 Wikipedia summaries with topics (offline, CC BY-SA 4.0); "
+                                 "shows it if it is already imported")
         self.demo_btn.clicked.connect(self.add_demo)
         self.demo_btn.setVisible(studio.datasets.demo_available())
         self.tokenize_btn = QPushButton("Tokenize…")
@@ -280,6 +281,15 @@ class DatasetsTab(QWidget):
         return job
 
     def add_demo(self):
+        """Import the demo corpus, or show it if the whole corpus is already here (a second
+        copy would only take space; the CLI or the Add dialog's limit can still make one)."""
+        for rec in self.list_model.records:
+            spec = (rec.source or {}).get("spec", {})
+            if rec.source_kind == "demo" and not spec.get("limit") and rec.status in (
+                    "ready", "importing"):
+                self.refresh(select=rec.id)
+                self.detail.setCurrentWidget(self.overview)
+                return None
         return self.start_import({"kind": "demo"})
 
     def open_tokenize_dialog(self) -> TokenizeDialog | None:
