@@ -63,6 +63,17 @@ def test_relu_init_and_loss_reference():
     torch.testing.assert_close(out.l0, (acts > 0).float().sum(1).mean())
 
 
+@pytest.mark.parametrize("cls", [TopKSAE, BatchTopKSAE, JumpReLUSAE])
+def test_unit_decoder_init_and_encoder_scale(cls):
+    sae = cls(D_IN, D_SAE, k=4, seed=2)
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(D_SAE))
+    # TopK-style: W_enc = W_dec^T / sqrt(3) (sparsify's start); JumpReLU: W_enc = W_dec^T
+    scale = 3 ** -0.5 if cls is not JumpReLUSAE else 1.0
+    torch.testing.assert_close(sae.W_enc_t, sae.W_dec * scale)
+    tc = cls(D_IN, D_SAE, d_out=8, transcoder=True, k=4, seed=2)
+    torch.testing.assert_close(tc.W_enc_t.norm(dim=1), torch.full((D_SAE,), scale))
+
+
 def test_topk_loss_with_auxk_reference():
     sae = _randomize(TopKSAE(D_IN, D_SAE, k=4, aux_k=6, aux_k_coefficient=0.25))
     x = _x()
