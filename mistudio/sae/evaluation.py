@@ -196,7 +196,7 @@ class SplicedEvaluator:
             return t
 
         def splice(t):
-            x = state.get("x", t) if self.out_target is not self.in_target else t
+            x = state.get("x") if self.out_target is not self.in_target else t
             if x is None or x.shape[:2] != t.shape[:2]:
                 raise UserError("The transcoder's input hook point did not run before its "
                                 "output hook point.",
