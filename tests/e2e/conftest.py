@@ -3,7 +3,6 @@ through the same services the app uses."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,17 +17,6 @@ class Assets:
     model_id: str
     tokenization_id: str
     n_tokens: int
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    """Poll without Qt (the core tests run jobs on Python threads)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def prepare_assets(studio, model_dir, tmp_path, *, wait) -> Assets:
@@ -56,8 +44,11 @@ def assets(studio, tiny_gpt2_dir, tmp_path) -> Assets:
                           wait=lambda job_id: studio.queue.wait(job_id, 120))
 
 
-def topk_reconstruct(folder, x: np.ndarray) -> np.ndarray:
-    """A TopK SAE in SAELens files, run in numpy (independent of our torch modules)."""
+def topk_reconstruct(folder, x: np.ndarray, *, with_margin: bool = False):
+    """A TopK SAE in SAELens files, run in numpy (independent of our torch modules).
+
+    ``with_margin`` also returns, per row, the gap between the k-th and (k+1)-th largest
+    pre-activation: where it is ~0 two implementations may pick different latents."""
     import json
 
     from safetensors.numpy import load_file
@@ -72,7 +63,25 @@ def topk_reconstruct(folder, x: np.ndarray) -> np.ndarray:
     z = np.zeros_like(pre)
     rows = np.arange(len(x))[:, None]
     z[rows, idx] = np.maximum(pre[rows, idx], 0)
-    return z @ w["W_dec"] + w["b_dec"]
+    recon = z @ w["W_dec"] + w["b_dec"]
+    if not with_margin:
+        return recon
+    top = -np.sort(-pre, axis=1)
+    return recon, top[:, k - 1] - top[:, k]
+
+
+def assert_same_reconstruction(folder, sae, x: np.ndarray) -> np.ndarray:
+    """Our torch loader's SAE and the numpy reference agree (rows with a tie at the k-th
+    latent aside); returns the numpy reconstruction."""
+    import torch
+
+    ours, margin = topk_reconstruct(folder, x, with_margin=True)
+    with torch.no_grad():
+        theirs = sae.decode(sae.encode(torch.from_numpy(np.array(x)))).numpy()
+    clear = margin > 1e-4
+    assert clear.mean() > 0.95
+    np.testing.assert_allclose(ours[clear], theirs[clear], rtol=1e-4, atol=1e-4)
+    return ours
 
 
 def explained_variance(x: np.ndarray, recon: np.ndarray) -> float:

@@ -11,7 +11,8 @@ import pytest
 from mistudio.errors import UserError
 from mistudio.workflows import (CANCELLED, EXTRACTING, FAILED, STARTED, ExtractThenTrain,
                                 TrainingWorkflows, start_checkpoint_export, workflows_of)
-from tests.e2e.conftest import explained_variance, topk_reconstruct, wait_for
+from tests.e2e.conftest import (assert_same_reconstruction, explained_variance,
+                                topk_reconstruct)
 
 TRAIN = {"architecture": "topk", "expansion_factor": 2, "k": 8, "batch_size": 128,
          "total_tokens": 128 * 30, "normalization_tokens": 1024, "metrics_every_steps": 5,
@@ -84,9 +85,12 @@ def test_cancelled_extraction_cancels_the_chain_and_resume_finishes_it(studio, a
 def test_failed_extraction_says_so(studio, assets):
     flows = workflows_of(studio)
     tok_folder = Path(studio.datasets.get_tokenization(assets.tokenization_id).path)
+    blocker = studio.submit_job("demo.busy", {"seconds": 60})  # holds the GPU-job slot
     chain = flows.start_extract_then_train(assets.model_id, assets.tokenization_id, HOOK,
                                            config=TRAIN, device="cpu")
+    assert studio.get_job(chain.extraction_job_id).status == "queued"
     shutil.rmtree(tok_folder)  # the tokens vanish under the queued extraction
+    studio.cancel_job(blocker.id)
     assert studio.queue.wait(chain.extraction_job_id, 120).status == "failed"
     chain = _chain(studio, chain.id)
     assert chain.status == FAILED and chain.error.startswith("Extraction failed:")
@@ -157,12 +161,7 @@ def test_export_intermediate_checkpoint_as_saelens(studio, tmp_path):
     sae, info = load_sae(dest)
     assert info["hook_name"] == "blocks.0.x" and info["model_name"] == "synthetic"
     x = acts[:2000]
-    ours = topk_reconstruct(dest, x)
-    import torch
-
-    with torch.no_grad():
-        theirs = sae.decode(sae.encode(torch.from_numpy(x))).numpy()
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    ours = assert_same_reconstruction(dest, sae, x)
     ev_mid = explained_variance(x, ours)
     ev_final = explained_variance(x, topk_reconstruct(
         Path(studio.trainings.list_saes(job.target)[0].folder), x))

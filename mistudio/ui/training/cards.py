@@ -10,7 +10,9 @@ from PySide6.QtWidgets import (QCheckBox, QFrame, QHBoxLayout, QLabel, QMenu, QP
 STATUS_COLORS = {
     "queued": "#6c757d", "running": "#0d6efd", "paused": "#b8860b", "completed": "#198754",
     "failed": "#dc3545", "cancelled": "#6c757d", "interrupted": "#d9480f",
+    "extracting": "#6f42c1",  # an extract-then-train workflow's first step
 }
+ACTIVE_STATUSES = ("queued", "running", "paused", "extracting")
 STATUS_TEXT = {"interrupted": "interrupted — can resume"}
 
 
@@ -131,7 +133,7 @@ class JobCard(QFrame):
         self.badge.setText(STATUS_TEXT.get(status, status))
         self.badge.setStyleSheet(f"background: {color}; color: white; border-radius: 7px; "
                                  "padding: 1px 8px; font-size: 8pt")
-        active = status in ("queued", "running", "paused")
+        active = status in ACTIVE_STATUSES
         self.pause_btn.setVisible(status in ("running", "paused") and pausable)
         self.pause_btn.setText("Continue" if status == "paused" else "Pause")
         self.cancel_btn.setVisible(active)

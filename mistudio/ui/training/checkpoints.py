@@ -23,11 +23,13 @@ def _first_member_metrics(metrics: dict) -> dict:
 
 
 class CheckpointManager(QWidget):
-    """Emits ``resume_requested(path)``, ``delete_requested(path)``, ``export_requested()``."""
+    """Emits ``resume_requested(path)``, ``delete_requested(path)``, ``export_requested()``
+    (the finished SAE) and ``export_checkpoint_requested(path)`` (the selected checkpoint)."""
 
     resume_requested = Signal(str)
     delete_requested = Signal(str)
     export_requested = Signal()
+    export_checkpoint_requested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -44,6 +46,12 @@ class CheckpointManager(QWidget):
         self.resume_btn = QPushButton("Resume from this checkpoint")
         self.resume_btn.clicked.connect(
             lambda: self.selected() and self.resume_requested.emit(self.selected().path))
+        self.export_ckpt_btn = QPushButton("Export this checkpoint (SAELens)…")
+        self.export_ckpt_btn.setToolTip("Save the SAE(s) as they were at this checkpoint as "
+                                        "SAELens folders (input normalisation folded in)")
+        self.export_ckpt_btn.clicked.connect(
+            lambda: self.selected() and self.export_checkpoint_requested.emit(
+                self.selected().path))
         self.export_btn = QPushButton("Export final SAE (SAELens folder)…")
         self.export_btn.clicked.connect(self.export_requested.emit)
         self.delete_btn = QPushButton("Delete checkpoint…")
@@ -53,7 +61,7 @@ class CheckpointManager(QWidget):
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #666")
         buttons = QHBoxLayout()
-        for b in (self.resume_btn, self.export_btn, self.delete_btn):
+        for b in (self.resume_btn, self.export_ckpt_btn, self.export_btn, self.delete_btn):
             buttons.addWidget(b)
         buttons.addStretch(1)
         lay = QVBoxLayout(self)
@@ -105,6 +113,7 @@ class CheckpointManager(QWidget):
         has = self.selected() is not None
         self.resume_btn.setEnabled(has and not self.running)
         self.delete_btn.setEnabled(has and not self.running)
+        self.export_ckpt_btn.setEnabled(has)
         self.export_btn.setEnabled(self.completed)
 
 

@@ -48,6 +48,7 @@ GROUPS = (
                   "normalization_tokens")),
     ("Checkpoints and metrics", ("checkpoint_every_tokens", "keep_checkpoints",
                                  "metrics_every_steps", "dead_window_tokens")),
+    ("Evaluation in the model", ("eval_tokens", "eval_every_steps")),
     ("Device", ("device", "dtype", "compile")),
 )
 HELP = {
@@ -80,6 +81,10 @@ HELP = {
     "keep_checkpoints": "How many recent checkpoints to keep on disk.",
     "metrics_every_steps": "How often metrics are computed and charted.",
     "dead_window_tokens": "A latent silent for this many tokens counts as dead.",
+    "eval_tokens": "Splice the SAE into its model at the end and measure the CE loss and KL "
+                   "scores on this many held-out tokens (needs the activation set's model "
+                   "in the app); 0 turns it off.",
+    "eval_every_steps": "Also measure them every this many steps; 0: only at the end.",
     "device": "Where to train: auto uses the GPU when there is one.",
     "dtype": "Matmul precision (autocast). Weights stay float32.",
     "compile": "torch.compile the training step (GPU; slower first steps).",
@@ -131,6 +136,9 @@ class TrainingForm(QWidget):
             box = QGroupBox(title)
             form = QFormLayout(box)
             form.setFieldGrowthPolicy(QFormLayout.ExpandingFieldsGrow)
+            names = [n for n in names if n in self.field_types]  # settings of this engine
+            if not names:
+                continue
             for name in names:
                 editor = self._make_editor(name)
                 label = QLabel(name.replace("_", " "))

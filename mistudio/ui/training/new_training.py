@@ -14,12 +14,17 @@ from mistudio.errors import UserError
 from mistudio.ui.training.form import TrainingForm, describe_estimate
 
 FOLDER_ITEM = "__folder__"
+EXTRACT_ITEM = "__extract__"
+PLACEHOLDER_PATH = "(extracted first)"  # validates a config whose activations do not exist yet
 
 
 class NewTrainingPanel(QWidget):
-    """Emits ``start_requested(config, activation_path, title)`` when the settings are valid."""
+    """Emits ``start_requested(config, activation_path, title)`` when the settings are valid,
+    or ``extract_then_train_requested(extraction, config, title)`` when "Extract first" is
+    chosen (extraction: model, tokenization, hook_point, max_tokens)."""
 
     start_requested = Signal(dict, str, str)
+    extract_then_train_requested = Signal(dict, dict, str)
 
     def __init__(self, studio, parent: QWidget | None = None):
         super().__init__(parent)
@@ -73,6 +78,7 @@ class NewTrainingPanel(QWidget):
         dbar.addWidget(self.name_edit)
         self.data_info = QLabel()
         self.data_info.setStyleSheet("color: #555; font-size: 8pt")
+        self.extract_box = None  # built when "Extract first" is chosen
 
         self.form = TrainingForm()
         self.form.changed.connect(self._schedule_validate)
@@ -99,6 +105,7 @@ class NewTrainingPanel(QWidget):
         lay.addWidget(self.template_desc)
         lay.addLayout(dbar)
         lay.addWidget(self.data_info)
+        self._extract_index = lay.count()
         lay.addWidget(scroll, 1)
         lay.addWidget(self.estimate_label)
         lay.addLayout(bottom)
@@ -245,6 +252,11 @@ class NewTrainingPanel(QWidget):
             self.data_combo.addItem(f"Folder: {self.activation_path}",
                                     f"path:{self.activation_path}")
         self.data_combo.addItem("Choose a folder…", FOLDER_ITEM)
+        self.data_combo.addItem("Extract first from a model…", EXTRACT_ITEM)
+        self.data_combo.setItemData(self.data_combo.count() - 1,
+                                    "No activation set yet: choose a model, a tokenized dataset "
+                                    "and a hook point; the training starts when the extraction "
+                                    "completes.", Qt.ToolTipRole)
         i = self.data_combo.findData(current) if current else -1
         self.data_combo.setCurrentIndex(max(0, i))
         self.data_combo.blockSignals(False)
@@ -266,6 +278,17 @@ class NewTrainingPanel(QWidget):
             return
         d_in = num_rows = None
         self.data_info.setText("")
+        extracting = data == EXTRACT_ITEM
+        if extracting:
+            self.extract_first()  # builds the box
+        if self.extract_box is not None:
+            self.extract_box.setVisible(extracting)
+        self.start_btn.setText("Extract, then train" if extracting else "Start training")
+        if extracting:
+            self.data_info.setText("The activations are extracted first; the training "
+                                   "starts when the extraction completes.")
+            self.form.set_data_shape(self.extract_box.d_in(), self.extract_box.expected_rows())
+            return
         folder = self._data_folder()
         if folder:
             try:
@@ -281,6 +304,26 @@ class NewTrainingPanel(QWidget):
             except UserError as exc:
                 self.data_info.setText(f"<span style='color:#b02a37'>{exc}</span>")
         self.form.set_data_shape(d_in, num_rows)
+
+    def extract_first(self):
+        """Choose "Extract first" and return its box (model, tokenization, hook, tokens)."""
+        if self.extract_box is None:
+            from mistudio.ui.training.extract_first import ExtractFirstBox
+
+            self.extract_box = ExtractFirstBox(self.studio)
+            self.extract_box.changed.connect(self._on_extract_changed)
+            self.layout().insertWidget(self._extract_index, self.extract_box)
+        i = self.data_combo.findData(EXTRACT_ITEM)
+        if self.data_combo.currentIndex() != i:
+            self.data_combo.setCurrentIndex(i)  # comes back here through _on_data_changed
+        return self.extract_box
+
+    def extracting(self) -> bool:
+        return (self.data_combo.currentData() or "") == EXTRACT_ITEM
+
+    def _on_extract_changed(self) -> None:
+        if self.extracting():
+            self.form.set_data_shape(self.extract_box.d_in(), self.extract_box.expected_rows())
 
     def _data_folder(self) -> str:
         data = self.data_combo.currentData() or ""
@@ -331,6 +374,9 @@ class NewTrainingPanel(QWidget):
         from mistudio.sae.config import TrainingConfig
 
         config, problems = self.full_config()
+        if self.extracting():
+            config["activation_path"] = PLACEHOLDER_PATH
+            problems = self.extract_box.settings()[1] + problems
         problem = problems[0] if problems else ""
         if not problem:
             try:
@@ -379,6 +425,10 @@ class NewTrainingPanel(QWidget):
         ) != QMessageBox.Yes:
             return False
         self.studio.templates.remember_last_used(config)
+        if self.extracting():
+            extraction, _ = self.extract_box.settings()
+            self.extract_then_train_requested.emit(extraction, config, config.get("name", ""))
+            return True
         path = config.get("activation_path", "") or self._data_folder()
         self.start_requested.emit(config, path, config.get("name", ""))
         return True

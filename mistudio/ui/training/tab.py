@@ -1,8 +1,10 @@
 """The Training tab: start, watch, control and compare SAE trainings.
 
-Left: one card per training (a resume from a checkpoint continues the same card). Right:
-New training (templates + form), Charts (the selected run plus any ticked "Compare"),
-Logs, Checkpoints and Resources (GPU/CPU monitor). Live data comes from the JobBridge
+Left: one card per training (a resume from a checkpoint continues the same card), and one
+per extract-then-train workflow until its training starts (``chains.py``). Right: New
+training (templates + form, or "extract first"), Charts (the selected run plus any ticked
+"Compare"), Runs (a sortable table of every run and a diff of two runs' settings), Logs,
+Checkpoints and Resources (GPU/CPU monitor). Live data comes from the JobBridge
 signals, already batched at ~20 Hz; the charts redraw at most every 300 ms. Stored
 history (``jobs_repo.metrics``) fills the charts of finished or interrupted runs, so they
 look the same after the app restarts.
@@ -10,7 +12,7 @@ look the same after the app restarts.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMessageBox, QPushButton,
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
@@ -19,6 +21,7 @@ from mistudio.store.jobs_repo import ACTIVE, JobRecord
 from mistudio.ui.training.actions import TRAINING_KINDS, TrainingActions
 from mistudio.ui.training.cards import JobCard, JobCardList
 from mistudio.ui.training.charts import TrainingCharts
+from mistudio.ui.training.chains import ChainCards
 from mistudio.ui.training.checkpoints import CheckpointManager
 from mistudio.ui.training.logs import JobLogView
 from mistudio.ui.training.series import RunMetrics
@@ -77,11 +80,21 @@ class TrainingTab(QWidget):
         self.checkpoints.resume_requested.connect(self._resume_from_path)
         self.checkpoints.delete_requested.connect(self._delete_checkpoint)
         self.checkpoints.export_requested.connect(lambda: self._export(self.selected))
+        self.checkpoints.export_checkpoint_requested.connect(self._export_checkpoint)
+        from mistudio.ui.training.runs import RunsView
+
+        self.runs = RunsView()
+        self.runs.open_run.connect(self._open_run)
+        self._runs_dirty = True
+        self._runs_timer = QTimer(self)  # live best/last values while the page is shown
+        self._runs_timer.setInterval(2000)
+        self._runs_timer.timeout.connect(self._refresh_runs_if_live)
         self.monitor_page = QWidget()
         QVBoxLayout(self.monitor_page)
         self.monitor = None  # built on first view (NVML init)
         self.pages.addTab(self.new_page, "New training")
         self.pages.addTab(self.charts, "Charts")
+        self.pages.addTab(self.runs, "Runs")
         self.pages.addTab(self.logs, "Logs")
         self.pages.addTab(self.checkpoints, "Checkpoints")
         self.pages.addTab(self.monitor_page, "Resources")
@@ -103,6 +116,7 @@ class TrainingTab(QWidget):
         bridge.log.connect(self.logs.on_log)
         bridge.checkpoint.connect(self._on_checkpoint)
 
+        self.chain_cards = ChainCards(self)
         self.reload()
         if self.jobs:  # someone with trainings comes back to watch them
             self.pages.setCurrentWidget(self.charts)
@@ -119,6 +133,7 @@ class TrainingTab(QWidget):
             self._new_page_built = True
             self._new_panel = NewTrainingPanel(self.studio)
             self._new_panel.start_requested.connect(self._start)
+            self._new_panel.extract_then_train_requested.connect(self._start_chain)
             self.new_page.layout().addWidget(self._new_panel)
         return self._new_panel
 
@@ -131,6 +146,11 @@ class TrainingTab(QWidget):
 
             self.monitor = ResourceMonitor()
             self.monitor_page.layout().addWidget(self.monitor)
+        if page is self.runs:
+            self.refresh_runs()
+            self._runs_timer.start()
+        else:
+            self._runs_timer.stop()
 
     # ------------------------------------------------------------------ loading
 
@@ -141,15 +161,19 @@ class TrainingTab(QWidget):
         for job in self.actions.list_jobs():
             self._remember(job)
         for key in list(self.cards.cards):
-            if key not in self.jobs:
+            if key not in self.jobs and key not in self.chain_cards.chains:
                 self.cards.remove_card(key)
         for key in self.jobs:  # oldest first, each inserted on top
             if self.cards.card(key) is None:
                 self._add_card(key)
             self._refresh_card(key)
-        self.empty.setVisible(not self.jobs)
+        self.chain_cards.reload()
+        self.empty.setVisible(not self.jobs and not self.chain_cards.chains)
         self._update_banner()
-        if self.selected not in self.jobs:
+        self._runs_dirty = True
+        if self.pages.currentWidget() is self.runs:
+            self.refresh_runs()
+        if self.selected not in self.jobs and self.selected not in self.chain_cards.chains:
             self.select(next(reversed(self.jobs), None) if self.jobs else None)
 
     def _remember(self, job: JobRecord) -> str:
@@ -230,6 +254,16 @@ class TrainingTab(QWidget):
     def select(self, key: str | None) -> None:
         self.selected = key
         self.cards.select(key)
+        chain = self.chain_cards.chains.get(key) if key else None
+        if chain is not None:  # a workflow still extracting (or stopped before training)
+            job = self.studio.jobs_repo.get(chain.extraction_job_id)
+            self.logs.set_job(job.id if job else None, job.log_path if job else None,
+                              job.title if job else None)
+            self.checkpoints.set_checkpoints(
+                f"<b>{chain.title}</b>: the training has not started yet; its checkpoints "
+                "appear here once it runs.", [], running=False, completed=False)
+            self.charts.set_runs([])
+            return
         if key is None:
             self.logs.set_job(None, None)
             self.checkpoints.set_checkpoints("No training selected.", [], running=False,
@@ -274,11 +308,14 @@ class TrainingTab(QWidget):
         return key
 
     def _on_status(self, job_id: str, payload: dict) -> None:
+        if self.chain_cards.on_status(job_id):
+            return
         key = self._training_key(job_id, fetch=True)
         if key is None:
             return
         self._refresh_card(key)
         self._update_banner()
+        self._runs_dirty = True
         if key == self.selected:
             job = self.latest(key)
             if self.logs.job_id != job.id:
@@ -286,6 +323,8 @@ class TrainingTab(QWidget):
             self._refresh_checkpoints()
 
     def _on_progress(self, job_id: str, payload: dict) -> None:
+        if self.chain_cards.chains and self.chain_cards.on_progress(job_id, payload):
+            return
         key = self._training_key(job_id)
         card = self.cards.card(key) if key else None
         if card is None:
@@ -300,6 +339,7 @@ class TrainingTab(QWidget):
         if key is None:
             return
         self.run_metrics(key).add_live_rows(rows)
+        self._runs_dirty = True
         card = self.cards.card(key)
         if card is not None:
             card.set_metrics({m: self._last(key, m) for m in KEY_METRICS})
@@ -332,6 +372,49 @@ class TrainingTab(QWidget):
             self.select(key)
             self.pages.setCurrentWidget(self.charts)
         return job
+
+    def _start_chain(self, extraction: dict, config: dict, title: str):
+        """Extract first, then train: a workflow card until the training starts."""
+        def start():
+            return self.chain_cards.workflows.start_extract_then_train(
+                extraction["model"], extraction["tokenization"], extraction["hook_point"],
+                config=config, max_tokens=extraction["max_tokens"],
+                device=config.get("device", "auto"), title=title)
+
+        chain = self._guard(start)
+        if chain is not None:
+            self.chain_cards.refresh(chain.id)
+            self.select(chain.id)
+            self.pages.setCurrentWidget(self.logs)  # the extraction's log, live
+        return chain
+
+    # ------------------------------------------------------------------ runs table
+
+    def run_rows(self):
+        from mistudio.ui.training.run_table import summarize
+
+        try:
+            records = {r.id: r for r in self.actions.service.trainings_repo.list()}
+        except Exception:  # the engine's service may be missing
+            records = {}
+        rows = []
+        for key, jobs in self.jobs.items():
+            jobs = [self.studio.jobs_repo.get(j.id) or j for j in jobs]
+            rows += summarize(key, jobs, records.get(key), self.studio.store.db)
+        return rows
+
+    def refresh_runs(self) -> None:
+        self._runs_dirty = False
+        self.runs.set_rows(self.run_rows())
+
+    def _refresh_runs_if_live(self) -> None:
+        if self._runs_dirty and self.runs.isVisible():
+            self.refresh_runs()
+
+    def _open_run(self, key: str) -> None:
+        if key in self.jobs:
+            self.select(key)
+            self.pages.setCurrentWidget(self.charts)
 
     def _on_card_action(self, action: str, key: str) -> None:
         job = self.latest(key)
@@ -392,6 +475,22 @@ class TrainingTab(QWidget):
             self._guard(self.actions.delete_checkpoint, self.latest(self.selected), path)
             self._refresh_checkpoints()
 
+    def export_checkpoint(self, path: str, destination: str):
+        """Queue the export of one checkpoint of the selected training as SAELens folder(s)."""
+        from mistudio.workflows import start_checkpoint_export
+
+        job = self.latest(self.selected)
+        return self._guard(start_checkpoint_export, self.studio, job.target or job.id, path,
+                           destination)
+
+    def _export_checkpoint(self, path: str) -> None:
+        if not self.selected or self.selected not in self.jobs:
+            return
+        dest = QFileDialog.getExistingDirectory(self, "Export checkpoint to folder")
+        if dest and self.export_checkpoint(path, dest) is not None:
+            QMessageBox.information(self, "Exporting", "The checkpoint is being exported; "
+                                    "the Jobs panel shows when it is done.")
+
     def _export(self, key: str | None) -> None:
         if key is None:
             return
@@ -415,6 +514,7 @@ class TrainingTab(QWidget):
     def closeEvent(self, event) -> None:
         if self.monitor is not None:
             self.monitor.close()
+        self.chain_cards.close()
         super().closeEvent(event)
 
 
