@@ -49,18 +49,20 @@ def test_dataset_model_tokenize_extract_train_in_the_window(window, qtbot, tmp_p
                                                            tiny_gpt2_dir):
     t0 = time.monotonic()
     studio = window.studio
-    datasets_tab = window.show_tab("Datasets")  # the tabs see what the services add
+    tab = window.show_tab("Training")  # opened before there is anything to train on
+    panel = tab.new_training
+    box = panel.extract_first()
+    assert box.model_combo.currentData() == "" and "choose a model" in panel.validate()
+    datasets_tab = window.show_tab("Datasets")
     assets = prepare_assets(studio, tiny_gpt2_dir, tmp_path,
                             wait=lambda job_id: studio.queue.wait(job_id, 120))
     qtbot.waitUntil(lambda: any(d.id == assets.dataset_id for d in studio.datasets.list()))
     assert datasets_tab is not None
 
     # --- the Training tab's form: extract first (model, tokenization, hook), then train
-    tab = window.show_tab("Training")
-    panel = tab.new_training
-    tab.pages.setCurrentWidget(tab.new_page)
-    box = panel.extract_first()
-    box.reload()  # the model and tokenization arrived after the form was built
+    window.show_tab("Training")
+    tab.pages.setCurrentWidget(tab.new_page)  # the new model and tokenization are listed
+    assert box.model_combo.currentData() == assets.model_id
     box.select(model=assets.model_id, tokenization=assets.tokenization_id, hook_point=HOOK,
                tokens="2000")
     panel.form.set_config(TRAIN)

@@ -158,3 +158,12 @@ def test_runs_table_diff_and_checkpoint_export(qt_studio, qtbot, tmp_path, tiny_
     assert cfg["metadata"]["mistudio"]["step"] == 20
     assert tab.runs.model.rowCount() == 2  # an export is not a run
     assert tab.cards.card(keys[0]) is not None and len(tab.cards.cards) == 2
+
+    # --- the screenshot states the tab offers (`mistudio screenshot`) all render
+    names = []
+    for name, widget in tab.screenshot_states():
+        names.append(name)
+        assert not (widget or tab).grab().isNull()
+    assert names == ["new training", "extract first", "runs", "checkpoints", "logs",
+                     "resources"]
+    assert len(tab.runs.selected_rows()) == 2 and not tab.new_training.extracting()

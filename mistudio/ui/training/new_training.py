@@ -280,7 +280,10 @@ class NewTrainingPanel(QWidget):
         self.data_info.setText("")
         extracting = data == EXTRACT_ITEM
         if extracting:
+            existed = self.extract_box is not None
             self.extract_first()  # builds the box
+            if existed:
+                self.extract_box.reload()  # models and tokenizations added since
         if self.extract_box is not None:
             self.extract_box.setVisible(extracting)
         self.start_btn.setText("Extract, then train" if extracting else "Start training")

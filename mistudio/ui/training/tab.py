@@ -140,7 +140,9 @@ class TrainingTab(QWidget):
     def _on_page(self, index: int) -> None:
         page = self.pages.widget(index)
         if page is self.new_page:
-            self.new_training  # noqa: B018 - builds it
+            panel = self.new_training  # builds it
+            if panel.extracting():
+                panel.extract_box.reload()  # models and tokenizations added meanwhile
         elif page is self.monitor_page and self.monitor is None:
             from mistudio.ui.training.monitor import ResourceMonitor
 
@@ -510,6 +512,35 @@ class TrainingTab(QWidget):
             if out is None:
                 return
         QMessageBox.information(self, "Exported", f"Saved {len(members)} SAE(s) to {dest}.")
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._new_page_built and self.pages.currentWidget() is self.new_page \
+                and self.new_training.extracting():
+            self.new_training.extract_box.reload()  # models added in another tab meanwhile
+
+    def screenshot_states(self):
+        """Extra screens for ``mistudio screenshot``: (name, widget or None for the window)."""
+        panel = self.new_training
+        self.pages.setCurrentWidget(self.new_page)
+        yield "new training", None
+        previous = panel.data_combo.currentIndex()
+        panel.extract_first()
+        panel.validate()
+        yield "extract first", None
+        panel.data_combo.setCurrentIndex(previous)
+        self.pages.setCurrentWidget(self.runs)
+        self.refresh_runs()
+        if len(self.runs.model.rows) >= 2:
+            self.runs.select_runs([r.name for r in self.runs.model.rows[:2]])
+        yield "runs", None
+        if self.selected is not None:
+            self.pages.setCurrentWidget(self.checkpoints)
+            yield "checkpoints", None
+            self.pages.setCurrentWidget(self.logs)
+            yield "logs", None
+        self.pages.setCurrentWidget(self.monitor_page)
+        yield "resources", None
 
     def closeEvent(self, event) -> None:
         if self.monitor is not None:
