@@ -3,8 +3,10 @@ best and last values of its key metrics; and the "diff only" comparison of two r
 settings. No Qt here (tested directly).
 
 Metrics come from the store's ``job_metrics`` rows of every job of a training (a resume is
-a new job): the points of an earlier job at or past the step a later job resumed from are
-dropped, as on the charts, so "best" never counts a stretch the resumed run replaced.
+a new job), aggregated by SQLite (max/min and the last value through the ``(job_id, name,
+step)`` index, never reading every row into Python): the points of an earlier job at or
+past the step a later job resumed from are left out, as on the charts, so "best" never
+counts a stretch the resumed run replaced.
 """
 
 from __future__ import annotations
@@ -63,44 +65,33 @@ def member_configs(config: dict) -> list[tuple[str, dict]]:
     return [(m.member_name, m.to_dict()) for m in members]
 
 
-def metric_names(members: list[str]) -> list[str]:
-    if members == [""]:
-        return list(KEY_METRICS)
-    return [f"{m}/{name}" for m in members for name in KEY_METRICS]
-
-
-def merge_job_points(per_job: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
-    """(step, value) points of a training's jobs, oldest job first, as one history."""
-    out: list[tuple[float, float]] = []
-    for points in per_job:
-        if not points:
+def best_and_last(db, job_ids: list[str], name: str, pick) -> tuple[float | None, float | None]:
+    """Best (``pick`` = max or min) and last value of one metric over a training's jobs
+    (oldest first), aggregated by SQLite through the ``(job_id, name, step)`` index."""
+    func = "max" if pick is max else "min"
+    # a job's points from the first step of a later job (a resume) on were replaced
+    cutoffs, cut = {}, 1e300
+    for job_id in reversed(job_ids):
+        cutoffs[job_id] = cut
+        if len(job_ids) > 1:
+            (first,) = db.execute("select min(step) from job_metrics where job_id = ? and "
+                                  "name = ?", [job_id, name]).fetchone()
+            if first is not None:
+                cut = min(cut, float(first))
+    best = last = None
+    for job_id in job_ids:
+        args = [job_id, name, cutoffs[job_id]]
+        (value,) = db.execute(f"select {func}(value) from job_metrics where job_id = ? and "
+                              "name = ? and step < ?", args).fetchone()
+        if value is None:
             continue
-        points = sorted(points)
-        first = points[0][0]
-        out = [p for p in out if p[0] < first] + points
-    return out
-
-
-def best_and_last(points: list[tuple[float, float]], pick) -> tuple[float | None, float | None]:
-    values = [v for _s, v in points if v is not None and math.isfinite(v)]
-    if not values:
-        return None, None
-    return pick(values), values[-1]
-
-
-def load_metric_points(db, job_ids: list[str], names: list[str]
-                       ) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """{job_id: {metric name: [(step, value)]}} for the given jobs and names."""
-    out: dict[str, dict[str, list[tuple[float, float]]]] = {j: {} for j in job_ids}
-    if not job_ids or not names:
-        return out
-    for i in range(0, len(job_ids), 200):
-        chunk = job_ids[i:i + 200]
-        sql = (f"select job_id, name, step, value from job_metrics where job_id in "
-               f"({','.join('?' * len(chunk))}) and name in ({','.join('?' * len(names))})")
-        for job_id, name, step, value in db.execute(sql, [*chunk, *names]).fetchall():
-            out[job_id].setdefault(name, []).append((float(step), float(value)))
-    return out
+        best = value if best is None else pick(best, value)
+        row = db.execute("select value from job_metrics where job_id = ? and name = ? and "
+                         "step < ? and value is not null order by step desc limit 1",
+                         args).fetchone()
+        if row is not None:
+            last = row[0]
+    return best, last
 
 
 def summarize(key: str, jobs: list, record=None, db=None) -> list[RunRow]:
@@ -114,8 +105,7 @@ def summarize(key: str, jobs: list, record=None, db=None) -> list[RunRow]:
         members = member_configs(config)
     except Exception:  # settings this version cannot read: still list the run
         members = [("", config)]
-    names = metric_names([m for m, _ in members])
-    points = load_metric_points(db, [j.id for j in jobs], names) if db is not None else {}
+    job_ids = [j.id for j in jobs]
     d_in = getattr(record, "d_in", None)
     result = latest.result if isinstance(latest.result, dict) else {}
     trained = {s.get("member"): s for s in result.get("saes", [])}
@@ -135,8 +125,8 @@ def summarize(key: str, jobs: list, record=None, db=None) -> list[RunRow]:
                      tokens=tokens or None)
         for metric, pick in KEY_METRICS.items():
             name = f"{member}/{metric}" if member else metric
-            merged = merge_job_points([points.get(j.id, {}).get(name, []) for j in jobs])
-            row.best[metric], row.last[metric] = best_and_last(merged, pick)
+            if db is not None:
+                row.best[metric], row.last[metric] = best_and_last(db, job_ids, name, pick)
         rows.append(row)
     return rows
 

@@ -86,6 +86,7 @@ class TrainingTab(QWidget):
         self.runs = RunsView()
         self.runs.open_run.connect(self._open_run)
         self._runs_dirty = True
+        self._run_rows_cache: dict[str, tuple] = {}  # key -> (jobs and statuses, rows)
         self._runs_timer = QTimer(self)  # live best/last values while the page is shown
         self._runs_timer.setInterval(2000)
         self._runs_timer.timeout.connect(self._refresh_runs_if_live)
@@ -399,10 +400,18 @@ class TrainingTab(QWidget):
             records = {r.id: r for r in self.actions.service.trainings_repo.list()}
         except Exception:  # the engine's service may be missing
             records = {}
-        rows = []
+        rows, cache = [], {}
         for key, jobs in self.jobs.items():
             jobs = [self.studio.jobs_repo.get(j.id) or j for j in jobs]
-            rows += summarize(key, jobs, records.get(key), self.studio.store.db)
+            signature = tuple((j.id, j.status) for j in jobs)
+            hit = self._run_rows_cache.get(key)
+            if hit is not None and hit[0] == signature and jobs[-1].status not in ACTIVE:
+                cache[key] = hit  # a finished training's numbers do not change
+            else:
+                cache[key] = (signature, summarize(key, jobs, records.get(key),
+                                                   self.studio.store.db))
+            rows += cache[key][1]
+        self._run_rows_cache = cache
         return rows
 
     def refresh_runs(self) -> None:
