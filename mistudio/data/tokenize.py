@@ -98,7 +98,9 @@ class TokenizeSettings:
 
 def load_tokenizer(path: str, gguf_file: str | None = None):
     """A Hugging Face tokenizer from a local folder (fast one when it exists)."""
-    from transformers import AutoTokenizer
+    from mistudio.hf import transformers_names
+
+    AutoTokenizer = transformers_names("AutoTokenizer")
 
     folder = Path(path)
     if not folder.exists():
