@@ -20,10 +20,12 @@ from mistudio.cli import open_studio, print_json
 def register(sub) -> None:
     p = sub.add_parser("train", help="train sparse autoencoders from a JSON config file",
                        description=__doc__.split("\n\n")[1] if __doc__ else None)
-    p.add_argument("--config", required=True, help="JSON file of TrainingConfig settings")
+    p.add_argument("--config", help="JSON file of TrainingConfig settings (default: the "
+                   "engine's defaults; `mistudio templates show NAME --config-only` writes one)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting (repeatable), e.g. --set k=64")
-    p.add_argument("--activations", help="activation set folder (overrides activation_path)")
+    p.add_argument("--activations", help="activation set id (act_...) or folder (overrides the "
+                   "config's activation set)")
     p.add_argument("--output", help="output folder (required under torchrun)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -36,7 +38,7 @@ def load_config(args):
     from mistudio.errors import UserError
     from mistudio.sae.config import TrainingConfig
 
-    cfg = TrainingConfig.load(args.config)
+    cfg = TrainingConfig.load(args.config) if args.config else TrainingConfig()
     changes = {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -47,7 +49,13 @@ def load_config(args):
         except ValueError:
             changes[key.strip()] = value
     if args.activations:
-        changes["activation_path"] = str(Path(args.activations).expanduser().resolve())
+        path = Path(args.activations).expanduser()
+        if path.exists() or "/" in args.activations:
+            changes["activation_path"] = str(path.resolve())
+            changes["activation_id"] = ""
+        else:  # an id from `mistudio extract list`
+            changes["activation_id"] = args.activations
+            changes["activation_path"] = ""
     if changes:
         cfg = TrainingConfig.from_dict({**cfg.to_dict(), **changes})
     return cfg

@@ -119,6 +119,34 @@ def test_cli_train_list_show_export(tmp_path, small_config, activation_set):
     assert bad.returncode == 2 and "larger than the SAE width" in bad.stderr
 
 
+def test_cli_train_by_activation_id_without_a_config_file(tmp_path, activation_set):
+    """`mistudio train --activations act_...` with engine defaults plus --set overrides."""
+    import shutil
+
+    from mistudio.activations.repository import ActivationSetRecord, ActivationSetsRepo
+    from mistudio.secrets_test_support import MemorySecrets
+    from mistudio.studio import Studio
+
+    data = tmp_path / "data"
+    folder = data / "activations" / "act_cli12345"
+    shutil.copytree(activation_set, folder)
+    s = Studio(data, secrets=MemorySecrets())  # register it as an extraction would
+    ActivationSetsRepo(s.store).insert_all([ActivationSetRecord(
+        id="act_cli12345", hook_point="blocks.0.hook_resid_post", status="ready",
+        name="synthetic", folder=str(folder))])
+    s.close()
+    run = _mistudio("train", "--activations", "act_cli12345", "--set", "architecture=topk",
+                    "--set", "k=4", "--set", "d_sae=64", "--set", "batch_size=256",
+                    "--set", "total_tokens=2560", "--set", "eval_tokens=0", "--quiet",
+                    data_dir=data)
+    assert run.returncode == 0, run.stderr
+    sae_id = run.stdout.split()[0]
+    rows = json.loads(_mistudio("sae", "list", "--json", data_dir=data).stdout)
+    assert rows[0]["id"] == sae_id and rows[0]["k"] == 4 and rows[0]["d_sae"] == 64
+    missing = _mistudio("train", "--activations", "act_nope", "--quiet", data_dir=data)
+    assert missing.returncode == 2 and "act_nope" in missing.stderr
+
+
 def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path, small_config, activation_set):
     """torchrun + gloo: two processes each take half of every batch; averaged gradients
     give the same training as one process on the whole batch."""
