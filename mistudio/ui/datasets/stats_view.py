@@ -3,7 +3,6 @@ Everything shown was computed once by the import/tokenize jobs and read from the
 
 from __future__ import annotations
 
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
@@ -19,12 +18,12 @@ class StatsView(QWidget):
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.plot = pg.PlotWidget()
-        self.plot.setBackground("w")
-        self.plot.setMinimumHeight(180)
-        self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.bars = pg.BarGraphItem(x=[], height=[], width=1, brush="#60a5fa")
-        self.plot.addItem(self.bars)
+        # pyqtgraph costs ~0.3 s to import: the plot is built the first time this page shows,
+        # so the Datasets tab (the first one on screen) does not slow the app's start.
+        self.plot = None
+        self.bars = None
+        self._pending_hist: tuple[dict, str] | None = None
+        self._plot_slot = QVBoxLayout()
         self.top_tokens = QTableWidget(0, 3)
         self.top_tokens.setHorizontalHeaderLabels(["Token", "Id", "Count"])
         self.top_tokens.verticalHeader().setVisible(False)
@@ -48,7 +47,7 @@ class StatsView(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.summary, 1)
         lay.addLayout(top)
-        lay.addWidget(self.plot, 2)
+        lay.addLayout(self._plot_slot, 2)
         lay.addWidget(tables, 3)
 
     def _category_clicked(self, row: int, _col: int) -> None:
@@ -86,7 +85,30 @@ class StatsView(QWidget):
                           if tokenization is not None else [])
         self._fill_categories(st.get("categories", {}))
 
+    def _ensure_plot(self) -> None:
+        if self.plot is not None:
+            return
+        import pyqtgraph as pg
+
+        self.plot = pg.PlotWidget()
+        self.plot.setBackground("w")
+        self.plot.setMinimumHeight(180)
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=1, brush="#60a5fa")
+        self.plot.addItem(self.bars)
+        self._plot_slot.addWidget(self.plot)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._pending_hist is not None:
+            self._histogram(*self._pending_hist)
+
     def _histogram(self, length: dict, unit: str) -> None:
+        if not self.isVisible() and self.plot is None:
+            self._pending_hist = (length, unit)  # drawn when the page is first shown
+            return
+        self._pending_hist = None
+        self._ensure_plot()
         edges, counts = length.get("hist_edges"), length.get("hist_counts")
         self.plot.setTitle(f"Document length ({unit})", color="#111827", size="10pt")
         if not edges or not counts:
