@@ -70,6 +70,8 @@ def test_extract_first_form_and_chain_cards(qt_studio, qt_assets, qtbot, tmp_pat
     studio.cancel_job(blocker.id)
     qtbot.waitUntil(lambda: tab.cards.card(failing).status == "failed", timeout=60_000)
     assert tab.cards.card(failing).message.text().startswith("Extraction failed:")
+    qtbot.waitUntil(lambda: any("job failed" in line for line in tab.logs.visible_lines()),
+                    timeout=5000)  # the selected workflow's log shows the failure
     _shot(tab, tmp_path, "12_chain_failed")
 
     # --- the cards survive a new tab (the app restarted); delete forgets a chain

@@ -52,10 +52,13 @@ class JobCard(QFrame):
         self.can_resume = False
         self.setObjectName(f"card:{job_id}")
         self.setFrameShape(QFrame.StyledPanel)
-        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        policy = QSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
+        policy.setHeightForWidth(True)  # wrapped titles and messages get their lines
+        self.setSizePolicy(policy)
 
         self.title = QLabel(f"<b>{title}</b>")
         self.title.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.title.setWordWrap(True)  # a long name must not widen every card
         self.badge = QLabel()
         self.badge.setObjectName("badge")
         self.compare_box = QCheckBox("Compare")
@@ -97,7 +100,7 @@ class JobCard(QFrame):
 
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
-        top.addWidget(self.badge)
+        top.addWidget(self.badge, 0, Qt.AlignTop)
         buttons = QHBoxLayout()
         buttons.addWidget(self.compare_box)
         buttons.addStretch(1)
@@ -142,8 +145,21 @@ class JobCard(QFrame):
         self.export_act.setEnabled(status == "completed")
         self.message.setText(message)
         self.message.setVisible(bool(message))
+        self._fit_message()
         if status == "completed":
             self.progress.setValue(1000)
+
+    def _fit_message(self) -> None:
+        # The card list's scroll area ignores height-for-width: reserve the wrapped lines.
+        margins = self.layout().contentsMargins()
+        width = self.contentsRect().width() - margins.left() - margins.right()
+        self.message.setMinimumHeight(self.message.heightForWidth(max(width - 24, 120))
+                                      if self.message.text() else 0)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.message.text():
+            self._fit_message()
 
     def set_progress(self, fraction: float | None, *, step: float | None = None,
                      total: float | None = None, eta_s: float | None = None,

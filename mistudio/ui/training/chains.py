@@ -21,7 +21,7 @@ CARD_STATUS = {EXTRACTING: "extracting", FAILED: "failed", CANCELLED: "cancelled
                INTERRUPTED: "interrupted"}
 
 
-def card_message(text: str, limit: int = 220) -> str:
+def card_message(text: str, limit: int = 160) -> str:
     """A message that fits a card: long paths may wrap, very long text is cut (the full
     text is the tooltip)."""
     if len(text) > limit:
@@ -123,6 +123,8 @@ class ChainCards(QObject):
         if chain is None:
             return False
         self.refresh(chain.id)
+        if self.tab.selected == chain.id and chain.id in self.chains:
+            self.tab.select(chain.id)  # re-reads the log: the job's end is only in its file
         return True
 
     def on_progress(self, job_id: str, payload: dict) -> bool:
