@@ -182,7 +182,9 @@ class ActivationService:
             raise UserError("Choose at least one hook point.",
                             hint="Pick layers and hook types, or type a hook name.")
         for n in names:
-            hooks.resolve(n, summary["model_type"], summary["n_layers"])  # validates
+            target = hooks.resolve(n, summary["model_type"], summary["n_layers"])  # validates
+            if target.hook_type == "module":  # a raw path: check it exists before any job
+                self.studio.models.check_module_path(model, target.module_path)
         return list(dict.fromkeys(names))
 
     def start_extraction(self, model: str, tokenization: str, *,

@@ -280,6 +280,18 @@ class ModelService:
         rec = self.require_ready(model)
         return module_tree(rec.folder, trust_remote_code=rec.trust_remote_code)
 
+    def check_module_path(self, model: str, path: str) -> None:
+        """Raise a UserError when the model has no module at ``path`` (meta model, no weights)."""
+        from mistudio.models.hooks import get_module
+        from mistudio.models.inspect import _meta_model
+
+        rec = self.require_ready(model)
+        try:
+            meta = _meta_model(rec.folder, rec.trust_remote_code)
+        except Exception:  # noqa: BLE001 - structure unknown here; the job checks again
+            return
+        get_module(meta, path)
+
     def hook_points(self, model: str) -> list[dict]:
         """Every named hook point: {name, layer, type, label, module}."""
         from mistudio.models import hooks

@@ -1,0 +1,29 @@
+"""Regression tests from the bad-input QA pass: wrong input is refused before anything is made."""
+
+from __future__ import annotations
+
+import pytest
+
+from mistudio.errors import UserError
+
+
+def _ready_model(studio, folder, name):
+    rec, job = studio.models.add_local(str(folder), name=name)
+    assert studio.queue.wait(job.id, 60).status == "completed"
+    return studio.models.get(rec.id)
+
+
+def test_missing_module_path_is_refused_before_any_set_is_registered(studio, tiny_gpt2_dir,
+                                                                     packed_tokenization):
+    m = _ready_model(studio, tiny_gpt2_dir, "tiny")
+    with pytest.raises(UserError, match="no module 'transformer.h.9'"):
+        studio.activations.start_extraction(m.id, str(packed_tokenization),
+                                            hook_points=["module:transformer.h.9"])
+    assert studio.activations.list() == []
+    assert not any((studio.paths.root / "activations").iterdir())
+    # an existing raw path is accepted (and checked without loading weights)
+    sets, job = studio.activations.start_extraction(
+        m.id, str(packed_tokenization), hook_points=["module:transformer.h.1.mlp"],
+        max_tokens=64)
+    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.activations.get(sets[0].id).status == "ready"
