@@ -241,8 +241,20 @@ class LocalFileReader(SourceReader):
                          hint="Convert the file to UTF-8, or choose its real encoding "
                          "(e.g. latin-1 or cp1252) in the import options (--encoding).")
 
+    def _refuse_binary(self, path: Path) -> None:
+        """A NUL byte in the first 8 KB means a binary file (unless the text is UTF-16/32)."""
+        if self.spec.encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32")):
+            return
+        with open(path, "rb") as fh:
+            head = fh.read(8192)
+        if b"\0" in head:
+            raise UserError(f"{path} looks like a binary file, not text (it holds NUL bytes).",
+                            hint="Pick a plain-text file; convert documents (PDF, Word, ...) "
+                            "to .txt first.")
+
     def _txt_documents(self, path: Path) -> Iterator[tuple[str, int]]:
         mode = self.spec.txt_mode
+        self._refuse_binary(path)
         try:
             with self._open_text(path) as fh:
                 if mode == "file":

@@ -194,3 +194,15 @@ def test_demo_corpus_has_topics_and_attribution(tmp_path):
     assert row["text"] == first["extract"] and row["topic"] == first["topic"]
     assert result["provenance"]["license"] == "CC BY-SA 4.0"
     assert "Wikipedia" in result["provenance"]["attribution"]
+
+
+def test_binary_file_named_txt_is_refused_even_with_a_single_byte_encoding(tmp_path):
+    fake = tmp_path / "photo.txt"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4)
+    for encoding in ("utf-8", "latin-1"):  # latin-1 decodes anything: the NUL check must catch it
+        with pytest.raises(UserError, match="binary file"):
+            build(tmp_path / encoding, kind="local", path=str(fake), encoding=encoding)
+    utf16 = tmp_path / "wide.txt"  # UTF-16 text has NUL bytes and is still text
+    utf16.write_bytes("Hello wide world.\n".encode("utf-16"))
+    corpus, _ = build(tmp_path / "u16", kind="local", path=str(utf16), encoding="utf-16")
+    assert corpus.text(0) == "Hello wide world."
