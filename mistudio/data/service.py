@@ -293,6 +293,11 @@ class DatasetService:
         if self.active_jobs(ds.id):
             raise UserError(f"A job is still working on {ds.name!r}.",
                             hint="Cancel it (or wait for it to finish), then delete.")
+        readers = self._jobs_reading_under(self.folder(ds.id))
+        if readers:
+            raise UserError(f"A job is reading a tokenization of {ds.name!r} ({readers[0].title}).",
+                            hint="Cancel it or wait for it to finish, then delete. Activation "
+                            "sets already extracted from it are kept either way.")
         self._forget(ds.id)
         self.repos.datasets.delete(ds.id)
         shutil.rmtree(self.folder(ds.id), ignore_errors=True)
@@ -301,9 +306,7 @@ class DatasetService:
         tok = self.get_tokenization(tokenization_id)
         if tok.job_id and not self._job_finished(tok.job_id):
             raise UserError("That tokenization is still running.", hint="Cancel it first.")
-        readers = [j for j in self.studio.list_jobs(status=("queued", "running", "paused"))
-                   if str(Path(tok.path).resolve()) in {str(Path(p).resolve()) for p in (
-                       j.params.get("tokenization"),) if isinstance(p, str) and p}]
+        readers = self._jobs_reading_under(Path(tok.path))
         if readers:
             raise UserError(f"A job is reading that tokenization ({readers[0].title}).",
                             hint="Cancel it or wait for it to finish, then delete. Activation "
@@ -311,6 +314,18 @@ class DatasetService:
         self.repos.tokenizations.delete(tok.id)
         self._strings.pop(tok.id, None)
         shutil.rmtree(tok.path, ignore_errors=True)
+
+    def _jobs_reading_under(self, folder: Path) -> list[JobRecord]:
+        """Unfinished jobs of any area whose ``tokenization`` param lies in ``folder``."""
+        root = Path(folder).resolve()
+        out = []
+        for job in self.studio.list_jobs(status=("queued", "running", "paused")):
+            path = job.params.get("tokenization")
+            if isinstance(path, str) and path:
+                p = Path(path).resolve()
+                if p == root or root in p.parents:
+                    out.append(job)
+        return out
 
     def compute_stats(self, dataset_id: str) -> JobRecord:
         ds = self.get(dataset_id)

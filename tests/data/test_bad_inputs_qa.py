@@ -1,0 +1,45 @@
+"""Regression tests from the bad-input QA pass over the Datasets area."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mistudio.errors import UserError
+from tests.data.test_service import add_ok, wait_ok
+
+
+def test_dataset_cannot_be_deleted_while_an_extraction_reads_its_tokenization(
+        studio, corpus_files, tiny_gpt2_dir):
+    model, mjob = studio.models.add_local(str(tiny_gpt2_dir))
+    wait_ok(studio, mjob)
+    ds = add_ok(studio, corpus_files["jsonl"])
+    tok, job = studio.datasets.tokenize(ds.id, model.id, {"seq_len": 16})
+    wait_ok(studio, job)
+    tok = studio.datasets.get_tokenization(tok.id)
+
+    release = threading.Event()
+
+    def hold_extraction(job_id, kind, payload):  # the only job now: keep it running meanwhile
+        if kind == "progress":
+            release.wait(30)
+
+    studio.add_job_listener(hold_extraction)
+    try:
+        sets, ejob = studio.activations.start_extraction(model.id, tok.id, layers=[1],
+                                                         batch_size=1, max_tokens=0)
+        with pytest.raises(UserError, match="reading a tokenization"):
+            studio.datasets.delete(ds.id)
+        with pytest.raises(UserError, match="reading that tokenization"):
+            studio.datasets.delete_tokenization(tok.id)
+        assert studio.datasets.get(ds.id).status == "ready"
+        assert (studio.datasets.folder(ds.id)).is_dir()
+    finally:
+        release.set()
+        studio.queue.remove_listener(hold_extraction)
+    assert studio.queue.wait(ejob.id, 60).status == "completed"
+    assert studio.activations.get(sets[0].id).status == "ready"
+    studio.datasets.delete(ds.id)  # once the reader is done, the dataset goes
+    assert not studio.datasets.folder(ds.id).exists()
+    assert studio.activations.get(sets[0].id).status == "ready"  # extracted sets are kept
