@@ -117,6 +117,11 @@ class ModelService:
             raise UserError(f"The model {rec.name!r} is not ready ({rec.status}).",
                             hint="Wait for its download/import, or resume it." if
                             rec.status in (*_BUSY, "incomplete") else rec.error)
+        if rec.folder and not Path(rec.folder).exists():
+            raise UserError(f"The files of the model {rec.name!r} are gone: {rec.folder} no "
+                            "longer exists.",
+                            hint="Put the folder back (it was linked, not copied), or delete "
+                            "the model and add it again.")
         return rec
 
     def folder(self, model_id: str) -> Path:

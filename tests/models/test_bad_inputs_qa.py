@@ -27,3 +27,19 @@ def test_missing_module_path_is_refused_before_any_set_is_registered(studio, tin
         max_tokens=64)
     assert studio.queue.wait(job.id, 60).status == "completed"
     assert studio.activations.get(sets[0].id).status == "ready"
+
+
+def test_linked_model_whose_folder_was_deleted_says_so(studio, tiny_gpt2_dir, tmp_path,
+                                                       packed_tokenization):
+    import shutil
+
+    folder = tmp_path / "linked_model"
+    shutil.copytree(tiny_gpt2_dir, folder)
+    m = _ready_model(studio, folder, "linked")
+    assert m.linked
+    shutil.rmtree(folder)
+    with pytest.raises(UserError, match="files of the model 'linked' are gone") as err:
+        studio.activations.start_extraction(m.id, str(packed_tokenization), layers=[1])
+    assert "delete the model and add it again" in err.value.hint
+    assert studio.activations.list() == []
+    assert studio.models.get(m.id).status == "ready"  # the record is kept for when it returns
