@@ -211,6 +211,12 @@ class ActivationService:
                 f"The tokenization was made with {tok.meta.get('tokenizer', 'another tokenizer')}"
                 f", not with the tokenizer of {mrec.name}.",
                 hint="Tokenize the dataset with this model in the Datasets tab, then extract.")
+        context = self.studio.models.inspect(mrec.id).get("context_length")
+        if context and tok.seq_len > int(context):
+            raise UserError(
+                f"The tokenization has sequences of {tok.seq_len} tokens, but {mrec.name} reads "
+                f"at most {context} tokens at a time (its context length).",
+                hint=f"Tokenize the dataset again with a context length of {context} or less.")
         names = self.resolve_hook_points(mrec.id, hook_points=hook_points, layers=layers,
                                          hook_types=hook_types)
         extraction_id = new_id("ext")

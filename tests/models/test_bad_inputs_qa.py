@@ -43,3 +43,24 @@ def test_linked_model_whose_folder_was_deleted_says_so(studio, tiny_gpt2_dir, tm
     assert "delete the model and add it again" in err.value.hint
     assert studio.activations.list() == []
     assert studio.models.get(m.id).status == "ready"  # the record is kept for when it returns
+
+
+def test_sequences_longer_than_the_model_context_are_refused_up_front(studio, tiny_gpt2_dir,
+                                                                      tiny_tokenizer_dir,
+                                                                      tmp_path):
+    from tests.models.conftest import write_tokenization
+
+    import json
+
+    m = _ready_model(studio, tiny_gpt2_dir, "tiny")
+    context = json.loads((tiny_gpt2_dir / "config.json").read_text())["n_positions"]
+    too_long = write_tokenization(tmp_path / "tok_long", tiny_tokenizer_dir,
+                                  seq_len=context * 2, n_seq=2)
+    with pytest.raises(UserError, match=f"at most {context} tokens") as err:
+        studio.activations.start_extraction(m.id, str(too_long), layers=[1])
+    assert f"context length of {context} or less" in err.value.hint
+    assert studio.activations.list() == []
+    fits = write_tokenization(tmp_path / "tok_fits", tiny_tokenizer_dir, seq_len=context, n_seq=2)
+    sets, job = studio.activations.start_extraction(m.id, str(fits), layers=[1])
+    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.activations.get(sets[0].id).num_rows > 0
