@@ -217,6 +217,12 @@ class DatasetService:
             if not folder.exists():
                 raise UserError(f"The files of model {text!r} are missing ({folder}).",
                                 hint="Re-import the model in the Models tab.")
+            if not gguf and not any((folder / f).exists() for f in _TOKENIZER_FILES):
+                raise UserError(f"The model {getattr(model, 'name', text)!r} has no tokenizer "
+                                f"files in {folder}.",
+                                hint="Tokenize with a folder that holds its tokenizer "
+                                "(tokenizer.json), or add the tokenizer files to the model "
+                                "folder.")
             return {"tokenizer_path": str(folder), "gguf_file": gguf,
                     "tokenizer_label": getattr(model, "name", text) or text,
                     "model_id": getattr(model, "id", text)}

@@ -96,6 +96,9 @@ class TokenizeSettings:
 # ---------------------------------------------------------------- tokenizer
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
 def load_tokenizer(path: str, gguf_file: str | None = None):
     """A Hugging Face tokenizer from a local folder (fast one when it exists)."""
     from mistudio.hf import transformers_names
@@ -106,6 +109,11 @@ def load_tokenizer(path: str, gguf_file: str | None = None):
     if not folder.exists():
         raise UserError(f"The tokenizer folder {folder} does not exist.",
                         hint="Pick a model folder with tokenizer files, or a registered model.")
+    if not gguf_file and not any((folder / f).exists() for f in TOKENIZER_FILES):
+        # transformers would build an empty tokenizer from config.json alone
+        raise UserError(f"{folder} holds no tokenizer files ({', '.join(TOKENIZER_FILES)}).",
+                        hint="Pick the folder of a saved model or tokenizer, or copy the "
+                        "model's tokenizer files into it.")
     try:
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         tok = AutoTokenizer.from_pretrained(str(folder), use_fast=True, **kwargs)
@@ -271,10 +279,14 @@ def tokenize_corpus(corpus: RawCorpus, tokenizer, settings: TokenizeSettings, ou
         raise
 
     if n_seq == 0:
-        raise UserError("Tokenization produced no sequences"
-                        + (f": all {n_short} documents are shorter than "
-                           f"{s.min_doc_tokens} tokens." if n_short else "."),
-                        hint="Lower the minimum document length, or the context length.")
+        if n_short and s.min_doc_tokens > 1:
+            raise UserError(f"Tokenization produced no sequences: all {n_short} documents are "
+                            f"shorter than {s.min_doc_tokens} tokens.",
+                            hint="Lower the minimum document length, or the context length.")
+        raise UserError("Tokenization produced no sequences: the tokenizer turned every "
+                        "document into zero tokens.",
+                        hint="The tokenizer is probably empty or broken; tokenize with the "
+                        "model's own tokenizer (a folder with tokenizer.json).")
     lengths = np.concatenate(res.lengths)
     np.save(out_dir / "lengths.npy", lengths)
     documents = _documents(res, n_seq, cap, lengths, s)

@@ -43,3 +43,25 @@ def test_dataset_cannot_be_deleted_while_an_extraction_reads_its_tokenization(
     studio.datasets.delete(ds.id)  # once the reader is done, the dataset goes
     assert not studio.datasets.folder(ds.id).exists()
     assert studio.activations.get(sets[0].id).status == "ready"  # extracted sets are kept
+
+
+def test_model_without_tokenizer_files_is_refused_before_tokenizing(studio, corpus_files,
+                                                                   tiny_gpt2_dir, tmp_path):
+    """transformers builds an empty tokenizer from config.json alone; we must not use it."""
+    import shutil
+
+    from mistudio.data.tokenize import TOKENIZER_FILES, load_tokenizer
+
+    bare = tmp_path / "weights_only"
+    bare.mkdir()
+    for f in tiny_gpt2_dir.iterdir():
+        if f.name not in TOKENIZER_FILES and not f.name.startswith(("special_tokens", "merges")):
+            shutil.copy(f, bare / f.name)
+    model, mjob = studio.models.add_local(str(bare), name="weights only")
+    wait_ok(studio, mjob)
+    ds = add_ok(studio, corpus_files["jsonl"])
+    with pytest.raises(UserError, match="'weights only' has no tokenizer files"):
+        studio.datasets.tokenize(ds.id, model.id, {"seq_len": 16})
+    assert studio.datasets.tokenizations(ds.id) == []
+    with pytest.raises(UserError, match="holds no tokenizer files"):
+        load_tokenizer(str(bare))  # the job's own check, for folders given directly

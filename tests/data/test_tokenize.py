@@ -145,8 +145,12 @@ def test_settings_and_tokenizer_errors(corpus, tokenizer, tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load_tokenizer(str(tmp_path / "nowhere"))
     (tmp_path / "empty_dir").mkdir()
-    with pytest.raises(UserError, match="No tokenizer could be loaded"):
+    with pytest.raises(UserError, match="holds no tokenizer files"):
         load_tokenizer(str(tmp_path / "empty_dir"))
+    (tmp_path / "broken_dir").mkdir()
+    (tmp_path / "broken_dir" / "tokenizer.json").write_text("{not json")
+    with pytest.raises(UserError, match="No tokenizer could be loaded"):
+        load_tokenizer(str(tmp_path / "broken_dir"))
 
 
 def test_npy_row_writer_streams_a_normal_npy(tmp_path):
