@@ -191,6 +191,11 @@ class DatasetService:
         path = Path(text).expanduser()
         if path.exists():
             if path.is_file() and path.suffix.lower() == ".gguf":
+                with open(path, "rb") as fh:
+                    if fh.read(4) != b"GGUF":
+                        raise UserError(f"{path} is not a GGUF file (wrong magic bytes).",
+                                        hint="Pick a real .gguf model file, or a folder with "
+                                        "tokenizer files.")
                 return {"tokenizer_path": str(path.parent.resolve()), "gguf_file": path.name,
                         "tokenizer_label": path.name, "model_id": ""}
             if path.is_dir() and any((path / f).exists() for f in _TOKENIZER_FILES):

@@ -65,3 +65,13 @@ def test_model_without_tokenizer_files_is_refused_before_tokenizing(studio, corp
     assert studio.datasets.tokenizations(ds.id) == []
     with pytest.raises(UserError, match="holds no tokenizer files"):
         load_tokenizer(str(bare))  # the job's own check, for folders given directly
+
+
+def test_fake_gguf_is_refused_before_a_tokenize_job(studio, corpus_files, tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_text("this is not a GGUF file")
+    ds = add_ok(studio, corpus_files["jsonl"])
+    with pytest.raises(UserError, match="not a GGUF file"):
+        studio.datasets.tokenize(ds.id, str(fake), {"seq_len": 16})
+    assert studio.datasets.tokenizations(ds.id) == []
+    assert studio.list_jobs(status=("queued", "running")) == []
