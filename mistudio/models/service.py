@@ -257,6 +257,11 @@ class ModelService:
         rec = self.get(model)
         if rec.job_id and self.studio.queue.is_active(rec.job_id):
             raise UserError(f"{rec.name!r} has a job running.", hint="Cancel it first.")
+        users = [j for j in self.studio.list_jobs(status=("queued", "running", "paused"))
+                 if j.target == rec.id or j.params.get("model_id") == rec.id]
+        if users:
+            raise UserError(f"A job is using the model {rec.name!r} ({users[0].title}).",
+                            hint="Cancel it or wait for it to finish, then delete the model.")
         self.release(rec.id)
         own = self.folder(rec.id)
         if own.exists():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mistudio.errors import UserError
@@ -64,3 +66,32 @@ def test_sequences_longer_than_the_model_context_are_refused_up_front(studio, ti
     sets, job = studio.activations.start_extraction(m.id, str(fits), layers=[1])
     assert studio.queue.wait(job.id, 60).status == "completed"
     assert studio.activations.get(sets[0].id).num_rows > 0
+
+
+def test_model_cannot_be_deleted_while_an_extraction_uses_it(studio, tiny_gpt2_dir,
+                                                             packed_tokenization):
+    import threading
+
+    rec, job = studio.models.add_local(str(tiny_gpt2_dir), name="copied", copy=True)
+    assert studio.queue.wait(job.id, 60).status == "completed"
+    m = studio.models.get(rec.id)
+    release = threading.Event()
+
+    def hold(job_id, kind, payload):  # the only job now: keep it running meanwhile
+        if kind == "progress":
+            release.wait(30)
+
+    studio.add_job_listener(hold)
+    try:
+        sets, ejob = studio.activations.start_extraction(m.id, str(packed_tokenization),
+                                                         layers=[1], batch_size=1)
+        with pytest.raises(UserError, match="job is using the model 'copied'"):
+            studio.models.delete(m.id)
+        assert studio.models.get(m.id).status == "ready"
+        assert (Path(m.folder) / "config.json").exists()
+    finally:
+        release.set()
+        studio.queue.remove_listener(hold)
+    assert studio.queue.wait(ejob.id, 60).status == "completed"
+    studio.models.delete(m.id)  # once the job is done the model goes, the set stays
+    assert studio.activations.get(sets[0].id).status == "ready"
