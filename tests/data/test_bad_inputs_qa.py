@@ -75,3 +75,33 @@ def test_fake_gguf_is_refused_before_a_tokenize_job(studio, corpus_files, tmp_pa
         studio.datasets.tokenize(ds.id, str(fake), {"seq_len": 16})
     assert studio.datasets.tokenizations(ds.id) == []
     assert studio.list_jobs(status=("queued", "running")) == []
+
+
+def test_cancelled_forced_retokenization_keeps_the_finished_one(studio, tmp_path,
+                                                                tiny_tokenizer_dir):
+    import numpy as np
+
+    text = tmp_path / "many.txt"
+    text.write_text("\n\n".join(f"Document {i} about cats, dogs and rivers number {i}."
+                                for i in range(6000)))
+    ds = add_ok(studio, text)
+    tok, job = studio.datasets.tokenize(ds.id, str(tiny_tokenizer_dir),
+                                        {"seq_len": 16, "batch_docs": 64})
+    wait_ok(studio, job)
+    before = np.array(studio.datasets.open_tokenization(tok.id).tokens)
+
+    def cancel_midway(job_id, kind, payload):
+        if kind == "progress" and payload.get("total") and payload["done"] < payload["total"]:
+            studio.cancel_job(job_id)
+
+    studio.add_job_listener(cancel_midway)
+    try:
+        again, job2 = studio.datasets.tokenize(ds.id, str(tiny_tokenizer_dir),
+                                               {"seq_len": 16, "batch_docs": 64}, force=True)
+        assert again.id == tok.id
+        assert studio.queue.wait(job2.id, 60).status == "cancelled"
+    finally:
+        studio.queue.remove_listener(cancel_midway)
+    kept = studio.datasets.get_tokenization(tok.id)
+    assert kept.status == "ready"
+    assert np.array_equal(np.array(studio.datasets.open_tokenization(tok.id).tokens), before)
