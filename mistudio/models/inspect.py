@@ -29,6 +29,11 @@ def read_config(folder: str | Path, *, trust_remote_code: bool = False):
                         hint="Pick the folder that holds config.json and the weights, or import "
                         "a GGUF file instead.")
     try:
+        json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{folder / 'config.json'} is not valid JSON ({exc}).",
+                        hint="The file is damaged: download or copy the model again.") from None
+    try:
         return AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except ValueError as exc:
         if "trust_remote_code" in str(exc):

@@ -95,3 +95,16 @@ def test_model_cannot_be_deleted_while_an_extraction_uses_it(studio, tiny_gpt2_d
     assert studio.queue.wait(ejob.id, 60).status == "completed"
     studio.models.delete(m.id)  # once the job is done the model goes, the set stays
     assert studio.activations.get(sets[0].id).status == "ready"
+
+
+def test_damaged_config_json_gets_a_clear_message(studio, tiny_gpt2_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(tiny_gpt2_dir, folder)
+    (folder / "config.json").write_text('{"model_type": "gpt2", "n_embd": 64,')  # cut short
+    rec, job = studio.models.add_local(str(folder))
+    done = studio.queue.wait(job.id, 60)
+    assert done.status == "failed"
+    assert "config.json is not valid JSON" in done.error and "download or copy" in done.error
+    assert "OSError" not in done.error
