@@ -79,8 +79,16 @@ def _torch_dtype(name: str):
 def load_tokenizer(folder: str | Path, *, trust_remote_code: bool = False):
     from mistudio.hf import transformers_names
 
+    from mistudio.data.tokenize import TOKENIZER_FILES
+
     AutoTokenizer = transformers_names("AutoTokenizer")
 
+    if not any((Path(folder) / f).exists() for f in TOKENIZER_FILES):
+        # transformers would build an empty tokenizer from config.json alone
+        raise UserError(f"The model in {folder} has no tokenizer files "
+                        f"({', '.join(TOKENIZER_FILES)}).",
+                        hint="Copy the tokenizer files of the model into the folder (as saved "
+                        "by save_pretrained), or download the model again.")
     try:
         return AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except Exception as exc:

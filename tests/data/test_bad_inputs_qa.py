@@ -53,12 +53,11 @@ def test_model_without_tokenizer_files_is_refused_before_tokenizing(studio, corp
     from mistudio.data.tokenize import TOKENIZER_FILES, load_tokenizer
 
     bare = tmp_path / "weights_only"
-    bare.mkdir()
-    for f in tiny_gpt2_dir.iterdir():
-        if f.name not in TOKENIZER_FILES and not f.name.startswith(("special_tokens", "merges")):
-            shutil.copy(f, bare / f.name)
-    model, mjob = studio.models.add_local(str(bare), name="weights only")
+    shutil.copytree(tiny_gpt2_dir, bare)
+    model, mjob = studio.models.add_local(str(bare), name="weights only")  # linked, not copied
     wait_ok(studio, mjob)
+    for name in TOKENIZER_FILES:  # its tokenizer files removed after the import
+        (bare / name).unlink(missing_ok=True)
     ds = add_ok(studio, corpus_files["jsonl"])
     with pytest.raises(UserError, match="'weights only' has no tokenizer files"):
         studio.datasets.tokenize(ds.id, model.id, {"seq_len": 16})

@@ -108,3 +108,21 @@ def test_damaged_config_json_gets_a_clear_message(studio, tiny_gpt2_dir, tmp_pat
     assert done.status == "failed"
     assert "config.json is not valid JSON" in done.error and "download or copy" in done.error
     assert "OSError" not in done.error
+
+
+def test_model_folder_without_tokenizer_is_not_registered_ready(studio, tiny_gpt2_dir, tmp_path):
+    """transformers builds an empty tokenizer from config.json alone; the import must refuse."""
+    import shutil
+
+    from mistudio.data.tokenize import TOKENIZER_FILES
+
+    bare = tmp_path / "weights_only"
+    bare.mkdir()
+    for f in tiny_gpt2_dir.iterdir():
+        if f.name not in TOKENIZER_FILES and not f.name.startswith(("special_tokens", "merges")):
+            shutil.copy(f, bare / f.name)
+    rec, job = studio.models.add_local(str(bare))
+    done = studio.queue.wait(job.id, 60)
+    assert done.status == "failed"
+    assert "no tokenizer files" in done.error
+    assert studio.models.get(rec.id).status == "failed"
