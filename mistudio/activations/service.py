@@ -53,7 +53,13 @@ def expand_layers(spec, n_layers: int) -> list[int]:
         elif item == "all":
             out.extend(range(n_layers))
         elif isinstance(item, str) and "-" in item:
-            a, b = item.split("-", 1)
+            a, b = (part.strip() for part in item.split("-", 1))
+            if not (a.isdigit() and b.isdigit()):
+                raise UserError(f"Cannot read the layer range {item!r}.",
+                                hint="Write a range as two layer numbers, like 2-5.")
+            if int(a) > int(b):
+                raise UserError(f"The layer range {item!r} runs backwards.",
+                                hint=f"Write it low to high: {b}-{a}.")
             out.extend(range(int(a), int(b) + 1))
         else:
             raise UserError(f"Cannot read the layer choice {item!r}.",

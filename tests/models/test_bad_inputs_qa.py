@@ -126,3 +126,14 @@ def test_model_folder_without_tokenizer_is_not_registered_ready(studio, tiny_gpt
     assert done.status == "failed"
     assert "no tokenizer files" in done.error
     assert studio.models.get(rec.id).status == "failed"
+
+
+def test_bad_layer_ranges_have_clear_messages():
+    from mistudio.activations.service import expand_layers
+
+    assert expand_layers(["1-2", "last", -3], 3) == [0, 1, 2]
+    with pytest.raises(UserError, match="runs backwards") as err:
+        expand_layers("2-1", 3)
+    assert "1-2" in err.value.hint
+    with pytest.raises(UserError, match="Cannot read the layer range '1-x'"):
+        expand_layers("1-x", 3)
