@@ -173,6 +173,11 @@ class MainWindow(QMainWindow):
         timer.start()
 
     def _finish_close(self) -> None:
+        self.status.timer.stop()
+        for page in self.lazy_tabs.values():  # tabs with timers or threads stop them here
+            stop = getattr(page.inner, "shutdown", None)
+            if callable(stop):
+                stop()
         self.bridge.stop()
         self.studio.queue.remove_listener(self.bridge)
         still = self.studio.close(timeout=0.5)
