@@ -95,25 +95,11 @@ def run_extract(args) -> int:
 
 
 def _follow(studio, job, _runner):
-    import sys
+    from mistudio.cli.runner import follow_job_cli
 
-    from mistudio.cli.runner import TerminalProgress
-
-    bar = TerminalProgress(job.id)
-    studio.add_job_listener(bar)
-    try:
-        final = studio.queue.wait(job.id)
-    except KeyboardInterrupt:
-        print("\nStopping; the extraction can be resumed with `mistudio extract resume`.",
-              file=sys.stderr)
-        studio.queue.cancel(job.id)
-        final = studio.queue.wait(job.id)
-    finally:
-        bar.finish()
-        studio.queue.remove_listener(bar)
-    if final.status == "failed":
-        print(f"error: {final.error}\n(details: {final.log_path})", file=sys.stderr)
-    elif final.result:
+    final = follow_job_cli(studio, job, stop_message="Stopping; the extraction can be resumed "
+                           "with `mistudio extract resume`.")
+    if final.status == "completed" and final.result:
         print(f"{final.result.get('tokens', 0):,} tokens at "
               f"{final.result.get('tokens_per_s', 0):,.0f} tokens/s")
     return final

@@ -55,28 +55,14 @@ def register(sub) -> None:
 
 
 def _wait(studio, job, no_wait: bool = False) -> int:
-    from mistudio.cli.runner import TerminalProgress
+    from mistudio.cli.runner import follow_job_cli
 
     if no_wait or job is None:
         if job is not None:
             print(f"submitted job {job.id}")
         return 0
-    bar = TerminalProgress(job.id)
-    studio.add_job_listener(bar)
-    try:
-        final = studio.queue.wait(job.id)
-    except KeyboardInterrupt:
-        studio.queue.cancel(job.id)
-        final = studio.queue.wait(job.id)
-    finally:
-        bar.finish()
-        studio.queue.remove_listener(bar)
-    if final.status != "completed":
-        import sys
-
-        print(f"error: {final.error or final.status}", file=sys.stderr)
-        return 1
-    return 0
+    final = follow_job_cli(studio, job)  # prints the error of a failed job
+    return 0 if final.status == "completed" else 1
 
 
 def run_add(args) -> int:

@@ -140,23 +140,13 @@ def run_import(studio, args) -> int:
 
 @_with_studio
 def run_resume(studio, args) -> int:
-    import sys
 
-    from mistudio.cli.runner import TerminalProgress
+    from mistudio.cli.runner import follow_job_cli
 
     job = studio.trainings.resume_training(args.training_id, checkpoint=args.step,
                                            total_tokens=args.total_tokens)
-    bar = TerminalProgress(job.id)
-    studio.add_job_listener(bar)
-    try:
-        final = studio.queue.wait(job.id)
-    except KeyboardInterrupt:
-        studio.queue.cancel(job.id)
-        final = studio.queue.wait(job.id)
-    finally:
-        bar.finish()
+    final = follow_job_cli(studio, job)  # prints the error of a failed job
     if final.status != "completed":
-        print(f"{final.status}: {final.error or final.message}", file=sys.stderr)
         return 1
     print(f"{job.target} completed")
     return 0
@@ -164,25 +154,14 @@ def run_resume(studio, args) -> int:
 
 @_with_studio
 def run_evaluate(studio, args) -> int:
-    import sys
 
-    from mistudio.cli.runner import TerminalProgress
+    from mistudio.cli.runner import follow_job_cli
 
     job = studio.trainings.start_evaluation(args.id, tokens=args.tokens, model=args.model,
                                             tokenization=args.tokenization,
                                             hook_name=args.hook, device=args.device)
-    bar = TerminalProgress(job.id, quiet=args.json)
-    studio.add_job_listener(bar)
-    try:
-        final = studio.queue.wait(job.id)
-    except KeyboardInterrupt:
-        studio.queue.cancel(job.id)
-        final = studio.queue.wait(job.id)
-    finally:
-        bar.finish()
-        studio.queue.remove_listener(bar)
+    final = follow_job_cli(studio, job, quiet=args.json)  # prints the error of a failed job
     if final.status != "completed":
-        print(f"{final.status}: {final.error or final.message}", file=sys.stderr)
         return 1
     result = final.result or {}
     m = result.get("metrics", {})
