@@ -43,9 +43,7 @@ def quantization_unavailable_reason(device: str = "cuda") -> str:
 
 def quantization_config(quantization: str, compute_dtype: str):
     import torch
-    from mistudio.hf import transformers_names
-
-    BitsAndBytesConfig = transformers_names("BitsAndBytesConfig")
+    from transformers import BitsAndBytesConfig
 
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
@@ -77,11 +75,9 @@ def _torch_dtype(name: str):
 
 
 def load_tokenizer(folder: str | Path, *, trust_remote_code: bool = False):
-    from mistudio.hf import transformers_names
+    from transformers import AutoTokenizer
 
     from mistudio.data.tokenize import TOKENIZER_FILES
-
-    AutoTokenizer = transformers_names("AutoTokenizer")
 
     if not any((Path(folder) / f).exists() for f in TOKENIZER_FILES):
         # transformers would build an empty tokenizer from config.json alone
@@ -101,9 +97,7 @@ def load_model_uncached(folder: str | Path, *, dtype: str = "float32", device: s
                         quantization: str = "none", trust_remote_code: bool = False):
     """(model, tokenizer), model in eval mode on ``device``."""
     import torch
-    from mistudio.hf import transformers_names
-
-    AutoModelForCausalLM = transformers_names("AutoModelForCausalLM")
+    from transformers import AutoModelForCausalLM
 
     folder = Path(folder)
     if dtype not in LOAD_DTYPES:

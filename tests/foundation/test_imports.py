@@ -50,25 +50,3 @@ def test_opening_main_window_does_not_import_torch():
     out = _run(WINDOW_CHECK)
     assert "TORCH_LOADED=False" in out
     assert "TRANSFORMERS_LOADED=False" in out
-
-
-HF_THREADS = textwrap.dedent("""
-    import threading
-    from mistudio.hf import transformers_names
-    errors, barrier = [], threading.Barrier(6)
-    def work():
-        barrier.wait()
-        try:
-            transformers_names("AutoConfig", "AutoTokenizer", "AutoModelForCausalLM",
-                               "LlamaConfig", "GPT2Config")
-        except Exception as exc:
-            errors.append(repr(exc))
-    ts = [threading.Thread(target=work) for _ in range(6)]
-    [t.start() for t in ts]; [t.join() for t in ts]
-    print("ERRORS=" + "|".join(errors))
-""")
-
-
-def test_transformers_classes_resolve_from_many_threads_at_once():
-    out = _run(HF_THREADS)
-    assert next(l for l in out.splitlines() if l.startswith("ERRORS=")) == "ERRORS="
