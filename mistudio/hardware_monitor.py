@@ -173,7 +173,8 @@ class ResourceSampler:
         try:
             with self._process.oneshot():
                 # psutil reports process CPU as percent of one core; scale to the machine.
-                proc_cpu = self._process.cpu_percent(interval=None) / cpu_count
+                # Over a very short interval psutil's ratio overshoots; the share is <= 100%.
+                proc_cpu = min(100.0, self._process.cpu_percent(interval=None) / cpu_count)
                 rss = int(self._process.memory_info().rss)
         except psutil.Error:
             proc_cpu, rss = 0.0, 0
