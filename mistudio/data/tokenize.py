@@ -101,7 +101,9 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
 
 def load_tokenizer(path: str, gguf_file: str | None = None):
     """A Hugging Face tokenizer from a local folder (fast one when it exists)."""
-    from transformers import AutoTokenizer
+    from mistudio.hf import transformers_names
+
+    AutoTokenizer = transformers_names("AutoTokenizer")
 
     folder = Path(path)
     if not folder.exists():

@@ -307,6 +307,8 @@ class JobQueue:
         deadline = time.monotonic() + timeout
         for run in running:
             run.done.wait(max(0.0, deadline - time.monotonic()))
+            if run.done.is_set() and run.thread is not None:  # its thread is ending: join it
+                run.thread.join(max(0.0, deadline - time.monotonic()))
         still = [r.rec.id for r in running if not r.done.is_set()]
         for job_id in still:
             self.repo.update(job_id, status="interrupted", finished_at=now_iso(),

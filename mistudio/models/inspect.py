@@ -19,7 +19,9 @@ QUANTIZATIONS = ("none", "8bit", "4bit")
 
 
 def read_config(folder: str | Path, *, trust_remote_code: bool = False):
-    from transformers import AutoConfig
+    from mistudio.hf import transformers_names
+
+    AutoConfig = transformers_names("AutoConfig")
 
     folder = Path(folder)
     if not (folder / "config.json").exists():
@@ -189,7 +191,9 @@ def architecture_summary(folder: str | Path, *, trust_remote_code: bool = False)
 
 def _meta_model(folder: str | Path, trust_remote_code: bool = False):
     import torch
-    from transformers import AutoModelForCausalLM
+    from mistudio.hf import transformers_names
+
+    AutoModelForCausalLM = transformers_names("AutoModelForCausalLM")
 
     cfg = read_config(folder, trust_remote_code=trust_remote_code)
     if getattr(cfg, "quantization_config", None) is not None:

@@ -43,7 +43,9 @@ def quantization_unavailable_reason(device: str = "cuda") -> str:
 
 def quantization_config(quantization: str, compute_dtype: str):
     import torch
-    from transformers import BitsAndBytesConfig
+    from mistudio.hf import transformers_names
+
+    BitsAndBytesConfig = transformers_names("BitsAndBytesConfig")
 
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
@@ -75,7 +77,9 @@ def _torch_dtype(name: str):
 
 
 def load_tokenizer(folder: str | Path, *, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
+    from mistudio.hf import transformers_names
+
+    AutoTokenizer = transformers_names("AutoTokenizer")
 
     from mistudio.data.tokenize import TOKENIZER_FILES
 
@@ -97,7 +101,9 @@ def load_model_uncached(folder: str | Path, *, dtype: str = "float32", device: s
                         quantization: str = "none", trust_remote_code: bool = False):
     """(model, tokenizer), model in eval mode on ``device``."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from mistudio.hf import transformers_names
+
+    AutoModelForCausalLM = transformers_names("AutoModelForCausalLM")
 
     folder = Path(folder)
     if dtype not in LOAD_DTYPES:

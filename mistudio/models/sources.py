@@ -121,7 +121,10 @@ def convert_gguf(gguf_file: Path, dest: Path, ctx=None) -> dict:
     from the same config without it.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from mistudio.hf import transformers_names
+
+    AutoConfig, AutoModelForCausalLM, AutoTokenizer = transformers_names(
+        "AutoConfig", "AutoModelForCausalLM", "AutoTokenizer")
 
     gguf_file = Path(gguf_file).expanduser()
     if not gguf_file.is_file():

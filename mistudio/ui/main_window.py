@@ -180,6 +180,8 @@ class MainWindow(QMainWindow):
                 stop()
         self.bridge.stop()
         self.studio.queue.remove_listener(self.bridge)
+        for timer in self.findChildren(QTimer):  # any a tab left running (no shutdown hook)
+            timer.stop()
         still = self.studio.close(timeout=0.5)
         if still:
             log.warning("closed with jobs still running (marked interrupted): %s", still)

@@ -50,10 +50,16 @@ class QtJobThread(QThread):
         self._target()
 
     def join(self, timeout: float | None = None) -> None:
-        self.wait(-1 if timeout is None else int(timeout * 1000))
+        try:
+            self.wait(-1 if timeout is None else int(timeout * 1000))
+        except RuntimeError:  # already deleted (deleteLater after it finished)
+            pass
 
     def is_alive(self) -> bool:
-        return self.isRunning()
+        try:
+            return self.isRunning()
+        except RuntimeError:  # already deleted (deleteLater after it finished)
+            return False
 
 
 _LIVE: set = set()
@@ -92,8 +98,10 @@ class JobBridge(QObject):
         self._timer.timeout.connect(self.drain)
         self._timer.start()
         # The GUI thread competes for the GIL with Python-heavy job threads; a shorter switch
-        # interval (default 5 ms) bounds how long each event-loop step waits for it.
-        sys.setswitchinterval(0.001)
+        # interval (default 5 ms) bounds how long each event-loop step waits for it. It is
+        # process-wide: stop() puts back the value found here.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, 0.001))
         reserve_core_for_gui()
 
     def __call__(self, job_id: str, kind: str, payload: dict) -> None:
@@ -130,3 +138,6 @@ class JobBridge(QObject):
     def stop(self) -> None:
         self._timer.stop()
         self.drain()
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None

@@ -7,6 +7,7 @@ against the model's own hidden states)."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ TRAIN = {"architecture": "topk", "expansion_factor": 4, "k": 8, "batch_size": 12
 
 @pytest.fixture
 def window(qtbot, data_dir):
+    switch_interval = sys.getswitchinterval()
     studio = Studio(data_dir, thread_factory=qt_thread_factory, secrets=MemorySecrets())
     w = MainWindow(studio)
     qtbot.addWidget(w)
@@ -37,6 +39,12 @@ def window(qtbot, data_dir):
     if not w._closing:
         w.close()
     qtbot.waitUntil(lambda: w._closing and not studio.queue.active_ids(), timeout=20000)
+    # nothing the window started keeps running into the next test (tests/foundation/
+    # test_shutdown.py checks threads too)
+    from PySide6.QtCore import QTimer
+
+    assert [t.interval() for t in w.findChildren(QTimer) if t.isActive()] == []
+    assert sys.getswitchinterval() == switch_interval
 
 
 def _shot(widget, tmp_path, name):

@@ -8,8 +8,6 @@ already left are dropped, so switching models never mixes two models' details.
 
 from __future__ import annotations
 
-import time
-
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
@@ -24,22 +22,13 @@ QUANTS = ("none", "8bit", "4bit")
 _VERDICT_COLOURS = {"fits": "#15803d", "tight": "#b45309", "won't fit": "#b91c1c"}
 
 
-def _tagged(model_id: str, part: str, fn, import_retries: int = 3):
-    """Run ``fn`` and label its result (or its exception) with the model and the part.
-
-    transformers' lazy module is not thread-safe: while another thread (another tab, the
-    About probe) is importing it, ``from transformers import X`` can fail with ImportError.
-    That is transient, so it is retried after the other import had time to finish."""
+def _tagged(model_id: str, part: str, fn):
+    """Run ``fn`` and label its result (or its exception) with the model and the part."""
     def run():
-        for attempt in range(import_retries + 1):
-            try:
-                return model_id, part, fn()
-            except ImportError as exc:
-                if attempt == import_retries:
-                    return model_id, part, exc
-                time.sleep(0.5 * (attempt + 1))
-            except Exception as exc:  # shown in the inspector, never raised into Qt
-                return model_id, part, exc
+        try:
+            return model_id, part, fn()
+        except Exception as exc:  # shown in the inspector, never raised into Qt
+            return model_id, part, exc
     return run
 
 

@@ -369,6 +369,10 @@ class TrainingCharts(QWidget):
         self._timer.start()
         self._show_empty(True)
 
+    def shutdown(self) -> None:
+        """Stop the redraw timer (the tab is closing)."""
+        self._timer.stop()
+
     def _add_chart(self, spec: ChartSpec) -> MetricChart:
         chart = MetricChart(spec)
         n = len(self.charts)

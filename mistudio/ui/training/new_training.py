@@ -121,6 +121,10 @@ class NewTrainingPanel(QWidget):
             self.load_config(last)
         self.validate()
 
+    def shutdown(self) -> None:
+        """Stop the pending validation (the tab is closing)."""
+        self._validate_timer.stop()
+
     # ------------------------------------------------------------------ templates
 
     def reload_templates(self, select_id: str | None = None) -> None:

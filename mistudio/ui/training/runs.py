@@ -151,6 +151,10 @@ class RunsView(QWidget):
         hint = QLabel("Click a header to sort. Select two runs (Ctrl+click) to compare their "
                       "settings; double-click a run to open its charts.")
         hint.setStyleSheet("color: #666")
+        self.error = QLabel()  # a load that failed; the table keeps its last rows
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #b91c1c")
+        self.error.setVisible(False)
         split = QSplitter(Qt.Vertical)
         split.addWidget(self.table)
         split.addWidget(self.diff_box)
@@ -158,6 +162,7 @@ class RunsView(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(hint)
+        lay.addWidget(self.error)
         lay.addWidget(split, 1)
         self._update_diff()
 
@@ -165,6 +170,7 @@ class RunsView(QWidget):
 
     def set_rows(self, rows: list[RunRow]) -> None:
         """Replace the rows, keeping the selection and the sort."""
+        self.error.setVisible(False)
         keep = {(r.key, r.member) for r in self.selected_rows()}
         self.model.set_rows(rows)
         if keep:
@@ -174,6 +180,10 @@ class RunsView(QWidget):
                     idx = self.proxy.mapFromSource(self.model.index(i, 0))
                     sel.select(idx, sel.SelectionFlag.Select | sel.SelectionFlag.Rows)
         self._update_diff()
+
+    def show_error(self, message: str) -> None:
+        self.error.setText(f"The runs could not be loaded: {message}")
+        self.error.setVisible(True)
 
     def selected_rows(self) -> list[RunRow]:
         idxs = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []

@@ -85,8 +85,12 @@ class TrainingTab(QWidget):
 
         self.runs = RunsView()
         self.runs.open_run.connect(self._open_run)
+        from mistudio.ui.training.runs_loader import RunsLoader
+
         self._runs_dirty = True
-        self._run_rows_cache: dict[str, tuple] = {}  # key -> (jobs and statuses, rows)
+        self.runs_loader = RunsLoader(studio, self._training_records, self)
+        self.runs_loader.rows_ready.connect(self.runs.set_rows)
+        self.runs_loader.failed.connect(self.runs.show_error)
         self._runs_timer = QTimer(self)  # live best/last values while the page is shown
         self._runs_timer.setInterval(2000)
         self._runs_timer.timeout.connect(self._refresh_runs_if_live)
@@ -393,30 +397,17 @@ class TrainingTab(QWidget):
 
     # ------------------------------------------------------------------ runs table
 
-    def run_rows(self):
-        from mistudio.ui.training.run_table import summarize
+    def _training_records(self):  # called on the runs loader's thread
+        return self.actions.service.trainings_repo.list()
 
-        try:
-            records = {r.id: r for r in self.actions.service.trainings_repo.list()}
-        except Exception:  # the engine's service may be missing
-            records = {}
-        rows, cache = [], {}
-        for key, jobs in self.jobs.items():
-            jobs = [self.studio.jobs_repo.get(j.id) or j for j in jobs]
-            signature = tuple((j.id, j.status) for j in jobs)
-            hit = self._run_rows_cache.get(key)
-            if hit is not None and hit[0] == signature and jobs[-1].status not in ACTIVE:
-                cache[key] = hit  # a finished training's numbers do not change
-            else:
-                cache[key] = (signature, summarize(key, jobs, records.get(key),
-                                                   self.studio.store.db))
-            rows += cache[key][1]
-        self._run_rows_cache = cache
-        return rows
-
-    def refresh_runs(self) -> None:
+    def refresh_runs(self, *, wait: bool = False) -> None:
+        """Reload the Runs table: computed off the GUI thread, the rows arrive by signal
+        (``runs_loader.rows_ready``); ``wait=True`` computes them here (screenshots)."""
         self._runs_dirty = False
-        self.runs.set_rows(self.run_rows())
+        if wait:
+            self.runs.set_rows(self.runs_loader.load_now(self.jobs))
+        else:
+            self.runs_loader.request(self.jobs)
 
     def _refresh_runs_if_live(self) -> None:
         if self._runs_dirty and self.runs.isVisible():
@@ -539,7 +530,7 @@ class TrainingTab(QWidget):
         yield "extract first", None
         panel.data_combo.setCurrentIndex(previous)
         self.pages.setCurrentWidget(self.runs)
-        self.refresh_runs()
+        self.refresh_runs(wait=True)
         if len(self.runs.model.rows) >= 2:
             self.runs.select_runs([r.name for r in self.runs.model.rows[:2]])
         yield "runs", None
@@ -551,10 +542,20 @@ class TrainingTab(QWidget):
         self.pages.setCurrentWidget(self.monitor_page)
         yield "resources", None
 
-    def closeEvent(self, event) -> None:
+    def shutdown(self) -> None:
+        """Stop the timers and threads this tab started (the main window calls it when it
+        closes; a tab shown alone, when it closes)."""
+        self._runs_timer.stop()
+        self.runs_loader.close()
+        self.charts.shutdown()
+        if self._new_page_built:
+            self.new_training.shutdown()
         if self.monitor is not None:
             self.monitor.close()
         self.chain_cards.close()
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
         super().closeEvent(event)
 
 
