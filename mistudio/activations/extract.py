@@ -182,9 +182,11 @@ def run(params: dict, ctx) -> dict:
     device = hardware.resolve_device(params.get("device") or ctx.device)
     model_dtype = hardware.resolve_dtype(params.get("model_dtype") or ctx.dtype, device)
     quantization = params.get("quantization", "none")
-    ctx.progress(0, None, f"Loading the model on {device} ({model_dtype})...")
+    ctx.progress(0, None, f"Loading the model on {device} ({model_dtype}"
+                 + (f", {quantization}" if quantization != "none" else "") + ")...")
     loaded = MODEL_CACHE.get(model_folder, dtype=model_dtype, device=device,
-                             quantization=quantization, trust_remote_code=trust)
+                             quantization=quantization, trust_remote_code=trust,
+                             allow_cpu_quantization=bool(params.get("allow_cpu_quantization")))
     model = loaded.model
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
         else model.config
