@@ -119,6 +119,31 @@ def quantization_config(quantization: str, compute_dtype: str):
     raise ValueError(quantization)
 
 
+class _OnceFilter(logging.Filter):
+    """bitsandbytes logs 'MatMul8bitLt: inputs will be cast ... to float16' on every forward
+    of every 8-bit layer fed float32/bfloat16: let it through once per process."""
+
+    prefix = "MatMul8bitLt: inputs will be cast"
+
+    def __init__(self):
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        return True
+
+
+def _quiet_bnb_cast_warning() -> None:
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _OnceFilter) for f in logger.filters):
+        logger.addFilter(_OnceFilter())
+
+
 def _device_map(device: str) -> dict:
     """accelerate's device_map for a model that must be placed while loading (bitsandbytes
     quantizes as the weights land)."""
@@ -207,6 +232,7 @@ def load_model_uncached(folder: str | Path, *, dtype: str = "float32", device: s
         if not saved:
             kwargs["quantization_config"] = quantization_config(quantization, dtype)
         kwargs["device_map"] = _device_map(device)
+        _quiet_bnb_cast_warning()
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except torch.cuda.OutOfMemoryError as exc:
@@ -244,7 +270,8 @@ def model_memory_bytes(model) -> int:
         seen.add(id(t))
         return t.numel() * t.element_size()
 
-    for p in model.parameters():
+    for m in model.modules():
+        p = getattr(m, "weight", None)
         qs = getattr(p, "quant_state", None)
         if qs is not None:
             total += add(getattr(qs, "absmax", None)) + add(getattr(qs, "code", None))
@@ -252,7 +279,9 @@ def model_memory_bytes(model) -> int:
             if s2 is not None:
                 total += add(getattr(s2, "absmax", None)) + add(getattr(s2, "code", None))
             total += add(getattr(qs, "offset", None))
-        total += add(getattr(p, "SCB", None))
+        # 8-bit row scales: on the weight until the first forward, then on the layer's state
+        total += add(getattr(p, "SCB", None)) or add(getattr(getattr(m, "state", None), "SCB",
+                                                             None))
     return total
 
 
