@@ -67,9 +67,14 @@ class _BackgroundWriter:
             try:
                 kind = item[0]
                 if kind == "batch":
-                    _, event, slot, rows, positions, resume = item
+                    _, event, slot, rows, positions, resume, borrowed = item
                     if event is not None:
                         event.synchronize()  # the non-blocking copy to host has landed
+                    if borrowed:
+                        # rows live in a reusable pinned buffer that goes back to the pool
+                        # below, while the shard writer keeps what it is given until the
+                        # shard is full: hand it a copy (a host memcpy, on this thread)
+                        rows = {name: r.clone() for name, r in rows.items()}
                     shards_before = sum(len(w.shards) for w in self.writers.values())
                     for name, w in self.writers.items():
                         w.append(rows[name], positions, keep_together=True, resume=resume)
@@ -301,7 +306,7 @@ def run(params: dict, ctx) -> dict:
                 rows_done += int(positions.shape[0])
                 seq = end
                 bg.put(("batch", event, slot, rows, positions,
-                        {"next_seq": seq, "rows": rows_done}))
+                        {"next_seq": seq, "rows": rows_done}, cuda))
                 step += 1
                 elapsed = max(time.monotonic() - t_start, 1e-6)
                 rate = (rows_done - rows_at_start) / elapsed

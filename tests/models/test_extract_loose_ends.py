@@ -80,3 +80,43 @@ def test_failed_extraction_without_a_shard_leaves_no_set(studio, tiny_gpt2_dir,
     finally:
         studio.queue.remove_listener(cancel_on_load)
     assert studio.activations.list() == [] and not studio.activations.folder(sets[0].id).exists()
+
+
+@pytest.mark.parametrize("store_dtype", ["float32", "bfloat16"])
+def test_writer_keeps_rows_from_reused_pinned_buffers(tmp_path, store_dtype):
+    """On CUDA each batch lands in one of a few reusable pinned buffers, and a shard spans
+    several batches: the writer must keep a copy, not a view the next batch overwrites.
+    (Plain CPU tensors stand in for pinned memory; the reuse pattern is the same.)"""
+    import queue
+
+    import torch
+
+    from mistudio.activations.extract import _BackgroundWriter
+    from mistudio.activations.format import ActivationSet, ActivationShardWriter
+
+    d, per_batch, slots = 8, 10, 2
+    writer = ActivationShardWriter(tmp_path / "set", d, {"hook_point": "h"}, dtype=store_dtype,
+                                   shard_rows=35)
+    free: queue.Queue = queue.Queue()
+    for i in range(slots):
+        free.put(i)
+    buffers = [torch.empty(per_batch, d, dtype=getattr(torch, store_dtype))
+               for _ in range(slots)]
+    bg = _BackgroundWriter({"h": writer}, free, on_shard=lambda _r: None)
+    want = []
+    for b in range(9):
+        slot = free.get(timeout=10)
+        data = torch.arange(per_batch * d, dtype=torch.float32).reshape(per_batch, d) + 100 * b
+        buffers[slot].copy_(data)
+        want.append(data)
+        pos = np.stack([np.full(per_batch, b), np.arange(per_batch)], 1).astype(np.int32)
+        bg.put(("batch", None, slot, {"h": buffers[slot]}, pos,
+                {"next_seq": b + 1, "rows": per_batch * (b + 1)}, True))
+    bg.flush()
+    bg.close()
+    writer.finish({"num_tokens": 90})
+    got = ActivationSet(tmp_path / "set")
+    assert got.num_rows == 90
+    expected = torch.cat(want).to(getattr(torch, store_dtype)).float().numpy()
+    np.testing.assert_array_equal(got.rows(0, 90), expected)
+    assert got.positions()[:, 0].tolist() == [b for b in range(9) for _ in range(per_batch)]
