@@ -272,8 +272,9 @@ def run(params: dict, ctx) -> dict:
                     raise
                 positions = np.stack([b_idx + seq, t_idx], axis=1).astype(np.int32)
                 full = take == mask.size
-                sel_b = torch.from_numpy(b_idx).to(device, non_blocking=cuda)
-                sel_t = torch.from_numpy(t_idx).to(device, non_blocking=cuda)
+                if not full:  # every position kept: no index copies to the device
+                    sel_b = torch.from_numpy(b_idx).to(device, non_blocking=cuda)
+                    sel_t = torch.from_numpy(t_idx).to(device, non_blocking=cuda)
                 rows = {}
                 for name in names:
                     a = acts[name]
