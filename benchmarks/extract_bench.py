@@ -7,10 +7,12 @@ Same model (GPT-2 shape, random weights), same batches, same device, one process
 - extraction: the real ``activations.extract`` job (valid-position selection, storage dtype,
   pinned host copies, background shard writer, statistics) writing to a temporary folder.
 
-Prints both tokens/s and the ratio (target: extraction >= 0.9 x baseline).
+Runs alternate in pairs (bare then extraction, then the other way round, ...) so that a
+change of load on a shared machine hits both alike; each pair's ratio is printed, then the
+median ratio and its spread (target: extraction >= 0.9 x baseline).
 
     python benchmarks/extract_bench.py                     # CPU-sized defaults
-    python benchmarks/extract_bench.py --gpu2small --device cuda   # H100/H200 reference shape
+    python benchmarks/extract_bench.py --gpt2small --device cuda   # H100/H200 reference shape
 """
 
 from __future__ import annotations
@@ -129,20 +131,23 @@ def main() -> int:
     p.add_argument("--layer", type=int, default=3)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--batches", type=int, default=24)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batches", type=int, default=8, help="batches in one run (one chunk)")
+    p.add_argument("--pairs", type=int, default=8, help="bare/extraction pairs, alternating")
     p.add_argument("--gpt2small", action="store_true",
                    help="GPT-2-small shape: d 768, 12 layers, 12 heads, layer 6, 64x128, "
-                   "200 batches")
+                   "50 batches a run")
     args = p.parse_args()
     if args.gpt2small:
         args.d_model, args.n_layers, args.heads, args.layer = 768, 12, 12, 6
-        args.batch, args.seq, args.batches = 64, 128, 200
+        args.batch, args.seq, args.batches = 64, 128, 50
 
     from mistudio.hardware import resolve_device, resolve_dtype
     from mistudio.models.loading import MODEL_CACHE
 
     device = resolve_device(args.device)
+    if args.device not in ("auto", "cpu") and device == "cpu":
+        print(f"--device {args.device} asked, but PyTorch sees no CUDA GPU", file=sys.stderr)
+        return 2
     args.dtype = resolve_dtype(args.dtype, device)
     args.store_dtype = args.store_dtype or args.dtype
     with tempfile.TemporaryDirectory(prefix="extract_bench_") as tmp:
@@ -151,20 +156,34 @@ def main() -> int:
         model = MODEL_CACHE.get(model_dir, dtype=args.dtype, device=device).model  # shared
         bare_forward(model, tok_dir, args, device)  # warm-up (kernels, allocator, page cache)
         extraction(model_dir, tok_dir, root / "out", args, device)
-        bases, exts = [], []
-        for _ in range(args.repeats):  # interleaved so drift hits both equally
-            bases.append(bare_forward(model, tok_dir, args, device))
-            exts.append(extraction(model_dir, tok_dir, root / "out", args, device))
-        base, ext = float(np.median(bases)), float(np.median(exts))
         shape = (f"GPT-2 shape d{args.d_model} x{args.n_layers} layers, stop after layer "
-                 f"{args.layer}, batch {args.batch}x{args.seq}, {args.batches} batches, "
+                 f"{args.layer}, batch {args.batch}x{args.seq}, {args.batches} batches a run, "
                  f"{device} {args.dtype}, stored {args.store_dtype}")
-        print(shape)
-        print(f"bare forward stopped at layer {args.layer}: {base:>12,.0f} tokens/s "
-              f"(runs: {', '.join(f'{b:,.0f}' for b in bases)})")
-        print(f"extraction to disk            : {ext:>12,.0f} tokens/s "
-              f"(runs: {', '.join(f'{e:,.0f}' for e in exts)})")
-        print(f"ratio extraction / bare       : {ext / base:.3f}")
+        if device.startswith("cuda"):
+            import torch
+
+            shape += f", {torch.cuda.get_device_name()}"
+        print(shape, flush=True)
+        bases, exts, ratios = [], [], []
+        for i in range(args.pairs):
+            order = ("bare", "ext") if i % 2 == 0 else ("ext", "bare")
+            got = {}
+            for which in order:
+                got[which] = (bare_forward(model, tok_dir, args, device) if which == "bare"
+                              else extraction(model_dir, tok_dir, root / "out", args, device))
+            bases.append(got["bare"])
+            exts.append(got["ext"])
+            ratios.append(got["ext"] / got["bare"])
+            print(f"pair {i + 1:>2} ({order[0]} first): bare {got['bare']:>12,.0f} tokens/s   "
+                  f"extraction {got['ext']:>12,.0f} tokens/s   ratio {ratios[-1]:.3f}",
+                  flush=True)
+        r = np.array(ratios)
+        q1, med, q3 = np.percentile(r, [25, 50, 75])
+        print(f"bare forward stopped at layer {args.layer}: median {np.median(bases):>12,.0f} "
+              "tokens/s")
+        print(f"extraction to disk            : median {np.median(exts):>12,.0f} tokens/s")
+        print(f"ratio extraction / bare       : median {med:.3f} over {len(r)} pairs "
+              f"(interquartile {q1:.3f}-{q3:.3f}, min {r.min():.3f}, max {r.max():.3f})")
     return 0
 
 

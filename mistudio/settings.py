@@ -40,6 +40,9 @@ class Settings:
                 "running out of GPU memory."})
     shutdown_wait_s: float = field(default=10.0, metadata={
         "help": "How long closing the app waits for running jobs to stop and checkpoint."})
+    allow_cpu_quantization: bool = field(default=False, metadata={
+        "help": "Allow 8-/4-bit (bitsandbytes) on the CPU: saves memory, runs slower than full "
+                "precision."})
 
     def validate(self) -> list[str]:
         problems = []

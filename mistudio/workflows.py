@@ -264,7 +264,22 @@ class TrainingWorkflows:
             if chain.status == STARTED:
                 raise UserError("This workflow's training has already started.",
                                 hint="Resume the training from its own card.")
-            rec = self.studio.activations.get(chain.activation_set_id)
+            try:
+                rec = self.studio.activations.get(chain.activation_set_id)
+            except UserError:
+                if self.studio.activations.repo.get(chain.activation_set_id) is not None:
+                    raise
+                rec = None
+            if rec is None:
+                # stopped before any shard: no set was kept, so the extraction starts again
+                sets, job = self.studio.activations.start_extraction(
+                    chain.model_id, chain.tokenization, hook_points=[chain.hook_point],
+                    name=f"{chain.model_name} {chain.hook_point} (for {chain.title})"[:200],
+                    **chain.extraction)
+                chain.activation_set_id = sets[0].id
+                chain.status, chain.error, chain.extraction_job_id = EXTRACTING, "", job.id
+                self._changed(chain)
+                return chain
             if rec.status == "ready":
                 self._start_training(chain)
                 return chain

@@ -67,9 +67,14 @@ class _BackgroundWriter:
             try:
                 kind = item[0]
                 if kind == "batch":
-                    _, event, slot, rows, positions, resume = item
+                    _, event, slot, rows, positions, resume, borrowed = item
                     if event is not None:
                         event.synchronize()  # the non-blocking copy to host has landed
+                    if borrowed:
+                        # rows live in a reusable pinned buffer that goes back to the pool
+                        # below, while the shard writer keeps what it is given until the
+                        # shard is full: hand it a copy (a host memcpy, on this thread)
+                        rows = {name: r.clone() for name, r in rows.items()}
                     shards_before = sum(len(w.shards) for w in self.writers.values())
                     for name, w in self.writers.items():
                         w.append(rows[name], positions, keep_together=True, resume=resume)
@@ -182,9 +187,11 @@ def run(params: dict, ctx) -> dict:
     device = hardware.resolve_device(params.get("device") or ctx.device)
     model_dtype = hardware.resolve_dtype(params.get("model_dtype") or ctx.dtype, device)
     quantization = params.get("quantization", "none")
-    ctx.progress(0, None, f"Loading the model on {device} ({model_dtype})...")
+    ctx.progress(0, None, f"Loading the model on {device} ({model_dtype}"
+                 + (f", {quantization}" if quantization != "none" else "") + ")...")
     loaded = MODEL_CACHE.get(model_folder, dtype=model_dtype, device=device,
-                             quantization=quantization, trust_remote_code=trust)
+                             quantization=quantization, trust_remote_code=trust,
+                             allow_cpu_quantization=bool(params.get("allow_cpu_quantization")))
     model = loaded.model
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
         else model.config
@@ -265,8 +272,9 @@ def run(params: dict, ctx) -> dict:
                     raise
                 positions = np.stack([b_idx + seq, t_idx], axis=1).astype(np.int32)
                 full = take == mask.size
-                sel_b = torch.from_numpy(b_idx).to(device, non_blocking=cuda)
-                sel_t = torch.from_numpy(t_idx).to(device, non_blocking=cuda)
+                if not full:  # every position kept: no index copies to the device
+                    sel_b = torch.from_numpy(b_idx).to(device, non_blocking=cuda)
+                    sel_t = torch.from_numpy(t_idx).to(device, non_blocking=cuda)
                 rows = {}
                 for name in names:
                     a = acts[name]
@@ -299,7 +307,7 @@ def run(params: dict, ctx) -> dict:
                 rows_done += int(positions.shape[0])
                 seq = end
                 bg.put(("batch", event, slot, rows, positions,
-                        {"next_seq": seq, "rows": rows_done}))
+                        {"next_seq": seq, "rows": rows_done}, cuda))
                 step += 1
                 elapsed = max(time.monotonic() - t_start, 1e-6)
                 rate = (rows_done - rows_at_start) / elapsed

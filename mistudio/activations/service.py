@@ -11,13 +11,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mistudio.activations.format import ActivationSet, STORE_DTYPES, is_complete
+from mistudio.activations.format import (ActivationSet, STORE_DTYPES, is_complete,
+                                         read_shard_index)
 from mistudio.activations.repository import (ActivationSetRecord, ActivationSetsRepo,
                                              ExtractionTemplate, ExtractionTemplatesRepo)
 from mistudio.errors import UserError
 from mistudio.paths import dir_size
 from mistudio.store.db import new_id
 from mistudio.store.jobs_repo import FINISHED, JobRecord
+
+MAX_BATCH_SIZE = 4096  # sequences per forward pass
 
 DEFAULT_SETTINGS = {"layers": [], "hook_types": ["resid_post"], "max_tokens": 1_000_000,
                     "batch_size": 16, "store_dtype": "float32", "skip_bos": True}
@@ -71,6 +74,28 @@ def expand_layers(spec, n_layers: int) -> list[int]:
     return sorted(set(out))
 
 
+def _whole_number(value, field: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or (isinstance(value, float)
+                                                    and value != number):
+        raise UserError(f"{field} must be a whole number, not {value!r}.")
+    return number
+
+
+def check_batch_size(value) -> int:
+    """The batch size (sequences per forward pass) as an int in 1..MAX_BATCH_SIZE."""
+    n = _whole_number(value, "batch size")
+    if not 1 <= n <= MAX_BATCH_SIZE:
+        raise UserError(f"batch size is {n}: it must be between 1 and {MAX_BATCH_SIZE} "
+                        "sequences per forward pass.",
+                        hint="e.g. --batch-size 16; lower it if the device runs out of "
+                        "memory.")
+    return n
+
+
 class ActivationService:
     def __init__(self, studio):
         self.studio = studio
@@ -101,6 +126,10 @@ class ActivationService:
             summary["elapsed_s"] = s.meta.get("elapsed_s")
             self.repo.update(rec.id, status="ready", num_rows=s.num_rows, d_in=s.d_in,
                              size_bytes=dir_size(rec.folder), summary=summary, job_id="")
+        elif not read_shard_index(rec.folder):
+            # nothing was saved: no half-made set to resume; the job keeps the error
+            shutil.rmtree(rec.folder, ignore_errors=True)
+            self.repo.delete(rec.id)
         else:
             summary = dict(rec.summary)
             summary["error"] = error or {"cancelled": "Cancelled.",
@@ -133,6 +162,11 @@ class ActivationService:
             job = self.studio.jobs_repo.get(rec.job_id) if rec.job_id else None
             self._settle(rec, job.status if job else "interrupted", job.error if job else "")
             rec = self.repo.get(rec.id)
+            if rec is None:
+                raise UserError(f"No activation set {set_id!r}: its extraction stopped before "
+                                "any rows were saved" + (f" ({job.error})" if job is not None
+                                                          and job.error else "") + ".",
+                                hint="Start the extraction again.")
         return rec
 
     def _job_done(self, job_id: str) -> bool:
@@ -204,10 +238,17 @@ class ActivationService:
         if store_dtype not in STORE_DTYPES:
             raise UserError(f"Unknown storage dtype {store_dtype!r}.",
                             hint=f"Use one of {', '.join(STORE_DTYPES)}.")
-        if int(batch_size) < 1:
-            raise UserError("The batch size must be at least 1.")
-        if int(max_tokens) < 0:
-            raise UserError("Max tokens cannot be negative (0 means all).")
+        batch_size = check_batch_size(batch_size)
+        max_tokens = _whole_number(max_tokens, "max tokens")
+        if max_tokens < 0:
+            raise UserError(f"max tokens is {max_tokens}: it must be 0 (all the tokens of the "
+                            "tokenization) or a positive number of tokens.",
+                            hint="e.g. --max-tokens 1000000, or 0 for all.")
+        if quantization != "none":
+            from mistudio.hardware import resolve_device
+
+            self.studio.models.check_quantization(quantization, resolve_device(
+                device if device != "auto" else self.studio.settings.default_device))
         tok_folder, dataset_id = self._tokenization_folder(tokenization)
         from mistudio.data.tokenized import TokenizedDataset
 
@@ -247,7 +288,9 @@ class ActivationService:
         params = {"model_folder": mrec.folder, "model_id": mrec.id, "model_name": mrec.name,
                   "trust_remote_code": mrec.trust_remote_code, "tokenization": str(tok_folder),
                   "dataset_id": dataset_id, "hook_points": names, "outputs": outputs,
-                  "extraction_id": extraction_id, "shard_rows": int(shard_rows), **settings}
+                  "extraction_id": extraction_id, "shard_rows": int(shard_rows),
+                  "allow_cpu_quantization": self.studio.settings.allow_cpu_quantization,
+                  **settings}
         self._submitting.add(job_id)
         try:
             self.repo.insert_all(recs)
@@ -273,15 +316,17 @@ class ActivationService:
             raise UserError("This extraction is already complete.")
         mrec = self.studio.models.require_ready(rec.model_id)
         settings = dict(rec.params)
-        if batch_size:
-            settings["batch_size"] = int(batch_size)
+        if batch_size is not None:
+            settings["batch_size"] = check_batch_size(batch_size)
         names = [r.hook_point for r in group]
         outputs = {r.hook_point: {"set_id": r.id, "folder": r.folder} for r in group}
         job_id = new_id("job")
         params = {"model_folder": mrec.folder, "model_id": mrec.id, "model_name": mrec.name,
                   "trust_remote_code": mrec.trust_remote_code, "tokenization": rec.tokenization,
                   "dataset_id": rec.dataset_id, "hook_points": names, "outputs": outputs,
-                  "extraction_id": rec.extraction_id, **settings}
+                  "extraction_id": rec.extraction_id,
+                  "allow_cpu_quantization": self.studio.settings.allow_cpu_quantization,
+                  **settings}
         self._submitting.add(job_id)
         try:
             for r in group:
@@ -334,6 +379,10 @@ class ActivationService:
                             hint=f"Known: {', '.join(sorted(DEFAULT_SETTINGS))}, hook_points.")
         if settings.get("store_dtype", "float32") not in STORE_DTYPES:
             raise UserError(f"Unknown storage dtype {settings['store_dtype']!r}.")
+        if "batch_size" in settings:
+            settings = {**settings, "batch_size": check_batch_size(settings["batch_size"])}
+        if _whole_number(settings.get("max_tokens", 0), "max tokens") < 0:
+            raise UserError("max tokens must be 0 (all) or a positive number of tokens.")
         old = self.templates_repo.get_by_name(name)
         if old is not None and old.builtin:
             raise UserError(f"{name!r} is a built-in template.", hint="Save under another name.")

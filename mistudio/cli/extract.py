@@ -75,7 +75,8 @@ def run_extract(args) -> int:
         kw = {
             "max_tokens": args.max_tokens if args.max_tokens is not None else
             settings.get("max_tokens", 1_000_000),
-            "batch_size": args.batch_size or settings.get("batch_size", 16),
+            "batch_size": args.batch_size if args.batch_size is not None else
+            settings.get("batch_size", 16),
             "store_dtype": args.dtype or settings.get("store_dtype", "float32"),
             "skip_bos": not args.keep_bos and settings.get("skip_bos", True),
         }

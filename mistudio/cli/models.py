@@ -43,9 +43,13 @@ def register(sub) -> None:
     rs.add_argument("model")
     rs.set_defaults(func=run_resume)
 
-    q = ms.add_parser("quantize", help="save an 8-bit or 4-bit copy beside the model (CUDA)")
+    q = ms.add_parser("quantize", help="save an 8-bit or 4-bit copy beside the model (CUDA; "
+                      "on the CPU with the 'allow_cpu_quantization' setting)")
     q.add_argument("model")
     q.add_argument("--bits", choices=["8bit", "4bit"], default="4bit")
+    q.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    q.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="bfloat16",
+                   help="dtype of the parts that stay unquantized (embeddings, norms, head)")
     q.set_defaults(func=run_quantize)
 
     d = ms.add_parser("delete", help="forget a model (files deleted only if they are in the "
@@ -201,7 +205,8 @@ def run_resume(args) -> int:
 def run_quantize(args) -> int:
     studio = open_studio(args)
     try:
-        return _wait(studio, studio.models.save_quantized(args.model, args.bits))
+        return _wait(studio, studio.models.save_quantized(args.model, args.bits,
+                                                          dtype=args.dtype, device=args.device))
     finally:
         studio.close(timeout=5)
 

@@ -199,6 +199,8 @@ class LocalFileReader(SourceReader):
         if not self.path.exists():
             raise UserError(f"{self.path} does not exist.", hint="Check the path and try again.")
         self.format = detect_format(self.path) if spec.format == "auto" else spec.format
+        if spec.format != "auto":
+            check_format_matches(self.path, spec.format)
         if self.path.is_dir() and self.format != "txt_folder":
             raise UserError(f"{self.path} is a folder; the {self.format} format reads one file.",
                             hint="Pick a file, or use the 'folder of .txt files' format.")
@@ -414,6 +416,40 @@ def detect_format(path: Path) -> str:
                         hint="Supported: .txt, .jsonl, .json, .csv, .tsv, .parquet, or a folder "
                         "of .txt files; or choose the format explicitly.")
     return fmt
+
+
+_FORMAT_LABELS = {"txt": "plain-text", "txt_folder": "folder of .txt files", "jsonl": "JSON Lines",
+                  "json": "JSON", "csv": "CSV", "parquet": "Parquet"}
+_SAME_FAMILY = {"json": {"jsonl"}, "jsonl": {"json"}}  # JSON Lines is often named .json
+
+
+def check_format_matches(path: Path, fmt: str) -> None:
+    """Refuse a chosen format the file clearly is not: its extension names another format,
+    or (for an unknown extension) its first bytes cannot start a Parquet/JSON file."""
+    if path.is_dir():
+        return  # a folder with another format gets its own message
+    label = _FORMAT_LABELS.get(fmt, fmt)
+    if fmt == "txt_folder":
+        raise UserError(f"{path.name} is a file; the '{label}' format reads a folder.",
+                        hint="Pick the folder, or choose the file's own format (or auto).")
+    by_ext = _EXTENSION_FORMAT.get(path.suffix.lower())
+    if by_ext is not None and fmt != by_ext and fmt not in _SAME_FAMILY.get(by_ext, ()):
+        raise UserError(
+            f"{path.name} is a {_FORMAT_LABELS[by_ext]} file (by its {path.suffix} extension), "
+            f"but the format {fmt} ({label}) was chosen.",
+            hint=f"Choose the format {by_ext} or auto. If the file really is {label}, "
+            "rename it to that format's extension.")
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if fmt == "parquet" and head[:4] != b"PAR1":
+        raise UserError(f"{path.name} is not a Parquet file (it does not start with PAR1).",
+                        hint="Choose the file's real format, or auto.")
+    if fmt in ("json", "jsonl") and by_ext is None:
+        first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+        if first and first not in (b"{", b"["):
+            raise UserError(f"{path.name} does not look like {label} (it starts with "
+                            f"{first!r} instead of {{ or [).",
+                            hint="Choose the file's real format, or auto.")
 
 
 class DemoReader(SourceReader):

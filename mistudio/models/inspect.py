@@ -16,6 +16,12 @@ from mistudio.models import hooks
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "nf4": 0.5}
 QUANTIZATIONS = ("none", "8bit", "4bit")
+# bitsandbytes replaces the Linear (and GPT-2 Conv1D) layers; embeddings, the output
+# embedding (lm_head), norms and biases stay in the load dtype.
+_NOT_QUANTIZED = ("embed", "wte", "wpe", "lm_head", "shared")
+# bytes per quantized weight: int8 + one float32 scale per output row (~1/64 for d >= 256);
+# NF4 packs two weights a byte, + double-quantized absmax (1/64 byte) and small tables
+QUANT_BYTES = {"8bit": 1.02, "4bit": 0.53}
 
 
 def read_config(folder: str | Path, *, trust_remote_code: bool = False):
@@ -124,7 +130,7 @@ def read_safetensors_header(path: Path) -> dict:
 
 def safetensors_summary(folder: str | Path) -> dict:
     """Parameter count, bytes and dtypes from the safetensors headers (weights not read)."""
-    n_params, n_bytes, dtypes = 0, 0, {}
+    n_params, n_bytes, dtypes, quantizable = 0, 0, {}, 0
     for path in sorted(Path(folder).glob("*.safetensors")):
         try:
             header = read_safetensors_header(path)
@@ -135,13 +141,17 @@ def safetensors_summary(folder: str | Path) -> dict:
                 for dim in info["shape"]:
                     count *= int(dim)
                 n_params += count
+                if len(info["shape"]) == 2 and key.endswith(".weight") and not any(
+                        part in key for part in _NOT_QUANTIZED):
+                    quantizable += count
                 dt = str(info["dtype"]).lower()
                 dtypes[dt] = dtypes.get(dt, 0) + count
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"The weights file {path.name} is damaged or incomplete ({exc}).",
                             hint="Download or import the model again.") from exc
         n_bytes += path.stat().st_size
-    return {"n_params": n_params, "bytes": n_bytes, "dtypes": dtypes}
+    return {"n_params": n_params, "bytes": n_bytes, "dtypes": dtypes,
+            "quantizable_params": quantizable}
 
 
 _ST_DTYPE = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "float32": "float32",
@@ -182,6 +192,7 @@ def architecture_summary(folder: str | Path, *, trust_remote_code: bool = False)
         "vocab_size": _first(t, "vocab_size"),
         "context_length": _first(t, "max_position_embeddings", "n_positions", "n_ctx"),
         "n_params": int(n_params),
+        "quantizable_params": int(st["quantizable_params"]),
         "dtype": _ST_DTYPE.get(disk_dtype, disk_dtype) or cfg_dtype or "float32",
         "config_dtype": cfg_dtype,
         "weights_bytes": st["bytes"],
@@ -277,16 +288,16 @@ def estimate_memory(summary: dict, *, dtype: str = "float32", quantization: str 
     """
     n = int(summary["n_params"])
     d = int(summary.get("d_model") or 0)
-    if quantization in ("8bit", "4bit"):
-        # bitsandbytes quantizes the Linear layers; embeddings/norms stay in 16-bit.
-        vocab = int(summary.get("vocab_size") or 0)
-        embed = vocab * d * (1 if summary.get("tied", True) else 2)
-        linear = max(0, n - embed)
-        per = 1.0 if quantization == "8bit" else 0.5 * 1.06  # NF4 + absmax scales
-        weights = int(linear * per + embed * 2)
+    keep = DTYPE_BYTES.get(dtype, 4)
+    if quantization in QUANT_BYTES:
+        quantized = int(summary.get("quantizable_params") or 0)
+        if not quantized:  # no safetensors headers: all but the (tied) embeddings
+            vocab = int(summary.get("vocab_size") or 0)
+            quantized = max(0, n - vocab * d * (1 if summary.get("tied", True) else 2))
+        weights = int(quantized * QUANT_BYTES[quantization] + (n - quantized) * keep)
     else:
-        weights = int(n * DTYPE_BYTES.get(dtype, 4))
-    act_bytes = 2 if dtype in ("float16", "bfloat16") or quantization != "none" else 4
+        weights = int(n * keep)
+    act_bytes = 2 if dtype in ("float16", "bfloat16") else 4
     d_mlp = int(summary.get("d_mlp") or 4 * d)
     # one block's working set: residual, attention intermediates, MLP hidden (x3 for gating)
     activations = int(batch_tokens * (6 * d + 3 * d_mlp) * act_bytes)

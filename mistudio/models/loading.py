@@ -3,7 +3,9 @@
 Weights load from safetensors; a folder with only pickle checkpoints (``*.bin``) loads with
 ``weights_only=True`` (transformers' loader), never arbitrary pickles. ``trust_remote_code``
 is passed through only when the model record opted in. 8-/4-bit (NF4) quantization needs
-bitsandbytes and a CUDA GPU; on CPU it is refused with the reason.
+bitsandbytes. CUDA is the normal path; on the CPU it needs the ``allow_cpu_quantization``
+setting and a bitsandbytes with a working CPU backend (0.50+), otherwise it is refused with
+the reason. Saved variants carry their quantization config and load without a new one.
 """
 
 from __future__ import annotations
@@ -21,11 +23,55 @@ log = logging.getLogger(__name__)
 LOAD_DTYPES = ("float32", "float16", "bfloat16")
 
 
-def quantization_unavailable_reason(device: str = "cuda") -> str:
-    """'' when 8-/4-bit loading is possible on ``device``, else why not (for the UI/CLI)."""
+CPU_QUANT_SETTING = "Allow 8-/4-bit quantization on the CPU"
+_cpu_backend_problem: str | None = None
+_cpu_backend_lock = threading.Lock()
+
+
+def bnb_cpu_problem() -> str:
+    """'' when bitsandbytes imports and its CPU backend quantizes and dequantizes a small
+    tensor (8-bit rows and 4-bit NF4), else why not. Probed once per process."""
+    global _cpu_backend_problem
+    with _cpu_backend_lock:
+        if _cpu_backend_problem is None:
+            _cpu_backend_problem = _probe_bnb_cpu()
+        return _cpu_backend_problem
+
+
+def _probe_bnb_cpu() -> str:
+    try:
+        import bitsandbytes.functional as F
+        import torch
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not usable"
+        return (f"8-bit and 4-bit quantization need the bitsandbytes package, which does not "
+                f"import here ({type(exc).__name__}: {exc}). Install it with "
+                "pip install 'bitsandbytes>=0.50'.")
+    try:
+        w = torch.linspace(-1, 1, 64 * 64, dtype=torch.float32).reshape(64, 64)
+        q, state = F.quantize_4bit(w, quant_type="nf4")
+        err4 = (F.dequantize_4bit(q, state) - w).abs().max().item()
+        q8, scales, _ = F.int8_vectorwise_quant(w)
+        err8 = (q8.float() * scales[:, None] / 127 - w).abs().max().item()
+    except Exception as exc:  # noqa: BLE001
+        return (f"This bitsandbytes build has no working CPU backend ({type(exc).__name__}: "
+                f"{exc}). bitsandbytes 0.50 or newer quantizes on the CPU.")
+    if not (err4 < 0.2 and err8 < 0.02):
+        return (f"bitsandbytes' CPU backend gives wrong results here (errors {err4:.3g}, "
+                f"{err8:.3g}); 8-/4-bit is not offered on the CPU.")
+    return ""
+
+
+def quantization_unavailable_reason(device: str = "cuda", *, allow_cpu: bool = False) -> str:
+    """'' when 8-/4-bit loading is possible on ``device``, else why not (for the UI/CLI).
+
+    CUDA is the normal path. On the CPU it needs the ``allow_cpu_quantization`` setting
+    (``allow_cpu``) and a bitsandbytes whose CPU backend works."""
     if not device.startswith("cuda"):
-        return ("8-bit and 4-bit quantization use bitsandbytes, which needs a CUDA GPU; "
-                "this job runs on the CPU.")
+        if not allow_cpu:
+            return ("8-bit and 4-bit quantization (bitsandbytes) are meant for a CUDA GPU, and "
+                    "this runs on the CPU. To use them on the CPU anyway (less memory, slower "
+                    f"than full precision), turn on '{CPU_QUANT_SETTING}' in File > Settings.")
+        return bnb_cpu_problem()
     try:
         import torch
 
@@ -38,6 +84,25 @@ def quantization_unavailable_reason(device: str = "cuda") -> str:
         import bitsandbytes  # noqa: F401
     except Exception:
         return "8-bit and 4-bit quantization need the bitsandbytes package (pip install bitsandbytes)."
+    return ""
+
+
+def saved_quantization(folder: str | Path) -> str:
+    """'8bit'/'4bit' when ``folder`` holds a model saved already quantized with bitsandbytes
+    (its config.json carries the quantization_config), else ''."""
+    import json
+
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    qc = cfg.get("quantization_config") if isinstance(cfg, dict) else None
+    if not isinstance(qc, dict):
+        return ""
+    if qc.get("load_in_4bit"):
+        return "4bit"
+    if qc.get("load_in_8bit"):
+        return "8bit"
     return ""
 
 
@@ -54,6 +119,40 @@ def quantization_config(quantization: str, compute_dtype: str):
                                   bnb_4bit_use_double_quant=True,
                                   bnb_4bit_compute_dtype=getattr(torch, compute_dtype))
     raise ValueError(quantization)
+
+
+class _OnceFilter(logging.Filter):
+    """bitsandbytes logs 'MatMul8bitLt: inputs will be cast ... to float16' on every forward
+    of every 8-bit layer fed float32/bfloat16: let it through once per process."""
+
+    prefix = "MatMul8bitLt: inputs will be cast"
+
+    def __init__(self):
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        return True
+
+
+def _quiet_bnb_cast_warning() -> None:
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _OnceFilter) for f in logger.filters):
+        logger.addFilter(_OnceFilter())
+
+
+def _device_map(device: str) -> dict:
+    """accelerate's device_map for a model that must be placed while loading (bitsandbytes
+    quantizes as the weights land)."""
+    if device.startswith("cuda"):
+        index = device.split(":", 1)[1] if ":" in device else "0"
+        return {"": int(index)}
+    return {"": "cpu"}
 
 
 @dataclass
@@ -98,8 +197,13 @@ def load_tokenizer(folder: str | Path, *, trust_remote_code: bool = False):
 
 
 def load_model_uncached(folder: str | Path, *, dtype: str = "float32", device: str = "cpu",
-                        quantization: str = "none", trust_remote_code: bool = False):
-    """(model, tokenizer), model in eval mode on ``device``."""
+                        quantization: str = "none", trust_remote_code: bool = False,
+                        allow_cpu_quantization: bool = False):
+    """(model, tokenizer), model in eval mode on ``device``.
+
+    A folder saved already quantized (a variant: its config.json holds the bitsandbytes
+    quantization_config) loads as saved: no new quantization config is passed, and
+    ``quantization`` must be 'none' or the saved one."""
     import torch
     from mistudio.hf import transformers_names
 
@@ -115,16 +219,26 @@ def load_model_uncached(folder: str | Path, *, dtype: str = "float32", device: s
     if not files:
         raise UserError(f"No weights (*.safetensors) in {folder}.",
                         hint="The download or import may be incomplete; add the model again.")
+    saved = saved_quantization(folder)
+    if saved and quantization not in ("none", saved):
+        raise UserError(f"The model in {folder} is saved in {saved}; it cannot be loaded as "
+                        f"{quantization}.", hint=f"Load it as saved ({saved}), or load the "
+                        "original model to quantize it differently.")
+    effective = saved or quantization
     kwargs: dict = {"trust_remote_code": trust_remote_code, "dtype": _torch_dtype(dtype)}
     if files[0].suffix == ".bin":
         kwargs["use_safetensors"] = False  # transformers reads these with weights_only=True
         log.warning("loading pickle checkpoint %s with weights_only=True", files[0].name)
-    if quantization != "none":
-        reason = quantization_unavailable_reason(device)
+    if effective != "none":
+        reason = quantization_unavailable_reason(device, allow_cpu=allow_cpu_quantization)
         if reason:
-            raise UserError(reason, hint="Choose 'none' (full precision) or run on a CUDA GPU.")
-        kwargs["quantization_config"] = quantization_config(quantization, dtype)
-        kwargs["device_map"] = {"": 0 if device == "cuda" else device}
+            raise UserError(reason, hint="Choose 'none' (full precision)" + (
+                "." if device.startswith("cuda") else
+                f", run on a CUDA GPU, or turn on '{CPU_QUANT_SETTING}' in File > Settings."))
+        if not saved:
+            kwargs["quantization_config"] = quantization_config(quantization, dtype)
+        kwargs["device_map"] = _device_map(device)
+        _quiet_bnb_cast_warning()
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except torch.cuda.OutOfMemoryError as exc:
@@ -139,7 +253,7 @@ def load_model_uncached(folder: str | Path, *, dtype: str = "float32", device: s
         raise UserError(f"Cannot load the model in {folder}: {exc}",
                         hint="The weights may be damaged or incomplete; add the model again."
                         ) from exc
-    if quantization == "none":
+    if effective == "none":
         model.to(device)
     model.eval()
     model.requires_grad_(False)
@@ -147,10 +261,34 @@ def load_model_uncached(folder: str | Path, *, dtype: str = "float32", device: s
 
 
 def model_memory_bytes(model) -> int:
+    """Bytes the model holds: parameters and buffers (``get_memory_footprint``) plus the
+    bitsandbytes state kept beside them (4-bit absmax and code tables, 8-bit row scales),
+    which are plain attributes that ``get_memory_footprint`` does not see."""
     try:
-        return int(model.get_memory_footprint())
+        total = int(model.get_memory_footprint())
     except Exception:
-        return sum(p.numel() * p.element_size() for p in model.parameters())
+        total = sum(p.numel() * p.element_size() for p in model.parameters())
+    seen: set[int] = set()
+
+    def add(t) -> int:
+        if t is None or not hasattr(t, "element_size") or id(t) in seen:
+            return 0
+        seen.add(id(t))
+        return t.numel() * t.element_size()
+
+    for m in model.modules():
+        p = getattr(m, "weight", None)
+        qs = getattr(p, "quant_state", None)
+        if qs is not None:
+            total += add(getattr(qs, "absmax", None)) + add(getattr(qs, "code", None))
+            s2 = getattr(qs, "state2", None)
+            if s2 is not None:
+                total += add(getattr(s2, "absmax", None)) + add(getattr(s2, "code", None))
+            total += add(getattr(qs, "offset", None))
+        # 8-bit row scales: on the weight until the first forward, then on the layer's state
+        total += add(getattr(p, "SCB", None)) or add(getattr(getattr(m, "state", None), "SCB",
+                                                             None))
+    return total
 
 
 class ModelCache:
@@ -162,7 +300,10 @@ class ModelCache:
         self._loading: dict[tuple, threading.Lock] = {}
 
     def get(self, folder: str | Path, *, dtype: str = "float32", device: str = "cpu",
-            quantization: str = "none", trust_remote_code: bool = False) -> LoadedModel:
+            quantization: str = "none", trust_remote_code: bool = False,
+            allow_cpu_quantization: bool = False) -> LoadedModel:
+        # a saved variant is quantized whatever was asked: key it (and report it) as such
+        quantization = saved_quantization(folder) or quantization
         key = (str(Path(folder).resolve()), dtype, device, quantization)
         with self._lock:
             hit = self._loaded.get(key)
@@ -176,7 +317,8 @@ class ModelCache:
                 return hit
             model, tok = load_model_uncached(folder, dtype=dtype, device=device,
                                              quantization=quantization,
-                                             trust_remote_code=trust_remote_code)
+                                             trust_remote_code=trust_remote_code,
+                                             allow_cpu_quantization=allow_cpu_quantization)
             entry = LoadedModel(key, model, tok, key[0], device, dtype, quantization,
                                 memory_bytes=model_memory_bytes(model))
             with self._lock:
@@ -214,20 +356,37 @@ class ModelCache:
 MODEL_CACHE = ModelCache()
 
 
-def save_quantized_variant(folder: str | Path, quantization: str, *, dtype: str = "bfloat16",
-                           trust_remote_code: bool = False) -> Path:
-    """Quantize with bitsandbytes and save beside the original: ``<folder>/variants/<q>``."""
+def save_quantized_variant(folder: str | Path, quantization: str, *,
+                           dest: str | Path | None = None, dtype: str = "bfloat16",
+                           device: str = "cuda", trust_remote_code: bool = False,
+                           allow_cpu_quantization: bool = False) -> Path:
+    """Quantize with bitsandbytes on ``device`` and save the result (config.json carries the
+    quantization_config, so it reloads quantized without one). ``dest`` defaults to
+    ``<folder>/variants/<q>``; the folder appears only once complete (atomic rename)."""
     from mistudio.paths import atomic_dir
 
-    reason = quantization_unavailable_reason("cuda")
+    if quantization not in ("8bit", "4bit"):
+        raise UserError(f"Unknown quantization {quantization!r}.", hint="Use 8bit or 4bit.")
+    if saved_quantization(folder):
+        raise UserError(f"The model in {folder} is already quantized.",
+                        hint="Quantize the original full-precision model.")
+    reason = quantization_unavailable_reason(device, allow_cpu=allow_cpu_quantization)
     if reason:
-        raise UserError(reason, hint="Saving a quantized variant needs a CUDA GPU.")
-    model, tok = load_model_uncached(folder, dtype=dtype, device="cuda",
+        raise UserError(reason, hint="Saving a quantized variant needs a CUDA GPU" + (
+            "." if device.startswith("cuda") else
+            f", or '{CPU_QUANT_SETTING}' turned on in File > Settings."))
+    model, tok = load_model_uncached(folder, dtype=dtype, device=device,
                                      quantization=quantization,
-                                     trust_remote_code=trust_remote_code)
-    dest = Path(folder) / "variants" / quantization
-    with atomic_dir(dest) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-    del model
+                                     trust_remote_code=trust_remote_code,
+                                     allow_cpu_quantization=allow_cpu_quantization)
+    dest = Path(dest) if dest is not None else Path(folder) / "variants" / quantization
+    try:
+        with atomic_dir(dest) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+            if not saved_quantization(tmp) or not weight_files(tmp):
+                raise RuntimeError(f"transformers saved {quantization} weights without their "
+                                   "quantization config")
+    finally:
+        del model
     return dest

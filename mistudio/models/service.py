@@ -47,13 +47,19 @@ class ModelService:
 
     def _apply_outcome(self, rec: ModelRecord, status: str, result, error: str) -> None:
         job = self.studio.jobs_repo.get(rec.job_id) if rec.job_id else None
-        if status == "completed" and result:
-            if job is not None and job.kind == "models.quantize":
+        kind = job.kind if job is not None else ""
+        if kind == "models.quantize" or (not kind and rec.status == "ready"):
+            # a job on a ready model (saving a variant): the model itself stays as it was
+            if status == "completed" and result:
                 variants = dict(rec.variants)
-                variants[result["quantization"]] = {"folder": result["folder"],
-                                                    "bytes": result.get("bytes", 0)}
-                self.repo.update(rec.id, variants=variants, job_id="")
-                return
+                variants[result["quantization"]] = {
+                    "folder": result["folder"], "bytes": result.get("bytes", 0),
+                    "dtype": result.get("dtype", ""), "device": result.get("device", "")}
+                self.repo.update(rec.id, variants=variants, job_id="", error="")
+            else:
+                self.repo.update(rec.id, job_id="", error=error or "")
+            return
+        if status == "completed" and result:
             s = result.get("summary", {})
             self.repo.update(
                 rec.id, status="ready", error="", job_id="", folder=result["folder"],
@@ -64,15 +70,26 @@ class ModelService:
                 tokenizer_fingerprint=s.get("tokenizer_fingerprint", ""),
                 commit_sha=result.get("commit_sha", rec.commit_sha))
             self._summaries.pop(rec.id, None)
-        elif job is not None and job.kind == "models.quantize":
-            self.repo.update(rec.id, job_id="", error=error or "")
-        elif rec.source == "hub":
+        elif rec.source == "hub" and _partial_bytes(Path(rec.folder)):
             # partial files stay in the folder; the next download resumes them
-            self.repo.update(rec.id, status="incomplete", error=error or "Download stopped.",
-                             job_id="")
+            from mistudio.paths import human_bytes
+
+            kept = human_bytes(_partial_bytes(Path(rec.folder)))
+            stopped = error or {"cancelled": "Download cancelled.",
+                                "interrupted": "Download interrupted."}.get(status,
+                                                                            "Download stopped.")
+            self.repo.update(rec.id, status="incomplete", job_id="",
+                             error=f"{stopped} {kept} downloaded so far are kept; Resume "
+                             "download continues from there.")
         else:
-            self.repo.update(rec.id, status="failed", error=error or f"Import {status}.",
-                             job_id="")
+            # nothing usable: no row and no folder (the job keeps the error), as datasets do
+            log.info("model %s (%s) not added: import %s: %s", rec.id, rec.name, status,
+                     error)
+            own = self.folder(rec.id)
+            if own.exists():
+                shutil.rmtree(own, ignore_errors=True)
+            self.repo.delete(rec.id)
+            self._summaries.pop(rec.id, None)
 
     def _sweep(self) -> None:
         for rec in self.repo.list():
@@ -97,9 +114,10 @@ class ModelService:
         rec = self.repo.get(model)
         if rec is None:
             matches = self.repo.find(model)
+            if not matches:
+                self._raise_gone(model)
             if len(matches) != 1:
-                raise UserError(f"No model {model!r}." if not matches else
-                                f"{model!r} matches several models.",
+                raise UserError(f"{model!r} matches several models.",
                                 hint="`mistudio models list` shows ids and names.")
             rec = matches[0]
         if rec.job_id and rec.job_id not in self._submitting and not \
@@ -108,8 +126,20 @@ class ModelService:
             if job is None or job.status in FINISHED:
                 self._apply_outcome(rec, job.status if job else "interrupted",
                                     job.result if job else None, job.error if job else "")
+                if self.repo.get(rec.id) is None:
+                    self._raise_gone(rec.id)
                 rec = self.repo.get(rec.id)
         return rec
+
+    def _raise_gone(self, model: str) -> None:
+        """No such model: say why when its import failed (the row was not kept)."""
+        jobs = [j for j in self.studio.list_jobs(target=model, limit=1)
+                if j.kind in MODEL_JOB_KINDS and j.status in FINISHED]
+        if jobs and jobs[0].status != "completed":
+            why = jobs[0].error or jobs[0].status
+            raise UserError(f"No model {model!r}: its import {jobs[0].status} ({why}), so it "
+                            "was not added.", hint="Fix the problem and add the model again.")
+        raise UserError(f"No model {model!r}.", hint="`mistudio models list` shows ids and names.")
 
     def require_ready(self, model: str) -> ModelRecord:
         rec = self.get(model)
@@ -151,7 +181,7 @@ class ModelService:
             raise
         finally:
             self._submitting.discard(job_id)
-        return self.repo.get(rec.id), job
+        return self.repo.get(rec.id) or rec, job  # or gone already: a fast failure
 
     def add_hub(self, repo_id: str, *, revision: str | None = None, name: str | None = None,
                 trust_remote_code: bool = False, endpoint: str | None = None
@@ -264,6 +294,10 @@ class ModelService:
                             hint="Cancel it or wait for it to finish, then delete the model.")
         self.release(rec.id)
         own = self.folder(rec.id)
+        for v in rec.variants.values():  # in the model's own folder; elsewhere in the data
+            vf = Path(v.get("folder") or own)  # folder only, never in a user's linked folder
+            if vf.exists() and not _inside(vf, own) and _inside(vf, self.studio.paths.root):
+                shutil.rmtree(vf, ignore_errors=True)
         if own.exists():
             shutil.rmtree(own, ignore_errors=True)
         self.repo.delete(rec.id)
@@ -325,7 +359,8 @@ class ModelService:
         from mistudio.models.loading import quantization_unavailable_reason
 
         dev = resolve_device(device if device != "auto" else self.studio.settings.default_device)
-        reason = quantization_unavailable_reason(dev)
+        reason = quantization_unavailable_reason(
+            dev, allow_cpu=self.studio.settings.allow_cpu_quantization)
         return {"none": "", "8bit": reason, "4bit": reason}
 
     def memory_estimate(self, model: str, *, dtype: str = "float32", quantization: str = "none",
@@ -345,19 +380,31 @@ class ModelService:
 
     def load(self, model: str, *, dtype: str = "auto", device: str = "auto",
              quantization: str = "none", check_memory: bool = True, variant: str | None = None):
-        """The loaded model (cached in the process). Blocking: call from a job/worker."""
+        """The loaded model (cached in the process). Blocking: call from a job/worker.
+
+        ``variant`` ('8bit'/'4bit') loads a saved quantized variant as saved (its config
+        carries the quantization; ``dtype`` 'auto' means the dtype it was saved with)."""
         from mistudio.hardware import resolve_device, resolve_dtype
         from mistudio.models.loading import MODEL_CACHE
 
         rec = self.require_ready(model)
         dev = resolve_device(device if device != "auto" else self.studio.settings.default_device)
-        dt = resolve_dtype(dtype if dtype != "auto" else self.studio.settings.default_dtype, dev)
         folder = rec.folder
         if variant:
             if variant not in rec.variants:
                 raise UserError(f"{rec.name!r} has no saved {variant} variant.",
-                                hint="Save one first (Models > Save quantized).")
-            folder, quantization = rec.variants[variant]["folder"], "none"
+                                hint="Save one first (Architecture > Save quantized copy, or "
+                                "`mistudio models quantize`).")
+            v = rec.variants[variant]
+            if not Path(v["folder"]).is_dir():
+                raise UserError(f"The saved {variant} variant of {rec.name!r} is gone "
+                                f"({v['folder']}).", hint="Save it again.")
+            folder, quantization = v["folder"], variant
+            if dtype == "auto" and v.get("dtype"):
+                dtype = v["dtype"]
+        dt = resolve_dtype(dtype if dtype != "auto" else self.studio.settings.default_dtype, dev)
+        if quantization != "none":
+            self.check_quantization(quantization, dev)
         if check_memory:
             est = self.memory_estimate(rec.id, dtype=dt, quantization=quantization, device=dev)
             if est["verdict"] == "won't fit":
@@ -369,7 +416,25 @@ class ModelService:
                     hint="Pick a smaller dtype or quantization, release loaded models, or "
                     "override with check_memory=False.")
         return MODEL_CACHE.get(folder, dtype=dt, device=dev, quantization=quantization,
-                               trust_remote_code=rec.trust_remote_code)
+                               trust_remote_code=rec.trust_remote_code,
+                               allow_cpu_quantization=self.studio.settings.allow_cpu_quantization)
+
+    def check_quantization(self, quantization: str, device: str) -> None:
+        """Raise a UserError when ``quantization`` cannot run on ``device`` (a resolved one)."""
+        from mistudio.models.inspect import QUANTIZATIONS
+        from mistudio.models.loading import CPU_QUANT_SETTING, quantization_unavailable_reason
+
+        if quantization not in QUANTIZATIONS:
+            raise UserError(f"Unknown quantization {quantization!r}.",
+                            hint=f"Use one of {', '.join(QUANTIZATIONS)}.")
+        if quantization == "none":
+            return
+        reason = quantization_unavailable_reason(
+            device, allow_cpu=self.studio.settings.allow_cpu_quantization)
+        if reason:
+            raise UserError(reason, hint="Choose 'none' (full precision)" + (
+                "." if device.startswith("cuda") else
+                f", run on a CUDA GPU, or turn on '{CPU_QUANT_SETTING}' in File > Settings."))
 
     def release(self, model: str | None = None) -> int:
         from mistudio.models.loading import MODEL_CACHE
@@ -389,19 +454,66 @@ class ModelService:
                  "quantization": e.quantization, "bytes": e.memory_bytes}
                 for e in MODEL_CACHE.loaded()]
 
+    def variant_folder(self, model_id: str, quantization: str) -> Path:
+        """Variants live in the model's own data folder (also for a linked local folder,
+        which stays untouched), so deleting the model deletes them."""
+        return self.folder(model_id) / "variants" / quantization
+
     def save_quantized(self, model: str, quantization: str = "4bit", *,
-                       dtype: str = "bfloat16") -> JobRecord:
-        from mistudio.models.loading import quantization_unavailable_reason
+                       dtype: str = "bfloat16", device: str = "auto") -> JobRecord:
+        """Quantize with bitsandbytes and save a variant beside the model (a job)."""
+        from mistudio.hardware import resolve_device
+        from mistudio.models.loading import MODEL_CACHE, saved_quantization
 
         rec = self.require_ready(model)
         if quantization not in ("8bit", "4bit"):
             raise UserError(f"Unknown quantization {quantization!r}.", hint="Use 8bit or 4bit.")
-        reason = quantization_unavailable_reason("cuda")
-        if reason:
-            raise UserError(reason, hint="Saving a quantized variant needs a CUDA GPU.")
+        if dtype not in ("float32", "float16", "bfloat16"):
+            raise UserError(f"Unknown dtype {dtype!r}.",
+                            hint="Use float32, float16 or bfloat16 for the unquantized parts.")
+        if saved_quantization(rec.folder):
+            raise UserError(f"{rec.name!r} is already quantized.",
+                            hint="Save variants of the full-precision model.")
+        if rec.job_id and self.studio.queue.is_active(rec.job_id):
+            raise UserError(f"{rec.name!r} already has a job running.",
+                            hint="Wait for it to finish.")
+        dev = resolve_device(device if device != "auto" else self.studio.settings.default_device)
+        self.check_quantization(quantization, dev)
+        dest = self.variant_folder(rec.id, quantization)
+        MODEL_CACHE.release(dest)  # an older copy of this variant may be loaded
         job_id = new_id("job")
-        self.repo.update(rec.id, job_id=job_id)
-        return self.studio.submit_job(
-            "models.quantize", {"folder": rec.folder, "quantization": quantization,
-                                "dtype": dtype, "trust_remote_code": rec.trust_remote_code},
-            title=f"Quantize {rec.name} ({quantization})", target=rec.id, job_id=job_id)
+        self._submitting.add(job_id)
+        try:
+            self.repo.update(rec.id, job_id=job_id)
+            return self.studio.submit_job(
+                "models.quantize",
+                {"folder": rec.folder, "dest": str(dest), "quantization": quantization,
+                 "dtype": dtype, "device": dev, "trust_remote_code": rec.trust_remote_code,
+                 "allow_cpu_quantization": self.studio.settings.allow_cpu_quantization},
+                title=f"Quantize {rec.name} ({quantization})", target=rec.id, job_id=job_id)
+        except BaseException:
+            self.repo.update(rec.id, job_id="")
+            raise
+        finally:
+            self._submitting.discard(job_id)
+
+
+def _partial_bytes(folder: Path) -> int:
+    """Bytes of downloaded data in a Hub download folder (huggingface_hub's .incomplete
+    files under .cache count; its lock and bookkeeping files do not)."""
+    if not folder.is_dir():
+        return 0
+    total = 0
+    for p in folder.rglob("*"):
+        if p.is_file() and p.suffix != ".lock" and p.name != ".gitignore" and \
+                not p.name.endswith(".metadata"):
+            total += p.stat().st_size
+    return total
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False

@@ -245,9 +245,9 @@ def hub_download_job(params: dict, ctx) -> dict:
     except hf_errors.GatedRepoError as exc:
         raise UserError(f"{repo_id} is gated: its authors require you to accept their terms.",
                         hint="Accept them on huggingface.co, then add your access token in "
-                        "File > Settings and retry." if not token else
+                        "File > Settings and add the model again." if not token else
                         "Your token has no access yet: accept the terms on the model page "
-                        "with that account, then retry.") from exc
+                        "with that account, then add the model again.") from exc
     except hf_errors.RevisionNotFoundError as exc:
         raise UserError(f"{repo_id} has no revision {revision!r}.",
                         hint="Check the branch, tag or commit name.") from exc
@@ -311,12 +311,19 @@ def hub_download_job(params: dict, ctx) -> dict:
 
 
 def save_quantized_job(params: dict, ctx) -> dict:
-    """Job ``models.quantize``: params folder, quantization ('8bit'|'4bit'), dtype."""
+    """Job ``models.quantize``: params folder, dest, quantization ('8bit'|'4bit'), dtype,
+    device ('cuda'|'cpu'), allow_cpu_quantization, trust_remote_code."""
     from mistudio.models.loading import save_quantized_variant
 
-    ctx.progress(0, None, f"Quantizing to {params['quantization']}...")
+    device = params.get("device") or "cuda"
+    dtype = params.get("dtype", "bfloat16")
+    ctx.progress(0, None, f"Quantizing to {params['quantization']} on {device}...")
     dest = save_quantized_variant(params["folder"], params["quantization"],
-                                  dtype=params.get("dtype", "bfloat16"),
-                                  trust_remote_code=bool(params.get("trust_remote_code")))
-    return {"folder": str(dest), "quantization": params["quantization"],
-            "bytes": dir_size(dest)}
+                                  dest=params.get("dest") or None, dtype=dtype, device=device,
+                                  trust_remote_code=bool(params.get("trust_remote_code")),
+                                  allow_cpu_quantization=bool(
+                                      params.get("allow_cpu_quantization")))
+    size = dir_size(dest)
+    ctx.log(f"Saved the {params['quantization']} variant ({size:,} bytes) to {dest}.")
+    return {"folder": str(dest), "quantization": params["quantization"], "bytes": size,
+            "dtype": dtype, "device": device}

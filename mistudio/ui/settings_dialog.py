@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMessageBox,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
@@ -80,6 +80,10 @@ class SettingsDialog(QDialog):
         self.wait = QDoubleSpinBox(minimum=0, maximum=600, value=s.shutdown_wait_s, suffix=" s")
         form.addRow("Wait for jobs on quit", self.wait)
         form.addRow("", _help(Settings.help("shutdown_wait_s")))
+        self.cpu_quant = QCheckBox("Allow 8-/4-bit quantization on the CPU")
+        self.cpu_quant.setChecked(bool(s.allow_cpu_quantization))
+        form.addRow("CPU quantization", self.cpu_quant)
+        form.addRow("", _help(Settings.help("allow_cpu_quantization")))
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                    | QDialogButtonBox.StandardButton.Cancel
@@ -108,6 +112,7 @@ class SettingsDialog(QDialog):
         self.max_jobs.setValue(d.max_concurrent_jobs)
         self.max_gpu.setValue(d.max_gpu_jobs)
         self.wait.setValue(d.shutdown_wait_s)
+        self.cpu_quant.setChecked(d.allow_cpu_quantization)
         self.data_dir.setText(str(paths.default_data_dir()))
 
     def save(self) -> None:
@@ -115,7 +120,8 @@ class SettingsDialog(QDialog):
             self.studio.update_settings(
                 default_device=self.device.currentText(), default_dtype=self.dtype.currentText(),
                 max_concurrent_jobs=self.max_jobs.value(), max_gpu_jobs=self.max_gpu.value(),
-                shutdown_wait_s=self.wait.value())
+                shutdown_wait_s=self.wait.value(),
+                allow_cpu_quantization=self.cpu_quant.isChecked())
             if self.token.text().strip():
                 self.studio.set_hf_token(self.token.text().strip())
             new_dir = Path(self.data_dir.text().strip()).expanduser()

@@ -63,3 +63,13 @@ def test_cli_errors_are_short_and_clear(data_dir, tmp_path, capsys):
     assert code == 1 and "is empty" in err
     code, _, err = cli(capsys, "datasets", "show", "ds_missing")
     assert code == 2 and "No dataset" in err
+
+
+def test_cli_refuses_a_format_that_does_not_match_the_file(data_dir, tmp_path, capsys):
+    txt = tmp_path / "story.txt"
+    txt.write_text("Once upon a time, a fox.\n")
+    code, _, err = cli(capsys, "--data-dir", str(data_dir), "datasets", "add", str(txt),
+                       "--format", "csv")
+    assert code != 0 and "plain-text file" in err and "format csv" in err
+    code, out, _ = cli(capsys, "--data-dir", str(data_dir), "datasets", "list", "--json")
+    assert code == 0 and json.loads(out) == []

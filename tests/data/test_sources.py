@@ -206,3 +206,33 @@ def test_binary_file_named_txt_is_refused_even_with_a_single_byte_encoding(tmp_p
     utf16.write_bytes("Hello wide world.\n".encode("utf-16"))
     corpus, _ = build(tmp_path / "u16", kind="local", path=str(utf16), encoding="utf-16")
     assert corpus.text(0) == "Hello wide world."
+
+
+def test_a_chosen_format_must_match_the_file(tmp_path, corpus_files):
+    txt = tmp_path / "notes.txt"
+    txt.write_text("just some prose, with a comma\nand a second line\n")
+    with pytest.raises(UserError, match=r"notes.txt is a plain-text file .*format csv") as err:
+        build(tmp_path, kind="local", path=str(txt), format="csv")
+    assert "Choose the format txt or auto" in err.value.hint
+    with pytest.raises(UserError, match="plain-text file .*format parquet"):
+        build(tmp_path, kind="local", path=str(txt), format="parquet")
+    with pytest.raises(UserError, match="reads a folder"):
+        build(tmp_path, kind="local", path=str(txt), format="txt_folder")
+    # JSON Lines named .json (common) still reads as jsonl
+    named_json = tmp_path / "lines.json"
+    named_json.write_text("".join(json.dumps({"text": d}) + "\n" for d in DOCS))
+    corpus, _ = build(tmp_path, kind="local", path=str(named_json), format="jsonl")
+    assert corpus.n_docs == len(DOCS)
+    # an unknown extension: the chosen format is checked by the first bytes
+    odd = tmp_path / "data.dat"
+    odd.write_text("a,b\n1,2\n")
+    with pytest.raises(UserError, match="not a Parquet file"):
+        build(tmp_path / "p", kind="local", path=str(odd), format="parquet")
+    with pytest.raises(UserError, match="does not look like JSON Lines"):
+        build(tmp_path / "j", kind="local", path=str(odd), format="jsonl")
+    odd.write_text("text,topic\nhello there,x\nsecond row,y\n")
+    corpus, result = build(tmp_path / "c", kind="local", path=str(odd), format="csv")
+    assert corpus.n_docs == 2 and result["provenance"]["format"] == "csv"
+    # the matching explicit format is fine
+    corpus, _ = build(tmp_path / "t", kind="local", path=str(txt), format="txt", txt_mode="lines")
+    assert corpus.n_docs == 2

@@ -125,7 +125,11 @@ def test_model_folder_without_tokenizer_is_not_registered_ready(studio, tiny_gpt
     done = studio.queue.wait(job.id, 60)
     assert done.status == "failed"
     assert "no tokenizer files" in done.error
-    assert studio.models.get(rec.id).status == "failed"
+    # a failed import leaves nothing behind (as a failed dataset import): no row, no folder
+    assert studio.models.repo.get(rec.id) is None
+    assert not studio.models.folder(rec.id).exists() and bare.is_dir()
+    with pytest.raises(UserError, match="import failed.*no tokenizer files"):
+        studio.models.get(rec.id)
 
 
 def test_bad_layer_ranges_have_clear_messages():

@@ -40,9 +40,10 @@ def test_gated_and_unknown(studio, hub):
     rec, job = studio.models.add_hub("acme/gated", endpoint=hub.endpoint)
     done = studio.queue.wait(job.id, 60)
     assert done.status == "failed" and "gated" in done.error and "token" in done.error
-    assert studio.models.get(rec.id).status == "incomplete"
+    # refused before any file came: nothing to resume, so no row and no folder stay
+    assert studio.models.repo.get(rec.id) is None and not studio.models.folder(rec.id).exists()
     studio.set_hf_token("hf_good")
-    job = studio.models.resume_download(rec.id)
+    rec, job = studio.models.add_hub("acme/gated", endpoint=hub.endpoint)
     assert studio.queue.wait(job.id, 60).status == "completed"
     # the token never lands in the database
     raw = (studio.paths.db_file).read_bytes()
@@ -50,6 +51,7 @@ def test_gated_and_unknown(studio, hub):
     rec, job = studio.models.add_hub("acme/nothing", endpoint=hub.endpoint)
     done = studio.queue.wait(job.id, 60)
     assert done.status == "failed" and "No model 'acme/nothing'" in done.error
+    assert studio.models.repo.get(rec.id) is None
 
 
 def test_broken_download_keeps_files_and_resumes(studio, hub, monkeypatch):
@@ -60,7 +62,10 @@ def test_broken_download_keeps_files_and_resumes(studio, hub, monkeypatch):
     rec, job = studio.models.add_hub("acme/tiny-gpt2", endpoint=hub.endpoint)
     done = studio.queue.wait(job.id, 120)
     assert done.status == "failed"
-    assert studio.models.get(rec.id).status == "incomplete"
+    m = studio.models.get(rec.id)
+    assert m.status == "incomplete"
+    # the card says what is kept and how to continue
+    assert "downloaded so far are kept" in m.error and "Resume download" in m.error
     with pytest.raises(Exception, match="not ready"):
         studio.models.inspect(rec.id)
     got_first = set(hub.served)

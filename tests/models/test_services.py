@@ -100,8 +100,9 @@ def test_bad_inputs_have_clear_messages(studio, tiny_gpt2_dir, tiny_llama_dir,
     rec, job = studio.models.add_local(str(tmp_path / "empty"))
     done = studio.queue.wait(job.id, 60)
     assert done.status == "failed" and "config.json" in done.error
-    assert studio.models.get(rec.id).status == "failed"
-    with pytest.raises(UserError, match="not ready"):
+    assert studio.models.repo.get(rec.id) is None  # nothing usable: no row left behind
+    assert [m.id for m in studio.models.list()] == [] and (tmp_path / "empty").is_dir()
+    with pytest.raises(UserError, match="No model"):
         studio.models.inspect(rec.id)
     with pytest.raises(UserError, match="No model"):
         studio.models.get("m_missing")

@@ -174,3 +174,37 @@ def test_inspector_reads_label_their_result_or_error():
     model_id, part, value = _tagged("m_1", "tree", broken)()
     assert isinstance(value, ImportError) and (model_id, part) == ("m_1", "tree")
     assert isinstance(_tagged("m_1", "memory", lambda: 1 / 0)()[2], ZeroDivisionError)
+
+
+def test_quantization_choices_follow_the_cpu_setting(qt_studio, qtbot, tiny_llama_dir):
+    pytest.importorskip("bitsandbytes")
+    from mistudio.ui.models.tab import ModelsTab
+
+    studio, bridge = qt_studio
+    studio.update_settings(default_device="cpu")
+    tab = ModelsTab(studio, bridge)
+    qtbot.addWidget(tab)
+    inspector = tab.inspector
+    with qtbot.waitSignal(inspector.loaded, timeout=60_000):
+        rec, job = tab.add_local(str(tiny_llama_dir))
+        qtbot.waitUntil(lambda: studio.models.get(rec.id).status == "ready", timeout=60_000)
+    qtbot.waitUntil(inspector.is_filled, timeout=60_000)
+    items = [inspector.quant.model().item(i) for i in range(3)]
+    assert items[0].isEnabled() and not items[1].isEnabled() and not items[2].isEnabled()
+    setting = "Allow 8-/4-bit quantization on the CPU"
+    assert setting in items[2].toolTip() and setting in inspector.quant_note.text()
+    assert not inspector.save_quant.isEnabled()
+
+    studio.update_settings(allow_cpu_quantization=True)
+    inspector.refresh_quantization()
+    qtbot.waitUntil(lambda: items[2].isEnabled(), timeout=60_000)
+    assert items[1].isEnabled() and items[2].toolTip() == "" and inspector.quant_note.text() == ""
+    inspector.quant.setCurrentText("4bit")
+    assert inspector.save_quant.isEnabled()
+    assert "Weights" in inspector.memory.text()
+    inspector.dtype.setCurrentText("float32")
+    inspector.save_quant.click()
+    jobs = studio.list_jobs(kind="models.quantize")
+    assert jobs and jobs[0].params["dtype"] == "float32", tab.message.text()
+    assert studio.queue.wait(jobs[0].id, 120).status == "completed"
+    qtbot.waitUntil(lambda: "saved: 4bit" in tab.models_list.item(0).text(), timeout=10_000)

@@ -8,10 +8,10 @@ already left are dropped, so switching models never mixes two models' details.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
-                               QWidget)
+                               QPushButton, QSplitter, QTreeWidget, QTreeWidgetItem,
+                               QVBoxLayout, QWidget)
 
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
@@ -37,6 +37,7 @@ class ArchitectureInspector(QWidget):
 
     hook_chosen = Signal(str)
     loaded = Signal(str)  # model id whose details arrived (tests wait on it)
+    save_variant = Signal(str, str, str)  # model id, quantization, dtype of the other parts
 
     def __init__(self, studio, parent: QWidget | None = None):
         super().__init__(parent)
@@ -64,7 +65,17 @@ class ArchitectureInspector(QWidget):
         self.quant.addItems(QUANTS)
         row.addWidget(self.dtype)
         row.addWidget(self.quant)
+        self.save_quant = QPushButton("Save quantized copy")
+        self.save_quant.setToolTip("Quantize once and save the copy beside the model, so it "
+                                   "loads faster and smaller next time.")
+        self.save_quant.setEnabled(False)
+        self.save_quant.clicked.connect(self._save_variant)
+        row.addWidget(self.save_quant)
         mem.addLayout(row)
+        self.quant_note = QLabel("")
+        self.quant_note.setWordWrap(True)
+        self.quant_note.setStyleSheet("color: #6b7280; font-size: 11px;")
+        mem.addWidget(self.quant_note)
         self.memory = QLabel("")
         self.memory.setWordWrap(True)
         mem.addWidget(self.memory)
@@ -97,6 +108,8 @@ class ArchitectureInspector(QWidget):
         lay.addWidget(split, 1)
         self.dtype.currentTextChanged.connect(lambda _t: self._update_memory())
         self.quant.currentTextChanged.connect(lambda _t: self._update_memory())
+        self._quant_reasons: dict[str, str] = {}
+        self._quant_setting: bool | None = None  # the CPU opt-in the choices were made with
         self._summary: dict | None = None
         self._estimates: dict = {}
         self._pending: set[str] = set()
@@ -114,6 +127,8 @@ class ArchitectureInspector(QWidget):
         self._summary = None
         self._estimates = {}
         self._pending = set()
+        self._quant_reasons = {}
+        self.save_quant.setEnabled(False)
         if not model_id:
             return
         rec = self.studio.models.get(model_id)
@@ -129,12 +144,7 @@ class ArchitectureInspector(QWidget):
         def summary():
             return studio.models.inspect(model_id), studio.models.hook_points(model_id)
 
-        def memory():
-            quant = studio.models.quantization_options()
-            estimates = {(dtype, q): studio.models.memory_estimate(
-                model_id, dtype=dtype, quantization=q, device="auto")
-                for dtype in DTYPES for q in QUANTS}
-            return quant, estimates
+        memory = self._memory_reader(model_id)
 
         def tree():
             return studio.models.module_tree(model_id)
@@ -144,6 +154,40 @@ class ArchitectureInspector(QWidget):
         for part, fn in (("summary", summary), ("memory", memory), ("tree", tree)):
             # a bound method of this widget (not a lambda): Qt delivers it on the GUI thread
             self._calls.append(BackgroundCall(_tagged(model_id, part, fn), self._deliver))
+
+    def _memory_reader(self, model_id: str):
+        studio = self.studio
+        self._quant_setting = bool(studio.settings.allow_cpu_quantization)
+
+        def memory():
+            quant = studio.models.quantization_options()
+            estimates = {(dtype, q): studio.models.memory_estimate(
+                model_id, dtype=dtype, quantization=q, device="auto")
+                for dtype in DTYPES for q in QUANTS}
+            return quant, estimates
+        return memory
+
+    def refresh_quantization(self) -> None:
+        """Read the quantization choices again (e.g. after the CPU opt-in changed)."""
+        if not self.model_id or self._summary is None or "memory" in self._pending:
+            return
+        self._pending.add("memory")
+        self._calls = [c for c in self._calls if c.running()]
+        self._calls.append(BackgroundCall(
+            _tagged(self.model_id, "memory", self._memory_reader(self.model_id)),
+            self._deliver))
+
+    def event(self, e) -> bool:
+        # back from File > Settings: offer what the CPU opt-in now allows
+        if e.type() == QEvent.Type.WindowActivate and self._quant_setting is not None and \
+                self._quant_setting != bool(self.studio.settings.allow_cpu_quantization):
+            self.refresh_quantization()
+        return super().event(e)
+
+    def _save_variant(self) -> None:
+        q = self.quant.currentText()
+        if self.model_id and q != "none" and not self._quant_reasons.get(q, "?"):
+            self.save_variant.emit(self.model_id, q, self.dtype.currentText())
 
     def is_filled(self) -> bool:
         """Everything about the current model is on screen (or there is nothing to show)."""
@@ -194,6 +238,7 @@ class ArchitectureInspector(QWidget):
     def _show_memory(self, value) -> None:
         quant, estimates = value
         self._estimates = estimates
+        self._quant_reasons = dict(quant)
         for i, q in enumerate(QUANTS):
             item = self.quant.model().item(i)
             item.setEnabled(not quant.get(q))
@@ -201,6 +246,7 @@ class ArchitectureInspector(QWidget):
         if quant.get(self.quant.currentText()):
             self.quant.setCurrentText("none")
         self.quant.setToolTip(quant.get("4bit") or "8-bit/4-bit through bitsandbytes")
+        self.quant_note.setText(quant.get("4bit") or "")
         self._update_memory()
 
     def _show_tree(self, tree) -> None:
@@ -234,6 +280,9 @@ class ArchitectureInspector(QWidget):
             self.tree.resizeColumnToContents(col)
 
     def _update_memory(self) -> None:
+        q = self.quant.currentText()
+        self.save_quant.setEnabled(bool(self.model_id) and q != "none" and
+                                   not self._quant_reasons.get(q, "?"))
         if not self.model_id:
             return
         est = self._estimates.get((self.dtype.currentText(), self.quant.currentText()))

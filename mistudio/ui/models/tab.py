@@ -82,6 +82,7 @@ class ModelsTab(QWidget):
         lay.addWidget(split)
 
         self.inspector.hook_chosen.connect(self._extract_here)
+        self.inspector.save_variant.connect(self.save_variant)
         for panel in (self.extract, self.sets):
             panel.error.connect(self.show_message)
         self.extract.started.connect(lambda _j: self.reload())
@@ -158,9 +159,6 @@ class ModelsTab(QWidget):
                                      "running"):
             self._reload_timer.start()
 
-    def show_message(self, text: str) -> None:
-        self.message.setText(text)
-
     # ------------------------------------------------------------------ actions
 
     def _run(self, fn, *args, **kw):
@@ -223,6 +221,18 @@ class ModelsTab(QWidget):
                 "Its files in the data folder are deleted.")
         if confirm(self, "Delete model", f"Delete {rec.name}? {note}", destructive=True):
             self._run(self.studio.models.delete, model_id)
+
+    def save_variant(self, model_id: str, quantization: str, dtype: str = "bfloat16"):
+        """Quantize the model and save the copy beside it (a job; the card lists it)."""
+        job = self._run(self.studio.models.save_quantized, model_id, quantization, dtype=dtype)
+        if job is not None:
+            self.message.setStyleSheet("color: #374151;")
+            self.message.setText(f"Saving a {quantization} copy ({job.title})...")
+        return job
+
+    def show_message(self, text: str) -> None:
+        self.message.setStyleSheet("color: #b91c1c;")
+        self.message.setText(text)
 
     def rename_selected(self, name: str | None = None):
         """Rename the selected model (asks for the name unless given)."""
