@@ -27,6 +27,28 @@ Water boils at one hundred degrees Celsius at sea level. The sun is a star.
 """ * 4
 
 
+@pytest.fixture(autouse=True)
+def _no_modal_message_boxes(request, monkeypatch):
+    """A modal QMessageBox in a test would wait for a click forever (offscreen, nobody
+    clicks) inside Qt's C++ event loop, where pytest-timeout's signal cannot interrupt it.
+    In Qt tests the static QMessageBox helpers raise instead, naming the dialog, so the
+    test fails at once. A test that means to answer a dialog patches the helper itself."""
+    import sys
+
+    if "qtbot" not in request.fixturenames and "PySide6.QtWidgets" not in sys.modules:
+        return
+    from PySide6.QtWidgets import QMessageBox
+
+    def refuse(kind):
+        def modal(parent, title, text, *args, **kwargs):
+            raise AssertionError(f"a modal QMessageBox.{kind} opened in a test: {title!r}: "
+                                 f"{text!r}")
+        return modal
+
+    for kind in ("question", "warning", "critical", "information"):
+        monkeypatch.setattr(QMessageBox, kind, staticmethod(refuse(kind)))
+
+
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch) -> Path:
     d = tmp_path / "data"
