@@ -77,20 +77,39 @@ class TrainingService:
         return source.d_in, d_out
 
     def start_training(self, config: TrainingConfig | dict, *, activation_path: str | None = None,
-                       title: str = "") -> JobRecord:
+                       title: str = "", folder: str | Path | None = None) -> JobRecord:
         """Validate ``config`` against its activation set, record the training, queue the job.
 
-        Returns the job record; the training id is ``job.target``.
+        ``folder``: where the training's files go (default ``trainings/<id>/`` in the data
+        folder). Returns the job record; the training id is ``job.target``.
         """
+        return self.submit_training(*self.prepare_training(
+            config, activation_path=activation_path, title=title, folder=folder))
+
+    start = start_training  # the name the Training tab calls
+
+    def prepare_training(self, config: TrainingConfig | dict, *,
+                         activation_path: str | None = None, title: str = "",
+                         folder: str | Path | None = None, world_size: int = 1
+                         ) -> tuple[TrainingRecord, dict]:
+        """Validate and record a training (status ``queued``); returns it and the job params
+        for :meth:`submit_training`. ``world_size`` > 1: a ``torchrun`` run whose rank 0
+        runs the job (the params say so; the other processes run the same params)."""
         cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
         path = self.resolve_activation_path(cfg.activation_id, activation_path or cfg.activation_path)
         target = self.resolve_activation_path(cfg.target_activation_id, cfg.target_activation_path)
         if not path:
             cfg.validate()  # raises "no activation set chosen"
         d_in, d_out = self._check_config(cfg, path, target)
+        if cfg.batch_size % world_size:
+            raise UserError(f"The batch size {cfg.batch_size} does not split evenly over "
+                            f"{world_size} processes.", hint="Pick a multiple of the process count.")
         training_id = new_id("tr")
-        folder = self.studio.paths.entity_dir("trainings", training_id)
+        folder = (Path(folder).expanduser().resolve() if folder
+                  else self.studio.paths.entity_dir("trainings", training_id))
         name = title or cfg.name or _default_title(cfg, path)
+        if world_size > 1:
+            name += f" · {world_size} processes"
         members = cfg.members()
         rec = TrainingRecord(
             id=training_id, name=name, status="queued", config=cfg.to_dict(), kind=cfg.kind,
@@ -104,12 +123,16 @@ class TrainingService:
                   "evaluation": self._training_evaluation(cfg, path, target)}
         if target:
             params["target_activation_path"] = target
-        job = self.studio.submit_job(TRAIN_KIND, params, title=name, target=training_id,
-                                     artifact_dir=folder)
-        self.trainings_repo.update(training_id, job_id=job.id)
-        return job
+        if world_size > 1:
+            params["distributed"] = {"world_size": int(world_size), "rank": 0}
+        return rec, params
 
-    start = start_training  # the name the Training tab calls
+    def submit_training(self, rec: TrainingRecord, params: dict) -> JobRecord:
+        """Queue the ``sae.train`` job of a training recorded by :meth:`prepare_training`."""
+        job = self.studio.submit_job(TRAIN_KIND, params, title=rec.name, target=rec.id,
+                                     artifact_dir=Path(rec.folder))
+        self.trainings_repo.update(rec.id, job_id=job.id)
+        return job
 
     def resume_training(self, training_id: str, *, checkpoint: str | int | None = None,
                         total_tokens: int | None = None) -> JobRecord:
