@@ -1,4 +1,5 @@
-"""The training job: ``sae.train`` (GPU, pausable). Thin: builds the source and the trainer.
+"""The SAE jobs: ``sae.train`` (GPU, pausable; thin: builds the source and the trainer) and
+``sae.import`` (:func:`import_job`).
 
 ``params``: ``config`` (a :class:`~mistudio.sae.config.TrainingConfig` dict),
 ``activation_path`` (and ``target_activation_path`` for transcoders), optionally
@@ -44,3 +45,38 @@ def train_job(params: dict, ctx) -> dict:
                       resume_from=params.get("resume_from") or None,
                       evaluation=params.get("evaluation"))
     return trainer.run()
+
+
+def import_job(params: dict, ctx) -> dict:
+    """Job ``sae.import``: read an SAE in any supported layout, save it in SAELens layout."""
+    from mistudio.paths import DataPaths
+    from mistudio.sae.formats import download_sae, load_sae, save_saelens
+
+    paths = DataPaths(Path(params["data_dir"]))
+    source = str(params["source"])
+    subfolder = params.get("subfolder") or ""
+    folder = Path(source).expanduser()
+    if not folder.exists():
+        if "/" not in source or source.startswith((".", "/", "~")):
+            raise UserError(f"{source} is neither a folder nor a Hugging Face repo id.",
+                            hint="Give a local folder or 'owner/repo' with the SAE's subfolder.")
+        ctx.log(f"Downloading {source}/{subfolder} from the Hugging Face Hub...")
+        folder = download_sae(source, subfolder, cache_dir=paths.cache / "hub",
+                              token=params.get("token"), revision=params.get("revision"))
+    elif subfolder:
+        folder = folder / subfolder
+    sae, info = load_sae(folder)
+    sae_id = params["sae_id"]
+    dest = paths.entity_dir("trainings", sae_id)
+    save_saelens(dest, sae, model_name=info.get("model_name", ""),
+                 hook_name=info.get("hook_name", ""),
+                 extra_metadata={"imported_from": source, "original_format": info["format"]})
+    kind = ("skip_transcoder" if sae.W_skip is not None else
+            "transcoder" if sae.transcoder else "sae")
+    return {"id": sae_id, "folder": str(dest), "name": params.get("name") or
+            f"{Path(source).name}{'/' + subfolder if subfolder else ''}",
+            "source_ref": f"{source}{'/' + subfolder if subfolder else ''}",
+            "format": info["format"], "architecture": sae.architecture, "kind": kind,
+            "d_in": sae.d_in, "d_sae": sae.d_sae, "d_out": sae.d_out,
+            "k": sae.k if sae.architecture in ("topk", "batchtopk") else None,
+            "model_name": info.get("model_name", ""), "hook_name": info.get("hook_name", "")}

@@ -192,7 +192,8 @@ class Trainer:
     def _compile(self, sae: SparseAutoencoder, cfg: TrainingConfig):
         """``torch.compile`` the dense training step; None (eager) with the reason logged."""
         if sae.architecture not in ("relu", "jumprelu"):
-            # TopK-style SAEs already run sparse kernels; compiling pays off for dense ones
+            # TopK-style SAEs run sparse kernels that break the graph: compiled, their step
+            # was slower (TopK 0.88x, BatchTopK 0.96x on CPU, benchmarks/sae_compile_bench.py); dense ones gain
             self.ctx.log(f"torch.compile is used for dense SAEs only; {cfg.member_name} "
                          f"({sae.architecture}) runs its sparse kernels eagerly.")
             return None

@@ -3,8 +3,8 @@ the real default backend, inductor, which generates and compiles C++ here), a co
 resumes exactly, and a compiler that fails (or is missing) falls back to eager with the
 reason in the log.
 
-Inductor's code generation costs ~20 s cold for a small ReLU step on a 2-core machine (its
-FX graph cache in the temp folder makes later runs faster); the other tests use the
+Inductor's code generation costs ~20 s cold for a small ReLU step on an idle 2-core machine
+and over a minute under load, so that test is ``slow`` (``MISTUDIO_SLOW=1``); the others use the
 ``aot_eager`` backend, which runs the same capture (TorchDynamo graph, AOT autograd through
 the custom JumpReLU functions) without code generation.
 """
@@ -100,8 +100,13 @@ def _train_recording(cfg, x, out_dir=None, ctx=None, resume_from=None):
     return tr, reports
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("MISTUDIO_SLOW"),
+                    reason="MISTUDIO_SLOW=1: inductor's C++ codegen takes 20-80 s on 2 cores")
 def test_inductor_compiled_relu_step_trains_like_eager(synthetic, small_config):
-    """The default backend for real: inductor generates C++ and compiles it with g++."""
+    """The default backend for real: inductor generates C++ and compiles it with g++.
+
+    Measured here: ~22 s alone with a cold cache, 47-77 s with the machine under load."""
     from torch._inductor.cpp_builder import get_cpp_compiler
 
     try:
