@@ -335,7 +335,9 @@ class Trainer:
                                  1000 * elapsed / max(window_steps, 1))
                     window_t0, window_tokens, window_steps = time.perf_counter(), 0, 0
                 if (cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0
-                        and self.step < self.total_steps):
+                        and self.step < self.total_steps and self.world_size == 1):
+                    # (under DDP only the final one: rank 0 alone evaluates, and a stop
+                    # during it would break the processes' lockstep)
                     self.evaluate_spliced()
                     window_t0 = time.perf_counter()  # evaluation time is not training time
                 if (cfg.checkpoint_every_tokens and self.step < self.total_steps

@@ -79,6 +79,15 @@ def test_two_processes_train_what_one_process_trains(arch, tmp_path, small_confi
     assert ckpt_meta["step"] == 12
 
 
+def test_bad_config_under_torchrun_fails_fast_with_the_message(tmp_path, small_config,
+                                                                activation_set):
+    cfg = _cfg(small_config, activation_set, k=999)
+    run = _torchrun(tmp_path, cfg)
+    assert run.returncode != 0
+    assert run.stderr.count("k = 999 is larger than the SAE width") == 1, run.stderr[-3000:]
+    assert _db_rows(tmp_path / "data", "select id from trainings") == []
+
+
 def _db_rows(data_dir, sql):
     """Read the live run's database without opening a Studio (which would mark jobs)."""
     try:
