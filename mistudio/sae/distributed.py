@@ -86,7 +86,9 @@ class GlobalBatchTopKEncode(SparseEncode):
     def forward(ctx, x, weight, bias, k: int, world: int, matmul_dtype):
         B = x.shape[0]
         pre = _encoder_pre(x, weight, bias, matmul_dtype)
-        threshold = global_kth_largest(pre, k * B * world, 4 * k)
+        # this process may hold up to all k*B*world of the global top: enough candidates
+        # per row that its local top k*B*world is among them (as one process's 4k for k*B)
+        threshold = global_kth_largest(pre, k * B * world, 4 * k * world)
         rows, latents = (pre >= threshold.to(pre.dtype)).nonzero(as_tuple=True)
         values = pre[rows, latents].float()
         del pre

@@ -31,6 +31,17 @@ def _cfg(small_config, activation_set, **kw):
                         metrics_every_steps=4, **kw)
 
 
+@pytest.mark.parametrize("B,D,n,kc", [(64, 500, 64 * 8 * 4, 8 * 4 * 4),  # as k=8, 4 procs
+                                      (32, 200, 32 * 4, 16),  # a row holds many: redone
+                                      (16, 30, 16 * 30, 40)])  # every entry
+def test_kth_largest_from_per_row_candidates_is_exact(B, D, n, kc):
+    from mistudio.sae.distributed import global_kth_largest
+
+    pre = torch.randn(B, D, generator=torch.Generator().manual_seed(B))
+    pre[3] += 5  # one row holds many of the largest values
+    assert global_kth_largest(pre, n, kc) == pre.reshape(-1).topk(n).values.min()
+
+
 def _torchrun(tmp_path, cfg, *extra, popen=False):
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
     env = {**os.environ, "MISTUDIO_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
