@@ -270,13 +270,27 @@ class TopKSAE(SparseAutoencoder):
 
 
 class BatchTopKSAE(TopKSAE):
+    """Top ``k * B`` over the batch. Under ``torchrun`` the trainer sets ``world_size``: the
+    selection is then over the global batch of all processes and the threshold estimate is
+    the global smallest selected activation, so every process keeps the same threshold and N
+    processes train the SAE one process would on the whole batch."""
+
     architecture = "batchtopk"
     batch_mode = True
     THRESHOLD_EMA = 0.99
+    world_size = 1  # processes sharing each batch (set by the trainer under DDP)
 
     def _init_threshold(self, value, device) -> None:
         self.register_buffer("threshold", torch.zeros(1, device=device))
         self.register_buffer("threshold_seen", torch.zeros((), device=device))
+
+    def _select(self, x_in, matmul_dtype):
+        if self.world_size > 1:
+            from mistudio.sae.distributed import global_batch_topk_encode
+
+            return global_batch_topk_encode(x_in, self.W_enc_t, self.b_enc, self.k,
+                                            self.world_size, matmul_dtype)
+        return super()._select(x_in, matmul_dtype)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:  # training-mode encode: the batch selection itself
@@ -288,9 +302,14 @@ class BatchTopKSAE(TopKSAE):
 
     @torch.no_grad()
     def _after_select(self, values, active) -> None:
-        if not bool(active.any()):
+        smallest = (values[active].min().float() if bool(active.any())
+                    else values.new_full((), float("inf"), dtype=torch.float32))
+        if self.world_size > 1:
+            from mistudio.sae.distributed import all_reduce
+
+            smallest = all_reduce(smallest.clone(), "min")
+        if not bool(torch.isfinite(smallest)):
             return
-        smallest = values[active].min().float()
         if self.threshold_seen.item() == 0:
             self.threshold.fill_(smallest)
         else:

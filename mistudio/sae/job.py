@@ -1,11 +1,13 @@
-"""The training job: ``sae.train`` (GPU, pausable). Thin: builds the source and the trainer.
+"""The SAE jobs: ``sae.train`` (GPU, pausable; thin: builds the source and the trainer) and
+``sae.import`` (:func:`import_job`).
 
 ``params``: ``config`` (a :class:`~mistudio.sae.config.TrainingConfig` dict),
 ``activation_path`` (and ``target_activation_path`` for transcoders), optionally
 ``resume_from`` (a checkpoint folder), ``out_dir`` (default: the job's artifact folder,
 which the service sets to ``trainings/<id>/``) and ``evaluation`` (``{"spec": EvalSpec
-dict}`` or ``{"skip_reason": ...}``, for the spliced-in CE/KL evaluation). Returns the result summary (also written to
-``result.json``).
+dict}`` or ``{"skip_reason": ...}``, for the spliced-in CE/KL evaluation) and, under
+``torchrun``, ``distributed`` (``world_size``, this process's ``rank`` and ``device``: only
+rank 0 writes). Returns the result summary (also written to ``result.json``).
 """
 
 from __future__ import annotations
@@ -27,12 +29,54 @@ def train_job(params: dict, ctx) -> dict:
         raise UserError("The training job has no activation set.",
                         hint="Start trainings from the Training tab or `mistudio train`.")
     target = params.get("target_activation_path") or cfg.target_activation_path or None
-    device = resolve_device(cfg.device if cfg.device != "auto" else ctx.device)
-    if cfg.device == "cuda" and device != "cuda":
-        ctx.log("CUDA was requested but is not available; training on the CPU.", "warning")
+    dist = params.get("distributed") or {}
+    world = int(dist.get("world_size", 1))
+    if world > 1:  # one process of a torchrun group (mistudio.cli.train)
+        device = dist.get("device") or "cpu"
+    else:
+        device = resolve_device(cfg.device if cfg.device != "auto" else ctx.device)
+        if cfg.device == "cuda" and device != "cuda":
+            ctx.log("CUDA was requested but is not available; training on the CPU.", "warning")
     source = open_source(path, target)
-    out_dir = Path(params.get("out_dir") or ctx.artifact_dir)
-    trainer = Trainer(cfg, source, out_dir, ctx=ctx, device=device,
+    rank = int(dist.get("rank", 0))
+    out = params.get("out_dir") or ctx.artifact_dir
+    trainer = Trainer(cfg, source, Path(out) if out and rank == 0 else None, ctx=ctx,
+                      device=device, rank=rank, world_size=world,
                       resume_from=params.get("resume_from") or None,
                       evaluation=params.get("evaluation"))
     return trainer.run()
+
+
+def import_job(params: dict, ctx) -> dict:
+    """Job ``sae.import``: read an SAE in any supported layout, save it in SAELens layout."""
+    from mistudio.paths import DataPaths
+    from mistudio.sae.formats import download_sae, load_sae, save_saelens
+
+    paths = DataPaths(Path(params["data_dir"]))
+    source = str(params["source"])
+    subfolder = params.get("subfolder") or ""
+    folder = Path(source).expanduser()
+    if not folder.exists():
+        if "/" not in source or source.startswith((".", "/", "~")):
+            raise UserError(f"{source} is neither a folder nor a Hugging Face repo id.",
+                            hint="Give a local folder or 'owner/repo' with the SAE's subfolder.")
+        ctx.log(f"Downloading {source}/{subfolder} from the Hugging Face Hub...")
+        folder = download_sae(source, subfolder, cache_dir=paths.cache / "hub",
+                              token=params.get("token"), revision=params.get("revision"))
+    elif subfolder:
+        folder = folder / subfolder
+    sae, info = load_sae(folder)
+    sae_id = params["sae_id"]
+    dest = paths.entity_dir("trainings", sae_id)
+    save_saelens(dest, sae, model_name=info.get("model_name", ""),
+                 hook_name=info.get("hook_name", ""),
+                 extra_metadata={"imported_from": source, "original_format": info["format"]})
+    kind = ("skip_transcoder" if sae.W_skip is not None else
+            "transcoder" if sae.transcoder else "sae")
+    return {"id": sae_id, "folder": str(dest), "name": params.get("name") or
+            f"{Path(source).name}{'/' + subfolder if subfolder else ''}",
+            "source_ref": f"{source}{'/' + subfolder if subfolder else ''}",
+            "format": info["format"], "architecture": sae.architecture, "kind": kind,
+            "d_in": sae.d_in, "d_sae": sae.d_sae, "d_out": sae.d_out,
+            "k": sae.k if sae.architecture in ("topk", "batchtopk") else None,
+            "model_name": info.get("model_name", ""), "hook_name": info.get("hook_name", "")}

@@ -22,6 +22,7 @@ from pathlib import Path
 from mistudio.errors import UserError
 from mistudio.jobs.context import JobContext
 from mistudio.sae.config import TrainingConfig
+from mistudio.sae.job import import_job  # noqa: F401 - the sae.import job kind names it here
 from mistudio.sae.saes_repo import SAERecord, SAEsRepo
 from mistudio.sae.trainings_repo import TrainingRecord, TrainingsRepo
 from mistudio.store.db import new_id, now_iso
@@ -77,20 +78,39 @@ class TrainingService:
         return source.d_in, d_out
 
     def start_training(self, config: TrainingConfig | dict, *, activation_path: str | None = None,
-                       title: str = "") -> JobRecord:
+                       title: str = "", folder: str | Path | None = None) -> JobRecord:
         """Validate ``config`` against its activation set, record the training, queue the job.
 
-        Returns the job record; the training id is ``job.target``.
+        ``folder``: where the training's files go (default ``trainings/<id>/`` in the data
+        folder). Returns the job record; the training id is ``job.target``.
         """
+        return self.submit_training(*self.prepare_training(
+            config, activation_path=activation_path, title=title, folder=folder))
+
+    start = start_training  # the name the Training tab calls
+
+    def prepare_training(self, config: TrainingConfig | dict, *,
+                         activation_path: str | None = None, title: str = "",
+                         folder: str | Path | None = None, world_size: int = 1
+                         ) -> tuple[TrainingRecord, dict]:
+        """Validate and record a training (status ``queued``); returns it and the job params
+        for :meth:`submit_training`. ``world_size`` > 1: a ``torchrun`` run whose rank 0
+        runs the job (the params say so; the other processes run the same params)."""
         cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
         path = self.resolve_activation_path(cfg.activation_id, activation_path or cfg.activation_path)
         target = self.resolve_activation_path(cfg.target_activation_id, cfg.target_activation_path)
         if not path:
             cfg.validate()  # raises "no activation set chosen"
         d_in, d_out = self._check_config(cfg, path, target)
+        if cfg.batch_size % world_size:
+            raise UserError(f"The batch size {cfg.batch_size} does not split evenly over "
+                            f"{world_size} processes.", hint="Pick a multiple of the process count.")
         training_id = new_id("tr")
-        folder = self.studio.paths.entity_dir("trainings", training_id)
+        folder = (Path(folder).expanduser().resolve() if folder
+                  else self.studio.paths.entity_dir("trainings", training_id))
         name = title or cfg.name or _default_title(cfg, path)
+        if world_size > 1:
+            name += f" · {world_size} processes"
         members = cfg.members()
         rec = TrainingRecord(
             id=training_id, name=name, status="queued", config=cfg.to_dict(), kind=cfg.kind,
@@ -104,12 +124,16 @@ class TrainingService:
                   "evaluation": self._training_evaluation(cfg, path, target)}
         if target:
             params["target_activation_path"] = target
-        job = self.studio.submit_job(TRAIN_KIND, params, title=name, target=training_id,
-                                     artifact_dir=folder)
-        self.trainings_repo.update(training_id, job_id=job.id)
-        return job
+        if world_size > 1:
+            params["distributed"] = {"world_size": int(world_size), "rank": 0}
+        return rec, params
 
-    start = start_training  # the name the Training tab calls
+    def submit_training(self, rec: TrainingRecord, params: dict) -> JobRecord:
+        """Queue the ``sae.train`` job of a training recorded by :meth:`prepare_training`."""
+        job = self.studio.submit_job(TRAIN_KIND, params, title=rec.name, target=rec.id,
+                                     artifact_dir=Path(rec.folder))
+        self.trainings_repo.update(rec.id, job_id=job.id)
+        return job
 
     def resume_training(self, training_id: str, *, checkpoint: str | int | None = None,
                         total_tokens: int | None = None) -> JobRecord:
@@ -575,38 +599,3 @@ def _read_json(path: Path) -> dict:
 
 def _read_result(folder: str) -> dict | None:
     return _read_json(Path(folder) / "result.json") or None
-
-
-def import_job(params: dict, ctx) -> dict:
-    """Job ``sae.import``: read an SAE in any supported layout, save it in SAELens layout."""
-    from mistudio.paths import DataPaths
-    from mistudio.sae.formats import download_sae, load_sae, save_saelens
-
-    paths = DataPaths(Path(params["data_dir"]))
-    source = str(params["source"])
-    subfolder = params.get("subfolder") or ""
-    folder = Path(source).expanduser()
-    if not folder.exists():
-        if "/" not in source or source.startswith((".", "/", "~")):
-            raise UserError(f"{source} is neither a folder nor a Hugging Face repo id.",
-                            hint="Give a local folder or 'owner/repo' with the SAE's subfolder.")
-        ctx.log(f"Downloading {source}/{subfolder} from the Hugging Face Hub...")
-        folder = download_sae(source, subfolder, cache_dir=paths.cache / "hub",
-                              token=params.get("token"), revision=params.get("revision"))
-    elif subfolder:
-        folder = folder / subfolder
-    sae, info = load_sae(folder)
-    sae_id = params["sae_id"]
-    dest = paths.entity_dir("trainings", sae_id)
-    save_saelens(dest, sae, model_name=info.get("model_name", ""),
-                 hook_name=info.get("hook_name", ""),
-                 extra_metadata={"imported_from": source, "original_format": info["format"]})
-    kind = ("skip_transcoder" if sae.W_skip is not None else
-            "transcoder" if sae.transcoder else "sae")
-    return {"id": sae_id, "folder": str(dest), "name": params.get("name") or
-            f"{Path(source).name}{'/' + subfolder if subfolder else ''}",
-            "source_ref": f"{source}{'/' + subfolder if subfolder else ''}",
-            "format": info["format"], "architecture": sae.architecture, "kind": kind,
-            "d_in": sae.d_in, "d_sae": sae.d_sae, "d_out": sae.d_out,
-            "k": sae.k if sae.architecture in ("topk", "batchtopk") else None,
-            "model_name": info.get("model_name", ""), "hook_name": info.get("hook_name", "")}

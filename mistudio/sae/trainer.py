@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +28,10 @@ import torch
 from mistudio.errors import JobCancelled, UserError
 from mistudio.paths import atomic_write_json
 from mistudio.sae import checkpoints as ckpt
-from mistudio.sae.architectures import SparseAutoencoder, build_sae
+from mistudio.sae.architectures import BatchTopKSAE, SparseAutoencoder, build_sae
 from mistudio.sae.config import TrainingConfig
 from mistudio.sae.data import ActivationStream, BatchSource, estimate_norm_scale
+from mistudio.sae.distributed import all_reduce, broadcast
 from mistudio.sae.formats import save_saelens
 from mistudio.sae.metrics import MemberTracker, lr_factor, sparsity_warmup
 
@@ -143,14 +145,25 @@ class Trainer:
         elif self.config.normalize_activations == "expected_average_only_in":
             self.scale_in, self.scale_out = estimate_norm_scale(
                 src, self.config.normalization_tokens, seed=self.config.seed)
+            if self.world_size > 1:  # every process uses rank 0's estimate
+                scales = broadcast(torch.tensor([self.scale_in, self.scale_out],
+                                                dtype=torch.float64, device=self.device))
+                self.scale_in, self.scale_out = (float(v) for v in scales.tolist())
         for m_cfg in self.config.members():
             sae = build_sae(m_cfg, src.d_in, src.d_out).to(self.device)
             module: torch.nn.Module = sae
             if self.world_size > 1:
+                if isinstance(sae, BatchTopKSAE):
+                    sae.world_size = self.world_size  # select over the global batch
                 from torch.nn.parallel import DistributedDataParallel as DDP
 
-                module = DDP(sae, device_ids=[self.device.index] if self.device.type == "cuda"
-                             else None, broadcast_buffers=False)
+                with warnings.catch_warnings():
+                    # torch 2.13 deprecates broadcast_buffers but says to keep it for buffers
+                    # that must not be synced at init; ours are equal on every rank anyway
+                    warnings.simplefilter("ignore", FutureWarning)
+                    module = DDP(sae, device_ids=[self.device.index]
+                                 if self.device.type == "cuda" else None,
+                                 broadcast_buffers=False)
             opt = make_optimizer(sae.parameters(), m_cfg, self.device)
             tracker = MemberTracker(sae.d_sae, self.device, m_cfg.dead_window_tokens)
             member = Member(m_cfg, sae, opt, tracker, module)
@@ -167,6 +180,8 @@ class Trainer:
                 m.sae.load_state_dict(saved["sae"])
                 m.optimizer.load_state_dict(saved["optimizer"])
                 m.tracker.load_state_dict(saved["tracker"])
+                if not self.is_main:  # the saved metric sums are global: count them once
+                    m.tracker.sums.zero_()
                 m.last_metrics = saved.get("last_metrics", {})
             self.step, self.tokens = int(state["step"]), int(state["tokens"])
             self._last_ckpt_tokens = self.tokens
@@ -177,7 +192,8 @@ class Trainer:
     def _compile(self, sae: SparseAutoencoder, cfg: TrainingConfig):
         """``torch.compile`` the dense training step; None (eager) with the reason logged."""
         if sae.architecture not in ("relu", "jumprelu"):
-            # TopK-style SAEs already run sparse kernels; compiling pays off for dense ones
+            # TopK-style SAEs run sparse kernels that break the graph: compiled, their step
+            # was slower (TopK 0.88x, BatchTopK 0.96x on CPU, benchmarks/sae_compile_bench.py); dense ones gain
             self.ctx.log(f"torch.compile is used for dense SAEs only; {cfg.member_name} "
                          f"({sae.architecture}) runs its sparse kernels eagerly.")
             return None
@@ -190,7 +206,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
 
-    def state_dict(self) -> dict:
+    def state_dict(self, sums: dict | None = None) -> dict:
+        """Everything a resume needs. ``sums``: each member's global metric sums (DDP:
+        :meth:`_global_sums` on every process, since it is collective)."""
+        sums = sums or {}
         return {
             "format": 1, "step": self.step, "tokens": self.tokens,
             "d_in": self.source.d_in, "d_out": self.source.d_out,
@@ -199,15 +218,28 @@ class Trainer:
             "config": self.config.to_dict(),
             "members": [{"name": m.name, "sae": m.sae.state_dict(),
                          "optimizer": m.optimizer.state_dict(),
-                         "tracker": m.tracker.state_dict(), "last_metrics": m.last_metrics}
+                         "tracker": {**m.tracker.state_dict(),
+                                     **({"sums": sums[m.name].cpu()} if m.name in sums else {})},
+                         "last_metrics": m.last_metrics}
                         for m in self.members],
         }
 
+    def _global_sums(self, m: Member) -> torch.Tensor:
+        """The tracker's metric sums over all processes (a copy; collective under DDP)."""
+        return all_reduce(m.tracker.sums.clone()) if self.world_size > 1 else m.tracker.sums
+
     # ------------------------------------------------------------------ loop
+
+    def _nonfinite(self, m: Member) -> bool:
+        """Did a loss become NaN/inf since the last report, on any process?"""
+        if self.world_size == 1:
+            return m.tracker.nonfinite()
+        flag = m.tracker.sums[m.tracker.SUMS.index("finite")].clone()
+        return bool(all_reduce(flag).item() < 0)
 
     def _check_finite(self) -> None:
         for m in self.members:
-            if m.tracker.nonfinite():
+            if self._nonfinite(m):
                 last = ckpt.find_checkpoint(self.out_dir) if self.out_dir else None
                 kept = (f" The last good checkpoint (step {last.step}) was kept."
                         if last else " No checkpoint had been written yet.")
@@ -249,11 +281,19 @@ class Trainer:
         m.optimizer.step()
         m.sae.after_step()
         fired = out.fired
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            dist.all_reduce(fired)
-        m.tracker.update(out, y, fired, n_global)
+        if self.world_size == 1:
+            m.tracker.update(out, y, fired, n_global)
+        else:
+            # one all_reduce: firing counts (dead latents, density) and the batch's column
+            # sums (its global mean, for the explained variance's total variance)
+            yf = y.float()
+            both = all_reduce(torch.cat([fired, yf.sum(dim=0)]))
+            fired, mean_global = both[:fired.numel()], both[fired.numel():] / n_global
+            m.tracker.update(out, y, fired, n_global)
+            # the tracker measured variance around this process's mean; around the global
+            # one it is larger by B * ||mean_local - mean_global||^2
+            shift = (yf.mean(dim=0) - mean_global).pow(2).sum() * yf.shape[0]
+            m.tracker.sums[m.tracker.SUMS.index("var")] += shift.to(torch.float64)
         m._lr, m._scale = lr, scale
 
     def run(self) -> dict:
@@ -272,7 +312,7 @@ class Trainer:
         window_steps = 0
         try:
             while self.step < self.total_steps:
-                self.ctx.pause_point()
+                self._control_point()
                 item = self.stream.next()
                 x, y = item if isinstance(item, tuple) else (item, None)
                 x = x.to(self.device, non_blocking=True).mul_(self.scale_in)
@@ -295,7 +335,9 @@ class Trainer:
                                  1000 * elapsed / max(window_steps, 1))
                     window_t0, window_tokens, window_steps = time.perf_counter(), 0, 0
                 if (cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0
-                        and self.step < self.total_steps):
+                        and self.step < self.total_steps and self.world_size == 1):
+                    # (under DDP only the final one: rank 0 alone evaluates, and a stop
+                    # during it would break the processes' lockstep)
                     self.evaluate_spliced()
                     window_t0 = time.perf_counter()  # evaluation time is not training time
                 if (cfg.checkpoint_every_tokens and self.step < self.total_steps
@@ -312,6 +354,17 @@ class Trainer:
         self._check_finite()
         return self.finish()
 
+    def _control_point(self) -> None:
+        """Pause/cancel between steps. Under DDP every process must stop at the same step:
+        a stop asked of any process (Ctrl+C; rank 0's job cancelled) is agreed on with one
+        tiny all_reduce; pausing is not offered (the other processes would time out)."""
+        if self.world_size == 1:
+            self.ctx.pause_point()
+            return
+        flag = torch.tensor([1.0 if self.ctx.cancelled else 0.0], device=self.device)
+        if all_reduce(flag, "max").item() > 0:
+            raise JobCancelled()
+
     def _report(self, tokens_per_s: float, step_ms: float) -> None:
         self._check_finite()
         shared = {"tokens": float(self.tokens), "tokens_per_s": tokens_per_s,
@@ -319,6 +372,8 @@ class Trainer:
         values = dict(shared)
         multi = len(self.members) > 1
         for m in self.members:
+            if self.world_size > 1:  # every process reports the global batch's numbers
+                m.tracker.sums.copy_(self._global_sums(m))
             rep = m.tracker.report()
             rep["lr"] = getattr(m, "_lr", m.cfg.lr)
             rep["sparsity_coef"] = getattr(m, "_scale", 1.0) * {
@@ -435,9 +490,12 @@ class Trainer:
     def save_checkpoint(self) -> ckpt.CheckpointInfo | None:
         self._check_finite()
         self._last_ckpt_tokens = self.tokens
+        # under DDP the window's metric sums are saved summed over every process
+        sums = ({m.name: self._global_sums(m) for m in self.members} if self.world_size > 1
+                else None)
         if not (self.is_main and self.out_dir):
             return None
-        info = ckpt.save_checkpoint(self.out_dir, self.state_dict(), step=self.step,
+        info = ckpt.save_checkpoint(self.out_dir, self.state_dict(sums), step=self.step,
                                     tokens=self.tokens,
                                     metrics={m.name: m.last_metrics for m in self.members},
                                     keep=self.config.keep_checkpoints)
@@ -449,9 +507,9 @@ class Trainer:
         """Final checkpoint, SAELens folders for every SAE, and ``result.json``."""
         result = {"step": self.step, "tokens": self.tokens, "scale_in": self.scale_in,
                   "scale_out": self.scale_out, "saes": []}
+        if self._last_ckpt_tokens != self.tokens and (self.out_dir or self.world_size > 1):
+            self.save_checkpoint()  # on every process: it is collective under DDP
         if self.is_main and self.out_dir:
-            if self._last_ckpt_tokens != self.tokens:
-                self.save_checkpoint()
             self.evaluate_spliced(final=True)
             if "skipped" in self._evaluation:
                 result["evaluation_skipped"] = self._evaluation["skipped"]
