@@ -115,20 +115,45 @@ def _row_pointer(counts: torch.Tensor) -> torch.Tensor:
     return ptr
 
 
-class _ThresholdEncode(torch.autograd.Function):
-    """The activations ``pre * (pre > threshold)`` of a precomputed ``pre = x_in @ W^T + b``,
-    sparse (``values[N]`` of ``pattern``) or dense; the backward of the whole encoder."""
+def _encoder_grads(ctx, pattern, d_pre, x_in, weight):
+    """Gradients of ``(x, b_dec, weight, bias)`` of ``pre = (x - b_dec) @ weight^T + bias``
+    from ``d_pre``: ``[N]`` at the entries of ``pattern``, or dense ``[B, d_sae]``."""
+    need_x, need_bdec, need_w, need_b = ctx.needs_input_grad[:4]
+    grad_x = grad_bdec = grad_w = grad_b = None
+    if pattern is not None:
+        d_pre = d_pre.contiguous()
+        if need_b or need_bdec:
+            grad_b = torch.zeros(pattern.d_sae, dtype=d_pre.dtype, device=d_pre.device)
+            grad_b.index_add_(0, pattern.latents, d_pre)
+        if need_w:
+            grad_w = pattern.per_latent(d_pre.to(x_in.dtype), x_in).to(weight.dtype)
+        if need_x:
+            grad_x = pattern.per_token(d_pre.to(weight.dtype), weight).to(x_in.dtype)
+    else:
+        if need_b or need_bdec:
+            grad_b = d_pre.sum(0)
+        if need_w:
+            grad_w = d_pre.t() @ x_in
+        if need_x:
+            grad_x = d_pre @ weight
+    if need_bdec:  # x_in = x - b_dec
+        grad_bdec = -grad_x.sum(0) if grad_x is not None else -(grad_b.to(weight.dtype) @ weight)
+    return grad_x, grad_bdec, grad_w, grad_b if need_b else None
+
+
+class _ReluEncode(torch.autograd.Function):
+    """``relu`` of a precomputed ``pre = (x - b_dec) @ W^T + b``: sparse (``values[N]`` at
+    the entries of ``pattern``) or dense; its backward is the whole encoder's."""
 
     @staticmethod
     def forward(ctx, x, b_dec, weight, bias, pre, pattern):
-        # pre (and x_in) were computed under no_grad by relu_encode; weight/bias/b_dec are
+        # pre was computed under no_grad by relu_encode; x, b_dec, weight and bias are
         # inputs so that autograd routes their gradients here.
         x_in = x - b_dec if b_dec is not None else x
         ctx.pattern = pattern
         if pattern is not None:
-            values = pre.reshape(-1).index_select(0, pattern.flat)
             ctx.save_for_backward(x_in, weight)
-            return values
+            return pre.reshape(-1).index_select(0, pattern.flat)
         acts = pre.relu_()
         ctx.mark_dirty(pre)
         ctx.save_for_backward(x_in, weight, acts)
@@ -138,56 +163,84 @@ class _ThresholdEncode(torch.autograd.Function):
     def backward(ctx, g):
         pattern = ctx.pattern
         x_in, weight = ctx.saved_tensors[:2]
-        need_x, need_bdec, need_w, need_b = ctx.needs_input_grad[:4]
-        grad_x = grad_bdec = grad_w = grad_b = None
-        if pattern is not None:  # g: [N], the gradient at the active entries
-            g = g.contiguous()
-            if need_b or need_bdec:
-                grad_b = torch.zeros(pattern.d_sae, dtype=g.dtype, device=g.device)
-                grad_b.index_add_(0, pattern.latents, g)
-            if need_w:
-                grad_w = pattern.per_latent(g.to(x_in.dtype), x_in).to(weight.dtype)
-            if need_x:
-                grad_x = pattern.per_token(g.to(weight.dtype), weight).to(x_in.dtype)
-                if need_bdec:
-                    grad_bdec = -grad_x.sum(0)
-            elif need_bdec:
-                grad_bdec = -(grad_b.to(weight.dtype) @ weight)
-        else:
-            acts = ctx.saved_tensors[2]
-            d_pre = g * (acts > 0)
-            if need_b or need_bdec:
-                grad_b = d_pre.sum(0)
-            if need_w:
-                grad_w = d_pre.t() @ x_in
-            if need_x:
-                grad_x = d_pre @ weight
-                if need_bdec:
-                    grad_bdec = -grad_x.sum(0)
-            elif need_bdec:
-                grad_bdec = -(grad_b @ weight)
+        d_pre = g if pattern is not None else g * (ctx.saved_tensors[2] > 0)
+        grads = _encoder_grads(ctx, pattern, d_pre, x_in, weight)
         ctx.pattern = None
-        return grad_x, grad_bdec, grad_w, grad_b if need_b else None, None, None
+        return *grads, None, None
+
+
+def _in_band(pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    """Where the rectangle kernel of the JumpReLU straight-through estimator is non-zero
+    (the same expression as the dense step's)."""
+    z = (pre - threshold) / bandwidth
+    return (z > -0.5) & (z < 0.5)
+
+
+class _JumpReLUEncode(torch.autograd.Function):
+    """JumpReLU ``pre * H(pre - theta)`` of a precomputed ``pre`` and the L0 count, with the
+    Gemma Scope straight-through gradients for ``theta`` (rectangle kernel of width
+    ``bandwidth``). Sparse: returns ``values[N]`` at the active entries, a zero ``probe[M]``
+    at the entries inside the kernel's band (the decoder gives it the gradient there, which
+    the threshold needs) and ``l0``; dense: ``acts[B, d_sae]``, an empty probe and ``l0``."""
+
+    @staticmethod
+    def forward(ctx, x, b_dec, weight, bias, threshold, pre, pattern, band, bandwidth):
+        x_in = x - b_dec if b_dec is not None else x
+        ctx.pattern, ctx.band, ctx.bandwidth = pattern, band, bandwidth
+        B = pre.shape[0]
+        if pattern is not None:
+            ctx.save_for_backward(x_in, weight, threshold)
+            values = pre.reshape(-1).index_select(0, pattern.flat)
+            return values, pre.new_zeros(band.nnz), pre.new_tensor(pattern.nnz / B)
+        active = pre > threshold
+        ctx.save_for_backward(x_in, weight, threshold, pre)
+        return pre * active, pre.new_zeros(0), active.sum().to(pre.dtype) / B
+
+    @staticmethod
+    def backward(ctx, g_values, g_probe, g_l0):
+        pattern, band, bw = ctx.pattern, ctx.band, ctx.bandwidth
+        x_in, weight, threshold = ctx.saved_tensors[:3]
+        B = x_in.shape[0]
+        g_l0 = g_l0 if g_l0 is not None else torch.zeros((), device=x_in.device)
+        if pattern is not None:
+            d_pre = g_values
+            if g_probe is None:
+                g_probe = threshold.new_zeros(band.nnz)
+            acts_grad_in_band = torch.zeros_like(threshold).index_add_(
+                0, band.latents, g_probe.to(threshold.dtype))
+            band_counts = band.latent_counts.to(threshold.dtype)
+        else:
+            pre = ctx.saved_tensors[3]
+            d_pre = g_values * (pre > threshold)
+            rect = _in_band(pre, threshold, bw).to(pre.dtype)
+            acts_grad_in_band = (rect * g_values).sum(0)
+            band_counts = rect.sum(0)
+        grad_thr = -(threshold / bw) * acts_grad_in_band - (g_l0 / (B * bw)) * band_counts
+        grads = _encoder_grads(ctx, pattern, d_pre, x_in, weight)
+        ctx.pattern = ctx.band = None
+        return *grads, grad_thr, None, None, None, None
 
 
 class _SparseDecode(torch.autograd.Function):
-    """``sum_j values_j * W_dec[latent_j]`` per token, with a sparse backward."""
+    """``sum_j values_j * W_dec[latent_j]`` per token, with a sparse backward; ``probe``
+    (zeros at the entries of ``band``, or None) only receives ``g @ W_dec^T`` there."""
 
     @staticmethod
-    def forward(ctx, values, w_dec, pattern):
+    def forward(ctx, values, w_dec, probe, pattern, band):
         ctx.save_for_backward(values, w_dec)
-        ctx.pattern = pattern
+        ctx.pattern, ctx.band = pattern, band
         return pattern.per_token(values, w_dec)
 
     @staticmethod
     def backward(ctx, g):
         values, w_dec = ctx.saved_tensors
-        pattern = ctx.pattern
+        pattern, band = ctx.pattern, ctx.band
         g = g.contiguous()
         grad_values = pattern.sampled(g, w_dec) if ctx.needs_input_grad[0] else None
         grad_w = pattern.per_latent(values, g) if ctx.needs_input_grad[1] else None
-        ctx.pattern = None
-        return grad_values, grad_w, None
+        grad_probe = band.sampled(g, w_dec) if ctx.needs_input_grad[2] else None
+        ctx.pattern = ctx.band = None
+        return grad_values, grad_w, grad_probe, None, None
 
 
 def relu_encode(x: torch.Tensor, b_dec: torch.Tensor | None, weight: torch.Tensor,
@@ -207,10 +260,38 @@ def relu_encode(x: torch.Tensor, b_dec: torch.Tensor | None, weight: torch.Tenso
         pattern = (ActivePattern.from_mask(mask)
                    if n_active <= max_density * mask.numel() else None)
         del mask
-    return _ThresholdEncode.apply(x, b_dec, weight, bias, pre, pattern), pattern
+    return _ReluEncode.apply(x, b_dec, weight, bias, pre, pattern), pattern
 
 
-def sparse_decode(values: torch.Tensor, w_dec: torch.Tensor,
-                  pattern: ActivePattern) -> torch.Tensor:
-    """The decoder product ``acts @ W_dec`` of sparse activations (no bias)."""
-    return _SparseDecode.apply(values, w_dec, pattern)
+def jumprelu_encode(x: torch.Tensor, b_dec: torch.Tensor | None, weight: torch.Tensor,
+                    bias: torch.Tensor, threshold: torch.Tensor, bandwidth: float, *,
+                    max_density: float):
+    """JumpReLU activations for training: ``(values, probe, l0, pattern, band)``.
+
+    Sparse when the active entries plus those inside the straight-through kernel's band are
+    at most ``max_density`` of ``[B, d_sae]``: ``values[N]`` at ``pattern``, ``probe[M]``
+    (zeros) at ``band``, to be passed to :func:`sparse_decode`. Dense otherwise: ``values``
+    is ``acts[B, d_sae]`` and ``pattern``/``band`` are None. ``l0`` is the mean number of
+    active latents per token, differentiable in ``threshold`` (straight-through).
+    """
+    with torch.no_grad():
+        x_in = x - b_dec if b_dec is not None else x
+        pre = torch.addmm(bias, x_in, weight.t())
+        active = pre > threshold
+        band_mask = _in_band(pre, threshold, bandwidth)
+        n = int(active.sum()) + int(band_mask.sum())
+        pattern = band = None
+        if n <= max_density * active.numel():
+            pattern, band = ActivePattern.from_mask(active), ActivePattern.from_mask(band_mask)
+        del active, band_mask
+    values, probe, l0 = _JumpReLUEncode.apply(x, b_dec, weight, bias, threshold, pre,
+                                              pattern, band, bandwidth)
+    return values, probe, l0, pattern, band
+
+
+def sparse_decode(values: torch.Tensor, w_dec: torch.Tensor, pattern: ActivePattern,
+                  probe: torch.Tensor | None = None,
+                  band: ActivePattern | None = None) -> torch.Tensor:
+    """The decoder product ``acts @ W_dec`` of sparse activations (no bias); ``probe`` at
+    ``band``: see :func:`jumprelu_encode`."""
+    return _SparseDecode.apply(values, w_dec, probe, pattern, band)

@@ -11,7 +11,7 @@ import torch
 from mistudio.errors import JobCancelled
 from mistudio.jobs.context import JobContext
 from mistudio.sae import checkpoints as ckpt
-from mistudio.sae.architectures import ReluSAE
+from mistudio.sae.architectures import JumpReLUSAE, ReluSAE
 from mistudio.sae.data import TensorSource
 from mistudio.sae.sparse_relu import ActivePattern, relu_encode, sparse_decode
 from mistudio.sae.trainer import Trainer
@@ -79,6 +79,33 @@ def test_sparse_step_equals_dense_step_and_reference(variant, bias_shift):
     assert float(sparse.l0) == pytest.approx(float((acts > 0).sum(1).float().mean()))
     if bias_shift == 100.0:
         assert float(sparse.l0) == 0.0
+
+
+@pytest.mark.parametrize("variant", ["sae", "skip_transcoder"])
+@pytest.mark.parametrize("bias_shift", [0.0, 1.0, 100.0])
+def test_jumprelu_sparse_step_equals_dense_step(variant, bias_shift):
+    """Also the straight-through threshold gradient (rectangle kernel) and the L0 term."""
+    kw = dict(d_out=16, skip=True) if variant == "skip_transcoder" else {}
+    sae = JumpReLUSAE(D_IN, D_SAE, l0_coefficient=0.3, bandwidth=0.4, seed=2, **kw)
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        sae.W_enc_t.mul_(3)
+        sae.b_enc.copy_(torch.randn(D_SAE, generator=gen) * 0.3 - bias_shift)
+        sae.b_dec.copy_(torch.randn(sae.d_out, generator=gen) * 0.2)
+        sae.threshold.copy_(torch.rand(D_SAE, generator=gen) * 0.6)
+        if sae.W_skip is not None:
+            sae.W_skip.copy_(torch.randn(sae.W_skip.shape, generator=gen) * 0.1)
+    x, y = _x(), _x(d=sae.d_out, seed=1)
+    dense, g_dense = _step(sae, "off", x, y)
+    for mode in ("on", "auto"):  # auto: the dense branch of the CPU kernels when dense
+        sparse, g_sparse = _step(sae, mode, x, y)
+        for f in FIELDS:
+            torch.testing.assert_close(getattr(sparse, f), getattr(dense, f), msg=f)
+        for name in g_dense:
+            torch.testing.assert_close(g_sparse[name], g_dense[name], msg=name)
+    if bias_shift == 0.0:  # entries inside the kernel's band: the threshold has a gradient
+        assert float(g_dense["threshold"].abs().sum()) > 0
+        assert 0 < float(dense.l0) < D_SAE
 
 
 def test_auto_mode_switches_on_the_batch_density():
