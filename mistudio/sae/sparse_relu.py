@@ -105,7 +105,8 @@ class ActivePattern:
         """``(g @ w^T)`` at the active entries only: ``[N]``."""
         if self.nnz == 0:
             return g.new_zeros(0)
-        out = torch.sparse.sampled_addmm(self.csr(g.new_empty(self.nnz)), g, w.t(), beta=0.0)
+        # zeros, not empty: sampled_addmm propagates NaNs of its input even with beta 0
+        out = torch.sparse.sampled_addmm(self.csr(g.new_zeros(self.nnz)), g, w.t(), beta=0.0)
         return out.values()
 
 
