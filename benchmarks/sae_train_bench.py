@@ -9,6 +9,13 @@ alternate between the libraries in chunks of 5, so load changes on a shared mach
     python benchmarks/sae_train_bench.py --device cuda          # GPU: the size
     python benchmarks/sae_train_bench.py --size full --steps 4  # CPU at the size
 
+ReLU in the sparse regime (a ReLU SAE is ~50% dense at init, so a few steps from init cannot
+show the sparse kernels; see docs/sae-engine.md, "ReLU and JumpReLU: sparse kernels on CPU"):
+
+    python benchmarks/sae_train_bench.py --threads 1 --from-trained 300 --steps 10
+    python benchmarks/sae_train_bench.py --threads 1 --size full --target-l0 100 --steps 2
+    python benchmarks/sae_train_bench.py --threads 1 --crossover 25,100,400,800,1200
+
 Sizes: ``full`` = d_in 768, d_sae 24576, k 32, batch 4096; ``small`` = d_in 256, d_sae 4096,
 k 32, batch 1024 (the CPU default: the full size takes minutes per SAELens step on 2 cores).
 SAELens and sparsify are benchmark-only dependencies (``pip install sae-lens eai-sparsify``,
