@@ -47,9 +47,9 @@ class ActivePattern:
 
     ``flat[N]`` (``row * d_sae + latent``), ``latents[N]`` and ``rows[N]`` are sorted by
     token (row-major), ``offsets[B]`` is where each token's entries start (``embedding_bag``
-    offsets), ``crow[B + 1]`` the CSR row pointer; ``perm[N]`` sorts the entries by latent, ``t_rows[N] = rows[perm]`` and
-    ``t_offsets[d_sae]`` give the transposed layout; ``latent_counts[d_sae]`` is how many
-    tokens each latent fired on.
+    offsets), ``crow[B + 1]`` the CSR row pointer; ``perm[N]`` sorts the entries by latent,
+    ``t_rows[N] = rows[perm]`` and ``t_offsets[d_sae]`` give the transposed layout;
+    ``latent_counts[d_sae]`` is how many tokens each latent fired on.
     """
 
     n_rows: int
