@@ -9,6 +9,13 @@ alternate between the libraries in chunks of 5, so load changes on a shared mach
     python benchmarks/sae_train_bench.py --device cuda          # GPU: the issue's size
     python benchmarks/sae_train_bench.py --size full --steps 4  # CPU at the issue's size
 
+ReLU in the sparse regime (a ReLU SAE is ~50% dense at init, so a few steps from init cannot
+show the sparse kernels; see docs/sae-engine.md, "ReLU and JumpReLU: sparse kernels on CPU"):
+
+    python benchmarks/sae_train_bench.py --threads 1 --from-trained 300 --steps 10
+    python benchmarks/sae_train_bench.py --threads 1 --size full --target-l0 100 --steps 2
+    python benchmarks/sae_train_bench.py --threads 1 --crossover 25,100,400,800,1200
+
 Sizes: ``full`` = d_in 768, d_sae 24576, k 32, batch 4096; ``small`` = d_in 256, d_sae 4096,
 k 32, batch 1024 (the CPU default: the full size takes minutes per SAELens step on 2 cores).
 SAELens and sparsify are benchmark-only dependencies (``pip install sae-lens eai-sparsify``,
@@ -83,6 +90,7 @@ def run_ours(arch, d_in, d_sae, k, batches, warmup, device, dtype, lr, l1, compi
         tr._train_member(m, x, x, 1.0, x.shape[0])
         tr.step += 1
 
+    step.member = m
     return step, lambda x: (m.sae.eval()(x), m.sae.encode(x))
 
 
@@ -107,15 +115,20 @@ def run_saelens(arch, d_in, d_sae, k, batches, warmup, device, dtype, lr, l1, co
                 else torch.autocast(device.type, enabled=False))
     dead = torch.zeros(d_sae, dtype=torch.bool, device=device)
 
-    def step(x):  # SAETrainer._train_step, without logging
+    def forward(x):
         with autocast:
-            out = sae.training_forward_pass(step_input=TrainStepInput(
+            return sae.training_forward_pass(step_input=TrainStepInput(
                 sae_in=x, coefficients=coeffs, dead_neuron_mask=dead, n_training_steps=0,
                 is_logging_step=False))
+
+    def step(x):  # SAETrainer._train_step, without logging
+        out = forward(x)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
+
+    step.sae, step.optimizer, step.forward = sae, opt, forward
 
     return step, lambda x: (sae.eval()(x), sae.encode(x))
 
@@ -150,6 +163,144 @@ def run_sparsify(arch, d_in, d_sae, k, batches, warmup, device, dtype, lr, l1, c
     return step, encode_decode
 
 
+# ---------------------------------------------------------------------- ReLU in the sparse regime
+
+
+def _density(member, x) -> float:
+    """Fraction of active (token, latent) entries of our SAE on ``x`` (L0 / d_sae)."""
+    with torch.no_grad():
+        return float((member.sae.encode(x) > 0).float().mean())
+
+
+def _shift_to_l0(member, x, target_l0: float) -> None:
+    """Lower every encoder bias by one amount so that the mean L0 on ``x`` is ~target."""
+    sae = member.sae
+    with torch.no_grad():
+        pre = sae.pre_acts(x[:64]).flatten()
+        q = pre.kthvalue(max(1, int(pre.numel() * (1 - target_l0 / sae.d_sae)))).values
+        sae.b_enc -= q
+
+
+def _copy_to_saelens(member, lens_step) -> None:
+    """Our weights and Adam moments into SAELens's SAE and optimizer (W_enc transposed)."""
+    ours, sae, opt = member.sae, lens_step.sae, lens_step.optimizer
+    with torch.no_grad():
+        for name, src, transpose in (("W_enc", ours.W_enc_t, True), ("b_enc", ours.b_enc, False),
+                                     ("W_dec", ours.W_dec, False), ("b_dec", ours.b_dec, False)):
+            dst = getattr(sae, name)
+            dst.copy_(src.t() if transpose else src)
+            state = member.optimizer.state.get(src)
+            if state:
+                opt.state[dst] = {k: (v.t() if transpose and v.ndim == 2 else v).clone()
+                                  for k, v in state.items()}
+
+
+def _timed_chunks(steps: dict, batches, device, chunk: int, after_chunk=None) -> list[dict]:
+    """Per chunk of ``chunk`` batches: seconds each library spent (interleaved)."""
+    rows = []
+    for start in range(0, len(batches), chunk):
+        row = {}
+        for name, step in steps.items():
+            sync(device)
+            t0 = time.perf_counter()
+            for b in batches[start:start + chunk]:
+                step(b)
+            sync(device)
+            row[name] = time.perf_counter() - t0
+        if after_chunk:
+            row.update(after_chunk(batches[start:start + chunk]))
+        rows.append(row)
+    return rows
+
+
+def relu_sparse_regime(args, device, d_in, d_sae, batch, data) -> None:
+    """ReLU/L1, this engine vs SAELens over a run into the sparse regime and from the same
+    weights: (A) both train ``--from-trained`` steps from the same initial weights on the
+    same batches (timed per segment, with the density our SAE has there), then held-out EV
+    and L0 of both; (B) SAELens gets our weights and Adam moments and both train
+    ``--steps`` more steps on the same new batches."""
+    pre_n, timed_n = args.from_trained, args.steps or 6
+    batches = list(data[:batch * (pre_n + timed_n)].split(batch))
+    held_out = data[batch * (pre_n + timed_n):]
+    torch.manual_seed(0)
+    ours, ours_eval = run_ours("relu", d_in, d_sae, 32, batches, 0, device, "float32",
+                              args.lr, args.l1, False)
+    lens, lens_eval = run_saelens("relu", d_in, d_sae, 32, batches, 0, device, "float32",
+                                  args.lr, args.l1, False)
+    member = ours.member
+    _copy_to_saelens(member, lens)  # same initial weights
+    steps = {"mistudio": ours, "SAELens": lens}
+    tps = {}
+    if pre_n:
+        chunk = 5
+        rows = _timed_chunks(steps, batches[:pre_n], device, chunk,
+                             lambda bs: {"density": _density(member, bs[-1])})
+        print(f"(A) both from the same initial weights, {pre_n} steps on the same batches:")
+        print("  steps      density   mistudio ms/step   SAELens ms/step   ratio")
+        seg = max(1, len(rows) // 6)
+        for i in range(0, len(rows), seg):
+            part = rows[i:i + seg]
+            n = min(pre_n, (i + len(part)) * chunk) - i * chunk
+            a, b = sum(r["mistudio"] for r in part), sum(r["SAELens"] for r in part)
+            print(f"  {i * chunk:>5}-{i * chunk + n:<5} {part[-1]['density']:7.4f}   "
+                  f"{a / n * 1000:14.0f}   {b / n * 1000:15.0f}   {b / a:5.2f}x")
+        for name, fn in (("mistudio", ours_eval), ("SAELens", lens_eval)):
+            ev, l0 = held_out_metrics(fn, held_out)
+            tps[name] = batch * pre_n / sum(r[name] for r in rows)
+            print(f"  {name:<10} {tps[name]:>10,.0f} tokens/s over the run   held-out EV "
+                  f"{ev:.4f}   L0 {l0:7.1f}")
+        print(f"  mistudio / SAELens over the run: {tps['mistudio'] / tps['SAELens']:.2f}x")
+        member.sae.train()
+        lens.sae.train()
+    if args.target_l0:
+        _shift_to_l0(member, batches[pre_n], args.target_l0)
+    _copy_to_saelens(member, lens)
+    x = batches[pre_n]
+    with torch.no_grad():
+        ours_loss = float(member.sae.training_step(x, x).loss)
+        lens_loss = float(lens.forward(x).loss)
+    d0 = _density(member, x)
+    print(f"(B) from the same weights (density {d0:.4f}, L0 {d0 * d_sae:.0f}"
+          + (f", encoder bias shifted to L0 ~{args.target_l0:g}" if args.target_l0 else "")
+          + f"; loss on the first batch: mistudio {ours_loss:.6g}, SAELens {lens_loss:.6g}), "
+          f"{timed_n} steps each on the same batches:")
+    rows = _timed_chunks(steps, batches[pre_n:], device, max(1, min(5, timed_n // 2)))
+    d1 = _density(member, batches[-1])
+    for name in steps:
+        tps[name] = batch * timed_n / sum(r[name] for r in rows)
+        print(f"  {name:<10} {tps[name]:>10,.0f} tokens/s   "
+              f"({sum(r[name] for r in rows) / timed_n * 1000:.0f} ms/step)")
+    print(f"  density at the end {d1:.4f} (L0 {d1 * d_sae:.0f}); mistudio / SAELens: "
+          f"{tps['mistudio'] / tps['SAELens']:.2f}x")
+
+
+def relu_crossover(args, device, d_in, d_sae, batch, data) -> None:
+    """Our ReLU step, sparse kernels vs dense products, at encoder biases set for each
+    target L0 (the weights are restored after every step, so the density stays put)."""
+    batches = list(data[:batch * 2].split(batch))
+    ours, _ = run_ours("relu", d_in, d_sae, 32, batches, 0, device, "float32", args.lr,
+                       args.l1, False)
+    member = ours.member
+    reps = args.steps or 3
+    print("  target L0   density   dense ms/step   sparse ms/step   dense / sparse")
+    for target in [float(v) for v in args.crossover.split(",")]:
+        _shift_to_l0(member, batches[0], target)
+        saved = {k: v.clone() for k, v in member.sae.state_dict().items()}
+        density = _density(member, batches[0])
+        spent = {"off": 0.0, "on": 0.0}
+        for rep in range(reps + 1):
+            for mode in spent:
+                member.sae.sparse_path = mode
+                t0 = time.perf_counter()
+                ours(batches[0])
+                elapsed = time.perf_counter() - t0
+                member.sae.load_state_dict(saved)
+                spent[mode] += elapsed if rep else 0.0  # the first round warms up
+        member.sae.sparse_path = "auto"
+        print(f"  {target:9g}   {density:7.4f}   {spent['off'] / reps * 1000:13.0f}   "
+              f"{spent['on'] / reps * 1000:14.0f}   {spent['off'] / spent['on']:10.2f}x")
+
+
 RUNNERS = {"mistudio": run_ours, "SAELens": run_saelens, "sparsify": run_sparsify}
 
 
@@ -167,6 +318,14 @@ def main() -> int:
     p.add_argument("--only", nargs="*", default=list(RUNNERS), help="libraries to run")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for every library (default: torch's choice)")
+    p.add_argument("--from-trained", type=int, default=0, metavar="STEPS",
+                   help="ReLU vs SAELens: train both STEPS steps from the same weights into "
+                        "the sparse regime, then time --steps more from the same weights")
+    p.add_argument("--target-l0", type=float, default=0.0,
+                   help="with --from-trained: shift our encoder bias to this L0 before the "
+                        "timed steps (for sizes too slow to train into the sparse regime)")
+    p.add_argument("--crossover", default="",
+                   help="comma-separated L0s: time our ReLU step sparse vs dense at each")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -176,7 +335,7 @@ def main() -> int:
     steps_n = args.steps or (30 if device.type == "cuda" else 6)
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if device.type == "cuda"
                                                      else "float32")
-    n = batch * (steps_n + args.warmup)
+    n = batch * (steps_n + args.warmup + args.from_trained)
     data, _ = sparse_features(n + 8192, d_in, d_sae // 2, seed=0, p_min=2e-4, p_max=0.02)
     data *= (d_in ** 0.5) / data.norm(dim=1).mean()  # Anthropic scaling, for every library
     data = data.to(device)
@@ -185,6 +344,14 @@ def main() -> int:
     print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
           f"torch {torch.__version__}, size {size}: d_in {d_in}, d_sae {d_sae}, k {k}, "
           f"batch {batch}, {steps_n} timed steps after {args.warmup} warm-up, dtype {dtype}")
+    if args.crossover:
+        print("\n== relu: sparse vs dense kernels (this engine) ==")
+        relu_crossover(args, device, d_in, d_sae, batch, data)
+        return 0
+    if args.from_trained or args.target_l0:
+        print("\n== relu in the sparse regime: this engine vs SAELens ==")
+        relu_sparse_regime(args, device, d_in, d_sae, batch, data)
+        return 0
     archs = ["topk", "relu"] if args.arch == "both" else [args.arch]
     for arch in archs:
         print(f"\n== {arch} ==")

@@ -31,6 +31,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mistudio.sae.sparse_ops import sparse_decode, sparse_encode, to_dense
+from mistudio.sae.sparse_relu import CPU_MAX_DENSITY, jumprelu_encode, relu_encode
+from mistudio.sae.sparse_relu import sparse_decode as relu_sparse_decode
 
 
 @dataclass
@@ -144,6 +146,23 @@ class SparseAutoencoder(nn.Module):
                       matmul_dtype: torch.dtype | None = None) -> StepOutput:
         raise NotImplementedError
 
+    # ReLU and JumpReLU: "auto" takes the sparse kernels of mistudio.sae.sparse_relu on CPU
+    # in fp32 whenever the batch's density is at most sparse_max_density; "off": always
+    # dense; "on": sparse at any density (tests). CUDA, autocast and torch.compile always
+    # take the dense step (not measured on a GPU; the dense step is the proven one there).
+    sparse_path = "auto"
+    sparse_max_density = CPU_MAX_DENSITY
+
+    def _sparse_density_limit(self, x: torch.Tensor, matmul_dtype) -> float | None:
+        """The density below which this step runs sparse, or None for the dense step."""
+        if self.sparse_path == "off" or torch.compiler.is_compiling():
+            return None
+        if self.sparse_path == "on":
+            return 1.0
+        if x.device.type != "cpu" or matmul_dtype not in (None, torch.float32):
+            return None
+        return self.sparse_max_density
+
     def _skip(self, x: torch.Tensor) -> torch.Tensor | float:
         return x @ self.W_skip.t() if self.W_skip is not None else 0.0
 
@@ -182,6 +201,9 @@ class ReluSAE(SparseAutoencoder):
         return 0.1
 
     def training_step(self, x, y, *, sparsity_scale=1.0, dead_mask=None, matmul_dtype=None):
+        limit = self._sparse_density_limit(x, matmul_dtype)
+        if limit is not None:
+            return self._training_step_cpu(x, y, sparsity_scale, limit)
         with _autocast(x, matmul_dtype):
             acts = F.relu(self.pre_acts(x))
             recon = acts @ self.W_dec + self.b_dec + self._skip(x)
@@ -195,6 +217,28 @@ class ReluSAE(SparseAutoencoder):
                           sparsity_loss=sparsity.detach(), aux_loss=zero,
                           l0=active.sum(dim=-1).float().mean(),
                           l1=acts.detach().sum(dim=-1).mean(), fired=active.sum(dim=0).float())
+
+    def _training_step_cpu(self, x, y, sparsity_scale, max_density) -> StepOutput:
+        """The same loss through :func:`relu_encode`: sparse kernels when the batch is
+        sparse enough, the dense products otherwise (same values, other summation order)."""
+        B = x.shape[0]
+        values, pattern = relu_encode(x, self.b_dec if self.apply_b_dec_to_input else None,
+                                      self.W_enc_t, self.b_enc, max_density=max_density)
+        norms = self.W_dec.norm(dim=1)
+        if pattern is None:  # dense: values are the activations [B, d_sae]
+            recon = values @ self.W_dec + self.b_dec + self._skip(x)
+            weighted = (values.sum(dim=0) * norms).sum() / B
+            with torch.no_grad():
+                fired = (values > 0).sum(dim=0).float()
+        else:
+            recon = relu_sparse_decode(values, self.W_dec, pattern) + self.b_dec + self._skip(x)
+            weighted = (values * norms[pattern.latents]).sum() / B
+            fired = pattern.latent_counts.float()
+        mse = _mse(recon, y)
+        sparsity = self.l1_coefficient * sparsity_scale * weighted
+        return StepOutput(loss=mse + sparsity, recon=recon.detach(), mse=mse.detach(),
+                          sparsity_loss=sparsity.detach(), aux_loss=mse.new_zeros(()),
+                          l0=fired.sum() / B, l1=values.detach().sum() / B, fired=fired)
 
     def hyperparameters(self) -> dict:
         return {"l1_coefficient": self.l1_coefficient}
@@ -366,6 +410,9 @@ class JumpReLUSAE(SparseAutoencoder):
         return F.relu(pre) * (pre > self.threshold)
 
     def training_step(self, x, y, *, sparsity_scale=1.0, dead_mask=None, matmul_dtype=None):
+        limit = self._sparse_density_limit(x, matmul_dtype)
+        if limit is not None:
+            return self._training_step_cpu(x, y, sparsity_scale, limit)
         with _autocast(x, matmul_dtype):
             pre = self.pre_acts(x)
         pre = pre.float()
@@ -386,6 +433,29 @@ class JumpReLUSAE(SparseAutoencoder):
                           sparsity_loss=sparsity.detach(), aux_loss=zero,
                           l0=active.sum(dim=-1).float().mean(),
                           l1=acts.detach().sum(dim=-1).mean(), fired=active.sum(dim=0).float())
+
+    def _training_step_cpu(self, x, y, sparsity_scale, max_density) -> StepOutput:
+        """The same loss and straight-through gradients through :func:`jumprelu_encode`:
+        sparse kernels when few entries are active or near the threshold, else dense."""
+        B = x.shape[0]
+        values, probe, l0_ste, pattern, band = jumprelu_encode(
+            x, self.b_dec if self.apply_b_dec_to_input else None, self.W_enc_t, self.b_enc,
+            self.threshold, self.bandwidth, max_density=max_density)
+        if pattern is None:
+            recon = values @ self.W_dec + self.b_dec + self._skip(x)
+            with torch.no_grad():
+                fired = (values > 0).sum(dim=0).float()
+        else:
+            recon = (relu_sparse_decode(values, self.W_dec, pattern, probe, band) + self.b_dec
+                     + self._skip(x))
+            with torch.no_grad():  # fired = acts > 0, as in the dense step
+                fired = torch.zeros(self.d_sae, device=x.device).index_add_(
+                    0, pattern.latents, (values > 0).float())
+        mse = _mse(recon, y)
+        sparsity = self.l0_coefficient * sparsity_scale * l0_ste
+        return StepOutput(loss=mse + sparsity, recon=recon.detach(), mse=mse.detach(),
+                          sparsity_loss=sparsity.detach(), aux_loss=mse.new_zeros(()),
+                          l0=fired.sum() / B, l1=values.detach().sum() / B, fired=fired)
 
     @torch.no_grad()
     def after_step(self) -> None:
