@@ -14,9 +14,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 case "$group" in
   app)
-    # GPU tests live in files named test_gpu_*.py that import only the core (no Qt there)
+    # GPU tests live in files named *gpu*.py that import only the core (no Qt there)
     timeout 240 python3 -m pytest -p no:cacheprovider -p no:pytestqt -m gpu -q \
-        $(ls tests/*/test_gpu_*.py) 2>&1 | tee "$OUT/pytest_gpu.txt"
+        $(ls tests/*/test*gpu*.py) 2>&1 | tee "$OUT/pytest_gpu.txt"
     timeout 180 python3 benchmarks/extract_bench.py --gpt2small --device cuda 2>&1 \
         | tee "$OUT/extract_bench.txt" ;;
   bench)
