@@ -124,6 +124,9 @@ class ActivationService:
                                               "max_norm", "mean_std", "total_variance")}
             summary["norm_hist"] = st.get("norm_hist")
             summary["elapsed_s"] = s.meta.get("elapsed_s")
+            # the precision the job loaded the model in (params may say just 'auto')
+            summary["model_dtype"] = s.meta.get("model_dtype")
+            summary["model_device"] = s.meta.get("device")
             self.repo.update(rec.id, status="ready", num_rows=s.num_rows, d_in=s.d_in,
                              size_bytes=dir_size(rec.folder), summary=summary, job_id="")
         elif not read_shard_index(rec.folder):

@@ -79,7 +79,8 @@ def set_precision(rec, meta: dict | None = None) -> str:
     """The model precision a set was extracted with: quantization (or saved copy) from its
     extraction settings, the dtype as resolved by the job (meta.json) when known."""
     p = rec.params or {}
-    dtype = (meta or {}).get("model_dtype") or p.get("model_dtype", "")
+    dtype = ((meta or {}).get("model_dtype") or (rec.summary or {}).get("model_dtype")
+             or p.get("model_dtype", ""))
     return precision_label(p.get("quantization") or "none", p.get("variant") or "",
                            dtype if dtype != "auto" else "")
 
