@@ -170,6 +170,7 @@ def test_saved_copy_is_a_choice_and_extracts(tab, qtbot, tiny_llama_dir, packed_
     assert chooser.choose("4bit", "4bit")
     # a saved copy computes in the dtype it was saved with
     assert chooser.dtype.currentText() == "float32" and not chooser.dtype.isEnabled()
+    assert "faster than quantizing on the fly" in chooser.note.text()
     assert chooser.values() == {"model_dtype": "float32", "quantization": "4bit",
                                 "variant": "4bit"}
 

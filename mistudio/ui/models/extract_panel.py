@@ -207,6 +207,7 @@ class ExtractionPanel(QWidget):
             self.tokenization.setCurrentIndex(self.tokenization.findText(current))
         self.tokenization.blockSignals(False)
         self.update_plan()
+        self._update_batch_tokens()
 
     def update_plan(self, *_args) -> None:
         """What the form will extract, resolved for this model, and its size on disk."""

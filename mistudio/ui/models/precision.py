@@ -236,6 +236,7 @@ class PrecisionChooser(QWidget):
         self.quant.setCurrentIndex(max(0, i))
         self.quant.blockSignals(False)
         self._sync_dtype()
+        self._show_note()
 
     def _apply_options(self, options: dict) -> None:
         self._reasons = {}
@@ -254,9 +255,17 @@ class PrecisionChooser(QWidget):
                 self._reasons[i] = why
         if self.quant.currentIndex() in self._reasons:
             self.quant.setCurrentIndex(0)
-        # one line of why (the reasons of 8bit and 4bit are the same sentence)
-        shown = [w for w in dict.fromkeys(self._reasons.values())]
-        self.note.setText(" ".join(shown))
+        self._show_note()
+
+    def _show_note(self) -> None:
+        """Why choices are disabled (the reasons of 8bit and 4bit are the same sentence),
+        else what a chosen saved copy is; hidden when there is nothing to say."""
+        text = " ".join(dict.fromkeys(self._reasons.values()))
+        q, variant = self.quant.currentData() or ("none", "")
+        if not text and variant:
+            text = self._item_tip(q, variant)
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
 
     def _item_tip(self, q: str, variant: str) -> str:
         if variant:
@@ -271,6 +280,7 @@ class PrecisionChooser(QWidget):
 
     def _on_quant(self) -> None:
         self._sync_dtype()
+        self._show_note()
         self._update()
 
     def _sync_dtype(self) -> None:

@@ -51,6 +51,8 @@ class ModelsTab(QWidget):
         self.models_list = QListWidget()
         self.models_list.setItemDelegate(ModelCardDelegate(self.models_list))
         self.models_list.setUniformItemSizes(False)  # a card with a failed save is taller
+        self.models_list.setResizeMode(QListWidget.ResizeMode.Adjust)  # cards follow the width
+        self.models_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.models_list.setStyleSheet("QListWidget { background: #f9fafb; border: none; }")
         self.models_list.currentItemChanged.connect(lambda cur, _p: self._select(cur))
         ll.addWidget(self.models_list, 1)
