@@ -124,6 +124,9 @@ class ActivationService:
                                               "max_norm", "mean_std", "total_variance")}
             summary["norm_hist"] = st.get("norm_hist")
             summary["elapsed_s"] = s.meta.get("elapsed_s")
+            # the precision the job loaded the model in (params may say just 'auto')
+            summary["model_dtype"] = s.meta.get("model_dtype")
+            summary["model_device"] = s.meta.get("device")
             self.repo.update(rec.id, status="ready", num_rows=s.num_rows, d_in=s.d_in,
                              size_bytes=dir_size(rec.folder), summary=summary, job_id="")
         elif not read_shard_index(rec.folder):
@@ -232,9 +235,18 @@ class ActivationService:
                          hook_types: list[str] | None = None, max_tokens: int = 1_000_000,
                          batch_size: int = 16, store_dtype: str = "float32",
                          skip_bos: bool = True, device: str = "auto", model_dtype: str = "auto",
-                         quantization: str = "none", name: str = "", shard_rows: int = 0
-                         ) -> tuple[list[ActivationSetRecord], JobRecord]:
+                         quantization: str = "none", name: str = "", shard_rows: int = 0,
+                         variant: str = "") -> tuple[list[ActivationSetRecord], JobRecord]:
+        """``variant`` ('8bit'/'4bit') extracts from the model's saved quantized copy
+        (loads faster than quantizing on the fly); ``model_dtype`` 'auto' then means the
+        dtype the copy was saved with."""
         mrec = self.studio.models.require_ready(model)
+        model_folder = mrec.folder
+        if variant:
+            model_folder, saved_dtype = self._variant_folder(mrec, variant)
+            quantization = variant
+            if model_dtype == "auto" and saved_dtype:
+                model_dtype = saved_dtype
         if store_dtype not in STORE_DTYPES:
             raise UserError(f"Unknown storage dtype {store_dtype!r}.",
                             hint=f"Use one of {', '.join(STORE_DTYPES)}.")
@@ -273,7 +285,8 @@ class ActivationService:
 
         settings = {"max_tokens": int(max_tokens), "batch_size": int(batch_size),
                     "store_dtype": store_dtype, "skip_bos": bool(skip_bos), "device": device,
-                    "model_dtype": model_dtype, "quantization": quantization}
+                    "model_dtype": model_dtype, "quantization": quantization,
+                    "variant": variant or ""}
         for n in names:
             sid = new_id("act")
             parsed = parse_hook_name(n)
@@ -285,7 +298,7 @@ class ActivationService:
                 layer=parsed[0] if parsed else None, dtype=store_dtype, d_in=mrec.d_model,
                 seq_len=tok.seq_len, tokenization=str(tok_folder), dataset_id=dataset_id,
                 folder=str(folder), params=settings, job_id=job_id))
-        params = {"model_folder": mrec.folder, "model_id": mrec.id, "model_name": mrec.name,
+        params = {"model_folder": model_folder, "model_id": mrec.id, "model_name": mrec.name,
                   "trust_remote_code": mrec.trust_remote_code, "tokenization": str(tok_folder),
                   "dataset_id": dataset_id, "hook_points": names, "outputs": outputs,
                   "extraction_id": extraction_id, "shard_rows": int(shard_rows),
@@ -305,6 +318,19 @@ class ActivationService:
             self._submitting.discard(job_id)
         return [self.repo.get(r.id) for r in recs], job
 
+    @staticmethod
+    def _variant_folder(mrec, variant: str) -> tuple[str, str]:
+        """(folder, dtype) of a saved quantized copy of the model, checked."""
+        v = mrec.variants.get(variant)
+        if v is None:
+            raise UserError(f"{mrec.name!r} has no saved {variant} copy.",
+                            hint="Save one first (Architecture > Save quantized copy), or "
+                            "quantize on the fly instead.")
+        if not Path(v["folder"]).is_dir():
+            raise UserError(f"The saved {variant} copy of {mrec.name!r} is gone "
+                            f"({v['folder']}).", hint="Save it again, or quantize on the fly.")
+        return v["folder"], v.get("dtype") or ""
+
     def resume_extraction(self, set_id: str, *, batch_size: int | None = None) -> JobRecord:
         """Continue an incomplete extraction (all its hook points) after its last shard."""
         rec = self.get(set_id)
@@ -320,8 +346,11 @@ class ActivationService:
             settings["batch_size"] = check_batch_size(batch_size)
         names = [r.hook_point for r in group]
         outputs = {r.hook_point: {"set_id": r.id, "folder": r.folder} for r in group}
+        model_folder = mrec.folder
+        if settings.get("variant"):  # the same saved copy as the first part
+            model_folder = self._variant_folder(mrec, settings["variant"])[0]
         job_id = new_id("job")
-        params = {"model_folder": mrec.folder, "model_id": mrec.id, "model_name": mrec.name,
+        params = {"model_folder": model_folder, "model_id": mrec.id, "model_name": mrec.name,
                   "trust_remote_code": mrec.trust_remote_code, "tokenization": rec.tokenization,
                   "dataset_id": rec.dataset_id, "hook_points": names, "outputs": outputs,
                   "extraction_id": rec.extraction_id,

@@ -6,14 +6,17 @@ tests) and the model record (``RECORD_ROLE``) the delegate paints from.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import QStyledItemDelegate
 
 from mistudio.paths import human_bytes
 from mistudio.ui.datasets.cards import paint_card
 
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
+FAILURE_ROLE = Qt.ItemDataRole.UserRole + 2  # a failed "Save quantized copy" (dict or None)
 CARD_HEIGHT = 96
+_ALERT = "#b91c1c"
 _SOURCES = {"hub": "Hugging Face", "local": "Local folder", "gguf": "GGUF", "demo": "Demo"}
 
 
@@ -33,13 +36,44 @@ def model_card_lines(rec) -> list[str]:
     return [shape or "reading…", weights or rec.status, source]
 
 
+def save_failure(studio, rec) -> dict | None:
+    """The last "Save quantized copy" of a ready model, when it failed: {quantization,
+    dtype, device, error, job_id}; None otherwise (never saved, saved, or saving now)."""
+    if rec.status != "ready" or not rec.error or rec.job_id:
+        return None
+    jobs = studio.list_jobs(kind="models.quantize", target=rec.id, limit=1)
+    if not jobs or jobs[0].status != "failed":
+        return None
+    p = jobs[0].params
+    return {"quantization": p.get("quantization", "4bit"), "dtype": p.get("dtype", "bfloat16"),
+            "device": p.get("device", "auto"), "error": jobs[0].error or rec.error,
+            "job_id": jobs[0].id}
+
+
+def failure_line(failure: dict) -> str:
+    return (f"Saving the {failure['quantization']} copy failed: {failure['error']} "
+            "(the model itself is unchanged; Retry saves it again)")
+
+
 class ModelCardDelegate(QStyledItemDelegate):
     def sizeHint(self, option, index) -> QSize:
-        return QSize(max(option.rect.width(), 260), CARD_HEIGHT)
+        extra = QFontMetrics(option.font).height() + 4 if index.data(FAILURE_ROLE) else 0
+        return QSize(max(option.rect.width(), 260), CARD_HEIGHT + extra)
 
     def paint(self, painter, option, index) -> None:
         rec = index.data(RECORD_ROLE)
         if rec is None:
             super().paint(painter, option, index)
             return
+        failure = index.data(FAILURE_ROLE)
         paint_card(painter, option, rec.name, rec.status, rec.status, model_card_lines(rec))
+        if failure:  # one red line under the card's usual ones
+            fm = QFontMetrics(option.font)
+            r = option.rect.adjusted(14, 0, -14, -8)
+            line = QRect(r.left(), r.bottom() - fm.height(), r.width(), fm.height())
+            painter.save()
+            painter.setPen(QColor(_ALERT))
+            painter.drawText(line, Qt.AlignmentFlag.AlignLeft,
+                             fm.elidedText(failure_line(failure), Qt.TextElideMode.ElideRight,
+                                           line.width()))
+            painter.restore()

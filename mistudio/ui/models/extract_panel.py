@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
 
 from mistudio.errors import UserError, describe_exception
 from mistudio.models.hooks import HOOK_LABELS, HOOK_TYPES
+from mistudio.ui.models.precision import PrecisionChooser, precision_label
 
 
 class ExtractionPanel(QWidget):
@@ -26,6 +27,7 @@ class ExtractionPanel(QWidget):
         self.set_ids: list[str] = []  # of the running (or last) extraction
         self._summary: dict | None = None
         self._token_counts: dict[str, int] = {}  # tokenization folder -> real tokens
+        self._seq_lens: dict[str, int] = {}  # tokenization folder -> tokens per sequence
         lay = QVBoxLayout(self)
         trow = QHBoxLayout()
         self.template = QComboBox()
@@ -91,6 +93,9 @@ class ExtractionPanel(QWidget):
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "cpu"])
         form.addRow("Device", self.device)
+        self.precision = PrecisionChooser(studio)
+        form.addRow("Model precision", self.precision)
+        self.device.currentTextChanged.connect(self.precision.set_device)
         self.skip_bos = QCheckBox("Skip BOS and padding positions")
         self.skip_bos.setChecked(True)
         self.skip_bos.setToolTip("BOS positions have outsized norms and would dominate SAE "
@@ -108,6 +113,8 @@ class ExtractionPanel(QWidget):
         self.max_tokens.valueChanged.connect(self.update_plan)
         self.store_dtype.currentTextChanged.connect(self.update_plan)
         self.tokenization.currentTextChanged.connect(self.update_plan)
+        self.batch.valueChanged.connect(self._update_batch_tokens)
+        self.tokenization.currentTextChanged.connect(self._update_batch_tokens)
         srow = QHBoxLayout()
         self.start_btn = QPushButton("Extract")
         self.start_btn.clicked.connect(self.start)
@@ -138,8 +145,30 @@ class ExtractionPanel(QWidget):
                 self._summary = self.studio.models.inspect(model_id)
             except Exception:  # shown by the inspector; the form still works with names
                 self._summary = None
+        self.precision.set_model(model_id, self._summary)
         self.reload_tokenizations()
         self.update_plan()
+
+    def refresh_precision(self) -> None:
+        """Read the precision choices again (the settings or the model's saved copies
+        changed)."""
+        self.precision.set_model(self.model_id, self._summary)
+
+    def _update_batch_tokens(self, *_args) -> None:
+        """The memory estimate counts one batch's activations: sequences x their length."""
+        folder = self.tokenization_value()
+        seq = self._seq_lens.get(folder)
+        if seq is None and folder:
+            try:
+                import json
+                from pathlib import Path
+
+                seq = int(json.loads((Path(folder) / "meta.json").read_text(
+                    encoding="utf-8"))["seq_len"])
+            except (OSError, ValueError, KeyError, TypeError):
+                seq = 0
+            self._seq_lens[folder] = seq
+        self.precision.set_batch_tokens(self.batch.value() * (seq or 0))
 
     def reload_tokenizations(self) -> None:
         """Ready tokenizations, those made with this model's tokenizer first."""
@@ -171,12 +200,14 @@ class ExtractionPanel(QWidget):
             self.tokenization.setItemData(self.tokenization.count() - 1,
                                           f"{t.n_tokens or 0:,} tokens; folder {t.path}", 3)
             self._token_counts[t.path] = t.n_tokens
+            self._seq_lens[t.path] = int(t.seq_len or 0)
         if current and self.tokenization.findText(current) < 0:
             self.tokenization.setEditText(current)  # a folder typed by the user
         elif current:
             self.tokenization.setCurrentIndex(self.tokenization.findText(current))
         self.tokenization.blockSignals(False)
         self.update_plan()
+        self._update_batch_tokens()
 
     def update_plan(self, *_args) -> None:
         """What the form will extract, resolved for this model, and its size on disk."""
@@ -289,13 +320,14 @@ class ExtractionPanel(QWidget):
             return
         s = self.form_settings()
         extra = [x.strip() for x in self.extra_hooks.text().split(",") if x.strip()]
+        precision = self.precision.values()
         try:
             sets, job = self.studio.activations.start_extraction(
                 self.model_id, self.tokenization_value(), hook_points=extra,
                 layers=s["layers"] if s["hook_types"] else None, hook_types=s["hook_types"],
                 max_tokens=s["max_tokens"], batch_size=s["batch_size"],
                 store_dtype=s["store_dtype"], skip_bos=s["skip_bos"],
-                device=self.device.currentText())
+                device=self.device.currentText(), **precision)
         except Exception as exc:
             self.error.emit(describe_exception(exc))
             return
@@ -303,7 +335,8 @@ class ExtractionPanel(QWidget):
         self.set_ids = [r.id for r in sets]
         self.progress.setVisible(True)
         self.progress.setRange(0, 0)
-        self.status.setText(f"Extracting {len(sets)} hook point(s)...")
+        self.status.setText(f"Extracting {len(sets)} hook point(s) from the model in "
+                            f"{precision_label(**precision)}...")
         self.start_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         self.started.emit(job.id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QSplitter, QTreeWidget, QTreeWidgetItem,
+                               QPushButton, QSizePolicy, QSplitter, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
 
 from mistudio.errors import describe_exception
@@ -55,6 +55,10 @@ class ArchitectureInspector(QWidget):
             self.fields[key] = QLabel("-")
             self.fields[key].setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.form.addRow(label, self.fields[key])
+        # a long source path must not widen the whole window: shown clipped (the model card
+        # and its tooltip show it in full)
+        self.fields["source"].setSizePolicy(QSizePolicy.Policy.Ignored,
+                                            QSizePolicy.Policy.Preferred)
         top.addLayout(self.form, 1)
         mem = QVBoxLayout()
         row = QHBoxLayout()

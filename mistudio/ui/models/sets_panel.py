@@ -10,9 +10,11 @@ from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QS
 
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
+from mistudio.ui.models.precision import precision_label
 
 COLUMNS = [("id", "Id"), ("hook_point", "Hook point"), ("status", "Status"),
-           ("num_rows", "Tokens"), ("d_in", "d"), ("dtype", "Dtype"), ("mean_norm", "Mean norm"),
+           ("num_rows", "Tokens"), ("d_in", "d"), ("dtype", "Dtype"),
+           ("precision", "Model precision"), ("mean_norm", "Mean norm"),
            ("size_bytes", "Size"), ("model_id", "Model"), ("created_at", "Created")]
 _RIGHT = {"num_rows", "d_in", "mean_norm", "size_bytes"}
 
@@ -45,6 +47,12 @@ class ActivationSetsModel(QAbstractTableModel):
             return None
         rec = self.rows[index.row()]
         key = COLUMNS[index.column()][0]
+        if key == "precision":
+            if role == Qt.ItemDataRole.DisplayRole:
+                return set_precision(rec)
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return "The precision the model was loaded in for this extraction."
+            return None
         value = rec.summary.get(key) if key == "mean_norm" else getattr(rec, key)
         if role == Qt.ItemDataRole.DisplayRole:
             if key == "mean_norm":
@@ -65,6 +73,27 @@ class ActivationSetsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole and key in _RIGHT:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+
+def set_precision(rec, meta: dict | None = None) -> str:
+    """The model precision a set was extracted with: quantization (or saved copy) from its
+    extraction settings, the dtype as resolved by the job (meta.json) when known."""
+    p = rec.params or {}
+    dtype = ((meta or {}).get("model_dtype") or (rec.summary or {}).get("model_dtype")
+             or p.get("model_dtype", ""))
+    return precision_label(p.get("quantization") or "none", p.get("variant") or "",
+                           dtype if dtype != "auto" else "")
+
+
+def _read_meta(folder: str) -> dict:
+    import json
+    from pathlib import Path
+
+    try:
+        meta = json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 class ActivationSetsPanel(QWidget):
@@ -148,7 +177,12 @@ class ActivationSetsPanel(QWidget):
         s = rec.summary
         lines = [f"<b>{rec.name or rec.id}</b>", f"{rec.hook_point} (layer {rec.layer})",
                  f"{rec.num_rows or 0:,} tokens x {rec.d_in}, {rec.dtype}, "
-                 f"{human_bytes(rec.size_bytes or 0)}", f"Folder: {rec.folder}"]
+                 f"{human_bytes(rec.size_bytes or 0)}"]
+        meta = _read_meta(rec.folder)
+        device = meta.get("device") or (rec.params or {}).get("device", "")
+        lines.append(f"Model precision: {set_precision(rec, meta)}"
+                     + (f" on {device}" if device and device != "auto" else ""))
+        lines.append(f"Folder: {rec.folder}")
         if s.get("mean_norm") is not None:
             lines.append(f"Norm: mean {s['mean_norm']:.3f}, median {s['median_norm']:.3f}, "
                          f"std {s['std_norm']:.3f}, max {s['max_norm']:.3f}")

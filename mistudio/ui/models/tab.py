@@ -9,12 +9,13 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget, QL
 
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
-from mistudio.ui.models.cards import RECORD_ROLE, ModelCardDelegate
+from mistudio.ui.models.cards import (FAILURE_ROLE, RECORD_ROLE, ModelCardDelegate,
+                                      failure_line, save_failure)
 from mistudio.ui.models.extract_panel import ExtractionPanel
 from mistudio.ui.models.inspector import ArchitectureInspector
 from mistudio.ui.models.sets_panel import ActivationSetsPanel
 
-def model_card_text(rec) -> str:
+def model_card_text(rec, failure: dict | None = None) -> str:
     params = f"{rec.n_params / 1e6:.1f}M params" if rec.n_params else ""
     shape = f"{rec.n_layers} layers x {rec.d_model}" if rec.n_layers else ""
     size = human_bytes(rec.size_bytes) if rec.size_bytes else ""
@@ -22,7 +23,7 @@ def model_card_text(rec) -> str:
     line2 = "  ·  ".join(x for x in (rec.family, shape, params) if x)
     line3 = "  ·  ".join(x for x in (rec.status, rec.dtype, size, quant and f"saved: {quant}",
                                      rec.source) if x)
-    return f"{rec.name}\n{line2}\n{line3}"
+    return f"{rec.name}\n{line2}\n{line3}" + (f"\n{failure_line(failure)}" if failure else "")
 
 
 class ModelsTab(QWidget):
@@ -31,6 +32,8 @@ class ModelsTab(QWidget):
         self.studio = studio
         self.bridge = bridge
         self._shown: dict[str, str] = {}  # model id -> status the inspector shows
+        self._failures: dict[str, dict] = {}  # model id -> its failed quantized-copy save
+        self._saving: dict[str, str] = {}  # job id -> quantization of a copy being saved
         lay = QHBoxLayout(self)
         split = QSplitter(Qt.Orientation.Horizontal)
         left = QWidget()
@@ -47,7 +50,9 @@ class ModelsTab(QWidget):
         ll.addWidget(add_btn)
         self.models_list = QListWidget()
         self.models_list.setItemDelegate(ModelCardDelegate(self.models_list))
-        self.models_list.setUniformItemSizes(True)
+        self.models_list.setUniformItemSizes(False)  # a card with a failed save is taller
+        self.models_list.setResizeMode(QListWidget.ResizeMode.Adjust)  # cards follow the width
+        self.models_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.models_list.setStyleSheet("QListWidget { background: #f9fafb; border: none; }")
         self.models_list.currentItemChanged.connect(lambda cur, _p: self._select(cur))
         ll.addWidget(self.models_list, 1)
@@ -61,7 +66,10 @@ class ModelsTab(QWidget):
         self.rename_btn.clicked.connect(lambda: self.rename_selected())
         self.delete_btn = QPushButton("Delete")
         self.delete_btn.clicked.connect(self._delete)
-        for b in (self.resume_btn, self.release_btn, self.rename_btn, self.delete_btn):
+        self.retry_btn = QPushButton("Retry save")
+        self.retry_btn.setVisible(False)
+        self.retry_btn.clicked.connect(lambda: self.retry_save())
+        for b in (self.retry_btn, self.resume_btn, self.release_btn, self.rename_btn, self.delete_btn):
             row.addWidget(b)
         ll.addLayout(row)
         self.message = QLabel("")
@@ -104,10 +112,15 @@ class ModelsTab(QWidget):
         current = self.current_model_id()
         self.models_list.blockSignals(True)
         self.models_list.clear()
+        self._failures = {}
         for rec in self.studio.models.list():
-            item = QListWidgetItem(model_card_text(rec))
+            failure = save_failure(self.studio, rec)
+            if failure:
+                self._failures[rec.id] = failure
+            item = QListWidgetItem(model_card_text(rec, failure))
             item.setData(Qt.ItemDataRole.UserRole, rec.id)
             item.setData(RECORD_ROLE, rec)  # what the card delegate paints
+            item.setData(FAILURE_ROLE, failure)
             item.setToolTip(f"{rec.id}\n{rec.error or rec.folder}")
             self.models_list.addItem(item)
             if rec.id == current:
@@ -124,6 +137,7 @@ class ModelsTab(QWidget):
                 self._update_buttons()
         self.sets.reload()
         self.extract.reload_tokenizations()
+        self.extract.precision.sync_variants()  # e.g. a saved copy just appeared
 
     def current_model_id(self) -> str | None:
         item = self.models_list.currentItem()
@@ -152,9 +166,27 @@ class ModelsTab(QWidget):
         self.delete_btn.setEnabled(rec is not None)
         self.rename_btn.setEnabled(rec is not None)
         self.release_btn.setEnabled(bool(rec and rec.status == "ready"))
+        failure = self._failures.get(model_id) if model_id else None
+        self.retry_btn.setVisible(failure is not None)
+        if failure:
+            self.retry_btn.setText(f"Retry saving {failure['quantization']} copy")
+            self.retry_btn.setToolTip(failure_line(failure))
 
     def _on_status(self, job_id: str, payload: dict) -> None:
         self.extract.on_status(job_id, payload)
+        quantization = self._saving.get(job_id)
+        if quantization and payload.get("status") in ("completed", "failed", "cancelled",
+                                                      "interrupted"):
+            del self._saving[job_id]
+            if payload["status"] == "completed":
+                self.message.setStyleSheet("color: #374151;")
+                self.message.setText(f"Saved the {quantization} copy: Extract activations "
+                                     "offers it as a model precision.")
+            elif payload["status"] == "failed":
+                self.show_message(f"Saving the {quantization} copy failed (see the model "
+                                  "card; Retry saving tries again).")
+            else:
+                self.message.setText("")
         if payload.get("status") in ("completed", "failed", "cancelled", "interrupted",
                                      "running"):
             self._reload_timer.start()
@@ -222,13 +254,25 @@ class ModelsTab(QWidget):
         if confirm(self, "Delete model", f"Delete {rec.name}? {note}", destructive=True):
             self._run(self.studio.models.delete, model_id)
 
-    def save_variant(self, model_id: str, quantization: str, dtype: str = "bfloat16"):
+    def save_variant(self, model_id: str, quantization: str, dtype: str = "bfloat16",
+                     device: str = "auto"):
         """Quantize the model and save the copy beside it (a job; the card lists it)."""
-        job = self._run(self.studio.models.save_quantized, model_id, quantization, dtype=dtype)
+        job = self._run(self.studio.models.save_quantized, model_id, quantization, dtype=dtype,
+                        device=device)
         if job is not None:
+            self._saving[job.id] = quantization
             self.message.setStyleSheet("color: #374151;")
             self.message.setText(f"Saving a {quantization} copy ({job.title})...")
         return job
+
+    def retry_save(self):
+        """Save the quantized copy whose last save failed again, as it was asked for."""
+        model_id = self.current_model_id()
+        failure = self._failures.get(model_id) if model_id else None
+        if failure is None:
+            return None
+        return self.save_variant(model_id, failure["quantization"], failure["dtype"],
+                                 failure["device"])
 
     def show_message(self, text: str) -> None:
         self.message.setStyleSheet("color: #b91c1c;")
