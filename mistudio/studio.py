@@ -137,8 +137,10 @@ class Studio:
             text = "\n".join(text.splitlines()[-tail:])
         return text
 
-    def add_job_listener(self, fn: Listener) -> None:
-        self.queue.add_listener(fn)
+    def add_job_listener(self, fn: Listener, *, records: bool = False) -> None:
+        """Tell ``fn(job_id, kind, payload)`` about every job event; services that record
+        outcomes pass ``records=True`` (told first; see JobQueue.add_listener)."""
+        self.queue.add_listener(fn, records=records)
 
     # ------------------------------------------------------------------ info
 

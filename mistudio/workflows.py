@@ -138,7 +138,7 @@ class TrainingWorkflows:
         self._listeners: list[ChainListener] = []
         studio.activations  # noqa: B018 - its listener settles sets before ours runs
         studio.trainings  # noqa: B018
-        studio.add_job_listener(self._on_job_event)
+        studio.add_job_listener(self._on_job_event, records=True)
         self._settle_all()
 
     # ------------------------------------------------------------------ listeners

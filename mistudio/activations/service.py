@@ -102,7 +102,7 @@ class ActivationService:
         self.repo = ActivationSetsRepo(studio.store)
         self.templates_repo = ExtractionTemplatesRepo(studio.store)
         self._submitting: set[str] = set()
-        studio.add_job_listener(self._on_job_event)
+        studio.add_job_listener(self._on_job_event, records=True)
         self._seed_templates()
         self._sweep()
 

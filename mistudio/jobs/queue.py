@@ -66,20 +66,26 @@ class JobQueue:
         self._pending: deque[JobRecord] = deque()
         self._running: dict[str, _Running] = {}
         self._finishing: dict[str, _Running] = {}  # ended, listeners still being told
+        self._record_listeners: list[Listener] = []  # services: told first
         self._listeners: list[Listener] = []
         self._closing = False
 
     # ------------------------------------------------------------------ listeners
 
-    def add_listener(self, fn: Listener) -> None:
-        self._listeners.append(fn)
+    def add_listener(self, fn: Listener, *, records: bool = False) -> None:
+        """``records=True`` for the services that record a job's outcome in the database:
+        they are told before every other listener, so that a window reacting to "completed"
+        always reads the recorded outcome (the UI bridge is added before the services that
+        are created lazily; told in that order, a reload could read the stale row)."""
+        (self._record_listeners if records else self._listeners).append(fn)
 
     def remove_listener(self, fn: Listener) -> None:
-        if fn in self._listeners:
-            self._listeners.remove(fn)
+        for listeners in (self._record_listeners, self._listeners):
+            if fn in listeners:
+                listeners.remove(fn)
 
     def _emit(self, job_id: str, kind: str, payload: dict) -> None:
-        for fn in list(self._listeners):
+        for fn in self._record_listeners + self._listeners:
             try:
                 fn(job_id, kind, payload)
             except Exception:  # a broken listener must never kill a job

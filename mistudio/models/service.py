@@ -33,7 +33,7 @@ class ModelService:
         self._lock = threading.RLock()
         self._summaries: dict[str, dict] = {}
         self._submitting: set[str] = set()
-        studio.add_job_listener(self._on_job_event)
+        studio.add_job_listener(self._on_job_event, records=True)
         self._sweep()
 
     # ------------------------------------------------------------------ job outcomes

@@ -42,7 +42,7 @@ class TrainingService:
         self.trainings_repo = TrainingsRepo(studio.store)
         self.saes_repo = SAEsRepo(studio.store)
         self._sync_lock = threading.RLock()  # the listener and readers both reconcile
-        studio.add_job_listener(self._on_job_event)
+        studio.add_job_listener(self._on_job_event, records=True)
 
     # ================================================================== starting
 

@@ -41,6 +41,22 @@ def test_job_completes_with_progress_metrics_and_log(studio):
     assert "started" in log and "job completed" in log
 
 
+def test_services_record_an_outcome_before_the_window_hears_of_it(studio, tiny_gpt2_dir):
+    """The window's bridge is added before the services (created lazily, later): a reload
+    on "completed" must still read the recorded outcome, so recording listeners go first."""
+    seen = []
+
+    def window(job_id, kind, payload):  # added first, as MainWindow adds its bridge
+        if kind == "status" and payload.get("status") == "completed":
+            seen.append(studio.models.repo.get(rec.id).status)  # the row as stored now
+
+    studio.add_job_listener(window)
+    rec, job = studio.models.add_local(str(tiny_gpt2_dir))
+    studio.queue.wait(job.id, timeout=60)
+    assert studio.get_job(job.id).status == "completed"
+    assert seen == ["ready"]
+
+
 def test_failure_is_short_and_clear_with_traceback_in_log(studio):
     rec = studio.run_job_inline("demo.fail", {"user_error": False})
     assert rec.status == "failed"
