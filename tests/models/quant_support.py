@@ -4,6 +4,19 @@ float32 with each quantized layer's weight dequantized by hand (no bnb matmul in
 from __future__ import annotations
 
 
+def wait_completed(studio, job, timeout=120):
+    rec = studio.queue.wait(job.id, timeout)
+    assert rec.status == "completed", (rec.status, rec.error, rec.traceback)
+    return rec
+
+
+def add_model(studio, folder):
+    """Register a local model folder through the service and wait until it is ready."""
+    rec, job = studio.models.add_local(str(folder))
+    wait_completed(studio, job)
+    return studio.models.get(rec.id)
+
+
 def bnb_available() -> bool:
     try:
         import bitsandbytes  # noqa: F401

@@ -15,23 +15,12 @@ import numpy as np
 import pytest
 
 from mistudio.errors import UserError
-from tests.models.quant_support import bnb_available, bnb_layers, dequantized_reference
+from tests.models.quant_support import (add_model as _add, bnb_available, bnb_layers,
+                                         dequantized_reference, wait_completed as _wait)
 
 pytestmark = pytest.mark.skipif(not bnb_available(), reason="bitsandbytes does not import")
 
 SETTING = "Allow 8-/4-bit quantization on the CPU"
-
-
-def _wait(studio, job, timeout=120):
-    rec = studio.queue.wait(job.id, timeout)
-    assert rec.status == "completed", (rec.status, rec.error, rec.traceback)
-    return rec
-
-
-def _add(studio, folder):
-    rec, job = studio.models.add_local(str(folder))
-    _wait(studio, job)
-    return studio.models.get(rec.id)
 
 
 def _ids(n=4, seq=24, seed=1):

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.models.quant_support import bnb_available, bnb_layers, dequantized_reference
+from tests.models.quant_support import (add_model as _add, bnb_available, bnb_layers,
+                                         dequantized_reference, wait_completed as _wait)
 
 
 def _cuda() -> bool:
@@ -26,18 +27,6 @@ def _cuda() -> bool:
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU"),
               pytest.mark.skipif(not bnb_available(), reason="bitsandbytes does not import")]
-
-
-def _wait(studio, job, timeout=120):
-    rec = studio.queue.wait(job.id, timeout)
-    assert rec.status == "completed", (rec.status, rec.error, rec.traceback)
-    return rec
-
-
-def _add(studio, folder):
-    rec, job = studio.models.add_local(str(folder))
-    _wait(studio, job)
-    return studio.models.get(rec.id)
 
 
 def test_cuda_load_8bit_and_4bit_against_dequantized_reference(studio, tiny_llama_dir):
