@@ -69,6 +69,9 @@ class RunsLoader(QObject):
         self._busy = False
         self._again: dict | None = None
         self._closed = threading.Event()
+        self.thread_prefix = f"runs-table-{id(self):x}"  # this loader's worker thread
+        closed = self._closed  # destroyed without close() (a parent deleted): never emit again
+        self.destroyed.connect(lambda *_: closed.set())
         self._delivered.connect(self._on_delivered)  # queued: emitted on the worker thread
 
     def busy(self) -> bool:
@@ -82,7 +85,7 @@ class RunsLoader(QObject):
             self._again = snapshot  # the latest wins; runs when the current load ends
             return
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runs-table")
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.thread_prefix)
         self._busy = True
         self._pool.submit(self._load, snapshot, dict(self._cache))
 
