@@ -13,6 +13,7 @@ import threading
 from collections import defaultdict
 from typing import Callable
 
+import shiboken6
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 
@@ -43,7 +44,11 @@ class QtJobThread(QThread):
         self._target = target
         self.setObjectName(name)
         self.finished.connect(self.deleteLater)
-        _LIVE.add(self)  # keep a Python reference until the thread has finished
+        # keep a Python reference until the thread has finished; the discard below can be
+        # dropped by Qt when deleteLater runs first, so deleted ones are swept here too
+        for dead in [t for t in _LIVE if not shiboken6.isValid(t)]:
+            _LIVE.discard(dead)
+        _LIVE.add(self)
         self.finished.connect(lambda: _LIVE.discard(self))
 
     def run(self) -> None:

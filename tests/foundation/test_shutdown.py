@@ -35,7 +35,7 @@ def test_closing_the_window_with_every_tab_open_leaves_nothing_running(qtbot, da
     running = studio.submit_job("demo.sleep", {"seconds": 60})
     queued = studio.submit_job("demo.sleep", {"seconds": 60})
     qtbot.waitUntil(lambda: studio.get_job(running.id).status == "running", timeout=10_000)
-    job_threads = [t for t in workers._LIVE if t.isRunning()]
+    job_threads = [t for t in workers._LIVE if shiboken6.isValid(t) and t.isRunning()]
     assert job_threads
     assert sys.getswitchinterval() != switch_interval  # the bridge shortens it while open
 
