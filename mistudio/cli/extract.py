@@ -29,6 +29,9 @@ def register(sub) -> None:
     r.add_argument("--model-dtype", default="auto",
                    choices=["auto", "float32", "float16", "bfloat16"])
     r.add_argument("--quantization", default="none", choices=["none", "8bit", "4bit"])
+    r.add_argument("--variant", default="", choices=["", "8bit", "4bit"],
+                   help="extract from the model's saved quantized copy (`mistudio models "
+                   "quantize`): loads faster than --quantization")
     r.add_argument("--name")
     r.set_defaults(func=run_extract)
 
@@ -84,7 +87,7 @@ def run_extract(args) -> int:
         sets, job = studio.activations.start_extraction(
             args.model, args.tokenization, hook_points=args.hook_point, layers=layers,
             hook_types=hook_types, device=args.device, model_dtype=args.model_dtype,
-            quantization=args.quantization, name=args.name or "", **kw)
+            quantization=args.quantization, variant=args.variant, name=args.name or "", **kw)
         final = _follow(studio, job, run_job_cli)
         for s in sets:
             s = studio.activations.get(s.id)

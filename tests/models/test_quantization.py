@@ -188,3 +188,35 @@ def test_save_variant_job_reload_and_delete(studio, tiny_llama_dir):
     assert not folder.exists() and not studio.models.folder(m.id).exists()
     assert (tiny_llama_dir / "model.safetensors").exists()
     assert not [e for e in MODEL_CACHE.loaded() if e.folder == str(folder.resolve())]
+
+
+def test_cli_extracts_from_a_saved_quantized_copy(data_dir, studio, tiny_llama_dir,
+                                                  packed_tokenization, capsys):
+    import re
+
+    from mistudio.activations.format import ActivationSet
+    from mistudio.cli import main
+    from tests.models.test_ui_quantization import _hidden_rows
+
+    m = _add(studio, tiny_llama_dir)
+    studio.update_settings(allow_cpu_quantization=True)
+    _wait(studio, studio.models.save_quantized(m.id, "4bit", dtype="float32", device="cpu"))
+    studio.close(timeout=10)  # the CLI opens the same data folder in its own Studio
+    rc = main(["--data-dir", str(data_dir), "extract", "run", m.id, str(packed_tokenization),
+               "--layers", "1", "--hooks", "resid_post", "--max-tokens", "64",
+               "--batch-size", "4", "--device", "cpu", "--variant", "4bit"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    set_id = re.search(r"(act_[0-9a-f]+)\s+blocks.1.hook_resid_post\s+ready", out).group(1)
+    from mistudio.studio import Studio
+    from mistudio.secrets_test_support import MemorySecrets
+
+    s2 = Studio(data_dir, secrets=MemorySecrets())
+    try:
+        rec = s2.activations.get(set_id)
+        reader = ActivationSet(rec.folder)
+        variant = s2.models.load(m.id, variant="4bit", device="cpu")
+        want = _hidden_rows(variant, packed_tokenization, reader, 1)
+        np.testing.assert_allclose(reader.rows(0, len(reader)), want, atol=1e-4, rtol=1e-4)
+    finally:
+        s2.close(timeout=10)
