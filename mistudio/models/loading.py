@@ -32,6 +32,13 @@ def bnb_cpu_problem() -> str:
     """'' when bitsandbytes imports and its CPU backend quantizes and dequantizes a small
     tensor (8-bit rows and 4-bit NF4), else why not. Probed once per process."""
     global _cpu_backend_problem
+    if _cpu_backend_problem is None:
+        # import before taking the lock: a lock held across an import can deadlock with
+        # Python's per-module import locks (another thread importing bitsandbytes)
+        try:
+            import bitsandbytes.functional  # noqa: F401
+        except Exception:  # noqa: BLE001 - the probe below reports it
+            pass
     with _cpu_backend_lock:
         if _cpu_backend_problem is None:
             _cpu_backend_problem = _probe_bnb_cpu()
