@@ -48,10 +48,11 @@ def test_services_record_an_outcome_before_the_window_hears_of_it(studio, tiny_g
 
     def window(job_id, kind, payload):  # added first, as MainWindow adds its bridge
         if kind == "status" and payload.get("status") == "completed":
-            seen.append(studio.models.repo.get(rec.id).status)  # the row as stored now
+            model_id = studio.get_job(job_id).target  # (the job may end before add_local returns)
+            seen.append(studio.models.repo.get(model_id).status)  # the row as stored now
 
     studio.add_job_listener(window)
-    rec, job = studio.models.add_local(str(tiny_gpt2_dir))
+    _rec, job = studio.models.add_local(str(tiny_gpt2_dir))
     studio.queue.wait(job.id, timeout=60)
     assert studio.get_job(job.id).status == "completed"
     assert seen == ["ready"]
