@@ -102,6 +102,10 @@ def make_optimizer(params, cfg: TrainingConfig, device: torch.device) -> torch.o
         return torch.optim.Adam(params, foreach=True, **kw)
 
 
+#: Under DDP, how often the processes agree on a stop (Ctrl+C, a cancelled job).
+STOP_CHECK_EVERY_STEPS = 8
+
+
 class Trainer:
     def __init__(self, config: TrainingConfig, source: BatchSource, out_dir: str | Path | None,
                  *, ctx=None, device: str | torch.device = "cpu", rank: int = 0,
@@ -357,10 +361,13 @@ class Trainer:
     def _control_point(self) -> None:
         """Pause/cancel between steps. Under DDP every process must stop at the same step:
         a stop asked of any process (Ctrl+C; rank 0's job cancelled) is agreed on with one
-        tiny all_reduce; pausing is not offered (the other processes would time out)."""
+        tiny all_reduce every STOP_CHECK_EVERY_STEPS steps; pausing is not offered (the
+        other processes would time out)."""
         if self.world_size == 1:
             self.ctx.pause_point()
             return
+        if self.step % STOP_CHECK_EVERY_STEPS:  # .item() syncs the host with the GPU: not
+            return                              # every step (all processes skip alike)
         flag = torch.tensor([1.0 if self.ctx.cancelled else 0.0], device=self.device)
         if all_reduce(flag, "max").item() > 0:
             raise JobCancelled()
