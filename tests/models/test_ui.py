@@ -28,6 +28,8 @@ def test_import_inspect_extract_and_show_set(qt_studio, qtbot, tiny_gpt2_dir,
     tab = ModelsTab(studio, bridge)
     qtbot.addWidget(tab)
     assert tab.models_list.count() == 0
+    assert not any(b.isEnabled() for b in (tab.resume_btn, tab.release_btn, tab.rename_btn,
+                                           tab.delete_btn))
     with qtbot.waitSignal(tab.inspector.loaded, timeout=60_000):
         rec, job = tab.add_local(str(tiny_gpt2_dir))
         qtbot.waitUntil(lambda: studio.models.get(rec.id).status == "ready", timeout=60_000)

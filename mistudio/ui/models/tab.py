@@ -129,6 +129,8 @@ class ModelsTab(QWidget):
         if self.models_list.currentItem() is None and self.models_list.count():
             self.models_list.setCurrentRow(0)
             self._select(self.models_list.currentItem())
+        elif not self.models_list.count():
+            self._update_buttons()  # no model: nothing to resume, release, rename or delete
         elif current and self.current_model_id() == current:
             status = self.studio.models.get(current).status
             if status != self._shown.get(current):
