@@ -118,6 +118,8 @@ class ArchitectureInspector(QWidget):
         self._estimates: dict = {}
         self._pending: set[str] = set()
         self._calls: list[BackgroundCall] = []  # kept alive until they report
+        self._shown_ready = False  # the current model was shown in its ready state
+        self.shown_status: str | None = None
 
     def show_model(self, model_id: str | None) -> None:
         """Show a model: the summary and hook points arrive at once (config.json and the
@@ -137,6 +139,8 @@ class ArchitectureInspector(QWidget):
             return
         rec = self.studio.models.get(model_id)
         self.fields["source"].setText(f"{rec.source}: {rec.source_ref}")
+        self.shown_status = rec.status  # what the view shows (the tab compares it later)
+        self._shown_ready = rec.status == "ready"
         if rec.status != "ready":
             self.memory.setText(f"{rec.status}. {rec.error}")
             return
@@ -194,8 +198,15 @@ class ArchitectureInspector(QWidget):
             self.save_variant.emit(self.model_id, q, self.dtype.currentText())
 
     def is_filled(self) -> bool:
-        """Everything about the current model is on screen (or there is nothing to show)."""
-        return not self._pending
+        """Everything about the current model is on screen (or there is nothing to show).
+        A model shown while it was still importing is not filled once it is ready: the
+        tab's reload shows it again."""
+        if self._pending:
+            return False
+        if self.model_id is None:
+            return True
+        rec = self.studio.models.repo.get(self.model_id)
+        return rec is None or rec.status != "ready" or self._shown_ready
 
     def _deliver(self, result) -> None:
         model_id, part, value = result

@@ -156,7 +156,9 @@ class ModelsTab(QWidget):
         self.inspector.show_model(model_id)
         rec = self.studio.models.get(model_id) if model_id else None
         if rec is not None:
-            self._shown[rec.id] = rec.status
+            # the status the inspector read, not a second read: a job ending in between
+            # would record "ready" for a view showing "importing" and it would never refresh
+            self._shown[rec.id] = self.inspector.shown_status
         self.extract.set_model(model_id if rec is not None and rec.status == "ready" else None)
         self._update_buttons()
 
