@@ -1,0 +1,1 @@
+"""Application services: one per area, each given its dependencies in its constructor."""
