@@ -359,16 +359,8 @@ class TrainingWorkflows:
 
 
 def workflows_of(studio) -> TrainingWorkflows:
-    """The studio's one :class:`TrainingWorkflows` (built on first use)."""
-    svc = getattr(studio, "workflows", None)  # if the facade ever exposes it
-    if isinstance(svc, TrainingWorkflows):
-        return svc
-    lock = studio.__dict__.setdefault("_workflows_lock", threading.Lock())
-    with lock:
-        svc = studio.__dict__.get("_svc_TrainingWorkflows")
-        if svc is None:
-            svc = studio.__dict__["_svc_TrainingWorkflows"] = TrainingWorkflows(studio)
-    return svc
+    """The studio's one :class:`TrainingWorkflows` (``studio.workflows``; kept for old callers)."""
+    return studio.workflows
 
 
 # ====================================================================== checkpoint export

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from mistudio.store.db import Store, now_iso
+from mistudio.store.rows import RowMapper
 
 ACTIVE = ("queued", "running", "paused")
 FINISHED = ("completed", "failed", "cancelled", "interrupted")
@@ -48,15 +49,12 @@ class JobRecord:
 
     @classmethod
     def from_row(cls, row: dict) -> "JobRecord":
-        row = dict(row)
-        row["params"] = json.loads(row.get("params") or "{}")
-        row["result"] = json.loads(row["result"]) if row.get("result") else None
-        row["checkpoint"] = json.loads(row["checkpoint"]) if row.get("checkpoint") else None
-        row["gpu"] = bool(row.get("gpu"))
-        for key in ("title", "target", "message", "error", "traceback", "artifact_dir", "log_path"):
-            row[key] = row.get(key) or ""
-        row["progress"] = row.get("progress") or 0.0
-        return cls(**row)
+        rec = ROWS.from_row(row)
+        rec.progress = rec.progress or 0.0
+        return rec
+
+
+ROWS = RowMapper(JobRecord, json=("result", "checkpoint"))
 
 
 def _process_started(pid: int) -> float | None:
@@ -118,12 +116,7 @@ class JobsRepo:
         return JobRecord.from_row(rows[0]) if rows else None
 
     def update(self, job_id: str, **fields: Any) -> None:
-        if "result" in fields and not isinstance(fields["result"], str):
-            fields["result"] = json.dumps(fields["result"], default=str)
-        if "checkpoint" in fields and not isinstance(fields["checkpoint"], str):
-            fields["checkpoint"] = json.dumps(fields["checkpoint"], default=str)
-        if "params" in fields and not isinstance(fields["params"], str):
-            fields["params"] = json.dumps(fields["params"], default=str)
+        fields = ROWS.encode(fields)
         fields["updated_at"] = now_iso()
         cols = ", ".join(f"[{k}] = ?" for k in fields)
         with self.store.db.conn as conn:

@@ -53,7 +53,7 @@ def test_load_8bit_and_4bit_on_cpu_against_dequantized_reference(studio, family_
     import torch
     from transformers import AutoModelForCausalLM
 
-    from mistudio.models.loading import model_memory_bytes
+    from mistudio.models.pool import model_memory_bytes
 
     folder = request.getfixturevalue(family_dir)
     m = _add(studio, folder)
@@ -137,7 +137,8 @@ def test_extract_from_4bit_model_equals_its_hidden_states(studio, tiny_llama_dir
 def test_save_variant_job_reload_and_delete(studio, tiny_llama_dir):
     import torch
 
-    from mistudio.models.loading import MODEL_CACHE, load_model_uncached
+    from mistudio.models.loading import load_model_uncached
+    from mistudio.models.pool import MODEL_POOL
 
     m = _add(studio, tiny_llama_dir)
     assert m.linked
@@ -187,7 +188,7 @@ def test_save_variant_job_reload_and_delete(studio, tiny_llama_dir):
     studio.models.delete(m.id)
     assert not folder.exists() and not studio.models.folder(m.id).exists()
     assert (tiny_llama_dir / "model.safetensors").exists()
-    assert not [e for e in MODEL_CACHE.loaded() if e.folder == str(folder.resolve())]
+    assert not [e for e in MODEL_POOL.loaded() if e.folder == str(folder.resolve())]
 
 
 def test_cli_extracts_from_a_saved_quantized_copy(data_dir, studio, tiny_llama_dir,

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QS
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
 from mistudio.ui.models.precision import precision_label
+from mistudio.ui.kit.palette import colour, span
 
 COLUMNS = [("id", "Id"), ("hook_point", "Hook point"), ("status", "Status"),
            ("num_rows", "Tokens"), ("d_in", "d"), ("dtype", "Dtype"),
@@ -193,10 +194,10 @@ class ActivationSetsPanel(QWidget):
             edges = np.asarray(hist.get("edges", []), dtype=float)
             if counts.size:
                 self.bars = pg.BarGraphItem(x0=edges[:-1], x1=edges[1:], height=counts,
-                                            brush="#3b82f6")
+                                            brush=colour("bar.strong"))
                 self.plot.addItem(self.bars)
         if s.get("error"):
-            lines.append(f"<span style='color:#b91c1c'>{s['error']}</span>")
+            lines.append(span("error", s["error"]))
         self.stats.setText("<br>".join(lines))
 
     def _resume(self) -> None:

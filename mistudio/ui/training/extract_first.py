@@ -9,11 +9,13 @@ and estimates as it does for an existing activation set.
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel, QLineEdit, QWidget
+from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLineEdit, QWidget
 
 from mistudio.models.hooks import HOOK_LABELS
 from mistudio.paths import human_bytes
 from mistudio.ui.training.form import parse_number
+from mistudio.ui.kit.palette import span
+from mistudio.ui.kit.labels import hint_label
 
 DEFAULT_TOKENS = "1M"
 
@@ -38,9 +40,7 @@ class ExtractFirstBox(QGroupBox):
         self.tokens_edit = QLineEdit(DEFAULT_TOKENS)
         self.tokens_edit.setToolTip("How many tokens to extract (at most the tokenization's). "
                                     "Accepts 2e6, 2M, 500k; 0 takes all.")
-        self.info = QLabel()
-        self.info.setWordWrap(True)
-        self.info.setStyleSheet("color: #555; font-size: 8pt")
+        self.info = hint_label()
         form = QFormLayout(self)
         form.addRow("Model", self.model_combo)
         form.addRow("Tokenized dataset", self.tok_combo)
@@ -81,7 +81,7 @@ class ExtractFirstBox(QGroupBox):
                 self._summary = self.studio.models.inspect(model_id)
                 hooks = self.studio.models.hook_points(model_id)
             except Exception as exc:  # noqa: BLE001 - shown under the form
-                self.info.setText(f"<span style='color:#b02a37'>{exc}</span>")
+                self.info.setText(span("error", str(exc)))
         self._fill_tokenizations(model_id)
         current = self.hook_combo.currentData()
         self.hook_combo.blockSignals(True)

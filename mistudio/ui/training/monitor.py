@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QVBoxLayout, QW
 
 from mistudio.hardware_monitor import ResourceSample, ResourceSampler
 from mistudio.paths import human_bytes
+from mistudio.ui.kit.palette import SERIES, colour, css
 
 HISTORY = 120  # samples (2 minutes at 1 Hz)
 
@@ -40,7 +41,7 @@ class ResourceMonitor(QWidget):
         self.device_label.setObjectName("device")
         self.note = QLabel()
         self.note.setWordWrap(True)
-        self.note.setStyleSheet("color: #8a6d00")
+        self.note.setStyleSheet(css("note"))
         grid = QGridLayout()
         self.bars: dict[str, QProgressBar] = {}
         self.values: dict[str, QLabel] = {}
@@ -72,15 +73,15 @@ class ResourceMonitor(QWidget):
         self.plot.getPlotItem().setLabel("left", "%")
         self.plot.getPlotItem().setLabel("bottom", "seconds ago")
         self.plot.setXRange(-HISTORY, 0, padding=0)
-        self.plot.getPlotItem().addLegend(offset=(5, 5), labelTextColor="#222",
+        self.plot.getPlotItem().addLegend(offset=(5, 5), labelTextColor=colour("text.plot"),
                                           labelTextSize="7pt")
         self.curves = {
-            "cpu": self.plot.plot(pen=pg.mkPen("#1f77b4", width=2), name="CPU"),
-            "ram": self.plot.plot(pen=pg.mkPen("#2ca02c", width=2), name="RAM"),
+            "cpu": self.plot.plot(pen=pg.mkPen(SERIES[0], width=2), name="CPU"),
+            "ram": self.plot.plot(pen=pg.mkPen(SERIES[2], width=2), name="RAM"),
         }
         if self.sampler.has_gpu:
-            self.curves["gpu"] = self.plot.plot(pen=pg.mkPen("#d62728", width=2), name="GPU")
-            self.curves["gpu_mem"] = self.plot.plot(pen=pg.mkPen("#ff7f0e", width=2),
+            self.curves["gpu"] = self.plot.plot(pen=pg.mkPen(SERIES[3], width=2), name="GPU")
+            self.curves["gpu_mem"] = self.plot.plot(pen=pg.mkPen(SERIES[1], width=2),
                                                     name="GPU mem")
         lay = QVBoxLayout(self)
         lay.addWidget(self.device_label)

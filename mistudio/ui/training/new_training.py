@@ -11,6 +11,8 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QInputDialog
 
 from mistudio.errors import UserError
 from mistudio.ui.training.form import TrainingForm, describe_estimate
+from mistudio.ui.kit.palette import css, span
+from mistudio.ui.kit.labels import hint_label
 
 FOLDER_ITEM = "__folder__"
 EXTRACT_ITEM = "__extract__"
@@ -60,9 +62,7 @@ class NewTrainingPanel(QWidget):
         tbar.addWidget(self.template_combo, 1)
         for w in (self.apply_btn, self.fav_btn, self.save_btn, self.more_btn):
             tbar.addWidget(w)
-        self.template_desc = QLabel()
-        self.template_desc.setWordWrap(True)
-        self.template_desc.setStyleSheet("color: #555; font-size: 8pt")
+        self.template_desc = hint_label()
 
         # --- data and name
         self.data_combo = QComboBox()
@@ -75,8 +75,7 @@ class NewTrainingPanel(QWidget):
         dbar.addWidget(self.data_combo, 1)
         dbar.addWidget(QLabel("Name:"))
         dbar.addWidget(self.name_edit)
-        self.data_info = QLabel()
-        self.data_info.setStyleSheet("color: #555; font-size: 8pt")
+        self.data_info = hint_label(wrap=False)
         self.extract_box = None  # built when "Extract first" is chosen
 
         self.form = TrainingForm()
@@ -91,7 +90,7 @@ class NewTrainingPanel(QWidget):
         self.problem_label = QLabel()
         self.problem_label.setWordWrap(True)
         self.problem_label.setObjectName("problem")
-        self.problem_label.setStyleSheet("color: #b02a37")
+        self.problem_label.setStyleSheet(css("error"))
         self.start_btn = QPushButton("Start training")
         self.start_btn.setDefault(True)
         self.start_btn.clicked.connect(self.start)
@@ -308,7 +307,7 @@ class NewTrainingPanel(QWidget):
                                        + (f" · {model}" if model else "")
                                        + (f" · {hook}" if hook else ""))
             except UserError as exc:
-                self.data_info.setText(f"<span style='color:#b02a37'>{exc}</span>")
+                self.data_info.setText(span("error", str(exc)))
         self.form.set_data_shape(d_in, num_rows)
 
     def extract_first(self):

@@ -25,6 +25,7 @@ from mistudio.ui.training.chains import ChainCards
 from mistudio.ui.training.checkpoints import CheckpointManager
 from mistudio.ui.training.logs import JobLogView
 from mistudio.ui.training.series import RunMetrics
+from mistudio.ui.kit.palette import colour, css
 
 KEY_METRICS = ("loss", "l0", "explained_variance", "dead_fraction")
 
@@ -49,14 +50,15 @@ class TrainingTab(QWidget):
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.banner.setObjectName("banner")
-        self.banner.setStyleSheet("background: #fff3cd; color: #664d03; padding: 6px; "
+        self.banner.setStyleSheet(f"background: {colour('banner.warning.bg')}; "
+                                  f"color: {colour('banner.warning.fg')}; padding: 6px; "
                                   "border-radius: 4px")
         self.banner.setVisible(False)
         self.cards = JobCardList()
         self.empty = QLabel("No trainings yet. Choose an activation set and a template in "
                             "<b>New training</b>, then press Start.")
         self.empty.setWordWrap(True)
-        self.empty.setStyleSheet("color: #777; padding: 12px")
+        self.empty.setStyleSheet(css("text.muted", "padding: 12px"))
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
