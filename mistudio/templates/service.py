@@ -9,7 +9,6 @@ deleted, but can be favourited, exported, and saved under a new name.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Iterable
 
@@ -18,47 +17,13 @@ from mistudio.paths import atomic_write_json
 from mistudio.store.db import new_id
 from mistudio.templates.builtin import BUILTIN_PREFIX, BUILTIN_TEMPLATES, builtin_by_id
 from mistudio.templates.repo import TemplatesRepo, TrainingTemplate
+from mistudio.templates.validation import validate_config, validate_template_settings
 
 EXPORT_FORMAT = "mistudio-training-templates"
 EXPORT_VERSION = 1
 MAX_IMPORT_BYTES = 2 * 2**20
 MAX_NAME_LEN = 120
-MAX_CONFIG_KEYS = 300
 LAST_USED_KEY = "last_used_training_settings"
-
-
-def validate_config(config, *, where: str = "The template") -> dict:
-    """Check that ``config`` is a flat-ish JSON object of settings; return a clean copy."""
-    if not isinstance(config, dict):
-        raise UserError(f"{where} has no settings object ('config' must be a JSON object, "
-                        f"not {type(config).__name__}).",
-                        hint="Export a template from the app to see the expected layout.")
-    if len(config) > MAX_CONFIG_KEYS:
-        raise UserError(f"{where} has {len(config)} settings; at most {MAX_CONFIG_KEYS} are "
-                        "allowed.", hint="Is this really a training template file?")
-
-    def check(value, key: str, depth: int):
-        if value is None or isinstance(value, (bool, int, str)):
-            return value
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise UserError(f"{where}: setting '{key}' is {value}, which is not a number "
-                                "a training can use.", hint="Use a finite value.")
-            return value
-        if isinstance(value, (list, tuple)) and depth < 3:
-            return [check(v, key, depth + 1) for v in value]
-        if isinstance(value, dict) and depth < 3:
-            return {str(k): check(v, f"{key}.{k}", depth + 1) for k, v in value.items()}
-        raise UserError(f"{where}: setting '{key}' has a value of type {type(value).__name__} "
-                        "that a template cannot hold.",
-                        hint="Settings are numbers, text, true/false or lists of those.")
-
-    clean = {}
-    for key, value in config.items():
-        if not isinstance(key, str) or not key.strip():
-            raise UserError(f"{where} has a setting with an empty or non-text name.")
-        clean[key] = check(value, key, 0)
-    return clean
 
 
 def _clean_name(name: str) -> str:
@@ -116,7 +81,7 @@ class TemplateService:
         """Save the settings as a template. An existing saved template of that name is
         replaced only with ``overwrite=True``; built-in names are reserved."""
         name = _clean_name(name)
-        config = validate_config(config)
+        config = validate_template_settings(config)
         if any(b.name.lower() == name.lower() for b in BUILTIN_TEMPLATES):
             raise UserError(f"'{name}' is the name of a built-in template.",
                             hint="Choose another name.")
@@ -194,7 +159,8 @@ class TemplateService:
             if not isinstance(entry, dict):
                 raise UserError(f"{where} is not a JSON object.")
             name = _clean_name(entry.get("name", ""))
-            config = validate_config(entry.get("config"), where=where)
+            where = f"Template {i} ('{name}') in {path.name}"
+            config = validate_template_settings(entry.get("config"), where=where)
             description = str(entry.get("description") or "")
             prepared.append((name, description, config))
         taken = {t.name.lower() for t in self.list()}
@@ -262,4 +228,5 @@ class TemplateService:
         return merged, sorted(ignored)
 
 
-__all__ = ["BUILTIN_PREFIX", "TemplateService", "TrainingTemplate", "validate_config"]
+__all__ = ["BUILTIN_PREFIX", "TemplateService", "TrainingTemplate", "validate_config",
+           "validate_template_settings"]
