@@ -146,18 +146,20 @@ class TrainingForm(QWidget):
         label.setToolTip(tip)
         editor.setToolTip(tip)
         note_text = "  ·  ".join(t for t in (info.unit, info.auto) if t)
-        if not note_text:
-            return label, editor
         field = QWidget()
         row = QHBoxLayout(field)
         row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(editor, 1)
-        note = QLabel(note_text)
-        note.setObjectName(f"{name}_note")
-        note.setStyleSheet("color: #666")
-        note.setToolTip(tip)
-        row.addWidget(note)
-        self.notes[name] = note
+        if isinstance(editor, QLineEdit):
+            editor.setFixedWidth(160)  # numbers: the same column for every field, notes after
+        row.addWidget(editor)
+        if note_text:
+            note = QLabel(note_text)
+            note.setObjectName(f"{name}_note")
+            note.setStyleSheet("color: #666")
+            note.setToolTip(tip)
+            row.addWidget(note)
+            self.notes[name] = note
+        row.addStretch(1)
         return label, field
 
     def _make_editor(self, name: str) -> QWidget:
