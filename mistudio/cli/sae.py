@@ -1,5 +1,5 @@
-"""``mistudio sae ...``: list, show, export, import (load), evaluate, resume and delete
-SAEs/trainings."""
+"""``mistudio sae ...``: list, show, export, import (also called load), evaluate, resume and
+delete SAEs/trainings."""
 
 from __future__ import annotations
 
@@ -28,9 +28,11 @@ def register(sub) -> None:
     ep.add_argument("destination")
     ep.add_argument("--member")
     ep.set_defaults(func=run_export)
-    for name in ("import", "load"):
-        ip = s.add_parser(name, help="import an SAE: SAELens, sparsify or Gemma Scope files, "
-                                     "from a folder or a Hub repo id")
+    import_help = ("import an SAE: SAELens, sparsify or Gemma Scope files, from a folder or a "
+                   "Hub repo id")
+    # "load" is a hidden alias (no help: argparse leaves it out of the list of actions).
+    for ip in (s.add_parser("import", help=import_help, description=import_help),
+               s.add_parser("load", description=import_help + " (same as 'sae import')")):
         ip.add_argument("source", help="folder, or Hugging Face repo id")
         ip.add_argument("--subfolder", default="", help="the SAE's folder inside the source")
         ip.add_argument("--name", default="")
