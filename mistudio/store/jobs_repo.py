@@ -11,7 +11,8 @@ from mistudio.store.db import Store, now_iso
 from mistudio.store.rows import RowMapper
 
 ACTIVE = ("queued", "running", "paused")
-FINISHED = ("completed", "failed", "cancelled", "interrupted")
+#: ``resumed``: the job stopped (interrupted, cancelled) and a later job continued its work
+FINISHED = ("completed", "failed", "cancelled", "interrupted", "resumed")
 STATUSES = ACTIVE + FINISHED
 
 

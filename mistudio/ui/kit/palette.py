@@ -47,10 +47,10 @@ DARK: dict[str, str] = {
 # Status of a job or an entity (jobs dock, run cards): one colour per status, both variants.
 STATUS_LIGHT = {"queued": "#6b7280", "running": "#2563eb", "paused": "#d97706",
                 "completed": "#059669", "failed": "#dc2626", "cancelled": "#6b7280",
-                "interrupted": "#b45309", "extracting": "#6f42c1"}
+                "interrupted": "#b45309", "resumed": "#6b7280", "extracting": "#6f42c1"}
 STATUS_DARK = {"queued": "#9ca3af", "running": "#60a5fa", "paused": "#fbbf24",
                "completed": "#34d399", "failed": "#f87171", "cancelled": "#9ca3af",
-               "interrupted": "#fb923c", "extracting": "#a78bfa"}
+               "interrupted": "#fb923c", "resumed": "#9ca3af", "extracting": "#a78bfa"}
 
 # Badges on cards (background, text) by an entity's status.
 _BUSY = ("#dbeafe", "#1e40af")

@@ -11,7 +11,11 @@ from mistudio.ui.kit.labels import StatusChip, hint_label
 from mistudio.ui.kit.palette import colour, css
 
 ACTIVE_STATUSES = ("queued", "running", "paused", "extracting")
-STATUS_TEXT = {"interrupted": "interrupted — can resume"}
+#: Badge texts; "can resume" only where a checkpoint exists (``can_resume``), since an
+#: interruption before the first checkpoint leaves nothing to resume from.
+STATUS_TEXT = {("interrupted", True): "interrupted — can resume",
+               ("interrupted", False): "interrupted — no checkpoint",
+               ("resumed", False): "resumed — continued by a later job"}
 
 
 def format_eta(seconds: float | None) -> str:
@@ -131,7 +135,7 @@ class JobCard(QFrame):
                    pausable: bool = True) -> None:
         self.status = status
         self.can_resume = can_resume
-        self.badge.set_status(status, STATUS_TEXT.get(status, status))
+        self.badge.set_status(status, STATUS_TEXT.get((status, can_resume), status))
         active = status in ACTIVE_STATUSES
         self.pause_btn.setVisible(status in ("running", "paused") and pausable)
         self.pause_btn.setText("Continue" if status == "paused" else "Pause")
