@@ -48,7 +48,7 @@ OPEN_STATES = (EXTRACTING, FAILED, CANCELLED, INTERRUPTED)
 
 @dataclass
 class ExtractThenTrain:
-    """One chain: extract ``hook_point`` of ``model_id`` over ``tokenization``, then train."""
+    """One chain: extract ``hook_name`` of ``model_id`` over ``tokenization``, then train."""
 
     id: str
     title: str
@@ -56,7 +56,7 @@ class ExtractThenTrain:
     model_id: str
     model_name: str
     tokenization: str
-    hook_point: str
+    hook_name: str
     extraction: dict = field(default_factory=dict)  # start_extraction keyword settings
     config: dict = field(default_factory=dict)  # TrainingConfig dict (no activation set)
     activation_set_id: str = ""
@@ -70,6 +70,9 @@ class ExtractThenTrain:
     @classmethod
     def from_dict(cls, d: dict) -> "ExtractThenTrain":
         known = {f.name for f in fields(cls)}
+        d = dict(d)
+        if "hook_name" not in d and "hook_point" in d:  # chains saved before the rename
+            d["hook_name"] = d["hook_point"]
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def to_dict(self) -> dict:
@@ -186,18 +189,18 @@ class TrainingWorkflows:
 
     # ------------------------------------------------------------------ starting
 
-    def plan(self, model: str, tokenization: str, hook_point: str, *, max_tokens: int,
+    def plan(self, model: str, tokenization: str, hook_name: str, *, max_tokens: int,
              config: dict) -> dict:
         """Check a chain before it starts: the model, the tokenization, the hook point and
         the training settings for the width and (at most) the number of tokens extracted.
 
-        Returns ``{"d_in", "tokens", "hook_point", "model_id", "model_name"}``.
+        Returns ``{"d_in", "tokens", "hook_name", "model_id", "model_name"}``.
         """
         from mistudio.sae.config import TrainingConfig
 
         mrec = self.studio.models.require_ready(model)
         summary = self.studio.models.inspect(mrec.id)
-        hooks = self.studio.activations.resolve_hook_points(mrec.id, hook_points=[hook_point])
+        hooks = self.studio.activations.resolve_hook_points(mrec.id, hook_points=[hook_name])
         tok = self.studio.datasets.get_tokenization(tokenization)
         if tok.status != "ready":
             raise UserError("That tokenization is not finished yet.",
@@ -211,10 +214,10 @@ class TrainingWorkflows:
                                         "activation_id": ""})
         # An upper bound on the rows the extraction yields: never refuses a plan that fits.
         cfg.validate(d_in=d_in or None, num_rows=tokens or None)
-        return {"d_in": d_in, "tokens": tokens, "hook_point": hooks[0], "model_id": mrec.id,
+        return {"d_in": d_in, "tokens": tokens, "hook_name": hooks[0], "model_id": mrec.id,
                 "model_name": mrec.name}
 
-    def start_extract_then_train(self, model: str, tokenization: str, hook_point: str, *,
+    def start_extract_then_train(self, model: str, tokenization: str, hook_name: str, *,
                                  config: dict, max_tokens: int = 1_000_000,
                                  batch_size: int = 16, device: str = "auto",
                                  model_dtype: str = "auto", store_dtype: str = "float32",
@@ -222,22 +225,22 @@ class TrainingWorkflows:
         """Queue the extraction now and the training when it completes."""
         config = {k: v for k, v in dict(config).items()
                   if k not in ("activation_id", "activation_path")}
-        plan = self.plan(model, tokenization, hook_point, max_tokens=max_tokens, config=config)
+        plan = self.plan(model, tokenization, hook_name, max_tokens=max_tokens, config=config)
         chain_id = new_id("wf")
         arch = config.get("architecture", "sae")
         title = (title or config.get("name") or
-                 f"{arch} · {plan['model_name']} {plan['hook_point']}").strip()
+                 f"{arch} · {plan['model_name']} {plan['hook_name']}").strip()
         settings = {"max_tokens": int(max_tokens), "batch_size": int(batch_size),
                     "device": device, "model_dtype": model_dtype, "store_dtype": store_dtype}
         with self._lock:  # the listener waits until the chain is recorded
             sets, job = self.studio.activations.start_extraction(
-                plan["model_id"], tokenization, hook_points=[plan["hook_point"]],
-                name=f"{plan['model_name']} {plan['hook_point']} (for {title})"[:200],
+                plan["model_id"], tokenization, hook_points=[plan["hook_name"]],
+                name=f"{plan['model_name']} {plan['hook_name']} (for {title})"[:200],
                 **settings)
             chain = ExtractThenTrain(
                 id=chain_id, title=title, status=EXTRACTING, model_id=plan["model_id"],
                 model_name=plan["model_name"], tokenization=str(tokenization),
-                hook_point=plan["hook_point"], extraction=settings, config=config,
+                hook_name=plan["hook_name"], extraction=settings, config=config,
                 activation_set_id=sets[0].id, extraction_job_id=job.id, created_at=now_iso())
             self._changed(chain)
         return chain
@@ -273,8 +276,8 @@ class TrainingWorkflows:
             if rec is None:
                 # stopped before any shard: no set was kept, so the extraction starts again
                 sets, job = self.studio.activations.start_extraction(
-                    chain.model_id, chain.tokenization, hook_points=[chain.hook_point],
-                    name=f"{chain.model_name} {chain.hook_point} (for {chain.title})"[:200],
+                    chain.model_id, chain.tokenization, hook_points=[chain.hook_name],
+                    name=f"{chain.model_name} {chain.hook_name} (for {chain.title})"[:200],
                     **chain.extraction)
                 chain.activation_set_id = sets[0].id
                 chain.status, chain.error, chain.extraction_job_id = EXTRACTING, "", job.id
@@ -387,9 +390,9 @@ def start_checkpoint_export(studio, training_id: str, checkpoint_path: str,
     try:
         meta = ActivationSet(tr.activation_path).meta
         model = str(meta.get("model_name") or meta.get("model_id") or "")
-        hook = str(meta.get("hook_point") or meta.get("hook_name") or "")
+        hook = str(meta.get("hook_name") or "")
         if tr.target_activation_path:
-            hook_out = str(ActivationSet(tr.target_activation_path).meta.get("hook_point") or "")
+            hook_out = ActivationSet(tr.target_activation_path).hook_name
     except UserError:
         pass  # the activations were deleted: the SAE is still exportable, without names
     cfg = tr.config

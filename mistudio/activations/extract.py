@@ -286,8 +286,7 @@ def run(params: dict, ctx) -> dict:
                         layer = next(t.layer for t in targets if t.name == name)
                         writers[name] = ActivationShardWriter(
                             outputs[name]["folder"], int(rows[name].shape[-1]),
-                            {**base_meta, "hook_point": name, "hook_name": name,
-                             "layer": layer, "hook_layer": layer,
+                            {**base_meta, "hook_name": name, "hook_layer": layer,
                              "set_id": outputs[name].get("set_id", "")},
                             dtype=store_dtype, shard_rows=shard_rows)
                     bg = _BackgroundWriter(writers, free_slots, on_shard)

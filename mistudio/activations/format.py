@@ -369,6 +369,18 @@ def is_complete(folder: str | os.PathLike) -> bool:
     return (Path(folder) / COMPLETE_MARKER).exists()
 
 
+def with_hook_names(meta: dict) -> dict:
+    """``meta`` with SAELens's names for the hook point and its layer (``hook_name``,
+    ``hook_layer``), filled from the names that older sets used (``hook_point``,
+    ``layer``); the old keys stay, so nothing that reads them breaks."""
+    meta = dict(meta)
+    if not meta.get("hook_name") and meta.get("hook_point"):
+        meta["hook_name"] = meta["hook_point"]
+    if "hook_layer" not in meta and "layer" in meta:
+        meta["hook_layer"] = meta["layer"]
+    return meta
+
+
 class ActivationSet:
     """A finished activation set folder, read lazily through memory maps."""
 
@@ -380,7 +392,8 @@ class ActivationSet:
                 "finish) or missing.",
                 hint="Resume or restart the extraction, or pick another activation set.")
         try:
-            self.meta: dict = json.loads((self.folder / "meta.json").read_text(encoding="utf-8"))
+            self.meta: dict = with_hook_names(
+                json.loads((self.folder / "meta.json").read_text(encoding="utf-8")))
             self._shards = _read_index(self.folder)
         except (OSError, ValueError, KeyError) as exc:
             raise UserError(f"The activation set in {self.folder} is damaged ({exc}).",
@@ -403,7 +416,15 @@ class ActivationSet:
 
     def __repr__(self) -> str:
         return (f"ActivationSet({str(self.folder)!r}, rows={self.num_rows}, d_in={self.d_in}, "
-                f"dtype={self.dtype}, hook={self.meta.get('hook_point')!r})")
+                f"dtype={self.dtype}, hook={self.hook_name!r})")
+
+    @property
+    def hook_name(self) -> str:
+        return str(self.meta.get("hook_name") or "")
+
+    @property
+    def hook_layer(self) -> int | None:
+        return self.meta.get("hook_layer")
 
     @property
     def stats(self) -> dict:

@@ -11,12 +11,12 @@ from mistudio.store.rows import RowMapper
 @dataclass
 class ActivationSetRecord:
     id: str
-    hook_point: str
+    hook_name: str
     status: str
     extraction_id: str = ""
     name: str = ""
     model_id: str = ""
-    layer: int | None = None
+    hook_layer: int | None = None
     dtype: str = ""
     d_in: int | None = None
     num_rows: int | None = None

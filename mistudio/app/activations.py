@@ -243,9 +243,9 @@ class ActivationService:
             folder = self.folder(sid)
             outputs[n] = {"set_id": sid, "folder": str(folder)}
             recs.append(ActivationSetRecord(
-                id=sid, hook_point=n, status="extracting", extraction_id=extraction_id,
+                id=sid, hook_name=n, status="extracting", extraction_id=extraction_id,
                 name=name or f"{mrec.name} {n}", model_id=mrec.id,
-                layer=parsed[0] if parsed else None, dtype=store_dtype, d_in=mrec.d_model,
+                hook_layer=parsed[0] if parsed else None, dtype=store_dtype, d_in=mrec.d_model,
                 seq_len=tok.seq_len, tokenization=str(tok_folder), dataset_id=dataset_id,
                 folder=str(folder), params=settings, job_id=job_id))
         params = {"model_folder": model_folder, "model_id": mrec.id, "model_name": mrec.name,
@@ -294,8 +294,8 @@ class ActivationService:
         settings = dict(rec.params)
         if batch_size is not None:
             settings["batch_size"] = check_batch_size(batch_size)
-        names = [r.hook_point for r in group]
-        outputs = {r.hook_point: {"set_id": r.id, "folder": r.folder} for r in group}
+        names = [r.hook_name for r in group]
+        outputs = {r.hook_name: {"set_id": r.id, "folder": r.folder} for r in group}
         model_folder = mrec.folder
         if settings.get("variant"):  # the same saved copy as the first part
             model_folder = self._variant_folder(mrec, settings["variant"])[0]

@@ -41,7 +41,7 @@ def test_chain_extracts_then_trains(studio, assets):
     assert tr.config["activation_id"] == chain.activation_set_id
     assert tr.config["k"] == 8 and tr.name == chain.title
     aset = studio.activations.get(chain.activation_set_id)
-    assert aset.status == "ready" and aset.hook_point == HOOK and aset.d_in == 64
+    assert aset.status == "ready" and aset.hook_name == HOOK and aset.d_in == 64
     assert aset.num_rows <= 3000
     saes = studio.trainings.list_saes(chain.training_id)
     assert len(saes) == 1 and saes[0].hook_name == HOOK
@@ -125,7 +125,7 @@ def test_chain_settles_when_its_extraction_ended_without_a_listener(studio, asse
 
     ChainsRepo(studio.store).save(ExtractThenTrain(
         id="wf_crash", title="after a crash", status=EXTRACTING, model_id=assets.model_id,
-        model_name="tiny-gpt2", tokenization=assets.tokenization_id, hook_point=HOOK,
+        model_name="tiny-gpt2", tokenization=assets.tokenization_id, hook_name=HOOK,
         config=TRAIN, activation_set_id=sets[0].id, extraction_job_id=job.id,
         created_at="2024-01-01T00:00:00"))
     del flows_repo

@@ -112,7 +112,7 @@ def test_extract_from_4bit_model_equals_its_hidden_states(studio, tiny_llama_dir
     loaded = studio.models.load(m.id, quantization="4bit", device="cpu", dtype="float32")
     assert bnb_layers(loaded.model)["Linear4bit"] == 21  # the cached model the job used
     tok = TokenizedDataset(packed_tokenization)
-    by_hook = {s.hook_point: studio.activations.open(s.id) for s in sets}
+    by_hook = {s.hook_name: studio.activations.open(s.id) for s in sets}
     reader = by_hook["blocks.1.hook_resid_post"]
     pos = reader.positions()
     assert reader.num_rows == 150 and reader.meta["model_dtype"] == "float32"

@@ -13,7 +13,7 @@ from mistudio.paths import human_bytes
 from mistudio.ui.models.precision import precision_label
 from mistudio.ui.kit.palette import colour, span
 
-COLUMNS = [("id", "Id"), ("hook_point", "Hook point"), ("status", "Status"),
+COLUMNS = [("id", "Id"), ("hook_name", "Hook point"), ("status", "Status"),
            ("num_rows", "Tokens"), ("d_in", "d"), ("dtype", "Dtype"),
            ("precision", "Model precision"), ("mean_norm", "Mean norm"),
            ("size_bytes", "Size"), ("model_id", "Model"), ("created_at", "Created")]
@@ -176,7 +176,7 @@ class ActivationSetsPanel(QWidget):
             return
         self.resume_btn.setEnabled(rec.status == "incomplete")
         s = rec.summary
-        lines = [f"<b>{rec.name or rec.id}</b>", f"{rec.hook_point} (layer {rec.layer})",
+        lines = [f"<b>{rec.name or rec.id}</b>", f"{rec.hook_name} (layer {rec.hook_layer})",
                  f"{rec.num_rows or 0:,} tokens x {rec.d_in}, {rec.dtype}, "
                  f"{human_bytes(rec.size_bytes or 0)}"]
         meta = _read_meta(rec.folder)

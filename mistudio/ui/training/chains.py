@@ -89,7 +89,7 @@ class ChainCards(QObject):
         job = self.studio.jobs_repo.get(chain.extraction_job_id) if chain.extraction_job_id \
             else None
         if chain.status == EXTRACTING:
-            message = (f"Step 1 of 2: extracting {chain.hook_point} of {chain.model_name}. "
+            message = (f"Step 1 of 2: extracting {chain.hook_name} of {chain.model_name}. "
                        "The training starts when the extraction completes.")
             if job is not None and job.status == "completed":
                 message = "Extraction done; starting the training…"
@@ -159,7 +159,7 @@ class ChainCards(QObject):
         panel = tab.new_training
         panel.load_config({**chain.config, "name": f"{chain.title} copy"})
         panel.extract_first().select(model=chain.model_id, tokenization=chain.tokenization,
-                                     hook_point=chain.hook_point,
+                                     hook_name=chain.hook_name,
                                      tokens=chain.extraction.get("max_tokens", 0))
 
     def delete(self, chain_id: str, *, confirm: bool = False) -> bool:

@@ -124,15 +124,15 @@ class ExtractFirstBox(QGroupBox):
         self.tok_combo.setCurrentIndex(max(0, i))
         self.tok_combo.blockSignals(False)
 
-    def select(self, *, model: str = "", tokenization: str = "", hook_point: str = "",
+    def select(self, *, model: str = "", tokenization: str = "", hook_name: str = "",
                tokens: int | str | None = None) -> None:
         """Choose values (tests, a duplicated workflow)."""
         if model:
             self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(model)))
         if tokenization:
             self.tok_combo.setCurrentIndex(max(0, self.tok_combo.findData(tokenization)))
-        if hook_point:
-            self.hook_combo.setCurrentIndex(max(0, self.hook_combo.findData(hook_point)))
+        if hook_name:
+            self.hook_combo.setCurrentIndex(max(0, self.hook_combo.findData(hook_name)))
         if tokens is not None:
             self.tokens_edit.setText(str(tokens))
         self._emit()
@@ -161,18 +161,18 @@ class ExtractFirstBox(QGroupBox):
         return min(wanted, available) if wanted else available
 
     def settings(self) -> tuple[dict, list[str]]:
-        """``{model, tokenization, hook_point, max_tokens}`` and what is missing or wrong."""
+        """``{model, tokenization, hook_name, max_tokens}`` and what is missing or wrong."""
         problems = []
         values = {"model": self.model_combo.currentData() or "",
                   "tokenization": self.tok_combo.currentData() or "",
-                  "hook_point": self.hook_combo.currentData() or "",
+                  "hook_name": self.hook_combo.currentData() or "",
                   "max_tokens": self.max_tokens()}
         if not values["model"]:
             problems.append("Extract first: choose a model (add one in the Models tab).")
         elif not values["tokenization"]:
             problems.append("Extract first: tokenize a dataset with this model's tokenizer "
                             "in the Datasets tab.")
-        elif not values["hook_point"]:
+        elif not values["hook_name"]:
             problems.append("Extract first: choose a hook point.")
         if values["max_tokens"] is None:
             problems.append(f"Tokens to extract: '{self.tokens_edit.text()}' is not a whole "

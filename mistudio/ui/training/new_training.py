@@ -26,7 +26,7 @@ PLACEHOLDER_PATH = "(extracted first)"  # validates a config whose activations d
 class NewTrainingPanel(QWidget):
     """Emits ``start_requested(config, activation_path, title)`` when the settings are valid,
     or ``extract_then_train_requested(extraction, config, title)`` when "Extract first" is
-    chosen (extraction: model, tokenization, hook_point, max_tokens)."""
+    chosen (extraction: model, tokenization, hook_name, max_tokens)."""
 
     start_requested = Signal(dict, str, str)
     extract_then_train_requested = Signal(dict, dict, str)
@@ -329,7 +329,7 @@ class NewTrainingPanel(QWidget):
             sets = []
         for s in sets:
             shape = f"{s.d_in} × {s.num_rows:,}" if s.d_in and s.num_rows else ""
-            self.data_combo.addItem(f"{s.name or s.id} · {s.hook_point} · {shape}",
+            self.data_combo.addItem(f"{s.name or s.id} · {s.hook_name} · {shape}",
                                     f"id:{s.id}")
         if self.activation_path:
             self.data_combo.addItem(f"Folder: {self.activation_path}",
@@ -384,7 +384,7 @@ class NewTrainingPanel(QWidget):
 
                 s = ActivationSet(folder)
                 d_in, num_rows = s.d_in, s.num_rows
-                hook = s.meta.get("hook_point") or s.meta.get("hook_name") or ""
+                hook = s.hook_name
                 model = s.meta.get("model_name") or s.meta.get("model_id") or ""
                 self.data_info.setText(f"{num_rows:,} tokens of width {d_in}"
                                        + (f" · {model}" if model else "")

@@ -388,7 +388,7 @@ class TrainingTab(QWidget):
         """Extract first, then train: a workflow card until the training starts."""
         def start():
             return self.chain_cards.workflows.start_extract_then_train(
-                extraction["model"], extraction["tokenization"], extraction["hook_point"],
+                extraction["model"], extraction["tokenization"], extraction["hook_name"],
                 config=config, max_tokens=extraction["max_tokens"],
                 device=config.get("device", "auto"), title=title)
 
