@@ -136,7 +136,7 @@ class DatasetService:
                   revision: str = "") -> dict:
         """Configurations, splits and columns of a Hub dataset (network; call off the GUI
         thread). Raises UserError with what to do when offline, unknown or gated."""
-        from mistudio.data.sources import hub_overview
+        from mistudio.data.hub_source import hub_overview
 
         spec = SourceSpec.from_dict({"kind": "hub", "hub_id": hub_id.strip(), "config": config,
                                      "split": split, "revision": revision})
