@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the services are imported where they are first built
     from mistudio.app.activations import ActivationService
     from mistudio.app.datasets import DatasetService
     from mistudio.app.models import ModelService
+    from mistudio.app.runs import RunsService
     from mistudio.sae.service import TrainingService
     from mistudio.templates.service import TemplateService
     from mistudio.workflows import TrainingWorkflows
@@ -64,6 +65,7 @@ class Studio:
         self._datasets: DatasetService | None = None
         self._activations: ActivationService | None = None
         self._trainings: TrainingService | None = None
+        self._runs: RunsService | None = None
         self._templates: TemplateService | None = None
         self._workflows: TrainingWorkflows | None = None
         self._clean_tmp()
@@ -122,6 +124,15 @@ class Studio:
 
                 self._trainings = TrainingService(self)
             return self._trainings
+
+    @property
+    def runs(self) -> RunsService:
+        with self._build_lock:
+            if self._runs is None:
+                from mistudio.app.runs import RunsService
+
+                self._runs = RunsService(jobs=self.jobs)
+            return self._runs
 
     @property
     def templates(self) -> TemplateService:

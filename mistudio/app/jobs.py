@@ -78,6 +78,12 @@ class JobService:
         """The metric rows a job recorded: {step, name, value, t}."""
         return self.repo.metrics(job_id, name)
 
+    def best_and_last(self, job_ids: list[str], name: str, *, higher_is_better: bool
+                      ) -> tuple[float | None, float | None]:
+        """Best and last value of metric ``name`` over a training's jobs (oldest first; a
+        resumed job replaces the stretch after its first step)."""
+        return self.repo.best_and_last(job_ids, name, higher_is_better=higher_is_better)
+
     def log(self, job_id: str, tail: int | None = None) -> str:
         rec = self.get(job_id)
         try:

@@ -173,6 +173,38 @@ class JobsRepo:
             with self.store.db.conn:
                 self.store.db["job_metrics"].insert_all(rows, batch_size=500)
 
+    def best_and_last(self, job_ids: list[str], name: str, *, higher_is_better: bool
+                      ) -> tuple[float | None, float | None]:
+        """Best and last value of one metric over a training's jobs (oldest first),
+        aggregated by SQLite through the ``(job_id, name, step)`` index (never reading every
+        point into Python). A job's points from the first step of a later job (a resume) on
+        were replaced by it, so they are left out."""
+        func = "max" if higher_is_better else "min"
+        db = self.store.db
+        cutoffs, cut = {}, 1e300
+        for job_id in reversed(job_ids):
+            cutoffs[job_id] = cut
+            if len(job_ids) > 1:
+                (first,) = db.execute("select min(step) from job_metrics where job_id = ? and "
+                                      "name = ?", [job_id, name]).fetchone()
+                if first is not None:
+                    cut = min(cut, float(first))
+        pick = max if higher_is_better else min
+        best = last = None
+        for job_id in job_ids:
+            args = [job_id, name, cutoffs[job_id]]
+            (value,) = db.execute(f"select {func}(value) from job_metrics where job_id = ? and "
+                                  "name = ? and step < ?", args).fetchone()
+            if value is None:
+                continue
+            best = value if best is None else pick(best, value)
+            row = db.execute("select value from job_metrics where job_id = ? and name = ? and "
+                             "step < ? and value is not null order by step desc limit 1",
+                             args).fetchone()
+            if row is not None:
+                last = row[0]
+        return best, last
+
     def metrics(self, job_id: str, name: str | None = None) -> list[dict]:
         if name:
             return list(self.store.db["job_metrics"].rows_where(

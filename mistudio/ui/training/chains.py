@@ -86,7 +86,7 @@ class ChainCards(QObject):
             card.selected.connect(self.tab.select)
             self.tab.cards.add_card(card)
             self.tab.empty.setVisible(False)
-        job = self.studio.jobs_repo.get(chain.extraction_job_id) if chain.extraction_job_id \
+        job = self.studio.jobs.find(chain.extraction_job_id) if chain.extraction_job_id \
             else None
         if chain.status == EXTRACTING:
             message = (f"Step 1 of 2: extracting {chain.hook_name} of {chain.model_name}. "

@@ -8,7 +8,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGroupBox, QHBoxLay
                                QHeaderView, QLabel, QSplitter, QTableView, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
-from mistudio.ui.training.run_table import RunRow, diff_settings, format_setting
+from mistudio.app.runs import RunRow
+from mistudio.ui.training.run_table import diff_settings, format_setting
 from mistudio.ui.kit.palette import css
 from mistudio.ui.kit.labels import hint_label
 
