@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the services are imported where they are first built
     from mistudio.app.runs import RunsService
     from mistudio.sae.service import TrainingService
     from mistudio.templates.service import TemplateService
-    from mistudio.workflows import TrainingWorkflows
+    from mistudio.app.workflows import TrainingWorkflows
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,12 @@ class Studio:
     def workflows(self) -> TrainingWorkflows:
         with self._build_lock:
             if self._workflows is None:
-                from mistudio.workflows import TrainingWorkflows
+                from mistudio.app.workflows import TrainingWorkflows
 
-                self._workflows = TrainingWorkflows(self)
+                self._workflows = TrainingWorkflows(
+                    store=self.store, jobs=self.jobs, models=self.models,
+                    datasets=self.datasets, activations=self.activations,
+                    trainings=self.trainings)
             return self._workflows
 
     # ------------------------------------------------------------------ settings

@@ -10,3 +10,6 @@ register(JobKind("sae.train", "mistudio.sae.job:train_job", gpu=True, title="Tra
 register(JobKind("sae.import", "mistudio.sae.job:import_job", title="Import SAE"))
 register(JobKind("sae.evaluate", "mistudio.sae.evaluation:evaluate_job", gpu=True,
                  title="Evaluate SAE spliced into its model"))
+register(JobKind("training.export_checkpoint",
+                 "mistudio.sae.checkpoint_export:export_checkpoint_job",
+                 title="Export checkpoint as SAELens folder"))

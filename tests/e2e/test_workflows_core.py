@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mistudio.app.workflows import (CANCELLED, EXTRACTING, FAILED, STARTED, ExtractThenTrain,
+                                    TrainingWorkflows, workflows_of)
 from mistudio.errors import UserError
-from mistudio.workflows import (CANCELLED, EXTRACTING, FAILED, STARTED, ExtractThenTrain,
-                                TrainingWorkflows, start_checkpoint_export, workflows_of)
 from tests.e2e.conftest import (assert_same_reconstruction, explained_variance,
                                 topk_reconstruct)
 
@@ -121,7 +121,7 @@ def test_chain_settles_when_its_extraction_ended_without_a_listener(studio, asse
         device="cpu")
     assert studio.queue.wait(job.id, 120).status == "completed"
     flows_repo = TrainingWorkflows.__new__(TrainingWorkflows)  # only its store access
-    from mistudio.workflows import ChainsRepo
+    from mistudio.app.workflows import ChainsRepo
 
     ChainsRepo(studio.store).save(ExtractThenTrain(
         id="wf_crash", title="after a crash", status=EXTRACTING, model_id=assets.model_id,
@@ -154,7 +154,7 @@ def test_export_intermediate_checkpoint_as_saelens(studio, tmp_path):
     assert [c.step for c in ckpts] == [20, 40, 60]
     mid = ckpts[0]
     dest = tmp_path / "export"
-    exp = start_checkpoint_export(studio, job.target, mid.path, dest)
+    exp = studio.workflows.start_checkpoint_export(job.target, mid.path, dest)
     rec = studio.queue.wait(exp.id, 60)
     assert rec.status == "completed", rec.error
     assert rec.result["step"] == 20 and Path(rec.result["saes"][0]["path"]) == dest
@@ -170,7 +170,7 @@ def test_export_intermediate_checkpoint_as_saelens(studio, tmp_path):
     assert abs(ev_mid - recorded) < 0.15, (ev_mid, recorded)
     assert 0.0 < ev_mid < ev_final, (ev_mid, ev_final)
     # a second export into the same place refuses instead of overwriting
-    again = studio.queue.wait(start_checkpoint_export(studio, job.target, mid.path, dest).id, 60)
+    again = studio.queue.wait(studio.workflows.start_checkpoint_export(job.target, mid.path, dest).id, 60)
     assert again.status == "failed" and "already exists" in again.error
     with pytest.raises(UserError, match="not a checkpoint of this training"):
-        start_checkpoint_export(studio, job.target, str(tmp_path), dest)
+        studio.workflows.start_checkpoint_export(job.target, str(tmp_path), dest)

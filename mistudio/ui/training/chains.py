@@ -1,4 +1,4 @@
-"""Cards of extract-then-train workflows in the Training tab (``mistudio.workflows``).
+"""Cards of extract-then-train workflows in the Training tab (``mistudio.app.workflows``).
 
 A workflow has a card of its own while it extracts (progress of the extraction job), and
 when it stops short of training (failed, cancelled, interrupted: the card says which step
@@ -14,7 +14,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from mistudio.ui.training.cards import JobCard
-from mistudio.workflows import (CANCELLED, EXTRACTING, FAILED, INTERRUPTED, ExtractThenTrain,
+from mistudio.app.workflows import (CANCELLED, EXTRACTING, FAILED, INTERRUPTED, ExtractThenTrain,
                                 workflows_of)
 
 CARD_STATUS = {EXTRACTING: "extracting", FAILED: "failed", CANCELLED: "cancelled",

@@ -1,7 +1,7 @@
 """The "Extract first" part of the New training page: model, tokenization, hook point, tokens.
 
 Chosen instead of an activation set when there is none yet: Start then queues the
-extraction and, when it completes, the training (``mistudio.workflows``). The width and
+extraction and, when it completes, the training (``mistudio.app.workflows``). The width and
 (at most) the number of tokens are known before extracting, so the form below validates
 and estimates as it does for an existing activation set.
 """

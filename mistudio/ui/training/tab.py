@@ -483,11 +483,9 @@ class TrainingTab(QWidget):
 
     def export_checkpoint(self, path: str, destination: str):
         """Queue the export of one checkpoint of the selected training as SAELens folder(s)."""
-        from mistudio.workflows import start_checkpoint_export
-
         job = self.latest(self.selected)
-        return self._guard(start_checkpoint_export, self.studio, job.target or job.id, path,
-                           destination)
+        return self._guard(self.studio.workflows.start_checkpoint_export,
+                           job.target or job.id, path, destination)
 
     def _export_checkpoint(self, path: str) -> None:
         if not self.selected or self.selected not in self.jobs:
