@@ -27,6 +27,7 @@ from mistudio.store.jobs_repo import JobsRepo
 if TYPE_CHECKING:  # the services are imported where they are first built
     from mistudio.app.activations import ActivationService
     from mistudio.app.datasets import DatasetService
+    from mistudio.app.features import FeatureService
     from mistudio.app.models import ModelService
     from mistudio.app.runs import RunsService
     from mistudio.sae.service import TrainingService
@@ -65,6 +66,7 @@ class Studio:
         self._datasets: DatasetService | None = None
         self._activations: ActivationService | None = None
         self._trainings: TrainingService | None = None
+        self._features: FeatureService | None = None
         self._runs: RunsService | None = None
         self._templates: TemplateService | None = None
         self._workflows: TrainingWorkflows | None = None
@@ -124,6 +126,18 @@ class Studio:
 
                 self._trainings = TrainingService(self)
             return self._trainings
+
+    @property
+    def features(self) -> FeatureService:
+        """Feature analyses and their queries."""
+        with self._build_lock:
+            if self._features is None:
+                from mistudio.app.features import FeatureService
+
+                self._features = FeatureService(store=self.store, queue=self.queue,
+                                                paths=self.paths, trainings=self.trainings,
+                                                models=self.models)
+            return self._features
 
     @property
     def runs(self) -> RunsService:
