@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the services are imported where they are first built
     from mistudio.app.models import ModelService
     from mistudio.app.runs import RunsService
     from mistudio.sae.service import TrainingService
-    from mistudio.templates.service import TemplateService
+    from mistudio.app.templates import TemplateService
     from mistudio.app.workflows import TrainingWorkflows
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,9 @@ class Studio:
     def templates(self) -> TemplateService:
         with self._build_lock:
             if self._templates is None:
-                from mistudio.templates.service import TemplateService
+                from mistudio.app.templates import TemplateService
 
-                self._templates = TemplateService(self)
+                self._templates = TemplateService(store=self.store)
             return self._templates
 
     @property

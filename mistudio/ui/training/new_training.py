@@ -233,7 +233,7 @@ class NewTrainingPanel(QWidget):
         if t is None:
             return
         from mistudio.sae.config import setting_info
-        from mistudio.templates.service import template_differences
+        from mistudio.templates.differences import template_differences
 
         current, _ = self.form.config()
         diffs = template_differences(current, t, compared=[*self.form.editors, "sweep"])

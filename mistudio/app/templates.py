@@ -1,6 +1,9 @@
 """Training templates: built-ins, saved ones, favourites, JSON import/export, last-used settings.
 
 Exposed as ``studio.templates``. Qt-free; the Training tab, the CLI and tests use it.
+Sources of truth: saved templates and favourites are SQLite rows (``training_templates``,
+``template_favourites``), the built-in recipes are code (:mod:`mistudio.templates.builtin`);
+``export``/``import_file`` write and read the JSON files users share.
 A template is a named dict of training settings (the training form's field names). The
 built-in recipes live in code (:mod:`mistudio.templates.builtin`) and cannot be edited or
 deleted, but can be favourited, exported, and saved under a new name.
@@ -9,13 +12,12 @@ deleted, but can be favourited, exported, and saved under a new name.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Iterable
 
 from mistudio.errors import UserError
 from mistudio.paths import atomic_write_json
-from mistudio.store.db import new_id
+from mistudio.store.db import Store, new_id
 from mistudio.templates.builtin import BUILTIN_PREFIX, BUILTIN_TEMPLATES, builtin_by_id
 from mistudio.templates.repo import TemplatesRepo, TrainingTemplate
 from mistudio.templates.validation import validate_config, validate_template_settings
@@ -38,9 +40,8 @@ def _clean_name(name: str) -> str:
 
 
 class TemplateService:
-    def __init__(self, studio):
-        self.studio = studio
-        self.repo = TemplatesRepo(studio.store)
+    def __init__(self, *, store: Store):
+        self.repo = TemplatesRepo(store)
 
     # ------------------------------------------------------------------ reading
 
@@ -229,35 +230,5 @@ class TemplateService:
         return merged, sorted(ignored)
 
 
-def _same_setting(a, b) -> bool:
-    """Equal as settings: numbers within the precision a form field shows (6 digits)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b if isinstance(a, bool) and isinstance(b, bool) else False
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-12)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_setting(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_setting(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-def template_differences(settings: dict, template: TrainingTemplate | dict,
-                         compared: Iterable[str] | None = None) -> list[tuple[str, object, object]]:
-    """The template's settings that ``settings`` no longer hold: (name, template's value,
-    current value), in the template's order. Only names in ``compared`` (default: all of
-    ``settings``, plus ``sweep``) are looked at; a missing sweep counts as no sweep."""
-    config = template.config if isinstance(template, TrainingTemplate) else template
-    names = set(compared) if compared is not None else set(settings) | {"sweep"}
-    out = []
-    for key, value in config.items():
-        if key not in names:
-            continue
-        current = settings.get(key, {} if key == "sweep" else None)
-        if not _same_setting(value, current):
-            out.append((key, value, current))
-    return out
-
-
 __all__ = ["BUILTIN_PREFIX", "TemplateService", "TrainingTemplate", "validate_config",
-           "template_differences", "validate_template_settings"]
+           "validate_template_settings"]
