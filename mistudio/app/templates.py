@@ -19,7 +19,7 @@ from mistudio.errors import UserError
 from mistudio.paths import atomic_write_json
 from mistudio.store.db import Store, new_id
 from mistudio.templates.builtin import BUILTIN_PREFIX, BUILTIN_TEMPLATES, builtin_by_id
-from mistudio.templates.repo import TemplatesRepo, TrainingTemplate
+from mistudio.templates.repository import TemplatesRepo, TrainingTemplate
 from mistudio.templates.validation import validate_config, validate_template_settings
 
 EXPORT_FORMAT = "mistudio-training-templates"
@@ -70,6 +70,10 @@ class TemplateService:
             raise UserError(f"No training template called {template!r}.",
                             hint="`mistudio templates list` shows the templates.")
         return t
+
+    def find_saved(self, name: str) -> TrainingTemplate | None:
+        """The user's saved template of this name (any case), or None."""
+        return self.repo.find_by_name(" ".join(str(name).split()))
 
     def name_taken(self, name: str) -> bool:
         low = " ".join(str(name).split()).lower()

@@ -177,6 +177,10 @@ class TrainingWorkflows:
         chains = self.repo.list()
         return [c for c in chains if c.open] if open_only else chains
 
+    def find(self, chain_id: str) -> ExtractThenTrain | None:
+        """The chain, or None once it is gone."""
+        return self.repo.get(chain_id)
+
     def get(self, chain_id: str) -> ExtractThenTrain:
         chain = self.repo.get(chain_id)
         if chain is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from mistudio.templates.repo import TrainingTemplate
+from mistudio.templates.repository import TrainingTemplate
 
 
 def _same_setting(a, b) -> bool:

@@ -18,7 +18,9 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # The UI and the CLI call services; reaching the store (or raw SQL) from them bypasses the
 # application layer.
 STORE_REACH = re.compile(r"studio\.store|studio\.queue\b|\.db\.execute|jobs_repo|from mistudio\.store|"
-                         r"import mistudio\.store")
+                         r"import mistudio\.store|"
+                         # a service's repository, reached past the service
+                         r"\.(repo|repos|\w+_repo)\.(get|list|find\w*|insert|update|delete|table)\b")
 
 
 def _lint_imports(cwd: Path) -> subprocess.CompletedProcess:
@@ -64,7 +66,7 @@ def test_a_wrong_import_breaks_a_contract(tmp_path, module, line, contract):
 # TRANSITIONAL, shrinking to none (issue #11's trainings slice): files that still reach the
 # jobs table; a file leaves this list as soon as it is clean (the test below insists).
 NOT_YET_CLEAN = {
-    "mistudio/ui/training/actions.py",
+    "mistudio/ui/training/actions.py", "mistudio/ui/training/tab.py",
 }
 
 

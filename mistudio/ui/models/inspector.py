@@ -203,7 +203,7 @@ class ArchitectureInspector(QWidget):
             return False
         if self.model_id is None:
             return True
-        rec = self.studio.models.repo.get(self.model_id)
+        rec = self.studio.models.find(self.model_id)
         return rec is None or rec.status != "ready" or self._shown_ready
 
     def _deliver(self, result) -> None:

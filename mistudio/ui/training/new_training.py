@@ -271,7 +271,7 @@ class NewTrainingPanel(QWidget):
             return
         try:
             overwrite = False
-            if self.studio.templates.repo.find_by_name(name.strip()) is not None:
+            if self.studio.templates.find_saved(name) is not None:
                 overwrite = QMessageBox.question(
                     self, "Replace template?", f"A template called '{name}' exists. Replace it?"
                 ) == QMessageBox.Yes

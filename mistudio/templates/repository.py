@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 from mistudio.store.db import Store, now_iso
+from mistudio.store.rows import RowMapper
 
 
 @dataclass
@@ -24,6 +25,10 @@ class TrainingTemplate:
         return {"name": self.name, "description": self.description, "config": self.config}
 
 
+# the columns of training_templates; favourite comes from template_favourites
+ROWS = RowMapper(TrainingTemplate, sort_keys=True, skip=("builtin", "favourite", "tags"))
+
+
 class TemplatesRepo:
     def __init__(self, store: Store):
         self.store = store
@@ -36,10 +41,7 @@ class TemplatesRepo:
 
     @staticmethod
     def _from_row(row: dict, favourites: set[str]) -> TrainingTemplate:
-        return TrainingTemplate(
-            id=row["id"], name=row["name"], description=row.get("description") or "",
-            config=json.loads(row["config"]), favourite=row["id"] in favourites,
-            created_at=row.get("created_at") or "", updated_at=row.get("updated_at") or "")
+        return ROWS.from_row(row, favourite=row["id"] in favourites)
 
     def list(self) -> list[TrainingTemplate]:
         favs = self.favourites()
@@ -57,17 +59,14 @@ class TemplatesRepo:
     def insert(self, template_id: str, name: str, description: str, config: dict) -> None:
         now = now_iso()
         with self._db.conn:
-            self._db["training_templates"].insert({
+            self._db["training_templates"].insert(ROWS.encode({
                 "id": template_id, "name": name, "description": description,
-                "config": json.dumps(config, sort_keys=True), "created_at": now,
-                "updated_at": now})
+                "config": config, "created_at": now, "updated_at": now}))
 
     def update(self, template_id: str, **fields) -> None:
-        if "config" in fields:
-            fields["config"] = json.dumps(fields["config"], sort_keys=True)
         fields["updated_at"] = now_iso()
         with self._db.conn:
-            self._db["training_templates"].update(template_id, fields)
+            self._db["training_templates"].update(template_id, ROWS.encode(fields))
 
     def delete(self, template_id: str) -> None:
         with self._db.conn:
