@@ -115,7 +115,8 @@ class Studio:
 
                 self._activations = ActivationService(
                     store=self.store, paths=self.paths, jobs=self.jobs,
-                    settings=self.settings_service, models=self.models, datasets=self.datasets)
+                    settings=self.settings_service, models=self.models, datasets=self.datasets,
+                    templates=self.templates)
             return self._activations
 
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from mistudio.templates.repository import TrainingTemplate
+from mistudio.templates.repository import Template
 
 
 def _same_setting(a, b) -> bool:
@@ -22,12 +22,12 @@ def _same_setting(a, b) -> bool:
     return a == b
 
 
-def template_differences(settings: dict, template: TrainingTemplate | dict,
+def template_differences(settings: dict, template: Template | dict,
                          compared: Iterable[str] | None = None) -> list[tuple[str, object, object]]:
     """The template's settings that ``settings`` no longer hold: (name, template's value,
     current value), in the template's order. Only names in ``compared`` (default: all of
     ``settings``, plus ``sweep``) are looked at; a missing sweep counts as no sweep."""
-    config = template.config if isinstance(template, TrainingTemplate) else template
+    config = template.settings if isinstance(template, Template) else template
     names = set(compared) if compared is not None else set(settings) | {"sweep"}
     out = []
     for key, value in config.items():

@@ -227,7 +227,7 @@ def test_templates_apply_save_and_last_used(qt_studio, qtbot, tmp_path, tiny_act
     # Save the form as a template, favourite it, and find it first in the list.
     panel.form.editors["k"].setText("7")
     t = panel.save_template("My k7")
-    assert studio.templates.get("My k7").config["k"] == 7
+    assert studio.templates.get("My k7").settings["k"] == 7
     panel.template_combo.setCurrentIndex(panel.template_combo.findData(t.id))
     panel._toggle_favourite()
     assert panel.template_combo.itemData(0) == ""  # the form's own settings come first

@@ -205,15 +205,15 @@ class NewTrainingPanel(QWidget):
         # Keep the chosen data and device: a template describes the recipe, not the machine.
         current, _ = self.form.config()
         for key in ("device", "dtype"):
-            if key not in t.config and key in current:
+            if key not in t.settings and key in current:
                 merged[key] = current[key]
         # Settings without a field (init_seed, compile_backend...) still go with the run.
-        self.template_settings = {k: v for k, v in t.config.items() if k in known
+        self.template_settings = {k: v for k, v in t.settings.items() if k in known
                                   and k not in self.form.editors and k not in DATA_KEYS
                                   and k != "sweep"}
         self._applying = True
         try:
-            self.form.set_config(merged, lr_given="lr" in t.config)
+            self.form.set_config(merged, lr_given="lr" in t.settings)
         finally:
             self._applying = False
         self._set_custom_text("Custom settings")
