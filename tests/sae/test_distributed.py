@@ -27,6 +27,7 @@ METRICS = ("loss", "mse", "explained_variance", "l0", "l1", "aux_loss", "dead_fr
 
 def _cfg(small_config, activation_set, **kw):
     kw.setdefault("total_tokens", 256 * 12)
+    kw.setdefault("checkpoint_every_tokens", kw["total_tokens"])  # the final one only
     return small_config(activation_path=str(activation_set), device="cpu",
                         metrics_every_steps=4, **kw)
 
