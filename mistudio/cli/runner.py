@@ -85,9 +85,9 @@ def silence_library_progress_bars() -> None:
 
             disable_progress_bars()
         if "transformers" in sys.modules:
-            from transformers.utils import logging as transformers_logging
+            from mistudio.hf import transformers_module
 
-            transformers_logging.disable_progress_bar()
+            transformers_module().utils.logging.disable_progress_bar()
     if not datasets_set and "datasets" in sys.modules:
         from datasets.utils.tqdm import disable_progress_bars as disable_datasets_bars
 
