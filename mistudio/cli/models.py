@@ -87,6 +87,8 @@ def run_add(args) -> int:
             rec, job = studio.models.add_hub(src, revision=args.revision, name=args.name,
                                              trust_remote_code=args.trust_remote_code)
         rc = _wait(studio, job, args.no_wait)
+        if rc:  # the job's error is printed; a failed add leaves no model to show
+            return rc
         rec = studio.models.get(rec.id)
         print(f"{rec.id}  {rec.name}  {rec.status}")
         return rc
