@@ -44,7 +44,8 @@ class MainWindow(QMainWindow):
 
         self.jobs_dock = JobsDock(studio, self.bridge, self)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobs_dock)
-        self.resizeDocks([self.jobs_dock], [190], Qt.Orientation.Vertical)
+        self.resizeDocks([self.jobs_dock], [self.jobs_dock.height_for_rows(5)],
+                         Qt.Orientation.Vertical)
         self.status = AppStatusBar(studio, self)
         self.setStatusBar(self.status)
         self._build_menus()

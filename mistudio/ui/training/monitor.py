@@ -15,7 +15,8 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QVBoxLayout, QW
 
 from mistudio.hardware_monitor import ResourceSample, ResourceSampler
 from mistudio.paths import human_bytes
-from mistudio.ui.kit.palette import SERIES, colour, css
+from mistudio.ui.kit.chart_legend import ChartLegend
+from mistudio.ui.kit.palette import SERIES, css
 
 HISTORY = 120  # samples (2 minutes at 1 Hz)
 
@@ -73,20 +74,18 @@ class ResourceMonitor(QWidget):
         self.plot.getPlotItem().setLabel("left", "%")
         self.plot.getPlotItem().setLabel("bottom", "seconds ago")
         self.plot.setXRange(-HISTORY, 0, padding=0)
-        self.plot.getPlotItem().addLegend(offset=(5, 5), labelTextColor=colour("text.plot"),
-                                          labelTextSize="7pt")
-        self.curves = {
-            "cpu": self.plot.plot(pen=pg.mkPen(SERIES[0], width=2), name="CPU"),
-            "ram": self.plot.plot(pen=pg.mkPen(SERIES[2], width=2), name="RAM"),
-        }
+        lines = [("cpu", "CPU", SERIES[0]), ("ram", "RAM", SERIES[2])]
         if self.sampler.has_gpu:
-            self.curves["gpu"] = self.plot.plot(pen=pg.mkPen(SERIES[3], width=2), name="GPU")
-            self.curves["gpu_mem"] = self.plot.plot(pen=pg.mkPen(SERIES[1], width=2),
-                                                    name="GPU mem")
+            lines += [("gpu", "GPU", SERIES[3]), ("gpu_mem", "GPU mem", SERIES[1])]
+        self.curves = {key: self.plot.plot(pen=pg.mkPen(pen, width=2))
+                       for key, _name, pen in lines}
+        self.legend = ChartLegend()  # above the plot: a legend inside it covers the curves
+        self.legend.set_entries([(name, pen, Qt.SolidLine) for _k, name, pen in lines])
         lay = QVBoxLayout(self)
         lay.addWidget(self.device_label)
         lay.addWidget(self.note)
         lay.addLayout(grid)
+        lay.addWidget(self.legend)
         lay.addWidget(self.plot)
         lay.addStretch(1)
 
