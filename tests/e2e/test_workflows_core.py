@@ -174,3 +174,36 @@ def test_export_intermediate_checkpoint_as_saelens(studio, tmp_path):
     assert again.status == "failed" and "already exists" in again.error
     with pytest.raises(UserError, match="not a checkpoint of this training"):
         studio.workflows.start_checkpoint_export(job.target, str(tmp_path), dest)
+
+
+def test_chains_saved_in_the_old_key_value_table_move_to_their_own(tmp_path):
+    import json as _json
+
+    from mistudio.store import migrations
+    from mistudio.store.db import Store, sqlite_utils
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    migrations._load_all()
+    for version in sorted(v for v in migrations._MIGRATIONS if v < 62):
+        with db.conn:
+            migrations._MIGRATIONS[version][1](db)
+            db.execute(f"PRAGMA user_version={version}")
+    chain = {"id": "wf_old", "title": "old", "status": FAILED, "model_id": "m_1",
+             "model_name": "tiny", "tokenization": "tok_1", "hook_point": HOOK,
+             "created_at": "2024-01-01T00:00:00"}
+    db["template_state"].insert({"key": "workflow:wf_old", "value": _json.dumps(chain),
+                                 "updated_at": "2024-01-01T00:00:00"})
+    db["template_state"].insert({"key": "last_used_training_settings", "value": "{}",
+                                 "updated_at": "2024-01-01T00:00:00"})
+    db.conn.close()
+    store = Store(path)
+    try:
+        from mistudio.app.workflows import ChainsRepo
+
+        (moved,) = ChainsRepo(store).list()
+        assert (moved.id, moved.hook_name, moved.status) == ("wf_old", HOOK, FAILED)
+        keys = [r["key"] for r in store.db["template_state"].rows]
+        assert keys == ["last_used_training_settings"]
+    finally:
+        store.close()
