@@ -22,7 +22,7 @@ from mistudio.jobs.queue import JobQueue, Listener, WorkerThread, python_thread
 from mistudio.paths import DataPaths, resolve_data_dir
 from mistudio.settings import SecretStore, Settings, SettingsRepo
 from mistudio.store.db import Store
-from mistudio.store.jobs_repo import JobsRepo
+from mistudio.jobs.repository import JobsRepo
 
 if TYPE_CHECKING:  # the services are imported where they are first built
     from mistudio.app.activations import ActivationService

@@ -26,7 +26,7 @@ from mistudio.sae.job import import_job  # noqa: F401 - the sae.import job kind 
 from mistudio.sae.saes_repo import SAERecord, SAEsRepo
 from mistudio.sae.trainings_repo import TrainingRecord, TrainingsRepo
 from mistudio.store.db import new_id, now_iso
-from mistudio.store.jobs_repo import ACTIVE, JobRecord
+from mistudio.jobs.repository import ACTIVE, JobRecord
 
 log = logging.getLogger(__name__)
 

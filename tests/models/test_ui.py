@@ -36,7 +36,7 @@ def test_import_inspect_extract_and_show_set(qt_studio, qtbot, tiny_gpt2_dir,
         qtbot.waitUntil(lambda: "ready" in tab.models_list.item(0).text(), timeout=10_000)
     assert "gpt2" in tab.models_list.item(0).text()
     assert tab.inspector.fields["n_layers"].text() == "3"
-    assert tab.inspector.hooks.topLevelItemCount() == 15
+    assert tab.inspector.hooks.topLevelItemCount() == 18
     # the 3 transformer blocks collapse into one node "x3"
     found = tab.inspector.tree.findItems("×3", __import__("PySide6.QtCore").QtCore.Qt
                                          .MatchFlag.MatchContains |

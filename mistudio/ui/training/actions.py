@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mistudio.errors import UserError
 from mistudio.store.db import new_id
-from mistudio.store.jobs_repo import ACTIVE, JobRecord
+from mistudio.jobs.repository import ACTIVE, JobRecord
 
 TRAIN_KIND = "sae.train"
 TRAINING_KINDS = (TRAIN_KIND,)
