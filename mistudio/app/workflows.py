@@ -354,7 +354,7 @@ class TrainingWorkflows:
             rec = self.activations.get(chain.activation_set_id)
             if rec.status != "ready":
                 raise UserError(f"The activation set {rec.id} is {rec.status}.")
-            job: JobRecord = self.trainings.start(
+            job: JobRecord = self.trainings.start_training(
                 {**chain.config, "activation_id": rec.id, "activation_path": ""},
                 title=chain.title)
         except Exception as exc:  # noqa: BLE001 - said on the card, kept in the log

@@ -148,7 +148,7 @@ def test_export_intermediate_checkpoint_as_saelens(studio, tmp_path):
     cfg = {**TRAIN, "k": 6, "expansion_factor": 4, "total_tokens": 128 * 60,
            "checkpoint_every_tokens": 128 * 20, "keep_checkpoints": 5,
            "normalize_activations": "expected_average_only_in"}
-    job = studio.trainings.start({**cfg, "activation_path": str(folder)})
+    job = studio.trainings.start_training({**cfg, "activation_path": str(folder)})
     assert studio.queue.wait(job.id, 120).status == "completed"
     ckpts = studio.trainings.list_checkpoints(job.target)
     assert [c.step for c in ckpts] == [20, 40, 60]
