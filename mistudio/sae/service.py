@@ -23,8 +23,7 @@ from mistudio.errors import UserError
 from mistudio.jobs.context import JobContext
 from mistudio.sae.config import TrainingConfig
 from mistudio.sae.job import import_job  # noqa: F401 - the sae.import job kind names it here
-from mistudio.sae.saes_repo import SAERecord, SAEsRepo
-from mistudio.sae.trainings_repo import TrainingRecord, TrainingsRepo
+from mistudio.sae.repository import SAERecord, SAEsRepo, TrainingRecord, TrainingsRepo
 from mistudio.store.db import new_id, now_iso
 from mistudio.jobs.repository import ACTIVE, JobRecord
 
