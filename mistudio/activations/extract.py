@@ -243,6 +243,9 @@ def run(params: dict, ctx) -> dict:
         ctx.checkpoint(next_seq=resume["next_seq"], rows=resume["rows"])
 
     bg: _BackgroundWriter | None = None
+    # where the time goes (the result's "timing"; benchmarks/extract_bench.py prints it):
+    # the forward passes, waits for a free buffer (the writer fell behind), the last write
+    timing = {"forward_s": 0.0, "buffer_wait_s": 0.0, "final_write_s": 0.0}
     seq = start_seq
     step = 0
     try:
@@ -264,12 +267,14 @@ def run(params: dict, ctx) -> dict:
                 if cuda:
                     ids = ids.pin_memory().to(device, non_blocking=True)
                     attn = attn.to(device, non_blocking=True) if attn is not None else None
+                t0 = time.perf_counter()
                 try:
                     acts = cap.run(ids, attn)
                 except Exception as exc:
                     if _is_oom(exc):
                         raise _oom_error(batch_size) from exc
                     raise
+                timing["forward_s"] += time.perf_counter() - t0
                 positions = np.stack([b_idx + seq, t_idx], axis=1).astype(np.int32)
                 full = take == mask.size
                 if not full:  # every position kept: no index copies to the device
@@ -291,7 +296,9 @@ def run(params: dict, ctx) -> dict:
                             dtype=store_dtype, shard_rows=shard_rows)
                     bg = _BackgroundWriter(writers, free_slots, on_shard)
                 # a free slot bounds the batches in flight (memory), on CPU too
+                t0 = time.perf_counter()
                 slot = _get_slot(free_slots, ctx, bg)
+                timing["buffer_wait_s"] += time.perf_counter() - t0
                 event = None
                 if cuda:
                     host = {}
@@ -331,15 +338,18 @@ def run(params: dict, ctx) -> dict:
         # resumed with every row already on disk (stopped after the last batch): finish
         writers = {n: _reopen_writer(outputs[n]["folder"]) for n in names}
     else:
+        t0 = time.perf_counter()
         bg.flush()
         bg.close()
+        timing["final_write_s"] = time.perf_counter() - t0
     elapsed = time.monotonic() - t_start
     ctx.progress(rows_done, rows_target, "Writing statistics...")
     for name in names:
         writers[name].finish({"num_tokens": rows_done, "elapsed_s": elapsed})
     rate = (rows_done - rows_at_start) / max(elapsed, 1e-6)
     ctx.log(f"Extracted {rows_done:,} tokens in {elapsed:.1f} s ({rate:,.0f} tokens/s).")
-    return _result(outputs, names, rows_done, rate)
+    return {**_result(outputs, names, rows_done, rate),
+            "timing": {**timing, "total_s": elapsed}}
 
 
 def _reopen_writer(folder: str) -> ActivationShardWriter:
