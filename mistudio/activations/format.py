@@ -158,8 +158,7 @@ class ActivationShardWriter:
         """Stream rows into the current shard's file (see :mod:`shard_file`)."""
         if self._shard is None:
             name = f"act_{len(self.shards):05d}.npy"
-            self._shard = StreamingShard(self.folder / "shards", name, self.d_in,
-                                         _NP_STORAGE[self.dtype])
+            self._shard = StreamingShard(self.folder / "shards", name, self.d_in, stored.dtype)
         self._shard.add(stored, from_storage(stored, self.dtype))
         self._buf_pos.append(pos)
         self._buffered += stored.shape[0]
