@@ -1,0 +1,1 @@
+"""Application services, one per area (see docs/architecture.md)."""
