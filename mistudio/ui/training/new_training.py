@@ -239,7 +239,7 @@ class NewTrainingPanel(QWidget):
         diffs = template_differences(current, t, compared=[*self.form.editors, "sweep"])
         if not diffs:
             return
-        self.template_settings = {}
+        # The recipe's settings without a field stay: the form is the template plus edits.
         self.template_combo.blockSignals(True)
         self.template_combo.setCurrentIndex(0)
         self.template_combo.blockSignals(False)
@@ -247,7 +247,10 @@ class NewTrainingPanel(QWidget):
         self._update_template_buttons()
         self.template_desc.setText("Changed from the template: " + "; ".join(
             f"{setting_info(k).label} {_short(old)} → {_short(new)}"
-            for k, old, new in diffs[:6]) + ("; ..." if len(diffs) > 6 else ""))
+            for k, old, new in diffs[:6]) + ("; ..." if len(diffs) > 6 else "") + (
+            "  (still set, without a field here: " + ", ".join(
+                f"{k} = {v}" for k, v in self.template_settings.items()) + ")"
+            if self.template_settings else ""))
 
     def _toggle_favourite(self) -> None:
         t = self.selected_template()
@@ -257,6 +260,7 @@ class NewTrainingPanel(QWidget):
 
     def save_template(self, name: str, *, overwrite: bool = False):
         config, problems = self.form.config()
+        config = {**self.template_settings, **config}  # with the settings that have no field
         if problems:
             raise UserError("Some settings cannot be read: " + " ".join(problems),
                             hint="Fix them before saving a template.")
