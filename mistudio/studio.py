@@ -22,7 +22,7 @@ from mistudio.jobs.queue import JobQueue, Listener, WorkerThread, python_thread
 from mistudio.paths import DataPaths, resolve_data_dir
 from mistudio.settings import SecretStore, Settings, SettingsRepo
 from mistudio.store.db import Store
-from mistudio.store.jobs_repo import JobsRepo
+from mistudio.jobs.repository import JobsRepo
 
 if TYPE_CHECKING:  # the services are imported where they are first built
     from mistudio.app.activations import ActivationService
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the services are imported where they are first built
     from mistudio.app.models import ModelService
     from mistudio.app.runs import RunsService
     from mistudio.sae.service import TrainingService
-    from mistudio.templates.service import TemplateService
+    from mistudio.app.templates import TemplateService
     from mistudio.app.workflows import TrainingWorkflows
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,8 @@ class Studio:
 
                 self._activations = ActivationService(
                     store=self.store, paths=self.paths, jobs=self.jobs,
-                    settings=self.settings_service, models=self.models, datasets=self.datasets)
+                    settings=self.settings_service, models=self.models, datasets=self.datasets,
+                    templates=self.templates)
             return self._activations
 
     @property
@@ -152,9 +153,9 @@ class Studio:
     def templates(self) -> TemplateService:
         with self._build_lock:
             if self._templates is None:
-                from mistudio.templates.service import TemplateService
+                from mistudio.app.templates import TemplateService
 
-                self._templates = TemplateService(self)
+                self._templates = TemplateService(store=self.store)
             return self._templates
 
     @property

@@ -85,7 +85,7 @@ def test_choosing_a_template_fills_the_form_and_edits_say_custom(studio, qtbot,
     panel.template_combo.setCurrentIndex(panel.template_combo.findData(fast.id))
     cfg, problems = panel.form.config()
     assert not problems
-    for key, value in fast.config.items():
+    for key, value in fast.settings.items():
         assert cfg[key] == pytest.approx(value) if isinstance(value, float) else \
             cfg[key] == value, key
     assert (cfg["expansion_factor"], cfg["total_tokens"], cfg["batch_size"], cfg["lr"]) == \

@@ -205,15 +205,15 @@ class NewTrainingPanel(QWidget):
         # Keep the chosen data and device: a template describes the recipe, not the machine.
         current, _ = self.form.config()
         for key in ("device", "dtype"):
-            if key not in t.config and key in current:
+            if key not in t.settings and key in current:
                 merged[key] = current[key]
         # Settings without a field (init_seed, compile_backend...) still go with the run.
-        self.template_settings = {k: v for k, v in t.config.items() if k in known
+        self.template_settings = {k: v for k, v in t.settings.items() if k in known
                                   and k not in self.form.editors and k not in DATA_KEYS
                                   and k != "sweep"}
         self._applying = True
         try:
-            self.form.set_config(merged, lr_given="lr" in t.config)
+            self.form.set_config(merged, lr_given="lr" in t.settings)
         finally:
             self._applying = False
         self._set_custom_text("Custom settings")
@@ -233,7 +233,7 @@ class NewTrainingPanel(QWidget):
         if t is None:
             return
         from mistudio.sae.config import setting_info
-        from mistudio.templates.service import template_differences
+        from mistudio.templates.differences import template_differences
 
         current, _ = self.form.config()
         diffs = template_differences(current, t, compared=[*self.form.editors, "sweep"])
@@ -275,7 +275,7 @@ class NewTrainingPanel(QWidget):
             return
         try:
             overwrite = False
-            if self.studio.templates.repo.find_by_name(name.strip()) is not None:
+            if self.studio.templates.find_saved(name) is not None:
                 overwrite = QMessageBox.question(
                     self, "Replace template?", f"A template called '{name}' exists. Replace it?"
                 ) == QMessageBox.Yes
