@@ -157,13 +157,14 @@ def child_memory(args) -> None:
 def memory(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        build_model(root, 2, 768, 12, 50_257)
+        build_model(root, 2, 768, 12, args.vocab)
         for n in (args.tokens, 2 * args.tokens):
             out = subprocess.run([sys.executable, __file__, "--child-memory", "--root", tmp,
                                   "--tokens", str(n), "--batch", str(args.batch)],
                                  capture_output=True, text=True, check=True)
             peak = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss"]
-            print(f"d_sae 65,536 k 64, {n:>9,} tokens: peak host memory {peak / 2**30:.2f} GiB")
+            print(f"d_sae 65,536 k 64, vocab {args.vocab:,}, {n:>9,} tokens: peak host memory "
+                  f"{peak / 2**30:.2f} GiB")
 
 
 def throughput(args) -> None:
@@ -194,6 +195,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="sequences per forward pass")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--memory", action="store_true", help="peak host memory at N and 2N")
+    ap.add_argument("--vocab", type=int, default=50_257, help="model vocabulary (--memory)")
     ap.add_argument("--child-memory", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()
