@@ -190,3 +190,32 @@ Studio.activations = _service("mistudio.activations.service", "ActivationService
 Studio.trainings = _service("mistudio.sae.service", "TrainingService")
 Studio.templates = _service("mistudio.templates.service", "TemplateService")
 Studio.workflows = _service("mistudio.workflows", "TrainingWorkflows")
+
+
+def _feature_labels(self):
+    """Labels, notes, favourites and lists of features (mistudio/app/feature_labels.py)."""
+    svc = self.__dict__.get("_svc_feature_labels")
+    if svc is None:
+        from mistudio.app.feature_labels import FeatureLabelService
+        from mistudio.labels.repo import FeatureLabelsRepo
+        from mistudio.sae.saes_repo import SAEsRepo
+
+        svc = FeatureLabelService(labels=FeatureLabelsRepo(self.store), saes=SAEsRepo(self.store))
+        self.__dict__["_svc_feature_labels"] = svc
+    return svc
+
+
+def _feature_maps(self):
+    """UMAP / t-SNE maps of an SAE's decoder directions (mistudio/app/feature_map.py)."""
+    svc = self.__dict__.get("_svc_feature_maps")
+    if svc is None:
+        from mistudio.app.feature_map import FeatureMapService
+        from mistudio.sae.saes_repo import SAEsRepo
+
+        svc = FeatureMapService(saes=SAEsRepo(self.store), queue=self.queue, paths=self.paths)
+        self.__dict__["_svc_feature_maps"] = svc
+    return svc
+
+
+Studio.feature_labels = property(_feature_labels)
+Studio.feature_maps = property(_feature_maps)

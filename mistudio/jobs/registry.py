@@ -69,3 +69,5 @@ register(JobKind("sae.evaluate", "mistudio.sae.evaluation:evaluate_job", gpu=Tru
                  title="Evaluate SAE spliced into its model"))
 register(JobKind("training.export_checkpoint", "mistudio.workflows:export_checkpoint_job",
                  title="Export checkpoint as SAELens folder"))
+register(JobKind("features.map", "mistudio.feature_map.projection:run",
+                 title="Map SAE features (UMAP / t-SNE)"))

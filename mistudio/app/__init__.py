@@ -1,0 +1,1 @@
+"""Application services: one class per area, given its dependencies explicitly."""

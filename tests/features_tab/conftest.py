@@ -1,0 +1,57 @@
+"""Fixtures of the Features tab tests: a real SAELens-layout SAE folder registered in a Studio.
+
+The decoder has ``N_CLUSTERS`` groups of directions (each a random centre plus small noise),
+so a map must keep each group together: a check that does not depend on the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+N_FEATURES = 1200  # tests stay <= 2,000 points (UMAP cost)
+D_IN = 32
+N_CLUSTERS = 4
+
+
+def write_sae_folder(folder, d_sae: int = N_FEATURES, d_in: int = D_IN, seed: int = 0):
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(N_CLUSTERS, d_in)).astype(np.float32)
+    cluster = np.arange(d_sae) % N_CLUSTERS
+    w_dec = centres[cluster] + 0.15 * rng.normal(size=(d_sae, d_in)).astype(np.float32)
+    w_dec /= np.linalg.norm(w_dec, axis=1, keepdims=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"W_enc": np.ascontiguousarray(w_dec.T), "b_enc": np.zeros(d_sae, np.float32),
+               "W_dec": w_dec, "b_dec": np.zeros(d_in, np.float32)},
+              str(folder / "sae_weights.safetensors"))
+    (folder / "cfg.json").write_text(json.dumps({
+        "architecture": "standard", "d_in": d_in, "d_sae": d_sae, "dtype": "float32",
+        "device": "cpu", "apply_b_dec_to_input": False, "normalize_activations": "none",
+        "metadata": {"model_name": "tiny", "hook_name": "blocks.1.hook_resid_post"}}))
+    return w_dec, cluster
+
+
+@pytest.fixture(scope="session")
+def clustered_sae_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clustered_sae")
+    w_dec, cluster = write_sae_folder(folder)
+    return folder, w_dec, cluster
+
+
+def register_sae(studio, folder, sae_id: str = "sae_test0001", d_sae: int = N_FEATURES):
+    from mistudio.sae.saes_repo import SAERecord, SAEsRepo
+
+    return SAEsRepo(studio.store).insert(SAERecord(
+        id=sae_id, folder=str(folder), source="imported", name="clustered test SAE",
+        architecture="relu", d_in=D_IN, d_sae=d_sae, model_name="tiny",
+        hook_name="blocks.1.hook_resid_post"))
+
+
+@pytest.fixture
+def sae_in_studio(studio, clustered_sae_folder):
+    folder, w_dec, cluster = clustered_sae_folder
+    return register_sae(studio, folder), w_dec, cluster
