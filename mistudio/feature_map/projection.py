@@ -81,7 +81,8 @@ def project(rows: np.ndarray, method: str = "umap", *, seed: int = 0, n_neighbor
 
         say("UMAP: neighbours and layout")
         reducer = umap.UMAP(n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist,
-                            n_components=2, random_state=seed, low_memory=True)
+                            n_components=2, random_state=seed, n_jobs=1,
+                            low_memory=True)  # a seed makes UMAP serial anyway
         out = reducer.fit_transform(x)
     else:
         from sklearn.manifold import TSNE

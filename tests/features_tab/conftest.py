@@ -55,3 +55,26 @@ def register_sae(studio, folder, sae_id: str = "sae_test0001", d_sae: int = N_FE
 def sae_in_studio(studio, clustered_sae_folder):
     folder, w_dec, cluster = clustered_sae_folder
     return register_sae(studio, folder), w_dec, cluster
+
+
+@pytest.fixture(scope="session")
+def umap_map(tmp_path_factory, clustered_sae_folder):
+    """The UMAP map of the clustered SAE, computed once per session through the real job
+    (the queue of a Studio): numba compiles UMAP's kernels once, into that data folder's
+    cache/numba. Returns (coords, data_dir, job record)."""
+    from mistudio.secrets_test_support import MemorySecrets
+    from mistudio.studio import Studio
+
+    folder, _w, _c = clustered_sae_folder
+    data_dir = tmp_path_factory.mktemp("map_data")
+    studio = Studio(data_dir, secrets=MemorySecrets(), setup_logs=False)
+    try:
+        sae = register_sae(studio, folder)
+        job = studio.feature_maps.start_map(sae.id, "umap")
+        done = studio.queue.wait(job.id, timeout=600)
+        assert done.status == "completed", done.error
+        coords = studio.feature_maps.load_map(sae.id, "umap")
+        info = studio.feature_maps.map_info(sae.id, "umap")
+    finally:
+        studio.close(timeout=10)
+    return coords, data_dir, done, info
