@@ -1,1 +1,1 @@
-"""Application services: one class per area, given its dependencies explicitly."""
+"""Application services, one per area (see docs/architecture.md)."""

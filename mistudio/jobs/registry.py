@@ -71,3 +71,5 @@ register(JobKind("training.export_checkpoint", "mistudio.workflows:export_checkp
                  title="Export checkpoint as SAELens folder"))
 register(JobKind("features.map", "mistudio.feature_map.projection:run",
                  title="Map SAE features (UMAP / t-SNE)"))
+register(JobKind("features.analyze", "mistudio.analysis.job:run", gpu=True,
+                 title="Analyse SAE features", pausable=True))
