@@ -25,7 +25,9 @@ file                            shape, dtype                what
                                                             i is (b_i, b_i+1] (zeros excluded)
 ``interval_counts.npy``         [d, n_intervals] int64      active tokens in each interval
 ``quantile_*`` (same 4 files)   [d, n_quantiles, per, ..]   delphi rank quantiles
-``quantile_bounds.npy``         [d, n_quantiles + 1] f32    lowest/highest value of each group
+``quantile_bounds.npy``         [d, n_quantiles + 1] f32    smallest value of each group (NaN:
+                                                            empty), then max_act
+``quantile_counts.npy``         [d, n_quantiles] int64      tokens in each rank group
 ``corr_{ids,values}.npy``       [d, n_neighbours]           Pearson-correlated features
 ``cos_{ids,values}.npy``        [d, n_neighbours]           decoder-cosine nearest neighbours
 ``logit_{top,bottom}_{ids,values}_{raw,folded}.npy``  [d, 10]  logit lens (see conventions)
@@ -254,11 +256,7 @@ class AnalysisResults:
         bounds = np.asarray(self.array(f"{scheme}_bounds")[f], dtype=float)
         fired = int(self.array("firing_count")[f])
         n = len(bounds) - 1
-        if scheme == "interval":
-            counts = np.asarray(self.array("interval_counts")[f], dtype=np.int64)
-        else:
-            edges = np.linspace(0, fired, n + 1).astype(np.int64)
-            counts = np.diff(edges)
+        counts = np.asarray(self.array(f"{scheme}_counts")[f], dtype=np.int64)
         groups = []
         for i in range(n):
             share = counts[i] / fired if fired else 0.0

@@ -76,7 +76,26 @@ def make_analysis(folder: Path, sae_folder: Path, model_dir: Path, tok_dir: Path
 
 
 @pytest.fixture(scope="session")
-def small_analysis(tmp_path_factory, tiny_gpt2_dir, analysis_tokens):
+def gpt2_dir(tmp_path_factory, tiny_gpt2_dir) -> Path:
+    """tiny-gpt2 with its norms' gains and biases perturbed (a fresh model has gain 1, which
+    would make the two logit-lens conventions identical)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".ln_" in name or name.startswith("transformer.ln_f"):
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+    out = tmp_path_factory.mktemp("gpt2_norms")
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tiny_gpt2_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_analysis(tmp_path_factory, gpt2_dir, analysis_tokens):
     """(results folder, sae, params) of one analysis with a small block size (the blocked
     correlation path runs) and small example counts."""
     root = tmp_path_factory.mktemp("fa_small")
@@ -84,7 +103,7 @@ def small_analysis(tmp_path_factory, tiny_gpt2_dir, analysis_tokens):
     sae_dir = save_sae(root / "sae", sae)
     opts = dict(block_features=40, chunk_rows=300, n_top=12, n_intervals=5, n_quantiles=4,
                 per_interval=3, context_before=3, context_after=2, seed=7, batch_size=4)
-    folder = make_analysis(root / "fa", sae_dir, tiny_gpt2_dir, analysis_tokens, **opts)
+    folder = make_analysis(root / "fa", sae_dir, gpt2_dir, analysis_tokens, **opts)
     return folder, sae, opts
 
 
