@@ -44,3 +44,27 @@ def cluster_order(similarity: np.ndarray) -> np.ndarray:
     condensed = squareform(np.clip(dist, 0.0, None), checks=False)
     tree = linkage(condensed, method="average")
     return leaves_list(optimal_leaf_ordering(tree, condensed))
+
+
+def activation_correlation(offsets: np.ndarray, features: np.ndarray, values: np.ndarray,
+                           indices) -> np.ndarray:
+    """Pearson correlation over tokens of the chosen features, from sparse codes stored as
+    CSR (``offsets`` [T+1], ``features``/``values`` [nnz]): the analysis's random contexts,
+    a uniform sample of the analysed tokens. A feature silent on every sampled token has no
+    correlation (0, and 1 with itself)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    features = np.asarray(features)
+    n_rows = len(offsets) - 1
+    order = np.argsort(indices)
+    wanted = indices[order]
+    hit = np.isin(features, wanted)
+    rows = np.repeat(np.arange(n_rows), np.diff(offsets))[hit]
+    cols = order[np.searchsorted(wanted, features[hit])]
+    dense = np.zeros((n_rows, len(indices)), np.float64)
+    dense[rows, cols] = np.asarray(values)[hit]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(dense, rowvar=False)
+    corr = np.nan_to_num(np.atleast_2d(corr), nan=0.0)
+    np.fill_diagonal(corr, 1.0)
+    return corr

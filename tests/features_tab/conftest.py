@@ -78,3 +78,28 @@ def umap_map(tmp_path_factory, clustered_sae_folder):
     finally:
         studio.close(timeout=10)
     return coords, data_dir, done, info
+
+
+# The analysis engine's fixtures: a Studio with tiny-gpt2, a random TopK SAE and one
+# completed analysis, made through the app (what the tab reads).
+from tests.analysis.conftest import _one_torch_thread, analysis_tokens, studio_analysis  # noqa: E402,F401
+
+
+@pytest.fixture
+def features_tab(qtbot, studio_analysis):
+    """The Features tab on the analysed SAE, its table loaded."""
+    from mistudio.ui.features.tab import FeaturesTab
+    from mistudio.ui.workers import JobBridge
+
+    studio, sae_id, fa_id = studio_analysis
+    bridge = JobBridge()
+    studio.add_job_listener(bridge)
+    tab = FeaturesTab(studio, bridge)
+    qtbot.addWidget(tab)
+    tab.resize(1300, 850)
+    tab.show()
+    qtbot.waitUntil(lambda: tab.bundle is not None, timeout=20_000)
+    yield tab, studio, sae_id, fa_id
+    tab.shutdown()
+    bridge.stop()
+    studio.queue.remove_listener(bridge)

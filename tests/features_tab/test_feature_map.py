@@ -90,3 +90,19 @@ def test_heatmap_service_orders_and_limits(studio, sae_in_studio):
         studio.feature_maps.decoder_similarity(sae.id, range(201))
     with pytest.raises(UserError, match="at least two"):
         studio.feature_maps.decoder_similarity(sae.id, [3])
+
+
+def test_activation_correlation_from_csr_equals_numpy_corrcoef():
+    from mistudio.feature_map.clustering import activation_correlation
+
+    rng = np.random.default_rng(4)
+    dense = rng.random((400, 30)) * (rng.random((400, 30)) < 0.2)
+    dense[:, 7] = 0.0  # silent on the sample
+    offsets = np.concatenate([[0], np.cumsum((dense > 0).sum(1))])
+    r, c = np.nonzero(dense)
+    pick = [20, 3, 7, 11, 29]
+    got = activation_correlation(offsets, c, dense[r, c], pick)
+    ref = np.corrcoef(dense[:, pick], rowvar=False)
+    ok = [0, 1, 3, 4]
+    assert np.allclose(got[np.ix_(ok, ok)], ref[np.ix_(ok, ok)])
+    assert got[2, 2] == 1.0 and np.all(got[2, [0, 1, 3, 4]] == 0)

@@ -92,7 +92,7 @@ class LogitLensView(QWidget):
                 item.setToolTip(f"token id {tid}")
                 table.setItem(r, 0, item)
                 v = QTableWidgetItem(f"{value:+.3f}")
-                v.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+                v.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 table.setItem(r, 1, v)
         self.hist.set_histogram(lens.hist_counts, lens.hist_edges,
                                 f"Logit effect over the vocabulary ({lens.convention} W_U)")

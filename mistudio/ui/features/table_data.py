@@ -56,6 +56,7 @@ class FeatureTable:
 
     columns: dict[str, np.ndarray]
     notes: np.ndarray = field(default=None)  # searched, not shown
+    search_extra: np.ndarray = field(default=None)  # searched, not shown (frequent tokens)
     _sort_cache: dict = field(default_factory=dict, repr=False)
     _haystack: list | None = field(default=None, repr=False)
 
@@ -68,6 +69,8 @@ class FeatureTable:
                                      else np.full(n, np.nan, np.float32))
         if self.notes is None:
             self.notes = np.full(n, "", dtype=object)
+        if self.search_extra is None:
+            self.search_extra = np.full(n, "", dtype=object)
         self._row_of = {int(i): r for r, i in enumerate(self.columns["index"])}
 
     @classmethod
@@ -138,8 +141,9 @@ class FeatureTable:
     def haystack(self) -> list[str]:
         if self._haystack is None:
             c = self.columns
-            self._haystack = [f"{a}\x00{b}\x00{t}\x00{k}".lower() for a, b, t, k in
-                              zip(c["label"], self.notes, c["top_logits"], c["top_token"])]
+            self._haystack = [f"{a}\x00{b}\x00{t}\x00{k}\x00{e}".lower() for a, b, t, k, e in
+                              zip(c["label"], self.notes, c["top_logits"], c["top_token"],
+                                  self.search_extra)]
         return self._haystack
 
     def mask(self, flt: FeatureFilter) -> np.ndarray:

@@ -1,0 +1,106 @@
+"""The Features tab on a real (tiny) analysis: open, search, label, favourite, navigate,
+prompt, map lasso, export. Values shown are compared with the engine's reader."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mistudio.ui.features.table_data import FeatureFilter
+
+
+def open_and_wait(qtbot, tab, feature):
+    tab.open_feature(feature)
+    qtbot.waitUntil(lambda: tab.detail.detail is not None and tab.detail.detail.feature == feature,
+                    timeout=10_000)
+
+
+def alive_feature(studio, sae_id, fa_id, nth=0):
+    res = studio.features.results(sae_id, fa_id)
+    order = np.argsort(-res.columns["density"], kind="stable")
+    return int(order[nth]), res
+
+
+def test_table_holds_every_feature_with_the_engines_numbers(qtbot, features_tab):
+    tab, studio, sae_id, fa_id = features_tab
+    res = studio.features.results(sae_id, fa_id)
+    table = tab.bundle.table
+    assert len(table) == res.d_sae == tab.table.model.rowCount()
+    assert np.allclose(table.columns["density"], res.columns["density"])
+    alive = ~res.columns["dead"]
+    assert np.allclose(table.columns["max"][alive], res.columns["max_act"][alive])
+    assert np.isnan(table.columns["max"][~alive]).all()
+    # sort by density, descending, through the header: the first row is the densest feature
+    tab.table.view.sortByColumn(2, tab.table.view.horizontalHeader().sortIndicatorOrder().DescendingOrder)
+    assert tab.table.model.feature_at(0) == int(np.argmax(res.columns["density"]))
+
+
+def test_open_feature_shows_the_engines_detail(qtbot, features_tab):
+    tab, studio, sae_id, fa_id = features_tab
+    f, res = alive_feature(studio, sae_id, fa_id)
+    open_and_wait(qtbot, tab, f)
+    d = tab.detail
+    counts, edges = res.histogram(f)
+    assert np.array_equal(d.hist.counts, counts) and np.allclose(d.hist.edges, edges)
+    assert "density" in d.hist.plotItem.titleLabel.text
+    top = res.examples(f, "top")
+    shown = d.top_view.examples
+    assert len(shown) == len(top)
+    for ex, view in zip(top, shown):
+        assert view.tokens == ex.tokens and np.allclose(view.values, ex.values)
+        assert view.max_pos == ex.centre
+    lens = res.logit_lens(f, "raw")
+    assert [t for t, _ in d.lens.cell_texts("top")] == [repr(s)[1:-1] for _, s, _ in lens.top]
+    d.convention_box.setCurrentIndex(1)
+    folded = res.logit_lens(f, "folded")
+    assert [float(v) for _, v in d.lens.cell_texts("bottom")] == \
+        [round(v, 3) for _, _, v in folded.bottom]
+    assert d.correlated.features() == [i for i, _ in res.correlated(f)]
+    assert d.neighbours.features() == [i for i, _ in res.decoder_neighbours(f)]
+    # interval groups: both schemes, highest first, headings with the share of active tokens
+    groups = res.intervals(f, "interval")
+    caption = d.interval_view.examples[0].caption
+    top_group = next(g for g in reversed(groups) if g.examples)
+    assert f"contains {top_group.share * 100:.1f}%" in caption
+    d.scheme_box.setCurrentIndex(1)
+    n_q = sum(len(g.examples) for g in res.intervals(f, "quantile"))
+    assert len(d.interval_view.examples) == n_q
+
+
+def test_search_label_favourite_and_find_them_again(qtbot, features_tab):
+    tab, studio, sae_id, fa_id = features_tab
+    f, _ = alive_feature(studio, sae_id, fa_id, 1)
+    open_and_wait(qtbot, tab, f)
+    d = tab.detail
+    d.label_edit.setText("zebra crossings")
+    d.label_edit.editingFinished.emit()
+    d.notes_edit.setPlainText("fires after 'the capital of'")
+    d.flush_edits()
+    d.fav.setChecked(True)
+    ann = studio.feature_labels.annotation(sae_id, f)
+    assert (ann.label, ann.notes, ann.favourite) == ("zebra crossings",
+                                                     "fires after 'the capital of'", True)
+    tab.table.search.setText("ZEBRA")
+    qtbot.waitUntil(lambda: tab.table.model.rowCount() == 1, timeout=3000)
+    assert tab.table.model.feature_at(0) == f
+    assert tab.table.model.index(0, 1).data() == "zebra crossings"
+    tab.table.search.setText("")
+    tab.table.favourites.setChecked(True)
+    qtbot.waitUntil(lambda: tab.table.model.rowCount() == 1, timeout=3000)
+    assert tab.table.model.feature_at(0) == f
+
+
+def test_neighbour_chip_then_back_and_forward(qtbot, features_tab):
+    tab, studio, sae_id, fa_id = features_tab
+    f, res = alive_feature(studio, sae_id, fa_id)
+    open_and_wait(qtbot, tab, f)
+    chips = tab.detail.neighbours
+    assert chips.count() > 0
+    target = chips.features()[0]
+    chips.itemClicked.emit(chips.item(0))
+    qtbot.waitUntil(lambda: tab.detail.detail.feature == target, timeout=10_000)
+    assert tab.table.current_feature() == target
+    assert tab.detail.back_btn.isEnabled() and not tab.detail.fwd_btn.isEnabled()
+    tab.detail.back_btn.click()
+    qtbot.waitUntil(lambda: tab.detail.detail.feature == f, timeout=10_000)
+    tab.detail.fwd_btn.click()
+    qtbot.waitUntil(lambda: tab.detail.detail.feature == target, timeout=10_000)
