@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QRect, QSize
+from PySide6.QtCore import QPoint, QRect, QSize
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QWidget
 
@@ -31,8 +31,10 @@ def save_widget_image(widget: QWidget, path: str | Path) -> Path:
         painter = QPainter()
         if not painter.begin(gen):
             raise UserError(f"Cannot write {path}.", hint="Choose a folder you can write to.")
-        widget.render(painter)
-        painter.end()
+        try:
+            widget.render(painter, QPoint(0, 0))
+        finally:
+            painter.end()
         return path
     raise UserError(f"{path.name}: images are saved as .png or .svg.",
                     hint="Give the file a .png or .svg name.")
