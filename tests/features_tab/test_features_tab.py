@@ -104,3 +104,63 @@ def test_neighbour_chip_then_back_and_forward(qtbot, features_tab):
     qtbot.waitUntil(lambda: tab.detail.detail.feature == f, timeout=10_000)
     tab.detail.fwd_btn.click()
     qtbot.waitUntil(lambda: tab.detail.detail.feature == target, timeout=10_000)
+
+
+def test_prompt_view_lists_the_engines_features_per_token(qtbot, features_tab):
+    tab, studio, sae_id, fa_id = features_tab
+    tab.pages.setCurrentWidget(tab.prompt)
+    text = "Paris is the capital of France."
+    tab.prompt.text.setPlainText(text)
+    tab.prompt.k.setValue(4)
+    tab.prompt.run_btn.click()
+    qtbot.waitUntil(lambda: tab.prompt.result is not None, timeout=60_000)
+    ref = studio.features.top_features(sae_id, text, k=4)
+    view = tab.prompt.tokens.examples[0]
+    assert view.tokens == ref.tokens
+    strongest = [f[0][1] if f else 0.0 for f in ref.features]
+    assert np.allclose(view.values, strongest)
+    t = int(np.argmax(strongest))
+    tab.prompt._token_clicked(0, t)
+    assert tab.prompt.chips.features() == [f for f, v in ref.features[t] if v > 0]
+    # a chip opens its feature; the histogram marks the prompt's activation of it
+    chip_feature, chip_value = ref.features[t][0]
+    tab.prompt.chips.itemClicked.emit(tab.prompt.chips.item(0))
+    qtbot.waitUntil(lambda: tab.detail.detail is not None
+                    and tab.detail.detail.feature == chip_feature, timeout=10_000)
+    marker = tab.detail.hist.marker
+    assert marker.isVisible()
+    best = max(v for feats in ref.features for f, v in feats if f == chip_feature)
+    assert np.isclose(marker.value(), best)
+    # highlight one feature across the text
+    tab.prompt.highlight.setChecked(True)
+    want = [max([v for f, v in feats if f == chip_feature], default=0.0) for feats in ref.features]
+    assert np.allclose(tab.prompt.tokens.examples[0].values, want)
+
+
+def test_ablation_shows_the_loss_change_in_the_hover(qtbot, features_tab):
+    tab, studio, sae_id, fa_id = features_tab
+    f, res = alive_feature(studio, sae_id, fa_id)
+    open_and_wait(qtbot, tab, f)
+    tab.detail.ablate_btn.click()
+    qtbot.waitUntil(lambda: bool(tab.detail.ablation), timeout=60_000)
+    ref = studio.features.ablate(sae_id, f, fa_id)  # cached: the same objects
+    first = ref[0]
+    ex = tab.detail.detail.top_examples[0]
+    i = ex.centre  # the max token of the first example
+    view = tab.detail.top_view
+    tip = view.tooltip_text(0, i)
+    assert f"{first.loss_change[ex.pos]:+.4f}" in tip
+    assert "mean loss change" in tab.detail.ablation_note.text()
+
+
+def test_empty_states_say_what_to_do(qtbot, studio):
+    from mistudio.ui.features.tab import FeaturesTab
+    from mistudio.ui.workers import JobBridge
+
+    bridge = JobBridge()
+    tab = FeaturesTab(studio, bridge)
+    qtbot.addWidget(tab)
+    assert tab.body.currentWidget() is tab.no_sae
+    assert "Training" in tab.no_sae.body_text
+    tab.shutdown()
+    bridge.stop()

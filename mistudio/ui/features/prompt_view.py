@@ -8,6 +8,8 @@ the same text by one feature's activation instead.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
@@ -71,14 +73,14 @@ class PromptView(QWidget):
         self.run_btn.setEnabled(False)
         self.status.setText("Running (the first run loads the model)...")
 
-        def done(result):
+        def done(got):
+            result, seconds = got
             self.run_btn.setEnabled(True)
             self.result = result
             self.token = None
             self.chips.set_chips([])
-            n = len(result.tokens)
-            self.status.setText(f"{n} tokens · {getattr(result, 'elapsed_s', 0) * 1000:.0f} ms"
-                                if getattr(result, "elapsed_s", None) else f"{n} tokens")
+            self.token_title.setText("Click a token to list its features.")
+            self.status.setText(f"{len(result.tokens)} tokens · {seconds * 1000:.0f} ms")
             self.render()
             if self.tab.state.feature is not None:
                 self.tab.detail.set_prompt_marker(self.value_of(self.tab.state.feature))
@@ -87,17 +89,36 @@ class PromptView(QWidget):
             self.run_btn.setEnabled(True)
             self.status.setText(msg)
 
-        self.calls.call("prompt", lambda: self.tab.studio.features.top_features(sae_id, text, k=k),
-                        done, failed)
+        features = self.tab.studio.features
+
+        def work():
+            t = time.perf_counter()
+            result = features.top_features(sae_id, text, k=k)
+            return result, time.perf_counter() - t
+
+        self.calls.call("prompt", work, done, failed)
 
     # ------------------------------------------------------------------ values
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(feature ids [T, k], values [T, k]) of the last run; -1 / 0 where a token has
+        fewer than k features (BOS has none)."""
+        r = self.result
+        k = max((len(f) for f in r.features), default=0)
+        ids = np.full((len(r.tokens), k), -1, np.int64)
+        vals = np.zeros((len(r.tokens), k), np.float64)
+        for t, feats in enumerate(r.features):
+            for j, (f, v) in enumerate(feats):
+                ids[t, j], vals[t, j] = f, v
+        return ids, vals
 
     def feature_values(self, feature: int) -> np.ndarray:
         """The feature's activation on each prompt token (0 where it is not among a
         token's top-k: the prompt API reports top-k features per token)."""
-        r = self.result
-        ids, vals = np.asarray(r.features), np.asarray(r.values)
-        return np.where(ids == feature, vals, 0.0).max(axis=1) if ids.size else np.zeros(0)
+        ids, vals = self.arrays()
+        if not ids.size:
+            return np.zeros(len(self.result.tokens))
+        return np.where(ids == feature, vals, 0.0).max(axis=1)
 
     def value_of(self, feature: int) -> float | None:
         """The feature's largest activation on the prompt (the histogram's marker)."""
@@ -110,7 +131,7 @@ class PromptView(QWidget):
         r = self.result
         if r is None:
             return
-        ids, vals = np.asarray(r.features), np.asarray(r.values)
+        ids, vals = self.arrays()
         f = self.tab.state.feature
         if self.highlight.isChecked() and f is not None:
             values = self.feature_values(f)
@@ -121,7 +142,7 @@ class PromptView(QWidget):
             caption = "strongest feature on each token (click a token for its top features)"
             labels = self.tab._labels()
             extra = ["\n".join(f"#{int(i)} {v:.3g} {labels.get(int(i), '')}".rstrip()
-                               for i, v in zip(ids[t], vals[t]) if v > 0)
+                               for i, v in zip(ids[t], vals[t]) if i >= 0 and v > 0)
                      for t in range(len(r.tokens))]
         ex = TokenExample(tokens=list(r.tokens), values=[float(v) for v in values],
                           token_ids=list(r.token_ids), caption=caption, extra=extra)
@@ -133,12 +154,12 @@ class PromptView(QWidget):
             return
         self.token = position
         labels = self.tab._labels()
-        ids, vals = np.asarray(r.features)[position], np.asarray(r.values)[position]
+        ids, vals = (a[position] for a in self.arrays())
         self.token_title.setText(f"Features on {r.tokens[position]!r} (token {position}):")
         self.chips.set_chips([(int(i), f"#{int(i)} {v:.3g}" + (f" {labels[int(i)][:24]}"
                                                                if int(i) in labels else ""),
                                labels.get(int(i), f"feature {int(i)}"))
-                              for i, v in zip(ids, vals) if v > 0])
+                              for i, v in zip(ids, vals) if i >= 0 and v > 0])
 
     def shutdown(self) -> None:
         self.calls.close()

@@ -93,7 +93,7 @@ def take_feature_shots(out_dir: Path, data_dir, *, size=(1500, 950)) -> list[Pat
     _settle(app, 0.6, until=lambda: tab.prompt.result is not None or
             tab.prompt.run_btn.isEnabled(), timeout=180)
     if tab.prompt.result is not None:
-        top = int(np.asarray(tab.prompt.result.values)[:, 0].argmax())
+        top = int(tab.prompt.arrays()[1][:, 0].argmax())
         tab.prompt._token_clicked(0, top)
         _settle(app, 0.3)
     shot(tab.pages, "prompt")

@@ -515,25 +515,27 @@ class FeaturesTab(QWidget):
 
 
 def ablation_lines(results) -> tuple[dict[tuple[int, int], str], str]:
-    """Hover lines per (row, position) and a one-line summary from ``studio.features.ablate``."""
+    """Hover lines per (row, position) and a one-line summary from ``studio.features.ablate``
+    (``AblationResult``s: index i of each list is token i of the row)."""
     lines: dict[tuple[int, int], str] = {}
     deltas = []
     for r in results:
-        for i, dl in enumerate(r.loss_delta):
-            pos = r.example.pos - r.example.centre + i
-            if dl != dl:  # NaN: no next token to predict
+        for i, change in enumerate(r.loss_change):
+            if change != change:  # NaN: the last token predicts nothing here
                 continue
-            deltas.append(dl)
-            text = f"ablated: loss {dl:+.4f}"
-            up = r.top_up[i] if i < len(r.top_up) else []
-            down = r.top_down[i] if i < len(r.top_down) else []
+            deltas.append(change)
+            nxt = repr(r.tokens[i + 1]) if i + 1 < len(r.tokens) else "?"
+            text = f"feature ablated: loss on the next token {nxt} {change:+.4f}"
+            up = r.logit_increase[i] if i < len(r.logit_increase) else []
+            down = r.logit_decrease[i] if i < len(r.logit_decrease) else []
             if up:
-                text += "\n  more likely: " + ", ".join(f"{t!r} {v:+.2f}" for t, v in up[:3])
+                text += "\n  logits up: " + ", ".join(f"{t!r} {v:+.2f}" for _, t, v in up[:3])
             if down:
-                text += "\n  less likely: " + ", ".join(f"{t!r} {v:+.2f}" for t, v in down[:3])
-            lines[(r.example.seq, pos)] = text
+                text += "\n  logits down: " + ", ".join(f"{t!r} {v:+.2f}" for _, t, v in down[:3])
+            lines[(r.seq, i)] = text
     mean = float(np.mean(deltas)) if deltas else 0.0
-    return lines, f"ablation: mean loss change {mean:+.4f} on {len(results)} examples (hover tokens)"
+    return lines, (f"ablated on {len(results)} examples: mean loss change {mean:+.4f} "
+                   "(hover a token)")
 
 
 if __name__ == "__main__":  # preview: python -m mistudio.ui.features.tab [DATA_DIR]
