@@ -183,6 +183,35 @@ def table_bench(n: int, repeat: int) -> None:
           f"proxy {proxy.rowCount():,})")
     for v in views:
         v.close()
+    map_bench(app, cols, repeat)
+
+
+def map_bench(app, cols, repeat: int) -> None:
+    """The feature map with every feature as a point: showing it, colouring it, panning."""
+    from mistudio.ui.features.map_view import FeatureMapPlot
+
+    n = len(cols["index"])
+    coords = np.random.default_rng(1).normal(size=(n, 2)).astype(np.float32)
+    plot = FeatureMapPlot()
+    plot.resize(900, 700)
+    plot.show()
+    app.processEvents()
+    ops = [("map: set 65k points", lambda: (plot.set_points(coords), app.processEvents())),
+           ("map: colour by density", lambda: (plot.colour_by_density(cols["density"]),
+                                               app.processEvents())),
+           ("map: colour by label", lambda: (plot.colour_by_mask(cols["label"] != "", "label"),
+                                             app.processEvents())),
+           ("map: pan (one step, repaint)", lambda: (plot.viewbox.translateBy(x=0.05),
+                                                     plot.viewport().repaint()))]
+    print(f"{'map view (' + format(n, ',') + ' points)':32s} {'first/median ms':>18s} {'stall':>7s}")
+    for name, op in ops:
+        times, stalls = [], []
+        for _ in range(repeat):
+            s, t = stalled(app, op)
+            times.append(t), stalls.append(s)
+        print(f"{name:32s} {times[0] * 1e3:8.1f} /{statistics.median(times) * 1e3:7.1f} "
+              f"{max(stalls) * 1e3:7.1f}")
+    plot.close()
 
 
 UMAP_CHILD = """

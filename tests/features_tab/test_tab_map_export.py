@@ -33,17 +33,21 @@ def test_compute_map_click_a_point_and_lasso_into_a_list(qtbot, features_tab, mo
     qtbot.waitUntil(lambda: len(plot.coords) == 96, timeout=300_000)
     assert np.allclose(plot.coords, studio.feature_maps.load_map(sae_id))
 
-    # clicking a point opens its feature
-    plot.feature_clicked.emit(int(plot.indices[5]))
-    qtbot.waitUntil(lambda: tab.detail.detail is not None and tab.detail.detail.feature == 5,
-                    timeout=10_000)
+    # clicking a point (a real press and release on it) opens its feature
+    plot.resize(600, 500)
+    qtbot.wait(50)
+    vb = plot.viewbox
+    target = int(np.argmax(plot.coords[:, 0]))  # the rightmost point: nothing on top of it
+    at = plot.mapFromScene(vb.mapViewToScene(QPointF(*map(float, plot.coords[target]))))
+    assert plot.point_at(vb.mapViewToScene(QPointF(*map(float, plot.coords[target])))) == target
+    _mouse(plot.viewport(), QEvent.Type.MouseButtonPress, at, Qt.MouseButton.LeftButton)
+    _mouse(plot.viewport(), QEvent.Type.MouseButtonRelease, at, Qt.MouseButton.NoButton)
+    qtbot.waitUntil(lambda: tab.detail.detail is not None
+                    and tab.detail.detail.feature == target, timeout=10_000)
 
     # a freehand lasso (real mouse events on the plot) around the left half of the points
     monkeypatch.setattr(tab, "ask_list_name", lambda suggested="": "left half")
     tab.map_page.lasso.setChecked(True)
-    plot.resize(600, 500)
-    qtbot.wait(50)
-    vb = plot.viewbox
     xs = plot.coords[:, 0]
     mid = float(np.median(xs))
     (x0, _x1), (y0, y1) = vb.viewRange()  # corners just inside the visible area
