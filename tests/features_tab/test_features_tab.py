@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from mistudio.ui.features.table_data import FeatureFilter
-
 
 def open_and_wait(qtbot, tab, feature):
     tab.open_feature(feature)

@@ -153,3 +153,28 @@ def test_steer_with_this_feature_opens_the_steering_tab(qtbot, studio_analysis):
     else:
         assert "cannot take a feature" in win.statusBar().currentMessage()
     tab.shutdown()
+
+
+def test_export_selected_features_as_neuronpedia_json_and_vectors(qtbot, features_tab, tmp_path):
+    tab, studio, sae_id, fa_id = features_tab
+    from safetensors.numpy import load_file
+    from PySide6.QtCore import QItemSelectionModel
+
+    view, model = tab.table.view, tab.table.model
+    sm = view.selectionModel()
+    for row in (2, 5, 9):
+        sm.select(model.index(row, 0), QItemSelectionModel.SelectionFlag.Select
+                  | QItemSelectionModel.SelectionFlag.Rows)
+    chosen = [model.feature_at(r) for r in (2, 5, 9)]
+    assert tab.exports.selected() == chosen
+    folder = tmp_path / "np"
+    tab.exports.export_neuronpedia(folder)
+    qtbot.waitUntil(lambda: "done" in tab.message.text(), timeout=30_000)
+    batch = json.loads((folder / "batch-0.json").read_text())
+    assert [f["feature_index"] for f in batch["features"]] == chosen
+    vec = tmp_path / "vectors.npy"
+    tab.exports.export_vectors(vec)
+    qtbot.waitUntil(lambda: vec.exists() and "vectors: done" in tab.message.text(),
+                    timeout=30_000)
+    w_dec = load_file(str(studio.trainings.get_sae(sae_id).folder + "/sae_weights.safetensors"))["W_dec"]
+    assert np.allclose(np.load(vec), w_dec[chosen])

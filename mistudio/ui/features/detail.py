@@ -76,9 +76,6 @@ class FeatureDetailPanel(QWidget):
 
         self.stats = QLabel()
         self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.explanation = QLabel()
-        self.explanation.setWordWrap(True)
-        self.explanation.setVisible(False)
         self.in_lists = QLabel()
         self.in_lists.setStyleSheet("color: #666")
 
@@ -173,7 +170,6 @@ class FeatureDetailPanel(QWidget):
         col = QVBoxLayout(body)
         col.addLayout(head)
         col.addWidget(self.stats)
-        col.addWidget(self.explanation)
         col.addWidget(self.in_lists)
         col.addLayout(form)
         col.addWidget(self.hist)
@@ -217,14 +213,6 @@ class FeatureDetailPanel(QWidget):
         self.fav.blockSignals(False)
         self._saved = (ann.label, ann.notes)
         self._loading = False
-
-    def set_explanation(self, text: str | None, score: float | None = None) -> None:
-        if not text:
-            self.explanation.setVisible(False)
-            return
-        s = f" <span style='color:#666'>(score {score:.2f})</span>" if score is not None else ""
-        self.explanation.setText(f"<b>Explanation:</b> {text}{s}")
-        self.explanation.setVisible(True)
 
     def set_detail(self, detail, n_tokens: int, labels: dict[int, str]) -> None:
         self.detail = detail

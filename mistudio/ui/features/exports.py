@@ -21,7 +21,8 @@ class FeatureExports:
         m.addAction("Export labels (JSON / CSV)...", self.export_labels_dialog)
         m.addAction("Import labels (JSON / CSV)...", self.import_labels_dialog)
         m.addSeparator()
-        m.addAction("Export selected features as Neuronpedia JSON...", self.neuronpedia_dialog)
+        m.addAction("Export selected features as Neuronpedia JSON (folder)...",
+                    self.neuronpedia_dialog)
         m.addAction("Export selected features' vectors...", self.vectors_dialog)
         m.addSeparator()
         m.addAction("Save the visible view as PNG / SVG...", self.image_dialog)
@@ -48,18 +49,15 @@ class FeatureExports:
 
     def _run(self, what: str, fn, after=None) -> None:
         tab = self.tab
-        tab.message.setStyleSheet("color: #555")
-        tab.show_error(f"{what}...")
+        tab.show_message(f"{what}...")
 
         def done(path):
             self.last_path = Path(path) if path is not None else None
-            tab.message.setStyleSheet("color: #1c5a1c")
-            tab.show_error(f"{what}: done ({path}).")
+            tab.show_message(f"{what}: done ({path}).", "done")
             if after is not None:
                 after()
 
         def failed(msg):
-            tab.message.setStyleSheet("color: #8a1c1c")
             tab.show_error(f"{what} failed: {msg}")
 
         tab.calls.call("export", fn, done, failed)
@@ -101,7 +99,7 @@ class FeatureExports:
         # grabbing pixels must happen on the GUI thread; it takes a few ms
         out = save_widget_image(self.visible_view(), path)
         self.last_path = out
-        self.tab.show_error("")
+        self.tab.show_message(f"Saved {out}.", "done")
         return out
 
     # ------------------------------------------------------------------ dialogs
@@ -122,8 +120,9 @@ class FeatureExports:
             self.import_labels(path)
 
     def neuronpedia_dialog(self) -> None:
-        if self.tab.state.analysis_id and (p := self._ask("Neuronpedia JSON", "JSON (*.json)",
-                                                          "json")):
+        # a folder: the export writes batch-<i>.json files, as SAEDashboard's converter does
+        if self.tab.state.analysis_id and (p := QFileDialog.getExistingDirectory(
+                self.tab, "Folder for the Neuronpedia batch files")):
             self.export_neuronpedia(p)
 
     def vectors_dialog(self) -> None:

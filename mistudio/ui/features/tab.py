@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMenu,
-                               QMessageBox, QSplitter, QStackedLayout, QTabWidget, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QSplitter, QStackedLayout,
+                               QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
 from mistudio.errors import UserError
 from mistudio.ui.empty_state import EmptyState
@@ -135,6 +134,11 @@ class FeaturesTab(QWidget):
 
     def show_error(self, text: str) -> None:
         self.last_error = text
+        self.show_message(text, "error")
+
+    def show_message(self, text: str, kind: str = "info") -> None:
+        colour = {"error": "#8a1c1c", "done": "#1c5a1c"}.get(kind, "#555")
+        self.message.setStyleSheet(f"color: {colour}")
         self.message.setText(text)
         self.message.setVisible(bool(text))
 

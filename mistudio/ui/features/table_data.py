@@ -23,7 +23,7 @@ class Column:
 
 COLUMNS = (
     Column("index", "#", "int", "Feature index in the SAE"),
-    Column("label", "Label", "str", "Your label (or the auto-interp explanation when unlabelled)"),
+    Column("label", "Label", "str", "Your label (Label field of the feature panel, or imported)"),
     Column("density", "Density", "float", "Fraction of tokens on which the feature fires"),
     Column("max", "Max", "float", "Largest activation seen"),
     Column("mean", "Mean", "float", "Mean of the non-zero activations"),
