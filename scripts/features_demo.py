@@ -29,7 +29,8 @@ def wait(studio, job):
     return rec
 
 
-def build(studio, docs: int, extract_tokens: int, train_tokens: int, analyse_tokens: int):
+def build(studio, docs: int, extract_tokens: int, train_tokens: int, analyse_tokens: int,
+          expansion: float):
     saes = [s for s in studio.trainings.list_saes() if s.name == "demo layer-6 TopK"]
     if saes and studio.features.latest_analysis(saes[0].id):
         return saes[0]
@@ -50,7 +51,7 @@ def build(studio, docs: int, extract_tokens: int, train_tokens: int, analyse_tok
     wait(studio, job)
     print("training", flush=True)
     job = studio.trainings.start_training(
-        {"activation_id": sets[0].id, "architecture": "topk", "expansion_factor": 8, "k": 32,
+        {"activation_id": sets[0].id, "architecture": "topk", "expansion_factor": expansion, "k": 32,
          "total_tokens": train_tokens, "batch_size": 2048, "lr": 1e-3, "eval_tokens": 0,
          "name": "demo layer-6 TopK"}, title="demo layer-6 TopK")
     wait(studio, job)
@@ -67,16 +68,17 @@ def main() -> None:
     ap.add_argument("data_dir")
     ap.add_argument("--shots", default="")
     ap.add_argument("--docs", type=int, default=3000)
-    ap.add_argument("--extract-tokens", type=int, default=300_000)
-    ap.add_argument("--train-tokens", type=int, default=1_200_000)
-    ap.add_argument("--analyse-tokens", type=int, default=200_000)
+    ap.add_argument("--extract-tokens", type=int, default=40_000)
+    ap.add_argument("--train-tokens", type=int, default=600_000)
+    ap.add_argument("--analyse-tokens", type=int, default=30_000)
+    ap.add_argument("--expansion", type=float, default=4)
     args = ap.parse_args()
     from mistudio.studio import Studio
 
     studio = Studio(args.data_dir)
     try:
         sae = build(studio, args.docs, args.extract_tokens, args.train_tokens,
-                    args.analyse_tokens)
+                    args.analyse_tokens, args.expansion)
         if studio.feature_maps.load_map(sae.id) is None:
             print("UMAP map", flush=True)
             wait(studio, studio.feature_maps.start_map(sae.id))
