@@ -31,9 +31,7 @@ def wait(studio, job):
 
 def build(studio, docs: int, extract_tokens: int, train_tokens: int, analyse_tokens: int,
           expansion: float):
-    saes = [s for s in studio.trainings.list_saes() if s.name == "demo layer-6 TopK"]
-    if saes and studio.features.latest_analysis(saes[0].id):
-        return saes[0]
+    """Each step reuses what an earlier run of this script left in the data folder."""
     print("demo model and corpus", flush=True)
     model = next((m for m in studio.models.list() if m.status == "ready"), None)
     if model is None:
@@ -45,21 +43,30 @@ def build(studio, docs: int, extract_tokens: int, train_tokens: int, analyse_tok
         wait(studio, job)
     tok, job = studio.datasets.tokenize(ds.id, model.id, {"seq_len": 128})
     wait(studio, job)
-    print("activations", flush=True)
-    sets, job = studio.activations.start_extraction(model.id, tok.id, hook_points=[HOOK],
-                                                    max_tokens=extract_tokens, batch_size=8)
-    wait(studio, job)
-    print("training", flush=True)
-    job = studio.trainings.start_training(
-        {"activation_id": sets[0].id, "architecture": "topk", "expansion_factor": expansion, "k": 32,
-         "total_tokens": train_tokens, "batch_size": 2048, "lr": 1e-3, "eval_tokens": 0,
-         "name": "demo layer-6 TopK"}, title="demo layer-6 TopK")
-    wait(studio, job)
-    sae = studio.trainings.list_saes(job.target)[0]
-    print("analysis", flush=True)
-    job = studio.features.start_analysis(sae.id, tokenization=tok.id,
-                                         max_tokens=analyse_tokens, device="cpu")
-    wait(studio, job)
+    aset = next((a for a in studio.activations.list(model_id=model.id, status="completed")
+                 if a.hook_point == HOOK), None)
+    if aset is None:
+        print("activations", flush=True)
+        sets, job = studio.activations.start_extraction(model.id, tok.id, hook_points=[HOOK],
+                                                        max_tokens=extract_tokens, batch_size=8)
+        wait(studio, job)
+        aset = studio.activations.get(sets[0].id)
+    sae = next((s for s in studio.trainings.list_saes() if s.name == "demo layer-6 TopK"), None)
+    if sae is None:
+        print("training", flush=True)
+        job = studio.trainings.start_training(
+            {"activation_id": aset.id, "architecture": "topk", "expansion_factor": expansion,
+             "k": 32, "total_tokens": train_tokens, "batch_size": 2048, "lr": 1e-3,
+             "eval_tokens": 0, "name": "demo layer-6 TopK"}, title="demo layer-6 TopK")
+        wait(studio, job)
+        sae = studio.trainings.list_saes(job.target)[0]
+    if studio.features.latest_analysis(sae.id) is None:
+        # the stored activations stand in for the model's forward pass (much faster on a CPU)
+        print("analysis", flush=True)
+        job = studio.features.start_analysis(
+            sae.id, tokenization=tok.id, max_tokens=analyse_tokens, device="cpu",
+            activation_set=str(studio.activations.folder(aset.id)))
+        wait(studio, job)
     return sae
 
 

@@ -162,3 +162,30 @@ def test_empty_states_say_what_to_do(qtbot, studio):
     assert "Training" in tab.no_sae.body_text
     tab.shutdown()
     bridge.stop()
+
+
+def test_analyze_from_the_tab_shows_progress_then_opens_the_analysis(qtbot, features_tab,
+                                                                       analysis_tokens, tmp_path):
+    from tests.analysis.conftest import random_sae, save_sae
+
+    tab, studio, sae_id, fa_id = features_tab
+    other = studio.trainings.import_sae(str(save_sae(tmp_path / "sae2", random_sae(seed=3))),
+                                        name="second SAE")
+    tab.refresh_saes()
+    tab.picker.sae_box.setCurrentIndex(tab.picker.sae_box.findData(other.id))
+    assert tab.state.sae_id == other.id
+    assert tab.body.currentWidget() is tab.no_analysis
+    seen = []
+    tab.bridge.progress.connect(lambda job, p: seen.append(tab.picker.progress.isVisible()))
+    tab.start_analysis({"tokenization": str(analysis_tokens), "max_tokens": 0, "device": "cpu",
+                        "n_random": 20, "context_before": 4, "context_after": 2})
+    assert tab.picker.job_id is not None and not tab.picker.analyze_btn.isEnabled()
+    qtbot.waitUntil(lambda: tab.bundle is not None and tab.bundle.sae_id == other.id,
+                    timeout=120_000)
+    assert seen and all(seen)  # progress arrived while the bar showed it
+    assert not tab.picker.progress.isVisible() and tab.picker.analyze_btn.isEnabled()
+    new = studio.features.latest_analysis(other.id)
+    assert tab.state.analysis_id == new.id and tab.body.currentWidget() is tab.split
+    # a bad request is a message, not a crash
+    tab.start_analysis({"tokenization": str(tmp_path / "missing"), "max_tokens": 0})
+    assert tab.last_error

@@ -41,8 +41,8 @@ class AnalysisPicker(QWidget):
         self.progress_text.setStyleSheet("color: #555")
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setVisible(False)
-        self.cancel_btn.clicked.connect(lambda: self.cancel_requested.emit(self._job or ""))
-        self._job: str | None = None
+        self.cancel_btn.clicked.connect(lambda: self.cancel_requested.emit(self.job_id or ""))
+        self.job_id: str | None = None  # the analysis job shown in the bar
         self.sae_box.currentIndexChanged.connect(
             lambda _i: self.sae_changed.emit(self.sae_box.currentData() or ""))
         self.analysis_box.currentIndexChanged.connect(
@@ -103,7 +103,7 @@ class AnalysisPicker(QWidget):
 
     def show_job(self, job_id: str | None, done: float = 0, total: float | None = None,
                  message: str = "") -> None:
-        self._job = job_id
+        self.job_id = job_id
         running = job_id is not None
         self.progress.setVisible(running)
         self.cancel_btn.setVisible(running)

@@ -29,6 +29,7 @@ from mistudio.ui.features.table_panel import FeatureTablePanel
 
 ANALYZE_KIND = "features.analyze"
 MAP_KIND = "features.map"
+SAE_KINDS = ("sae.train", "sae.import", "training.export_checkpoint")
 
 
 class FeaturesTab(QWidget):
@@ -45,6 +46,7 @@ class FeaturesTab(QWidget):
         self.list_members: dict[str, np.ndarray] = {}
         self.last_error = ""
         self.job_of_analysis: dict[str, str] = {}
+        self._map_job: str | None = None  # the map job whose progress the Map page shows
 
         self.picker = AnalysisPicker()
         self.picker.sae_changed.connect(self.select_sae)
@@ -218,11 +220,14 @@ class FeaturesTab(QWidget):
         self.refresh_analyses()
 
     def _on_job_status(self, job_id: str, payload: dict) -> None:
-        job = self.studio.jobs_repo.get(job_id)
-        if job is None:
+        try:
+            job = self.studio.get_job(job_id)
+        except UserError:  # deleted meanwhile
             return
         status = payload.get("status")
-        if job.kind == ANALYZE_KIND and status in ("completed", "failed", "cancelled",
+        if job.kind in SAE_KINDS and status == "completed":
+            self.refresh_saes()  # a new SAE to pick
+        elif job.kind == ANALYZE_KIND and status in ("completed", "failed", "cancelled",
                                                    "interrupted"):
             if status != "completed":
                 self.show_error(f"The analysis {status}: {job.error or job.message or ''}".strip())
@@ -236,12 +241,12 @@ class FeaturesTab(QWidget):
 
     def _on_job_progress(self, job_id: str, payload: dict) -> None:
         msg = payload.get("message") or ""
-        if job_id == self.picker._job:
+        if job_id == self.picker.job_id:
             eta = payload.get("eta_s")
             tail = f" · {int(eta)} s left" if eta else ""
             self.picker.show_job(job_id, payload.get("done", 0), payload.get("total"),
                                  msg + tail)
-        elif job_id == getattr(self, "_map_job", None):
+        elif job_id == self._map_job:
             self.map_page.status.setText(f"Computing map: {msg}")
 
     # ================================================================== one feature
