@@ -43,7 +43,7 @@ def build(studio, docs: int, extract_tokens: int, train_tokens: int, analyse_tok
         wait(studio, job)
     tok, job = studio.datasets.tokenize(ds.id, model.id, {"seq_len": 128})
     wait(studio, job)
-    aset = next((a for a in studio.activations.list(model_id=model.id, status="completed")
+    aset = next((a for a in studio.activations.list(model_id=model.id, status="ready")
                  if a.hook_point == HOOK), None)
     if aset is None:
         print("activations", flush=True)

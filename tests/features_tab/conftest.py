@@ -82,16 +82,38 @@ def umap_map(tmp_path_factory, clustered_sae_folder):
 
 # The analysis engine's fixtures: a Studio with tiny-gpt2, a random TopK SAE and one
 # completed analysis, made through the app (what the tab reads).
-from tests.analysis.conftest import _one_torch_thread, analysis_tokens, studio_analysis  # noqa: E402,F401
+from tests.analysis.conftest import (_one_torch_thread, analysis_tokens, random_sae,  # noqa: E402,F401
+                                     studio_analysis)
 
 
-@pytest.fixture
-def features_tab(qtbot, studio_analysis):
-    """The Features tab on the analysed SAE, its table loaded."""
+@pytest.fixture(scope="session")
+def shared_analysis(tmp_path_factory, tiny_gpt2_dir, analysis_tokens):
+    """``studio_analysis`` built once per session (the tab tests only read the analysis; what
+    they write, labels and lists, is cleared after each test by ``features_tab``)."""
+    from mistudio.sae.formats import save_saelens
+    from mistudio.secrets_test_support import MemorySecrets
+    from mistudio.studio import Studio
+
+    root = tmp_path_factory.mktemp("features_tab")
+    studio = Studio(root / "data", secrets=MemorySecrets(), setup_logs=False)
+    model, job = studio.models.add_local(str(tiny_gpt2_dir), name="tiny-gpt2")
+    studio.queue.wait(job.id, timeout=120)
+    save_saelens(root / "sae", random_sae(), model_name="tiny-gpt2",
+                 hook_name="blocks.1.hook_resid_post")
+    sae = studio.trainings.import_sae(str(root / "sae"), name="random topk")
+    job = studio.features.start_analysis(sae.id, tokenization=str(analysis_tokens),
+                                         max_tokens=0, device="cpu", n_random=20,
+                                         context_before=4, context_after=2)
+    done = studio.queue.wait(job.id, timeout=120)
+    assert done.status == "completed", done.error
+    yield studio, sae.id, job.target
+    studio.close(timeout=10)
+
+
+def make_tab(qtbot, studio):
     from mistudio.ui.features.tab import FeaturesTab
     from mistudio.ui.workers import JobBridge
 
-    studio, sae_id, fa_id = studio_analysis
     bridge = JobBridge()
     studio.add_job_listener(bridge)
     tab = FeaturesTab(studio, bridge)
@@ -99,6 +121,28 @@ def features_tab(qtbot, studio_analysis):
     tab.resize(1300, 850)
     tab.show()
     qtbot.waitUntil(lambda: tab.bundle is not None, timeout=20_000)
+    return tab, bridge
+
+
+@pytest.fixture
+def features_tab(qtbot, shared_analysis):
+    """The Features tab on the analysed SAE, its table loaded."""
+    from mistudio.labels.repo import FeatureLabelsRepo
+
+    studio, sae_id, fa_id = shared_analysis
+    tab, bridge = make_tab(qtbot, studio)
+    yield tab, studio, sae_id, fa_id
+    tab.shutdown()
+    bridge.stop()
+    studio.queue.remove_listener(bridge)
+    FeatureLabelsRepo(studio.store).delete_for_sae(sae_id)
+
+
+@pytest.fixture
+def own_features_tab(qtbot, studio_analysis):
+    """As ``features_tab`` on a Studio of its own (for tests that add SAEs or analyses)."""
+    studio, sae_id, fa_id = studio_analysis
+    tab, bridge = make_tab(qtbot, studio)
     yield tab, studio, sae_id, fa_id
     tab.shutdown()
     bridge.stop()

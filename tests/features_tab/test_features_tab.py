@@ -48,6 +48,13 @@ def test_open_feature_shows_the_engines_detail(qtbot, features_tab):
         assert view.max_pos == ex.centre
     lens = res.logit_lens(f, "raw")
     assert [t for t, _ in d.lens.cell_texts("top")] == [repr(s)[1:-1] for _, s, _ in lens.top]
+    # hover text: token, id, value; the context toggle narrows the window around the max
+    tip = d.top_view.tooltip_text(0, top[0].centre)
+    assert f"id {top[0].token_ids[top[0].centre]}" in tip and f"{top[0].values[top[0].centre]:.4g}" in tip
+    d.context_box.setCurrentIndex(0)  # ±5 tokens
+    assert all(len(d.top_view.visible_range(v)) <= 11 for v in shown)
+    d.context_box.setCurrentIndex(d.context_box.count() - 1)  # the whole window
+    assert all(len(d.top_view.visible_range(v)) == len(v.tokens) for v in shown)
     d.convention_box.setCurrentIndex(1)
     folded = res.logit_lens(f, "folded")
     assert [float(v) for _, v in d.lens.cell_texts("bottom")] == \
@@ -164,11 +171,11 @@ def test_empty_states_say_what_to_do(qtbot, studio):
     bridge.stop()
 
 
-def test_analyze_from_the_tab_shows_progress_then_opens_the_analysis(qtbot, features_tab,
+def test_analyze_from_the_tab_shows_progress_then_opens_the_analysis(qtbot, own_features_tab,
                                                                        analysis_tokens, tmp_path):
     from tests.analysis.conftest import random_sae, save_sae
 
-    tab, studio, sae_id, fa_id = features_tab
+    tab, studio, sae_id, fa_id = own_features_tab
     other = studio.trainings.import_sae(str(save_sae(tmp_path / "sae2", random_sae(seed=3))),
                                         name="second SAE")
     tab.refresh_saes()

@@ -130,10 +130,10 @@ def test_exports_labels_and_images(qtbot, features_tab, tmp_path):
     assert (tmp_path / "detail.svg").read_text().lstrip().startswith("<?xml")
 
 
-def test_steer_with_this_feature_opens_the_steering_tab(qtbot, studio_analysis):
+def test_steer_with_this_feature_opens_the_steering_tab(qtbot, shared_analysis):
     from mistudio.ui.main_window import MainWindow
 
-    studio, sae_id, fa_id = studio_analysis
+    studio, sae_id, fa_id = shared_analysis
     win = MainWindow(studio)
     qtbot.addWidget(win)
     win.skip_close_confirmation = True
@@ -152,7 +152,12 @@ def test_steer_with_this_feature_opens_the_steering_tab(qtbot, studio_analysis):
         assert got == [(sae_id, 3)]
     else:
         assert "cannot take a feature" in win.statusBar().currentMessage()
+    # close the window without closing the session's shared Studio
     tab.shutdown()
+    win.status.timer.stop()
+    win.bridge.stop()
+    studio.queue.remove_listener(win.bridge)
+    win._closing = True
 
 
 def test_export_selected_features_as_neuronpedia_json_and_vectors(qtbot, features_tab, tmp_path):
