@@ -167,6 +167,7 @@ def test_empty_states_say_what_to_do(qtbot, studio):
     qtbot.addWidget(tab)
     assert tab.body.currentWidget() is tab.no_sae
     assert "Training" in tab.no_sae.body_text
+    assert not tab.picker.analyze_btn.isEnabled() and not tab.export_btn.isEnabled()
     tab.shutdown()
     bridge.stop()
 

@@ -80,8 +80,10 @@ class LogitLensView(QWidget):
         t.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         t.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        t.setMinimumHeight(120)
-        t.setMaximumHeight(260)
+        row = t.fontMetrics().height() + 6
+        t.verticalHeader().setDefaultSectionSize(row)
+        t.setMinimumHeight(row * 11 + 8)  # the 10 tokens and the header, no scrolling
+        t.setMaximumHeight(row * 11 + 8)
         return t
 
     def set_lens(self, lens) -> None:
@@ -130,8 +132,9 @@ class ChipList(QListWidget):
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, int(feature))
             item.setToolTip(tip)
-            item.setSizeHint(QSize(self.fontMetrics().horizontalAdvance(text) + 20,
-                                   self.fontMetrics().height() + 8))
+            # the style sheet's padding and border are not in the font metrics
+            item.setSizeHint(QSize(self.fontMetrics().horizontalAdvance(text) + 34,
+                                   self.fontMetrics().height() + 10))
             self.addItem(item)
 
     def features(self) -> list[int]:

@@ -41,8 +41,10 @@ class CorrelationHeatmap(pg.PlotWidget):
         self.colorbar.setLevels((-1, 1))
         n = len(self.indices)
         ticks = [(i + 0.5, str(int(f))) for i, f in enumerate(self.indices)] if n <= TICKS_UP_TO else []
-        for axis in ("left", "bottom"):
-            self.getAxis(axis).setTicks([ticks] if ticks else None)
+        self.getAxis("left").setTicks([ticks] if ticks else None)
+        # horizontal numbers need more room than rows do: every k-th column is labelled
+        step = max(1, int(np.ceil(n / 12)))
+        self.getAxis("bottom").setTicks([ticks[::step]] if ticks else None)
         self.setTitle(f"{what} of {n} features (clustered order)")
         self.getViewBox().autoRange()
 

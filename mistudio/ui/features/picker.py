@@ -19,10 +19,11 @@ class AnalysisPicker(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.sae_box = QComboBox()
-        self.sae_box.setMinimumWidth(220)
+        self.sae_box.setMinimumWidth(260)
         self.analysis_box = QComboBox()
         self.analysis_box.setMinimumWidth(260)
         self.tok_box = QComboBox()
+        self.tok_box.setMaximumWidth(220)
         self.tok_box.setToolTip("Text to analyse over (a tokenization made with the SAE's "
                                 "model's tokenizer); automatic: the SAE's own")
         self.max_tokens = QSpinBox(minimum=0, maximum=2_000_000_000, singleStep=65_536,

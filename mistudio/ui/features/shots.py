@@ -25,9 +25,12 @@ def _settle(app, seconds: float = 0.4, until=None, timeout: float = 120.0) -> No
 
 
 def pick_feature(tab) -> int:
-    """A feature worth showing: alive, not too dense, with a strong maximum."""
+    """A feature worth showing: alive, not too dense, with a strong maximum, whose top
+    examples are inside documents (not the first tokens after BOS)."""
     c = tab.bundle.table.columns
-    ok = (c["density"] > 1e-3) & (c["density"] < 2e-2)
+    res = tab.studio.features.results(tab.state.sae_id, tab.state.analysis_id)
+    pos = np.asarray(res.array("top_pos"))
+    ok = (c["density"] > 1e-3) & (c["density"] < 2e-2) & (np.median(pos, axis=1) >= 8)
     score = np.where(ok, np.nan_to_num(c["max"]), -1)
     return int(c["index"][int(np.argmax(score))])
 

@@ -155,7 +155,10 @@ class FeaturesTab(QWidget):
         except Exception:  # the datasets area is optional for this tab
             toks = []
         self.picker.set_tokenizations(toks)
-        if not saes:
+        has_sae = bool(saes)
+        self.picker.analyze_btn.setEnabled(has_sae)
+        self.export_btn.setEnabled(has_sae)
+        if not has_sae:
             self.state.select_sae(None)
             self.body.setCurrentWidget(self.no_sae)
             return
@@ -276,8 +279,7 @@ class FeaturesTab(QWidget):
         self.table.select_feature(f, emit=False)
         self.map_page.plot.mark(f)
         self.detail.set_history(self.state.history.can_back(), self.state.history.can_forward())
-        if self.pages.currentWidget() is not self.detail and self.sender() is not self.prompt:
-            self.pages.setCurrentWidget(self.detail)
+        self.pages.setCurrentWidget(self.detail)
         self._load_detail(f)
 
     def _load_detail(self, f: int) -> None:
