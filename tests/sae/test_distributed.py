@@ -85,9 +85,9 @@ def test_two_processes_train_what_one_process_trains(arch, tmp_path, small_confi
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
     assert max(r["dead_fraction"] for r in one) > 0.1 and max(r["aux_loss"] for r in one) > 0
-    ckpt_meta = json.loads(next((tmp_path / "ddp" / "checkpoints").glob("step_*/meta.json"))
-                           .read_text())
-    assert ckpt_meta["step"] == 12
+    metas = [json.loads(p.read_text())
+             for p in (tmp_path / "ddp" / "checkpoints").glob("step_*/meta.json")]
+    assert max(m["step"] for m in metas) == 12
 
 
 def test_bad_config_under_torchrun_fails_fast_with_the_message(tmp_path, small_config,
@@ -138,7 +138,8 @@ def test_torchrun_run_is_recorded_like_a_normal_run(tmp_path, small_config, acti
         assert [m["step"] for m in stored] == [4, 8, 12]
         assert [m["value"] for m in stored] == pytest.approx(
             [r["explained_variance"] for r in rows])
-        assert [c.step for c in s.trainings.list_checkpoints(tr.id)] == [12]
+        # checkpoints by default every 10% of the tokens (here each step); the last 3 kept
+        assert [c.step for c in s.trainings.list_checkpoints(tr.id)] == [10, 11, 12]
         assert len(s.list_jobs()) == 1  # rank 1 recorded nothing
     finally:
         s.close(timeout=10)
