@@ -67,6 +67,8 @@ class Studio:
         self._activations: ActivationService | None = None
         self._trainings: TrainingService | None = None
         self._features: FeatureService | None = None
+        self._feature_labels = None  # FeatureLabelService
+        self._feature_maps = None  # FeatureMapService
         self._runs: RunsService | None = None
         self._templates: TemplateService | None = None
         self._workflows: TrainingWorkflows | None = None
@@ -139,6 +141,31 @@ class Studio:
                                                 paths=self.paths, trainings=self.trainings,
                                                 models=self.models)
             return self._features
+
+    @property
+    def feature_labels(self):
+        """Labels, notes, favourites and lists of features (mistudio/app/feature_labels.py)."""
+        with self._build_lock:
+            if self._feature_labels is None:
+                from mistudio.app.feature_labels import FeatureLabelService
+                from mistudio.labels.repo import FeatureLabelsRepo
+                from mistudio.sae.saes_repo import SAEsRepo
+
+                self._feature_labels = FeatureLabelService(labels=FeatureLabelsRepo(self.store),
+                                                           saes=SAEsRepo(self.store))
+            return self._feature_labels
+
+    @property
+    def feature_maps(self):
+        """UMAP / t-SNE maps of an SAE's decoder directions (mistudio/app/feature_map.py)."""
+        with self._build_lock:
+            if self._feature_maps is None:
+                from mistudio.app.feature_map import FeatureMapService
+                from mistudio.sae.saes_repo import SAEsRepo
+
+                self._feature_maps = FeatureMapService(saes=SAEsRepo(self.store), queue=self.queue,
+                                                       paths=self.paths)
+            return self._feature_maps
 
     @property
     def runs(self) -> RunsService:
