@@ -190,3 +190,19 @@ Studio.activations = _service("mistudio.activations.service", "ActivationService
 Studio.trainings = _service("mistudio.sae.service", "TrainingService")
 Studio.templates = _service("mistudio.templates.service", "TemplateService")
 Studio.workflows = _service("mistudio.workflows", "TrainingWorkflows")
+
+
+def _steering(self):
+    """``studio.steering``: built once, with its dependencies passed explicitly."""
+    svc = self.__dict__.get("_svc_SteeringService")
+    if svc is None:
+        from mistudio.app.steering import SteeringService
+
+        features = self.features if hasattr(type(self), "features") else None
+        svc = SteeringService(store=self.store, queue=self.queue, paths=self.paths,
+                              models=self.models, saes=self.trainings, features=features)
+        self.__dict__["_svc_SteeringService"] = svc
+    return svc
+
+
+Studio.steering = property(_steering)

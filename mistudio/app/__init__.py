@@ -1,0 +1,2 @@
+"""Application services: one class per area, built by the Studio facade with explicit
+dependencies."""

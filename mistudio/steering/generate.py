@@ -1,0 +1,159 @@
+"""Batched generation with the KV cache: a baseline row and steered rows side by side.
+
+Sampling follows ``transformers``' ``generate`` exactly (its own logits warpers, in its
+order: temperature, top-k, top-p; float32 scores; ``torch.multinomial`` over the softmax),
+with one random generator per row seeded with the same seed. So the baseline row draws the
+very numbers a plain ``model.generate(..., do_sample=True)`` draws after
+``torch.manual_seed(seed)``, whatever else is in the batch.
+
+Forward passes are shared: every row reads the same prompt, so when no intervention touches
+the prompt (scope ``generated``) the prompt is run once and its KV cache repeated for each
+row; every decoding step runs all rows in one batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+
+from mistudio.errors import UserError
+
+
+@dataclass
+class Sampling:
+    max_new_tokens: int = 40
+    greedy: bool = True
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+
+    def validate(self) -> "Sampling":
+        import math
+
+        if not 1 <= int(self.max_new_tokens) <= 4096:
+            raise UserError(f"Max new tokens must be 1..4096 (got {self.max_new_tokens}).")
+        if not (math.isfinite(float(self.temperature)) and float(self.temperature) > 0):
+            raise UserError(f"The temperature must be a positive number (got "
+                            f"{self.temperature}).", hint="Use greedy decoding for 'zero'.")
+        if not (0 < float(self.top_p) <= 1):
+            raise UserError(f"Top-p must be in (0, 1] (got {self.top_p}).")
+        if int(self.top_k) < 0:
+            raise UserError(f"Top-k must be 0 (off) or positive (got {self.top_k}).")
+        self.max_new_tokens, self.top_k, self.seed = (int(self.max_new_tokens), int(self.top_k),
+                                                      int(self.seed))
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Sampling":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+    def hf_kwargs(self) -> dict:
+        """The same settings for ``model.generate`` (tests, the benchmark)."""
+        if self.greedy:
+            return {"do_sample": False, "max_new_tokens": self.max_new_tokens}
+        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p,
+                "top_k": self.top_k, "max_new_tokens": self.max_new_tokens}
+
+
+def warpers(s: Sampling):
+    from transformers.generation.logits_process import (LogitsProcessorList,
+                                                        TemperatureLogitsWarper,
+                                                        TopKLogitsWarper, TopPLogitsWarper)
+
+    out = LogitsProcessorList()
+    if s.greedy:
+        return out
+    if s.temperature != 1.0:
+        out.append(TemperatureLogitsWarper(s.temperature))
+    if s.top_k:
+        out.append(TopKLogitsWarper(top_k=s.top_k))
+    if s.top_p < 1.0:
+        out.append(TopPLogitsWarper(top_p=s.top_p))
+    return out
+
+
+def cache_argument(model) -> str:
+    """transformers 5.2x names the KV cache ``cache``; earlier versions ``past_key_values``."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+StepCallback = Callable[[int, list[int], list[bool]], None]
+
+
+@torch.inference_mode()
+def generate_rows(model, prompt_ids: list[int], n_rows: int, sampling: Sampling, *,
+                  hook=None, eos_ids: set[int] | None = None, use_cache: bool = True,
+                  on_step: StepCallback | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> list[list[int]]:
+    """Generate ``n_rows`` continuations of one prompt; returns each row's new token ids
+    (ending with EOS when it stopped there). ``hook``: a
+    :class:`~mistudio.steering.hook.SteeringHook` already attached to ``model``.
+    ``on_step(step, tokens, finished)`` after each new token; ``should_stop()`` ends early."""
+    device = _model_device(model)
+    eos_ids = set(eos_ids or ())
+    gens = [torch.Generator(device=device).manual_seed(sampling.seed) for _ in range(n_rows)]
+    procs = warpers(sampling)
+    prompt = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+    shared = hook is None or not hook.enabled or hook.scope == "generated"
+    seqs = prompt.expand(n_rows, -1)
+    out: list[list[int]] = [[] for _ in range(n_rows)]
+    finished = [False] * n_rows
+    cache = None
+    cache_arg = cache_argument(model)
+    for step in range(sampling.max_new_tokens):
+        if use_cache and cache is not None:
+            if hook is not None:
+                hook.offset = seqs.shape[1] - 1
+            res = model(input_ids=seqs[:, -1:], use_cache=True, **{cache_arg: cache})
+        else:
+            if hook is not None:
+                hook.offset = 0
+            first = use_cache and shared and step == 0 and n_rows > 1
+            res = model(input_ids=seqs[:1] if first else seqs, use_cache=use_cache)
+        logits = res.logits[:, -1, :].to(dtype=torch.float32, copy=True)
+        if use_cache:
+            cache = getattr(res, cache_arg)
+            if logits.shape[0] != n_rows:  # the shared prompt pass: one row for all
+                logits = logits.expand(n_rows, -1).clone()
+                cache.batch_repeat_interleave(n_rows)
+        next_tokens = _choose(logits, seqs, procs, sampling, gens)
+        for r, t in enumerate(next_tokens.tolist()):
+            if not finished[r]:
+                out[r].append(t)
+                finished[r] = t in eos_ids
+        seqs = torch.cat([seqs, next_tokens[:, None]], dim=1)
+        if on_step is not None:
+            on_step(step, next_tokens.tolist(), list(finished))
+        if all(finished) or (should_stop is not None and should_stop()):
+            break
+    return out
+
+
+def _choose(logits, seqs, procs, sampling: Sampling, gens) -> torch.Tensor:
+    if sampling.greedy:
+        return logits.argmax(dim=-1)
+    scores = procs(seqs, logits)
+    probs = torch.softmax(scores, dim=-1)
+    return torch.cat([torch.multinomial(probs[r:r + 1], 1, generator=g)[0]
+                      for r, g in enumerate(gens)])
+
+
+@torch.inference_mode()
+def plain_generate(model, prompt_ids: list[int], sampling: Sampling, *,
+                   eos_ids: set[int] | None = None) -> list[int]:
+    """One unsteered row with the same loop (the reference the baseline column equals)."""
+    return generate_rows(model, prompt_ids, 1, sampling, eos_ids=eos_ids)[0]
