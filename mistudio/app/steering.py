@@ -275,8 +275,10 @@ class SteeringService:
         rec = self.get(gen_id)
         final = self.queue.wait(rec.job_id, timeout)
         if final is not None and final.status == "failed":
-            raise UserError(final.error or "The generation failed.",
-                            hint=f"Details in the job log: {final.log_path}")
+            last = (final.traceback or "").strip().splitlines()[-1:] or [""]
+            if "UserError" in last[0]:  # bad input found by the job (e.g. prompt too long)
+                raise UserError(final.error)
+            raise RuntimeError(f"{final.error} (details in the job log: {final.log_path})")
         if final is not None and final.status != "completed":
             raise UserError(f"The generation was {final.status}.")
         return self.result(gen_id)

@@ -15,7 +15,7 @@ import sys
 from mistudio import __version__
 
 COMMAND_MODULES = ["info", "jobs", "screenshot", "datasets", "models", "extract", "train", "sae",
-                   "templates"]
+                   "templates", "steer"]
 
 
 def build_parser() -> argparse.ArgumentParser:
