@@ -88,6 +88,17 @@ def test_steering_tab_generates_both_outputs_with_metrics(qt_steer, qtbot, tmp_p
     qtbot.waitUntil(lambda: not tab.state.running, timeout=60_000)
     assert len(tab.outputs.columns) == 4 and tab.metrics.rowCount() == 4
 
+    # a contrastive vector row beside the features
+    tab.sweep.setText("")
+    tab.add_contrast("happy-sad", ["I am so happy", ""], ["I am so sad"])
+    assert tab.table.item(2, 0).text() == "vector: happy-sad"
+    tab.table.editors[2].spin.setValue(20.0)
+    tab.generate()
+    qtbot.waitUntil(lambda: not tab.state.running, timeout=60_000)
+    assert tab.state.result["columns"][1]["label"] == "#3 +40, #5 = 25, happy-sad +20"
+    tab.add_contrast("empty", [], ["x"])
+    assert "at least one prompt" in tab.status.text()
+
 
 def test_stop_works_mid_generation(qt_steer, qtbot, monkeypatch):
     from mistudio.steering import stream as stream_mod

@@ -78,13 +78,14 @@ class InterventionsTable(QTableWidget):
         self.editors = []
         self.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            name = f"#{row.feature}" + (f"  {row.label}" if row.label else "")
+            name = (f"vector: {row.label}" if row.kind == "vector" else
+                    f"#{row.feature}" + (f"  {row.label}" if row.label else ""))
             item = QTableWidgetItem(name)
             item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
             item.setToolTip(name)
             self.setItem(r, 0, item)
             kind = QComboBox()
-            kind.addItems(["add", "clamp", "ablate"])
+            kind.addItems(["vector"] if row.kind == "vector" else ["add", "clamp", "ablate"])
             kind.setCurrentText(row.kind)
             kind.setToolTip("add: + value × the decoder direction; clamp: set the feature to "
                             "the value (the SAE's error term is kept); ablate: clamp to 0")

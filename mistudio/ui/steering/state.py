@@ -22,10 +22,21 @@ class FeatureRow:
     feature: int | None
     kind: str = "add"
     value: float = 8.0
-    label: str = ""  # the analysis label, when known
+    label: str = ""  # the analysis label, when known (a vector's name)
+    positive: list[str] = field(default_factory=list)  # contrastive vector prompts
+    negative: list[str] = field(default_factory=list)
 
     def intervention(self, units: str) -> Intervention:
+        if self.kind == "vector":
+            return Intervention("vector", None, float(self.value), units,
+                                positive=list(self.positive), negative=list(self.negative),
+                                name=self.label)
         return Intervention(self.kind, self.feature, float(self.value), units)
+
+    @classmethod
+    def of(cls, iv: Intervention) -> "FeatureRow":
+        return cls(iv.feature, iv.kind, iv.value, iv.name, list(iv.positive),
+                   list(iv.negative))
 
 
 @dataclass
@@ -59,13 +70,24 @@ class SteeringState:
         self.rows.append(row)
         return row
 
+    def add_contrast(self, name: str, positive: list[str], negative: list[str],
+                     value: float = 4.0) -> FeatureRow:
+        """A direction from the mean difference of two prompt sets (ActAdd / CAA)."""
+        positive = [p for p in positive if p.strip()]
+        negative = [n for n in negative if n.strip()]
+        if not positive or not negative:
+            raise UserError("Give at least one prompt on each side (one a line).")
+        row = FeatureRow(None, "vector", value, name.strip() or "contrast", positive, negative)
+        self.rows.append(row)
+        return row
+
     def remove(self, i: int) -> None:
         del self.rows[i]
 
     def set_units(self, units: str) -> None:
         if units != self.units:
             for row in self.rows:
-                if row.kind == "add":
+                if row.kind in ("add", "vector"):
                     row.value = DEFAULT_COEF[units]
             self.units = units
 
@@ -122,8 +144,8 @@ class SteeringState:
         self.scope, self.chat = req.get("scope", "all"), bool(req.get("chat"))
         self.sampling = {**self.sampling, **req.get("sampling", {})}
         first = Column.from_dict(req["columns"][0]).interventions if req["columns"] else []
-        self.rows = [FeatureRow(iv.feature, iv.kind, iv.value) for iv in first
-                     if iv.feature is not None]
+        self.rows = [FeatureRow.of(iv) for iv in first if iv.feature is not None
+                     or iv.positive]
         if first:
             self.units = first[0].units
         self.sweep = ""
@@ -134,8 +156,8 @@ class SteeringState:
             self.error = rec.error or f"This generation {rec.status}."
 
     def apply_preset(self, preset) -> None:
-        self.rows = [FeatureRow(iv.feature, iv.kind, iv.value) for iv in preset.interventions
-                     if iv.feature is not None]
+        self.rows = [FeatureRow.of(iv) for iv in preset.interventions
+                     if iv.feature is not None or iv.positive]
         if preset.interventions:
             self.units = preset.interventions[0].units
         self.scope = preset.scope

@@ -75,6 +75,10 @@ class SteeringTab(QWidget):
             b = QPushButton(text)
             b.clicked.connect(lambda _=False, kind=kind: self.add_selected(kind))
             buttons.addWidget(b)
+        contrast = QPushButton("Contrastive…")
+        contrast.setToolTip("Steer with the mean difference of two prompt sets' activations")
+        contrast.clicked.connect(self._contrast_dialog)
+        buttons.addWidget(contrast)
         self.analysis_note = QLabel("")
         self.analysis_note.setWordWrap(True)
         self.analysis_note.setStyleSheet("color:#6b7280;")
@@ -248,6 +252,21 @@ class SteeringTab(QWidget):
             return
         row = item.data(FEATURE_ROLE)
         self.state.add_feature(row["index"], kind, row.get("label", ""))
+        self._render_rows()
+
+    def _contrast_dialog(self) -> None:
+        from mistudio.ui.steering.contrast_dialog import ContrastDialog
+
+        dlg = ContrastDialog(self)
+        if dlg.exec():
+            self.add_contrast(*dlg.values())
+
+    def add_contrast(self, name: str, positive: list[str], negative: list[str]) -> None:
+        try:
+            self.state.add_contrast(name, positive, negative)
+        except UserError as exc:
+            self._say(str(exc), error=True)
+            return
         self._render_rows()
 
     def _render_rows(self) -> None:
