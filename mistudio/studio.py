@@ -142,6 +142,32 @@ class Studio:
         outcomes pass ``records=True`` (told first; see JobQueue.add_listener)."""
         self.queue.add_listener(fn, records=records)
 
+    @property
+    def features(self):
+        """Feature analyses and their queries (:class:`mistudio.app.features.FeatureService`)."""
+        svc = self.__dict__.get("_svc_features")
+        if svc is None:
+            from mistudio.app.features import FeatureService
+
+            svc = FeatureService(store=self.store, queue=self.queue, paths=self.paths,
+                                 trainings=self.trainings, models=self.models)
+            self.__dict__["_svc_features"] = svc
+        return svc
+
+    @property
+    def steering(self):
+        """Steered generation, its history and presets
+        (:class:`mistudio.app.steering.SteeringService`)."""
+        svc = self.__dict__.get("_svc_steering")
+        if svc is None:
+            from mistudio.app.steering import SteeringService
+
+            svc = SteeringService(store=self.store, queue=self.queue, paths=self.paths,
+                                  models=self.models, saes=self.trainings,
+                                  features=self.features)
+            self.__dict__["_svc_steering"] = svc
+        return svc
+
     # ------------------------------------------------------------------ info
 
     def info(self, *, with_torch: bool = True) -> dict:
@@ -191,18 +217,3 @@ Studio.trainings = _service("mistudio.sae.service", "TrainingService")
 Studio.templates = _service("mistudio.templates.service", "TemplateService")
 Studio.workflows = _service("mistudio.workflows", "TrainingWorkflows")
 
-
-def _steering(self):
-    """``studio.steering``: built once, with its dependencies passed explicitly."""
-    svc = self.__dict__.get("_svc_SteeringService")
-    if svc is None:
-        from mistudio.app.steering import SteeringService
-
-        features = self.features if hasattr(type(self), "features") else None
-        svc = SteeringService(store=self.store, queue=self.queue, paths=self.paths,
-                              models=self.models, saes=self.trainings, features=features)
-        self.__dict__["_svc_SteeringService"] = svc
-    return svc
-
-
-Studio.steering = property(_steering)

@@ -1,2 +1,1 @@
-"""Application services: one class per area, built by the Studio facade with explicit
-dependencies."""
+"""Application services, one per area (see docs/architecture.md)."""

@@ -128,66 +128,61 @@ class SteeringService:
     # ================================================================== features
 
     def feature_info(self, sae_id: str, query: str = "", limit: int = 50) -> list[dict]:
-        """Features to pick from: ``{index, label, top_tokens, max_activation}`` matching
-        ``query`` (an index, or words of a label / top token). Without an analysis of the SAE
-        only an exact index matches, with empty labels."""
+        """Features to pick from: ``{index, label, top_tokens, max_activation, density}``
+        matching ``query`` (an index, or text found in the top tokens / logit-lens tokens of
+        the SAE's latest analysis). Without an analysis only an index matches, with no
+        top tokens."""
         rec = self.saes.get_sae(sae_id)
         query = (query or "").strip()
-        rows = self._analysis_rows(rec.id)
-        if rows is None:
-            if query.isdigit() and int(query) < rec.d_sae:
-                return [{"index": int(query), "label": "", "top_tokens": [],
-                         "max_activation": None}]
+        analysis = self._analysis(rec.id)
+        if analysis is None:
+            if query.isdigit():
+                return [_bare(int(query))] if int(query) < rec.d_sae else []
             if not query:
-                return [{"index": i, "label": "", "top_tokens": [], "max_activation": None}
-                        for i in range(min(limit, rec.d_sae))]
+                return [_bare(i) for i in range(min(limit, rec.d_sae))]
             return []
         if query.isdigit():
-            hit = [r for r in rows if r["index"] == int(query)]
-            return hit or ([{"index": int(query), "label": "", "top_tokens": [],
-                             "max_activation": None}] if int(query) < rec.d_sae else [])
-        words = query.lower().split()
-        if not words:
-            return rows[:limit]
-        out = []
-        for r in rows:
-            hay = (r.get("label", "") + " " + " ".join(r.get("top_tokens", []))).lower()
-            if all(w in hay for w in words):
-                out.append(r)
-                if len(out) >= limit:
-                    break
-        return out
+            if int(query) >= rec.d_sae:
+                return []
+            rows = self.features.search(rec.id, query, analysis.id)
+            return [_row(r) for r in rows] or [_bare(int(query))]
+        if not query:
+            rows = self.features.feature_rows(rec.id, analysis.id, sort="density",
+                                              descending=True, include_dead=False,
+                                              limit=limit)
+        else:
+            rows = self.features.search(rec.id, query, analysis.id, limit=limit)
+        return [_row(r) for r in rows]
 
     def has_analysis(self, sae_id: str) -> bool:
-        return self._analysis_rows(sae_id) is not None
+        return self._analysis(sae_id) is not None
 
-    def _analysis_rows(self, sae_id: str) -> list[dict] | None:
-        """The analysis' per-feature rows, or None when the SAE has no analysis."""
+    def _analysis(self, sae_id: str):
+        """The SAE's latest completed feature analysis, or None."""
         if self.features is None:
             return None
-        reader = getattr(self.features, "steering_features", None)
-        if reader is None:
-            return None
         try:
-            return reader(sae_id)
+            return self.features.latest_analysis(sae_id)
         except UserError:
             return None
 
     def max_activations(self, sae_id: str, features: list[int]) -> dict[int, float]:
-        rows = self._analysis_rows(sae_id)
-        if rows is None:
+        """Each feature's max activation in the SAE's latest analysis ('max' units)."""
+        analysis = self._analysis(sae_id)
+        if analysis is None:
             raise UserError("'max' units need an analysis of this SAE (the max activation of "
                             "each feature comes from it).",
-                            hint="Analyse the SAE in the Features tab first, or use raw or "
-                                 "norm units.")
-        by_index = {r["index"]: r.get("max_activation") for r in rows}
+                            hint="Analyse the SAE in the Features tab (or `mistudio analyze`) "
+                                 "first, or use raw or norm units.")
+        column = self.features.results(sae_id, analysis.id).columns["max_act"]
         out = {}
         for f in features:
-            v = by_index.get(f)
-            if v is None or not math.isfinite(float(v)) or float(v) <= 0:
-                raise UserError(f"Feature {f} never fired in the analysis, so it has no max "
-                                "activation.", hint="Use raw or norm units for this feature.")
-            out[f] = float(v)
+            v = float(column[f])
+            if not math.isfinite(v) or v <= 0:
+                raise UserError(f"Feature {f} never fired in the analysis {analysis.id}, so it "
+                                "has no max activation.",
+                                hint="Use raw or norm units for this feature.")
+            out[f] = v
         return out
 
     def typical_norm(self, model: str, hook_name: str) -> dict | None:
@@ -402,3 +397,16 @@ class SteeringService:
     def delete_preset(self, name: str) -> None:
         self.presets_store.get(name)
         self.presets_store.delete(name)
+
+
+def _bare(index: int) -> dict:
+    return {"index": index, "label": "", "top_tokens": [], "max_activation": None,
+            "density": None}
+
+
+def _row(r) -> dict:
+    """A row of the analysis' feature table as the picker shows it."""
+    tokens = [t for t in (getattr(r, "top_tokens", "") or "").split(" | ") if t]
+    return {"index": int(r.feature), "label": getattr(r, "label", "") or "",
+            "top_tokens": tokens, "max_activation": float(r.max_act),
+            "density": float(r.density)}

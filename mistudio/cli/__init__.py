@@ -15,7 +15,7 @@ import sys
 from mistudio import __version__
 
 COMMAND_MODULES = ["info", "jobs", "screenshot", "datasets", "models", "extract", "train", "sae",
-                   "templates", "steer"]
+                   "templates", "features", "steer"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -350,7 +350,9 @@ class ModelService:
                 target = hooks.resolve(name, s["model_type"], s["n_layers"])
                 out.append({"name": name, "layer": layer, "type": t,
                             "label": hooks.HOOK_LABELS[t], "module": target.module_path,
-                            "io": target.io, "d": s["d_model"]})
+                            "io": target.io,
+                            "d": int(s.get("d_mlp") or 4 * s["d_model"]) if t == "mlp_post"
+                            else s["d_model"]})
         return out
 
     def quantization_options(self, device: str = "auto") -> dict[str, str]:
