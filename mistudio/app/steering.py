@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from mistudio.errors import UserError
-from mistudio.steering.generate import Sampling
+from mistudio.steering.sampling import Sampling
 from mistudio.steering.interventions import SCOPES, Column, Intervention
 from mistudio.steering.presets import Preset, PresetStore, SAEIdentity, file_sha256
 from mistudio.steering.repository import GenerationRecord, GenerationsRepo
