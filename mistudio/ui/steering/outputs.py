@@ -6,11 +6,12 @@ import html
 import math
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QScrollArea,
+from PySide6.QtWidgets import (QAbstractItemView, QGridLayout, QLabel, QScrollArea,
                                QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout,
                                QWidget)
 
 KL_FULL = 2.0  # nats at which a token's background is fully coloured
+GRID_COLUMNS = 4  # a sweep wraps into rows of this many outputs
 
 
 def kl_colour(kl: float, full: float = KL_FULL) -> str:
@@ -63,7 +64,8 @@ class OutputColumn(QWidget):
 
 
 class OutputsView(QWidget):
-    """One column per output (baseline first); rebuilt when the labels change."""
+    """One column per output (baseline first), side by side; a sweep's many outputs wrap
+    into a grid. Rebuilt when the labels change."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -76,7 +78,7 @@ class OutputsView(QWidget):
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.inner = QWidget()
-        self.row = QHBoxLayout(self.inner)
+        self.grid = QGridLayout(self.inner)
         self.scroll.setWidget(self.inner)
         lay.addWidget(self.scroll, 1)
         self.columns: list[OutputColumn] = []
@@ -89,8 +91,10 @@ class OutputsView(QWidget):
             col.setParent(None)
             col.deleteLater()
         self.columns = [OutputColumn(label, self.inner) for label in labels]
-        for col in self.columns:
-            self.row.addWidget(col, 1)
+        for i, col in enumerate(self.columns):
+            self.grid.addWidget(col, i // GRID_COLUMNS, i % GRID_COLUMNS)
+            if len(labels) > GRID_COLUMNS:
+                col.body.setMinimumHeight(160)
         self._labels = list(labels)
 
     def clear(self) -> None:
