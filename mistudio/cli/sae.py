@@ -1,5 +1,5 @@
-"""``mistudio sae ...``: list, show, export, import (load), evaluate, resume and delete
-SAEs/trainings."""
+"""``mistudio sae ...``: list, show, export, import (also called load), evaluate, resume and
+delete SAEs/trainings."""
 
 from __future__ import annotations
 
@@ -28,9 +28,11 @@ def register(sub) -> None:
     ep.add_argument("destination")
     ep.add_argument("--member")
     ep.set_defaults(func=run_export)
-    for name in ("import", "load"):
-        ip = s.add_parser(name, help="import an SAE: SAELens, sparsify or Gemma Scope files, "
-                                     "from a folder or a Hub repo id")
+    import_help = ("import an SAE: SAELens, sparsify or Gemma Scope files, from a folder or a "
+                   "Hub repo id")
+    # "load" is a hidden alias (no help: argparse leaves it out of the list of actions).
+    for ip in (s.add_parser("import", help=import_help, description=import_help),
+               s.add_parser("load", description=import_help + " (same as 'sae import')")):
         ip.add_argument("source", help="folder, or Hugging Face repo id")
         ip.add_argument("--subfolder", default="", help="the SAE's folder inside the source")
         ip.add_argument("--name", default="")
@@ -77,13 +79,17 @@ def run_list(studio, args) -> int:
     if not rows:
         print("no SAEs")
         return 0
-    print(f"{'ID':<14} {'ARCH':<10} {'D_IN':>6} {'D_SAE':>7} {'L0':>8} {'EV':>7}  SOURCE    NAME")
+    # CE: the CE loss score with the SAE spliced into its model (SAELens definition); empty
+    # until the SAE was evaluated (at the end of training, or `mistudio sae evaluate`)
+    print(f"{'ID':<14} {'ARCH':<10} {'D_IN':>6} {'D_SAE':>7} {'L0':>8} {'EV':>7} {'CE':>7}  "
+          "SOURCE    NAME")
     for r in rows:
         l0 = r.metrics.get("l0")
         ev = r.metrics.get("explained_variance")
+        ce = r.metrics.get("ce_loss_score")
         print(f"{r.id:<14} {r.architecture:<10} {r.d_in:>6} {r.d_sae:>7} "
-              f"{'' if l0 is None else f'{l0:.1f}':>8} {'' if ev is None else f'{ev:.3f}':>7}  "
-              f"{r.source:<9} {r.name}")
+              f"{'' if l0 is None else f'{l0:.1f}':>8} {'' if ev is None else f'{ev:.3f}':>7} "
+              f"{'' if ce is None else f'{ce:.3f}':>7}  {r.source:<9} {r.name}")
     return 0
 
 

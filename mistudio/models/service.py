@@ -242,6 +242,15 @@ class ModelService:
         src = Path(gguf_file).expanduser().resolve()
         if not src.is_file():
             raise UserError(f"No file at {src}.", hint="Pick an existing .gguf file.")
+        try:  # refuse a file that is not GGUF at once: no record, no job, one message
+            with open(src, "rb") as fh:
+                magic = fh.read(4)
+        except OSError as exc:
+            raise UserError(f"Cannot read {src}: {exc.strerror or exc}.") from exc
+        if magic != b"GGUF":
+            raise UserError(f"{src.name} is not a GGUF file (it does not start with the GGUF "
+                            "signature).",
+                            hint="Pick a .gguf model file, or import a Hugging Face folder.")
         mid = new_id("m")
         rec = ModelRecord(id=mid, name=name or src.stem, source="gguf", status="converting",
                           source_ref=str(src), folder=str(self.folder(mid)))

@@ -178,7 +178,11 @@ def test_closing_window_stops_running_jobs(qtbot, data_dir):
 def test_screenshot_command_saves_every_tab_and_dialog(tmp_path, data_dir, qapp):
     from mistudio.ui.screenshots import take_screenshots
 
+    # The user's window layout and settings are neither used nor changed by screenshots.
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "ui.ini").write_text("[General]\ntab=2\n")
     saved = take_screenshots(tmp_path / "shots", data_dir, size=(1000, 700))
+    assert (data_dir / "ui.ini").read_text() == "[General]\ntab=2\n"
     names = {p.name for p in saved}
     assert {f"tab-{i + 1}-{t.title.lower()}.png" for i, t in enumerate(TABS)} <= names
     assert {"dialog-settings.png", "dialog-about.png"} <= names
