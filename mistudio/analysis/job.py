@@ -265,9 +265,7 @@ def _per_feature_pass(work: Path, folder: Path, n_chunks: int, cfg, stats, block
         done.add(b0)
         atomic_write_json(done_file, sorted(done))
         ctx.check_cancelled()
-    for name, arr in out.items():
-        del arr
-    out.clear()
+    out.clear()  # drops the memory maps before their files move
     for name in shapes:
         (work / f"{name}.npy").replace(folder / f"{name}.npy")
 
@@ -333,8 +331,10 @@ def _random_contexts(folder: Path, spill: CodeSpill, n_chunks: int, n_rows: int,
 
 
 def _vocab_strings(tokenizer, vocab_size: int) -> list[str]:
-    size = max(vocab_size, len(tokenizer))
-    return [tokenizer.decode([i]) for i in range(size)]
+    """Display string of every id the model can output (ids the tokenizer lacks: <id>)."""
+    known = len(tokenizer)
+    return [tokenizer.decode([i]) if i < known else f"<{i}>"
+            for i in range(max(vocab_size, known))]
 
 
 def _density_histogram(count: np.ndarray, n_rows: int) -> dict:

@@ -298,7 +298,8 @@ class FeatureService:
         examples = res.examples(f, "top")[:n_examples]
         out = self._prompt_analyzer().ablate(
             p.sae_folder, p.model_folder, p.hook_name, f, examples, res, device=device,
-            trust_remote_code=p.trust_remote_code, dtype=p.model_dtype)
+            trust_remote_code=p.trust_remote_code, dtype=p.model_dtype,
+            hook_name_out=_hook_name_out(p.sae_folder))
         self._ablations[key] = out
         return out
 
@@ -342,6 +343,17 @@ class FeatureService:
             self.repo.update(rec.id, **fields)
         except Exception:  # a listener must never break the job
             log.exception("could not record a feature-analysis event")
+
+
+def _hook_name_out(sae_folder: str) -> str:
+    """A transcoder's output hook point (from its cfg.json), '' for SAEs."""
+    import json
+
+    try:
+        cfg = json.loads((Path(sae_folder) / "cfg.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str((cfg.get("metadata") or {}).get("hook_name_out") or "")
 
 
 def _feature_rows(res: AnalysisResults):

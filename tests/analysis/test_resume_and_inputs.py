@@ -157,3 +157,35 @@ def test_an_activation_set_replaces_the_forward_pass(small_analysis, gpt2_dir, a
                                       np.load(folder / f"{name}.npy"), err_msg=name)
     np.testing.assert_allclose(np.load(again / "max_act.npy"), np.load(folder / "max_act.npy"),
                                rtol=1e-5)
+
+
+def test_transcoder_reads_mlp_input_and_its_splice_reproduces_the_model(gpt2_dir,
+                                                                        analysis_tokens, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mistudio.analysis.prompt import PromptAnalyzer
+    from mistudio.analysis.results import AnalysisResults
+    from mistudio.sae.formats import save_saelens
+
+    sae = random_sae(d_in=64, d_sae=40, d_out=64, k=4)
+    save_saelens(tmp_path / "tc", sae, hook_name="blocks.1.hook_mlp_in",
+                 hook_name_out="blocks.1.hook_mlp_out")
+    folder = make_analysis(tmp_path / "fa", tmp_path / "tc", gpt2_dir, analysis_tokens,
+                           hook_name="blocks.1.hook_mlp_in", n_top=5, n_random=5)
+    res = AnalysisResults(folder)
+    model = AutoModelForCausalLM.from_pretrained(gpt2_dir).eval()
+    tokens = torch.from_numpy(np.load(analysis_tokens / "tokens.npy").astype(np.int64))
+    seen = {}
+    h = model.transformer.h[1].ln_2.register_forward_hook(lambda m, a, o: seen.update(x=o))
+    with torch.no_grad():
+        logits = model(tokens[:1]).logits[0]
+        model(tokens)
+    h.remove()
+    x = seen["x"].reshape(-1, 64)[(tokens.reshape(-1) != 0)]
+    acts = sae.encode(x).detach().numpy()
+    np.testing.assert_array_equal(res.columns["firing_count"], (acts > 0).sum(0))
+    spliced, act = PromptAnalyzer().splice_logits(
+        str(tmp_path / "tc"), str(gpt2_dir), "blocks.1.hook_mlp_in", tokens[0].tolist(),
+        hook_name_out="blocks.1.hook_mlp_out", ablate=None)
+    torch.testing.assert_close(spliced, logits, atol=1e-4, rtol=1e-4)
