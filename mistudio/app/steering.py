@@ -102,9 +102,19 @@ class SteeringService:
         if not sae_rec.hook_name:
             raise UserError("The SAE's files do not name its hook point.",
                             hint="Import it again with its cfg.json naming hook_name.")
+        from mistudio.models import hooks
         from mistudio.models.hooks import parse_hook_name
 
         parsed = parse_hook_name(sae_rec.hook_name)
+        if model_rec.family and model_rec.n_layers and (parsed is None or
+                                                        parsed[0] < model_rec.n_layers):
+            try:  # an unknown hook point name, or one this family cannot resolve
+                hooks.resolve(sae_rec.hook_name, model_rec.family, model_rec.n_layers)
+            except UserError as exc:
+                raise UserError(f"The SAE's hook point {sae_rec.hook_name!r} does not exist in "
+                                f"{model_rec.name}: {exc.message}",
+                                hint="Pick an SAE trained on this model's hook points.") \
+                    from None
         if parsed and model_rec.n_layers and parsed[0] >= model_rec.n_layers:
             raise UserError(f"The SAE hooks {sae_rec.hook_name}, but {model_rec.name} has "
                             f"{model_rec.n_layers} layers: it belongs to another model.",

@@ -158,6 +158,10 @@ def test_bad_inputs_give_clear_errors(steer_studio, tiny_llama_dir, tmp_path):
     deep = studio.trainings.import_sae(str(tmp_path / "l7"))
     with pytest.raises(UserError, match="blocks.7.*3 layers"):
         svc.prepare(model.id, deep.id, add, "Hi")
+    save_saelens(tmp_path / "odd", make_sae("topk"), hook_name="blocks.1.hook_nowhere")
+    odd = studio.trainings.import_sae(str(tmp_path / "odd"))
+    with pytest.raises(UserError, match="hook point 'blocks.1.hook_nowhere' does not exist"):
+        svc.prepare(model.id, odd.id, add, "Hi")
     assert svc.saes_for_model(model.id) and narrow.id not in \
         [s.id for s in svc.saes_for_model(model.id)]
 

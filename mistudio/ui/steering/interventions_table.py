@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QSlider, QTableWidget,
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QHeaderView, QSlider,
+                               QTableWidget,
                                QTableWidgetItem, QToolButton, QWidget)
 
 from mistudio.ui.steering.state import SLIDER_RANGE, FeatureRow
@@ -65,17 +66,19 @@ class InterventionsTable(QTableWidget):
         super().__init__(0, 4, parent)
         self.setHorizontalHeaderLabels(["Feature", "Action", "Coefficient / value", ""])
         self.verticalHeader().setVisible(False)
-        self.horizontalHeader().setStretchLastSection(False)
-        self.setColumnWidth(0, 150)
-        self.setColumnWidth(1, 80)
-        self.setColumnWidth(2, 260)
-        self.setColumnWidth(3, 28)
+        header = self.horizontalHeader()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.setColumnWidth(0, 120)
+        self.setColumnWidth(1, 78)
+        self.setColumnWidth(3, 30)
         self.rows: list[FeatureRow] = []
         self.editors: list[CoefficientEditor] = []
 
     def render_rows(self, rows: list[FeatureRow], units: str) -> None:
         self.rows = rows
         self.editors = []
+        self.setRowCount(0)  # drops the previous rows' widgets before new ones go in
         self.setRowCount(len(rows))
         for r, row in enumerate(rows):
             name = (f"vector: {row.label}" if row.kind == "vector" else

@@ -41,7 +41,7 @@ class SteeringTab(QWidget):
         split.addWidget(self._build_outputs())
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
-        split.setSizes([430, 900])
+        split.setSizes([490, 900])
         lay = QVBoxLayout(self)
         lay.addWidget(split)
         if bridge is not None:
@@ -158,7 +158,7 @@ class SteeringTab(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(box)
-        scroll.setMinimumWidth(400)
+        scroll.setMinimumWidth(470)
         return scroll
 
     def _build_outputs(self) -> QWidget:
