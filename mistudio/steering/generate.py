@@ -63,42 +63,63 @@ def generate_rows(model, prompt_ids: list[int], n_rows: int, sampling: Sampling,
     ``on_step(step, tokens, finished)`` after each new token; ``should_stop()`` ends early."""
     device = _model_device(model)
     eos_ids = set(eos_ids or ())
-    gens = [torch.Generator(device=device).manual_seed(sampling.seed) for _ in range(n_rows)]
+    total = batch_rows(n_rows, device)
+    if hook is not None:
+        hook.n_rows = total  # padding rows have no plan: they run unsteered
+    gens = [torch.Generator(device=device).manual_seed(sampling.seed) for _ in range(total)]
     procs = warpers(sampling)
     prompt = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     shared = hook is None or not hook.enabled or hook.scope == "generated"
-    seqs = prompt.expand(n_rows, -1)
+    seqs = prompt.expand(total, -1)
     out: list[list[int]] = [[] for _ in range(n_rows)]
     finished = [False] * n_rows
     cache = None
     cache_arg = cache_argument(model)
+    extra = {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}
     for step in range(sampling.max_new_tokens):
         if use_cache and cache is not None:
             if hook is not None:
                 hook.offset = seqs.shape[1] - 1
-            res = model(input_ids=seqs[:, -1:], use_cache=True, **{cache_arg: cache})
+            res = model(input_ids=seqs[:, -1:], use_cache=True, **{cache_arg: cache}, **extra)
         else:
             if hook is not None:
                 hook.offset = 0
-            first = use_cache and shared and step == 0 and n_rows > 1
-            res = model(input_ids=seqs[:1] if first else seqs, use_cache=use_cache)
+            first = use_cache and shared and step == 0 and total > 1
+            res = model(input_ids=seqs[:1] if first else seqs, use_cache=use_cache, **extra)
         logits = res.logits[:, -1, :].to(dtype=torch.float32, copy=True)
         if use_cache:
             cache = getattr(res, cache_arg)
-            if logits.shape[0] != n_rows:  # the shared prompt pass: one row for all
-                logits = logits.expand(n_rows, -1).clone()
-                cache.batch_repeat_interleave(n_rows)
+            if logits.shape[0] != total:  # the shared prompt pass: one row for all
+                logits = logits.expand(total, -1).clone()
+                cache.batch_repeat_interleave(total)
         next_tokens = _choose(logits, seqs, procs, sampling, gens)
-        for r, t in enumerate(next_tokens.tolist()):
+        chosen = next_tokens.tolist()[:n_rows]
+        for r, t in enumerate(chosen):
             if not finished[r]:
                 out[r].append(t)
                 finished[r] = t in eos_ids
         seqs = torch.cat([seqs, next_tokens[:, None]], dim=1)
         if on_step is not None:
-            on_step(step, next_tokens.tolist(), list(finished))
+            on_step(step, chosen, list(finished))
         if all(finished) or (should_stop is not None and should_stop()):
             break
     return out
+
+
+def batch_rows(n_rows: int, device) -> int:
+    """Rows to run for ``n_rows`` outputs. On the CPU, MKL multiplies 2 or 3 rows by a weight
+    matrix one row at a time (reading the weights once per row) but 4 rows in one pass:
+    decoding steps of SmolLM2-135M took 1.46x (2 rows), 1.92x (3) and 1.33x (4 rows) the
+    time of one row here, so 2-3 rows are padded to 4 (the extra rows are discarded)."""
+    if torch.device(device).type == "cpu" and n_rows in (2, 3):
+        return 4
+    return n_rows
+
+
+def accepts(model, name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(model.forward).parameters
 
 
 def _choose(logits, seqs, procs, sampling: Sampling, gens) -> torch.Tensor:
