@@ -174,3 +174,24 @@ def test_a_steered_row_does_not_change_the_baseline_row(gpt2):
     many = engine.run_comparison(model, tok, sae, _target(model), _columns(), PROMPT, s,
                                  with_metrics=False)
     assert alone["columns"][0]["tokens"] == many["columns"][0]["tokens"]
+
+
+def test_topk_latents_screened_in_float16_are_exact():
+    """The float16 screen of a TopK SAE's pre-activations decides membership of the top k
+    exactly: checked on the features at the boundary (the k-th and the (k+1)-th largest),
+    and when float16 would overflow (the plain float32 path)."""
+    from mistudio.sae.architectures import TopKSAE
+
+    sae = TopKSAE(64, 4096, k=32, seed=3).eval()
+    g = torch.Generator().manual_seed(5)
+    for scale in (1.0, 30.0, 2e5):
+        x = torch.randn(4, 3, 64, generator=g) * scale
+        pre = sae.pre_acts(x)
+        order = pre[0, 0].argsort(descending=True)
+        feats = [int(order[0]), int(order[31]), int(order[32]), int(order[-1])]
+        reader = LatentReader(sae, feats, torch.float32, "cpu")
+        assert reader.screen is not None
+        got = reader(x)
+        want = sae.encode(x)[..., feats]
+        assert torch.allclose(got, want, atol=1e-5 * scale)
+        assert (got[0, 0, :2] > 0).all() and got[0, 0, 2] == 0
