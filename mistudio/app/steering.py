@@ -29,18 +29,19 @@ MAX_PROMPT_CHARS = 100_000
 
 
 class SteeringService:
-    def __init__(self, *, store, queue, paths, models, saes, features=None):
-        """``models``: the ModelService; ``saes``: the service owning SAE records
+    def __init__(self, *, store, jobs, paths, models, saes, features=None):
+        """``jobs``: the JobService (submit, wait, cancel, listen); ``models``: the
+        ModelService; ``saes``: the service owning SAE records
         (``get_sae``, ``get_training``, ``list_saes``); ``features``: the feature analysis
         service, or None (then 'max' units and labels are unavailable)."""
         self.repo = GenerationsRepo(store)
-        self.queue = queue
+        self.jobs = jobs
         self.paths = paths
         self.models = models
         self.saes = saes
         self.features = features
         self.presets_store = PresetStore(self.folder / "presets")
-        queue.add_listener(self._on_job_event, records=True)
+        jobs.add_listener(self._on_job_event, records=True)
 
     @property
     def folder(self) -> Path:
@@ -264,7 +265,7 @@ class SteeringService:
                                request=request, file=params["out_file"])
         self.repo.insert(rec)
         labels = ", ".join(c["label"] for c in params["columns"])
-        job = self.queue.submit(GENERATE_KIND, params, title=f"Steer {params['model_name']}: "
+        job = self.jobs.submit(GENERATE_KIND, params, title=f"Steer {params['model_name']}: "
                                 f"{labels[:60]}", target=gen_id)
         self.repo.update(gen_id, job_id=job.id)
         rec.job_id = job.id
@@ -278,7 +279,7 @@ class SteeringService:
 
     def wait(self, gen_id: str, timeout: float | None = None) -> dict:
         rec = self.get(gen_id)
-        final = self.queue.wait(rec.job_id, timeout)
+        final = self.jobs.wait(rec.job_id, timeout)
         if final is not None and final.status == "failed":
             last = (final.traceback or "").strip().splitlines()[-1:] or [""]
             if "UserError" in last[0]:  # bad input found by the job (e.g. prompt too long)
@@ -297,7 +298,7 @@ class SteeringService:
 
     def stop(self, gen_id_or_job: str) -> bool:
         rec = self.repo.get(gen_id_or_job) or self.repo.by_job(gen_id_or_job)
-        return self.queue.cancel(rec.job_id if rec else gen_id_or_job)
+        return self.jobs.cancel(rec.job_id if rec else gen_id_or_job)
 
     def live(self, job_id: str) -> dict | None:
         """Tokens streamed so far by a running (or just finished) generation."""
@@ -331,7 +332,7 @@ class SteeringService:
 
     def delete(self, gen_id: str) -> None:
         rec = self.get(gen_id)
-        if rec.job_id and self.queue.is_active(rec.job_id):
+        if rec.job_id and self.jobs.is_active(rec.job_id):
             raise UserError("That generation is still running.", hint="Stop it first.")
         Path(rec.file).unlink(missing_ok=True)
         self.repo.delete(rec.id)

@@ -85,9 +85,9 @@ def silence_library_progress_bars() -> None:
 
             disable_progress_bars()
         if "transformers" in sys.modules:
-            from transformers.utils import logging as transformers_logging
+            from mistudio.hf import transformers_module
 
-            transformers_logging.disable_progress_bar()
+            transformers_module().utils.logging.disable_progress_bar()
     if not datasets_set and "datasets" in sys.modules:
         from datasets.utils.tqdm import disable_progress_bars as disable_datasets_bars
 
@@ -106,17 +106,17 @@ def follow_job_cli(studio, job, *, quiet: bool = False,
     try:
         while True:
             try:
-                final = studio.queue.wait(job.id, timeout=0.5)
+                final = studio.jobs.wait(job.id, timeout=0.5)
                 if final and final.status not in ("queued", "running", "paused"):
                     break
             except KeyboardInterrupt:
                 print(f"\n{stop_message}", file=sys.stderr)
-                studio.queue.cancel(job.id)
-                final = studio.queue.wait(job.id)
+                studio.jobs.cancel(job.id)
+                final = studio.jobs.wait(job.id)
                 break
     finally:
         bar.finish()
-        studio.queue.remove_listener(bar)
+        studio.jobs.remove_listener(bar)
     if final.status == "failed":
         print(f"error: {final.error}\n(details: {final.log_path})", file=sys.stderr)
     elif final.status == "cancelled":

@@ -146,7 +146,7 @@ def run_steer(args) -> int:
         from mistudio.cli.runner import TerminalProgress
 
         bar = TerminalProgress(job.id, quiet=args.json)
-        studio.add_job_listener(bar)
+        studio.jobs.add_listener(bar)
         try:
             result = svc.wait(rec.id)
         except KeyboardInterrupt:
@@ -154,7 +154,7 @@ def run_steer(args) -> int:
             raise
         finally:
             bar.finish()
-            studio.queue.remove_listener(bar)
+            studio.jobs.remove_listener(bar)
         if args.json:
             print_json(result)
         else:

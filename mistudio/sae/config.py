@@ -474,8 +474,13 @@ SETTING_INFO: dict[str, SettingInfo] = {
     "metrics_every_steps": _i("Metrics interval", "How often metrics are computed and "
                                                   "charted.", "steps"),
     "checkpoint_every_tokens": _i("Checkpoint interval", "Save a resumable checkpoint every "
-                                                         "this many tokens.", "tokens",
-                                  "0 = only at the end (and when cancelled)"),
+                                                         "this many tokens (and at the end, "
+                                                         "and when stopped).", "tokens",
+                                  "0 = automatic: every 10% of the training"),
+    "checkpoint_every_seconds": _i("Checkpoint timer", "Also save one every this many seconds "
+                                                       "of wall time (the first after a quarter "
+                                                       "of it), so a crash loses little.",
+                                   "seconds", "0 = off"),
     "keep_checkpoints": _i("Checkpoints kept", "How many recent checkpoints stay on disk.",
                            "checkpoints"),
     "eval_tokens": _i("Evaluation tokens", "Splice the SAE into its model at the end and "

@@ -120,14 +120,10 @@ def _or_auto(value, default):
 
 
 def generate_job(params: dict, ctx) -> dict:
-    import torch
-
     from mistudio import hardware
-    from mistudio.models.loading import MODEL_CACHE
-    from mistudio.steering import engine
+    from mistudio.models.pool import MODEL_POOL
     from mistudio.steering.generate import Sampling
     from mistudio.steering.interventions import Column
-    from mistudio.steering.stream import open_stream
 
     sampling = Sampling.from_dict(params.get("sampling")).validate()
     columns = [Column.from_dict(c) for c in params["columns"]]
@@ -137,8 +133,18 @@ def generate_job(params: dict, ctx) -> dict:
     dtype = hardware.resolve_dtype(_or_auto(params.get("dtype"), ctx.dtype), device)
     ctx.progress(0, sampling.max_new_tokens, f"Loading {params.get('model_name') or 'the model'}"
                  f" on {device}...")
-    loaded = MODEL_CACHE.get(params["model_folder"], dtype=dtype, device=device,
-                             trust_remote_code=bool(params.get("trust_remote_code")))
+    # leased: the pool never evicts a model while a job uses it
+    with MODEL_POOL.lease(params["model_folder"], dtype=dtype, device=device,
+                          trust_remote_code=bool(params.get("trust_remote_code"))) as loaded:
+        return _generate(params, ctx, loaded, sampling, columns, scope, device, dtype)
+
+
+def _generate(params, ctx, loaded, sampling, columns, scope, device, dtype) -> dict:
+    import torch
+
+    from mistudio.steering import engine
+    from mistudio.steering.stream import open_stream
+
     model, tokenizer = loaded.model, loaded.tokenizer
     sae = cached_sae(params["sae_folder"], device) if params.get("sae_folder") else None
     target = resolve_target(model, params["hook_name"], sae)

@@ -118,6 +118,8 @@ def test_library_progress_bars_are_silenced_for_a_cli_job(studio, monkeypatch):
         assert hub_utils.are_progress_bars_disabled()
         assert not transformers_logging.is_progress_bar_enabled()
         assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"  # for libraries imported later
-    finally:
+    finally:  # leave the bars as other tests expect them
+        monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+        monkeypatch.delenv("HF_DATASETS_DISABLE_PROGRESS_BARS", raising=False)
         hub_utils.enable_progress_bars()
         transformers_logging.enable_progress_bar()
