@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the services are imported where they are first built
     from mistudio.app.features import FeatureService
     from mistudio.app.models import ModelService
     from mistudio.app.runs import RunsService
+    from mistudio.app.steering import SteeringService
     from mistudio.sae.service import TrainingService
     from mistudio.app.templates import TemplateService
     from mistudio.app.workflows import TrainingWorkflows
@@ -72,6 +73,7 @@ class Studio:
         self._runs: RunsService | None = None
         self._templates: TemplateService | None = None
         self._workflows: TrainingWorkflows | None = None
+        self._steering: SteeringService | None = None
         self._clean_tmp()
 
     def _clean_tmp(self) -> None:
@@ -148,8 +150,8 @@ class Studio:
         with self._build_lock:
             if self._feature_labels is None:
                 from mistudio.app.feature_labels import FeatureLabelService
-                from mistudio.labels.repo import FeatureLabelsRepo
-                from mistudio.sae.saes_repo import SAEsRepo
+                from mistudio.labels.repository import FeatureLabelsRepo
+                from mistudio.sae.repository import SAEsRepo
 
                 self._feature_labels = FeatureLabelService(labels=FeatureLabelsRepo(self.store),
                                                            saes=SAEsRepo(self.store))
@@ -161,11 +163,23 @@ class Studio:
         with self._build_lock:
             if self._feature_maps is None:
                 from mistudio.app.feature_map import FeatureMapService
-                from mistudio.sae.saes_repo import SAEsRepo
+                from mistudio.sae.repository import SAEsRepo
 
                 self._feature_maps = FeatureMapService(saes=SAEsRepo(self.store), queue=self.queue,
                                                        paths=self.paths)
             return self._feature_maps
+
+    @property
+    def steering(self) -> SteeringService:
+        """Steered generation, its history and presets."""
+        with self._build_lock:
+            if self._steering is None:
+                from mistudio.app.steering import SteeringService
+
+                self._steering = SteeringService(store=self.store, jobs=self.jobs,
+                                                 paths=self.paths, models=self.models,
+                                                 saes=self.trainings, features=self.features)
+            return self._steering
 
     @property
     def runs(self) -> RunsService:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from mistudio.errors import UserError
 from mistudio.labels import exchange
-from mistudio.labels.repo import FeatureAnnotation, FeatureLabelsRepo, FeatureList
+from mistudio.labels.repository import FeatureAnnotation, FeatureLabelsRepo, FeatureList
 from mistudio.paths import atomic_write_text
-from mistudio.sae.saes_repo import SAEsRepo
+from mistudio.sae.repository import SAEsRepo
 
 MAX_LABEL = 200
 MAX_NOTES = 20_000

@@ -9,7 +9,7 @@ from mistudio.feature_map import projection
 from mistudio.feature_map.clustering import check_size, cluster_order, decoder_cosine
 from mistudio.jobs.queue import JobQueue
 from mistudio.paths import DataPaths
-from mistudio.sae.saes_repo import SAERecord, SAEsRepo
+from mistudio.sae.repository import SAERecord, SAEsRepo
 from mistudio.store.jobs_repo import JobRecord
 
 JOB_KIND = "features.map"

@@ -7,3 +7,4 @@ import mistudio.data.job_kinds  # noqa: F401
 import mistudio.feature_map.job_kinds  # noqa: F401
 import mistudio.models.job_kinds  # noqa: F401
 import mistudio.sae.job_kinds  # noqa: F401
+import mistudio.steering.job_kinds  # noqa: F401

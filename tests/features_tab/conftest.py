@@ -43,7 +43,7 @@ def clustered_sae_folder(tmp_path_factory):
 
 
 def register_sae(studio, folder, sae_id: str = "sae_test0001", d_sae: int = N_FEATURES):
-    from mistudio.sae.saes_repo import SAERecord, SAEsRepo
+    from mistudio.sae.repository import SAERecord, SAEsRepo
 
     return SAEsRepo(studio.store).insert(SAERecord(
         id=sae_id, folder=str(folder), source="imported", name="clustered test SAE",
@@ -127,7 +127,7 @@ def make_tab(qtbot, studio):
 @pytest.fixture
 def features_tab(qtbot, shared_analysis):
     """The Features tab on the analysed SAE, its table loaded."""
-    from mistudio.labels.repo import FeatureLabelsRepo
+    from mistudio.labels.repository import FeatureLabelsRepo
 
     studio, sae_id, fa_id = shared_analysis
     tab, bridge = make_tab(qtbot, studio)
