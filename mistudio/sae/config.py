@@ -15,7 +15,9 @@ one SAE per combination on the same activation stream (one read for all)::
 Architectures (``architecture``): ``relu`` (ReLU + decoder-norm-weighted L1, Anthropic
 April 2024), ``topk`` (TopK + AuxK, OpenAI 2024), ``batchtopk`` (top k*B over the batch with a
 global inference threshold), ``jumprelu`` (Gemma Scope, L0 penalty with straight-through
-estimators). ``kind``: ``sae`` reconstructs its input; ``transcoder`` reads one hook point and
+estimators), ``matryoshka_batchtopk`` (BatchTopK with nested dictionaries: each prefix
+``matryoshka_widths`` of the latents has its own reconstruction loss; SAELens's name).
+``kind``: ``sae`` reconstructs its input; ``transcoder`` reads one hook point and
 reconstructs another (``target_activation_id``/``target_activation_path``);
 ``skip_transcoder`` adds a linear skip connection ``W_skip``.
 
@@ -37,6 +39,8 @@ prefixed with the member name and a slash (``k16/l0``):
 ``lr``                 learning rate of this step
 ``sparsity_coef``      current (warmed-up) sparsity coefficient
 ``threshold``          mean threshold (jumprelu, batchtopk)
+``inner_mse_loss_W``   matryoshka_batchtopk: MSE of the reconstruction from the first W
+                       latents, one per inner width (SAELens's loss names)
 ``tokens``             tokens seen so far (shared)
 ``tokens_per_s``       training throughput over the metrics window (shared)
 ``step_time_ms``       mean wall time per step over the metrics window (shared)
@@ -59,7 +63,9 @@ from typing import Any
 
 from mistudio.errors import UserError
 
-ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu")
+ARCHITECTURES = ("relu", "topk", "batchtopk", "matryoshka_batchtopk", "jumprelu")
+#: Architectures with k active latents per token (on average, for the batch-wide ones).
+TOPK_FAMILY = ("topk", "batchtopk", "matryoshka_batchtopk")
 KINDS = ("sae", "transcoder", "skip_transcoder")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 NORMALIZATIONS = ("expected_average_only_in", "none")
@@ -99,6 +105,9 @@ class TrainingConfig:
     l0_coefficient: float = 1.0      #: jumprelu: L0 penalty
     jumprelu_bandwidth: float = 0.05  #: width of the straight-through rectangle kernel
     jumprelu_init_threshold: float = 0.05
+    #: matryoshka_batchtopk: increasing prefix widths, d_sae appended if missing; empty:
+    #: d_sae/16, d_sae/4, d_sae
+    matryoshka_widths: list[int] = field(default_factory=list)
     # -- optimisation -------------------------------------------------------------------
     lr: float = 3e-4
     adam_beta1: float = 0.9
@@ -287,15 +296,38 @@ class TrainingConfig:
         if self.architecture == "jumprelu" and not (self.jumprelu_bandwidth > 0
                                                     and self.jumprelu_init_threshold >= 0):
             bad("JumpReLU needs a positive bandwidth and a non-negative initial threshold")
-        if self.architecture in ("topk", "batchtopk") and self.k < 1:
+        if self.architecture in TOPK_FAMILY and self.k < 1:
             bad(f"k must be at least 1 (got {self.k})")
         if d_in is not None:
             d_sae = self.resolved_d_sae(d_in)
             if d_sae < 1:
                 bad(f"The SAE width works out to {d_sae}", "Use a larger expansion factor.")
-            if self.architecture in ("topk", "batchtopk") and self.k > d_sae:
+            if self.architecture in TOPK_FAMILY and self.k > d_sae:
                 bad(f"k = {self.k} is larger than the SAE width d_sae = {d_sae}",
                     "Lower k or widen the SAE (d_sae / expansion_factor).")
+            if self.architecture == "matryoshka_batchtopk":
+                try:
+                    resolve_matryoshka_widths(self.matryoshka_widths, d_sae)
+                except ValueError as exc:
+                    bad(str(exc), "List increasing widths up to d_sae, e.g. "
+                        f"{max(1, d_sae // 16)}, {max(1, d_sae // 4)}, {d_sae}.")
+
+
+def resolve_matryoshka_widths(widths, d_sae: int) -> list[int]:
+    """The nested widths, ending at ``d_sae`` (appended when missing, as SAELens does);
+    none given: ``d_sae/16, d_sae/4, d_sae``. Raises ValueError when not increasing."""
+    d_sae = int(d_sae)
+    if not widths:
+        return sorted({max(1, d_sae // 16), max(1, d_sae // 4), d_sae})
+    out = [int(w) for w in widths]
+    if out[-1] != d_sae:
+        out.append(d_sae)
+    if any(w <= 0 for w in out):
+        raise ValueError(f"Matryoshka widths must be positive (got {out})")
+    if any(b <= a for a, b in zip(out, out[1:])):
+        raise ValueError(f"Matryoshka widths must be strictly increasing and at most d_sae "
+                         f"= {d_sae} (got {out})")
+    return out
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -326,6 +358,14 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     elif isinstance(default, dict):
         if isinstance(value, dict):
             return dict(value)
+    elif isinstance(default, list):  # of ints (matryoshka_widths): [64, 256] or "64, 256"
+        items = value.replace(",", " ").split() if isinstance(value, str) else value
+        if isinstance(items, (list, tuple)):
+            try:
+                out = [_coerce(name, v, 0) for v in items]
+                return [int(v) for v in out]
+            except UserError:
+                pass
     else:
         return value
     raise UserError(f"Setting {name!r} has the wrong type: {value!r}.",

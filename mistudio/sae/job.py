@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mistudio.errors import UserError
+from mistudio.sae.config import TOPK_FAMILY
 
 
 def train_job(params: dict, ctx) -> dict:
@@ -78,5 +79,5 @@ def import_job(params: dict, ctx) -> dict:
             "source_ref": f"{source}{'/' + subfolder if subfolder else ''}",
             "format": info["format"], "architecture": sae.architecture, "kind": kind,
             "d_in": sae.d_in, "d_sae": sae.d_sae, "d_out": sae.d_out,
-            "k": sae.k if sae.architecture in ("topk", "batchtopk") else None,
+            "k": sae.k if sae.architecture in TOPK_FAMILY else None,
             "model_name": info.get("model_name", ""), "hook_name": info.get("hook_name", "")}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mistudio.errors import UserError
 from mistudio.jobs.context import JobContext
-from mistudio.sae.config import TrainingConfig
+from mistudio.sae.config import TOPK_FAMILY, TrainingConfig
 from mistudio.sae.job import import_job  # noqa: F401 - the sae.import job kind names it here
 from mistudio.sae.saes_repo import SAERecord, SAEsRepo
 from mistudio.sae.trainings_repo import TrainingRecord, TrainingsRepo
@@ -570,7 +570,7 @@ class TrainingService:
                 name=f"{tr.name} · {item['member']}" if len(result["saes"]) > 1 else tr.name,
                 training_id=tr.id, member=item["member"], architecture=item["architecture"],
                 kind=m.kind, d_in=item["d_in"], d_sae=item["d_sae"], d_out=tr.d_out or item["d_in"],
-                k=item.get("k") if item["architecture"] in ("topk", "batchtopk") else None,
+                k=item.get("k") if item["architecture"] in TOPK_FAMILY else None,
                 model_name=meta.get("model_name") or "", hook_name=meta.get("hook_name") or "",
                 metrics={**(item.get("metrics") or {}),
                          **({"eval_held_out": item.get("eval_held_out")}
