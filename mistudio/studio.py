@@ -190,3 +190,24 @@ Studio.activations = _service("mistudio.activations.service", "ActivationService
 Studio.trainings = _service("mistudio.sae.service", "TrainingService")
 Studio.templates = _service("mistudio.templates.service", "TemplateService")
 Studio.workflows = _service("mistudio.workflows", "TrainingWorkflows")
+
+
+def _sae_catalogue(self):
+    """The pretrained-SAE catalogue (mistudio.app.sae_catalogue), with explicit deps."""
+    svc = self.__dict__.get("_svc_sae_catalogue")
+    if svc is None:
+        from mistudio.app.sae_catalogue import SAECatalogueService
+
+        self.trainings  # records finished catalogue downloads (its job listener)
+        svc = SAECatalogueService(
+            paths=self.paths, settings=lambda: self.settings,
+            update_settings=self.update_settings, submit_job=self.submit_job,
+            hf_token=lambda: self.hf_token,
+            registered_models=lambda: [m.source_ref or m.name for m in self.models.list()],
+            find_imported=lambda ref: [s for s in self.trainings.list_saes()
+                                       if s.source_ref == ref])
+        self.__dict__["_svc_sae_catalogue"] = svc
+    return svc
+
+
+Studio.sae_catalogue = property(_sae_catalogue)

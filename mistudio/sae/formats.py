@@ -285,13 +285,18 @@ def _load_gemma_scope(folder: Path):
 
 
 def download_sae(repo_id: str, subfolder: str = "", *, cache_dir: str | Path,
-                 token: str | None = None, revision: str | None = None) -> Path:
-    """Fetch an SAE folder (or its ``subfolder``) from the Hugging Face Hub; returns it."""
+                 token: str | None = None, revision: str | None = None,
+                 endpoint: str | None = None, tqdm_class=None) -> Path:
+    """Fetch an SAE folder (or its ``subfolder``) from the Hugging Face Hub; returns it.
+
+    Files land in the Hub cache layout under ``cache_dir``: a broken download leaves its
+    ``.incomplete`` blob there and the next call resumes it with a range request."""
     from huggingface_hub import snapshot_download
 
     patterns = [f"{subfolder.strip('/')}/*"] if subfolder else None
     root = snapshot_download(repo_id, allow_patterns=patterns, cache_dir=str(cache_dir),
-                             token=token, revision=revision)
+                             token=token, revision=revision, endpoint=endpoint,
+                             tqdm_class=tqdm_class)
     folder = Path(root) / subfolder if subfolder else Path(root)
     if not folder.is_dir():
         raise UserError(f"{repo_id} has no folder {subfolder!r}.",

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_KIND = "sae.train"
 IMPORT_KIND = "sae.import"
+CATALOGUE_KIND = "sae.catalogue_download"  # (mistudio.app.sae_catalogue) recorded as imports
 EVAL_KIND = "sae.evaluate"
 DEFAULT_EVAL_TOKENS = 4096
 
@@ -529,7 +530,7 @@ class TrainingService:
                         **rec.metrics, **result.get("metrics", {}),
                         "eval_held_out": result.get("held_out")})
             return
-        if job.kind == IMPORT_KIND:
+        if job.kind in (IMPORT_KIND, CATALOGUE_KIND):
             if (status or job.status) == "completed" and (payload or {}).get("result"):
                 if self.saes_repo.get(job.target) is None:
                     self._record_import(payload["result"])
