@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from mistudio.errors import UserError
-from mistudio.sae.catalogue import Catalogue, CatalogueEntry, load_catalogue
+from mistudio.sae.catalogue import Catalogue, CatalogueEntry, load_catalogue, model_key
 from mistudio.store.db import new_id
 
 DOWNLOAD_KIND = "sae.catalogue_download"
@@ -29,6 +29,9 @@ class SAECatalogueService:
         self._hf_token = hf_token
         self._registered_models = registered_models
         self._find_imported = find_imported
+        #: Hub address for downloads (None: HF_ENDPOINT or huggingface.co); tests and
+        #: mirrors set it
+        self.endpoint: str | None = None
 
     # ------------------------------------------------------------------ reading
 
@@ -51,6 +54,13 @@ class SAECatalogueService:
 
     def registered_models(self) -> list[str]:
         return self._registered_models()
+
+    def model_choices(self) -> list[tuple[str, bool]]:
+        """(Hub id, registered?) of every model in the catalogue, registered ones first."""
+        regs = {model_key(r) for r in self.registered_models()}
+        models = self.catalogue().models()
+        return ([(m, True) for m in models if model_key(m) in regs]
+                + [(m, False) for m in models if model_key(m) not in regs])
 
     def browse(self, *, model: str = "", release: str = "", text: str = "",
                registered_only: bool = False, loadable_only: bool = False,
@@ -89,5 +99,5 @@ class SAECatalogueService:
         return self._submit_job(DOWNLOAD_KIND, {
             "release": entry.release, "sae_id": entry.sae_id, "sae_id_new": sae_id,
             "catalogue_file": self.catalogue_file(), "data_dir": str(self.paths.root),
-            "endpoint": endpoint or None},
+            "endpoint": endpoint or self.endpoint},
             title=f"Download SAE {entry.key}", target=sae_id, job_id=job_id)

@@ -112,15 +112,15 @@ class Catalogue:
         """Entries matching a model (alias or Hub id), a release, a free-text search over
         release/id/hook, the user's registered models (Hub ids or names), loadability."""
         want_model = hub_model_id(model).lower() if model else ""
-        regs = {_model_key(r) for r in registered or []} if registered is not None else None
+        regs = {model_key(r) for r in registered or []} if registered is not None else None
         words = text.lower().split()
         out = []
         for e in self.entries:
-            if want_model and _model_key(e.hub_model) != _model_key(want_model):
+            if want_model and model_key(e.hub_model) != model_key(want_model):
                 continue
             if release and e.release != release:
                 continue
-            if regs is not None and _model_key(e.hub_model) not in regs:
+            if regs is not None and model_key(e.hub_model) not in regs:
                 continue
             if loadable_only and not e.loadable:
                 continue
@@ -137,7 +137,7 @@ def hub_model_id(name: str) -> str:
     return TL_ALIASES.get(name.strip().lower(), name.strip())
 
 
-def _model_key(name: str) -> str:
+def model_key(name: str) -> str:
     """Compare models by their Hub id's last part, case-insensitively (``gpt2`` matches
     ``openai-community/gpt2``)."""
     return hub_model_id(name).rsplit("/", 1)[-1].lower()
