@@ -120,6 +120,10 @@ class DatasetsRepo:
                        or r.name == dataset_id]
             if len(matches) == 1:
                 return matches[0]
+            if matches:  # a name given twice, or a short id prefix
+                raise UserError(f"{dataset_id!r} matches several datasets: "
+                                f"{', '.join(r.id for r in matches)}.",
+                                hint="Use the id; `mistudio datasets list` shows ids and names.")
             raise UserError(f"No dataset {dataset_id!r}.",
                             hint="`mistudio datasets list` shows the datasets and their ids.")
         return rec

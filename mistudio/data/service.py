@@ -82,7 +82,11 @@ class DatasetService:
         if rec is None:
             matches = [t for t in self.repos.tokenizations.list()
                        if t.id.startswith(tokenization_id)]
-            if len(matches) != 1:
+            if len(matches) > 1:
+                raise UserError(f"{tokenization_id!r} matches several tokenizations: "
+                                f"{', '.join(t.id for t in matches)}.",
+                                hint="Use more of the id.")
+            if not matches:
                 raise UserError(f"No tokenization {tokenization_id!r}.",
                                 hint="`mistudio datasets show <dataset>` lists its "
                                 "tokenizations.")

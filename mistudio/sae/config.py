@@ -54,6 +54,7 @@ With the SAE spliced into the model (``eval_tokens`` > 0, at the end and every
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import math
@@ -160,8 +161,7 @@ class TrainingConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise UserError(f"Unknown training setting(s): {', '.join(unknown)}.",
-                            hint="Check the spelling; `docs/sae-engine.md` lists every setting.")
+            raise unknown_settings_error(unknown)
         clean = {}
         for name, value in data.items():
             default = getattr(cls(), name)
@@ -368,8 +368,41 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
                 pass
     else:
         return value
+    expected = _TYPE_WORDS.get(type(default), f"a {type(default).__name__}")
     raise UserError(f"Setting {name!r} has the wrong type: {value!r}.",
-                    hint=f"Expected a {type(default).__name__}.")
+                    hint=f"Expected {expected}.")
+
+
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+               dict: "an object of settings"}
+
+
+def setting_names() -> list[str]:
+    """Every setting a TrainingConfig accepts (its field names)."""
+    return [f.name for f in fields(TrainingConfig)]
+
+
+def unknown_settings_error(unknown, where: str = "") -> UserError:
+    """The error for misspelled or unknown setting names, with the closest valid names."""
+    # Match against the names and the form's labels ("lerning_rate" -> "Learning rate" -> lr).
+    candidates = {name: name for name in setting_names()}
+    for name in setting_names():
+        candidates.setdefault(setting_info(name).label.lower().replace(" ", "_"), name)
+    parts = []
+    for name in unknown:
+        close = list(dict.fromkeys(
+            candidates[c] for c in difflib.get_close_matches(str(name).lower(), candidates,
+                                                             n=3, cutoff=0.6)))
+        parts.append(f"'{name}' (did you mean {' or '.join(repr(c) for c in close)}?)"
+                     if close else f"'{name}'")
+    prefix = f"{where}: u" if where else "U"
+    return UserError(f"{prefix}nknown training setting(s): {', '.join(parts)}.",
+                     hint="Check the spelling; `docs/sae-engine.md` lists every setting.")
+
+
+def coerce_setting(name: str, value: Any) -> Any:
+    """``value`` brought to the type of setting ``name`` (a :class:`UserError` if it cannot be)."""
+    return _coerce(name, value, getattr(TrainingConfig(), name))
 
 
 def _member_label(key: str, value: Any) -> str:
@@ -381,3 +414,122 @@ def _member_label(key: str, value: Any) -> str:
     else:
         text = str(value)
     return f"{short}{text}".replace("/", "_")
+
+
+# ------------------------------------------------------------------ labels and help
+@dataclass(frozen=True)
+class SettingInfo:
+    """How a setting is presented: the Training form's label, tooltip, unit and what its
+    "automatic" value (0, or -1 for ``init_seed``) means. The form is generated from this."""
+
+    label: str
+    help: str
+    unit: str = ""
+    auto: str = ""   #: what the automatic value means, e.g. "automatic: from expansion factor"
+
+
+def _i(label: str, help: str, unit: str = "", auto: str = "") -> SettingInfo:
+    return SettingInfo(label, help, unit, auto)
+
+
+SETTING_INFO: dict[str, SettingInfo] = {
+    "name": _i("Name", "A name for the run (optional)."),
+    "activation_id": _i("Activation set", "The activation set in the app to train on."),
+    "activation_path": _i("Activation folder", "Or a folder holding an activation set."),
+    "target_activation_id": _i("Target activation set",
+                               "Transcoders: the activation set to reconstruct (same rows)."),
+    "target_activation_path": _i("Target activation folder",
+                                 "Transcoders: or a folder holding the target set."),
+    "shuffle": _i("Shuffle rows", "Read the activation rows in a random order (recommended)."),
+    "d_in": _i("Input width", "The expected activation width; checked against the set.",
+               "dimensions", "0 = automatic: from the activation set"),
+    "kind": _i("Kind", "sae reconstructs its input; a transcoder reads one hook point and "
+                       "reconstructs another; a skip transcoder adds a linear skip path."),
+    "architecture": _i("Architecture",
+                       "relu: L1 penalty (Anthropic April 2024); topk: k latents per token + "
+                       "AuxK (OpenAI); batchtopk: k x batch over the batch; "
+                       "matryoshka_batchtopk: BatchTopK with nested dictionaries, each prefix "
+                       "also reconstructing on its own (Bussmann et al. 2025); jumprelu: "
+                       "learned thresholds with an L0 penalty (Gemma Scope)."),
+    "matryoshka_widths": _i("Matryoshka widths", "Nested dictionary sizes, increasing, "
+                            "comma-separated (e.g. 512, 2048); the SAE width is added as the "
+                            "last level.", "latents", "empty = automatic: d_sae/16, d_sae/4"),
+    "d_sae": _i("SAE width", "Number of latents. Set it to fix the width exactly.",
+                "latents", "0 = automatic: from expansion factor"),
+    "expansion_factor": _i("Expansion factor",
+                           "SAE width = expansion factor x input width (used when the SAE "
+                           "width is 0).", "x input width"),
+    "k": _i("Active latents (k)", "Latents kept per token (TopK) or on average (BatchTopK).",
+            "per token"),
+    "aux_k": _i("AuxK latents", "Dead latents the AuxK loss uses to revive them.", "latents",
+                "0 = automatic: half the input width (at most half the SAE width)"),
+    "aux_k_coefficient": _i("AuxK loss weight", "Weight of the AuxK loss (OpenAI: 1/32)."),
+    "l1_coefficient": _i("L1 penalty", "Sparsity penalty (ReLU). Higher: sparser, worse "
+                                       "reconstruction."),
+    "l1_warmup_fraction": _i("Penalty warm-up", "Fraction of training over which the "
+                                                "sparsity penalty ramps up from 0.",
+                             "of the steps"),
+    "l0_coefficient": _i("L0 penalty", "L0 sparsity penalty (JumpReLU)."),
+    "jumprelu_bandwidth": _i("Threshold bandwidth",
+                             "Width of the straight-through estimator's kernel (JumpReLU)."),
+    "jumprelu_init_threshold": _i("Initial threshold", "Initial threshold of every latent "
+                                                       "(JumpReLU)."),
+    "lr": _i("Learning rate", "Adam learning rate. In the form it follows the width "
+                              "(2e-4/sqrt(d_sae/16384)) until you change it."),
+    "adam_beta1": _i("Adam beta1", "Adam's first-moment decay."),
+    "adam_beta2": _i("Adam beta2", "Adam's second-moment decay."),
+    "adam_eps": _i("Adam epsilon", "Adam's denominator epsilon."),
+    "lr_schedule": _i("LR schedule", "After warm-up: constant, cosine, or linear decay over "
+                                     "the last part."),
+    "lr_warmup_steps": _i("LR warm-up", "Steps of linear learning-rate warm-up.", "steps",
+                          "0 = no warm-up"),
+    "lr_decay_fraction": _i("LR decay part", "Linear schedule: the part of the steps at the "
+                                             "end used to decay.", "of the steps"),
+    "lr_min_fraction": _i("Final LR", "Final learning rate as a fraction of the peak.",
+                          "of the peak"),
+    "grad_clip_norm": _i("Gradient clipping", "Clip the gradient norm to this value.", "",
+                         "0 = no clipping"),
+    "batch_size": _i("Batch size", "Tokens per optimizer step (across all GPUs).", "tokens"),
+    "total_tokens": _i("Training length", "How many activation rows to train on (the data "
+                                          "repeats if needed). Accepts 2e6, 2M, 500k.",
+                       "tokens"),
+    "seed": _i("Seed", "Data order, and the weight initialisation unless the init seed is "
+                       "set."),
+    "init_seed": _i("Init seed", "Weight initialisation (sweep this, not the seed).", "",
+                    "-1 = automatic: the seed"),
+    "normalize_activations": _i("Input scaling", "Scale inputs so their mean norm is "
+                                                 "sqrt(d_in) (SAELens), or none."),
+    "normalization_tokens": _i("Scaling sample", "Tokens used to estimate the input scale up "
+                                                 "front.", "tokens"),
+    "dead_window_tokens": _i("Dead-latent window", "A latent silent for this many tokens "
+                                                   "counts as dead.", "tokens"),
+    "metrics_every_steps": _i("Metrics interval", "How often metrics are computed and "
+                                                  "charted.", "steps"),
+    "checkpoint_every_tokens": _i("Checkpoint interval", "Save a resumable checkpoint every "
+                                                         "this many tokens.", "tokens",
+                                  "0 = only at the end (and when cancelled)"),
+    "keep_checkpoints": _i("Checkpoints kept", "How many recent checkpoints stay on disk.",
+                           "checkpoints"),
+    "eval_tokens": _i("Evaluation tokens", "Splice the SAE into its model at the end and "
+                                           "measure the CE loss and KL scores on this many "
+                                           "held-out tokens (needs the activation set's model "
+                                           "in the app).", "tokens", "0 = no evaluation"),
+    "eval_every_steps": _i("Evaluation interval", "Also evaluate every this many steps.",
+                           "steps", "0 = only at the end"),
+    "device": _i("Device", "Where to train: auto uses the GPU when there is one."),
+    "dtype": _i("Precision", "Matmul precision (autocast); weights stay float32. auto: "
+                             "bfloat16 on a GPU, float32 on the CPU."),
+    "compile": _i("Compile", "torch.compile the training step (GPU; slower first steps)."),
+    "compile_backend": _i("Compile backend", "torch.compile backend (inductor; aot_eager "
+                                             "without code generation)."),
+    "model_name": _i("Model", "The model the activations came from (filled in from the set)."),
+    "hook_name": _i("Hook point", "The hook point read (filled in from the set)."),
+    "hook_name_out": _i("Output hook point", "Transcoders: the hook point reconstructed."),
+    "sweep": _i("Sweep", "Several values of per-SAE settings, trained together."),
+    "member_name": _i("Sweep member", "Set by the app on each SAE of a sweep."),
+}
+
+
+def setting_info(name: str) -> SettingInfo:
+    """The presentation of setting ``name`` (a plain label for a setting without an entry)."""
+    return SETTING_INFO.get(name) or SettingInfo(name.replace("_", " ").capitalize(), "")

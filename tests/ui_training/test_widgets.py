@@ -151,7 +151,7 @@ def test_form_sweep_and_width_scaled_lr(qtbot):
     form.sweep_values.setText("16, x")
     assert "Sweep values" in form.config()[1][0]
     form.sweep_values.setText("")
-    assert "give the values of k" in form.config()[1][0]
+    assert "give the values of Active latents (k)" in form.config()[1][0]
 
 
 def test_form_matryoshka_widths(qtbot):
