@@ -93,6 +93,12 @@ class TrainingConfig:
     target_activation_path: str = ""
     shuffle: bool = True
     d_in: int = 0                    #: expected input width; 0: take it from the set
+    #: or train on the fly: activations computed from this registered model (id, name or
+    #: folder) over a tokenization, at ``hook_name``, never written to disk
+    onthefly_model: str = ""
+    onthefly_tokenization: str = ""  #: tokenization id or folder ("": one made with its tokenizer)
+    onthefly_batch_sequences: int = 8  #: sequences per forward pass
+    shuffle_buffer_tokens: int = 65_536  #: rows mixed at a time (memory: ~3x this x d_in)
     # -- architecture -------------------------------------------------------------------
     kind: str = "sae"
     architecture: str = "topk"
@@ -230,9 +236,19 @@ class TrainingConfig:
         def bad(msg: str, hint: str = "") -> None:
             raise UserError(msg, hint=hint)
 
-        if not (self.activation_id or self.activation_path):
+        if not (self.activation_id or self.activation_path or self.onthefly_model):
             bad("No activation set chosen for training.",
-                "Pick an activation set (extract one in the Models tab first).")
+                "Pick an activation set (extract one in the Models tab first), or train on "
+                "the fly from a model.")
+        if self.onthefly_model:
+            if not self.hook_name:
+                bad("Training on the fly needs the hook point to read (hook_name).",
+                    "For example blocks.6.hook_resid_post.")
+            if self.is_transcoder:
+                bad("Training on the fly reads one hook point: transcoders need activation "
+                    "sets (extract both hook points first).")
+            if self.onthefly_batch_sequences < 1 or self.shuffle_buffer_tokens < 1:
+                bad("onthefly_batch_sequences and shuffle_buffer_tokens must be at least 1.")
         for key, allowed in (("kind", KINDS), ("lr_schedule", LR_SCHEDULES),
                              ("normalize_activations", NORMALIZATIONS), ("device", DEVICES),
                              ("dtype", DTYPES)):
@@ -441,6 +457,15 @@ SETTING_INFO: dict[str, SettingInfo] = {
     "target_activation_path": _i("Target activation folder",
                                  "Transcoders: or a folder holding the target set."),
     "shuffle": _i("Shuffle rows", "Read the activation rows in a random order (recommended)."),
+    "onthefly_model": _i("Model (on the fly)", "Train from this registered model's "
+                         "activations, computed as training goes (nothing is written)."),
+    "onthefly_tokenization": _i("Tokenized dataset (on the fly)", "The tokens fed to the "
+                                "model; empty picks one made with its tokenizer."),
+    "onthefly_batch_sequences": _i("Forward batch", "Sequences per forward pass when "
+                                   "training on the fly.", "sequences"),
+    "shuffle_buffer_tokens": _i("Shuffle buffer", "On the fly: activations mixed at a time "
+                                "before batches are drawn; memory is about 3x this x the "
+                                "width.", "tokens"),
     "d_in": _i("Input width", "The expected activation width; checked against the set.",
                "dimensions", "0 = automatic: from the activation set"),
     "kind": _i("Kind", "sae reconstructs its input; a transcoder reads one hook point and "

@@ -27,7 +27,8 @@ def train_job(params: dict, ctx) -> dict:
 
     cfg = TrainingConfig.from_dict(params["config"])
     path = params.get("activation_path") or cfg.activation_path
-    if not path:
+    onthefly = params.get("onthefly")
+    if not path and not onthefly:
         raise UserError("The training job has no activation set.",
                         hint="Start trainings from the Training tab or `mistudio train`.")
     target = params.get("target_activation_path") or cfg.target_activation_path or None
@@ -39,7 +40,14 @@ def train_job(params: dict, ctx) -> dict:
         device = resolve_device(cfg.device if cfg.device != "auto" else ctx.device)
         if cfg.device == "cuda" and device != "cuda":
             ctx.log("CUDA was requested but is not available; training on the CPU.", "warning")
-    source = open_source(path, target)
+    if onthefly and not path:  # activations computed from the model as training goes
+        from mistudio.sae.onthefly import ModelActivationSource
+
+        ctx.progress(0, None, f"Loading {onthefly.get('model_name') or 'the model'} to "
+                     "compute activations on the fly...")
+        source = ModelActivationSource(onthefly, device=device)
+    else:
+        source = open_source(path, target)
     rank = int(dist.get("rank", 0))
     out = params.get("out_dir") or ctx.artifact_dir
     trainer = Trainer(cfg, source, Path(out) if out and rank == 0 else None, ctx=ctx,
