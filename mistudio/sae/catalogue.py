@@ -269,4 +269,12 @@ def _width_of(text: str) -> int | None:
     if not m:
         return None
     number, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-    return int(number) * {"k": 1024, "m": 1024 ** 2}.get(unit.lower(), 1)
+    n, unit = int(number), unit.lower()
+    if not unit:
+        return n
+    # "16k", "65k", "1m" name powers of two (16384, 65536, 2^20); "24k" is 24 x 1024
+    approx = n * (1000 if unit == "k" else 1_000_000)
+    pow2 = 1 << round(approx).bit_length()
+    nearest = min((pow2 // 2, pow2), key=lambda v: abs(v - approx))
+    return nearest if abs(nearest - approx) <= 0.05 * approx else n * (1024 if unit == "k"
+                                                                         else 1024 ** 2)

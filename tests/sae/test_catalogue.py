@@ -202,3 +202,11 @@ def test_gemma_scope_entry_and_refusals(studio, hub, tmp_path):
     with pytest.raises(UserError, match="RELEASE/ID"):
         svc.start_download("acme-gemma3", endpoint=hub.endpoint)
     assert hub.served == served
+
+
+def test_widths_read_from_names():
+    from mistudio.sae.catalogue import _width_of
+
+    assert [_width_of(t) for t in ("layer_3/width_16k/x", "width_65k", "width_1m",
+                                   "v5_32k_layer_0", "24k", "blocks.3.hook_resid_pre")] == \
+        [16384, 65536, 2 ** 20, 32768, 24576, None]

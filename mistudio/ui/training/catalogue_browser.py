@@ -124,6 +124,7 @@ class CatalogueBrowser(QDialog):
         self.details = QLabel("Select an SAE.")
         self.details.setWordWrap(True)
         self.details.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.details.setMinimumHeight(52)  # room for the reason an SAE cannot load
         self.download_btn = QPushButton("Download and import")
         self.download_btn.setEnabled(False)
         close = QPushButton("Close")
