@@ -98,7 +98,7 @@ class TrainingConfig:
     onthefly_model: str = ""
     onthefly_tokenization: str = ""  #: tokenization id or folder ("": one made with its tokenizer)
     onthefly_batch_sequences: int = 8  #: sequences per forward pass
-    shuffle_buffer_tokens: int = 65_536  #: rows mixed at a time (memory: ~3x this x d_in)
+    shuffle_buffer_tokens: int = 65_536  #: rows mixed at a time (memory: ~2x this x d_in)
     # -- architecture -------------------------------------------------------------------
     kind: str = "sae"
     architecture: str = "topk"
@@ -464,7 +464,7 @@ SETTING_INFO: dict[str, SettingInfo] = {
     "onthefly_batch_sequences": _i("Forward batch", "Sequences per forward pass when "
                                    "training on the fly.", "sequences"),
     "shuffle_buffer_tokens": _i("Shuffle buffer", "On the fly: activations mixed at a time "
-                                "before batches are drawn; memory is about 3x this x the "
+                                "before batches are drawn; memory is about 2x this x the "
                                 "width.", "tokens"),
     "d_in": _i("Input width", "The expected activation width; checked against the set.",
                "dimensions", "0 = automatic: from the activation set"),

@@ -5,8 +5,9 @@ tokenization + hook point. A producer thread runs the extraction's own forward l
 (:func:`mistudio.activations.extract.capture_batches`: the pass stops after the hook,
 valid positions only) over the epoch's sequences in a shuffled order and assembles
 *fills* of about ``buffer_rows`` rows; the trainer's thread draws each batch from the
-current fill in a random order. Memory is bounded by the buffer: at most three fills exist
-(one being drawn from, one ready, one being built), ``3 * buffer_rows * d_in`` floats.
+current fill in a random order. Memory is bounded by the buffer: at most two fills exist
+(one being drawn from, the next one being built or ready), ``2 * buffer_rows * d_in``
+floats (plus one forward batch).
 
 The layout of an epoch is fixed before any forward pass: the sequence order comes from
 ``(seed, epoch)``, forward batches are ``batch_sequences`` consecutive sequences of that
@@ -183,14 +184,16 @@ class ModelActivationSource:
 
 
 class _FillProducer:
-    """The producer thread: computes fills ``first, first + 1, ...`` ahead of the trainer,
-    one at a time into a one-slot queue (so at most three fills exist)."""
+    """The producer thread: computes fills ``first, first + 1, ...`` one ahead of the
+    trainer: a fill is started only once the trainer took the previous one, so at most two
+    fills exist and a run that stops wastes at most the one being built."""
 
     def __init__(self, source: ModelActivationSource, fills, first: int, seed: int,
                  epoch: int, shuffle: bool):
         self.source, self.fills, self.first = source, fills, first
         self.seed, self.epoch, self.shuffle = seed, epoch, shuffle
         self.q: queue.Queue = queue.Queue(maxsize=1)
+        self.ahead = threading.Semaphore(1)  # fills started but not yet taken
         self.stop = threading.Event()
         self.held = 0  # rows alive in fills (queued + being drawn from + being built)
         self._lock = threading.Lock()
@@ -206,6 +209,9 @@ class _FillProducer:
     def _run(self) -> None:
         try:
             for k in range(self.first, len(self.fills)):
+                while not self.ahead.acquire(timeout=0.1):
+                    if self.stop.is_set():
+                        return
                 batches, n_rows = self.fills[k]
                 self._hold(n_rows)
                 parts = []
@@ -247,6 +253,7 @@ class _FillProducer:
                 if not self.thread.is_alive():
                     raise RuntimeError("the on-the-fly activation producer stopped") from None
                 continue
+            self.ahead.release()  # taken: the producer may start the next fill
             if last_rows:  # the fill drawn from before is done with
                 self._hold(-last_rows)
                 last_rows = 0

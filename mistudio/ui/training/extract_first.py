@@ -205,7 +205,7 @@ class ExtractFirstBox(QGroupBox):
         if self.on_the_fly:
             self.info.setText(f"{rows:,} tokens per epoch × width {d}, computed as training "
                               "goes: nothing on disk; memory holds the shuffle buffer "
-                              "(about 3 × its size × the width).")
+                              "(about 2 × its size × the width).")
             return
         self.info.setText(f"Up to {rows:,} tokens × width {d} (float32) ≈ "
                           f"{human_bytes(rows * d * 4)} on disk; the training starts when "
