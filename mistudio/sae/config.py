@@ -146,7 +146,7 @@ class TrainingConfig:
     compile_backend: str = "inductor"  #: torch.compile backend ("aot_eager": no codegen)
     # -- provenance (filled from the activation set when empty) -------------------------
     model_name: str = ""
-    hook_name: str = ""
+    hook_name: str = ""              #: on the fly: the hook point to read
     hook_name_out: str = ""
     # -- sweep --------------------------------------------------------------------------
     sweep: dict[str, list] = field(default_factory=dict)
@@ -548,7 +548,8 @@ SETTING_INFO: dict[str, SettingInfo] = {
     "compile_backend": _i("Compile backend", "torch.compile backend (inductor; aot_eager "
                                              "without code generation)."),
     "model_name": _i("Model", "The model the activations came from (filled in from the set)."),
-    "hook_name": _i("Hook point", "The hook point read (filled in from the set)."),
+    "hook_name": _i("Hook point", "The hook point read (filled in from the set; on the fly: "
+                                  "the one to read)."),
     "hook_name_out": _i("Output hook point", "Transcoders: the hook point reconstructed."),
     "sweep": _i("Sweep", "Several values of per-SAE settings, trained together."),
     "member_name": _i("Sweep member", "Set by the app on each SAE of a sweep."),
