@@ -113,6 +113,18 @@ def extraction(model_dir: Path, tok_dir: Path, out: Path, args, device: str) -> 
     return result["tokens_per_s"]
 
 
+def torch_version() -> str:
+    import torch
+
+    return f"{torch.__version__} (kernels {torch.backends.cpu.get_cpu_capability()})"
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         import torch
@@ -163,7 +175,11 @@ def main() -> int:
             import torch
 
             shape += f", {torch.cuda.get_device_name()}"
+        from mistudio.hardware import cpu_summary
+
         print(shape, flush=True)
+        print(f"CPU: {cpu_summary()}; torch {torch_version()}, {torch_threads()} threads",
+              flush=True)
         bases, exts, ratios = [], [], []
         for i in range(args.pairs):
             order = ("bare", "ext") if i % 2 == 0 else ("ext", "bare")

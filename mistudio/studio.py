@@ -142,6 +142,18 @@ class Studio:
         outcomes pass ``records=True`` (told first; see JobQueue.add_listener)."""
         self.queue.add_listener(fn, records=records)
 
+    @property
+    def features(self):
+        """Feature analyses and their queries (:class:`mistudio.app.features.FeatureService`)."""
+        svc = self.__dict__.get("_svc_features")
+        if svc is None:
+            from mistudio.app.features import FeatureService
+
+            svc = FeatureService(store=self.store, queue=self.queue, paths=self.paths,
+                                 trainings=self.trainings, models=self.models)
+            self.__dict__["_svc_features"] = svc
+        return svc
+
     # ------------------------------------------------------------------ info
 
     def info(self, *, with_torch: bool = True) -> dict:

@@ -1,1 +1,1 @@
-"""Application services, one per area (explicit dependencies; see docs/DESIGN)."""
+"""Application services, one per area (see docs/architecture.md)."""

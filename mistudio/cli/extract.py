@@ -124,12 +124,12 @@ def run_list(args) -> int:
         return 0
     from mistudio.paths import human_bytes
 
-    print(f"{'ID':<13} {'STATUS':<10} {'HOOK':<28} {'ROWS':>10} {'D':>5} {'DTYPE':<8} "
-          f"{'SIZE':>9}  MODEL")
-    for r in rows:
-        print(f"{r.id:<13} {r.status:<10} {r.hook_point:<28} {r.num_rows or 0:>10,} "
-              f"{r.d_in or '-':>5} {r.dtype:<8} {human_bytes(r.size_bytes or 0):>9}  "
-              f"{r.model_id}")
+    from mistudio.cli.table import print_table
+
+    print_table(["ID", "STATUS", "HOOK", "ROWS", "D", "DTYPE", "SIZE", "MODEL"],
+                [[r.id, r.status, r.hook_point, f"{r.num_rows or 0:,}", r.d_in or "-", r.dtype,
+                  human_bytes(r.size_bytes or 0), r.model_id] for r in rows],
+                right=(3, 4, 6), shrink=(2,))
     return 0
 
 

@@ -71,3 +71,5 @@ register(JobKind("sae.evaluate", "mistudio.sae.evaluation:evaluate_job", gpu=Tru
                  title="Evaluate SAE spliced into its model"))
 register(JobKind("training.export_checkpoint", "mistudio.workflows:export_checkpoint_job",
                  title="Export checkpoint as SAELens folder"))
+register(JobKind("features.analyze", "mistudio.analysis.job:run", gpu=True,
+                 title="Analyse SAE features", pausable=True))

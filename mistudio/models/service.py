@@ -242,6 +242,15 @@ class ModelService:
         src = Path(gguf_file).expanduser().resolve()
         if not src.is_file():
             raise UserError(f"No file at {src}.", hint="Pick an existing .gguf file.")
+        try:  # refuse a file that is not GGUF at once: no record, no job, one message
+            with open(src, "rb") as fh:
+                magic = fh.read(4)
+        except OSError as exc:
+            raise UserError(f"Cannot read {src}: {exc.strerror or exc}.") from exc
+        if magic != b"GGUF":
+            raise UserError(f"{src.name} is not a GGUF file (it does not start with the GGUF "
+                            "signature).",
+                            hint="Pick a .gguf model file, or import a Hugging Face folder.")
         mid = new_id("m")
         rec = ModelRecord(id=mid, name=name or src.stem, source="gguf", status="converting",
                           source_ref=str(src), folder=str(self.folder(mid)))
@@ -350,7 +359,9 @@ class ModelService:
                 target = hooks.resolve(name, s["model_type"], s["n_layers"])
                 out.append({"name": name, "layer": layer, "type": t,
                             "label": hooks.HOOK_LABELS[t], "module": target.module_path,
-                            "io": target.io, "d": s["d_model"]})
+                            "io": target.io,
+                            "d": int(s.get("d_mlp") or 4 * s["d_model"]) if t == "mlp_post"
+                            else s["d_model"]})
         return out
 
     def quantization_options(self, device: str = "auto") -> dict[str, str]:

@@ -33,6 +33,7 @@ prefixed with the member name and a slash (``k16/l0``):
 ``aux_loss``           AuxK loss (topk/batchtopk) — 0 when no latent is dead
 ``sparsity_loss``      L1 (relu) or L0 (jumprelu) penalty term, with its coefficient
 ``dead_fraction``      latents that did not fire in the last ``dead_window_tokens`` tokens
+                       (SAELens's window; all tokens so far while the run is shorter)
 ``dense_fraction``     latents firing on more than 10% of tokens (over the metrics window)
 ``cosine_sim``         mean cosine similarity between input and reconstruction
 ``l2_ratio``           mean ||reconstruction|| / ||input||
@@ -134,7 +135,10 @@ class TrainingConfig:
     # -- bookkeeping --------------------------------------------------------------------
     dead_window_tokens: int = 1_000_000  #: a latent silent this long counts as dead
     metrics_every_steps: int = 10
-    checkpoint_every_tokens: int = 0  #: 0: only the final checkpoint
+    #: 0: every 10% of ``total_tokens`` (set it >= total_tokens for the final one only)
+    checkpoint_every_tokens: int = 0
+    #: also every this many seconds of wall time, the first after a quarter of it; 0: off
+    checkpoint_every_seconds: float = 60.0
     keep_checkpoints: int = 3
     # -- spliced-in evaluation (needs the activation set's model registered in the app) --
     eval_tokens: int = 4096          #: CE loss / KL score on held-out tokens at the end; 0: off
@@ -210,6 +214,13 @@ class TrainingConfig:
         return max(1, int(self.total_tokens) // max(1, int(self.batch_size)))
 
     @property
+    def checkpoint_interval_tokens(self) -> int:
+        """Tokens between checkpoints: the setting, or 10% of the run when it is 0."""
+        if self.checkpoint_every_tokens:
+            return int(self.checkpoint_every_tokens)
+        return max(int(self.batch_size), int(self.total_tokens) // 10)
+
+    @property
     def is_transcoder(self) -> bool:
         return self.kind in ("transcoder", "skip_transcoder")
 
@@ -278,8 +289,10 @@ class TrainingConfig:
             bad("lr_decay_fraction and lr_min_fraction must be between 0 and 1.")
         if self.eval_tokens < 0 or self.eval_every_steps < 0:
             bad("eval_tokens and eval_every_steps cannot be negative (0 turns them off).")
-        if self.lr_warmup_steps < 0 or self.checkpoint_every_tokens < 0:
-            bad("lr_warmup_steps and checkpoint_every_tokens cannot be negative.")
+        if (self.lr_warmup_steps < 0 or self.checkpoint_every_tokens < 0
+                or not self.checkpoint_every_seconds >= 0):
+            bad("lr_warmup_steps, checkpoint_every_tokens and checkpoint_every_seconds cannot "
+                "be negative.")
         if not 0 <= self.l1_warmup_fraction <= 1:
             bad("l1_warmup_fraction must be between 0 and 1.")
         if d_in is not None and self.d_in and self.d_in != d_in:
@@ -531,8 +544,13 @@ SETTING_INFO: dict[str, SettingInfo] = {
     "metrics_every_steps": _i("Metrics interval", "How often metrics are computed and "
                                                   "charted.", "steps"),
     "checkpoint_every_tokens": _i("Checkpoint interval", "Save a resumable checkpoint every "
-                                                         "this many tokens.", "tokens",
-                                  "0 = only at the end (and when cancelled)"),
+                                                         "this many tokens (and at the end, "
+                                                         "and when stopped).", "tokens",
+                                  "0 = automatic: every 10% of the training"),
+    "checkpoint_every_seconds": _i("Checkpoint timer", "Also save one every this many seconds "
+                                                       "of wall time (the first after a quarter "
+                                                       "of it), so a crash loses little.",
+                                   "seconds", "0 = off"),
     "keep_checkpoints": _i("Checkpoints kept", "How many recent checkpoints stay on disk.",
                            "checkpoints"),
     "eval_tokens": _i("Evaluation tokens", "Splice the SAE into its model at the end and "

@@ -10,7 +10,8 @@ from typing import Any, Iterable
 from mistudio.store.db import Store, now_iso
 
 ACTIVE = ("queued", "running", "paused")
-FINISHED = ("completed", "failed", "cancelled", "interrupted")
+#: ``resumed``: the job stopped (interrupted, cancelled) and a later job continued its work
+FINISHED = ("completed", "failed", "cancelled", "interrupted", "resumed")
 STATUSES = ACTIVE + FINISHED
 
 

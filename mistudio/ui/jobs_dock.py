@@ -80,7 +80,7 @@ class JobsModel(QAbstractTableModel):
             if col == "Message" and (r.error or r.message):
                 return r.error or r.message
             if col == "Job":
-                return f"{r.kind} ({r.id})"
+                return f"{r.title or r.kind}\n{r.kind} ({r.id})"
         if role == Qt.ItemDataRole.ForegroundRole and col == "Status":
             return QColor(STATUS_COLORS.get(r.status, "#000"))
         return None
@@ -193,11 +193,18 @@ class JobsDock(QDockWidget):
         self.table.setItemDelegateForColumn(2, StatusBadgeDelegate(self.table))
         self.table.setItemDelegateForColumn(3, ProgressDelegate(self.table))
         self.table.verticalHeader().hide()
+        # One line per job, names shortened with "…" (the tooltip has them whole), rows just
+        # tall enough for the badge: the panel's default height shows five jobs.
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        vh = self.table.verticalHeader()
+        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vh.setDefaultSectionSize(self.table.fontMetrics().height() + 10)
         self.table.setAlternatingRowColors(True)
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hh.setStretchLastSection(True)
-        for col, w in enumerate((180, 110, 90, 120, 60, 110)):
+        for col, w in enumerate((280, 110, 90, 120, 60, 110)):
             self.table.setColumnWidth(col, w)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
@@ -216,6 +223,17 @@ class JobsDock(QDockWidget):
         bridge.progress.connect(self.model.apply_progress)
         bridge.log.connect(self._on_log)
         self.reload()
+
+    def height_for_rows(self, rows: int) -> int:
+        """The dock height that shows ``rows`` jobs whole (buttons, header, rows, frames)."""
+        body = self.widget()
+        margins = body.layout().contentsMargins()
+        bar = max(self.cancel_btn.sizeHint().height(), self.clear_btn.sizeHint().height())
+        header = self.table.horizontalHeader().sizeHint().height()
+        frame = 2 * self.table.frameWidth()
+        title = self.style().pixelMetric(QStyle.PixelMetric.PM_TitleBarHeight)
+        return (title + margins.top() + margins.bottom() + bar + body.layout().spacing()
+                + header + frame + rows * self.table.verticalHeader().defaultSectionSize() + 4)
 
     def reload(self) -> None:
         selected = self.selected()

@@ -21,7 +21,10 @@ DOCS_URL = "https://github.com/mistudio/mistudio/tree/main/docs"
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, studio, parent=None):
+    """``remember_layout=False`` (screenshots): neither read nor write the user's ui.ini, so
+    the pictures do not depend on the last session and the next session is not changed."""
+
+    def __init__(self, studio, parent=None, *, remember_layout: bool = True):
         super().__init__(parent)
         self.studio = studio
         self.setWindowTitle(APP_TITLE)
@@ -41,11 +44,13 @@ class MainWindow(QMainWindow):
 
         self.jobs_dock = JobsDock(studio, self.bridge, self)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobs_dock)
-        self.resizeDocks([self.jobs_dock], [190], Qt.Orientation.Vertical)
+        self.resizeDocks([self.jobs_dock], [self.jobs_dock.height_for_rows(5)],
+                         Qt.Orientation.Vertical)
         self.status = AppStatusBar(studio, self)
         self.setStatusBar(self.status)
         self._build_menus()
-        self._ui_settings = QSettings(str(studio.paths.root / "ui.ini"), QSettings.Format.IniFormat)
+        self._ui_settings = (QSettings(str(studio.paths.root / "ui.ini"),
+                                       QSettings.Format.IniFormat) if remember_layout else None)
         self._restore_geometry()
         self._closing = False
         self._on_tab_changed(self.tabs.currentIndex())
@@ -119,6 +124,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ geometry & close
 
     def _restore_geometry(self) -> None:
+        if self._ui_settings is None:
+            return
         geo = self._ui_settings.value("geometry")
         state = self._ui_settings.value("state")
         if geo is not None:
@@ -130,6 +137,8 @@ class MainWindow(QMainWindow):
             self.tabs.setCurrentIndex(int(tab))
 
     def _save_geometry(self) -> None:
+        if self._ui_settings is None:
+            return
         self._ui_settings.setValue("geometry", self.saveGeometry())
         self._ui_settings.setValue("state", self.saveState())
         self._ui_settings.setValue("tab", self.tabs.currentIndex())

@@ -16,7 +16,7 @@ from tests.e2e.conftest import (assert_same_reconstruction, explained_variance,
 
 TRAIN = {"architecture": "topk", "expansion_factor": 2, "k": 8, "batch_size": 128,
          "total_tokens": 128 * 30, "normalization_tokens": 1024, "metrics_every_steps": 5,
-         "device": "cpu", "eval_tokens": 0}
+         "device": "cpu", "eval_tokens": 0, "checkpoint_every_seconds": 0}
 HOOK = "blocks.1.hook_resid_post"
 
 

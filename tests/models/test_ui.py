@@ -160,8 +160,14 @@ def test_switching_models_keeps_the_inspector_and_form_consistent(qt_studio, qtb
     name, _ = next(states)
     assert name == "architecture" and inspector.is_filled()
     assert inspector.fields["n_layers"].text() == "3" and inspector.tree.topLevelItemCount()
-    assert [n for n, _ in states] == ["architecture-hooks-filtered", "extract",
-                                      "activation-sets"]
+    tab.extract.precision.read()  # as when the device changes: the estimate is read again
+    names = []
+    for name, _ in states:
+        names.append(name)
+        if name == "extract":  # taken once the memory estimate is shown, not while reading
+            assert tab.extract.precision.is_ready(), "extract screenshot taken mid-estimate"
+            assert "Estimating memory" not in tab.extract.precision.memory.text()
+    assert names == ["architecture-hooks-filtered", "extract", "activation-sets"]
 
 
 def test_inspector_reads_label_their_result_or_error():

@@ -98,7 +98,12 @@ def test_job_card_states(qtbot):
     card.set_status("interrupted", can_resume=True, message="Interrupted.")
     assert card.resume_ckpt_btn.isVisible() and not card.cancel_btn.isVisible()
     assert card.delete_act.isEnabled() and card.message.text() == "Interrupted."
+    assert card.badge.text() == "interrupted — can resume"
     card.resume_ckpt_btn.click()
+    # killed before its first checkpoint: nothing to resume, and the badge says so
+    card.set_status("interrupted", can_resume=False)
+    assert card.badge.text() == "interrupted — no checkpoint"
+    assert not card.resume_ckpt_btn.isVisible()
     card.set_status("completed")
     assert not card.resume_ckpt_btn.isVisible() and card.export_act.isEnabled()
     assert not card.message.isVisible()

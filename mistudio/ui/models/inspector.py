@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QSizePolicy, QSplitter, QTreeWidget, QTreeWidgetItem,
+                               QPushButton, QSplitter, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
 
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
+from mistudio.ui.elided_label import ElidedLabel
 from mistudio.ui.models.background import BackgroundCall
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -52,13 +53,11 @@ class ArchitectureInspector(QWidget):
                            ("vocab_size", "Vocabulary"), ("context_length", "Context length"),
                            ("n_params", "Parameters"), ("dtype", "Weights dtype"),
                            ("weights_bytes", "On disk"), ("source", "Source")):
-            self.fields[key] = QLabel("-")
+            # a long source path must not widen the window: shortened in the middle (the
+            # folder's start and the file name stay), in full in its tooltip
+            self.fields[key] = ElidedLabel("-") if key == "source" else QLabel("-")
             self.fields[key].setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.form.addRow(label, self.fields[key])
-        # a long source path must not widen the whole window: shown clipped (the model card
-        # and its tooltip show it in full)
-        self.fields["source"].setSizePolicy(QSizePolicy.Policy.Ignored,
-                                            QSizePolicy.Policy.Preferred)
         top.addLayout(self.form, 1)
         mem = QVBoxLayout()
         row = QHBoxLayout()

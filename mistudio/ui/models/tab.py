@@ -318,6 +318,7 @@ class ModelsTab(QWidget):
         yield "architecture-hooks-filtered", None
         self.inspector.hook_filter.clear()
         self.tabs.setCurrentWidget(self.extract)
+        _wait_until(self.extract.precision.is_ready, 60)  # not "Estimating memory..."
         yield "extract", None
         self.tabs.setCurrentWidget(self.sets)
         if self.sets.model.rowCount() and self.sets.selected() is None:

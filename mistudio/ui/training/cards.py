@@ -10,10 +10,15 @@ from PySide6.QtWidgets import (QCheckBox, QFrame, QHBoxLayout, QLabel, QMenu, QP
 STATUS_COLORS = {
     "queued": "#6c757d", "running": "#0d6efd", "paused": "#b8860b", "completed": "#198754",
     "failed": "#dc3545", "cancelled": "#6c757d", "interrupted": "#d9480f",
+    "resumed": "#6c757d",
     "extracting": "#6f42c1",  # an extract-then-train workflow's first step
 }
 ACTIVE_STATUSES = ("queued", "running", "paused", "extracting")
-STATUS_TEXT = {"interrupted": "interrupted — can resume"}
+#: Badge texts; "can resume" only where a checkpoint exists (``can_resume``), since an
+#: interruption before the first checkpoint leaves nothing to resume from.
+STATUS_TEXT = {("interrupted", True): "interrupted — can resume",
+               ("interrupted", False): "interrupted — no checkpoint",
+               ("resumed", False): "resumed — continued by a later job"}
 
 
 def format_eta(seconds: float | None) -> str:
@@ -133,7 +138,7 @@ class JobCard(QFrame):
         self.status = status
         self.can_resume = can_resume
         color = STATUS_COLORS.get(status, "#6c757d")
-        self.badge.setText(STATUS_TEXT.get(status, status))
+        self.badge.setText(STATUS_TEXT.get((status, can_resume), status))
         self.badge.setStyleSheet(f"background: {color}; color: white; border-radius: 7px; "
                                  "padding: 1px 8px; font-size: 8pt")
         active = status in ACTIVE_STATUSES

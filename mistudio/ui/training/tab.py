@@ -12,6 +12,8 @@ look the same after the app restarts.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMessageBox, QPushButton,
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
@@ -510,12 +512,15 @@ class TrainingTab(QWidget):
         dest = QFileDialog.getExistingDirectory(self, "Export SAE to folder")
         if not dest:
             return
+        # export writes into a new or empty folder: one named after the training (and the
+        # member, for a sweep) inside the chosen one
+        folder = Path(dest) / (job.target or job.id)
         for member in members:
             out = self._guard(self.actions.export_saelens, job, member,
-                              dest if len(members) == 1 else f"{dest}/{member}")
+                              folder if len(members) == 1 else folder / member)
             if out is None:
                 return
-        QMessageBox.information(self, "Exported", f"Saved {len(members)} SAE(s) to {dest}.")
+        QMessageBox.information(self, "Exported", f"Saved {len(members)} SAE(s) to {folder}.")
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
