@@ -154,7 +154,7 @@ def main() -> int:
         args.batch, args.seq, args.batches = 64, 128, 50
 
     from mistudio.hardware import resolve_device, resolve_dtype
-    from mistudio.models.loading import MODEL_CACHE
+    from mistudio.models.pool import MODEL_POOL
 
     device = resolve_device(args.device)
     if args.device not in ("auto", "cpu") and device == "cpu":
@@ -165,7 +165,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="extract_bench_") as tmp:
         root = Path(tmp)
         model_dir, tok_dir = build_assets(root, args)
-        model = MODEL_CACHE.get(model_dir, dtype=args.dtype, device=device).model  # shared
+        model = MODEL_POOL.get(model_dir, dtype=args.dtype, device=device).model  # shared
         bare_forward(model, tok_dir, args, device)  # warm-up (kernels, allocator, page cache)
         extraction(model_dir, tok_dir, root / "out", args, device)
         shape = (f"GPT-2 shape d{args.d_model} x{args.n_layers} layers, stop after layer "

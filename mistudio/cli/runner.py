@@ -106,17 +106,17 @@ def follow_job_cli(studio, job, *, quiet: bool = False,
     try:
         while True:
             try:
-                final = studio.queue.wait(job.id, timeout=0.5)
+                final = studio.jobs.wait(job.id, timeout=0.5)
                 if final and final.status not in ("queued", "running", "paused"):
                     break
             except KeyboardInterrupt:
                 print(f"\n{stop_message}", file=sys.stderr)
-                studio.queue.cancel(job.id)
-                final = studio.queue.wait(job.id)
+                studio.jobs.cancel(job.id)
+                final = studio.jobs.wait(job.id)
                 break
     finally:
         bar.finish()
-        studio.queue.remove_listener(bar)
+        studio.jobs.remove_listener(bar)
     if final.status == "failed":
         print(f"error: {final.error}\n(details: {final.log_path})", file=sys.stderr)
     elif final.status == "cancelled":

@@ -408,10 +408,10 @@ class TrainingService:
         hook_out = ""
         if target:
             try:
-                hook_out = str(ActivationSet(target).meta.get("hook_point") or "")
+                hook_out = ActivationSet(target).hook_name
             except (OSError, UserError):
                 hook_out = ""
-        hook = hook_name or str(meta.get("hook_point") or meta.get("hook_name") or "")
+        hook = hook_name or str(meta.get("hook_name") or "")
         if not hook:
             raise UserError("The activation set does not name its hook point.",
                             hint="Give the hook point to evaluate at.")

@@ -558,10 +558,9 @@ class Trainer:
             meta = self.source.meta
             model = self.config.model_name or str(meta.get("model_name") or meta.get("model")
                                                   or meta.get("model_id") or "")
-            hook = self.config.hook_name or str(meta.get("hook_point") or meta.get("hook_name")
-                                                or "")
+            hook = self.config.hook_name or str(meta.get("hook_name") or "")
             hook_out = self.config.hook_name_out or str(
-                getattr(self.source, "meta_out", {}).get("hook_point") or "")
+                getattr(self.source, "meta_out", {}).get("hook_name") or "")
             for m in self.members:
                 density = m.tracker.density()
                 folder = self.out_dir / SAES_DIR / m.name

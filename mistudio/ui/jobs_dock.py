@@ -11,12 +11,10 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QHeaderVi
                                QStyleOptionProgressBar, QTableView, QVBoxLayout, QWidget,
                                QDialog, QDialogButtonBox)
 
-from mistudio.store.jobs_repo import ACTIVE, JobRecord
+from mistudio.app.jobs import ACTIVE, JobRecord
+from mistudio.ui.kit.labels import paint_status_chip
+from mistudio.ui.kit.palette import status_colour
 
-STATUS_COLORS = {
-    "queued": "#6b7280", "running": "#2563eb", "paused": "#d97706", "completed": "#059669",
-    "failed": "#dc2626", "cancelled": "#6b7280", "interrupted": "#b45309",
-}
 COLUMNS = ["Job", "Target", "Status", "Progress", "ETA", "Started", "Message"]
 
 
@@ -82,7 +80,7 @@ class JobsModel(QAbstractTableModel):
             if col == "Job":
                 return f"{r.title or r.kind}\n{r.kind} ({r.id})"
         if role == Qt.ItemDataRole.ForegroundRole and col == "Status":
-            return QColor(STATUS_COLORS.get(r.status, "#000"))
+            return QColor(status_colour(r.status))
         return None
 
     def apply_progress(self, job_id: str, payload: dict) -> None:
@@ -122,18 +120,9 @@ class StatusBadgeDelegate(QStyledItemDelegate):
 
     def paint(self, painter, option, index):
         status = index.data(Qt.ItemDataRole.DisplayRole) or ""
-        color = QColor(STATUS_COLORS.get(status, "#6b7280"))
-        painter.save()
-        painter.setRenderHint(painter.RenderHint.Antialiasing)
-        fm = option.fontMetrics
-        w = fm.horizontalAdvance(status) + 14
+        w = option.fontMetrics.horizontalAdvance(status) + 14
         rect = QRect(option.rect.x() + 4, option.rect.y() + 4, w, option.rect.height() - 8)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(color)
-        painter.drawRoundedRect(rect, 8, 8)
-        painter.setPen(QColor("white"))
-        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, status)
-        painter.restore()
+        paint_status_chip(painter, rect, status, status)
 
 
 class LogDialog(QDialog):

@@ -148,7 +148,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             event.accept()
             return
-        active = self.studio.queue.active_ids()
+        active = self.studio.jobs.active_ids()
         if active and not getattr(self, "skip_close_confirmation", False):
             answer = QMessageBox.question(
                 self, "Jobs are running",
@@ -160,7 +160,7 @@ class MainWindow(QMainWindow):
         self._save_geometry()
         self._closing = True
         for job_id in active:
-            self.studio.queue.cancel(job_id)
+            self.studio.jobs.cancel(job_id)
         if not active:
             self._finish_close()
             event.accept()
@@ -173,7 +173,7 @@ class MainWindow(QMainWindow):
         timer.setInterval(100)
 
         def poll():
-            if not self.studio.queue.active_ids() or time.monotonic() > deadline:
+            if not self.studio.jobs.active_ids() or time.monotonic() > deadline:
                 timer.stop()
                 self._finish_close()
                 self.close()
@@ -188,7 +188,7 @@ class MainWindow(QMainWindow):
             if callable(stop):
                 stop()
         self.bridge.stop()
-        self.studio.queue.remove_listener(self.bridge)
+        self.studio.jobs.remove_listener(self.bridge)
         for timer in self.findChildren(QTimer):  # any a tab left running (no shutdown hook)
             timer.stop()
         still = self.studio.close(timeout=0.5)

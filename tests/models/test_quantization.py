@@ -57,7 +57,7 @@ def test_load_8bit_and_4bit_on_cpu_against_dequantized_reference(studio, family_
     import torch
     from transformers import AutoModelForCausalLM
 
-    from mistudio.models.loading import model_memory_bytes
+    from mistudio.models.pool import model_memory_bytes
 
     folder = request.getfixturevalue(family_dir)
     m = _add(studio, folder)
@@ -168,7 +168,7 @@ def test_extract_from_4bit_model_equals_its_hidden_states(studio, tiny_llama_dir
     loaded = studio.models.load(m.id, quantization="4bit", device="cpu", dtype="float32")
     assert bnb_layers(loaded.model)["Linear4bit"] == 21  # the cached model the job used
     tok = TokenizedDataset(packed_tokenization)
-    by_hook = {s.hook_point: studio.activations.open(s.id) for s in sets}
+    by_hook = {s.hook_name: studio.activations.open(s.id) for s in sets}
     reader = by_hook["blocks.1.hook_resid_post"]
     pos = reader.positions()
     assert reader.num_rows == 150 and reader.meta["model_dtype"] == "float32"
@@ -193,7 +193,8 @@ def test_extract_from_4bit_model_equals_its_hidden_states(studio, tiny_llama_dir
 def test_save_variant_job_reload_and_delete(studio, tiny_llama_dir):
     import torch
 
-    from mistudio.models.loading import MODEL_CACHE, load_model_uncached
+    from mistudio.models.loading import load_model_uncached
+    from mistudio.models.pool import MODEL_POOL
 
     m = _add(studio, tiny_llama_dir)
     assert m.linked
@@ -243,7 +244,7 @@ def test_save_variant_job_reload_and_delete(studio, tiny_llama_dir):
     studio.models.delete(m.id)
     assert not folder.exists() and not studio.models.folder(m.id).exists()
     assert (tiny_llama_dir / "model.safetensors").exists()
-    assert not [e for e in MODEL_CACHE.loaded() if e.folder == str(folder.resolve())]
+    assert not [e for e in MODEL_POOL.loaded() if e.folder == str(folder.resolve())]
 
 
 def test_cli_extracts_from_a_saved_quantized_copy(data_dir, studio, tiny_llama_dir,

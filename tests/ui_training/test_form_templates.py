@@ -16,7 +16,7 @@ def _register_sets(studio, folder, n):
     from mistudio.activations.repository import ActivationSetRecord
 
     studio.activations.repo.insert_all([ActivationSetRecord(
-        id=f"act_form{i}", hook_point="blocks.0.hook_resid_post", status="ready",
+        id=f"act_form{i}", hook_name="blocks.0.hook_resid_post", status="ready",
         name=f"set {i}", d_in=32, num_rows=20_000, folder=str(folder)) for i in range(n)])
 
 

@@ -23,11 +23,11 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, Q
 
 from mistudio.ui.chart_legend import ChartLegend
 from mistudio.ui.training.series import EmaSmoother, RunMetrics, write_metrics_csv
+from mistudio.ui.kit.palette import SERIES, colour, css
 
 REDRAW_MS = 120
 CHART_HEIGHT = 260
-RUN_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-              "#17becf", "#bcbd22", "#7f7f7f"]
+RUN_COLORS = list(SERIES)
 METRIC_STYLES = [Qt.SolidLine, Qt.DashLine, Qt.DotLine, Qt.DashDotLine, Qt.DashDotDotLine]
 X_MODES = (("step", "Step"), ("tokens", "Tokens"), ("time", "Time (s)"))
 
@@ -98,7 +98,7 @@ class MetricChart(QWidget):
         item.setClipToView(True)
         # Above the plot, not in it: a floating legend covers the curves under its corner.
         self.legend = ChartLegend()
-        self.vline = pg.InfiniteLine(angle=90, pen=pg.mkPen("#888", style=Qt.DashLine))
+        self.vline = pg.InfiniteLine(angle=90, pen=pg.mkPen(colour("guide"), style=Qt.DashLine))
         self.vline.setVisible(False)
         item.addItem(self.vline, ignoreBounds=True)
 
@@ -114,7 +114,7 @@ class MetricChart(QWidget):
         self.readout = QLabel(" ")
         self.readout.setObjectName("readout")
         self.readout.setTextFormat(Qt.RichText)
-        self.readout.setStyleSheet("color: #444; font-size: 8pt")
+        self.readout.setStyleSheet(css("text.secondary", "font-size: 8pt"))
         header = QHBoxLayout()
         header.addWidget(self.title)
         header.addStretch(1)
@@ -352,7 +352,7 @@ class TrainingCharts(QWidget):
 
         self.empty = QLabel("Select a training to see its charts. Tick several to compare them.")
         self.empty.setAlignment(Qt.AlignCenter)
-        self.empty.setStyleSheet("color: #777; padding: 24px")
+        self.empty.setStyleSheet(css("text.muted", "padding: 24px"))
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 0, 0, 0)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QVBoxLayout, QW
 from mistudio.hardware_monitor import ResourceSample, ResourceSampler
 from mistudio.paths import human_bytes
 from mistudio.ui.chart_legend import ChartLegend
+from mistudio.ui.kit.palette import SERIES, colour, css
 
 HISTORY = 120  # samples (2 minutes at 1 Hz)
 
@@ -41,7 +42,7 @@ class ResourceMonitor(QWidget):
         self.device_label.setObjectName("device")
         self.note = QLabel()
         self.note.setWordWrap(True)
-        self.note.setStyleSheet("color: #8a6d00")
+        self.note.setStyleSheet(css("note"))
         grid = QGridLayout()
         self.bars: dict[str, QProgressBar] = {}
         self.values: dict[str, QLabel] = {}
@@ -73,13 +74,14 @@ class ResourceMonitor(QWidget):
         self.plot.getPlotItem().setLabel("left", "%")
         self.plot.getPlotItem().setLabel("bottom", "seconds ago")
         self.plot.setXRange(-HISTORY, 0, padding=0)
-        lines = [("cpu", "CPU", "#1f77b4"), ("ram", "RAM", "#2ca02c")]
+        lines = [("cpu", "CPU", SERIES[0]), ("ram", "RAM", SERIES[2])]
         if self.sampler.has_gpu:
-            lines += [("gpu", "GPU", "#d62728"), ("gpu_mem", "GPU mem", "#ff7f0e")]
-        self.curves = {key: self.plot.plot(pen=pg.mkPen(colour, width=2))
-                       for key, _name, colour in lines}
+            lines += [("gpu", "GPU", SERIES[3]), ("gpu_mem", "GPU mem", SERIES[1])]
+        self.curves = {key: self.plot.plot(pen=pg.mkPen(pen_colour, width=2))
+                       for key, _name, pen_colour in lines}
         self.legend = ChartLegend()  # above the plot: a legend inside it covers the curves
-        self.legend.set_entries([(name, colour, Qt.SolidLine) for _k, name, colour in lines])
+        self.legend.set_entries([(name, pen_colour, Qt.SolidLine)
+                                 for _k, name, pen_colour in lines])
         lay = QVBoxLayout(self)
         lay.addWidget(self.device_label)
         lay.addWidget(self.note)

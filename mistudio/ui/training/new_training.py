@@ -11,6 +11,8 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QInputDialog
 
 from mistudio.errors import UserError
 from mistudio.ui.training.form import TrainingForm, describe_estimate
+from mistudio.ui.kit.palette import css, span
+from mistudio.ui.kit.labels import hint_label
 
 # The data and its provenance: chosen on this page, never carried over by a template.
 DATA_KEYS = {"name", "activation_id", "activation_path", "target_activation_id",
@@ -25,7 +27,7 @@ PLACEHOLDER_PATH = "(extracted first)"  # validates a config whose activations d
 class NewTrainingPanel(QWidget):
     """Emits ``start_requested(config, activation_path, title)`` when the settings are valid,
     or ``extract_then_train_requested(extraction, config, title)`` when "Extract first" is
-    chosen (extraction: model, tokenization, hook_point, max_tokens)."""
+    chosen (extraction: model, tokenization, hook_name, max_tokens)."""
 
     start_requested = Signal(dict, str, str)
     extract_then_train_requested = Signal(dict, dict, str)
@@ -72,9 +74,7 @@ class NewTrainingPanel(QWidget):
         tbar.addWidget(self.template_combo, 1)
         for w in (self.apply_btn, self.fav_btn, self.save_btn, self.more_btn):
             tbar.addWidget(w)
-        self.template_desc = QLabel()
-        self.template_desc.setWordWrap(True)
-        self.template_desc.setStyleSheet("color: #555; font-size: 8pt")
+        self.template_desc = hint_label()
 
         # --- data and name
         self.data_combo = QComboBox()
@@ -87,8 +87,7 @@ class NewTrainingPanel(QWidget):
         dbar.addWidget(self.data_combo, 1)
         dbar.addWidget(QLabel("Name:"))
         dbar.addWidget(self.name_edit)
-        self.data_info = QLabel()
-        self.data_info.setStyleSheet("color: #555; font-size: 8pt")
+        self.data_info = hint_label(wrap=False)
         self.extract_box = None  # built when "Extract first" is chosen
 
         self.form = TrainingForm()
@@ -104,7 +103,7 @@ class NewTrainingPanel(QWidget):
         self.problem_label = QLabel()
         self.problem_label.setWordWrap(True)
         self.problem_label.setObjectName("problem")
-        self.problem_label.setStyleSheet("color: #b02a37")
+        self.problem_label.setStyleSheet(css("error"))
         self.start_btn = QPushButton("Start training")
         self.start_btn.setDefault(True)
         self.start_btn.clicked.connect(self.start)
@@ -331,7 +330,7 @@ class NewTrainingPanel(QWidget):
             sets = []
         for s in sets:
             shape = f"{s.d_in} × {s.num_rows:,}" if s.d_in and s.num_rows else ""
-            self.data_combo.addItem(f"{s.name or s.id} · {s.hook_point} · {shape}",
+            self.data_combo.addItem(f"{s.name or s.id} · {s.hook_name} · {shape}",
                                     f"id:{s.id}")
         if self.activation_path:
             self.data_combo.addItem(f"Folder: {self.activation_path}",
@@ -396,13 +395,13 @@ class NewTrainingPanel(QWidget):
 
                 s = ActivationSet(folder)
                 d_in, num_rows = s.d_in, s.num_rows
-                hook = s.meta.get("hook_point") or s.meta.get("hook_name") or ""
+                hook = s.hook_name
                 model = s.meta.get("model_name") or s.meta.get("model_id") or ""
                 self.data_info.setText(f"{num_rows:,} tokens of width {d_in}"
                                        + (f" · {model}" if model else "")
                                        + (f" · {hook}" if hook else ""))
             except UserError as exc:
-                self.data_info.setText(f"<span style='color:#b02a37'>{exc}</span>")
+                self.data_info.setText(span("error", str(exc)))
         self.form.set_data_shape(d_in, num_rows)
 
     def on_the_fly(self):
@@ -486,7 +485,7 @@ class NewTrainingPanel(QWidget):
             chosen, _ = self.extract_box.settings()
             config.update(onthefly_model=chosen["model"],
                           onthefly_tokenization=chosen["tokenization"],
-                          hook_name=chosen["hook_point"])
+                          hook_name=chosen["hook_name"])
         config["name"] = self.name_edit.text().strip()
         return {**self.template_settings, **config}, problems
 
