@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the services are imported where they are first built
     from mistudio.app.models import ModelService
     from mistudio.app.runs import RunsService
     from mistudio.app.steering import SteeringService
+    from mistudio.app.sae_catalogue import SAECatalogueService
     from mistudio.sae.service import TrainingService
     from mistudio.app.templates import TemplateService
     from mistudio.app.workflows import TrainingWorkflows
@@ -74,6 +75,7 @@ class Studio:
         self._templates: TemplateService | None = None
         self._workflows: TrainingWorkflows | None = None
         self._steering: SteeringService | None = None
+        self._sae_catalogue: SAECatalogueService | None = None
         self._clean_tmp()
 
     def _clean_tmp(self) -> None:
@@ -210,6 +212,24 @@ class Studio:
                     datasets=self.datasets, activations=self.activations,
                     trainings=self.trainings)
             return self._workflows
+
+    @property
+    def sae_catalogue(self) -> SAECatalogueService:
+        """The pretrained-SAE catalogue: browse, filter, download (imports via trainings)."""
+        with self._build_lock:
+            if self._sae_catalogue is None:
+                from mistudio.app.sae_catalogue import SAECatalogueService
+
+                trainings = self.trainings  # records finished downloads (its job listener)
+                self._sae_catalogue = SAECatalogueService(
+                    paths=self.paths, settings=lambda: self.settings,
+                    update_settings=self.update_settings, submit_job=self.submit_job,
+                    hf_token=lambda: self.hf_token,
+                    registered_models=lambda: [m.source_ref or m.name
+                                               for m in self.models.list()],
+                    find_imported=lambda ref: [s for s in trainings.list_saes()
+                                               if s.source_ref == ref])
+            return self._sae_catalogue
 
     # ------------------------------------------------------------------ settings
 
