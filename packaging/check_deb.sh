@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Install the amd64 package into clean Debian roots and check what a user relies on.
+#
+#   sudo packaging/check_deb.sh NEW.deb PREVIOUS.deb [SUITE...]      (default suites: bookworm trixie)
+#
+# For each suite: a pristine debootstrap (minbase: nothing a desktop would add) is copied,
+# PREVIOUS.deb is installed with apt (which fetches the Depends from Debian), then NEW.deb is
+# installed over it (the upgrade path), and as an ordinary user:
+#   mistudio --version; mistudio info; the user's data folder survives the upgrade;
+#   PyTorch through the package's own installer (mistudio-setup-torch) from a local index
+#     (download.pytorch.org is not reachable from the build machines; $TORCH_INDEX_<suite>);
+#   the window, started with QT_QPA_PLATFORM=xcb under xvfb-run, screenshotted;
+#   the first-run window of a second user with the index unreachable (the offline message);
+#   ldd on every Qt plugin and Qt library of the venv: every library resolves;
+#   apt-get remove, then purge: /opt/mistudio, the launcher and the menu entry are gone and
+#   the user's data folder is kept.
+# Needs root, debootstrap, and the Debian mirror. Work happens under $CACHE (default
+# /work/pkgcache); screenshots and the log go to $OUT (default $CACHE/check-out).
+set -euo pipefail
+NEW=$(realpath "${1:?usage: check_deb.sh NEW.deb PREVIOUS.deb [SUITE...]}")
+OLD=$(realpath "${2:?usage: check_deb.sh NEW.deb PREVIOUS.deb [SUITE...]}")
+shift 2
+if [ $# -gt 0 ]; then SUITES=("$@"); else SUITES=(bookworm trixie); fi
+CACHE=${CACHE:-/work/pkgcache}
+OUT=${OUT:-$CACHE/check-out}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+mkdir -p "$OUT" "$CACHE/base" "$CACHE/roots"
+fail=0
+say() { printf '%s\n' "$*" | tee -a "$OUT/summary.txt"; }
+: > "$OUT/summary.txt"
+
+mounted=()
+cleanup() {
+    for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+for suite in "${SUITES[@]}"; do
+    base="$CACHE/base/$suite"
+    if [ ! -x "$base/usr/bin/apt-get" ]; then
+        debootstrap --variant=minbase "$suite" "$base" "$MIRROR" > "$CACHE/base/$suite.log"
+    fi
+    root="$CACHE/roots/$suite"
+    for m in dev/pts dev proc sys; do umount -l "$root/$m" 2>/dev/null || true; done
+    rm -rf "$root"
+    cp -a "$base" "$root"
+    for m in proc sys dev dev/pts; do
+        mount --bind "/$m" "$root/$m"
+        mounted=("$root/$m" "${mounted[@]}")
+    done
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    cp "$OLD" "$root/tmp/previous.deb"
+    cp "$NEW" "$root/tmp/new.deb"
+    index_var="TORCH_INDEX_$suite"
+    if [ -n "${!index_var:-}" ]; then
+        mkdir -p "$root/tmp/torch-index"
+        cp -a "${!index_var}/." "$root/tmp/torch-index/"
+    fi
+    in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+        DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 "$@"; }
+    as_user() { local u=$1; shift; chroot --userspec="$u:$u" "$root" /usr/bin/env -i \
+        PATH=/usr/bin:/bin HOME="/home/$u" USER="$u" LANG=C.UTF-8 "$@"; }
+    log="$OUT/$suite.log"
+    : > "$log"
+    say "== $suite ($(cat "$root/etc/debian_version"), python3 $(in_root sh -c 'ls /usr/bin/python3.* 2>/dev/null | head -1' || echo none))"
+    in_root apt-get update -qq >> "$log" 2>&1
+    # test tools (not what the package needs: those come from its Depends)
+    in_root apt-get install -y -qq --no-install-recommends xvfb xauth x11-utils x11-apps >> "$log" 2>&1
+    in_root useradd -m tester
+    in_root useradd -m second
+    t0=$(date +%s)
+    in_root apt-get install -y -qq --no-install-recommends /tmp/previous.deb >> "$log" 2>&1
+    t1=$(date +%s)
+    say "install previous ($(dpkg-deb -f "$OLD" Version)) with its Depends: $((t1 - t0)) s"
+    as_user tester mistudio --version | tee -a "$OUT/summary.txt"
+    # the user's data, made by the previous version, must survive the upgrade and the removal
+    as_user tester mistudio jobs list >> "$log" 2>&1 || true
+    data=/home/tester/.local/share/mistudio
+    [ -f "$root$data/mistudio.db" ] || { say "FAIL: no data folder after the first run"; fail=1; }
+    t0=$(date +%s)
+    in_root apt-get install -y -qq --no-install-recommends /tmp/new.deb >> "$log" 2>&1
+    t1=$(date +%s)
+    say "upgrade to $(dpkg-deb -f "$NEW" Version): $((t1 - t0)) s (postinst rebuilds the venv)"
+    ver=$(as_user tester mistudio --version)
+    say "$ver"
+    [ "$ver" = "mistudio $(dpkg-deb -f "$NEW" Version | cut -d- -f1)" ] || { say "FAIL: version"; fail=1; }
+    [ -f "$root$data/mistudio.db" ] || { say "FAIL: data folder lost in the upgrade"; fail=1; }
+    say "venv: $(du -sh "$root/opt/mistudio/venv" | cut -f1), package files: $(du -sh "$root/opt/mistudio/wheels" | cut -f1)"
+    # PyTorch the way a user gets it, from a local index standing in for download.pytorch.org
+    if [ -d "$root/tmp/torch-index" ]; then
+        t0=$(date +%s)
+        as_user tester env MISTUDIO_TORCH_INDEX=file:///tmp/torch-index/simple \
+            mistudio-setup-torch >> "$log" 2>&1 || { say "FAIL: torch setup"; fail=1; }
+        say "torch layer via mistudio-setup-torch: $(( $(date +%s) - t0 )) s, $(du -sh "$root/home/tester/.local/share/mistudio-runtime" | cut -f1)"
+    else
+        say "no local torch index for $suite: the window check runs without PyTorch"
+    fi
+    as_user tester mistudio info 2>&1 | tee -a "$OUT/summary.txt" || { say "FAIL: info"; fail=1; }
+    # the window under X11 (xcb), as it starts from the menu, on an 1400x900 virtual screen
+    cat > "$root/tmp/shot.sh" <<'EOF'
+#!/bin/sh
+# start the app, wait for its window, screenshot the screen
+QT_QPA_PLATFORM=xcb "$@" > /tmp/app-$USER.log 2>&1 &
+app=$!
+i=0
+while [ $i -lt 120 ]; do
+    if xwininfo -root -tree | grep -q "$WAIT_FOR"; then break; fi
+    sleep 1; i=$((i + 1))
+done
+sleep 5
+xwininfo -root -tree | grep -q "$WAIT_FOR" && xwd -root -silent > "/tmp/shot-$USER.xwd"
+kill $app 2>/dev/null
+wait $app 2>/dev/null
+true
+EOF
+    chmod +x "$root/tmp/shot.sh"
+    rm -f "$root"/tmp/shot-*.xwd
+    as_user tester env WAIT_FOR='"MechInterp Studio' MISTUDIO_SKIP_TORCH_SETUP=1 \
+        xvfb-run -a -s "-screen 0 1400x900x24" /tmp/shot.sh mistudio >> "$log" 2>&1 || true
+    if [ -f "$root/tmp/shot-tester.xwd" ]; then
+        convert "xwd:$root/tmp/shot-tester.xwd" "$OUT/$suite-window.png"
+        say "window: $OUT/$suite-window.png"
+    else
+        say "FAIL: no window appeared (app log below)"; cat "$root/tmp/app-tester.log" | tail -20 | tee -a "$OUT/summary.txt"; fail=1
+    fi
+    # a second user, index unreachable: the first-run window says so
+    as_user second env WAIT_FOR='first start' MISTUDIO_TORCH_INDEX=http://127.0.0.1:9/simple \
+        xvfb-run -a -s "-screen 0 900x500x24" /tmp/shot.sh mistudio >> "$log" 2>&1 || true
+    if [ -f "$root/tmp/shot-second.xwd" ]; then
+        convert "xwd:$root/tmp/shot-second.xwd" "$OUT/$suite-first-run-offline.png"
+        say "first-run window (offline): $OUT/$suite-first-run-offline.png"
+    else
+        say "FAIL: no first-run window"; tail -20 "$root/tmp/app-second.log" | tee -a "$OUT/summary.txt"; fail=1
+    fi
+    # every Qt plugin and library of the venv finds its libraries
+    missing=$(in_root sh -c 'for f in $(find /opt/mistudio/venv -path "*PySide6/Qt/*" -name "*.so*" -type f); do
+        ldd "$f" 2>/dev/null | grep "not found" | sed "s|^|$f: |"; done' | sort -u)
+    nplugins=$(in_root sh -c 'find /opt/mistudio/venv -path "*PySide6/Qt/plugins/*" -name "*.so" | wc -l')
+    if [ -n "$missing" ]; then
+        say "FAIL: unresolved libraries:"; say "$missing"; fail=1
+    else
+        say "ldd: all libraries of $nplugins Qt plugins and the Qt libraries resolve"
+    fi
+    in_root apt-get remove -y -qq mistudio >> "$log" 2>&1
+    left=$(in_root sh -c 'ls -d /opt/mistudio /usr/bin/mistudio /usr/share/applications/mistudio.desktop 2>/dev/null' || true)
+    [ -z "$left" ] || { say "FAIL: left after remove: $left"; fail=1; }
+    in_root apt-get purge -y -qq mistudio >> "$log" 2>&1
+    if in_root dpkg -s mistudio > /dev/null 2>&1; then say "FAIL: still known to dpkg after purge"; fail=1; fi
+    [ -f "$root$data/mistudio.db" ] && say "removed and purged: /opt/mistudio gone, user data kept ($data)" \
+        || { say "FAIL: user data removed"; fail=1; }
+    for m in dev/pts dev proc sys; do umount -l "$root/$m" 2>/dev/null || true; done
+    mounted=()
+done
+[ $fail -eq 0 ] && say "ALL CHECKS PASSED" || say "SOME CHECKS FAILED"
+exit $fail
