@@ -3,6 +3,9 @@
 #
 #   sudo packaging/check_deb.sh NEW.deb PREVIOUS.deb [SUITE...]      (default suites: bookworm trixie)
 #
+# PREVIOUS.deb "-" skips the upgrade. A suite named like bookworm-arm64 is debootstrapped for
+# that architecture (it runs under qemu-user where binfmt allows).
+#
 # For each suite: a pristine debootstrap (minbase: nothing a desktop would add) is copied,
 # PREVIOUS.deb is installed with apt (which fetches the Depends from Debian), then NEW.deb is
 # installed over it (the upgrade path), and as an ordinary user:
@@ -18,7 +21,8 @@
 # /work/pkgcache); screenshots and the log go to $OUT (default $CACHE/check-out).
 set -euo pipefail
 NEW=$(realpath "${1:?usage: check_deb.sh NEW.deb PREVIOUS.deb [SUITE...]}")
-OLD=$(realpath "${2:?usage: check_deb.sh NEW.deb PREVIOUS.deb [SUITE...]}")
+OLD="${2:?usage: check_deb.sh NEW.deb PREVIOUS.deb [SUITE...]}"
+[ "$OLD" = "-" ] || OLD=$(realpath "$OLD")
 shift 2
 if [ $# -gt 0 ]; then SUITES=("$@"); else SUITES=(bookworm trixie); fi
 CACHE=${CACHE:-/work/pkgcache}
@@ -38,7 +42,9 @@ trap cleanup EXIT
 for suite in "${SUITES[@]}"; do
     base="$CACHE/base/$suite"
     if [ ! -x "$base/usr/bin/apt-get" ]; then
-        debootstrap --variant=minbase "$suite" "$base" "$MIRROR" > "$CACHE/base/$suite.log"
+        arch_flag=""
+        [[ "$suite" == *-arm64 ]] && arch_flag="--arch=arm64"
+        debootstrap $arch_flag --variant=minbase "${suite%-arm64}" "$base" "$MIRROR" > "$CACHE/base/$suite.log"
     fi
     root="$CACHE/roots/$suite"
     for m in dev/pts dev proc sys; do umount -l "$root/$m" 2>/dev/null || true; done
@@ -49,7 +55,7 @@ for suite in "${SUITES[@]}"; do
         mounted=("$root/$m" "${mounted[@]}")
     done
     cp /etc/resolv.conf "$root/etc/resolv.conf"
-    cp "$OLD" "$root/tmp/previous.deb"
+    [ "$OLD" = "-" ] || cp "$OLD" "$root/tmp/previous.deb"
     cp "$NEW" "$root/tmp/new.deb"
     index_var="TORCH_INDEX_$suite"
     if [ -n "${!index_var:-}" ]; then
@@ -62,25 +68,36 @@ for suite in "${SUITES[@]}"; do
         PATH=/usr/bin:/bin HOME="/home/$u" USER="$u" LANG=C.UTF-8 "$@"; }
     log="$OUT/$suite.log"
     : > "$log"
-    say "== $suite ($(cat "$root/etc/debian_version"), python3 $(in_root sh -c 'ls /usr/bin/python3.* 2>/dev/null | head -1' || echo none))"
+    say "== $suite (Debian $(cat "$root/etc/debian_version"), $(uname -m) host, root arch $(in_root dpkg --print-architecture))"
     in_root apt-get update -qq >> "$log" 2>&1
     # test tools (not what the package needs: those come from its Depends)
     in_root apt-get install -y -qq --no-install-recommends xvfb xauth x11-utils x11-apps >> "$log" 2>&1
     in_root useradd -m tester
     in_root useradd -m second
-    t0=$(date +%s)
-    in_root apt-get install -y -qq --no-install-recommends /tmp/previous.deb >> "$log" 2>&1
-    t1=$(date +%s)
-    say "install previous ($(dpkg-deb -f "$OLD" Version)) with its Depends: $((t1 - t0)) s"
-    as_user tester mistudio --version | tee -a "$OUT/summary.txt"
-    # the user's data, made by the previous version, must survive the upgrade and the removal
-    as_user tester mistudio jobs list >> "$log" 2>&1 || true
     data=/home/tester/.local/share/mistudio
-    [ -f "$root$data/mistudio.db" ] || { say "FAIL: no data folder after the first run"; fail=1; }
+    if [ "$OLD" != "-" ]; then
+        t0=$(date +%s)
+        in_root apt-get install -y -qq --no-install-recommends /tmp/previous.deb >> "$log" 2>&1
+        t1=$(date +%s)
+        say "install previous ($(dpkg-deb -f "$OLD" Version)) with its Depends: $((t1 - t0)) s"
+        as_user tester mistudio --version | tee -a "$OUT/summary.txt"
+        # the user's data, made by the previous version, must survive the upgrade and the removal
+        as_user tester mistudio jobs list >> "$log" 2>&1 || true
+        [ -f "$root$data/mistudio.db" ] || { say "FAIL: no data folder after the first run"; fail=1; }
+        t0=$(date +%s)
+        in_root apt-get install -y -qq --no-install-recommends /tmp/new.deb >> "$log" 2>&1
+        t1=$(date +%s)
+        say "upgrade to $(dpkg-deb -f "$NEW" Version): $((t1 - t0)) s (unpack, then postinst rebuilds the venv)"
+    else
+        t0=$(date +%s)
+        in_root apt-get install -y -qq --no-install-recommends /tmp/new.deb >> "$log" 2>&1
+        t1=$(date +%s)
+        say "install $(dpkg-deb -f "$NEW" Version) with its Depends: $((t1 - t0)) s"
+        as_user tester mistudio jobs list >> "$log" 2>&1 || true
+    fi
     t0=$(date +%s)
-    in_root apt-get install -y -qq --no-install-recommends /tmp/new.deb >> "$log" 2>&1
-    t1=$(date +%s)
-    say "upgrade to $(dpkg-deb -f "$NEW" Version): $((t1 - t0)) s (postinst rebuilds the venv)"
+    in_root /var/lib/dpkg/info/mistudio.postinst configure >> "$log" 2>&1
+    say "postinst alone (venv from the wheels, $(in_root python3 --version)): $(( $(date +%s) - t0 )) s"
     ver=$(as_user tester mistudio --version)
     say "$ver"
     [ "$ver" = "mistudio $(dpkg-deb -f "$NEW" Version | cut -d- -f1)" ] || { say "FAIL: version"; fail=1; }

@@ -74,3 +74,27 @@ def test_staged_package_has_launcher_menu_entry_icon_and_locks(build_deb, tmp_pa
     assert "-m venv --system-site-packages" in (root / "DEBIAN/postinst").read_text()
     desktop = (root / "usr/share/applications/mistudio.desktop").read_text()
     assert "Exec=mistudio" in desktop and "Icon=mistudio" in desktop
+
+
+def test_contents_check_judges_wheels_by_their_tags():
+    import sys
+
+    sys.path.insert(0, str(BUILD.parent))
+    try:
+        from check_contents import supported_tags
+    finally:
+        sys.path.remove(str(BUILD.parent))
+    from packaging.utils import parse_wheel_filename
+
+    jetson = supported_tags((3, 10), "aarch64")
+
+    def fits(name):
+        return bool(parse_wheel_filename(name)[3] & jetson)
+
+    assert fits("PySide6_Essentials-6.8.0.2-cp39-abi3-manylinux_2_31_aarch64.whl")
+    assert fits("numpy-1.26.4-cp310-cp310-manylinux_2_17_aarch64.manylinux2014_aarch64.whl")
+    assert fits("pyqtgraph-0.14.0-py3-none-any.whl")
+    # glibc 2.39 is newer than JetPack 6's 2.35; x86-64 and cp311 wheels are the wrong target
+    assert not fits("PySide6_Essentials-6.9.0-cp39-abi3-manylinux_2_39_aarch64.whl")
+    assert not fits("numpy-1.26.4-cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
+    assert not fits("numpy-2.4.6-cp311-cp311-manylinux_2_27_aarch64.manylinux_2_28_aarch64.whl")
