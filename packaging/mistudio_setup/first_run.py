@@ -52,6 +52,7 @@ class FirstRunDialog(QDialog):
         self.cancel.clicked.connect(self.reject)
         for w in (self.intro, self.status, self.bar, self.details, self.buttons):
             lay.addWidget(w)
+        self.details.hide()  # pip's own output, shown once pip runs
         if choice.kind == "jetson":
             self.intro.setText(JETSON_HELP)
             self.retry.setText("Check again")
@@ -69,6 +70,7 @@ class FirstRunDialog(QDialog):
                 self.accept()
             return
         self.retry.setEnabled(False)
+        self.bar.show()
         self.bar.setRange(0, 0)
         why = torch_layer.reachable(self.choice.index_url)
         if why:
@@ -77,6 +79,7 @@ class FirstRunDialog(QDialog):
         self.output = torch_layer.PipOutput()
         self.partial = torch_layer.partial_dir(self.layer)
         cmd = torch_layer.pip_command(self.partial, self.choice.requirement, self.choice.index_url)
+        self.details.show()
         self.details.appendPlainText(" ".join(cmd))
         self.process = QProcess(self)
         self.process.setProcessChannelMode(QProcess.MergedChannels)
@@ -122,9 +125,7 @@ class FirstRunDialog(QDialog):
 
     def fail(self, message: str) -> None:
         self.status.setText(message)
-        self.details.appendPlainText(message)
-        self.bar.setRange(0, 1)
-        self.bar.setValue(0)
+        self.bar.hide()
         self.retry.setEnabled(True)
         self._drop_partial()
 
