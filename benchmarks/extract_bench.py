@@ -113,6 +113,18 @@ def extraction(model_dir: Path, tok_dir: Path, out: Path, args, device: str) -> 
     return result["tokens_per_s"]
 
 
+def torch_version() -> str:
+    import torch
+
+    return f"{torch.__version__} (kernels {torch.backends.cpu.get_cpu_capability()})"
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         import torch
@@ -142,7 +154,7 @@ def main() -> int:
         args.batch, args.seq, args.batches = 64, 128, 50
 
     from mistudio.hardware import resolve_device, resolve_dtype
-    from mistudio.models.loading import MODEL_CACHE
+    from mistudio.models.pool import MODEL_POOL
 
     device = resolve_device(args.device)
     if args.device not in ("auto", "cpu") and device == "cpu":
@@ -153,7 +165,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="extract_bench_") as tmp:
         root = Path(tmp)
         model_dir, tok_dir = build_assets(root, args)
-        model = MODEL_CACHE.get(model_dir, dtype=args.dtype, device=device).model  # shared
+        model = MODEL_POOL.get(model_dir, dtype=args.dtype, device=device).model  # shared
         bare_forward(model, tok_dir, args, device)  # warm-up (kernels, allocator, page cache)
         extraction(model_dir, tok_dir, root / "out", args, device)
         shape = (f"GPT-2 shape d{args.d_model} x{args.n_layers} layers, stop after layer "
@@ -163,7 +175,11 @@ def main() -> int:
             import torch
 
             shape += f", {torch.cuda.get_device_name()}"
+        from mistudio.hardware import cpu_summary
+
         print(shape, flush=True)
+        print(f"CPU: {cpu_summary()}; torch {torch_version()}, {torch_threads()} threads",
+              flush=True)
         bases, exts, ratios = [], [], []
         for i in range(args.pairs):
             order = ("bare", "ext") if i % 2 == 0 else ("ext", "bare")

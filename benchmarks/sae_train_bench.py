@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from mistudio.hardware import cpu_summary  # noqa: E402
 from mistudio.sae.config import TrainingConfig  # noqa: E402
 from mistudio.sae.data import TensorSource  # noqa: E402
 from mistudio.sae.synthetic import sparse_features  # noqa: E402
@@ -344,6 +345,7 @@ def main() -> int:
     print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
           f"torch {torch.__version__}, size {size}: d_in {d_in}, d_sae {d_sae}, k {k}, "
           f"batch {batch}, {steps_n} timed steps after {args.warmup} warm-up, dtype {dtype}")
+    print(f"CPU: {cpu_summary()}; torch kernels: {torch.backends.cpu.get_cpu_capability()}")
     if args.crossover:
         print("\n== relu: sparse vs dense kernels (this engine) ==")
         relu_crossover(args, device, d_in, d_sae, batch, data)

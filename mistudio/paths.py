@@ -29,7 +29,7 @@ ENTITY_DIRS = (
     "models",
     "activations",
     "trainings",
-    "analyses",
+    "features",
     "steering",
     "templates",
     "cache",

@@ -152,7 +152,8 @@ def run(params: dict, ctx) -> dict:
     import torch
 
     from mistudio import hardware
-    from mistudio.models.loading import MODEL_CACHE, load_tokenizer
+    from mistudio.models.loading import load_tokenizer
+    from mistudio.models.pool import MODEL_POOL
 
     names: list[str] = list(params["hook_points"])
     outputs: dict = params["outputs"]
@@ -189,9 +190,9 @@ def run(params: dict, ctx) -> dict:
     quantization = params.get("quantization", "none")
     ctx.progress(0, None, f"Loading the model on {device} ({model_dtype}"
                  + (f", {quantization}" if quantization != "none" else "") + ")...")
-    loaded = MODEL_CACHE.get(model_folder, dtype=model_dtype, device=device,
-                             quantization=quantization, trust_remote_code=trust,
-                             allow_cpu_quantization=bool(params.get("allow_cpu_quantization")))
+    loaded = MODEL_POOL.get(model_folder, dtype=model_dtype, device=device,
+                            quantization=quantization, trust_remote_code=trust,
+                            allow_cpu_quantization=bool(params.get("allow_cpu_quantization")))
     model = loaded.model
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
         else model.config
@@ -285,8 +286,7 @@ def run(params: dict, ctx) -> dict:
                         layer = next(t.layer for t in targets if t.name == name)
                         writers[name] = ActivationShardWriter(
                             outputs[name]["folder"], int(rows[name].shape[-1]),
-                            {**base_meta, "hook_point": name, "hook_name": name,
-                             "layer": layer, "hook_layer": layer,
+                            {**base_meta, "hook_name": name, "hook_layer": layer,
                              "set_id": outputs[name].get("set_id", "")},
                             dtype=store_dtype, shard_rows=shard_rows)
                     bg = _BackgroundWriter(writers, free_slots, on_shard)

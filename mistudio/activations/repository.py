@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 from mistudio.store.db import Store, now_iso
+from mistudio.store.rows import RowMapper
 
 
 @dataclass
 class ActivationSetRecord:
     id: str
-    hook_point: str
+    hook_name: str
     status: str
     extraction_id: str = ""
     name: str = ""
     model_id: str = ""
-    layer: int | None = None
+    hook_layer: int | None = None
     dtype: str = ""
     d_in: int | None = None
     num_rows: int | None = None
@@ -33,20 +33,13 @@ class ActivationSetRecord:
 
     @classmethod
     def from_row(cls, row: dict) -> "ActivationSetRecord":
-        known = {f.name for f in fields(cls)}
-        row = {k: v for k, v in dict(row).items() if k in known}
-        row["summary"] = json.loads(row.get("summary") or "{}")
-        row["params"] = json.loads(row.get("params") or "{}")
-        for key in ("extraction_id", "name", "model_id", "dtype", "tokenization", "dataset_id",
-                    "folder", "job_id", "updated_at"):
-            row[key] = row.get(key) or ""
-        return cls(**row)
+        return SET_ROWS.from_row(row)
 
     def to_row(self) -> dict:
-        row = asdict(self)
-        row["summary"] = json.dumps(self.summary)
-        row["params"] = json.dumps(self.params)
-        return row
+        return SET_ROWS.to_row(self)
+
+
+SET_ROWS = RowMapper(ActivationSetRecord)
 
 
 class ActivationSetsRepo:
@@ -85,12 +78,9 @@ class ActivationSetsRepo:
         return [ActivationSetRecord.from_row(r) for r in rows]
 
     def update(self, set_id: str, **values) -> None:
-        for key in ("summary", "params"):
-            if key in values and not isinstance(values[key], str):
-                values[key] = json.dumps(values[key])
         values["updated_at"] = now_iso()
         with self.store.db.conn:
-            self.table.update(set_id, values)
+            self.table.update(set_id, SET_ROWS.encode(values))
 
     def delete(self, set_id: str) -> None:
         with self.store.db.conn:
@@ -109,12 +99,10 @@ class ExtractionTemplate:
 
     @classmethod
     def from_row(cls, row: dict) -> "ExtractionTemplate":
-        row = dict(row)
-        row["settings"] = json.loads(row.get("settings") or "{}")
-        row["builtin"] = bool(row.get("builtin"))
-        row["description"] = row.get("description") or ""
-        row["updated_at"] = row.get("updated_at") or ""
-        return cls(**row)
+        return TEMPLATE_ROWS.from_row(row)
+
+
+TEMPLATE_ROWS = RowMapper(ExtractionTemplate)
 
 
 class ExtractionTemplatesRepo:
@@ -138,8 +126,7 @@ class ExtractionTemplatesRepo:
         tpl.created_at = tpl.created_at or now
         tpl.updated_at = now
         with self.store.db.conn:
-            self.table.upsert({**asdict(tpl), "settings": json.dumps(tpl.settings),
-                               "builtin": int(tpl.builtin)}, pk="id")
+            self.table.upsert(TEMPLATE_ROWS.to_row(tpl), pk="id")
         return tpl
 
     def delete(self, tpl_id: str) -> None:

@@ -10,16 +10,35 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
+import re
 import sys
 
 from mistudio import __version__
 
 COMMAND_MODULES = ["info", "jobs", "screenshot", "datasets", "models", "extract", "train", "sae",
-                   "templates"]
+                   "templates", "features"]
+
+
+def plain_text(text: str) -> str:
+    """Help text without reStructuredText markup: ``x`` and `x` become 'x', :class:`X` X."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    text = re.sub(r"``([^`]+)``", r"'\1'", text)
+    return re.sub(r"`([^`]+)`", r"'\1'", text)
+
+
+class StudioArgumentParser(argparse.ArgumentParser):
+    """Prints help without the RST markup our docstrings use (subcommands inherit it)."""
+
+    def format_help(self) -> str:
+        return plain_text(super().format_help())
+
+    def format_usage(self) -> str:
+        return plain_text(super().format_usage())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = StudioArgumentParser(
         prog="mistudio",
         description="MechInterp Studio. With no command, opens the desktop app.")
     parser.add_argument("--version", action="version", version=f"mistudio {__version__}")
@@ -55,7 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     from mistudio.errors import UserError, describe_exception
 
     try:
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return rc
+    except BrokenPipeError:
+        # The reader went away (`mistudio jobs list | head -1`): stop quietly, like other
+        # command-line tools; later writes to stdout go nowhere instead of failing again.
+        _stdout_to_devnull()
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool stopped this way
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -70,6 +96,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _stdout_to_devnull() -> None:
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (tests capture stdout)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def entry() -> None:
     """Console-script entry point.
 
@@ -78,8 +114,6 @@ def entry() -> None:
     would turn a successful run into exit code 139 for scripts. Everything is flushed and the
     store closed by then, so we leave without that teardown.
     """
-    import os
-
     rc = main()
     if "torch" in sys.modules:
         sys.stdout.flush()

@@ -155,12 +155,15 @@ def run_list(args) -> int:
     if not rows:
         print("no datasets (add one with `mistudio datasets add`)")
         return 0
-    print(f"{'ID':<12} {'STATUS':<10} {'DOCS':>9} {'SIZE':>9} {'TOK':>3}  {'SOURCE':<6} NAME")
+    from mistudio.cli.table import print_table
+
+    table = []
     for r in rows:
         n_tok = sum(1 for t in toks if t.dataset_id == r.id and t.status == "ready")
         docs = f"{r.n_docs:,}" if r.n_docs is not None else "-"
-        print(f"{r.id:<12} {r.status:<10} {docs:>9} {_size(r.size_bytes):>9} {n_tok:>3}  "
-              f"{r.source_kind:<6} {r.name}")
+        table.append([r.id, r.status, docs, _size(r.size_bytes), n_tok, r.source_kind, r.name])
+    print_table(["ID", "STATUS", "DOCS", "SIZE", "TOK", "SOURCE", "NAME"], table,
+                right=(2, 3, 4))
     return 0
 
 

@@ -91,7 +91,7 @@ def run_extract(args) -> int:
         final = _follow(studio, job, run_job_cli)
         for s in sets:
             s = studio.activations.get(s.id)
-            print(f"{s.id}  {s.hook_point:<28} {s.status:<10} {s.num_rows or 0:>10,} rows  "
+            print(f"{s.id}  {s.hook_name:<28} {s.status:<10} {s.num_rows or 0:>10,} rows  "
                   f"{s.folder}")
         return 0 if final.status == "completed" else 1
     finally:
@@ -124,12 +124,12 @@ def run_list(args) -> int:
         return 0
     from mistudio.paths import human_bytes
 
-    print(f"{'ID':<13} {'STATUS':<10} {'HOOK':<28} {'ROWS':>10} {'D':>5} {'DTYPE':<8} "
-          f"{'SIZE':>9}  MODEL")
-    for r in rows:
-        print(f"{r.id:<13} {r.status:<10} {r.hook_point:<28} {r.num_rows or 0:>10,} "
-              f"{r.d_in or '-':>5} {r.dtype:<8} {human_bytes(r.size_bytes or 0):>9}  "
-              f"{r.model_id}")
+    from mistudio.cli.table import print_table
+
+    print_table(["ID", "STATUS", "HOOK", "ROWS", "D", "DTYPE", "SIZE", "MODEL"],
+                [[r.id, r.status, r.hook_name, f"{r.num_rows or 0:,}", r.d_in or "-", r.dtype,
+                  human_bytes(r.size_bytes or 0), r.model_id] for r in rows],
+                right=(3, 4, 6), shrink=(2,))
     return 0
 
 
@@ -142,7 +142,7 @@ def run_show(args) -> int:
     if args.json:
         print_json(rec.__dict__)
         return 0
-    for k in ("id", "name", "status", "hook_point", "layer", "model_id", "dtype", "d_in",
+    for k in ("id", "name", "status", "hook_name", "hook_layer", "model_id", "dtype", "d_in",
               "num_rows", "seq_len", "tokenization", "folder"):
         print(f"{k:<12}: {getattr(rec, k)}")
     s = rec.summary

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from mistudio.cli import open_studio, print_json
+from mistudio.cli.table import print_table
 
 
 def register(sub) -> None:
@@ -42,10 +43,9 @@ def run_list(args) -> int:
     if not rows:
         print("no jobs")
         return 0
-    print(f"{'ID':<14} {'KIND':<18} {'STATUS':<12} {'PROG':>6}  {'CREATED':<20} TITLE")
-    for r in rows:
-        print(f"{r.id:<14} {r.kind:<18} {r.status:<12} {_fmt_progress(r):>6}  "
-              f"{r.created_at[:19]:<20} {r.title}")
+    print_table(["ID", "KIND", "STATUS", "PROG", "CREATED", "TITLE"],
+                [[r.id, r.kind, r.status, _fmt_progress(r).strip(),
+                  r.created_at[:16].replace("T", " "), r.title] for r in rows], right=(3,))
     return 0
 
 

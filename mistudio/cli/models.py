@@ -87,6 +87,8 @@ def run_add(args) -> int:
             rec, job = studio.models.add_hub(src, revision=args.revision, name=args.name,
                                              trust_remote_code=args.trust_remote_code)
         rc = _wait(studio, job, args.no_wait)
+        if rc:  # the job's error is printed; a failed add leaves no model to show
+            return rc
         rec = studio.models.get(rec.id)
         print(f"{rec.id}  {rec.name}  {rec.status}")
         return rc
@@ -113,13 +115,15 @@ def run_list(args) -> int:
         print("no models (add one with `mistudio models add <owner/name | folder | file.gguf | "
               "demo>`)")
         return 0
-    print(f"{'ID':<12} {'STATUS':<11} {'FAMILY':<9} {'LAYERS':>6} {'D':>5} {'PARAMS':>8} "
-          f"{'SIZE':>9}  {'SOURCE':<6} NAME")
+    from mistudio.cli.table import print_table
+
+    table = []
     for r in rows:
         params = f"{r.n_params / 1e6:.1f}M" if r.n_params else "-"
-        print(f"{r.id:<12} {r.status:<11} {r.family or '-':<9} {r.n_layers or '-':>6} "
-              f"{r.d_model or '-':>5} {params:>8} {_size(r.size_bytes):>9}  {r.source:<6} "
-              f"{r.name}")
+        table.append([r.id, r.status, r.family or "-", r.n_layers or "-", r.d_model or "-",
+                      params, _size(r.size_bytes), r.source, r.name])
+    print_table(["ID", "STATUS", "FAMILY", "LAYERS", "D", "PARAMS", "SIZE", "SOURCE", "NAME"],
+                table, right=(3, 4, 5, 6))
     return 0
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import threading
 import time
+
+from mistudio.cli.table import fit_progress_line
 
 
 class TerminalProgress:
@@ -37,17 +40,9 @@ class TerminalProgress:
             return
         self._last = now
         width = shutil.get_terminal_size((80, 20)).columns
-        msg = p.get("message") or ""
-        if p.get("total"):
-            frac = min(1.0, p["done"] / p["total"])
-            eta = p.get("eta_s")
-            eta_s = f" ETA {int(eta // 60)}:{int(eta % 60):02d}" if eta is not None else ""
-            bar_w = max(10, min(40, width - len(msg) - 30))
-            filled = int(bar_w * frac)
-            line = f"[{'#' * filled}{'.' * (bar_w - filled)}] {frac * 100:5.1f}%{eta_s} {msg}"
-        else:
-            line = f"{p['done']:.0f} {msg}"
-        line = line[: width - 1]
+        frac = min(1.0, p["done"] / p["total"]) if p.get("total") else None
+        line = fit_progress_line(frac, p["done"], p.get("eta_s"), p.get("message") or "",
+                                 width)
         with self._lock:
             if self.quiet:
                 print(line, file=self.stream)
@@ -71,28 +66,57 @@ class TerminalProgress:
             self._line = ""
 
 
+def silence_library_progress_bars() -> None:
+    """Turn off the tqdm bars of huggingface_hub, transformers and datasets.
+
+    A job run from the terminal draws the app's own progress bar; their bars (downloads,
+    "Loading checkpoint shards", map/filter) would be written over it on the same line.
+    An explicit ``HF_HUB_DISABLE_PROGRESS_BARS`` / ``HF_DATASETS_DISABLE_PROGRESS_BARS``
+    set by the user is respected.
+    """
+    hub_set = "HF_HUB_DISABLE_PROGRESS_BARS" in os.environ
+    datasets_set = "HF_DATASETS_DISABLE_PROGRESS_BARS" in os.environ
+    # Read when those libraries are imported (transformers follows huggingface_hub's).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    if not hub_set:
+        if "huggingface_hub" in sys.modules:
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
+        if "transformers" in sys.modules:
+            from mistudio.hf import transformers_module
+
+            transformers_module().utils.logging.disable_progress_bar()
+    if not datasets_set and "datasets" in sys.modules:
+        from datasets.utils.tqdm import disable_progress_bars as disable_datasets_bars
+
+        disable_datasets_bars()
+
+
 def follow_job_cli(studio, job, *, quiet: bool = False,
                    stop_message: str = "Stopping (press Ctrl+C again to force)..."):
     """Wait for a submitted job with a progress bar; Ctrl+C asks it to stop cleanly.
 
     Returns the finished :class:`JobRecord`; prints its error if it failed.
     """
+    silence_library_progress_bars()
     bar = TerminalProgress(job.id, quiet=quiet)
     studio.add_job_listener(bar)
     try:
         while True:
             try:
-                final = studio.queue.wait(job.id, timeout=0.5)
+                final = studio.jobs.wait(job.id, timeout=0.5)
                 if final and final.status not in ("queued", "running", "paused"):
                     break
             except KeyboardInterrupt:
                 print(f"\n{stop_message}", file=sys.stderr)
-                studio.queue.cancel(job.id)
-                final = studio.queue.wait(job.id)
+                studio.jobs.cancel(job.id)
+                final = studio.jobs.wait(job.id)
                 break
     finally:
         bar.finish()
-        studio.queue.remove_listener(bar)
+        studio.jobs.remove_listener(bar)
     if final.status == "failed":
         print(f"error: {final.error}\n(details: {final.log_path})", file=sys.stderr)
     elif final.status == "cancelled":
@@ -103,6 +127,7 @@ def follow_job_cli(studio, job, *, quiet: bool = False,
 def run_job_cli(studio, kind: str, params: dict, *, title: str = "", target: str = "",
                 artifact_dir=None, quiet: bool = False, job_id: str | None = None):
     """Submit a job and follow it (see :func:`follow_job_cli`)."""
+    silence_library_progress_bars()  # before the job starts loading anything
     rec = studio.submit_job(kind, params, title=title, target=target, artifact_dir=artifact_dir,
                             job_id=job_id)
     return follow_job_cli(studio, rec, quiet=quiet)

@@ -71,11 +71,11 @@ def run_list(args) -> int:
                          "favourite": t.favourite, "description": t.description,
                          "config": t.config} for t in items])
             return 0
-        for t in items:
-            mark = "*" if t.favourite else " "
-            kind = "built-in" if t.builtin else "saved"
-            arch = t.config.get("architecture", "")
-            print(f"{mark} {t.name:<32} {kind:<9} {arch:<10} {t.id}")
+        from mistudio.cli.table import print_table
+
+        print_table(["", "NAME", "KIND", "ARCH", "ID"],
+                    [["*" if t.favourite else "", t.name, "built-in" if t.builtin else "saved",
+                      t.config.get("architecture", ""), t.id] for t in items], shrink=(1,))
         return 0
 
     return _with_studio(args, go)

@@ -8,6 +8,8 @@ here carry the same ``hook_name`` as SAEs from those tools:
 - ``blocks.L.hook_attn_out``    attention output, as added to the residual stream
 - ``blocks.L.hook_mlp_out``     MLP output, as added to the residual stream
 - ``blocks.L.hook_mlp_in``      MLP input (after its layer norm), for transcoders
+- ``blocks.L.mlp.hook_post``    the MLP's inner activation (d_mlp wide: the input of its
+                                output projection), the neuron basis
 
 A raw module path (``module:transformer.h.3.mlp.c_fc``, optionally ``module-input:...``)
 reaches any other module. This module never imports torch at import time.
@@ -20,13 +22,14 @@ from dataclasses import dataclass
 
 from mistudio.errors import UserError
 
-HOOK_TYPES = ("resid_pre", "resid_post", "attn_out", "mlp_out", "mlp_in")
+HOOK_TYPES = ("resid_pre", "resid_post", "attn_out", "mlp_out", "mlp_in", "mlp_post")
 HOOK_LABELS = {
     "resid_pre": "Residual stream before the block",
     "resid_post": "Residual stream after the block",
     "attn_out": "Attention output",
     "mlp_out": "MLP output",
     "mlp_in": "MLP input (after its norm; for transcoders)",
+    "mlp_post": "MLP neurons (inner activation, d_mlp wide)",
 }
 
 
@@ -42,15 +45,17 @@ class FamilyLayout:
     final_norm: str
     embed: str
     parallel: bool = False  # attention and MLP read the same input
+    mlp_post: str = "mlp.down_proj"  # the MLP's output projection (its input: the neurons)
 
 
 _LLAMA = FamilyLayout("llama", "model.layers", "self_attn", "mlp", "mlp", "model.norm",
                       "model.embed_tokens")
 FAMILIES: dict[str, FamilyLayout] = {
     "gpt2": FamilyLayout("gpt2", "transformer.h", "attn", "mlp", "mlp", "transformer.ln_f",
-                         "transformer.wte"),
+                         "transformer.wte", mlp_post="mlp.c_proj"),
     "gpt_neox": FamilyLayout("gpt_neox", "gpt_neox.layers", "attention", "mlp", "mlp",
-                             "gpt_neox.final_layer_norm", "gpt_neox.embed_in", parallel=True),
+                             "gpt_neox.final_layer_norm", "gpt_neox.embed_in", parallel=True,
+                             mlp_post="mlp.dense_4h_to_h"),
     "llama": _LLAMA,
     "mistral": _LLAMA,
     "qwen2": _LLAMA,
@@ -62,7 +67,7 @@ FAMILIES: dict[str, FamilyLayout] = {
                            "post_feedforward_layernorm", "mlp", "model.norm",
                            "model.embed_tokens"),
     "phi": FamilyLayout("phi", "model.layers", "self_attn", "mlp", "mlp", "model.final_layernorm",
-                        "model.embed_tokens", parallel=True),
+                        "model.embed_tokens", parallel=True, mlp_post="mlp.fc2"),
     "phi3": _LLAMA,
 }
 FAMILIES["gemma3_text"] = FAMILIES["gemma2"]
@@ -73,7 +78,8 @@ FAMILY_LABELS = {
     "gemma2": "Gemma-2", "gemma3_text": "Gemma-3", "phi": "Phi", "phi3": "Phi-3",
 }
 
-_NAME_RE = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_post|attn_out|mlp_out|mlp_in)$")
+_NAME_RE = re.compile(r"^blocks\.(\d+)\.(?:hook_(resid_pre|resid_post|attn_out|mlp_out|mlp_in)"
+                      r"|mlp\.hook_(post))$")
 
 
 @dataclass(frozen=True)
@@ -106,12 +112,16 @@ def family_of(model_type: str) -> FamilyLayout:
 def hook_name(layer: int, hook_type: str) -> str:
     if hook_type not in HOOK_TYPES:
         raise UserError(f"Unknown hook type {hook_type!r}.", hint=f"Use one of {HOOK_TYPES}.")
+    if hook_type == "mlp_post":
+        return f"blocks.{int(layer)}.mlp.hook_post"  # TransformerLens's name
     return f"blocks.{int(layer)}.hook_{hook_type}"
 
 
 def parse_hook_name(name: str) -> tuple[int, str] | None:
     m = _NAME_RE.match(name.strip())
-    return (int(m.group(1)), m.group(2)) if m else None
+    if not m:
+        return None
+    return int(m.group(1)), m.group(2) or "mlp_" + m.group(3)
 
 
 def available_hook_points(model_type: str, n_layers: int) -> list[str]:
@@ -132,8 +142,8 @@ def resolve(name: str, model_type: str, n_layers: int) -> HookTarget:
     if parsed is None:
         raise UserError(
             f"{name!r} is not a hook point name.",
-            hint="Use blocks.<layer>.hook_<resid_pre|resid_post|attn_out|mlp_out|mlp_in>, or "
-            "module:<path> for a raw module.")
+            hint="Use blocks.<layer>.hook_<resid_pre|resid_post|attn_out|mlp_out|mlp_in>, "
+            "blocks.<layer>.mlp.hook_post, or module:<path> for a raw module.")
     layer, hook_type = parsed
     if not 0 <= layer < n_layers:
         raise UserError(f"Hook point {name!r} asks for layer {layer}, but the model has "
@@ -149,6 +159,8 @@ def resolve(name: str, model_type: str, n_layers: int) -> HookTarget:
         return HookTarget(name, f"{block}.{fam.attn_out}", "output", layer, hook_type)
     if hook_type == "mlp_out":
         return HookTarget(name, f"{block}.{fam.mlp_out}", "output", layer, hook_type)
+    if hook_type == "mlp_post":
+        return HookTarget(name, f"{block}.{fam.mlp_post}", "input", layer, hook_type)
     return HookTarget(name, f"{block}.{fam.mlp_in}", "input", layer, hook_type)
 
 

@@ -31,6 +31,7 @@ prefixed with the member name and a slash (``k16/l0``):
 ``aux_loss``           AuxK loss (topk/batchtopk) — 0 when no latent is dead
 ``sparsity_loss``      L1 (relu) or L0 (jumprelu) penalty term, with its coefficient
 ``dead_fraction``      latents that did not fire in the last ``dead_window_tokens`` tokens
+                       (SAELens's window; all tokens so far while the run is shorter)
 ``dense_fraction``     latents firing on more than 10% of tokens (over the metrics window)
 ``cosine_sim``         mean cosine similarity between input and reconstruction
 ``l2_ratio``           mean ||reconstruction|| / ||input||
@@ -50,6 +51,7 @@ With the SAE spliced into the model (``eval_tokens`` > 0, at the end and every
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import math
@@ -118,7 +120,10 @@ class TrainingConfig:
     # -- bookkeeping --------------------------------------------------------------------
     dead_window_tokens: int = 1_000_000  #: a latent silent this long counts as dead
     metrics_every_steps: int = 10
-    checkpoint_every_tokens: int = 0  #: 0: only the final checkpoint
+    #: 0: every 10% of ``total_tokens`` (set it >= total_tokens for the final one only)
+    checkpoint_every_tokens: int = 0
+    #: also every this many seconds of wall time, the first after a quarter of it; 0: off
+    checkpoint_every_seconds: float = 60.0
     keep_checkpoints: int = 3
     # -- spliced-in evaluation (needs the activation set's model registered in the app) --
     eval_tokens: int = 4096          #: CE loss / KL score on held-out tokens at the end; 0: off
@@ -151,8 +156,7 @@ class TrainingConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise UserError(f"Unknown training setting(s): {', '.join(unknown)}.",
-                            hint="Check the spelling; `docs/sae-engine.md` lists every setting.")
+            raise unknown_settings_error(unknown)
         clean = {}
         for name, value in data.items():
             default = getattr(cls(), name)
@@ -193,6 +197,13 @@ class TrainingConfig:
     @property
     def total_steps(self) -> int:
         return max(1, int(self.total_tokens) // max(1, int(self.batch_size)))
+
+    @property
+    def checkpoint_interval_tokens(self) -> int:
+        """Tokens between checkpoints: the setting, or 10% of the run when it is 0."""
+        if self.checkpoint_every_tokens:
+            return int(self.checkpoint_every_tokens)
+        return max(int(self.batch_size), int(self.total_tokens) // 10)
 
     @property
     def is_transcoder(self) -> bool:
@@ -253,8 +264,10 @@ class TrainingConfig:
             bad("lr_decay_fraction and lr_min_fraction must be between 0 and 1.")
         if self.eval_tokens < 0 or self.eval_every_steps < 0:
             bad("eval_tokens and eval_every_steps cannot be negative (0 turns them off).")
-        if self.lr_warmup_steps < 0 or self.checkpoint_every_tokens < 0:
-            bad("lr_warmup_steps and checkpoint_every_tokens cannot be negative.")
+        if (self.lr_warmup_steps < 0 or self.checkpoint_every_tokens < 0
+                or not self.checkpoint_every_seconds >= 0):
+            bad("lr_warmup_steps, checkpoint_every_tokens and checkpoint_every_seconds cannot "
+                "be negative.")
         if not 0 <= self.l1_warmup_fraction <= 1:
             bad("l1_warmup_fraction must be between 0 and 1.")
         if d_in is not None and self.d_in and self.d_in != d_in:
@@ -328,8 +341,41 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             return dict(value)
     else:
         return value
+    expected = _TYPE_WORDS.get(type(default), f"a {type(default).__name__}")
     raise UserError(f"Setting {name!r} has the wrong type: {value!r}.",
-                    hint=f"Expected a {type(default).__name__}.")
+                    hint=f"Expected {expected}.")
+
+
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+               dict: "an object of settings"}
+
+
+def setting_names() -> list[str]:
+    """Every setting a TrainingConfig accepts (its field names)."""
+    return [f.name for f in fields(TrainingConfig)]
+
+
+def unknown_settings_error(unknown, where: str = "") -> UserError:
+    """The error for misspelled or unknown setting names, with the closest valid names."""
+    # Match against the names and the form's labels ("lerning_rate" -> "Learning rate" -> lr).
+    candidates = {name: name for name in setting_names()}
+    for name in setting_names():
+        candidates.setdefault(setting_info(name).label.lower().replace(" ", "_"), name)
+    parts = []
+    for name in unknown:
+        close = list(dict.fromkeys(
+            candidates[c] for c in difflib.get_close_matches(str(name).lower(), candidates,
+                                                             n=3, cutoff=0.6)))
+        parts.append(f"'{name}' (did you mean {' or '.join(repr(c) for c in close)}?)"
+                     if close else f"'{name}'")
+    prefix = f"{where}: u" if where else "U"
+    return UserError(f"{prefix}nknown training setting(s): {', '.join(parts)}.",
+                     hint="Check the spelling; `docs/sae-engine.md` lists every setting.")
+
+
+def coerce_setting(name: str, value: Any) -> Any:
+    """``value`` brought to the type of setting ``name`` (a :class:`UserError` if it cannot be)."""
+    return _coerce(name, value, getattr(TrainingConfig(), name))
 
 
 def _member_label(key: str, value: Any) -> str:
@@ -341,3 +387,122 @@ def _member_label(key: str, value: Any) -> str:
     else:
         text = str(value)
     return f"{short}{text}".replace("/", "_")
+
+
+# ------------------------------------------------------------------ labels and help
+@dataclass(frozen=True)
+class SettingInfo:
+    """How a setting is presented: the Training form's label, tooltip, unit and what its
+    "automatic" value (0, or -1 for ``init_seed``) means. The form is generated from this."""
+
+    label: str
+    help: str
+    unit: str = ""
+    auto: str = ""   #: what the automatic value means, e.g. "automatic: from expansion factor"
+
+
+def _i(label: str, help: str, unit: str = "", auto: str = "") -> SettingInfo:
+    return SettingInfo(label, help, unit, auto)
+
+
+SETTING_INFO: dict[str, SettingInfo] = {
+    "name": _i("Name", "A name for the run (optional)."),
+    "activation_id": _i("Activation set", "The activation set in the app to train on."),
+    "activation_path": _i("Activation folder", "Or a folder holding an activation set."),
+    "target_activation_id": _i("Target activation set",
+                               "Transcoders: the activation set to reconstruct (same rows)."),
+    "target_activation_path": _i("Target activation folder",
+                                 "Transcoders: or a folder holding the target set."),
+    "shuffle": _i("Shuffle rows", "Read the activation rows in a random order (recommended)."),
+    "d_in": _i("Input width", "The expected activation width; checked against the set.",
+               "dimensions", "0 = automatic: from the activation set"),
+    "kind": _i("Kind", "sae reconstructs its input; a transcoder reads one hook point and "
+                       "reconstructs another; a skip transcoder adds a linear skip path."),
+    "architecture": _i("Architecture",
+                       "relu: L1 penalty (Anthropic April 2024); topk: k latents per token + "
+                       "AuxK (OpenAI); batchtopk: k x batch over the batch; jumprelu: learned "
+                       "thresholds with an L0 penalty (Gemma Scope)."),
+    "d_sae": _i("SAE width", "Number of latents. Set it to fix the width exactly.",
+                "latents", "0 = automatic: from expansion factor"),
+    "expansion_factor": _i("Expansion factor",
+                           "SAE width = expansion factor x input width (used when the SAE "
+                           "width is 0).", "x input width"),
+    "k": _i("Active latents (k)", "Latents kept per token (TopK) or on average (BatchTopK).",
+            "per token"),
+    "aux_k": _i("AuxK latents", "Dead latents the AuxK loss uses to revive them.", "latents",
+                "0 = automatic: half the input width (at most half the SAE width)"),
+    "aux_k_coefficient": _i("AuxK loss weight", "Weight of the AuxK loss (OpenAI: 1/32)."),
+    "l1_coefficient": _i("L1 penalty", "Sparsity penalty (ReLU). Higher: sparser, worse "
+                                       "reconstruction."),
+    "l1_warmup_fraction": _i("Penalty warm-up", "Fraction of training over which the "
+                                                "sparsity penalty ramps up from 0.",
+                             "of the steps"),
+    "l0_coefficient": _i("L0 penalty", "L0 sparsity penalty (JumpReLU)."),
+    "jumprelu_bandwidth": _i("Threshold bandwidth",
+                             "Width of the straight-through estimator's kernel (JumpReLU)."),
+    "jumprelu_init_threshold": _i("Initial threshold", "Initial threshold of every latent "
+                                                       "(JumpReLU)."),
+    "lr": _i("Learning rate", "Adam learning rate. In the form it follows the width "
+                              "(2e-4/sqrt(d_sae/16384)) until you change it."),
+    "adam_beta1": _i("Adam beta1", "Adam's first-moment decay."),
+    "adam_beta2": _i("Adam beta2", "Adam's second-moment decay."),
+    "adam_eps": _i("Adam epsilon", "Adam's denominator epsilon."),
+    "lr_schedule": _i("LR schedule", "After warm-up: constant, cosine, or linear decay over "
+                                     "the last part."),
+    "lr_warmup_steps": _i("LR warm-up", "Steps of linear learning-rate warm-up.", "steps",
+                          "0 = no warm-up"),
+    "lr_decay_fraction": _i("LR decay part", "Linear schedule: the part of the steps at the "
+                                             "end used to decay.", "of the steps"),
+    "lr_min_fraction": _i("Final LR", "Final learning rate as a fraction of the peak.",
+                          "of the peak"),
+    "grad_clip_norm": _i("Gradient clipping", "Clip the gradient norm to this value.", "",
+                         "0 = no clipping"),
+    "batch_size": _i("Batch size", "Tokens per optimizer step (across all GPUs).", "tokens"),
+    "total_tokens": _i("Training length", "How many activation rows to train on (the data "
+                                          "repeats if needed). Accepts 2e6, 2M, 500k.",
+                       "tokens"),
+    "seed": _i("Seed", "Data order, and the weight initialisation unless the init seed is "
+                       "set."),
+    "init_seed": _i("Init seed", "Weight initialisation (sweep this, not the seed).", "",
+                    "-1 = automatic: the seed"),
+    "normalize_activations": _i("Input scaling", "Scale inputs so their mean norm is "
+                                                 "sqrt(d_in) (SAELens), or none."),
+    "normalization_tokens": _i("Scaling sample", "Tokens used to estimate the input scale up "
+                                                 "front.", "tokens"),
+    "dead_window_tokens": _i("Dead-latent window", "A latent silent for this many tokens "
+                                                   "counts as dead.", "tokens"),
+    "metrics_every_steps": _i("Metrics interval", "How often metrics are computed and "
+                                                  "charted.", "steps"),
+    "checkpoint_every_tokens": _i("Checkpoint interval", "Save a resumable checkpoint every "
+                                                         "this many tokens (and at the end, "
+                                                         "and when stopped).", "tokens",
+                                  "0 = automatic: every 10% of the training"),
+    "checkpoint_every_seconds": _i("Checkpoint timer", "Also save one every this many seconds "
+                                                       "of wall time (the first after a quarter "
+                                                       "of it), so a crash loses little.",
+                                   "seconds", "0 = off"),
+    "keep_checkpoints": _i("Checkpoints kept", "How many recent checkpoints stay on disk.",
+                           "checkpoints"),
+    "eval_tokens": _i("Evaluation tokens", "Splice the SAE into its model at the end and "
+                                           "measure the CE loss and KL scores on this many "
+                                           "held-out tokens (needs the activation set's model "
+                                           "in the app).", "tokens", "0 = no evaluation"),
+    "eval_every_steps": _i("Evaluation interval", "Also evaluate every this many steps.",
+                           "steps", "0 = only at the end"),
+    "device": _i("Device", "Where to train: auto uses the GPU when there is one."),
+    "dtype": _i("Precision", "Matmul precision (autocast); weights stay float32. auto: "
+                             "bfloat16 on a GPU, float32 on the CPU."),
+    "compile": _i("Compile", "torch.compile the training step (GPU; slower first steps)."),
+    "compile_backend": _i("Compile backend", "torch.compile backend (inductor; aot_eager "
+                                             "without code generation)."),
+    "model_name": _i("Model", "The model the activations came from (filled in from the set)."),
+    "hook_name": _i("Hook point", "The hook point read (filled in from the set)."),
+    "hook_name_out": _i("Output hook point", "Transcoders: the hook point reconstructed."),
+    "sweep": _i("Sweep", "Several values of per-SAE settings, trained together."),
+    "member_name": _i("Sweep member", "Set by the app on each SAE of a sweep."),
+}
+
+
+def setting_info(name: str) -> SettingInfo:
+    """The presentation of setting ``name`` (a plain label for a setting without an entry)."""
+    return SETTING_INFO.get(name) or SettingInfo(name.replace("_", " ").capitalize(), "")

@@ -142,13 +142,19 @@ def load_sae(folder: str | Path, device="cpu") -> tuple[SparseAutoencoder, dict]
     fmt = detect_format(folder)
     loader = {"saelens": _load_saelens, "sparsify": _load_sparsify,
               "gemma_scope": _load_gemma_scope}[fmt]
+    import zipfile
+
+    from safetensors import SafetensorError
+
     try:
         sae, info = loader(folder)
     except UserError:
         raise
-    except (KeyError, ValueError, RuntimeError, OSError) as exc:
+    except (KeyError, ValueError, RuntimeError, OSError, TypeError, SafetensorError,
+            zipfile.BadZipFile) as exc:  # truncated, damaged or foreign files
         raise UserError(f"The SAE in {folder} ({fmt} layout) cannot be read: {exc}.",
-                        hint="The files may be damaged or from an unsupported version.") from exc
+                        hint="The files may be damaged or incompletely copied (download or "
+                             "copy them again), or from an unsupported version.") from exc
     info["format"] = fmt
     sae.eval()
     return sae.to(device), info

@@ -6,7 +6,12 @@ Per SAE, a :class:`MemberTracker` keeps:
   each batch's mean), cosine similarity, L2 ratio, L0, L1, losses: reported every
   ``metrics_every_steps`` steps, then reset. ``explained_variance = 1 - sum err / sum var``
   (SAELens ``metrics/explained_variance``, which equals the per-batch value for one batch);
-- ``tokens_since_fired`` per latent: dead = silent for ``dead_window_tokens`` tokens;
+- ``tokens_since_fired`` per latent. One definition of a dead latent, SAELens's window
+  definition, everywhere it is reported (the ``dead_fraction`` metric, the training card,
+  ``result.json``'s ``dead_latents``, the CLI): a latent is dead when it has not fired in the
+  last ``dead_window_tokens`` tokens; while fewer tokens than that have been trained, the
+  window is every token so far (so a latent that never fired counts as dead in a short run
+  too). AuxK (TopK/BatchTopK) revives only latents silent for the full window;
 - firing counts over the report window (``dense_fraction``: latents firing on > 10% of the
   window's tokens) and over the whole run since the last checkpoint (feature density
   histogram, ``log10`` of the firing frequency as SAELens logs it).
@@ -49,7 +54,17 @@ class MemberTracker:
     # ------------------------------------------------------------------ per step
 
     def dead_mask(self) -> torch.Tensor:
+        """The latents AuxK revives: silent for the full ``dead_window_tokens``."""
         return self.tokens_since_fired >= self.dead_window_tokens
+
+    @property
+    def dead_window(self) -> int:
+        """The reported window: ``dead_window_tokens``, or every token so far if fewer."""
+        return max(1, min(self.dead_window_tokens, self.density_tokens or self.dead_window_tokens))
+
+    def reported_dead_mask(self) -> torch.Tensor:
+        """Dead latents as reported everywhere (see the module docstring)."""
+        return self.tokens_since_fired >= self.dead_window
 
     @torch.no_grad()
     def update(self, out, y: torch.Tensor, fired: torch.Tensor, n_tokens: int) -> None:
@@ -95,7 +110,7 @@ class MemberTracker:
             "l0": s["l0"] / n, "l1": s["l1"] / n, "aux_loss": s["aux_loss"] / n,
             "sparsity_loss": s["sparsity_loss"] / n, "cosine_sim": s["cos"] / n,
             "l2_ratio": s["l2_ratio"] / n,
-            "dead_fraction": float(self.dead_mask().double().mean().item()),
+            "dead_fraction": float(self.reported_dead_mask().double().mean().item()),
             "dense_fraction": float((freq > DENSE_THRESHOLD).double().mean().item()),
         }
         self.sums.zero_()
@@ -113,7 +128,8 @@ class MemberTracker:
         return {"tokens": self.density_tokens, "log10_frequency": log10,
                 "histogram": {"counts": [int(c) for c in counts.tolist()],
                               "edges": [round(e, 4) for e in edges.tolist()]},
-                "never_fired": int((freq == 0).sum().item())}
+                "dead_latents": int(self.reported_dead_mask().sum().item()),
+                "dead_window_tokens": self.dead_window}
 
     # ------------------------------------------------------------------ state
 

@@ -102,6 +102,7 @@ class TrainingService:
         if not path:
             cfg.validate()  # raises "no activation set chosen"
         d_in, d_out = self._check_config(cfg, path, target)
+        self._check_memory(cfg, d_in, d_out)
         if cfg.batch_size % world_size:
             raise UserError(f"The batch size {cfg.batch_size} does not split evenly over "
                             f"{world_size} processes.", hint="Pick a multiple of the process count.")
@@ -146,6 +147,12 @@ class TrainingService:
         tr = self.get_training(training_id)
         if tr.job_id and self.studio.queue.is_active(tr.job_id):
             raise UserError("That training is still running.", hint="Pause or cancel it first.")
+        if tr.status == "completed" and not (total_tokens and int(total_tokens) > tr.tokens):
+            raise UserError(
+                f"The training {tr.id} is already complete ({tr.tokens:,} of "
+                f"{tr.total_tokens:,} tokens); there is nothing to resume.",
+                hint=f"To train it further, give a larger budget: `mistudio sae resume {tr.id} "
+                     f"--total-tokens N` with N above {tr.tokens:,}.")
         if checkpoint is None or isinstance(checkpoint, int):
             info = ckpt.find_checkpoint(tr.folder, checkpoint)
             if info is None:
@@ -170,11 +177,35 @@ class TrainingService:
         title = tr.name if tr.name.endswith("(resumed)") else f"{tr.name} (resumed)"
         job = self.studio.submit_job(TRAIN_KIND, params, title=title, target=tr.id,
                                      artifact_dir=Path(tr.folder))
+        self._mark_superseded(tr.job_id, job.id)
         self.trainings_repo.update(tr.id, job_id=job.id, status="queued", error="",
                                    finished_at=None)
         return job
 
     resume = resume_training
+
+    def _mark_superseded(self, old_job_id: str, new_job_id: str) -> None:
+        """The stopped job a resume continues is ``resumed`` (no longer "interrupted":
+        nothing is left to do about it); a failed one keeps its error."""
+        old = self.studio.jobs_repo.get(old_job_id) if old_job_id else None
+        if old is None or old.id == new_job_id:
+            return
+        message = f"Continued by job {new_job_id}."
+        if old.status in ("interrupted", "cancelled"):
+            self.studio.jobs_repo.update(old.id, status="resumed", message=message)
+        elif old.status == "failed":
+            self.studio.jobs_repo.update(old.id, message=message)
+
+    def can_resume(self, training_id: str) -> bool:
+        """Whether "resume" may be offered: stopped (not completed) with a checkpoint."""
+        from mistudio.sae.checkpoints import find_checkpoint
+
+        tr = self.get_training(training_id)
+        if tr.status not in ("interrupted", "cancelled", "failed"):
+            return False
+        if tr.job_id and self.studio.queue.is_active(tr.job_id):
+            return False
+        return find_checkpoint(tr.folder) is not None
 
     def pause_training(self, training_id: str) -> bool:
         return self.studio.pause_job(self.get_training(training_id).job_id)
@@ -266,19 +297,15 @@ class TrainingService:
 
     def estimate(self, config: TrainingConfig | dict, d_in: int, d_out: int | None = None) -> dict:
         """Rough memory needs in bytes: weights, Adam state, activations per step, total."""
+        from mistudio.sae.memory import estimate_training_memory
+
         cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
-        d_out = d_out or d_in
-        weights = opt = acts = 0
-        for m in cfg.members():
-            d_sae = m.resolved_d_sae(d_in)
-            n = d_sae * (d_in + d_out + 1) + d_out + (d_out * d_in if m.kind == "skip_transcoder" else 0)
-            weights += 4 * n
-            opt += 8 * n + 4 * n  # Adam moments + gradients
-            acts = max(acts, 4 * cfg.batch_size * d_sae * (1 if m.architecture == "topk" else 3))
-        batch = 4 * cfg.batch_size * (d_in + d_out) * 3  # batch + shuffle prefetch
-        buffer = 2 * 262_144 * 4 * (d_in + (d_out if cfg.is_transcoder else 0))
-        return {"weights": weights, "optimizer": opt, "activations": acts + batch,
-                "reader_buffer": buffer, "total": weights + opt + acts + batch + buffer}
+        return estimate_training_memory(cfg, d_in, d_out)
+
+    def _check_memory(self, cfg: TrainingConfig, d_in: int, d_out: int) -> None:
+        from mistudio.sae.memory import check_training_fits
+
+        check_training_fits(cfg, d_in, d_out)
 
     # ================================================================== spliced evaluation
 
@@ -359,10 +386,10 @@ class TrainingService:
         hook_out = ""
         if target:
             try:
-                hook_out = str(ActivationSet(target).meta.get("hook_point") or "")
+                hook_out = ActivationSet(target).hook_name
             except (OSError, UserError):
                 hook_out = ""
-        hook = hook_name or str(meta.get("hook_point") or meta.get("hook_name") or "")
+        hook = hook_name or str(meta.get("hook_name") or "")
         if not hook:
             raise UserError("The activation set does not name its hook point.",
                             hint="Give the hook point to evaluate at.")
@@ -411,7 +438,13 @@ class TrainingService:
 
     def export_saelens(self, source_id: str, member: str | None = None,
                        destination: str | Path = "") -> Path:
-        """Copy an SAE (by SAE id, or training id + member) to ``destination`` (SAELens layout)."""
+        """Copy an SAE (by SAE id, or training id + member) to ``destination`` (SAELens layout).
+
+        One rule: ``destination`` is the folder that will hold the SAE's files (``cfg.json``,
+        ``sae_weights.safetensors``, ...); it is created if missing and must otherwise be an
+        empty folder. A file or a folder that already holds something is refused (nothing is
+        overwritten or nested). Returns the folder.
+        """
         if source_id.startswith("tr_") or (member and not source_id.startswith("sae_")):
             tr = self.get_training(source_id)
             saes = self.list_saes(tr.id)
@@ -425,10 +458,17 @@ class TrainingService:
         if not destination:
             raise UserError("Choose a folder to export to.")
         dest = Path(destination).expanduser()
-        if dest.exists() and any(dest.iterdir()):
-            dest = dest / (rec.member or rec.id)
-        if dest.exists() and any(dest.iterdir()):
-            raise UserError(f"{dest} already exists and is not empty.", hint="Choose an empty folder.")
+        suggestion = dest / (rec.member if rec.member and rec.member != "sae" else rec.id)
+        if dest.exists() and not dest.is_dir():
+            raise UserError(f"{dest} is a file; an SAE is exported as a folder of files.",
+                            hint=f"Give a folder path (created if missing), e.g. {suggestion}.")
+        if dest.is_dir() and any(dest.iterdir()):
+            raise UserError(f"{dest} already holds files; an SAE is exported into a new or "
+                            "empty folder, so nothing there is overwritten.",
+                            hint=f"Choose a new folder, e.g. {suggestion}.")
+        if any(p.exists() and not p.is_dir() for p in dest.parents):
+            raise UserError(f"Cannot create the folder {dest}: a part of its path is a file.",
+                            hint="Choose a folder path.")
         from mistudio.paths import atomic_dir
 
         with atomic_dir(dest) as tmp:

@@ -128,6 +128,8 @@ class Trainer:
         self.scale_in = self.scale_out = 1.0
         self.members: list[Member] = []
         self._last_ckpt_tokens = 0
+        self._ckpt_due_at = math.inf  # time.monotonic() of the next wall-time checkpoint
+        self._ckpt_time_agreed = False  # DDP: the processes agreed a wall-time checkpoint
         self._resume_state = ckpt.load_checkpoint(resume_from) if resume_from else None
         # spliced-in evaluation: {"spec": EvalSpec dict} or {"skip_reason": "..."}
         self._evaluation = dict(evaluation or {})
@@ -312,6 +314,7 @@ class Trainer:
                      f"{cfg.batch_size} tokens on {self.device}"
                      + (f" with {self.matmul_dtype} autocast" if self.matmul_dtype else "")
                      + (f", starting at step {self.step}" if self.step else "") + ".")
+        self._schedule_time_checkpoint(first=True)
         window_t0, window_tokens = time.perf_counter(), 0
         window_steps = 0
         try:
@@ -344,8 +347,7 @@ class Trainer:
                     # during it would break the processes' lockstep)
                     self.evaluate_spliced()
                     window_t0 = time.perf_counter()  # evaluation time is not training time
-                if (cfg.checkpoint_every_tokens and self.step < self.total_steps
-                        and self.tokens - self._last_ckpt_tokens >= cfg.checkpoint_every_tokens):
+                if self.step < self.total_steps and self._checkpoint_due():
                     self.save_checkpoint()
         except JobCancelled:
             # Stop cleanly where we are: a checkpoint lets the run resume from here.
@@ -358,6 +360,28 @@ class Trainer:
         self._check_finite()
         return self.finish()
 
+    def _schedule_time_checkpoint(self, first: bool = False, took_s: float = 0.0) -> None:
+        """When the next wall-time checkpoint is due: the first after a quarter of the
+        interval (a crash early in a long run loses little), then every interval, but never
+        sooner than 20x the last save took, so saving costs at most ~5% of the time."""
+        every = float(self.config.checkpoint_every_seconds or 0)
+        if every <= 0:
+            self._ckpt_due_at = math.inf
+            return
+        wait = every / 4 if first else max(every, 20 * took_s)
+        self._ckpt_due_at = time.monotonic() + wait
+
+    def _checkpoint_due(self) -> bool:
+        """After a step: has it crossed a multiple of the token interval, or is the
+        wall-time checkpoint due? (Under DDP the time is agreed in :meth:`_control_point`,
+        since a checkpoint is collective and the processes' clocks differ.)"""
+        every = self.config.checkpoint_interval_tokens
+        if self.tokens // every > (self.tokens - self.config.batch_size) // every:
+            return True
+        if self.world_size > 1:
+            return self._ckpt_time_agreed
+        return time.monotonic() >= self._ckpt_due_at
+
     def _control_point(self) -> None:
         """Pause/cancel between steps. Under DDP every process must stop at the same step:
         a stop asked of any process (Ctrl+C; rank 0's job cancelled) is agreed on with one
@@ -368,9 +392,13 @@ class Trainer:
             return
         if self.step % STOP_CHECK_EVERY_STEPS:  # .item() syncs the host with the GPU: not
             return                              # every step (all processes skip alike)
-        flag = torch.tensor([1.0 if self.ctx.cancelled else 0.0], device=self.device)
-        if all_reduce(flag, "max").item() > 0:
+        due = self.is_main and time.monotonic() >= self._ckpt_due_at
+        flag = torch.tensor([1.0 if self.ctx.cancelled else 0.0, 1.0 if due else 0.0],
+                            device=self.device)
+        stop, checkpoint = all_reduce(flag, "max").tolist()
+        if stop > 0:
             raise JobCancelled()
+        self._ckpt_time_agreed = checkpoint > 0
 
     def _report(self, tokens_per_s: float, step_ms: float) -> None:
         self._check_finite()
@@ -496,7 +524,9 @@ class Trainer:
 
     def save_checkpoint(self) -> ckpt.CheckpointInfo | None:
         self._check_finite()
+        started = time.monotonic()
         self._last_ckpt_tokens = self.tokens
+        self._ckpt_time_agreed = False
         # under DDP the window's metric sums are saved summed over every process
         sums = ({m.name: self._global_sums(m) for m in self.members} if self.world_size > 1
                 else None)
@@ -506,6 +536,7 @@ class Trainer:
                                     tokens=self.tokens,
                                     metrics={m.name: m.last_metrics for m in self.members},
                                     keep=self.config.keep_checkpoints)
+        self._schedule_time_checkpoint(took_s=time.monotonic() - started)
         self.ctx.checkpoint(step=self.step, tokens=self.tokens, path=info.path)
         self.ctx.log(f"Checkpoint at step {self.step:,} ({self.tokens:,} tokens).")
         return info
@@ -523,10 +554,9 @@ class Trainer:
             meta = self.source.meta
             model = self.config.model_name or str(meta.get("model_name") or meta.get("model")
                                                   or meta.get("model_id") or "")
-            hook = self.config.hook_name or str(meta.get("hook_point") or meta.get("hook_name")
-                                                or "")
+            hook = self.config.hook_name or str(meta.get("hook_name") or "")
             hook_out = self.config.hook_name_out or str(
-                getattr(self.source, "meta_out", {}).get("hook_point") or "")
+                getattr(self.source, "meta_out", {}).get("hook_name") or "")
             for m in self.members:
                 density = m.tracker.density()
                 folder = self.out_dir / SAES_DIR / m.name
@@ -539,7 +569,10 @@ class Trainer:
                     "member": m.name, "path": str(folder), "architecture": m.sae.architecture,
                     "d_in": m.sae.d_in, "d_sae": m.sae.d_sae, "k": m.cfg.k,
                     "metrics": m.last_metrics, "density_histogram": density["histogram"],
-                    "never_fired": density["never_fired"], "eval_held_out": m.held_out,
+                    "dead_latents": density["dead_latents"],
+                    "dead_fraction": density["dead_latents"] / max(m.sae.d_sae, 1),
+                    "dead_window_tokens": density["dead_window_tokens"],
+                    "eval_held_out": m.held_out,
                     "hyperparameters": {
                         k: getattr(m.cfg, k) for k in ("lr", "k", "l1_coefficient",
                                                         "l0_coefficient", "init_seed")}})

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from mistudio.store.db import Store, now_iso
+from mistudio.store.rows import RowMapper
 
 ACTIVE = ("queued", "running", "paused")
-FINISHED = ("completed", "failed", "cancelled", "interrupted")
+#: ``resumed``: the job stopped (interrupted, cancelled) and a later job continued its work
+FINISHED = ("completed", "failed", "cancelled", "interrupted", "resumed")
 STATUSES = ACTIVE + FINISHED
 
 
@@ -48,15 +50,12 @@ class JobRecord:
 
     @classmethod
     def from_row(cls, row: dict) -> "JobRecord":
-        row = dict(row)
-        row["params"] = json.loads(row.get("params") or "{}")
-        row["result"] = json.loads(row["result"]) if row.get("result") else None
-        row["checkpoint"] = json.loads(row["checkpoint"]) if row.get("checkpoint") else None
-        row["gpu"] = bool(row.get("gpu"))
-        for key in ("title", "target", "message", "error", "traceback", "artifact_dir", "log_path"):
-            row[key] = row.get(key) or ""
-        row["progress"] = row.get("progress") or 0.0
-        return cls(**row)
+        rec = ROWS.from_row(row)
+        rec.progress = rec.progress or 0.0
+        return rec
+
+
+ROWS = RowMapper(JobRecord, json=("result", "checkpoint"))
 
 
 def _process_started(pid: int) -> float | None:
@@ -118,12 +117,7 @@ class JobsRepo:
         return JobRecord.from_row(rows[0]) if rows else None
 
     def update(self, job_id: str, **fields: Any) -> None:
-        if "result" in fields and not isinstance(fields["result"], str):
-            fields["result"] = json.dumps(fields["result"], default=str)
-        if "checkpoint" in fields and not isinstance(fields["checkpoint"], str):
-            fields["checkpoint"] = json.dumps(fields["checkpoint"], default=str)
-        if "params" in fields and not isinstance(fields["params"], str):
-            fields["params"] = json.dumps(fields["params"], default=str)
+        fields = ROWS.encode(fields)
         fields["updated_at"] = now_iso()
         cols = ", ".join(f"[{k}] = ?" for k in fields)
         with self.store.db.conn as conn:
@@ -178,6 +172,38 @@ class JobsRepo:
         if rows:
             with self.store.db.conn:
                 self.store.db["job_metrics"].insert_all(rows, batch_size=500)
+
+    def best_and_last(self, job_ids: list[str], name: str, *, higher_is_better: bool
+                      ) -> tuple[float | None, float | None]:
+        """Best and last value of one metric over a training's jobs (oldest first),
+        aggregated by SQLite through the ``(job_id, name, step)`` index (never reading every
+        point into Python). A job's points from the first step of a later job (a resume) on
+        were replaced by it, so they are left out."""
+        func = "max" if higher_is_better else "min"
+        db = self.store.db
+        cutoffs, cut = {}, 1e300
+        for job_id in reversed(job_ids):
+            cutoffs[job_id] = cut
+            if len(job_ids) > 1:
+                (first,) = db.execute("select min(step) from job_metrics where job_id = ? and "
+                                      "name = ?", [job_id, name]).fetchone()
+                if first is not None:
+                    cut = min(cut, float(first))
+        pick = max if higher_is_better else min
+        best = last = None
+        for job_id in job_ids:
+            args = [job_id, name, cutoffs[job_id]]
+            (value,) = db.execute(f"select {func}(value) from job_metrics where job_id = ? and "
+                                  "name = ? and step < ?", args).fetchone()
+            if value is None:
+                continue
+            best = value if best is None else pick(best, value)
+            row = db.execute("select value from job_metrics where job_id = ? and name = ? and "
+                             "step < ? and value is not null order by step desc limit 1",
+                             args).fetchone()
+            if row is not None:
+                last = row[0]
+        return best, last
 
     def metrics(self, job_id: str, name: str | None = None) -> list[dict]:
         if name:

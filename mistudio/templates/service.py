@@ -18,47 +18,13 @@ from mistudio.paths import atomic_write_json
 from mistudio.store.db import new_id
 from mistudio.templates.builtin import BUILTIN_PREFIX, BUILTIN_TEMPLATES, builtin_by_id
 from mistudio.templates.repo import TemplatesRepo, TrainingTemplate
+from mistudio.templates.validation import validate_config, validate_template_settings
 
 EXPORT_FORMAT = "mistudio-training-templates"
 EXPORT_VERSION = 1
 MAX_IMPORT_BYTES = 2 * 2**20
 MAX_NAME_LEN = 120
-MAX_CONFIG_KEYS = 300
 LAST_USED_KEY = "last_used_training_settings"
-
-
-def validate_config(config, *, where: str = "The template") -> dict:
-    """Check that ``config`` is a flat-ish JSON object of settings; return a clean copy."""
-    if not isinstance(config, dict):
-        raise UserError(f"{where} has no settings object ('config' must be a JSON object, "
-                        f"not {type(config).__name__}).",
-                        hint="Export a template from the app to see the expected layout.")
-    if len(config) > MAX_CONFIG_KEYS:
-        raise UserError(f"{where} has {len(config)} settings; at most {MAX_CONFIG_KEYS} are "
-                        "allowed.", hint="Is this really a training template file?")
-
-    def check(value, key: str, depth: int):
-        if value is None or isinstance(value, (bool, int, str)):
-            return value
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise UserError(f"{where}: setting '{key}' is {value}, which is not a number "
-                                "a training can use.", hint="Use a finite value.")
-            return value
-        if isinstance(value, (list, tuple)) and depth < 3:
-            return [check(v, key, depth + 1) for v in value]
-        if isinstance(value, dict) and depth < 3:
-            return {str(k): check(v, f"{key}.{k}", depth + 1) for k, v in value.items()}
-        raise UserError(f"{where}: setting '{key}' has a value of type {type(value).__name__} "
-                        "that a template cannot hold.",
-                        hint="Settings are numbers, text, true/false or lists of those.")
-
-    clean = {}
-    for key, value in config.items():
-        if not isinstance(key, str) or not key.strip():
-            raise UserError(f"{where} has a setting with an empty or non-text name.")
-        clean[key] = check(value, key, 0)
-    return clean
 
 
 def _clean_name(name: str) -> str:
@@ -116,7 +82,7 @@ class TemplateService:
         """Save the settings as a template. An existing saved template of that name is
         replaced only with ``overwrite=True``; built-in names are reserved."""
         name = _clean_name(name)
-        config = validate_config(config)
+        config = validate_template_settings(config)
         if any(b.name.lower() == name.lower() for b in BUILTIN_TEMPLATES):
             raise UserError(f"'{name}' is the name of a built-in template.",
                             hint="Choose another name.")
@@ -194,7 +160,8 @@ class TemplateService:
             if not isinstance(entry, dict):
                 raise UserError(f"{where} is not a JSON object.")
             name = _clean_name(entry.get("name", ""))
-            config = validate_config(entry.get("config"), where=where)
+            where = f"Template {i} ('{name}') in {path.name}"
+            config = validate_template_settings(entry.get("config"), where=where)
             description = str(entry.get("description") or "")
             prepared.append((name, description, config))
         taken = {t.name.lower() for t in self.list()}
@@ -262,4 +229,35 @@ class TemplateService:
         return merged, sorted(ignored)
 
 
-__all__ = ["BUILTIN_PREFIX", "TemplateService", "TrainingTemplate", "validate_config"]
+def _same_setting(a, b) -> bool:
+    """Equal as settings: numbers within the precision a form field shows (6 digits)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b if isinstance(a, bool) and isinstance(b, bool) else False
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-12)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_setting(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_setting(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def template_differences(settings: dict, template: TrainingTemplate | dict,
+                         compared: Iterable[str] | None = None) -> list[tuple[str, object, object]]:
+    """The template's settings that ``settings`` no longer hold: (name, template's value,
+    current value), in the template's order. Only names in ``compared`` (default: all of
+    ``settings``, plus ``sweep``) are looked at; a missing sweep counts as no sweep."""
+    config = template.config if isinstance(template, TrainingTemplate) else template
+    names = set(compared) if compared is not None else set(settings) | {"sweep"}
+    out = []
+    for key, value in config.items():
+        if key not in names:
+            continue
+        current = settings.get(key, {} if key == "sweep" else None)
+        if not _same_setting(value, current):
+            out.append((key, value, current))
+    return out
+
+
+__all__ = ["BUILTIN_PREFIX", "TemplateService", "TrainingTemplate", "validate_config",
+           "template_differences", "validate_template_settings"]

@@ -70,14 +70,14 @@ def create_app(argv: list[str] | None = None):
     return app
 
 
-def build_window(data_dir=None):
+def build_window(data_dir=None, *, remember_layout: bool = True):
     """The facade on QThread workers plus the main window (not shown yet)."""
     from mistudio.studio import Studio
     from mistudio.ui.main_window import MainWindow
     from mistudio.ui.workers import qt_thread_factory
 
     studio = Studio(data_dir, thread_factory=qt_thread_factory)
-    return MainWindow(studio)
+    return MainWindow(studio, remember_layout=remember_layout)
 
 
 def main(data_dir=None) -> int:

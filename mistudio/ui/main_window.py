@@ -21,7 +21,10 @@ DOCS_URL = "https://github.com/mistudio/mistudio/tree/main/docs"
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, studio, parent=None):
+    """``remember_layout=False`` (screenshots): neither read nor write the user's ui.ini, so
+    the pictures do not depend on the last session and the next session is not changed."""
+
+    def __init__(self, studio, parent=None, *, remember_layout: bool = True):
         super().__init__(parent)
         self.studio = studio
         self.setWindowTitle(APP_TITLE)
@@ -41,11 +44,13 @@ class MainWindow(QMainWindow):
 
         self.jobs_dock = JobsDock(studio, self.bridge, self)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobs_dock)
-        self.resizeDocks([self.jobs_dock], [190], Qt.Orientation.Vertical)
+        self.resizeDocks([self.jobs_dock], [self.jobs_dock.height_for_rows(5)],
+                         Qt.Orientation.Vertical)
         self.status = AppStatusBar(studio, self)
         self.setStatusBar(self.status)
         self._build_menus()
-        self._ui_settings = QSettings(str(studio.paths.root / "ui.ini"), QSettings.Format.IniFormat)
+        self._ui_settings = (QSettings(str(studio.paths.root / "ui.ini"),
+                                       QSettings.Format.IniFormat) if remember_layout else None)
         self._restore_geometry()
         self._closing = False
         self._on_tab_changed(self.tabs.currentIndex())
@@ -119,6 +124,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ geometry & close
 
     def _restore_geometry(self) -> None:
+        if self._ui_settings is None:
+            return
         geo = self._ui_settings.value("geometry")
         state = self._ui_settings.value("state")
         if geo is not None:
@@ -130,6 +137,8 @@ class MainWindow(QMainWindow):
             self.tabs.setCurrentIndex(int(tab))
 
     def _save_geometry(self) -> None:
+        if self._ui_settings is None:
+            return
         self._ui_settings.setValue("geometry", self.saveGeometry())
         self._ui_settings.setValue("state", self.saveState())
         self._ui_settings.setValue("tab", self.tabs.currentIndex())
@@ -139,7 +148,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             event.accept()
             return
-        active = self.studio.queue.active_ids()
+        active = self.studio.jobs.active_ids()
         if active and not getattr(self, "skip_close_confirmation", False):
             answer = QMessageBox.question(
                 self, "Jobs are running",
@@ -151,7 +160,7 @@ class MainWindow(QMainWindow):
         self._save_geometry()
         self._closing = True
         for job_id in active:
-            self.studio.queue.cancel(job_id)
+            self.studio.jobs.cancel(job_id)
         if not active:
             self._finish_close()
             event.accept()
@@ -164,7 +173,7 @@ class MainWindow(QMainWindow):
         timer.setInterval(100)
 
         def poll():
-            if not self.studio.queue.active_ids() or time.monotonic() > deadline:
+            if not self.studio.jobs.active_ids() or time.monotonic() > deadline:
                 timer.stop()
                 self._finish_close()
                 self.close()
@@ -179,7 +188,7 @@ class MainWindow(QMainWindow):
             if callable(stop):
                 stop()
         self.bridge.stop()
-        self.studio.queue.remove_listener(self.bridge)
+        self.studio.jobs.remove_listener(self.bridge)
         for timer in self.findChildren(QTimer):  # any a tab left running (no shutdown hook)
             timer.stop()
         still = self.studio.close(timeout=0.5)

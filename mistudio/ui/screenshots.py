@@ -31,7 +31,7 @@ def take_screenshots(out_dir: Path, data_dir=None, *, size=(1400, 900)) -> list[
     app = create_app()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    window = build_window(data_dir)
+    window = build_window(data_dir, remember_layout=False)  # the user's ui.ini stays as it is
     window.resize(*size)
     window.show()
     _settle(app)

@@ -73,3 +73,19 @@ def test_cli_refuses_a_format_that_does_not_match_the_file(data_dir, tmp_path, c
     assert code != 0 and "plain-text file" in err and "format csv" in err
     code, out, _ = cli(capsys, "--data-dir", str(data_dir), "datasets", "list", "--json")
     assert code == 0 and json.loads(out) == []
+
+
+def test_a_name_used_twice_matches_several_datasets(data_dir, corpus_files, capsys):
+    ids = []
+    for _ in range(2):
+        code, out, err = cli(capsys, "datasets", "add", str(corpus_files["jsonl"]),
+                             "--name", "austen")
+        assert code == 0, err
+        ids.append(out.split()[0])
+    code, out, err = cli(capsys, "datasets", "show", "austen")
+    assert code == 2 and "matches several datasets" in err and "No dataset" not in err
+    assert all(i in err for i in ids) and "Traceback" not in err
+    code, out, err = cli(capsys, "datasets", "show", ids[1])
+    assert code == 0 and ids[1] in out
+    code, out, err = cli(capsys, "datasets", "show", "nothing-like-it")
+    assert code == 2 and "No dataset 'nothing-like-it'" in err

@@ -83,3 +83,22 @@ def test_raw_module_path_and_errors(ids):
         hooks.resolve("blocks.1.hook_resid_post", "bloom", 3)
     # raw modules still work for an unmapped family
     assert hooks.resolve("module:h.1", "bloom", 3).layer is None
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mlp_hook_post_is_the_neurons_feeding_the_output_projection(family, ids):
+    model = build_tiny(family)
+    mt = model.config.model_type
+    post = hooks.resolve("blocks.1.mlp.hook_post", mt, 3)
+    assert post.hook_type == "mlp_post" and post.layer == 1
+    assert hooks.parse_hook_name("blocks.1.mlp.hook_post") == (1, "mlp_post")
+    assert hooks.hook_name(1, "mlp_post") == "blocks.1.mlp.hook_post"
+    mlp_in = hooks.resolve("blocks.1.hook_mlp_in", mt, 3)
+    acts = capture_once(model, [post, mlp_in], ids, stop_early=False)
+    neurons = acts[post.name]
+    d_mlp = 256 if family == "gpt2" else 128  # GPT-2: 4 x d_model; others intermediate_size
+    assert neurons.shape == (2, 12, d_mlp)
+    proj = model.get_submodule(post.module_path)
+    mlp = model.get_submodule(mlp_in.module_path)
+    with torch.no_grad():
+        torch.testing.assert_close(proj(neurons), mlp(acts[mlp_in.name]), atol=1e-5, rtol=1e-5)

@@ -33,7 +33,7 @@ def test_add_local_inspect_extract_and_list(studio, tiny_gpt2_dir, packed_tokeni
     h = [c for c in tree["children"][0]["children"] if c["name"] == "h"][0]
     assert h["children"][0]["repeat"] == 3
     hps = studio.models.hook_points(m.id)
-    assert len(hps) == 15 and hps[0]["name"] == "blocks.0.hook_resid_pre"
+    assert len(hps) == 18 and hps[0]["name"] == "blocks.0.hook_resid_pre"
     est = studio.models.memory_estimate(m.id, dtype="float32", device="cpu")
     assert est["weights"] == info["n_params"] * 4 and est["verdict"] == "fits"
     opts = studio.models.quantization_options("cpu")
@@ -42,7 +42,7 @@ def test_add_local_inspect_extract_and_list(studio, tiny_gpt2_dir, packed_tokeni
     sets, job = studio.activations.start_extraction(
         m.id, str(packed_tokenization), layers=[1, "last"], hook_types=["resid_post"],
         max_tokens=200, batch_size=4, device="cpu", model_dtype="float32")
-    assert [s.hook_point for s in sets] == ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
+    assert [s.hook_name for s in sets] == ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
     _wait(studio, job)
     listed = studio.activations.list(model_id=m.id)
     assert {s.status for s in listed} == {"ready"} and {s.num_rows for s in listed} == {200}

@@ -34,10 +34,14 @@ def test_tracker_report_matches_hand_computed_values():
     assert rep["l0"] == pytest.approx(2.0) and rep["l1"] == pytest.approx(3.0)
     # latent 0 fired on 3/3 tokens, latent 1 on 1/3 (both > 10%): dense fraction 2/4
     assert rep["dense_fraction"] == pytest.approx(0.5)
-    assert rep["dead_fraction"] == 0.0  # nobody silent for 5 tokens yet
+    # 3 tokens seen, fewer than the 5-token window: the window is all 3, in which latents
+    # 2 and 3 never fired
+    assert rep["dead_fraction"] == pytest.approx(0.5)
     t.update(_out(recon), y, torch.tensor([1.0, 0.0, 0.0, 0.0]), 3)
     rep = t.report()
-    assert rep["dead_fraction"] == pytest.approx(0.5)  # latents 2, 3 silent for 6 tokens
+    # latents 2, 3 silent for 6 >= 5 tokens; latent 1 only for the last 3
+    assert rep["dead_fraction"] == pytest.approx(0.5)
+    assert t.dead_mask().tolist() == [False, False, True, True]  # AuxK: the full window
     assert not t.nonfinite()
     t.update(_out(recon, loss=float("nan")), y, fired, 3)
     assert t.nonfinite()
@@ -59,7 +63,7 @@ def test_density_histogram_counts_every_latent():
     y = torch.ones(10, 2)
     t.update(_out(y), y, torch.tensor([10.0, 1.0, 0.0]), 10)
     d = t.density()
-    assert sum(d["histogram"]["counts"]) == 3 and d["never_fired"] == 1
+    assert sum(d["histogram"]["counts"]) == 3 and d["dead_latents"] == 1
     assert d["log10_frequency"][0] == pytest.approx(0.0, abs=1e-6)
     assert d["log10_frequency"][1] == pytest.approx(-1.0, abs=1e-6)
 
@@ -76,3 +80,22 @@ def test_lr_schedules():
     assert sparsity_warmup(0, 100, 0.1) == pytest.approx(0.1)
     assert sparsity_warmup(50, 100, 0.1) == 1.0
     assert sparsity_warmup(0, 100, 0.0) == 1.0
+
+
+def test_one_dead_latent_definition_on_card_result_and_cli(small_config, activation_set,
+                                                           tmp_path):
+    """A run shorter than the dead window: the latents that never fired are dead in the
+    reported metric (the card), in result.json and in the SAE's metrics alike."""
+    from mistudio.sae.data import open_source
+    from mistudio.sae.trainer import Trainer
+
+    cfg = small_config(d_sae=512, total_tokens=256 * 20, dead_window_tokens=10**6,
+                       metrics_every_steps=20)
+    trainer = Trainer(cfg, open_source(str(activation_set)), tmp_path)
+    result = trainer.run()
+    (sae,) = result["saes"]
+    never = int((trainer.members[0].tracker.density_fired == 0).sum())  # counted by hand
+    assert never > 0
+    assert sae["dead_latents"] == never and sae["dead_window_tokens"] == 256 * 20
+    assert sae["metrics"]["dead_fraction"] == pytest.approx(never / 512)  # the card's number
+    assert sae["dead_fraction"] == pytest.approx(never / 512)

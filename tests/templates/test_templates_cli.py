@@ -50,3 +50,26 @@ def test_list_show_save_favourite_export_import_delete(run_cli, tmp_path):
     assert code == 2 and "cannot be deleted" in err
     code, _, err = run_cli("show", "nope")
     assert code == 2 and "No training template" in err
+
+
+def test_save_refuses_a_misspelled_setting_and_names_the_right_one(run_cli, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"architecture": "topk", "lerning_rate": 1e-3}))
+    code, out, err = run_cli("save", "Typo", "--config", str(cfg))
+    assert code == 2 and "'lerning_rate'" in err and "Traceback" not in err
+    assert "did you mean 'lr'" in err
+    code, out, _ = run_cli("list", "--json")
+    assert "Typo" not in {t["name"] for t in json.loads(out)}
+
+
+def test_import_of_a_file_with_one_bad_template_imports_nothing(run_cli, tmp_path):
+    path = tmp_path / "three.json"
+    path.write_text(json.dumps({"templates": [
+        {"name": "good one", "config": {"architecture": "topk", "k": 16}},
+        {"name": "bad k", "config": {"architecture": "topk", "k": "many"}},
+        {"name": "good two", "config": {"architecture": "relu"}}]}))
+    code, out, err = run_cli("import", str(path))
+    assert code == 2 and "Template 2 ('bad k')" in err and "'k'" in err
+    assert "whole number" in err and "Expected a int" not in err
+    code, out, _ = run_cli("list", "--json")
+    assert not {"good one", "good two"} & {t["name"] for t in json.loads(out)}

@@ -139,7 +139,9 @@ def test_import_missing_file(studio, tmp_path):
 
 
 def test_merge_reports_unknown_fields(studio):
-    t = studio.templates.save("X", {"k": 8, "from_the_future": 1})
+    # A template stored by a newer version (saving one now refuses unknown settings).
+    studio.templates.repo.insert("tt_future", "X", "", {"k": 8, "from_the_future": 1})
+    t = studio.templates.get("tt_future")
     merged, ignored = studio.templates.merge({"k": 32, "lr": 1e-3}, t, known_fields={"k", "lr"})
     assert merged == {"k": 8, "lr": 1e-3} and ignored == ["from_the_future"]
 
@@ -167,3 +169,37 @@ def test_scaled_learning_rate_and_estimate():
     assert est.verdict(int(est.total_bytes * 1.1)) == "tight"
     assert est.verdict(est.total_bytes // 2) == "won't fit"
     assert est.seconds and est.seconds > 0
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"lerning_rate": 1e-3}, "'lerning_rate' \\(did you mean 'lr'"),
+    ({"k": "many"}, "setting 'k' has the wrong type.*Expected a whole number"),
+    ({"architecture": "toppk"}, "unknown architecture 'toppk'"),
+    ({"sweep": {"batch_size": [1, 2]}}, "'batch_size' cannot be swept"),
+    ({"sweep": {"k": ["x"]}}, "setting 'k' has the wrong type"),
+    ({"total_tokens": 100, "batch_size": 4096}, "shorter than one batch"),
+])
+def test_template_settings_are_checked_as_a_training_checks_them(config, message):
+    from mistudio.templates.validation import validate_template_settings
+
+    with pytest.raises(UserError, match=message) as err:
+        validate_template_settings(config, where="Template 'x'")
+    assert str(err.value).startswith("Template 'x'")
+
+
+def test_misspelled_setting_suggests_the_valid_name():
+    from mistudio.templates.validation import validate_template_settings
+
+    with pytest.raises(UserError, match=r"'expansion_factr' \(did you mean 'expansion_factor'"):
+        validate_template_settings({"expansion_factr": 4})
+    with pytest.raises(UserError, match=r"'batchsize' \(did you mean 'batch_size'\?\)"):
+        validate_template_settings({"batchsize": 1024})
+
+
+def test_valid_template_settings_come_back_typed():
+    from mistudio.templates.validation import validate_template_settings
+
+    clean = validate_template_settings({"k": "16", "total_tokens": 5e6, "lr": 1,
+                                        "config_version": 1, "sweep": {"k": [8, 16]}})
+    assert clean == {"k": 16, "total_tokens": 5_000_000, "lr": 1.0, "sweep": {"k": [8, 16]}}
+    assert type(clean["total_tokens"]) is int and type(clean["lr"]) is float

@@ -86,7 +86,7 @@ def test_form_start_watch_pause_cancel_restart_resume(qt_studio, qtbot, tmp_path
     assert "larger than the SAE width" in panel.validate()
     assert not panel.start_btn.isEnabled()
     panel.form.editors["batch_size"].setText("lots")
-    assert "batch size" in panel.validate()
+    assert "Batch size" in panel.validate()
     panel.form.set_config(TINY)
     panel.name_edit.setText("tiny topk")
     assert panel.validate() == "" and panel.start_btn.isEnabled()
@@ -230,8 +230,9 @@ def test_templates_apply_save_and_last_used(qt_studio, qtbot, tmp_path, tiny_act
     assert studio.templates.get("My k7").config["k"] == 7
     panel.template_combo.setCurrentIndex(panel.template_combo.findData(t.id))
     panel._toggle_favourite()
-    assert panel.template_combo.itemData(0) == t.id
-    assert panel.template_combo.itemText(0).startswith("★")
+    assert panel.template_combo.itemData(0) == ""  # the form's own settings come first
+    assert panel.template_combo.itemData(1) == t.id
+    assert panel.template_combo.itemText(1).startswith("★")
 
     # A sweep is one job whose members chart as separate runs; starting remembers the
     # settings and a new tab restores them.

@@ -98,7 +98,12 @@ def test_job_card_states(qtbot):
     card.set_status("interrupted", can_resume=True, message="Interrupted.")
     assert card.resume_ckpt_btn.isVisible() and not card.cancel_btn.isVisible()
     assert card.delete_act.isEnabled() and card.message.text() == "Interrupted."
+    assert card.badge.text() == "interrupted — can resume"
     card.resume_ckpt_btn.click()
+    # killed before its first checkpoint: nothing to resume, and the badge says so
+    card.set_status("interrupted", can_resume=False)
+    assert card.badge.text() == "interrupted — no checkpoint"
+    assert not card.resume_ckpt_btn.isVisible()
     card.set_status("completed")
     assert not card.resume_ckpt_btn.isVisible() and card.export_act.isEnabled()
     assert not card.message.isVisible()
@@ -151,4 +156,4 @@ def test_form_sweep_and_width_scaled_lr(qtbot):
     form.sweep_values.setText("16, x")
     assert "Sweep values" in form.config()[1][0]
     form.sweep_values.setText("")
-    assert "give the values of k" in form.config()[1][0]
+    assert "give the values of Active latents (k)" in form.config()[1][0]

@@ -21,12 +21,13 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, Q
                                QLabel, QMessageBox, QPushButton, QScrollArea, QSlider,
                                QToolButton, QVBoxLayout, QWidget)
 
+from mistudio.ui.chart_legend import ChartLegend
 from mistudio.ui.training.series import EmaSmoother, RunMetrics, write_metrics_csv
+from mistudio.ui.kit.palette import SERIES, colour, css
 
 REDRAW_MS = 120
 CHART_HEIGHT = 260
-RUN_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-              "#17becf", "#bcbd22", "#7f7f7f"]
+RUN_COLORS = list(SERIES)
 METRIC_STYLES = [Qt.SolidLine, Qt.DashLine, Qt.DotLine, Qt.DashDotLine, Qt.DashDotDotLine]
 X_MODES = (("step", "Step"), ("tokens", "Tokens"), ("time", "Time (s)"))
 
@@ -91,9 +92,9 @@ class MetricChart(QWidget):
         item.showGrid(x=True, y=True, alpha=0.25)
         item.setDownsampling(auto=True, mode="peak")
         item.setClipToView(True)
-        self.legend = item.addLegend(offset=(-5, 5), labelTextSize="8pt", labelTextColor="#222",
-                                     brush=pg.mkBrush(255, 255, 255, 190))
-        self.vline = pg.InfiniteLine(angle=90, pen=pg.mkPen("#888", style=Qt.DashLine))
+        # Above the plot, not in it: a floating legend covers the curves under its corner.
+        self.legend = ChartLegend()
+        self.vline = pg.InfiniteLine(angle=90, pen=pg.mkPen(colour("guide"), style=Qt.DashLine))
         self.vline.setVisible(False)
         item.addItem(self.vline, ignoreBounds=True)
 
@@ -109,7 +110,7 @@ class MetricChart(QWidget):
         self.readout = QLabel(" ")
         self.readout.setObjectName("readout")
         self.readout.setTextFormat(Qt.RichText)
-        self.readout.setStyleSheet("color: #444; font-size: 8pt")
+        self.readout.setStyleSheet(css("text.secondary", "font-size: 8pt"))
         header = QHBoxLayout()
         header.addWidget(self.title)
         header.addStretch(1)
@@ -118,6 +119,7 @@ class MetricChart(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(header)
+        lay.addWidget(self.legend)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.readout)
 
@@ -169,7 +171,8 @@ class MetricChart(QWidget):
                     self.plot.getPlotItem().addItem(raw)
                     self.plot.getPlotItem().addItem(smooth)
                     entry = self.curves[key] = {"raw": raw, "smooth": smooth, "version": None,
-                                                "label": label}
+                                                "label": label, "color": color,
+                                                "style": style}
                 stamp = (run.version, options.key(), self.log_y, label)
                 if not force and entry["version"] == stamp:
                     continue
@@ -203,10 +206,11 @@ class MetricChart(QWidget):
             entry = self.curves.pop(key)
             self.plot.getPlotItem().removeItem(entry["raw"])
             self.plot.getPlotItem().removeItem(entry["smooth"])
-        # Past a handful of curves the legend hides the plot; the hover readout names them.
-        show_legend = len(self.curves) <= 6
-        if self.legend.isVisible() != show_legend:
-            self.legend.setVisible(show_legend)
+        # One run: its metrics name the lines (the run is the selected card); several: both.
+        one_run = len({job_id for job_id, _m in self.curves}) == 1
+        self.legend.set_entries([(metric if one_run and n_metrics > 1 else e["label"],
+                                  e["color"], e["style"])
+                                 for (_job, metric), e in self.curves.items()])
         vb = self.plot.getPlotItem().getViewBox()
         y_auto = vb.autoRangeEnabled()[1]
         want = 0.98 if options.ignore_outliers else 1.0
@@ -344,7 +348,7 @@ class TrainingCharts(QWidget):
 
         self.empty = QLabel("Select a training to see its charts. Tick several to compare them.")
         self.empty.setAlignment(Qt.AlignCenter)
-        self.empty.setStyleSheet("color: #777; padding: 24px")
+        self.empty.setStyleSheet(css("text.muted", "padding: 24px"))
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 0, 0, 0)

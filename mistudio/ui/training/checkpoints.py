@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from mistudio.paths import human_bytes
 from mistudio.ui.training.actions import CheckpointEntry
+from mistudio.ui.kit.labels import hint_label
 
 COLUMNS = ("Step", "Tokens", "Saved", "Loss", "L0", "Expl. var.", "Size")
 
@@ -57,9 +58,7 @@ class CheckpointManager(QWidget):
         self.delete_btn = QPushButton("Delete checkpoint…")
         self.delete_btn.clicked.connect(
             lambda: self.selected() and self.delete_requested.emit(self.selected().path))
-        self.note = QLabel("")
-        self.note.setWordWrap(True)
-        self.note.setStyleSheet("color: #666")
+        self.note = hint_label(small=False)
         buttons = QHBoxLayout()
         for b in (self.resume_btn, self.export_ckpt_btn, self.export_btn, self.delete_btn):
             buttons.addWidget(b)

@@ -1,7 +1,9 @@
 """The new-training form, generated from ``TrainingConfig``'s fields.
 
 Every setting is a widget chosen by the field's type (choice lists from the config
-module's constants); settings that do not apply to the chosen architecture are hidden.
+module's constants), labelled from ``SETTING_INFO`` (human label, unit, what the automatic
+value 0 means; the config name in the tooltip); settings that do not apply to the chosen
+architecture are hidden.
 The learning rate follows the width (``scaled_learning_rate``) until the user or a
 template sets it. Each change re-validates through ``TrainingConfig.validate`` (the same
 check the job runs) and refreshes the memory/time estimate.
@@ -13,13 +15,13 @@ import dataclasses
 import math
 import re
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QLineEdit, QVBoxLayout, QWidget)
 
 from mistudio.paths import human_bytes
 from mistudio.sae import config as config_module
-from mistudio.sae.config import SWEEPABLE, TrainingConfig
+from mistudio.sae.config import SWEEPABLE, TrainingConfig, setting_info
 from mistudio.templates.scaling import estimate_training, scaled_learning_rate
 
 CHOICES = {
@@ -46,49 +48,12 @@ GROUPS = (
                   "lr_decay_fraction", "lr_min_fraction", "adam_beta1", "adam_beta2",
                   "adam_eps", "grad_clip_norm", "seed", "shuffle", "normalize_activations",
                   "normalization_tokens")),
-    ("Checkpoints and metrics", ("checkpoint_every_tokens", "keep_checkpoints",
+    ("Checkpoints and metrics", ("checkpoint_every_tokens", "checkpoint_every_seconds",
+                                 "keep_checkpoints",
                                  "metrics_every_steps", "dead_window_tokens")),
     ("Evaluation in the model", ("eval_tokens", "eval_every_steps")),
     ("Device", ("device", "dtype", "compile")),
 )
-HELP = {
-    "architecture": "relu: L1 penalty (Anthropic April 2024); topk: k latents per token + "
-                    "AuxK (OpenAI); batchtopk: k x batch over the batch; jumprelu: learned "
-                    "thresholds with an L0 penalty (Gemma Scope).",
-    "expansion_factor": "SAE width = expansion factor x input width (ignored if d_sae is set).",
-    "d_sae": "Number of latents; 0 uses the expansion factor.",
-    "k": "Active latents per token (TopK/BatchTopK).",
-    "aux_k": "Latents used by the AuxK loss to revive dead ones; 0 picks d_in/2.",
-    "aux_k_coefficient": "Weight of the AuxK loss (OpenAI: 1/32).",
-    "l1_coefficient": "Sparsity penalty (ReLU). Higher: sparser, worse reconstruction.",
-    "l1_warmup_fraction": "Fraction of training over which the sparsity penalty ramps up.",
-    "l0_coefficient": "L0 sparsity penalty (JumpReLU).",
-    "jumprelu_bandwidth": "Width of the straight-through estimator's kernel.",
-    "jumprelu_init_threshold": "Initial threshold of every latent.",
-    "total_tokens": "How many activation rows to train on (the data repeats if needed). "
-                    "Accepts 2e6, 2M, 500k.",
-    "batch_size": "Tokens per optimizer step.",
-    "lr": "Learning rate. Follows the width (2e-4/sqrt(d_sae/16384)) until you change it.",
-    "lr_schedule": "After warm-up: constant, cosine, or linear decay over the last part.",
-    "lr_warmup_steps": "Steps of linear learning-rate warm-up.",
-    "lr_decay_fraction": "Linear schedule: fraction of steps at the end used to decay.",
-    "lr_min_fraction": "Final learning rate as a fraction of the peak.",
-    "grad_clip_norm": "Clip the gradient norm to this value; 0 disables.",
-    "normalize_activations": "Scale inputs so their mean norm is sqrt(d_in) (SAELens).",
-    "normalization_tokens": "Tokens used to estimate the scale up front.",
-    "checkpoint_every_tokens": "Save a resumable checkpoint every this many tokens; 0: only "
-                               "at the end (and when cancelled).",
-    "keep_checkpoints": "How many recent checkpoints to keep on disk.",
-    "metrics_every_steps": "How often metrics are computed and charted.",
-    "dead_window_tokens": "A latent silent for this many tokens counts as dead.",
-    "eval_tokens": "Splice the SAE into its model at the end and measure the CE loss and KL "
-                   "scores on this many held-out tokens (needs the activation set's model "
-                   "in the app); 0 turns it off.",
-    "eval_every_steps": "Also measure them every this many steps; 0: only at the end.",
-    "device": "Where to train: auto uses the GPU when there is one.",
-    "dtype": "Matmul precision (autocast). Weights stay float32.",
-    "compile": "torch.compile the training step (GPU; slower first steps).",
-}
 _SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
 
 
@@ -125,7 +90,8 @@ class TrainingForm(QWidget):
         self.field_types = {f.name: type(getattr(self.defaults, f.name))
                             for f in dataclasses.fields(TrainingConfig)}
         self.editors: dict[str, QWidget] = {}
-        self.rows: dict[str, tuple[QFormLayout, QLabel]] = {}
+        self.rows: dict[str, tuple[QFormLayout, QLabel, QWidget]] = {}
+        self.notes: dict[str, QLabel] = {}  # unit and automatic-value note beside an editor
         self.lr_follows_width = True
         self.d_in: int | None = None
         self.num_rows: int | None = None
@@ -141,12 +107,10 @@ class TrainingForm(QWidget):
                 continue
             for name in names:
                 editor = self._make_editor(name)
-                label = QLabel(name.replace("_", " "))
-                label.setToolTip(HELP.get(name, ""))
-                editor.setToolTip(HELP.get(name, ""))
-                form.addRow(label, editor)
+                label, field = self._make_row(name, editor)
+                form.addRow(label, field)
                 self.editors[name] = editor
-                self.rows[name] = (form, label)
+                self.rows[name] = (form, label, field)
             lay.addWidget(box)
         # The sweep: several values of one per-SAE setting, trained together in one job.
         sweep_box = QGroupBox("Sweep (optional)")
@@ -154,7 +118,9 @@ class TrainingForm(QWidget):
         self.sweep_key = QComboBox()
         self.sweep_key.addItem("(none)", "")
         for key in SWEEPABLE:
-            self.sweep_key.addItem(key, key)
+            self.sweep_key.addItem(setting_info(key).label, key)
+            self.sweep_key.setItemData(self.sweep_key.count() - 1, tooltip_for(key),
+                                       Qt.ToolTipRole)
         self.sweep_values = QLineEdit()
         self.sweep_values.setPlaceholderText("values, comma-separated: 16, 32, 64")
         self.sweep_key.currentIndexChanged.connect(self._edited)
@@ -168,10 +134,34 @@ class TrainingForm(QWidget):
         self.lr_hint = QLabel()
         self.lr_hint.setStyleSheet("color: #666; font-size: 8pt")
         self.rows["lr"][0].insertRow(self.rows["lr"][0].getWidgetPosition(
-            self.editors["lr"])[0] + 1, "", self.lr_hint)
+            self.rows["lr"][2])[0] + 1, "", self.lr_hint)
         self.set_config(self.defaults.to_dict(), lr_given=False)
 
     # ------------------------------------------------------------------ editors
+
+    def _make_row(self, name: str, editor: QWidget) -> tuple[QLabel, QWidget]:
+        """The label, and the editor with its unit and what the automatic value means."""
+        info = setting_info(name)
+        tip = tooltip_for(name)
+        label = QLabel(info.label)
+        label.setToolTip(tip)
+        editor.setToolTip(tip)
+        note_text = "  ·  ".join(t for t in (info.unit, info.auto) if t)
+        field = QWidget()
+        row = QHBoxLayout(field)
+        row.setContentsMargins(0, 0, 0, 0)
+        if isinstance(editor, QLineEdit):
+            editor.setFixedWidth(160)  # numbers: the same column for every field, notes after
+        row.addWidget(editor)
+        if note_text:
+            note = QLabel(note_text)
+            note.setObjectName(f"{name}_note")
+            note.setStyleSheet("color: #666")
+            note.setToolTip(tip)
+            row.addWidget(note)
+            self.notes[name] = note
+        row.addStretch(1)
+        return label, field
 
     def _make_editor(self, name: str) -> QWidget:
         ftype = self.field_types[name]
@@ -204,8 +194,9 @@ class TrainingForm(QWidget):
         arch = self.editors["architecture"].currentData()
         for name, archs in ONLY_FOR.items():
             visible = arch in archs
-            form, label = self.rows[name]
+            form, label, field = self.rows[name]
             label.setVisible(visible)
+            field.setVisible(visible)
             self.editors[name].setVisible(visible)
 
     # ------------------------------------------------------------------ values
@@ -257,6 +248,7 @@ class TrainingForm(QWidget):
 
     def _apply_width_scaled_lr(self) -> None:
         d_sae = self.d_sae()
+        self._show_automatic_width(d_sae)
         if d_sae:
             lr = scaled_learning_rate(d_sae)
             self.lr_hint.setText(f"suggested for {d_sae:,} latents: {lr:.2g}"
@@ -267,6 +259,14 @@ class TrainingForm(QWidget):
                 self._loading = was
         else:
             self.lr_hint.setText("Pick an activation set to get a learning rate for its width.")
+
+    def _show_automatic_width(self, d_sae: int | None) -> None:
+        """Beside an SAE width of 0, the width it works out to for the chosen data."""
+        info = setting_info("d_sae")
+        text = f"{info.unit}  ·  {info.auto}"
+        if self.editors["d_sae"].text().strip() in ("0", "") and d_sae:
+            text += f" (= {d_sae:,} latents)"
+        self.notes["d_sae"].setText(text)
 
     def config(self) -> tuple[dict, list[str]]:
         """The settings as a TrainingConfig dict, and the problems reading the fields."""
@@ -281,12 +281,13 @@ class TrainingForm(QWidget):
                 try:
                     out[name] = parse_number(w.text(), integer)
                 except ValueError as exc:
-                    problems.append(f"{name.replace('_', ' ')}: {exc}.")
+                    problems.append(f"{setting_info(name).label}: {exc}.")
         key = self.sweep_key.currentData()
         if key:
             raw = [v for v in re.split(r"[,\s;]+", self.sweep_values.text().strip()) if v]
             if not raw:
-                problems.append(f"Sweep: give the values of {key}, separated by commas.")
+                problems.append(f"Sweep: give the values of {setting_info(key).label} "
+                                f"({key}), separated by commas.")
             else:
                 ftype = self.field_types[key]
                 try:
@@ -302,6 +303,17 @@ class TrainingForm(QWidget):
             return None
         return estimate_training(config, self.d_in, device=device, dtype=dtype,
                                  cpu_cores=cpu_cores)
+
+
+def tooltip_for(name: str) -> str:
+    """The help of setting ``name``, what its automatic value means, and its config name
+    (what ``--set``, config files and templates call it)."""
+    info = setting_info(name)
+    parts = [info.help]
+    if info.auto:
+        parts.append(info.auto + ".")
+    parts.append(f"Config name: {name}")
+    return "\n".join(p for p in parts if p)
 
 
 def describe_estimate(est, available_bytes: int | None, where: str) -> tuple[str, str]:
@@ -323,4 +335,4 @@ def describe_estimate(est, available_bytes: int | None, where: str) -> tuple[str
             f"Checkpoint: {human_bytes(est.checkpoint_bytes)} each.", verdict)
 
 
-__all__ = ["TrainingForm", "describe_estimate", "parse_number"]
+__all__ = ["TrainingForm", "describe_estimate", "parse_number", "tooltip_for"]

@@ -11,7 +11,13 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QInputDialog
 
 from mistudio.errors import UserError
 from mistudio.ui.training.form import TrainingForm, describe_estimate
+from mistudio.ui.kit.palette import css, span
+from mistudio.ui.kit.labels import hint_label
 
+# The data and its provenance: chosen on this page, never carried over by a template.
+DATA_KEYS = {"name", "activation_id", "activation_path", "target_activation_id",
+             "target_activation_path", "member_name", "model_name", "hook_name",
+             "hook_name_out"}
 FOLDER_ITEM = "__folder__"
 EXTRACT_ITEM = "__extract__"
 PLACEHOLDER_PATH = "(extracted first)"  # validates a config whose activations do not exist yet
@@ -20,7 +26,7 @@ PLACEHOLDER_PATH = "(extracted first)"  # validates a config whose activations d
 class NewTrainingPanel(QWidget):
     """Emits ``start_requested(config, activation_path, title)`` when the settings are valid,
     or ``extract_then_train_requested(extraction, config, title)`` when "Extract first" is
-    chosen (extraction: model, tokenization, hook_point, max_tokens)."""
+    chosen (extraction: model, tokenization, hook_name, max_tokens)."""
 
     start_requested = Signal(dict, str, str)
     extract_then_train_requested = Signal(dict, dict, str)
@@ -32,12 +38,18 @@ class NewTrainingPanel(QWidget):
         self._hw = None
         self.problem = ""
         self.verdict = ""
+        # The combo's first entry stands for settings that are no template's (as they are).
+        self.custom_text = "Default settings"
+        self.template_settings: dict = {}  # a template's settings that have no form field
+        self._applying = False
 
         # --- templates
         self.template_combo = QComboBox()
         self.template_combo.setMinimumWidth(220)
         self.template_combo.setToolTip("Built-in recipes and your saved templates (★ favourites)")
-        self.apply_btn = QPushButton("Apply")
+        # Choosing a template fills the form; this puts its settings back after edits.
+        self.apply_btn = QPushButton("Reapply")
+        self.apply_btn.setToolTip("Put the selected template's settings back into the form")
         self.apply_btn.clicked.connect(self.apply_selected_template)
         self.fav_btn = QToolButton(text="☆")
         self.fav_btn.setToolTip("Favourite: listed first")
@@ -50,19 +62,18 @@ class NewTrainingPanel(QWidget):
 
         menu = QMenu(self.more_btn)
         menu.addAction("Import templates…", self._import_dialog)
-        menu.addAction("Export this template…", self._export_dialog)
+        self.export_template_act = menu.addAction("Export this template…",
+                                                  self._export_dialog)
         self.delete_template_act = menu.addAction("Delete this template…",
                                                   self._delete_template)
         self.more_btn.setMenu(menu)
-        self.template_combo.currentIndexChanged.connect(self._update_template_buttons)
+        self.template_combo.currentIndexChanged.connect(self._on_template_chosen)
         tbar = QHBoxLayout()
         tbar.addWidget(QLabel("Template:"))
         tbar.addWidget(self.template_combo, 1)
         for w in (self.apply_btn, self.fav_btn, self.save_btn, self.more_btn):
             tbar.addWidget(w)
-        self.template_desc = QLabel()
-        self.template_desc.setWordWrap(True)
-        self.template_desc.setStyleSheet("color: #555; font-size: 8pt")
+        self.template_desc = hint_label()
 
         # --- data and name
         self.data_combo = QComboBox()
@@ -75,12 +86,12 @@ class NewTrainingPanel(QWidget):
         dbar.addWidget(self.data_combo, 1)
         dbar.addWidget(QLabel("Name:"))
         dbar.addWidget(self.name_edit)
-        self.data_info = QLabel()
-        self.data_info.setStyleSheet("color: #555; font-size: 8pt")
+        self.data_info = hint_label(wrap=False)
         self.extract_box = None  # built when "Extract first" is chosen
 
         self.form = TrainingForm()
         self.form.changed.connect(self._schedule_validate)
+        self.form.changed.connect(self._follow_template)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.form)
@@ -91,7 +102,7 @@ class NewTrainingPanel(QWidget):
         self.problem_label = QLabel()
         self.problem_label.setWordWrap(True)
         self.problem_label.setObjectName("problem")
-        self.problem_label.setStyleSheet("color: #b02a37")
+        self.problem_label.setStyleSheet(css("error"))
         self.start_btn = QPushButton("Start training")
         self.start_btn.setDefault(True)
         self.start_btn.clicked.connect(self.start)
@@ -118,7 +129,7 @@ class NewTrainingPanel(QWidget):
         self.reload_activation_sets()
         last = self.studio.templates.last_used()
         if last:
-            self.load_config(last)
+            self.load_config(last, label="Last used settings")
         self.validate()
 
     def shutdown(self) -> None:
@@ -128,9 +139,13 @@ class NewTrainingPanel(QWidget):
     # ------------------------------------------------------------------ templates
 
     def reload_templates(self, select_id: str | None = None) -> None:
+        """Refill the list, keeping (or selecting, without applying) ``select_id``."""
         current = select_id or self.template_combo.currentData()
         self.template_combo.blockSignals(True)
         self.template_combo.clear()
+        self.template_combo.addItem(self.custom_text, "")
+        self.template_combo.setItemData(0, "The settings in the form, from no template "
+                                        "(or changed since one was chosen)", Qt.ToolTipRole)
         for t in self.studio.templates.list(favourites_first=True):
             star = "★ " if t.favourite else ""
             mine = "" if t.builtin else "  (saved)"
@@ -144,13 +159,40 @@ class NewTrainingPanel(QWidget):
         tid = self.template_combo.currentData()
         return self.studio.templates.get(tid) if tid else None
 
+    def select_template(self, template_id: str) -> None:
+        """Choose a template as the user does: the form takes its settings."""
+        i = self.template_combo.findData(template_id)
+        if i < 0:
+            raise UserError(f"No training template {template_id!r} in the list.")
+        if i == self.template_combo.currentIndex():
+            self.apply_selected_template()
+        else:
+            self.template_combo.setCurrentIndex(i)  # applies through _on_template_chosen
+
+    def _on_template_chosen(self, _index: int = -1) -> None:
+        self._update_template_buttons()
+        if self.selected_template() is not None:
+            self.apply_selected_template()
+
+    def _set_custom_text(self, text: str) -> None:
+        self.custom_text = text
+        self.template_combo.setItemText(0, text)
+
     def _update_template_buttons(self) -> None:
         t = self.selected_template()
         self.fav_btn.setText("★" if t and t.favourite else "☆")
+        self.fav_btn.setEnabled(t is not None)
+        self.apply_btn.setEnabled(t is not None)
         self.delete_template_act.setEnabled(bool(t and not t.builtin))
-        self.template_desc.setText(t.description if t else "")
+        self.export_template_act.setEnabled(t is not None)
+        if t is not None:
+            self.template_desc.setText(t.description)
+        elif not self.template_desc.text().startswith("Changed from"):
+            self.template_desc.setText("")
 
     def apply_selected_template(self) -> list[str]:
+        """Fill the form with the selected template over the defaults; returns the template's
+        settings this version does not know (left out)."""
         t = self.selected_template()
         if t is None:
             return []
@@ -165,11 +207,47 @@ class NewTrainingPanel(QWidget):
         for key in ("device", "dtype"):
             if key not in t.config and key in current:
                 merged[key] = current[key]
-        self.form.set_config(merged, lr_given="lr" in t.config)
+        # Settings without a field (init_seed, compile_backend...) still go with the run.
+        self.template_settings = {k: v for k, v in t.config.items() if k in known
+                                  and k not in self.form.editors and k not in DATA_KEYS
+                                  and k != "sweep"}
+        self._applying = True
+        try:
+            self.form.set_config(merged, lr_given="lr" in t.config)
+        finally:
+            self._applying = False
+        self._set_custom_text("Custom settings")
+        extra = ", ".join(f"{k} = {v}" for k, v in self.template_settings.items())
         self.template_desc.setText(t.description + (
+            f"  (also sets, without a field here: {extra})" if extra else "") + (
             f"  (ignored settings this version does not know: {', '.join(ignored)})"
             if ignored else ""))
         return ignored
+
+    def _follow_template(self) -> None:
+        """After an edit, the combo names a template only while the form holds its settings;
+        otherwise it switches to "Custom (changed from ...)" and says what differs."""
+        if self._applying:
+            return
+        t = self.selected_template()
+        if t is None:
+            return
+        from mistudio.sae.config import setting_info
+        from mistudio.templates.service import template_differences
+
+        current, _ = self.form.config()
+        diffs = template_differences(current, t, compared=[*self.form.editors, "sweep"])
+        if not diffs:
+            return
+        self.template_settings = {}
+        self.template_combo.blockSignals(True)
+        self.template_combo.setCurrentIndex(0)
+        self.template_combo.blockSignals(False)
+        self._set_custom_text(f"Custom (changed from {t.name})")
+        self._update_template_buttons()
+        self.template_desc.setText("Changed from the template: " + "; ".join(
+            f"{setting_info(k).label} {_short(old)} → {_short(new)}"
+            for k, old, new in diffs[:6]) + ("; ..." if len(diffs) > 6 else ""))
 
     def _toggle_favourite(self) -> None:
         t = self.selected_template()
@@ -213,7 +291,9 @@ class NewTrainingPanel(QWidget):
         except UserError as exc:
             QMessageBox.warning(self, "Cannot import", str(exc))
             return
-        self.reload_templates(saved[0].id if saved else None)
+        self.reload_templates()
+        if saved:
+            self.select_template(saved[0].id)
         QMessageBox.information(self, "Imported", "Imported: " + ", ".join(t.name for t in saved))
 
     def _export_dialog(self) -> None:
@@ -249,7 +329,7 @@ class NewTrainingPanel(QWidget):
             sets = []
         for s in sets:
             shape = f"{s.d_in} × {s.num_rows:,}" if s.d_in and s.num_rows else ""
-            self.data_combo.addItem(f"{s.name or s.id} · {s.hook_point} · {shape}",
+            self.data_combo.addItem(f"{s.name or s.id} · {s.hook_name} · {shape}",
                                     f"id:{s.id}")
         if self.activation_path:
             self.data_combo.addItem(f"Folder: {self.activation_path}",
@@ -261,6 +341,8 @@ class NewTrainingPanel(QWidget):
                                     "and a hook point; the training starts when the extraction "
                                     "completes.", Qt.ToolTipRole)
         i = self.data_combo.findData(current) if current else -1
+        if i < 0 and len(sets) == 1 and not self.activation_path:
+            i = 1  # exactly one set: that is the one to train on
         self.data_combo.setCurrentIndex(max(0, i))
         self.data_combo.blockSignals(False)
         self._on_data_changed()
@@ -302,13 +384,13 @@ class NewTrainingPanel(QWidget):
 
                 s = ActivationSet(folder)
                 d_in, num_rows = s.d_in, s.num_rows
-                hook = s.meta.get("hook_point") or s.meta.get("hook_name") or ""
+                hook = s.hook_name
                 model = s.meta.get("model_name") or s.meta.get("model_id") or ""
                 self.data_info.setText(f"{num_rows:,} tokens of width {d_in}"
                                        + (f" · {model}" if model else "")
                                        + (f" · {hook}" if hook else ""))
             except UserError as exc:
-                self.data_info.setText(f"<span style='color:#b02a37'>{exc}</span>")
+                self.data_info.setText(span("error", str(exc)))
         self.form.set_data_shape(d_in, num_rows)
 
     def extract_first(self):
@@ -344,14 +426,22 @@ class NewTrainingPanel(QWidget):
 
     # ------------------------------------------------------------------ config
 
-    def load_config(self, config: dict) -> None:
-        """Fill the form (last-used settings, a duplicated training)."""
+    def load_config(self, config: dict, label: str = "Custom settings") -> None:
+        """Fill the form (last-used settings, a duplicated training); the template list then
+        shows ``label``, since these settings are no template's."""
         import dataclasses
 
         from mistudio.sae.config import TrainingConfig
 
         known = {f.name for f in dataclasses.fields(TrainingConfig)}
         config = {k: v for k, v in config.items() if k in known}
+        self.template_combo.blockSignals(True)
+        self.template_combo.setCurrentIndex(0)
+        self.template_combo.blockSignals(False)
+        self._set_custom_text(label)
+        self._update_template_buttons()
+        self.template_settings = {k: v for k, v in config.items() if k not in self.form.editors
+                                  and k not in DATA_KEYS and k != "sweep"}
         path = config.get("activation_path")
         if config.get("activation_id"):
             i = self.data_combo.findData(f"id:{config['activation_id']}")
@@ -370,7 +460,7 @@ class NewTrainingPanel(QWidget):
         elif data.startswith("path:"):
             config["activation_path"] = data[5:]
         config["name"] = self.name_edit.text().strip()
-        return config, problems
+        return {**self.template_settings, **config}, problems
 
     def _schedule_validate(self) -> None:
         self._validate_timer.start()
@@ -438,3 +528,11 @@ class NewTrainingPanel(QWidget):
         path = config.get("activation_path", "") or self._data_folder()
         self.start_requested.emit(config, path, config.get("name", ""))
         return True
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)

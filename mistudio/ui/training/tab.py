@@ -6,18 +6,21 @@ training (templates + form, or "extract first"), Charts (the selected run plus a
 "Compare"), Runs (a sortable table of every run and a diff of two runs' settings), Logs,
 Checkpoints and Resources (GPU/CPU monitor). Live data comes from the JobBridge
 signals, already batched at ~20 Hz; the charts redraw at most every 300 ms. Stored
-history (``jobs_repo.metrics``) fills the charts of finished or interrupted runs, so they
+history (``studio.jobs.metrics``) fills the charts of finished or interrupted runs, so they
 look the same after the app restarts.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMessageBox, QPushButton,
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
+from mistudio.app.jobs import ACTIVE, JobRecord
 from mistudio.errors import UserError
-from mistudio.store.jobs_repo import ACTIVE, JobRecord
+from mistudio.ui.kit.palette import colour, css
 from mistudio.ui.training.actions import TRAINING_KINDS, TrainingActions
 from mistudio.ui.training.cards import JobCard, JobCardList
 from mistudio.ui.training.charts import TrainingCharts
@@ -49,14 +52,15 @@ class TrainingTab(QWidget):
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.banner.setObjectName("banner")
-        self.banner.setStyleSheet("background: #fff3cd; color: #664d03; padding: 6px; "
+        self.banner.setStyleSheet(f"background: {colour('banner.warning.bg')}; "
+                                  f"color: {colour('banner.warning.fg')}; padding: 6px; "
                                   "border-radius: 4px")
         self.banner.setVisible(False)
         self.cards = JobCardList()
         self.empty = QLabel("No trainings yet. Choose an activation set and a template in "
                             "<b>New training</b>, then press Start.")
         self.empty.setWordWrap(True)
-        self.empty.setStyleSheet("color: #777; padding: 12px")
+        self.empty.setStyleSheet(css("text.muted", "padding: 12px"))
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
@@ -207,7 +211,7 @@ class TrainingTab(QWidget):
         card = self.cards.card(key)
         if card is None:
             return
-        job = self.studio.jobs_repo.get(self.latest(key).id) or self.latest(key)
+        job = self.studio.jobs.latest(self.latest(key))
         self._remember(job)
         can_resume = self.actions.can_resume(job)
         message = job.error or ("" if job.status in ("running", "completed") else job.message)
@@ -241,7 +245,7 @@ class TrainingTab(QWidget):
             run = RunMetrics(key, jobs[-1].title or key,
                              tokens_per_step=cfg.get("batch_size"))
             for job in jobs:
-                run.add_stored_rows(self.studio.jobs_repo.metrics(job.id))
+                run.add_stored_rows(self.studio.jobs.metrics(job.id))
             self.metrics[key] = run
         return run
 
@@ -263,7 +267,7 @@ class TrainingTab(QWidget):
         self.cards.select(key)
         chain = self.chain_cards.chains.get(key) if key else None
         if chain is not None:  # a workflow still extracting (or stopped before training)
-            job = self.studio.jobs_repo.get(chain.extraction_job_id)
+            job = self.studio.jobs.find(chain.extraction_job_id)
             self.logs.set_job(job.id if job else None, job.log_path if job else None,
                               job.title if job else None)
             self.checkpoints.set_checkpoints(
@@ -304,7 +308,7 @@ class TrainingTab(QWidget):
     def _training_key(self, job_id: str, *, fetch: bool = False) -> str | None:
         key = self.key_of_job.get(job_id)
         if key is None and fetch and job_id not in self._other_jobs:
-            job = self.studio.jobs_repo.get(job_id)
+            job = self.studio.jobs.find(job_id)
             if job is not None and job.kind not in TRAINING_KINDS:
                 self._other_jobs.add(job_id)  # not ours: no lookup per event
             if job is not None and job.kind in TRAINING_KINDS:
@@ -384,7 +388,7 @@ class TrainingTab(QWidget):
         """Extract first, then train: a workflow card until the training starts."""
         def start():
             return self.chain_cards.workflows.start_extract_then_train(
-                extraction["model"], extraction["tokenization"], extraction["hook_point"],
+                extraction["model"], extraction["tokenization"], extraction["hook_name"],
                 config=config, max_tokens=extraction["max_tokens"],
                 device=config.get("device", "auto"), title=title)
 
@@ -462,7 +466,7 @@ class TrainingTab(QWidget):
                 "This cannot be undone.") != QMessageBox.Yes:
             return False
         if self._guard(self.actions.delete_training, self.jobs[key]) is None and \
-                any(self.studio.jobs_repo.get(j.id) for j in self.jobs[key]):
+                any(self.studio.jobs.find(j.id) for j in self.jobs[key]):
             return False
         self.metrics.pop(key, None)
         self.compare.discard(key)
@@ -479,11 +483,9 @@ class TrainingTab(QWidget):
 
     def export_checkpoint(self, path: str, destination: str):
         """Queue the export of one checkpoint of the selected training as SAELens folder(s)."""
-        from mistudio.workflows import start_checkpoint_export
-
         job = self.latest(self.selected)
-        return self._guard(start_checkpoint_export, self.studio, job.target or job.id, path,
-                           destination)
+        return self._guard(self.studio.workflows.start_checkpoint_export,
+                           job.target or job.id, path, destination)
 
     def _export_checkpoint(self, path: str) -> None:
         if not self.selected or self.selected not in self.jobs:
@@ -506,12 +508,15 @@ class TrainingTab(QWidget):
         dest = QFileDialog.getExistingDirectory(self, "Export SAE to folder")
         if not dest:
             return
+        # export writes into a new or empty folder: one named after the training (and the
+        # member, for a sweep) inside the chosen one
+        folder = Path(dest) / (job.target or job.id)
         for member in members:
             out = self._guard(self.actions.export_saelens, job, member,
-                              dest if len(members) == 1 else f"{dest}/{member}")
+                              folder if len(members) == 1 else folder / member)
             if out is None:
                 return
-        QMessageBox.information(self, "Exported", f"Saved {len(members)} SAE(s) to {dest}.")
+        QMessageBox.information(self, "Exported", f"Saved {len(members)} SAE(s) to {folder}.")
 
     def showEvent(self, event) -> None:
         super().showEvent(event)

@@ -2,8 +2,8 @@
 
 **Extract, then train.** A user who has a model, a tokenized dataset and a hook point but
 no activation set yet starts one *chain*: :meth:`TrainingWorkflows.start_extract_then_train`
-queues the extraction job (``studio.activations``) and records the chain; a job-queue
-listener sees the extraction end and then starts the training (``studio.trainings``) on the
+queues the extraction job (``ActivationService``) and records the chain; a job-queue
+listener sees the extraction end and then starts the training (``TrainingService``) on the
 new activation set. Cancelling the extraction cancels the chain (no training starts); a
 failed extraction, or a training that cannot start on what was extracted, leaves the chain
 ``failed`` with a message that says which step failed and why. An extraction cut off by a
@@ -15,11 +15,8 @@ Chains are kept in the SQLite store (the training area's key/value table
 ``template_state``, keys ``workflow:<id>``), so they survive restarts; when the service
 starts it settles chains whose extraction ended while no listener was running.
 
-**Export an intermediate checkpoint.** :func:`export_checkpoint_job` (job
-``training.export_checkpoint``) rebuilds the SAEs of a training checkpoint with the engine's
-own functions (``sae.checkpoints.load_checkpoint``, ``sae.architectures.build_sae``) and
-writes each as a SAELens folder (``sae.formats.save_saelens``), with the input
-normalisation folded in as for a finished SAE.
+**Export an intermediate checkpoint.** :func:`start_checkpoint_export` queues the job
+``training.export_checkpoint`` (:mod:`mistudio.sae.checkpoint_export`).
 """
 
 from __future__ import annotations
@@ -29,11 +26,17 @@ import logging
 import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+from mistudio.app.activations import ActivationService
+from mistudio.app.datasets import DatasetService
+from mistudio.app.jobs import FINISHED, JobRecord, JobService
+from mistudio.app.models import ModelService
 from mistudio.errors import UserError
-from mistudio.store.db import new_id, now_iso
-from mistudio.store.jobs_repo import FINISHED, JobRecord
+from mistudio.store.db import Store, new_id, now_iso
+
+if TYPE_CHECKING:  # the training engine's service; imported where it is built
+    from mistudio.sae.service import TrainingService
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ OPEN_STATES = (EXTRACTING, FAILED, CANCELLED, INTERRUPTED)
 
 @dataclass
 class ExtractThenTrain:
-    """One chain: extract ``hook_point`` of ``model_id`` over ``tokenization``, then train."""
+    """One chain: extract ``hook_name`` of ``model_id`` over ``tokenization``, then train."""
 
     id: str
     title: str
@@ -56,7 +59,7 @@ class ExtractThenTrain:
     model_id: str
     model_name: str
     tokenization: str
-    hook_point: str
+    hook_name: str
     extraction: dict = field(default_factory=dict)  # start_extraction keyword settings
     config: dict = field(default_factory=dict)  # TrainingConfig dict (no activation set)
     activation_set_id: str = ""
@@ -70,6 +73,9 @@ class ExtractThenTrain:
     @classmethod
     def from_dict(cls, d: dict) -> "ExtractThenTrain":
         known = {f.name for f in fields(cls)}
+        d = dict(d)
+        if "hook_name" not in d and "hook_point" in d:  # chains saved before the rename
+            d["hook_name"] = d["hook_point"]
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def to_dict(self) -> dict:
@@ -129,16 +135,22 @@ ChainListener = Callable[[ExtractThenTrain], None]
 
 
 class TrainingWorkflows:
-    """``workflows_of(studio)``: chains of extraction then training."""
+    """``studio.workflows``: chains of extraction then training."""
 
-    def __init__(self, studio):
-        self.studio = studio
-        self.repo = ChainsRepo(studio.store)
+    def __init__(self, *, store: Store, jobs: JobService, models: ModelService,
+                 datasets: DatasetService, activations: ActivationService,
+                 trainings: TrainingService):
+        # built after the activation and training services, so their job listeners (which
+        # record outcomes) are told before ours reads them
+        self.jobs = jobs
+        self.models = models
+        self.datasets = datasets
+        self.activations = activations
+        self.trainings = trainings
+        self.repo = ChainsRepo(store)
         self._lock = threading.RLock()  # start() and the listener change chains
         self._listeners: list[ChainListener] = []
-        studio.activations  # noqa: B018 - its listener settles sets before ours runs
-        studio.trainings  # noqa: B018
-        studio.add_job_listener(self._on_job_event, records=True)
+        jobs.add_listener(self._on_job_event, records=True)
         self._settle_all()
 
     # ------------------------------------------------------------------ listeners
@@ -186,19 +198,19 @@ class TrainingWorkflows:
 
     # ------------------------------------------------------------------ starting
 
-    def plan(self, model: str, tokenization: str, hook_point: str, *, max_tokens: int,
+    def plan(self, model: str, tokenization: str, hook_name: str, *, max_tokens: int,
              config: dict) -> dict:
         """Check a chain before it starts: the model, the tokenization, the hook point and
         the training settings for the width and (at most) the number of tokens extracted.
 
-        Returns ``{"d_in", "tokens", "hook_point", "model_id", "model_name"}``.
+        Returns ``{"d_in", "tokens", "hook_name", "model_id", "model_name"}``.
         """
         from mistudio.sae.config import TrainingConfig
 
-        mrec = self.studio.models.require_ready(model)
-        summary = self.studio.models.inspect(mrec.id)
-        hooks = self.studio.activations.resolve_hook_points(mrec.id, hook_points=[hook_point])
-        tok = self.studio.datasets.get_tokenization(tokenization)
+        mrec = self.models.require_ready(model)
+        summary = self.models.inspect(mrec.id)
+        hooks = self.activations.resolve_hook_points(mrec.id, hook_points=[hook_name])
+        tok = self.datasets.get_tokenization(tokenization)
         if tok.status != "ready":
             raise UserError("That tokenization is not finished yet.",
                             hint="Wait for the tokenize job to complete.")
@@ -211,10 +223,10 @@ class TrainingWorkflows:
                                         "activation_id": ""})
         # An upper bound on the rows the extraction yields: never refuses a plan that fits.
         cfg.validate(d_in=d_in or None, num_rows=tokens or None)
-        return {"d_in": d_in, "tokens": tokens, "hook_point": hooks[0], "model_id": mrec.id,
+        return {"d_in": d_in, "tokens": tokens, "hook_name": hooks[0], "model_id": mrec.id,
                 "model_name": mrec.name}
 
-    def start_extract_then_train(self, model: str, tokenization: str, hook_point: str, *,
+    def start_extract_then_train(self, model: str, tokenization: str, hook_name: str, *,
                                  config: dict, max_tokens: int = 1_000_000,
                                  batch_size: int = 16, device: str = "auto",
                                  model_dtype: str = "auto", store_dtype: str = "float32",
@@ -222,22 +234,22 @@ class TrainingWorkflows:
         """Queue the extraction now and the training when it completes."""
         config = {k: v for k, v in dict(config).items()
                   if k not in ("activation_id", "activation_path")}
-        plan = self.plan(model, tokenization, hook_point, max_tokens=max_tokens, config=config)
+        plan = self.plan(model, tokenization, hook_name, max_tokens=max_tokens, config=config)
         chain_id = new_id("wf")
         arch = config.get("architecture", "sae")
         title = (title or config.get("name") or
-                 f"{arch} · {plan['model_name']} {plan['hook_point']}").strip()
+                 f"{arch} · {plan['model_name']} {plan['hook_name']}").strip()
         settings = {"max_tokens": int(max_tokens), "batch_size": int(batch_size),
                     "device": device, "model_dtype": model_dtype, "store_dtype": store_dtype}
         with self._lock:  # the listener waits until the chain is recorded
-            sets, job = self.studio.activations.start_extraction(
-                plan["model_id"], tokenization, hook_points=[plan["hook_point"]],
-                name=f"{plan['model_name']} {plan['hook_point']} (for {title})"[:200],
+            sets, job = self.activations.start_extraction(
+                plan["model_id"], tokenization, hook_points=[plan["hook_name"]],
+                name=f"{plan['model_name']} {plan['hook_name']} (for {title})"[:200],
                 **settings)
             chain = ExtractThenTrain(
                 id=chain_id, title=title, status=EXTRACTING, model_id=plan["model_id"],
                 model_name=plan["model_name"], tokenization=str(tokenization),
-                hook_point=plan["hook_point"], extraction=settings, config=config,
+                hook_name=plan["hook_name"], extraction=settings, config=config,
                 activation_set_id=sets[0].id, extraction_job_id=job.id, created_at=now_iso())
             self._changed(chain)
         return chain
@@ -249,9 +261,9 @@ class TrainingWorkflows:
         the training it started."""
         chain = self.get(chain_id)
         if chain.status == EXTRACTING and chain.extraction_job_id:
-            return self.studio.cancel_job(chain.extraction_job_id)
+            return self.jobs.cancel(chain.extraction_job_id)
         if chain.status == STARTED and chain.training_job_id:
-            return self.studio.cancel_job(chain.training_job_id)
+            return self.jobs.cancel(chain.training_job_id)
         return False
 
     def resume(self, chain_id: str) -> ExtractThenTrain:
@@ -265,16 +277,16 @@ class TrainingWorkflows:
                 raise UserError("This workflow's training has already started.",
                                 hint="Resume the training from its own card.")
             try:
-                rec = self.studio.activations.get(chain.activation_set_id)
+                rec = self.activations.get(chain.activation_set_id)
             except UserError:
-                if self.studio.activations.repo.get(chain.activation_set_id) is not None:
+                if self.activations.repo.get(chain.activation_set_id) is not None:
                     raise
                 rec = None
             if rec is None:
                 # stopped before any shard: no set was kept, so the extraction starts again
-                sets, job = self.studio.activations.start_extraction(
-                    chain.model_id, chain.tokenization, hook_points=[chain.hook_point],
-                    name=f"{chain.model_name} {chain.hook_point} (for {chain.title})"[:200],
+                sets, job = self.activations.start_extraction(
+                    chain.model_id, chain.tokenization, hook_points=[chain.hook_name],
+                    name=f"{chain.model_name} {chain.hook_name} (for {chain.title})"[:200],
                     **chain.extraction)
                 chain.activation_set_id = sets[0].id
                 chain.status, chain.error, chain.extraction_job_id = EXTRACTING, "", job.id
@@ -283,7 +295,7 @@ class TrainingWorkflows:
             if rec.status == "ready":
                 self._start_training(chain)
                 return chain
-            job = self.studio.activations.resume_extraction(rec.id)
+            job = self.activations.resume_extraction(rec.id)
             chain.status, chain.error, chain.extraction_job_id = EXTRACTING, "", job.id
             self._changed(chain)
             return chain
@@ -292,7 +304,7 @@ class TrainingWorkflows:
         """Forget a chain that is not running. Its activation set (complete or not) stays
         in the Models tab, where it can be resumed or deleted."""
         chain = self.get(chain_id)
-        if chain.status == EXTRACTING and self.studio.queue.is_active(chain.extraction_job_id):
+        if chain.status == EXTRACTING and self.jobs.is_active(chain.extraction_job_id):
             raise UserError("This workflow is still extracting.", hint="Cancel it first.")
         self.repo.delete(chain.id)
 
@@ -315,9 +327,9 @@ class TrainingWorkflows:
             for chain in self.repo.list():
                 if chain.status != EXTRACTING:
                     continue
-                if self.studio.queue.is_active(chain.extraction_job_id):
+                if self.jobs.is_active(chain.extraction_job_id):
                     continue
-                job = self.studio.jobs_repo.get(chain.extraction_job_id)
+                job = self.jobs.find(chain.extraction_job_id)
                 if job is None:
                     self._settle(chain, INTERRUPTED, "The extraction job is gone.")
                 elif job.status in FINISHED:
@@ -338,10 +350,10 @@ class TrainingWorkflows:
 
     def _start_training(self, chain: ExtractThenTrain) -> None:
         try:
-            rec = self.studio.activations.get(chain.activation_set_id)
+            rec = self.activations.get(chain.activation_set_id)
             if rec.status != "ready":
                 raise UserError(f"The activation set {rec.id} is {rec.status}.")
-            job: JobRecord = self.studio.trainings.start(
+            job: JobRecord = self.trainings.start(
                 {**chain.config, "activation_id": rec.id, "activation_path": ""},
                 title=chain.title)
         except Exception as exc:  # noqa: BLE001 - said on the card, kept in the log
@@ -357,112 +369,45 @@ class TrainingWorkflows:
         chain.training_id, chain.training_job_id = job.target, job.id
         self._changed(chain)
 
+    # ------------------------------------------------------------------ checkpoint export
+
+    def start_checkpoint_export(self, training_id: str, checkpoint_path: str,
+                                destination: str | Path) -> JobRecord:
+        """Queue ``training.export_checkpoint``: the SAE(s) of one checkpoint as SAELens
+        folders."""
+        from mistudio.activations.format import ActivationSet
+        from mistudio.sae import checkpoints as ckpt
+
+        tr = self.trainings.get_training(training_id)
+        path = Path(checkpoint_path)
+        if Path(tr.folder).resolve() not in path.resolve().parents:
+            raise UserError(f"{path} is not a checkpoint of this training.",
+                            hint="Pick one from the training's checkpoint list.")
+        if not (path / ckpt.STATE_FILE).exists():
+            raise UserError(f"The checkpoint {path} no longer exists.",
+                            hint="Pick another one from the checkpoint list.")
+        dest = Path(destination).expanduser()
+        if not str(destination).strip():
+            raise UserError("Choose a folder to export to.")
+        model = hook = hook_out = ""
+        try:
+            meta = ActivationSet(tr.activation_path).meta
+            model = str(meta.get("model_name") or meta.get("model_id") or "")
+            hook = str(meta.get("hook_name") or "")
+            if tr.target_activation_path:
+                hook_out = ActivationSet(tr.target_activation_path).hook_name
+        except UserError:
+            pass  # the activations were deleted: the SAE is still exportable, without names
+        cfg = tr.config
+        params = {"checkpoint": str(path), "destination": str(dest),
+                  "model_name": cfg.get("model_name") or model,
+                  "hook_name": cfg.get("hook_name") or hook,
+                  "hook_name_out": cfg.get("hook_name_out") or hook_out,
+                  "activation_id": cfg.get("activation_id") or tr.activation_id or ""}
+        return self.jobs.submit(EXPORT_KIND, params, target=tr.id,
+                                title=f"Export checkpoint {path.name} of {tr.name}")
+
 
 def workflows_of(studio) -> TrainingWorkflows:
-    """The studio's one :class:`TrainingWorkflows` (built on first use)."""
-    svc = getattr(studio, "workflows", None)  # if the facade ever exposes it
-    if isinstance(svc, TrainingWorkflows):
-        return svc
-    lock = studio.__dict__.setdefault("_workflows_lock", threading.Lock())
-    with lock:
-        svc = studio.__dict__.get("_svc_TrainingWorkflows")
-        if svc is None:
-            svc = studio.__dict__["_svc_TrainingWorkflows"] = TrainingWorkflows(studio)
-    return svc
-
-
-# ====================================================================== checkpoint export
-
-
-def start_checkpoint_export(studio, training_id: str, checkpoint_path: str,
-                            destination: str | Path) -> JobRecord:
-    """Queue ``training.export_checkpoint``: the SAE(s) of one checkpoint as SAELens folders."""
-    from mistudio.activations.format import ActivationSet
-    from mistudio.sae import checkpoints as ckpt
-
-    tr = studio.trainings.get_training(training_id)
-    path = Path(checkpoint_path)
-    if Path(tr.folder).resolve() not in path.resolve().parents:
-        raise UserError(f"{path} is not a checkpoint of this training.",
-                        hint="Pick one from the training's checkpoint list.")
-    if not (path / ckpt.STATE_FILE).exists():
-        raise UserError(f"The checkpoint {path} no longer exists.",
-                        hint="Pick another one from the checkpoint list.")
-    dest = Path(destination).expanduser()
-    if not str(destination).strip():
-        raise UserError("Choose a folder to export to.")
-    model = hook = hook_out = ""
-    try:
-        meta = ActivationSet(tr.activation_path).meta
-        model = str(meta.get("model_name") or meta.get("model_id") or "")
-        hook = str(meta.get("hook_point") or meta.get("hook_name") or "")
-        if tr.target_activation_path:
-            hook_out = str(ActivationSet(tr.target_activation_path).meta.get("hook_point") or "")
-    except UserError:
-        pass  # the activations were deleted: the SAE is still exportable, without names
-    cfg = tr.config
-    params = {"checkpoint": str(path), "destination": str(dest),
-              "model_name": cfg.get("model_name") or model,
-              "hook_name": cfg.get("hook_name") or hook,
-              "hook_name_out": cfg.get("hook_name_out") or hook_out,
-              "activation_id": cfg.get("activation_id") or tr.activation_id or ""}
-    return studio.submit_job(EXPORT_KIND, params, target=tr.id,
-                             title=f"Export checkpoint {path.name} of {tr.name}")
-
-
-def export_destinations(destination: Path, members: list[str]) -> dict[str, Path]:
-    """Where each SAE goes: the folder itself for one SAE (if empty), else one subfolder each."""
-    destination = Path(destination)
-    if (destination / "cfg.json").exists():
-        raise UserError(f"{destination} already exists and holds an SAE.",
-                        hint="Choose an empty folder; nothing was overwritten.")
-    used = destination.exists() and any(destination.iterdir())
-    if len(members) == 1 and not used:
-        out = {members[0]: destination}
-    else:
-        out = {m: destination / m for m in members}
-    taken = [str(p) for p in out.values() if p.exists() and any(p.iterdir())]
-    if taken:
-        raise UserError(f"{', '.join(taken)} already exists and is not empty.",
-                        hint="Choose an empty folder; nothing was overwritten.")
-    return out
-
-
-def export_checkpoint_job(params: dict, ctx) -> dict:
-    """Job ``training.export_checkpoint``: every SAE of a checkpoint as a SAELens folder."""
-    from mistudio.paths import check_free_space
-    from mistudio.sae.architectures import build_sae
-    from mistudio.sae.checkpoints import load_checkpoint
-    from mistudio.sae.config import TrainingConfig
-    from mistudio.sae.formats import save_saelens
-
-    ctx.progress(0, None, "Reading the checkpoint...")
-    state = load_checkpoint(params["checkpoint"])
-    cfg = TrainingConfig.from_dict(state["config"])
-    member_cfgs = {m.member_name: m for m in cfg.members()}
-    saved = state["members"]
-    dests = export_destinations(Path(params["destination"]), [m["name"] for m in saved])
-    d_in, d_out = int(state["d_in"]), int(state["d_out"])
-    out = []
-    for i, m in enumerate(saved):
-        ctx.check_cancelled()
-        m_cfg = member_cfgs.get(m["name"])
-        if m_cfg is None:
-            raise UserError(f"The checkpoint's settings have no SAE named {m['name']!r}.",
-                            hint="The checkpoint may come from another version; resume it "
-                            "and export the finished SAE instead.")
-        sae = build_sae(m_cfg, d_in, d_out)
-        sae.load_state_dict(m["sae"])
-        size = sum(t.numel() * 4 for t in sae.state_dict().values())
-        check_free_space(dests[m["name"]].parent, size, what="the exported SAE")
-        save_saelens(dests[m["name"]], sae, scale_in=float(state["scale_in"]),
-                     scale_out=float(state["scale_out"]), model_name=params.get("model_name", ""),
-                     hook_name=params.get("hook_name", ""),
-                     hook_name_out=params.get("hook_name_out", ""),
-                     extra_metadata={"member": m["name"], "tokens": int(state["tokens"]),
-                                     "step": int(state["step"]), "intermediate_checkpoint": True,
-                                     "activation_id": params.get("activation_id", "")})
-        ctx.log(f"Saved SAE {m['name']} at step {int(state['step']):,} to {dests[m['name']]}.")
-        out.append({"member": m["name"], "path": str(dests[m["name"]])})
-        ctx.progress(i + 1, len(saved), f"Exported {i + 1}/{len(saved)}")
-    return {"step": int(state["step"]), "tokens": int(state["tokens"]), "saes": out}
+    """The studio's one :class:`TrainingWorkflows` (``studio.workflows``; kept for old callers)."""
+    return studio.workflows

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mistudio.errors import UserError
 from mistudio.paths import DataPaths, dir_size
 from mistudio.store.db import Store, now_iso
-
-_JSON_FIELDS = ("source", "columns", "stats", "settings")
-
-
-def _decode(row: dict) -> dict:
-    row = dict(row)
-    for key in _JSON_FIELDS:
-        if key in row:
-            row[key] = json.loads(row[key]) if row.get(key) else ({} if key != "columns" else [])
-    return row
+from mistudio.store.rows import RowMapper
 
 
 @dataclass
@@ -40,11 +30,7 @@ class DatasetRecord:
 
     @classmethod
     def from_row(cls, row: dict) -> "DatasetRecord":
-        row = _decode(row)
-        row["text_column"] = row.get("text_column") or ""
-        row["source_kind"] = row.get("source_kind") or ""
-        row["job_id"] = row.get("job_id") or ""
-        return cls(**{k: v for k, v in row.items() if k in cls.__dataclass_fields__})
+        return DATASET_ROWS.from_row(row)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -74,16 +60,16 @@ class TokenizationRecord:
 
     @classmethod
     def from_row(cls, row: dict, paths: DataPaths) -> "TokenizationRecord":
-        row = _decode(row)
-        for key in ("tokenizer", "model_id", "tokenizer_path", "tokenizer_fingerprint",
-                    "settings_key", "job_id"):
-            row[key] = row.get(key) or ""
-        rec = cls(**{k: v for k, v in row.items() if k in cls.__dataclass_fields__})
+        rec = TOKENIZATION_ROWS.from_row(row)
         rec.path = str(tokenization_dir(paths, rec.dataset_id, rec.id))
         return rec
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+DATASET_ROWS = RowMapper(DatasetRecord)
+TOKENIZATION_ROWS = RowMapper(TokenizationRecord, skip=("path",))
 
 
 def tokenization_dir(paths: DataPaths, dataset_id: str, tokenization_id: str) -> Path:
@@ -100,13 +86,10 @@ class DatasetsRepo:
 
     def insert(self, **fields) -> DatasetRecord:
         now = now_iso()
-        for key in _JSON_FIELDS:
-            if key in fields and not isinstance(fields[key], str):
-                fields[key] = json.dumps(fields[key], default=str)
         fields.setdefault("created_at", now)
         fields["updated_at"] = now
         with self.store.db.conn:
-            self.table.insert(fields)
+            self.table.insert(DATASET_ROWS.encode(fields))
         return self.require(fields["id"])
 
     def get(self, dataset_id: str) -> DatasetRecord | None:
@@ -120,6 +103,10 @@ class DatasetsRepo:
                        or r.name == dataset_id]
             if len(matches) == 1:
                 return matches[0]
+            if matches:  # a name given twice, or a short id prefix
+                raise UserError(f"{dataset_id!r} matches several datasets: "
+                                f"{', '.join(r.id for r in matches)}.",
+                                hint="Use the id; `mistudio datasets list` shows ids and names.")
             raise UserError(f"No dataset {dataset_id!r}.",
                             hint="`mistudio datasets list` shows the datasets and their ids.")
         return rec
@@ -130,12 +117,9 @@ class DatasetsRepo:
                 for r in self.table.rows_where(where, args, order_by="created_at desc")]
 
     def update(self, dataset_id: str, **fields) -> None:
-        for key in _JSON_FIELDS:
-            if key in fields and not isinstance(fields[key], str):
-                fields[key] = json.dumps(fields[key], default=str)
         fields["updated_at"] = now_iso()
         with self.store.db.conn:
-            self.table.update(dataset_id, fields)
+            self.table.update(dataset_id, DATASET_ROWS.encode(fields))
 
     def delete(self, dataset_id: str) -> None:
         with self.store.db.conn:
@@ -154,12 +138,10 @@ class TokenizationsRepo:
 
     def insert(self, **fields) -> TokenizationRecord:
         now = now_iso()
-        if not isinstance(fields.get("settings", ""), str):
-            fields["settings"] = json.dumps(fields["settings"])
         fields.setdefault("created_at", now)
         fields["updated_at"] = now
         with self.store.db.conn:
-            self.table.insert(fields)
+            self.table.insert(TOKENIZATION_ROWS.encode(fields))
         return self.get(fields["id"])
 
     def get(self, tokenization_id: str) -> TokenizationRecord | None:
@@ -177,12 +159,9 @@ class TokenizationsRepo:
         return TokenizationRecord.from_row(rows[0], self.paths) if rows else None
 
     def update(self, tokenization_id: str, **fields) -> None:
-        for key in ("settings", "stats"):
-            if key in fields and not isinstance(fields[key], str):
-                fields[key] = json.dumps(fields[key], default=str)
         fields["updated_at"] = now_iso()
         with self.store.db.conn:
-            self.table.update(tokenization_id, fields)
+            self.table.update(tokenization_id, TOKENIZATION_ROWS.encode(fields))
 
     def mark_ready(self, tokenization_id: str, meta: dict, folder: Path) -> None:
         self.update(tokenization_id, status="ready", n_seq=meta["n_seq"],

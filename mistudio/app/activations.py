@@ -11,19 +11,19 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from mistudio.activations.choices import (DEFAULT_SETTINGS, check_batch_size, expand_layers,
+                                          whole_number)
 from mistudio.activations.format import (ActivationSet, STORE_DTYPES, is_complete,
                                          read_shard_index)
 from mistudio.activations.repository import (ActivationSetRecord, ActivationSetsRepo,
                                              ExtractionTemplate, ExtractionTemplatesRepo)
+from mistudio.app.datasets import DatasetService
+from mistudio.app.jobs import FINISHED, JobRecord, JobService
+from mistudio.app.models import ModelService
+from mistudio.app.settings import SettingsService
 from mistudio.errors import UserError
-from mistudio.paths import dir_size
-from mistudio.store.db import new_id
-from mistudio.store.jobs_repo import FINISHED, JobRecord
-
-MAX_BATCH_SIZE = 4096  # sequences per forward pass
-
-DEFAULT_SETTINGS = {"layers": [], "hook_types": ["resid_post"], "max_tokens": 1_000_000,
-                    "batch_size": 16, "store_dtype": "float32", "skip_bos": True}
+from mistudio.paths import DataPaths, dir_size
+from mistudio.store.db import Store, new_id
 
 BUILTIN_TEMPLATES = [
     ("Residual stream, middle layer", "The residual stream after the middle block: the usual "
@@ -41,68 +41,18 @@ BUILTIN_TEMPLATES = [
 ]
 
 
-def expand_layers(spec, n_layers: int) -> list[int]:
-    """Layer choices: ints, "middle", "all", "last", or "a-b" ranges."""
-    out: list[int] = []
-    items = spec if isinstance(spec, (list, tuple)) else [spec]
-    for item in items:
-        if isinstance(item, int) or (isinstance(item, str) and item.strip().lstrip("-").isdigit()):
-            i = int(item)
-            out.append(i if i >= 0 else n_layers + i)
-        elif item == "middle":
-            out.append(n_layers // 2)
-        elif item == "last":
-            out.append(n_layers - 1)
-        elif item == "all":
-            out.extend(range(n_layers))
-        elif isinstance(item, str) and "-" in item:
-            a, b = (part.strip() for part in item.split("-", 1))
-            if not (a.isdigit() and b.isdigit()):
-                raise UserError(f"Cannot read the layer range {item!r}.",
-                                hint="Write a range as two layer numbers, like 2-5.")
-            if int(a) > int(b):
-                raise UserError(f"The layer range {item!r} runs backwards.",
-                                hint=f"Write it low to high: {b}-{a}.")
-            out.extend(range(int(a), int(b) + 1))
-        else:
-            raise UserError(f"Cannot read the layer choice {item!r}.",
-                            hint="Use numbers, ranges like 2-5, 'middle', 'last' or 'all'.")
-    bad = [i for i in out if not 0 <= i < n_layers]
-    if bad:
-        raise UserError(f"Layer(s) {bad} do not exist: the model has {n_layers} layers "
-                        f"(0..{n_layers - 1}).", hint="Pick layers in range.")
-    return sorted(set(out))
-
-
-def _whole_number(value, field: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or isinstance(value, bool) or (isinstance(value, float)
-                                                    and value != number):
-        raise UserError(f"{field} must be a whole number, not {value!r}.")
-    return number
-
-
-def check_batch_size(value) -> int:
-    """The batch size (sequences per forward pass) as an int in 1..MAX_BATCH_SIZE."""
-    n = _whole_number(value, "batch size")
-    if not 1 <= n <= MAX_BATCH_SIZE:
-        raise UserError(f"batch size is {n}: it must be between 1 and {MAX_BATCH_SIZE} "
-                        "sequences per forward pass.",
-                        hint="e.g. --batch-size 16; lower it if the device runs out of "
-                        "memory.")
-    return n
-
-
 class ActivationService:
-    def __init__(self, studio):
-        self.studio = studio
-        self.repo = ActivationSetsRepo(studio.store)
-        self.templates_repo = ExtractionTemplatesRepo(studio.store)
+    def __init__(self, *, store: Store, paths: DataPaths, jobs: JobService,
+                 settings: SettingsService, models: ModelService, datasets: DatasetService):
+        self.paths = paths
+        self.jobs = jobs
+        self.settings = settings
+        self.models = models
+        self.datasets = datasets
+        self.repo = ActivationSetsRepo(store)
+        self.templates_repo = ExtractionTemplatesRepo(store)
         self._submitting: set[str] = set()
-        studio.add_job_listener(self._on_job_event, records=True)
+        jobs.add_listener(self._on_job_event, records=True)
         self._seed_templates()
         self._sweep()
 
@@ -143,7 +93,7 @@ class ActivationService:
     def _sweep(self) -> None:
         for rec in self.repo.list(status="extracting"):
             if self._job_done(rec.job_id):
-                job = self.studio.jobs_repo.get(rec.job_id) if rec.job_id else None
+                job = self.jobs.find(rec.job_id) if rec.job_id else None
                 self._settle(rec, job.status if job else "interrupted", job.error if job else "")
 
     # ------------------------------------------------------------------ reading
@@ -162,7 +112,7 @@ class ActivationService:
                                 hint="`mistudio extract list` shows them.")
             rec = matches[0]
         if rec.status == "extracting" and self._job_done(rec.job_id):
-            job = self.studio.jobs_repo.get(rec.job_id) if rec.job_id else None
+            job = self.jobs.find(rec.job_id) if rec.job_id else None
             self._settle(rec, job.status if job else "interrupted", job.error if job else "")
             rec = self.repo.get(rec.id)
             if rec is None:
@@ -173,9 +123,9 @@ class ActivationService:
         return rec
 
     def _job_done(self, job_id: str) -> bool:
-        if job_id in self._submitting or (job_id and self.studio.queue.is_active(job_id)):
+        if job_id in self._submitting or (job_id and self.jobs.is_active(job_id)):
             return False
-        job = self.studio.jobs_repo.get(job_id) if job_id else None
+        job = self.jobs.find(job_id) if job_id else None
         return job is None or job.status in FINISHED
 
     def open(self, set_id: str) -> ActivationSet:
@@ -188,7 +138,7 @@ class ActivationService:
         return ActivationSet(rec.folder)
 
     def folder(self, set_id: str) -> Path:
-        return self.studio.paths.entity_dir("activations", set_id)
+        return self.paths.entity_dir("activations", set_id)
 
     # ------------------------------------------------------------------ extraction
 
@@ -200,7 +150,7 @@ class ActivationService:
             tok = TokenizedDataset(path)
             return path.resolve(), str(tok.meta.get("dataset_id", ""))
         try:
-            rec = self.studio.datasets.get_tokenization(str(tokenization))
+            rec = self.datasets.get_tokenization(str(tokenization))
         except (ImportError, AttributeError):
             rec = None
         if rec is None:
@@ -215,7 +165,7 @@ class ActivationService:
                             layers=None, hook_types: list[str] | None = None) -> list[str]:
         from mistudio.models import hooks
 
-        summary = self.studio.models.inspect(model)
+        summary = self.models.inspect(model)
         names = list(hook_points or [])
         if layers:
             for layer in expand_layers(layers, summary["n_layers"]):
@@ -227,7 +177,7 @@ class ActivationService:
         for n in names:
             target = hooks.resolve(n, summary["model_type"], summary["n_layers"])  # validates
             if target.hook_type == "module":  # a raw path: check it exists before any job
-                self.studio.models.check_module_path(model, target.module_path)
+                self.models.check_module_path(model, target.module_path)
         return list(dict.fromkeys(names))
 
     def start_extraction(self, model: str, tokenization: str, *,
@@ -240,7 +190,7 @@ class ActivationService:
         """``variant`` ('8bit'/'4bit') extracts from the model's saved quantized copy
         (loads faster than quantizing on the fly); ``model_dtype`` 'auto' then means the
         dtype the copy was saved with."""
-        mrec = self.studio.models.require_ready(model)
+        mrec = self.models.require_ready(model)
         model_folder = mrec.folder
         if variant:
             model_folder, saved_dtype = self._variant_folder(mrec, variant)
@@ -251,7 +201,7 @@ class ActivationService:
             raise UserError(f"Unknown storage dtype {store_dtype!r}.",
                             hint=f"Use one of {', '.join(STORE_DTYPES)}.")
         batch_size = check_batch_size(batch_size)
-        max_tokens = _whole_number(max_tokens, "max tokens")
+        max_tokens = whole_number(max_tokens, "max tokens")
         if max_tokens < 0:
             raise UserError(f"max tokens is {max_tokens}: it must be 0 (all the tokens of the "
                             "tokenization) or a positive number of tokens.",
@@ -259,8 +209,8 @@ class ActivationService:
         if quantization != "none":
             from mistudio.hardware import resolve_device
 
-            self.studio.models.check_quantization(quantization, resolve_device(
-                device if device != "auto" else self.studio.settings.default_device))
+            self.models.check_quantization(quantization, resolve_device(
+                device if device != "auto" else self.settings.current.default_device))
         tok_folder, dataset_id = self._tokenization_folder(tokenization)
         from mistudio.data.tokenized import TokenizedDataset
 
@@ -270,7 +220,7 @@ class ActivationService:
                 f"The tokenization was made with {tok.meta.get('tokenizer', 'another tokenizer')}"
                 f", not with the tokenizer of {mrec.name}.",
                 hint="Tokenize the dataset with this model in the Datasets tab, then extract.")
-        context = self.studio.models.inspect(mrec.id).get("context_length")
+        context = self.models.inspect(mrec.id).get("context_length")
         if context and tok.seq_len > int(context):
             raise UserError(
                 f"The tokenization has sequences of {tok.seq_len} tokens, but {mrec.name} reads "
@@ -293,21 +243,21 @@ class ActivationService:
             folder = self.folder(sid)
             outputs[n] = {"set_id": sid, "folder": str(folder)}
             recs.append(ActivationSetRecord(
-                id=sid, hook_point=n, status="extracting", extraction_id=extraction_id,
+                id=sid, hook_name=n, status="extracting", extraction_id=extraction_id,
                 name=name or f"{mrec.name} {n}", model_id=mrec.id,
-                layer=parsed[0] if parsed else None, dtype=store_dtype, d_in=mrec.d_model,
+                hook_layer=parsed[0] if parsed else None, dtype=store_dtype, d_in=mrec.d_model,
                 seq_len=tok.seq_len, tokenization=str(tok_folder), dataset_id=dataset_id,
                 folder=str(folder), params=settings, job_id=job_id))
         params = {"model_folder": model_folder, "model_id": mrec.id, "model_name": mrec.name,
                   "trust_remote_code": mrec.trust_remote_code, "tokenization": str(tok_folder),
                   "dataset_id": dataset_id, "hook_points": names, "outputs": outputs,
                   "extraction_id": extraction_id, "shard_rows": int(shard_rows),
-                  "allow_cpu_quantization": self.studio.settings.allow_cpu_quantization,
+                  "allow_cpu_quantization": self.settings.current.allow_cpu_quantization,
                   **settings}
         self._submitting.add(job_id)
         try:
             self.repo.insert_all(recs)
-            job = self.studio.submit_job("activations.extract", params, target=mrec.id,
+            job = self.jobs.submit("activations.extract", params, target=mrec.id,
                                          title=f"Extract {mrec.name}: {', '.join(names)}"[:120],
                                          job_id=job_id)
         except BaseException:
@@ -335,17 +285,17 @@ class ActivationService:
         """Continue an incomplete extraction (all its hook points) after its last shard."""
         rec = self.get(set_id)
         group = self.repo.list(extraction_id=rec.extraction_id) if rec.extraction_id else [rec]
-        active = [r.job_id for r in group if r.job_id and self.studio.queue.is_active(r.job_id)]
+        active = [r.job_id for r in group if r.job_id and self.jobs.is_active(r.job_id)]
         if active:
-            return self.studio.get_job(active[0])
+            return self.jobs.get(active[0])
         if all(r.status == "ready" for r in group):
             raise UserError("This extraction is already complete.")
-        mrec = self.studio.models.require_ready(rec.model_id)
+        mrec = self.models.require_ready(rec.model_id)
         settings = dict(rec.params)
         if batch_size is not None:
             settings["batch_size"] = check_batch_size(batch_size)
-        names = [r.hook_point for r in group]
-        outputs = {r.hook_point: {"set_id": r.id, "folder": r.folder} for r in group}
+        names = [r.hook_name for r in group]
+        outputs = {r.hook_name: {"set_id": r.id, "folder": r.folder} for r in group}
         model_folder = mrec.folder
         if settings.get("variant"):  # the same saved copy as the first part
             model_folder = self._variant_folder(mrec, settings["variant"])[0]
@@ -354,13 +304,13 @@ class ActivationService:
                   "trust_remote_code": mrec.trust_remote_code, "tokenization": rec.tokenization,
                   "dataset_id": rec.dataset_id, "hook_points": names, "outputs": outputs,
                   "extraction_id": rec.extraction_id,
-                  "allow_cpu_quantization": self.studio.settings.allow_cpu_quantization,
+                  "allow_cpu_quantization": self.settings.current.allow_cpu_quantization,
                   **settings}
         self._submitting.add(job_id)
         try:
             for r in group:
                 self.repo.update(r.id, status="extracting", job_id=job_id, params=settings)
-            return self.studio.submit_job("activations.extract", params, target=mrec.id,
+            return self.jobs.submit("activations.extract", params, target=mrec.id,
                                           title=f"Resume extraction {rec.extraction_id}",
                                           job_id=job_id)
         finally:
@@ -368,7 +318,7 @@ class ActivationService:
 
     def delete(self, set_id: str) -> None:
         rec = self.get(set_id)
-        if rec.job_id and self.studio.queue.is_active(rec.job_id):
+        if rec.job_id and self.jobs.is_active(rec.job_id):
             raise UserError("This activation set is being extracted.", hint="Cancel it first.")
         shutil.rmtree(rec.folder, ignore_errors=True)
         self.repo.delete(rec.id)
@@ -410,7 +360,7 @@ class ActivationService:
             raise UserError(f"Unknown storage dtype {settings['store_dtype']!r}.")
         if "batch_size" in settings:
             settings = {**settings, "batch_size": check_batch_size(settings["batch_size"])}
-        if _whole_number(settings.get("max_tokens", 0), "max tokens") < 0:
+        if whole_number(settings.get("max_tokens", 0), "max tokens") < 0:
             raise UserError("max tokens must be 0 (all) or a positive number of tokens.")
         old = self.templates_repo.get_by_name(name)
         if old is not None and old.builtin:
@@ -431,6 +381,6 @@ class ActivationService:
         """The form values a template gives (layers expanded when a model is given)."""
         settings = {**DEFAULT_SETTINGS, **self.get_template(name).settings}
         if model is not None and settings.get("layers"):
-            n_layers = self.studio.models.inspect(model)["n_layers"]
+            n_layers = self.models.inspect(model)["n_layers"]
             settings["layers"] = expand_layers(settings["layers"], n_layers)
         return settings

@@ -16,20 +16,27 @@ from pathlib import Path
 import numpy as np
 
 from mistudio.data.raw_store import RawCorpus
-from mistudio.data.repo import DataRepos, DatasetRecord, TokenizationRecord
+from mistudio.data.repository import DataRepos, DatasetRecord, TokenizationRecord
 from mistudio.data.sources import (DEMO_ATTRIBUTION, DEMO_LICENSE, SourceSpec, demo_corpus_file,
                                    inspect_source)
 from mistudio.errors import UserError
-from mistudio.store.db import new_id
-from mistudio.store.jobs_repo import FINISHED, JobRecord
+from mistudio.app.jobs import FINISHED, JobRecord, JobService
+from mistudio.app.models import ModelService
+from mistudio.app.settings import SettingsService
+from mistudio.paths import DataPaths
+from mistudio.store.db import Store, new_id
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 class DatasetService:
-    def __init__(self, studio):
-        self.studio = studio
-        self.repos = DataRepos(studio.store, studio.paths)
+    def __init__(self, *, store: Store, paths: DataPaths, jobs: JobService,
+                 settings: SettingsService, models: ModelService):
+        self.paths = paths
+        self.jobs = jobs
+        self.settings = settings
+        self.models = models  # a model's tokenizer can tokenize a dataset
+        self.repos = DataRepos(store, paths)
         self._corpora: OrderedDict[str, RawCorpus] = OrderedDict()
         self._strings: OrderedDict[str, dict] = OrderedDict()
         self._lock = threading.RLock()
@@ -41,9 +48,9 @@ class DatasetService:
     def _job_finished(self, job_id: str) -> bool:
         if not job_id:
             return True
-        if job_id in self._submitting or self.studio.queue.is_active(job_id):
+        if job_id in self._submitting or self.jobs.is_active(job_id):
             return False
-        rec = self.studio.jobs_repo.get(job_id)
+        rec = self.jobs.find(job_id)
         return rec is None or rec.status in FINISHED
 
     def _sweep(self) -> None:
@@ -63,7 +70,7 @@ class DatasetService:
     # ------------------------------------------------------------------ reading
 
     def folder(self, dataset_id: str) -> Path:
-        return self.studio.paths.entity_dir("datasets", dataset_id)
+        return self.paths.entity_dir("datasets", dataset_id)
 
     def list(self) -> list[DatasetRecord]:
         self._sweep()
@@ -82,7 +89,11 @@ class DatasetService:
         if rec is None:
             matches = [t for t in self.repos.tokenizations.list()
                        if t.id.startswith(tokenization_id)]
-            if len(matches) != 1:
+            if len(matches) > 1:
+                raise UserError(f"{tokenization_id!r} matches several tokenizations: "
+                                f"{', '.join(t.id for t in matches)}.",
+                                hint="Use more of the id.")
+            if not matches:
                 raise UserError(f"No tokenization {tokenization_id!r}.",
                                 hint="`mistudio datasets show <dataset>` lists its "
                                 "tokenizations.")
@@ -99,7 +110,7 @@ class DatasetService:
         return TokenizedDataset(self.tokenization_folder(tokenization_id))
 
     def active_jobs(self, dataset_id: str | None = None) -> list[JobRecord]:
-        jobs = [j for j in self.studio.list_jobs(status=("queued", "running", "paused"))
+        jobs = [j for j in self.jobs.list(status=("queued", "running", "paused"))
                 if j.kind.startswith("datasets.")]
         if dataset_id:
             jobs = [j for j in jobs if j.target == dataset_id]
@@ -119,17 +130,17 @@ class DatasetService:
 
         For a Hub source this uses the network; call it from a worker, not the GUI thread."""
         spec = source if isinstance(source, SourceSpec) else SourceSpec.from_dict(source)
-        return inspect_source(spec, token=self.studio.hf_token if spec.kind == "hub" else None)
+        return inspect_source(spec, token=self.settings.hf_token if spec.kind == "hub" else None)
 
     def check_hub(self, hub_id: str, *, config: str = "", split: str = "",
                   revision: str = "") -> dict:
         """Configurations, splits and columns of a Hub dataset (network; call off the GUI
         thread). Raises UserError with what to do when offline, unknown or gated."""
-        from mistudio.data.sources import hub_overview
+        from mistudio.data.hub_source import hub_overview
 
         spec = SourceSpec.from_dict({"kind": "hub", "hub_id": hub_id.strip(), "config": config,
                                      "split": split, "revision": revision})
-        return hub_overview(spec, token=self.studio.hf_token)
+        return hub_overview(spec, token=self.settings.hf_token)
 
     # ------------------------------------------------------------------ import
 
@@ -156,11 +167,11 @@ class DatasetService:
         if spec.kind == "hub":
             from mistudio.data.importer import hand_over_token
 
-            hand_over_token(dataset_id, self.studio.hf_token)
-        params = {"data_dir": str(self.studio.paths.root), "dataset_id": dataset_id,
+            hand_over_token(dataset_id, self.settings.hf_token)
+        params = {"data_dir": str(self.paths.root), "dataset_id": dataset_id,
                   "source": spec.to_dict()}
         try:
-            job = self.studio.submit_job("datasets.import", params, title=f"Import {name}",
+            job = self.jobs.submit("datasets.import", params, title=f"Import {name}",
                                          target=dataset_id, job_id=job_id)
         except BaseException:
             self.repos.datasets.delete(dataset_id)
@@ -205,7 +216,7 @@ class DatasetService:
                             hint="Pick the folder of a saved model or tokenizer.")
         model = None
         try:
-            model = self.studio.models.get(text)
+            model = self.models.get(text)
         except (ImportError, AttributeError):
             model = None
         except UserError:
@@ -252,7 +263,7 @@ class DatasetService:
         key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
         existing = self.repos.tokenizations.find(ds.id, key)
         if existing and existing.job_id and not self._job_finished(existing.job_id):
-            return existing, self.studio.get_job(existing.job_id)
+            return existing, self.jobs.get(existing.job_id)
         if existing and existing.status == "ready" and not force:
             return existing, None
         tok_id = existing.id if existing else new_id("tok")
@@ -267,11 +278,11 @@ class DatasetService:
                 tokenizer_path=where["tokenizer_path"], seq_len=s.seq_len,
                 settings={**s.to_dict(), "gguf_file": where["gguf_file"]}, settings_key=key,
                 job_id=job_id)
-        params = {"data_dir": str(self.studio.paths.root), "dataset_id": ds.id,
+        params = {"data_dir": str(self.paths.root), "dataset_id": ds.id,
                   "tokenization_id": tok_id, "settings": s.to_dict(), "new_row": not existing,
                   **where}
         try:
-            job = self.studio.submit_job("datasets.tokenize", params, target=ds.id,
+            job = self.jobs.submit("datasets.tokenize", params, target=ds.id,
                                          title=f"Tokenize {ds.name} ({where['tokenizer_label']}, "
                                          f"{s.seq_len})", job_id=job_id)
         except BaseException:
@@ -330,7 +341,7 @@ class DatasetService:
         """Unfinished jobs of any area whose ``tokenization`` param lies in ``folder``."""
         root = Path(folder).resolve()
         out = []
-        for job in self.studio.list_jobs(status=("queued", "running", "paused")):
+        for job in self.jobs.list(status=("queued", "running", "paused")):
             path = job.params.get("tokenization")
             if isinstance(path, str) and path:
                 p = Path(path).resolve()
@@ -340,7 +351,7 @@ class DatasetService:
 
     def compute_stats(self, dataset_id: str) -> JobRecord:
         ds = self.get(dataset_id)
-        return self.studio.submit_job("datasets.stats", {"data_dir": str(self.studio.paths.root),
+        return self.jobs.submit("datasets.stats", {"data_dir": str(self.paths.root),
                                                          "dataset_id": ds.id},
                                       target=ds.id, title=f"Statistics of {ds.name}")
 

@@ -1,7 +1,8 @@
-"""Run a short blocking call (reading a config, building a meta model) off the GUI thread.
+"""The UI's one way to run a short blocking call off the GUI thread, and to wait for one.
 
-Long work is a job; this is for the sub-second-to-few-second reads the inspector makes
-(first use imports transformers), so the window never freezes on a click.
+Long work is a job (``mistudio.ui.workers`` runs those); this is for the sub-second-to-few-
+second reads a tab makes (a config, a meta model, a hardware probe, a Hub overview), so the
+window never freezes on a click.
 """
 
 from __future__ import annotations
@@ -49,3 +50,19 @@ class BackgroundCall(QObject):
 
     def wait(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Process events until ``condition()`` (bounded); for screenshots and previews, never
+    inside a GUI handler."""
+    import time
+
+    from PySide6.QtWidgets import QApplication
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        QApplication.processEvents()
+        time.sleep(0.02)
+    return True

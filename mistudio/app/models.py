@@ -15,9 +15,12 @@ import threading
 from pathlib import Path
 
 from mistudio.errors import UserError
+from mistudio.models.pool import ModelPool
 from mistudio.models.repository import ModelRecord, ModelsRepo
-from mistudio.store.db import new_id
-from mistudio.store.jobs_repo import FINISHED, JobRecord
+from mistudio.app.jobs import FINISHED, JobRecord, JobService
+from mistudio.app.settings import SettingsService
+from mistudio.paths import DataPaths
+from mistudio.store.db import Store, new_id
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +30,17 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
 class ModelService:
-    def __init__(self, studio):
-        self.studio = studio
-        self.repo = ModelsRepo(studio.store)
+    def __init__(self, *, store: Store, paths: DataPaths, jobs: JobService,
+                 settings: SettingsService, pool: ModelPool):
+        self.paths = paths
+        self.pool = pool  # the loaded models (shared with the jobs of this process)
+        self.jobs = jobs
+        self.settings = settings
+        self.repo = ModelsRepo(store)
         self._lock = threading.RLock()
         self._summaries: dict[str, dict] = {}
         self._submitting: set[str] = set()
-        studio.add_job_listener(self._on_job_event, records=True)
+        jobs.add_listener(self._on_job_event, records=True)
         self._sweep()
 
     # ------------------------------------------------------------------ job outcomes
@@ -46,7 +53,7 @@ class ModelService:
                                 payload.get("result"), payload.get("error", ""))
 
     def _apply_outcome(self, rec: ModelRecord, status: str, result, error: str) -> None:
-        job = self.studio.jobs_repo.get(rec.job_id) if rec.job_id else None
+        job = self.jobs.find(rec.job_id) if rec.job_id else None
         kind = job.kind if job is not None else ""
         if kind == "models.quantize" or (not kind and rec.status == "ready"):
             # a job on a ready model (saving a variant): the model itself stays as it was
@@ -95,9 +102,9 @@ class ModelService:
         for rec in self.repo.list():
             if not rec.job_id or rec.job_id in self._submitting:
                 continue
-            if self.studio.queue.is_active(rec.job_id):
+            if self.jobs.is_active(rec.job_id):
                 continue
-            job = self.studio.jobs_repo.get(rec.job_id)
+            job = self.jobs.find(rec.job_id)
             if job is None or job.status in FINISHED:
                 status = job.status if job else "interrupted"
                 self._apply_outcome(rec, status, job.result if job else None,
@@ -121,8 +128,8 @@ class ModelService:
                                 hint="`mistudio models list` shows ids and names.")
             rec = matches[0]
         if rec.job_id and rec.job_id not in self._submitting and not \
-                self.studio.queue.is_active(rec.job_id):
-            job = self.studio.jobs_repo.get(rec.job_id)
+                self.jobs.is_active(rec.job_id):
+            job = self.jobs.find(rec.job_id)
             if job is None or job.status in FINISHED:
                 self._apply_outcome(rec, job.status if job else "interrupted",
                                     job.result if job else None, job.error if job else "")
@@ -133,7 +140,7 @@ class ModelService:
 
     def _raise_gone(self, model: str) -> None:
         """No such model: say why when its import failed (the row was not kept)."""
-        jobs = [j for j in self.studio.list_jobs(target=model, limit=1)
+        jobs = [j for j in self.jobs.list(target=model, limit=1)
                 if j.kind in MODEL_JOB_KINDS and j.status in FINISHED]
         if jobs and jobs[0].status != "completed":
             why = jobs[0].error or jobs[0].status
@@ -155,7 +162,7 @@ class ModelService:
         return rec
 
     def folder(self, model_id: str) -> Path:
-        return self.studio.paths.entity_dir("models", model_id)
+        return self.paths.entity_dir("models", model_id)
 
     # ------------------------------------------------------------------ adding
 
@@ -174,7 +181,7 @@ class ModelService:
                 from mistudio.models.sources import set_job_token
 
                 set_job_token(job_id, token)
-            job = self.studio.submit_job(kind, params, title=title, target=rec.id, job_id=job_id)
+            job = self.jobs.submit(kind, params, title=title, target=rec.id, job_id=job_id)
         except BaseException:
             if rec.status in _BUSY:
                 self.repo.delete(rec.id)
@@ -199,7 +206,7 @@ class ModelService:
                           folder=str(self.folder(mid)), trust_remote_code=trust_remote_code)
         params = {"repo_id": repo_id, "revision": revision or "", "dest": rec.folder,
                   "trust_remote_code": trust_remote_code, "endpoint": endpoint or "",
-                  "_token": self.studio.hf_token}
+                  "_token": self.settings.hf_token}
         return self._new("models.download", params, rec, f"Download {repo_id}")
 
     def resume_download(self, model: str) -> JobRecord:
@@ -207,15 +214,15 @@ class ModelService:
         if rec.source != "hub":
             raise UserError("Only Hub downloads can be resumed.",
                             hint="Add the folder or GGUF file again instead.")
-        if rec.job_id and self.studio.queue.is_active(rec.job_id):
-            return self.studio.get_job(rec.job_id)
-        old = self.studio.jobs_repo.get(rec.job_id) if rec.job_id else None
+        if rec.job_id and self.jobs.is_active(rec.job_id):
+            return self.jobs.get(rec.job_id)
+        old = self.jobs.find(rec.job_id) if rec.job_id else None
         endpoint = (old.params.get("endpoint") if old else "") or ""
         rec.status = "downloading"
         params = {"repo_id": rec.source_ref, "revision": rec.revision, "dest": rec.folder,
                   "trust_remote_code": rec.trust_remote_code, "endpoint": endpoint,
-                  "_token": self.studio.hf_token}
-        for j in self.studio.list_jobs(kind="models.download", target=rec.id, limit=1):
+                  "_token": self.settings.hf_token}
+        for j in self.jobs.list(kind="models.download", target=rec.id, limit=1):
             params["endpoint"] = j.params.get("endpoint", "") or params["endpoint"]
         return self._new("models.download", params, rec, f"Download {rec.source_ref}")[1]
 
@@ -242,6 +249,15 @@ class ModelService:
         src = Path(gguf_file).expanduser().resolve()
         if not src.is_file():
             raise UserError(f"No file at {src}.", hint="Pick an existing .gguf file.")
+        try:  # refuse a file that is not GGUF at once: no record, no job, one message
+            with open(src, "rb") as fh:
+                magic = fh.read(4)
+        except OSError as exc:
+            raise UserError(f"Cannot read {src}: {exc.strerror or exc}.") from exc
+        if magic != b"GGUF":
+            raise UserError(f"{src.name} is not a GGUF file (it does not start with the GGUF "
+                            "signature).",
+                            hint="Pick a .gguf model file, or import a Hugging Face folder.")
         mid = new_id("m")
         rec = ModelRecord(id=mid, name=name or src.stem, source="gguf", status="converting",
                           source_ref=str(src), folder=str(self.folder(mid)))
@@ -265,7 +281,7 @@ class ModelService:
                             "try again.")
         for rec in self.repo.list():
             if rec.source == "demo" and rec.status in ("ready", *_BUSY):
-                job = self.studio.get_job(rec.job_id) if rec.job_id else None
+                job = self.jobs.get(rec.job_id) if rec.job_id else None
                 return rec, job
         mid = new_id("m")
         rec = ModelRecord(id=mid, name=DEMO_NAME, source="demo", status="converting",
@@ -285,9 +301,9 @@ class ModelService:
     def delete(self, model: str) -> None:
         """Forget a model; delete its files only if they live in the data folder."""
         rec = self.get(model)
-        if rec.job_id and self.studio.queue.is_active(rec.job_id):
+        if rec.job_id and self.jobs.is_active(rec.job_id):
             raise UserError(f"{rec.name!r} has a job running.", hint="Cancel it first.")
-        users = [j for j in self.studio.list_jobs(status=("queued", "running", "paused"))
+        users = [j for j in self.jobs.list(status=("queued", "running", "paused"))
                  if j.target == rec.id or j.params.get("model_id") == rec.id]
         if users:
             raise UserError(f"A job is using the model {rec.name!r} ({users[0].title}).",
@@ -296,7 +312,7 @@ class ModelService:
         own = self.folder(rec.id)
         for v in rec.variants.values():  # in the model's own folder; elsewhere in the data
             vf = Path(v.get("folder") or own)  # folder only, never in a user's linked folder
-            if vf.exists() and not _inside(vf, own) and _inside(vf, self.studio.paths.root):
+            if vf.exists() and not _inside(vf, own) and _inside(vf, self.paths.root):
                 shutil.rmtree(vf, ignore_errors=True)
         if own.exists():
             shutil.rmtree(own, ignore_errors=True)
@@ -350,7 +366,9 @@ class ModelService:
                 target = hooks.resolve(name, s["model_type"], s["n_layers"])
                 out.append({"name": name, "layer": layer, "type": t,
                             "label": hooks.HOOK_LABELS[t], "module": target.module_path,
-                            "io": target.io, "d": s["d_model"]})
+                            "io": target.io,
+                            "d": int(s.get("d_mlp") or 4 * s["d_model"]) if t == "mlp_post"
+                            else s["d_model"]})
         return out
 
     def quantization_options(self, device: str = "auto") -> dict[str, str]:
@@ -358,22 +376,27 @@ class ModelService:
         from mistudio.hardware import resolve_device
         from mistudio.models.loading import quantization_unavailable_reason
 
-        dev = resolve_device(device if device != "auto" else self.studio.settings.default_device)
+        dev = resolve_device(device if device != "auto" else self.settings.current.default_device)
         reason = quantization_unavailable_reason(
-            dev, allow_cpu=self.studio.settings.allow_cpu_quantization)
+            dev, allow_cpu=self.settings.current.allow_cpu_quantization)
         return {"none": "", "8bit": reason, "4bit": reason}
 
     def memory_estimate(self, model: str, *, dtype: str = "float32", quantization: str = "none",
                         device: str = "auto", batch_tokens: int = 0) -> dict:
         from mistudio.hardware import resolve_device
         from mistudio.models.inspect import estimate_memory
-        from mistudio.models.loading import MODEL_CACHE
-
-        dev = resolve_device(device if device != "auto" else self.studio.settings.default_device)
+        dev = resolve_device(device if device != "auto" else self.settings.current.default_device)
         summary = self.inspect(model)
+        # idle loaded models are evicted to make room: what they hold counts as free
+        from mistudio.models.inspect import available_memory
+
+        free, what = available_memory("cuda" if dev.startswith("cuda") else "cpu")
+        evictable = self.pool.idle_bytes(dev)
         est = estimate_memory(summary, dtype=dtype, quantization=quantization, device=dev,
-                              batch_tokens=batch_tokens)
-        est["already_loaded_bytes"] = MODEL_CACHE.held_bytes(dev)
+                              batch_tokens=batch_tokens, available=free + evictable)
+        est["available_what"] = what
+        est["already_loaded_bytes"] = self.pool.held_bytes(dev)
+        est["evictable_bytes"] = evictable
         return est
 
     # ------------------------------------------------------------------ load / release
@@ -385,10 +408,8 @@ class ModelService:
         ``variant`` ('8bit'/'4bit') loads a saved quantized variant as saved (its config
         carries the quantization; ``dtype`` 'auto' means the dtype it was saved with)."""
         from mistudio.hardware import resolve_device, resolve_dtype
-        from mistudio.models.loading import MODEL_CACHE
-
         rec = self.require_ready(model)
-        dev = resolve_device(device if device != "auto" else self.studio.settings.default_device)
+        dev = resolve_device(device if device != "auto" else self.settings.current.default_device)
         folder = rec.folder
         if variant:
             if variant not in rec.variants:
@@ -402,7 +423,7 @@ class ModelService:
             folder, quantization = v["folder"], variant
             if dtype == "auto" and v.get("dtype"):
                 dtype = v["dtype"]
-        dt = resolve_dtype(dtype if dtype != "auto" else self.studio.settings.default_dtype, dev)
+        dt = resolve_dtype(dtype if dtype != "auto" else self.settings.current.default_dtype, dev)
         if quantization != "none":
             self.check_quantization(quantization, dev)
         if check_memory:
@@ -415,9 +436,11 @@ class ModelService:
                     f"{human_bytes(est['available'])} is free ({est['available_what']}).",
                     hint="Pick a smaller dtype or quantization, release loaded models, or "
                     "override with check_memory=False.")
-        return MODEL_CACHE.get(folder, dtype=dt, device=dev, quantization=quantization,
+        return self.pool.get(folder, dtype=dt, device=dev, quantization=quantization,
+                             expected_bytes=est["weights"] + est["overhead"] if check_memory
+                             else None,
                                trust_remote_code=rec.trust_remote_code,
-                               allow_cpu_quantization=self.studio.settings.allow_cpu_quantization)
+                               allow_cpu_quantization=self.settings.current.allow_cpu_quantization)
 
     def check_quantization(self, quantization: str, device: str) -> None:
         """Raise a UserError when ``quantization`` cannot run on ``device`` (a resolved one)."""
@@ -430,29 +453,29 @@ class ModelService:
         if quantization == "none":
             return
         reason = quantization_unavailable_reason(
-            device, allow_cpu=self.studio.settings.allow_cpu_quantization)
+            device, allow_cpu=self.settings.current.allow_cpu_quantization)
         if reason:
             raise UserError(reason, hint="Choose 'none' (full precision)" + (
                 "." if device.startswith("cuda") else
                 f", run on a CUDA GPU, or turn on '{CPU_QUANT_SETTING}' in File > Settings."))
 
     def release(self, model: str | None = None) -> int:
-        from mistudio.models.loading import MODEL_CACHE
-
         if model is None:
-            return MODEL_CACHE.release()
+            return self.pool.release()
         rec = self.get(model)
-        n = MODEL_CACHE.release(rec.folder)
+        n = self.pool.release(rec.folder)
         for v in rec.variants.values():
-            n += MODEL_CACHE.release(v["folder"])
+            n += self.pool.release(v["folder"])
         return n
 
-    def loaded(self) -> list[dict]:
-        from mistudio.models.loading import MODEL_CACHE
+    def held_bytes(self, device: str) -> int:
+        """Memory the loaded models hold on ``device``'s kind (counted in estimates)."""
+        return self.pool.held_bytes(device)
 
+    def loaded(self) -> list[dict]:
         return [{"folder": e.folder, "device": e.device, "dtype": e.dtype,
                  "quantization": e.quantization, "bytes": e.memory_bytes}
-                for e in MODEL_CACHE.loaded()]
+                for e in self.pool.loaded()]
 
     def variant_folder(self, model_id: str, quantization: str) -> Path:
         """Variants live in the model's own data folder (also for a linked local folder,
@@ -463,7 +486,7 @@ class ModelService:
                        dtype: str = "bfloat16", device: str = "auto") -> JobRecord:
         """Quantize with bitsandbytes and save a variant beside the model (a job)."""
         from mistudio.hardware import resolve_device
-        from mistudio.models.loading import MODEL_CACHE, saved_quantization
+        from mistudio.models.loading import saved_quantization
 
         rec = self.require_ready(model)
         if quantization not in ("8bit", "4bit"):
@@ -474,22 +497,22 @@ class ModelService:
         if saved_quantization(rec.folder):
             raise UserError(f"{rec.name!r} is already quantized.",
                             hint="Save variants of the full-precision model.")
-        if rec.job_id and self.studio.queue.is_active(rec.job_id):
+        if rec.job_id and self.jobs.is_active(rec.job_id):
             raise UserError(f"{rec.name!r} already has a job running.",
                             hint="Wait for it to finish.")
-        dev = resolve_device(device if device != "auto" else self.studio.settings.default_device)
+        dev = resolve_device(device if device != "auto" else self.settings.current.default_device)
         self.check_quantization(quantization, dev)
         dest = self.variant_folder(rec.id, quantization)
-        MODEL_CACHE.release(dest)  # an older copy of this variant may be loaded
+        self.pool.release(dest)  # an older copy of this variant may be loaded
         job_id = new_id("job")
         self._submitting.add(job_id)
         try:
             self.repo.update(rec.id, job_id=job_id)
-            return self.studio.submit_job(
+            return self.jobs.submit(
                 "models.quantize",
                 {"folder": rec.folder, "dest": str(dest), "quantization": quantization,
                  "dtype": dtype, "device": dev, "trust_remote_code": rec.trust_remote_code,
-                 "allow_cpu_quantization": self.studio.settings.allow_cpu_quantization},
+                 "allow_cpu_quantization": self.settings.current.allow_cpu_quantization},
                 title=f"Quantize {rec.name} ({quantization})", target=rec.id, job_id=job_id)
         except BaseException:
             self.repo.update(rec.id, job_id="")

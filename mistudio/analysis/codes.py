@@ -1,0 +1,134 @@
+"""Sparse codes: the SAE's non-zero activations per token, and their spill to disk.
+
+The streaming pass writes each token's non-zero latents (CSR: ``offsets``, ``features``,
+``values``) plus the token's place (``keys = seq * seq_len + pos``) into numbered chunk files
+``work/codes_NNNNN.npz`` of the analysis folder. The per-feature pass reads them back chunk by
+chunk, so host memory stays bounded whatever the number of tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CHUNK_PATTERN = "codes_{:05d}.npz"
+
+
+@dataclass
+class CodeChunk:
+    """Tokens ``first_row .. first_row + rows`` of the analysis, CSR over features."""
+
+    first_row: int
+    offsets: np.ndarray  # [rows + 1] int64
+    features: np.ndarray  # [nnz] int32
+    values: np.ndarray  # [nnz] float32
+    keys: np.ndarray  # [rows] int64: seq * seq_len + pos
+
+    @property
+    def rows(self) -> int:
+        return len(self.keys)
+
+    def entry_rows(self) -> np.ndarray:
+        """Global row of each entry."""
+        return np.repeat(np.arange(self.first_row, self.first_row + self.rows, dtype=np.int64),
+                         np.diff(self.offsets))
+
+
+def encode_csr(sae, x):
+    """The SAE's non-zero activations of ``x [B, d_in]`` as torch CSR on x's device:
+    ``(offsets [B+1] int64, features [nnz] int32, values [nnz] float32)``.
+
+    TopK SAEs select from the pre-activations directly (no dense ``[B, d_sae]`` scatter);
+    every other architecture runs its own ``encode`` (inference semantics) and keeps the
+    non-zeros."""
+    import torch
+
+    from mistudio.sae.architectures import BatchTopKSAE, TopKSAE
+
+    B = x.shape[0]
+    if isinstance(sae, TopKSAE) and not isinstance(sae, BatchTopKSAE):
+        pre = sae.pre_acts(x)
+        vals, idx = pre.topk(sae.k, dim=-1, sorted=False)
+        vals = vals.float()
+        keep = vals > 0
+        counts = keep.sum(dim=1)
+        features = idx[keep].to(torch.int32)
+        values = vals[keep]
+    else:
+        acts = sae.encode(x).float()
+        keep = acts > 0
+        counts = keep.sum(dim=1)
+        rows_cols = keep.nonzero()
+        features = rows_cols[:, 1].to(torch.int32)
+        values = acts[keep]
+    offsets = torch.zeros(B + 1, dtype=torch.int64, device=x.device)
+    offsets[1:] = counts.cumsum(0)
+    return offsets, features, values
+
+
+class CodeSpill:
+    """Numbered chunk files of sparse codes in ``folder``; appends and reads in order."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, index: int) -> Path:
+        return self.folder / CHUNK_PATTERN.format(index)
+
+    def count(self) -> int:
+        n = 0
+        while self.path(n).exists():
+            n += 1
+        return n
+
+    def truncate(self, keep: int) -> None:
+        """Drop chunks from ``keep`` on (written after the last checkpoint)."""
+        for p in self.folder.glob("codes_*.npz"):
+            try:
+                if int(p.stem.split("_")[1]) >= keep:
+                    p.unlink()
+            except ValueError:
+                p.unlink()
+
+    def write(self, index: int, chunk: CodeChunk) -> None:
+        tmp = self.folder / f".tmp_{index}.npz"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, first_row=np.int64(chunk.first_row), offsets=chunk.offsets,
+                     features=chunk.features, values=chunk.values, keys=chunk.keys)
+        tmp.replace(self.path(index))
+
+    def read(self, index: int) -> CodeChunk:
+        with np.load(self.path(index)) as z:
+            return CodeChunk(int(z["first_row"]), z["offsets"], z["features"], z["values"],
+                             z["keys"])
+
+    def chunks(self, n: int | None = None):
+        for i in range(self.count() if n is None else n):
+            yield self.read(i)
+
+
+class ChunkBuilder:
+    """Collects batches of codes until a chunk is big enough to write."""
+
+    def __init__(self, first_row: int):
+        self.first_row = first_row
+        self.parts: list[tuple] = []
+        self.rows = 0
+
+    def add(self, offsets: np.ndarray, features: np.ndarray, values: np.ndarray,
+            keys: np.ndarray) -> None:
+        self.parts.append((offsets, features, values, keys))
+        self.rows += len(keys)
+
+    def build(self) -> CodeChunk:
+        offs, base = [np.zeros(1, dtype=np.int64)], 0
+        for o, *_ in self.parts:
+            offs.append(o[1:] + base)
+            base += int(o[-1])
+        cat = (lambda i, dt: np.concatenate([p[i] for p in self.parts]).astype(dt, copy=False)
+               if self.parts else np.zeros(0, dtype=dt))
+        return CodeChunk(self.first_row, np.concatenate(offs), cat(1, np.int32),
+                         cat(2, np.float32), cat(3, np.int64))
