@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mistudio.errors import UserError
 from mistudio.jobs.context import JobContext
-from mistudio.sae.config import TrainingConfig
+from mistudio.sae.config import TOPK_FAMILY, TrainingConfig
 from mistudio.sae.job import import_job  # noqa: F401 - the sae.import job kind names it here
 from mistudio.sae.repository import SAERecord, SAEsRepo, TrainingRecord, TrainingsRepo
 from mistudio.store.db import new_id, now_iso
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_KIND = "sae.train"
 IMPORT_KIND = "sae.import"
+CATALOGUE_KIND = "sae.catalogue_download"  # (mistudio.app.sae_catalogue) recorded as imports
 EVAL_KIND = "sae.evaluate"
 DEFAULT_EVAL_TOKENS = 4096
 
@@ -96,9 +97,14 @@ class TrainingService:
         cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
         path = self.resolve_activation_path(cfg.activation_id, activation_path or cfg.activation_path)
         target = self.resolve_activation_path(cfg.target_activation_id, cfg.target_activation_path)
-        if not path:
+        onthefly = None
+        if cfg.onthefly_model and not path:  # activations computed as training goes
+            onthefly, d_in = self._onthefly_spec(cfg)
+            d_out = d_in
+        elif not path:
             cfg.validate()  # raises "no activation set chosen"
-        d_in, d_out = self._check_config(cfg, path, target)
+        if onthefly is None:
+            d_in, d_out = self._check_config(cfg, path, target)
         self._check_memory(cfg, d_in, d_out)
         if cfg.batch_size % world_size:
             raise UserError(f"The batch size {cfg.batch_size} does not split evenly over "
@@ -106,7 +112,8 @@ class TrainingService:
         training_id = new_id("tr")
         folder = (Path(folder).expanduser().resolve() if folder
                   else self.studio.paths.entity_dir("trainings", training_id))
-        name = title or cfg.name or _default_title(cfg, path)
+        name = title or cfg.name or _default_title(
+            cfg, path or f"{cfg.onthefly_model} {cfg.hook_name} (on the fly)")
         if world_size > 1:
             name += f" · {world_size} processes"
         members = cfg.members()
@@ -119,7 +126,9 @@ class TrainingService:
         self.trainings_repo.insert(rec)
         params = {"config": cfg.to_dict(), "activation_path": path, "out_dir": str(folder),
                   "training_id": training_id,
-                  "evaluation": self._training_evaluation(cfg, path, target)}
+                  "evaluation": self._training_evaluation(cfg, path, target, onthefly)}
+        if onthefly is not None:
+            params["onthefly"] = onthefly
         if target:
             params["target_activation_path"] = target
         if world_size > 1:
@@ -165,10 +174,14 @@ class TrainingService:
         if total_tokens:
             cfg = cfg.with_changes(total_tokens=int(total_tokens))
             self.trainings_repo.update(tr.id, config=cfg.to_dict(), total_tokens=cfg.total_tokens)
+        onthefly = (self._onthefly_spec(cfg)[0] if cfg.onthefly_model
+                    and not tr.activation_path else None)
         params = {"config": cfg.to_dict(), "activation_path": tr.activation_path,
                   "out_dir": tr.folder, "training_id": tr.id, "resume_from": path,
                   "evaluation": self._training_evaluation(cfg, tr.activation_path,
-                                                          tr.target_activation_path)}
+                                                          tr.target_activation_path, onthefly)}
+        if onthefly is not None:
+            params["onthefly"] = onthefly
         if tr.target_activation_path:
             params["target_activation_path"] = tr.target_activation_path
         title = tr.name if tr.name.endswith("(resumed)") else f"{tr.name} (resumed)"
@@ -409,10 +422,19 @@ class TrainingService:
             target=rec.id)
 
 
-    def _training_evaluation(self, cfg: TrainingConfig, path: str, target: str = "") -> dict:
+    def _training_evaluation(self, cfg: TrainingConfig, path: str, target: str = "",
+                             onthefly: dict | None = None) -> dict:
         """The training job's ``evaluation`` param: a spec, or why there is none."""
         if not cfg.eval_tokens:
             return {}
+        if onthefly is not None:  # the training saw every sequence: not held out
+            from mistudio.sae.evaluation import EvalSpec
+
+            return {"spec": EvalSpec(
+                model_folder=onthefly["model_folder"], model_name=onthefly["model_name"],
+                trust_remote_code=onthefly["trust_remote_code"],
+                tokenization=onthefly["tokenization"], hook_name=onthefly["hook_name"],
+                held_out=False).to_dict()}
         try:
             return {"spec": self._spec_from_activations(path, target).to_dict()}
         except UserError as exc:
@@ -450,6 +472,27 @@ class TrainingService:
                         tokenization=tok_folder, hook_name=hook, hook_name_out=hook_out,
                         start_seq=held_out_start(path) if same else 0,
                         held_out=True if same else None)
+
+    def _onthefly_spec(self, cfg: TrainingConfig) -> tuple[dict, int]:
+        """The job's ``onthefly`` source spec (model and tokenization resolved to folders)
+        and the input width; the settings are validated against the tokenization."""
+        from mistudio.activations.extract import count_valid_tokens
+        from mistudio.data.tokenized import TokenizedDataset
+
+        model = self.studio.models.require_ready(cfg.onthefly_model)
+        tok_folder = self._eval_tokenization(cfg.onthefly_tokenization, model)
+        tok = TokenizedDataset(Path(tok_folder))
+        if model.tokenizer_fingerprint and tok.fingerprint != model.tokenizer_fingerprint:
+            raise UserError(f"The tokenization was made with another tokenizer than "
+                            f"{model.name}'s.", hint="Pick one made with this model.")
+        num_rows = count_valid_tokens(tok, True, tok.meta.get("bos_token_id"))
+        d_in = int(model.d_model or 0)
+        cfg.validate(d_in=d_in or None, num_rows=num_rows)
+        spec = {"model_folder": model.folder, "model_name": model.name, "model_id": model.id,
+                "trust_remote_code": model.trust_remote_code, "tokenization": tok_folder,
+                "hook_name": cfg.hook_name, "batch_sequences": cfg.onthefly_batch_sequences,
+                "buffer_rows": cfg.shuffle_buffer_tokens, "model_dtype": "auto"}
+        return spec, d_in
 
     def _eval_model(self, ref: str, name: str):
         label = name or ref
@@ -619,7 +662,7 @@ class TrainingService:
                         **rec.metrics, **result.get("metrics", {}),
                         "eval_held_out": result.get("held_out")})
             return
-        if job.kind == IMPORT_KIND:
+        if job.kind in (IMPORT_KIND, CATALOGUE_KIND):
             if (status or job.status) == "completed" and (payload or {}).get("result"):
                 if self.saes_repo.get(job.target) is None:
                     self._record_import(payload["result"])
@@ -660,7 +703,7 @@ class TrainingService:
                 name=f"{tr.name} · {item['member']}" if len(result["saes"]) > 1 else tr.name,
                 training_id=tr.id, member=item["member"], architecture=item["architecture"],
                 kind=m.kind, d_in=item["d_in"], d_sae=item["d_sae"], d_out=tr.d_out or item["d_in"],
-                k=item.get("k") if item["architecture"] in ("topk", "batchtopk") else None,
+                k=item.get("k") if item["architecture"] in TOPK_FAMILY else None,
                 model_name=meta.get("model_name") or "", hook_name=meta.get("hook_name") or "",
                 metrics={**(item.get("metrics") or {}),
                          **({"eval_held_out": item.get("eval_held_out")}

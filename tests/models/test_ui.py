@@ -130,7 +130,7 @@ def test_switching_models_keeps_the_inspector_and_form_consistent(qt_studio, qtb
     shown = [inspector.hooks.topLevelItem(i).text(0)
              for i in range(inspector.hooks.topLevelItemCount())
              if not inspector.hooks.topLevelItem(i).isHidden()]
-    assert shown == ["blocks.2.hook_mlp_out", "blocks.2.hook_mlp_in"]
+    assert shown == ["blocks.2.hook_mlp_out", "blocks.2.hook_mlp_in", "blocks.2.mlp.hook_post"]
 
     tab.select_model(recs["gpt2"])
     qtbot.waitUntil(inspector.is_filled, timeout=60_000)

@@ -106,6 +106,10 @@ class TrainingTab(QWidget):
         self.pages.addTab(self.runs, "Runs")
         self.pages.addTab(self.logs, "Logs")
         self.pages.addTab(self.checkpoints, "Checkpoints")
+        from mistudio.ui.training.saes_page import SAEsPage
+
+        self.saes_page = SAEsPage(studio, bridge)  # the SAE list: Add SAE > From the catalogue
+        self.pages.addTab(self.saes_page, "SAEs")
         self.pages.addTab(self.monitor_page, "Resources")
         self.pages.currentChanged.connect(self._on_page)
 
