@@ -89,7 +89,7 @@ class ModelActivationSource:
                             "and padding).", hint="Pick another tokenization.")
         self.d_in = self.d_out = int(self._probe_width())
         self.meta = {"model_name": spec.get("model_name") or model_folder.name,
-                     "model_id": spec.get("model_id", ""), "hook_point": self.target.name,
+                     "model_id": spec.get("model_id", ""),
                      "hook_name": self.target.name, "tokenization": str(self.tok.folder),
                      "model_dtype": model_dtype, "on_the_fly": True,
                      "seq_len": self.tok.seq_len}
