@@ -103,9 +103,9 @@ def reference(model_dir: Path, tok_dir: Path, sae, hook: str, n_tokens: int, bat
     from mistudio.analysis.job import model_text_config
     from mistudio.data.tokenized import TokenizedDataset
     from mistudio.models import hooks
-    from mistudio.models.loading import MODEL_CACHE
+    from mistudio.models.pool import MODEL_POOL
 
-    loaded = MODEL_CACHE.get(model_dir, dtype="float32", device=device)
+    loaded = MODEL_POOL.get(model_dir, dtype="float32", device=device)
     cfg = model_text_config(loaded.model)
     target = hooks.resolve(hook, cfg.model_type, cfg.n_layer)
     tok = TokenizedDataset(tok_dir)

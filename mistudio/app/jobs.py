@@ -121,6 +121,14 @@ class JobService:
         if rec.log_path:
             Path(rec.log_path).unlink(missing_ok=True)
 
+    def note(self, job_id: str, message: str, *, status: str | None = None) -> None:
+        """Record a message on a job that is not running here (and a new status for a
+        finished one: a stopped training continued by another job is 'resumed')."""
+        fields = {"message": message}
+        if status is not None:
+            fields["status"] = status
+        self.repo.update(job_id, **fields)
+
     def forget(self, job_id: str) -> None:
         """Drop a finished job's row (its owner deletes the artifacts)."""
         self.repo.delete(job_id)
