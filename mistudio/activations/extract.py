@@ -149,7 +149,7 @@ def sequence_ranges(start_seq: int, n_seq: int, batch_size: int):
 
 def capture_batches(cap: ActivationCapture, tok: TokenizedDataset, seq_batches, *,
                     skip_bos: bool, bos_id, device: str, dtype, row_limit: int | None = None,
-                    before_batch=None):
+                    before_batch=None, timing: dict | None = None):
     """The forward loop shared by extraction and on-the-fly training.
 
     For each array of sequence ids from ``seq_batches`` (ascending within a batch): one
@@ -158,7 +158,8 @@ def capture_batches(cap: ActivationCapture, tok: TokenizedDataset, seq_batches, 
     on the device. Yields ``(rows {hook: [n, d] tensor on the device}, positions int32
     [n, 2] (sequence, token), next_seq)`` where ``next_seq`` follows the batch's last
     sequence; stops once ``row_limit`` rows were yielded (the last batch is cut to fit).
-    ``before_batch`` runs before each forward pass (pause/cancel points).
+    ``before_batch`` runs before each forward pass (pause/cancel points); ``timing["forward_s"]``
+    accumulates the forward passes' time when given.
     """
     import torch
 
@@ -188,12 +189,15 @@ def capture_batches(cap: ActivationCapture, tok: TokenizedDataset, seq_batches, 
         if cuda:
             ids = ids.pin_memory().to(device, non_blocking=True)
             attn = attn.to(device, non_blocking=True) if attn is not None else None
+        t0 = time.perf_counter()
         try:
             acts = cap.run(ids, attn)
         except Exception as exc:
             if _is_oom(exc):
                 raise _oom_error(int(seq_ids.size)) from exc
             raise
+        if timing is not None:
+            timing["forward_s"] += time.perf_counter() - t0
         positions = np.stack([seq_ids[b_idx], t_idx], axis=1).astype(np.int32)
         full = take == mask.size
         if not full:  # every position kept: no index copies to the device
@@ -310,6 +314,9 @@ def run(params: dict, ctx) -> dict:
         ctx.checkpoint(next_seq=resume["next_seq"], rows=resume["rows"])
 
     bg: _BackgroundWriter | None = None
+    # where the time goes (the result's "timing"; benchmarks/extract_bench.py prints it):
+    # the forward passes, waits for a free buffer (the writer fell behind), the last write
+    timing = {"forward_s": 0.0, "buffer_wait_s": 0.0, "final_write_s": 0.0}
     seq = start_seq
     step = 0
     try:
@@ -318,7 +325,7 @@ def run(params: dict, ctx) -> dict:
                     cap, tok, sequence_ranges(start_seq, tok.n_seq, batch_size),
                     skip_bos=skip_bos, bos_id=bos_id, device=device,
                     dtype=_torch_dtype(store_dtype), row_limit=rows_target - rows_done,
-                    before_batch=ctx.pause_point):
+                    before_batch=ctx.pause_point, timing=timing):
                 if not writers:
                     for name in names:
                         layer = next(t.layer for t in targets if t.name == name)
@@ -329,7 +336,9 @@ def run(params: dict, ctx) -> dict:
                             dtype=store_dtype, shard_rows=shard_rows)
                     bg = _BackgroundWriter(writers, free_slots, on_shard)
                 # a free slot bounds the batches in flight (memory), on CPU too
+                t0 = time.perf_counter()
                 slot = _get_slot(free_slots, ctx, bg)
+                timing["buffer_wait_s"] += time.perf_counter() - t0
                 event = None
                 if cuda:
                     host = {}
@@ -368,15 +377,18 @@ def run(params: dict, ctx) -> dict:
         # resumed with every row already on disk (stopped after the last batch): finish
         writers = {n: _reopen_writer(outputs[n]["folder"]) for n in names}
     else:
+        t0 = time.perf_counter()
         bg.flush()
         bg.close()
+        timing["final_write_s"] = time.perf_counter() - t0
     elapsed = time.monotonic() - t_start
     ctx.progress(rows_done, rows_target, "Writing statistics...")
     for name in names:
         writers[name].finish({"num_tokens": rows_done, "elapsed_s": elapsed})
     rate = (rows_done - rows_at_start) / max(elapsed, 1e-6)
     ctx.log(f"Extracted {rows_done:,} tokens in {elapsed:.1f} s ({rate:,.0f} tokens/s).")
-    return _result(outputs, names, rows_done, rate)
+    return {**_result(outputs, names, rows_done, rate),
+            "timing": {**timing, "total_s": elapsed}}
 
 
 def _reopen_writer(folder: str) -> ActivationShardWriter:

@@ -23,10 +23,9 @@ from mistudio.errors import UserError
 from mistudio.jobs.context import JobContext
 from mistudio.sae.config import TOPK_FAMILY, TrainingConfig
 from mistudio.sae.job import import_job  # noqa: F401 - the sae.import job kind names it here
-from mistudio.sae.saes_repo import SAERecord, SAEsRepo
-from mistudio.sae.trainings_repo import TrainingRecord, TrainingsRepo
+from mistudio.sae.repository import SAERecord, SAEsRepo, TrainingRecord, TrainingsRepo
 from mistudio.store.db import new_id, now_iso
-from mistudio.store.jobs_repo import ACTIVE, JobRecord
+from mistudio.jobs.repository import ACTIVE, JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +86,6 @@ class TrainingService:
         """
         return self.submit_training(*self.prepare_training(
             config, activation_path=activation_path, title=title, folder=folder))
-
-    start = start_training  # the name the Training tab calls
 
     def prepare_training(self, config: TrainingConfig | dict, *,
                          activation_path: str | None = None, title: str = "",
@@ -195,7 +192,6 @@ class TrainingService:
                                    finished_at=None)
         return job
 
-    resume = resume_training
 
     def _mark_superseded(self, old_job_id: str, new_job_id: str) -> None:
         """The stopped job a resume continues is ``resumed`` (no longer "interrupted":
@@ -275,20 +271,76 @@ class TrainingService:
         raise UserError(f"No checkpoint at step {step}.")
 
     def metrics(self, training_id: str) -> list[dict]:
-        """Rows of ``metrics.jsonl``: ``{"step", "time", <metric>: value, ...}``."""
-        path = self.training_dir(training_id) / "metrics.jsonl"
-        rows = []
+        """The training's metric history, one row per logged step, oldest first:
+        ``{"step", "time", <metric>: value, ...}``.
+
+        The database is the source of truth (``job_metrics``, written by the job queue for
+        every job of the training: a resume is a new job, whose points replace the earlier
+        job's from its first step on); ``metrics.jsonl`` in the training folder is the same
+        history written beside the SAE for other tools."""
+        tr = self.get_training(training_id)
+        jobs = sorted(self.studio.jobs.list(target=tr.id, kind=TRAIN_KIND),
+                      key=lambda j: j.created_at)
+        by_step: dict[float, dict] = {}
+        cut = float("inf")
+        for job in reversed(jobs):  # later jobs first: they own the steps from their start on
+            points = [p for p in self.studio.jobs.metrics(job.id) if p["step"] < cut]
+            for p in points:
+                row = by_step.setdefault(p["step"], {"step": int(p["step"]), "time": p["t"]})
+                row[p["name"]] = p["value"]
+            if points:
+                cut = min(p["step"] for p in points)
+        return [by_step[s] for s in sorted(by_step)]
+
+    # ------------------------------------------------------------------ the Training tab's jobs
+
+    def training_jobs(self) -> list[JobRecord]:
+        """Every training job (a resume adds one to its training), oldest first."""
+        return sorted(self.studio.jobs.list(kind=TRAIN_KIND), key=lambda j: j.created_at)
+
+    def records(self) -> list[TrainingRecord]:
+        """The training rows as stored (no reconciling with running jobs: any thread)."""
+        return self.trainings_repo.list()
+
+    @staticmethod
+    def job_dir(job: JobRecord) -> Path:
+        """The folder a training job writes into."""
+        return Path(job.params.get("out_dir") or job.artifact_dir)
+
+    def job_checkpoints(self, job: JobRecord) -> list:
+        """The complete checkpoints in ``job``'s training folder, oldest first (torch-free)."""
+        from mistudio.sae.checkpoints import list_checkpoints
+
+        return list_checkpoints(self.job_dir(job))
+
+    def job_can_resume(self, job: JobRecord) -> bool:
+        """Whether "resume" may be offered for this job: stopped with a checkpoint."""
+        if job.status not in ("interrupted", "cancelled", "failed"):
+            return False
+        return not self.studio.jobs.is_active(job.id) and bool(self.job_checkpoints(job))
+
+    def job_result(self, job: JobRecord) -> dict | None:
+        """What a finished job returned (from the table, else its folder's result.json)."""
+        if isinstance(job.result, dict):
+            return job.result
         try:
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except ValueError:  # a line being written right now
-                            break
-        except OSError:
-            pass
-        return rows
+            return json.loads((self.job_dir(job) / "result.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def settings_to_duplicate(job: JobRecord) -> dict:
+        """The job's settings, for a new training (the form is filled with them)."""
+        config = dict(job.params.get("config") or {})
+        config.pop("member_name", None)
+        return config
+
+    def delete_checkpoint_at(self, training_id: str, path: str | Path) -> None:
+        """Delete the checkpoint in folder ``path`` of the training."""
+        for c in self.list_checkpoints(training_id):
+            if Path(c.path) == Path(path):
+                return self.delete_checkpoint(training_id, c.step)
+        raise UserError("That checkpoint no longer exists.")
 
     def list_saes(self, training_id: str | None = None) -> list[SAERecord]:
         return self.saes_repo.list(training_id)
@@ -369,7 +421,6 @@ class TrainingService:
             title=f"Evaluate {rec.name or rec.id} in {spec.model_name or 'its model'}",
             target=rec.id)
 
-    evaluate = start_evaluation
 
     def _training_evaluation(self, cfg: TrainingConfig, path: str, target: str = "",
                              onthefly: dict | None = None) -> dict:
@@ -561,7 +612,6 @@ class TrainingService:
             self.studio.delete_job(j.id)
         self._remove_folder(Path(tr.folder))
 
-    delete = delete_training
 
     def delete_sae(self, sae_id: str) -> None:
         rec = self.get_sae(sae_id)

@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, Q
                                QLabel, QMessageBox, QPushButton, QScrollArea, QSlider,
                                QToolButton, QVBoxLayout, QWidget)
 
-from mistudio.ui.chart_legend import ChartLegend
-from mistudio.ui.training.series import EmaSmoother, RunMetrics, write_metrics_csv
+from mistudio.ui.kit.chart_legend import ChartLegend
 from mistudio.ui.kit.palette import SERIES, colour, css
+from mistudio.ui.training.series import EmaSmoother, RunMetrics, write_metrics_csv
 
 REDRAW_MS = 120
 CHART_HEIGHT = 260

@@ -206,15 +206,15 @@ class NewTrainingPanel(QWidget):
         # Keep the chosen data and device: a template describes the recipe, not the machine.
         current, _ = self.form.config()
         for key in ("device", "dtype"):
-            if key not in t.config and key in current:
+            if key not in t.settings and key in current:
                 merged[key] = current[key]
         # Settings without a field (init_seed, compile_backend...) still go with the run.
-        self.template_settings = {k: v for k, v in t.config.items() if k in known
+        self.template_settings = {k: v for k, v in t.settings.items() if k in known
                                   and k not in self.form.editors and k not in DATA_KEYS
                                   and k != "sweep"}
         self._applying = True
         try:
-            self.form.set_config(merged, lr_given="lr" in t.config)
+            self.form.set_config(merged, lr_given="lr" in t.settings)
         finally:
             self._applying = False
         self._set_custom_text("Custom settings")
@@ -234,13 +234,13 @@ class NewTrainingPanel(QWidget):
         if t is None:
             return
         from mistudio.sae.config import setting_info
-        from mistudio.templates.service import template_differences
+        from mistudio.templates.differences import template_differences
 
         current, _ = self.form.config()
         diffs = template_differences(current, t, compared=[*self.form.editors, "sweep"])
         if not diffs:
             return
-        self.template_settings = {}
+        # The recipe's settings without a field stay: the form is the template plus edits.
         self.template_combo.blockSignals(True)
         self.template_combo.setCurrentIndex(0)
         self.template_combo.blockSignals(False)
@@ -248,7 +248,10 @@ class NewTrainingPanel(QWidget):
         self._update_template_buttons()
         self.template_desc.setText("Changed from the template: " + "; ".join(
             f"{setting_info(k).label} {_short(old)} → {_short(new)}"
-            for k, old, new in diffs[:6]) + ("; ..." if len(diffs) > 6 else ""))
+            for k, old, new in diffs[:6]) + ("; ..." if len(diffs) > 6 else "") + (
+            "  (still set, without a field here: " + ", ".join(
+                f"{k} = {v}" for k, v in self.template_settings.items()) + ")"
+            if self.template_settings else ""))
 
     def _toggle_favourite(self) -> None:
         t = self.selected_template()
@@ -258,6 +261,7 @@ class NewTrainingPanel(QWidget):
 
     def save_template(self, name: str, *, overwrite: bool = False):
         config, problems = self.form.config()
+        config = {**self.template_settings, **config}  # with the settings that have no field
         if problems:
             raise UserError("Some settings cannot be read: " + " ".join(problems),
                             hint="Fix them before saving a template.")
@@ -272,7 +276,7 @@ class NewTrainingPanel(QWidget):
             return
         try:
             overwrite = False
-            if self.studio.templates.repo.find_by_name(name.strip()) is not None:
+            if self.studio.templates.find_saved(name) is not None:
                 overwrite = QMessageBox.question(
                     self, "Replace template?", f"A template called '{name}' exists. Replace it?"
                 ) == QMessageBox.Yes
