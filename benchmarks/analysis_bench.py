@@ -140,6 +140,7 @@ def analysis(model_dir: Path, tok_dir: Path, sae_dir: Path, hook: str, n_tokens:
     wall = time.perf_counter() - t0
     meta = json.loads((out / "meta.json").read_text())
     return {"tokens_per_s": n_tokens / wall, "wall_s": wall, "stream_s": meta["stream_s"],
+            "features_s": meta["features_s"], "weights_s": meta["weights_s"],
             "dead": meta["dead"], "mean_l0": meta["mean_l0"]}
 
 
@@ -157,13 +158,14 @@ def child_memory(args) -> None:
 def memory(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        build_model(root, 2, 768, 12, 50_257)
+        build_model(root, 2, 768, 12, args.vocab)
         for n in (args.tokens, 2 * args.tokens):
             out = subprocess.run([sys.executable, __file__, "--child-memory", "--root", tmp,
                                   "--tokens", str(n), "--batch", str(args.batch)],
                                  capture_output=True, text=True, check=True)
             peak = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss"]
-            print(f"d_sae 65,536 k 64, {n:>9,} tokens: peak host memory {peak / 2**30:.2f} GiB")
+            print(f"d_sae 65,536 k 64, vocab {args.vocab:,}, {n:>9,} tokens: peak host memory "
+                  f"{peak / 2**30:.2f} GiB")
 
 
 def throughput(args) -> None:
@@ -180,10 +182,13 @@ def throughput(args) -> None:
         print(f"reference (stopped forward + encode): {ref:,.0f} tokens/s")
         res = analysis(model_dir, tok_dir, sae_dir, hook, args.tokens, args.batch, args.device,
                        root / "fa")
-        print(f"full analysis: {res['tokens_per_s']:,.0f} tokens/s ({res['wall_s']:.1f} s, "
-              f"streaming pass {res['stream_s']:.1f} s; {res['dead']:,} dead, mean L0 "
-              f"{res['mean_l0']:.1f})")
+        print(f"full analysis: {res['tokens_per_s']:,.0f} tokens/s ({res['wall_s']:.1f} s: "
+              f"streaming pass {res['stream_s']:.1f} s, per-feature pass "
+              f"{res['features_s']:.1f} s, weights (logit lens, decoder neighbours) "
+              f"{res['weights_s']:.1f} s; {res['dead']:,} dead, mean L0 {res['mean_l0']:.1f})")
         print(f"ratio analysis / reference: {res['tokens_per_s'] / ref:.2f} (target >= 0.5)")
+        print(f"streaming pass alone / reference: {args.tokens / res['stream_s'] / ref:.2f}; "
+              f"the weights' cost does not grow with the tokens")
 
 
 def main() -> None:
@@ -194,6 +199,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="sequences per forward pass")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--memory", action="store_true", help="peak host memory at N and 2N")
+    ap.add_argument("--vocab", type=int, default=50_257, help="model vocabulary (--memory)")
     ap.add_argument("--child-memory", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()

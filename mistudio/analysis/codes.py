@@ -69,11 +69,17 @@ def encode_csr(sae, x):
 
 
 class CodeSpill:
-    """Numbered chunk files of sparse codes in ``folder``; appends and reads in order."""
+    """Numbered chunk files of sparse codes in ``folder``; appends and reads in order.
 
-    def __init__(self, folder: str | Path):
+    Chunks read are kept in memory up to ``cache_bytes`` (the per-feature pass reads every
+    chunk once per block of features: small spills are then read from disk once)."""
+
+    def __init__(self, folder: str | Path, cache_bytes: int = 512 * 2**20):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.cache_bytes = int(cache_bytes)
+        self._cache: dict[int, CodeChunk] = {}
+        self._cached_bytes = 0
 
     def path(self, index: int) -> Path:
         return self.folder / CHUNK_PATTERN.format(index)
@@ -86,6 +92,8 @@ class CodeSpill:
 
     def truncate(self, keep: int) -> None:
         """Drop chunks from ``keep`` on (written after the last checkpoint)."""
+        self._cache.clear()
+        self._cached_bytes = 0
         for p in self.folder.glob("codes_*.npz"):
             try:
                 if int(p.stem.split("_")[1]) >= keep:
@@ -94,6 +102,7 @@ class CodeSpill:
                 p.unlink()
 
     def write(self, index: int, chunk: CodeChunk) -> None:
+        self._cache.pop(index, None)
         tmp = self.folder / f".tmp_{index}.npz"
         with open(tmp, "wb") as fh:
             np.savez(fh, first_row=np.int64(chunk.first_row), offsets=chunk.offsets,
@@ -101,9 +110,17 @@ class CodeSpill:
         tmp.replace(self.path(index))
 
     def read(self, index: int) -> CodeChunk:
+        hit = self._cache.get(index)
+        if hit is not None:
+            return hit
         with np.load(self.path(index)) as z:
-            return CodeChunk(int(z["first_row"]), z["offsets"], z["features"], z["values"],
-                             z["keys"])
+            chunk = CodeChunk(int(z["first_row"]), z["offsets"], z["features"], z["values"],
+                              z["keys"])
+        size = sum(a.nbytes for a in (chunk.offsets, chunk.features, chunk.values, chunk.keys))
+        if self._cached_bytes + size <= self.cache_bytes:
+            self._cache[index] = chunk
+            self._cached_bytes += size
+        return chunk
 
     def chunks(self, n: int | None = None):
         for i in range(self.count() if n is None else n):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mistudio.errors import UserError
 from mistudio.jobs.queue import JobQueue, Listener
-from mistudio.store.jobs_repo import ACTIVE, FINISHED, STATUSES, JobRecord, JobsRepo
+from mistudio.jobs.repository import ACTIVE, FINISHED, STATUSES, JobRecord, JobsRepo
 
 __all__ = ["ACTIVE", "FINISHED", "STATUSES", "JobRecord", "JobService"]
 

@@ -133,19 +133,20 @@ def test_bad_inputs_have_clear_messages(studio, tiny_gpt2_dir, tiny_llama_dir,
 
 
 def test_templates(studio, tiny_gpt2_dir):
-    names = [t.name for t in studio.activations.list_templates()]
+    names = [t.name for t in studio.templates.list(kind="extraction")]
     assert "Residual stream, middle layer" in names
-    tpl = studio.activations.save_template("mine", {"layers": [0, 2], "hook_types":
-                                                    ["mlp_out"], "store_dtype": "float16"})
-    assert tpl.settings["batch_size"] == 16
+    tpl = studio.templates.save("mine", {"layers": [0, 2], "hook_types": ["mlp_out"],
+                                         "store_dtype": "float16"}, kind="extraction")
+    assert tpl.settings["batch_size"] == 16 and tpl.kind == "extraction"
     with pytest.raises(UserError, match="Unknown template settings"):
-        studio.activations.save_template("bad", {"colour": "red"})
+        studio.templates.save("bad", {"colour": "red"}, kind="extraction")
     with pytest.raises(UserError, match="(?i)built-in"):
-        studio.activations.delete_template("Residual stream, middle layer")
+        studio.templates.delete("Residual stream, middle layer", kind="extraction")
     rec, job = studio.models.add_local(str(tiny_gpt2_dir))
     _wait(studio, job)
     form = studio.activations.apply_template("Residual stream, middle layer", rec.id)
     assert form["layers"] == [1] and form["hook_types"] == ["resid_post"]
     assert studio.activations.apply_template("mine")["store_dtype"] == "float16"
-    studio.activations.delete_template("mine")
-    assert "mine" not in [t.name for t in studio.activations.list_templates()]
+    assert studio.templates.get("mine", kind="extraction").use_count == 1  # applied once
+    studio.templates.delete("mine", kind="extraction")
+    assert "mine" not in [t.name for t in studio.templates.list(kind="extraction")]

@@ -13,6 +13,8 @@ import html
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 
+from mistudio.ui.kit.palette import css
+
 # A few characters that look like each pen style.
 _GLYPHS = {Qt.SolidLine: "━━", Qt.DashLine: "╍╍", Qt.DotLine: "┉┉", Qt.DashDotLine: "━·",
            Qt.DashDotDotLine: "━··"}
@@ -29,7 +31,7 @@ class ChartLegend(QLabel):
         self.max_entries = max_entries
         self.setTextFormat(Qt.RichText)
         self.setWordWrap(True)
-        self.setStyleSheet("color: #222; font-size: 8pt")
+        self.setStyleSheet(css("text.plot", "font-size: 8pt"))
         self._names: list[str] = []
 
     def names(self) -> list[str]:

@@ -1,12 +1,13 @@
-"""Rows of the ``trainings`` and ``sae_checkpoints`` tables."""
+"""Rows of the ``trainings`` and ``sae_checkpoints`` tables (SAE trainings) and of the
+``saes`` table (trained and imported SAEs, each a SAELens-layout folder)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from mistudio.store.db import Store, now_iso
+from mistudio.store.rows import RowMapper
 
 
 @dataclass
@@ -40,15 +41,13 @@ class TrainingRecord:
 
     @classmethod
     def from_row(cls, row: dict) -> "TrainingRecord":
-        row = dict(row)
-        row["config"] = json.loads(row.get("config") or "{}")
-        row["result"] = json.loads(row["result"]) if row.get("result") else None
-        for key in ("name", "kind", "architecture", "activation_id", "activation_path",
-                    "target_activation_path", "job_id", "folder", "error", "updated_at"):
-            row[key] = row.get(key) or ""
+        rec = TRAINING_ROWS.from_row(row)
         for key in ("d_in", "d_out", "total_tokens", "tokens", "step"):
-            row[key] = int(row.get(key) or 0)
-        return cls(**row)
+            setattr(rec, key, int(getattr(rec, key) or 0))
+        return rec
+
+
+TRAINING_ROWS = RowMapper(TrainingRecord, json=("result",))
 
 
 class TrainingsRepo:
@@ -63,11 +62,8 @@ class TrainingsRepo:
         now = now_iso()
         rec.created_at = rec.created_at or now
         rec.updated_at = now
-        row = dict(rec.__dict__)
-        row["config"] = json.dumps(rec.config)
-        row["result"] = json.dumps(rec.result) if rec.result is not None else None
         with self.store.db.conn:
-            self.table.insert(row)
+            self.table.insert(TRAINING_ROWS.to_row(rec))
         return rec
 
     def get(self, training_id: str) -> TrainingRecord | None:
@@ -83,12 +79,9 @@ class TrainingsRepo:
                 for r in self.table.rows_where(where, args, order_by="created_at desc")]
 
     def update(self, training_id: str, **fields: Any) -> None:
-        for key in ("config", "result"):
-            if key in fields and not isinstance(fields[key], str) and fields[key] is not None:
-                fields[key] = json.dumps(fields[key], default=str)
         fields["updated_at"] = now_iso()
         with self.store.db.conn:
-            self.table.update(training_id, fields)
+            self.table.update(training_id, TRAINING_ROWS.encode(fields))
 
     def delete(self, training_id: str) -> None:
         with self.store.db.conn:
@@ -102,3 +95,70 @@ class TrainingsRepo:
             if checkpoints:
                 self.store.db["sae_checkpoints"].insert_all(
                     [{"training_id": training_id, **c} for c in checkpoints])
+
+
+@dataclass
+class SAERecord:
+    id: str
+    folder: str
+    source: str = "trained"
+    name: str = ""
+    training_id: str | None = None
+    member: str = ""
+    source_ref: str = ""
+    format: str = "saelens"
+    architecture: str = ""
+    kind: str = "sae"
+    d_in: int = 0
+    d_sae: int = 0
+    d_out: int = 0
+    k: int | None = None
+    model_name: str = ""
+    hook_name: str = ""
+    metrics: dict = field(default_factory=dict)
+    created_at: str = ""
+
+    @classmethod
+    def from_row(cls, row: dict) -> "SAERecord":
+        return SAE_ROWS.from_row(row)
+
+
+SAE_ROWS = RowMapper(SAERecord)
+
+
+class SAEsRepo:
+    def __init__(self, store: Store):
+        self.store = store
+
+    @property
+    def table(self):
+        return self.store.db["saes"]
+
+    def insert(self, rec: SAERecord) -> SAERecord:
+        rec.created_at = rec.created_at or now_iso()
+        with self.store.db.conn:
+            self.table.insert(SAE_ROWS.to_row(rec), replace=True)
+        return rec
+
+    def get(self, sae_id: str) -> SAERecord | None:
+        rows = list(self.table.rows_where("id = ?", [sae_id]))
+        return SAERecord.from_row(rows[0]) if rows else None
+
+    def list(self, training_id: str | None = None) -> list[SAERecord]:
+        if training_id:
+            rows = self.table.rows_where("training_id = ?", [training_id], order_by="member")
+        else:
+            rows = self.table.rows_where(order_by="created_at desc")
+        return [SAERecord.from_row(r) for r in rows]
+
+    def update_metrics(self, sae_id: str, metrics: dict) -> None:
+        with self.store.db.conn:
+            self.table.update(sae_id, SAE_ROWS.encode({"metrics": metrics}))
+
+    def delete(self, sae_id: str) -> None:
+        with self.store.db.conn:
+            self.table.delete_where("id = ?", [sae_id])
+
+    def delete_for_training(self, training_id: str) -> None:
+        with self.store.db.conn:
+            self.table.delete_where("training_id = ?", [training_id])

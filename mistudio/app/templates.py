@@ -1,6 +1,11 @@
 """Training templates: built-ins, saved ones, favourites, JSON import/export, last-used settings.
 
 Exposed as ``studio.templates``. Qt-free; the Training tab, the CLI and tests use it.
+Training and extraction templates are one system (``kind``). Sources of truth: the user's
+saved templates are rows of ``templates``, favourites, use counts and last use rows of
+``template_usage`` (for built-in and saved ones alike); the built-in recipes are code
+(:mod:`mistudio.templates.builtin`, :mod:`mistudio.templates.extraction_builtin`);
+``export``/``import_file`` write and read the JSON files users share (training templates).
 A template is a named dict of training settings (the training form's field names). The
 built-in recipes live in code (:mod:`mistudio.templates.builtin`) and cannot be edited or
 deleted, but can be favourited, exported, and saved under a new name.
@@ -9,15 +14,16 @@ deleted, but can be favourited, exported, and saved under a new name.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Iterable
 
 from mistudio.errors import UserError
 from mistudio.paths import atomic_write_json
-from mistudio.store.db import new_id
-from mistudio.templates.builtin import BUILTIN_PREFIX, BUILTIN_TEMPLATES, builtin_by_id
-from mistudio.templates.repo import TemplatesRepo, TrainingTemplate
+from mistudio.store.db import Store, new_id
+from mistudio.activations.choices import check_extraction_settings
+from mistudio.templates.builtin import BUILTIN_PREFIX, BUILTIN_TEMPLATES
+from mistudio.templates.extraction_builtin import BUILTIN_EXTRACTION_TEMPLATES
+from mistudio.templates.repository import KINDS, Template, TemplatesRepo
 from mistudio.templates.validation import validate_config, validate_template_settings
 
 EXPORT_FORMAT = "mistudio-training-templates"
@@ -38,90 +44,126 @@ def _clean_name(name: str) -> str:
 
 
 class TemplateService:
-    def __init__(self, studio):
-        self.studio = studio
-        self.repo = TemplatesRepo(studio.store)
+    """Training and extraction templates in one system: built-in recipes (code), the user's
+    saved ones (rows), favourites, use counts and last use of both kinds (rows)."""
+
+    def __init__(self, *, store: Store):
+        self.store = store
+        self.repos = {kind: TemplatesRepo(store, kind) for kind in KINDS}
+        self.repo = self.repos["training"]  # the training form's last-used state lives here
+
+    def _repo(self, kind: str) -> TemplatesRepo:
+        try:
+            return self.repos[kind]
+        except KeyError:
+            raise UserError(f"Unknown template kind {kind!r}.",
+                            hint=f"Use one of {', '.join(KINDS)}.") from None
+
+    @staticmethod
+    def _builtins(kind: str):
+        return BUILTIN_TEMPLATES if kind == "training" else BUILTIN_EXTRACTION_TEMPLATES
+
+    def _builtin(self, b, kind: str, usage: dict) -> Template:
+        u = usage.get(b.id)
+        return Template(id=b.id, name=b.name, description=b.description,
+                        settings=dict(b.config), kind=kind, builtin=True,
+                        favourite=bool(u and u.favourite), use_count=u.use_count if u else 0,
+                        last_used_at=u.last_used_at if u else "")
 
     # ------------------------------------------------------------------ reading
 
-    def list(self, *, favourites_first: bool = False) -> list[TrainingTemplate]:
-        favs = self.repo.favourites()
-        builtins = [TrainingTemplate(id=b.id, name=b.name, description=b.description,
-                                     config=dict(b.config), builtin=True,
-                                     favourite=b.id in favs) for b in BUILTIN_TEMPLATES]
-        items = builtins + self.repo.list()
+    def list(self, *, kind: str = "training", favourites_first: bool = False) -> list[Template]:
+        repo = self._repo(kind)
+        usage = repo.usage()
+        items = [self._builtin(b, kind, usage) for b in self._builtins(kind)] + repo.list()
         if favourites_first:
             items.sort(key=lambda t: not t.favourite)  # stable: keeps built-ins, then by name
         return items
 
-    def get(self, template: str) -> TrainingTemplate:
+    def get(self, template: str, *, kind: str = "training") -> Template:
         """By id (``builtin:topk``, ``tt_...``), built-in key, or name (case-insensitive)."""
-        b = builtin_by_id(template)
-        if b is not None:
-            return TrainingTemplate(id=b.id, name=b.name, description=b.description,
-                                    config=dict(b.config), builtin=True,
-                                    favourite=b.id in self.repo.favourites())
-        t = self.repo.get(template) or self.repo.find_by_name(template)
+        repo = self._repo(kind)
+        ref = str(template).strip()
+        for b in self._builtins(kind):
+            if ref in (b.id, b.key) or b.name.lower() == ref.lower():
+                return self._builtin(b, kind, repo.usage())
+        t = repo.get(ref) or repo.find_by_name(ref)
         if t is None:
-            for b in BUILTIN_TEMPLATES:
-                if b.name.lower() == str(template).strip().lower():
-                    return self.get(b.id)
-            raise UserError(f"No training template called {template!r}.",
-                            hint="`mistudio templates list` shows the templates.")
+            hint = ("`mistudio templates list` shows the templates." if kind == "training"
+                    else "`mistudio extract templates` lists them.")
+            raise UserError(f"No {kind} template called {template!r}.", hint=hint)
         return t
 
-    def name_taken(self, name: str) -> bool:
+    def find_saved(self, name: str, *, kind: str = "training") -> Template | None:
+        """The user's saved template of this name (any case), or None."""
+        return self._repo(kind).find_by_name(" ".join(str(name).split()))
+
+    def name_taken(self, name: str, *, kind: str = "training") -> bool:
         low = " ".join(str(name).split()).lower()
-        return (self.repo.find_by_name(low) is not None
-                or any(b.name.lower() == low for b in BUILTIN_TEMPLATES))
+        return (self._repo(kind).find_by_name(low) is not None
+                or any(b.name.lower() == low for b in self._builtins(kind)))
 
     # ------------------------------------------------------------------ writing
 
-    def save(self, name: str, config: dict, *, description: str = "",
-             overwrite: bool = False) -> TrainingTemplate:
+    def _check(self, settings, kind: str, where: str = "The template") -> dict:
+        if kind == "training":
+            return validate_template_settings(settings)
+        return check_extraction_settings(settings)
+
+    def save(self, name: str, settings: dict, *, kind: str = "training", description: str = "",
+             overwrite: bool = False) -> Template:
         """Save the settings as a template. An existing saved template of that name is
         replaced only with ``overwrite=True``; built-in names are reserved."""
+        repo = self._repo(kind)
         name = _clean_name(name)
-        config = validate_template_settings(config)
-        if any(b.name.lower() == name.lower() for b in BUILTIN_TEMPLATES):
+        settings = self._check(settings, kind)
+        if any(b.name.lower() == name.lower() for b in self._builtins(kind)):
             raise UserError(f"'{name}' is the name of a built-in template.",
                             hint="Choose another name.")
-        existing = self.repo.find_by_name(name)
+        existing = repo.find_by_name(name)
         if existing is not None:
             if not overwrite:
                 raise UserError(f"A template called '{existing.name}' already exists.",
                                 hint="Choose another name, or confirm to replace it.")
-            self.repo.update(existing.id, name=name, description=description, config=config)
-            return self.repo.get(existing.id)
-        template_id = new_id("tt")
-        self.repo.insert(template_id, name, description, config)
-        return self.repo.get(template_id)
+            repo.update(existing.id, name=name, description=description, settings=settings)
+            return repo.get(existing.id)
+        template_id = new_id("tt" if kind == "training" else "et")
+        repo.insert(template_id, name, description, settings)
+        return repo.get(template_id)
 
-    def rename(self, template_id: str, new_name: str) -> TrainingTemplate:
-        t = self.get(template_id)
+    def rename(self, template_id: str, new_name: str, *, kind: str = "training") -> Template:
+        repo = self._repo(kind)
+        t = self.get(template_id, kind=kind)
         if t.builtin:
             raise UserError("Built-in templates cannot be renamed.",
                             hint="Save it under a new name instead.")
         new_name = _clean_name(new_name)
-        other = self.repo.find_by_name(new_name)
+        other = repo.find_by_name(new_name)
         if (other is not None and other.id != t.id) or any(
-                b.name.lower() == new_name.lower() for b in BUILTIN_TEMPLATES):
+                b.name.lower() == new_name.lower() for b in self._builtins(kind)):
             raise UserError(f"A template called '{new_name}' already exists.",
                             hint="Choose another name.")
-        self.repo.update(t.id, name=new_name)
-        return self.repo.get(t.id)
+        repo.update(t.id, name=new_name)
+        return repo.get(t.id)
 
-    def delete(self, template_id: str) -> None:
-        t = self.get(template_id)
+    def delete(self, template_id: str, *, kind: str = "training") -> None:
+        t = self.get(template_id, kind=kind)
         if t.builtin:
             raise UserError("Built-in templates cannot be deleted.",
                             hint="Remove it from your favourites instead.")
-        self.repo.delete(t.id)
+        self._repo(kind).delete(t.id)
 
-    def set_favourite(self, template_id: str, favourite: bool = True) -> TrainingTemplate:
-        t = self.get(template_id)
-        self.repo.set_favourite(t.id, favourite)
-        return self.get(t.id)
+    def set_favourite(self, template_id: str, favourite: bool = True, *,
+                      kind: str = "training") -> Template:
+        t = self.get(template_id, kind=kind)
+        self._repo(kind).set_favourite(t.id, favourite)
+        return self.get(t.id, kind=kind)
+
+    def record_use(self, template_id: str, *, kind: str = "training") -> Template:
+        """Count one use of a template (applied to a form) and remember when."""
+        t = self.get(template_id, kind=kind)
+        self._repo(kind).record_use(t.id)
+        return self.get(t.id, kind=kind)
 
     # ------------------------------------------------------------------ import / export
 
@@ -133,7 +175,7 @@ class TemplateService:
                "templates": [t.to_export() for t in templates]}
         return atomic_write_json(Path(path), doc)
 
-    def import_file(self, path: str | Path) -> list[TrainingTemplate]:
+    def import_file(self, path: str | Path) -> list[Template]:
         """Import the templates in a JSON file; a name already used gets ' (2)', ' (3)'..."""
         path = Path(path)
         try:
@@ -210,14 +252,14 @@ class TemplateService:
     # ------------------------------------------------------------------ applying
 
     @staticmethod
-    def merge(defaults: dict, template: TrainingTemplate | dict,
+    def merge(defaults: dict, template: Template | dict,
               known_fields: Iterable[str] | None = None) -> tuple[dict, list[str]]:
         """Defaults overlaid with the template's settings.
 
         Returns the merged settings and the template's setting names that are not among
         ``known_fields`` (dropped; e.g. from a newer app version), so the UI can say so.
         """
-        config = template.config if isinstance(template, TrainingTemplate) else template
+        config = template.settings if isinstance(template, Template) else template
         known = set(known_fields) if known_fields is not None else None
         merged = dict(defaults)
         ignored = []
@@ -229,35 +271,5 @@ class TemplateService:
         return merged, sorted(ignored)
 
 
-def _same_setting(a, b) -> bool:
-    """Equal as settings: numbers within the precision a form field shows (6 digits)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b if isinstance(a, bool) and isinstance(b, bool) else False
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-12)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_setting(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_setting(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-def template_differences(settings: dict, template: TrainingTemplate | dict,
-                         compared: Iterable[str] | None = None) -> list[tuple[str, object, object]]:
-    """The template's settings that ``settings`` no longer hold: (name, template's value,
-    current value), in the template's order. Only names in ``compared`` (default: all of
-    ``settings``, plus ``sweep``) are looked at; a missing sweep counts as no sweep."""
-    config = template.config if isinstance(template, TrainingTemplate) else template
-    names = set(compared) if compared is not None else set(settings) | {"sweep"}
-    out = []
-    for key, value in config.items():
-        if key not in names:
-            continue
-        current = settings.get(key, {} if key == "sweep" else None)
-        if not _same_setting(value, current):
-            out.append((key, value, current))
-    return out
-
-
-__all__ = ["BUILTIN_PREFIX", "TemplateService", "TrainingTemplate", "validate_config",
-           "template_differences", "validate_template_settings"]
+__all__ = ["BUILTIN_PREFIX", "TemplateService", "Template", "validate_config",
+           "validate_template_settings"]
