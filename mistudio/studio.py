@@ -75,6 +75,7 @@ class Studio:
         self._templates: TemplateService | None = None
         self._workflows: TrainingWorkflows | None = None
         self._steering: SteeringService | None = None
+        self._storage = None  # StorageService
         self._sae_catalogue: SAECatalogueService | None = None
         self._clean_tmp()
 
@@ -185,6 +186,17 @@ class Studio:
                                                  paths=self.paths, models=self.models,
                                                  saes=self.trainings, features=self.features)
             return self._steering
+
+    @property
+    def storage(self):
+        """Disk use, orphans, database backups and restore (mistudio/app/storage.py)."""
+        with self._build_lock:
+            if self._storage is None:
+                from mistudio.app.storage import StorageService
+
+                self._storage = StorageService(store=self.store, paths=self.paths,
+                                               jobs_repo=self.jobs_repo, queue=self.queue)
+            return self._storage
 
     @property
     def runs(self) -> RunsService:

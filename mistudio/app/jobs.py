@@ -53,6 +53,10 @@ class JobService:
             raise UserError(f"No job with id {job_id!r}.", hint="`mistudio jobs list` shows them.")
         return rec
 
+    def change_token(self) -> tuple:
+        """A value that changes whenever the jobs table changes, in this process or another."""
+        return self.repo.change_token()
+
     def list(self, **filters) -> list[JobRecord]:
         return self.repo.list(**filters)
 
