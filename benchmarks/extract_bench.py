@@ -110,7 +110,23 @@ def extraction(model_dir: Path, tok_dir: Path, out: Path, args, device: str) -> 
               "device": device, "model_dtype": args.dtype, "store_dtype": args.store_dtype,
               "batch_size": args.batch, "skip_bos": False, "max_tokens": 0}
     result = run(params, JobContext.standalone(out / "job"))
+    TIMINGS.append(result["timing"])
     return result["tokens_per_s"]
+
+
+TIMINGS: list[dict] = []  # each extraction run's breakdown (forward, waits, last write)
+
+
+def torch_version() -> str:
+    import torch
+
+    return f"{torch.__version__} (kernels {torch.backends.cpu.get_cpu_capability()})"
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _sync(device: str) -> None:
@@ -142,7 +158,7 @@ def main() -> int:
         args.batch, args.seq, args.batches = 64, 128, 50
 
     from mistudio.hardware import resolve_device, resolve_dtype
-    from mistudio.models.loading import MODEL_CACHE
+    from mistudio.models.pool import MODEL_POOL
 
     device = resolve_device(args.device)
     if args.device not in ("auto", "cpu") and device == "cpu":
@@ -153,7 +169,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="extract_bench_") as tmp:
         root = Path(tmp)
         model_dir, tok_dir = build_assets(root, args)
-        model = MODEL_CACHE.get(model_dir, dtype=args.dtype, device=device).model  # shared
+        model = MODEL_POOL.get(model_dir, dtype=args.dtype, device=device).model  # shared
         bare_forward(model, tok_dir, args, device)  # warm-up (kernels, allocator, page cache)
         extraction(model_dir, tok_dir, root / "out", args, device)
         shape = (f"GPT-2 shape d{args.d_model} x{args.n_layers} layers, stop after layer "
@@ -163,7 +179,11 @@ def main() -> int:
             import torch
 
             shape += f", {torch.cuda.get_device_name()}"
+        from mistudio.hardware import cpu_summary
+
         print(shape, flush=True)
+        print(f"CPU: {cpu_summary()}; torch {torch_version()}, {torch_threads()} threads",
+              flush=True)
         bases, exts, ratios = [], [], []
         for i in range(args.pairs):
             order = ("bare", "ext") if i % 2 == 0 else ("ext", "bare")
@@ -177,6 +197,13 @@ def main() -> int:
             print(f"pair {i + 1:>2} ({order[0]} first): bare {got['bare']:>12,.0f} tokens/s   "
                   f"extraction {got['ext']:>12,.0f} tokens/s   ratio {ratios[-1]:.3f}",
                   flush=True)
+        runs = TIMINGS[-args.pairs:]
+        part = {k: float(np.median([t[k] / t["total_s"] for t in runs]))
+                for k in ("forward_s", "buffer_wait_s", "final_write_s")}
+        print(f"extraction time (median share): forward {part['forward_s']:.1%}, waiting for "
+              f"a free buffer {part['buffer_wait_s']:.1%}, last shard write "
+              f"{part['final_write_s']:.1%}, the rest (selection, casts, hand-off) "
+              f"{1 - sum(part.values()):.1%}")
         r = np.array(ratios)
         q1, med, q3 = np.percentile(r, [25, 50, 75])
         print(f"bare forward stopped at layer {args.layer}: median {np.median(bases):>12,.0f} "

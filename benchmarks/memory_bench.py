@@ -56,7 +56,7 @@ def report(what: str, rows: list[tuple[str, int, int, float]]) -> None:
 def bench_extraction(root: Path, args) -> None:
     from extract_bench import build_assets, extraction
 
-    from mistudio.models.loading import MODEL_CACHE
+    from mistudio.models.pool import MODEL_POOL
 
     rows = []
     runs = (("warm-up", 4), ("1x", args.extract_batches), ("4x", 4 * args.extract_batches))
@@ -66,10 +66,10 @@ def bench_extraction(root: Path, args) -> None:
         work = root / f"extract_{label}"
         work.mkdir()
         model_dir, tok_dir = build_assets(work, spec)
-        MODEL_CACHE.get(model_dir, dtype="float32", device="cpu")  # load outside the measure
+        MODEL_POOL.get(model_dir, dtype="float32", device="cpu")  # load outside the measure
         growth, dt = measure(lambda: extraction(model_dir, tok_dir, work / "out", spec, "cpu"))
         data = sum(f.stat().st_size for f in (work / "out" / "set").rglob("*.npy"))
-        MODEL_CACHE.release()
+        MODEL_POOL.release()
         if label != "warm-up":
             rows.append((f"{label} ({batches * 16 * 128:,} tokens)", data, growth, dt))
     report("activation extraction (GPT-2 shape d512, stored fp32)", rows)

@@ -9,7 +9,7 @@ process, a first refresh (empty cache) each time:
   computes the rows on its thread; the GUI thread only puts them in the table). For the
   new path the number is the longest gap between ticks of a 5 ms QTimer probe while the
   rows load, i.e. the longest the window could not repaint or react.
-- Query: the Runs table's SQL aggregation (``run_table.summarize``) against reading every
+- Query: the Runs table's SQL aggregation (``studio.runs.summarize``) against reading every
   stored metric row of each job (``jobs_repo.metrics``) and picking best/last in Python.
 
     QT_QPA_PLATFORM=offscreen python benchmarks/runs_table_bench.py [--runs 50] [--steps 2000]
@@ -31,7 +31,7 @@ METRICS = ("loss", "mse", "explained_variance", "l0", "l1", "aux_loss", "sparsit
 def build_store(n_runs: int, n_steps: int):
     from mistudio.secrets_test_support import MemorySecrets
     from mistudio.store.db import now_iso
-    from mistudio.store.jobs_repo import JobRecord
+    from mistudio.jobs.repository import JobRecord
     from mistudio.studio import Studio
 
     studio = Studio(tempfile.mkdtemp(prefix="runs-bench-"), secrets=MemorySecrets(),
@@ -57,16 +57,14 @@ def build_store(n_runs: int, n_steps: int):
 
 
 def runs_table(studio, jobs):
-    from mistudio.ui.training.run_table import summarize
-
     rows = []
     for job in jobs:
-        rows += summarize(job.target, [job], None, studio.store.db)
+        rows += studio.runs.summarize(job.target, [job])
     return rows
 
 
 def baseline(studio, jobs):
-    from mistudio.ui.training.run_table import KEY_METRICS
+    from mistudio.app.runs import KEY_METRICS
 
     out = []
     for job in jobs:

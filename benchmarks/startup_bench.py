@@ -4,6 +4,9 @@ Each measurement is a fresh process (cold interpreter; the OS file cache is warm
 first run, so the first of the repeats is reported separately). Run:
 
     QT_QPA_PLATFORM=offscreen python benchmarks/startup_bench.py [--repeats 5]
+
+``--baseline-tree DIR`` also times another checkout's window (``PYTHONPATH=DIR``), the two
+interleaved run by run, and prints the ratio this tree / that tree (a change's before/after).
 """
 
 from __future__ import annotations
@@ -37,9 +40,12 @@ print(f"TORCH {time.perf_counter() - t0:.4f}")
 """
 
 
-def _measure(code: str, key: str, *args: str) -> tuple[float, float, str]:
+def _measure(code: str, key: str, *args: str, tree: str | None = None
+             ) -> tuple[float, float, str]:
     env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
                MISTUDIO_NO_KEYRING="1")
+    if tree:
+        env["PYTHONPATH"] = tree
     import time
 
     t0 = time.perf_counter()
@@ -53,8 +59,11 @@ def _measure(code: str, key: str, *args: str) -> tuple[float, float, str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--baseline-tree", default="",
+                    help="another checkout's root: time its window too and print the ratio")
     args = ap.parse_args()
     shown, shown_wall, torch_t, torch_wall = [], [], [], []
+    base, base_wall = [], []
     extra = ""
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as d:
@@ -62,6 +71,11 @@ def main() -> None:
             shown.append(t)
             shown_wall.append(wall)
             extra = line.split()[-1]
+        if args.baseline_tree:
+            with tempfile.TemporaryDirectory() as d:
+                t, wall, _ = _measure(WINDOW, "SHOWN", d, tree=args.baseline_tree)
+                base.append(t)
+                base_wall.append(wall)
         t, wall, _ = _measure(TORCH, "TORCH")
         torch_t.append(t)
         torch_wall.append(wall)
@@ -73,6 +87,11 @@ def main() -> None:
     print(f"`import torch` alone:                               median {med(torch_t):.3f} s "
           f"(process {med(torch_wall):.3f} s)")
     print(f"ratio window / import torch: {med(shown_wall) / med(torch_wall):.2f}")
+    if base:
+        print(f"baseline tree {args.baseline_tree}: window shown median {med(base):.3f} s "
+              f"in-process, {med(base_wall):.3f} s whole process")
+        print(f"ratio this tree / baseline: in-process {med(shown) / med(base):.3f}, "
+              f"whole process {med(shown_wall) / med(base_wall):.3f}")
 
 
 if __name__ == "__main__":

@@ -206,3 +206,30 @@ def resolve_dtype(setting: str = "auto", device: str = "cpu") -> str:
 
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     return "float32"
+
+
+#: Instruction-set extensions that change numerical kernels' speed and results (oneDNN,
+#: MKL, ATen, bitsandbytes pick their code paths by these); benchmarks print them.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+             "amx_tile", "amx_bf16", "amx_int8", "avx_vnni", "asimd", "sve", "sve2")
+
+
+def cpu_summary(cpuinfo: str | None = None) -> str:
+    """'<CPU model> (<arch>; <ISA extensions>)', for benchmark output: a speed figure means
+    little without the CPU it came from. ``cpuinfo``: /proc/cpuinfo's text (tests)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            cpuinfo = ""
+    model, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if not model and key in ("model name", "cpu model", "hardware"):
+            model = value.strip()
+        elif not flags and key in ("flags", "features"):
+            flags = set(value.split())
+    model = model or platform.processor() or "unknown CPU"
+    isa = [f for f in ISA_FLAGS if f in flags]
+    return f"{model} ({platform.machine()}; {', '.join(isa) or 'no AVX2/AVX-512/AMX/NEON'})"

@@ -1,6 +1,9 @@
-"""The application facade: every user action is a method here (UI, CLI and tests use it).
+"""The application facade: the one entry of the UI, the CLI and the tests.
 
-Qt-free. Owns the data directory, the store, the settings, the secrets and the job queue.
+Qt-free. Owns the data directory, the store, the settings, the secrets and the job queue, and
+builds one service per area (``mistudio.app``), each given exactly what it uses. A service is
+built on first use (most of them import numpy or read their tables), under one lock so that
+two threads asking at once get the same one.
 """
 
 from __future__ import annotations
@@ -9,14 +12,29 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+import threading
+from typing import TYPE_CHECKING, Callable
 
-from mistudio.errors import UserError
+import mistudio.app.job_kinds  # noqa: F401 - registers every area's job kinds
+from mistudio.app.jobs import JobRecord, JobService
+from mistudio.app.settings import SettingsService
 from mistudio.jobs.queue import JobQueue, Listener, WorkerThread, python_thread
 from mistudio.paths import DataPaths, resolve_data_dir
-from mistudio.settings import HF_TOKEN, SecretStore, Settings, SettingsRepo
+from mistudio.settings import SecretStore, Settings, SettingsRepo
 from mistudio.store.db import Store
-from mistudio.store.jobs_repo import JobRecord, JobsRepo
+from mistudio.jobs.repository import JobsRepo
+
+if TYPE_CHECKING:  # the services are imported where they are first built
+    from mistudio.app.activations import ActivationService
+    from mistudio.app.datasets import DatasetService
+    from mistudio.app.features import FeatureService
+    from mistudio.app.models import ModelService
+    from mistudio.app.runs import RunsService
+    from mistudio.app.steering import SteeringService
+    from mistudio.app.sae_catalogue import SAECatalogueService
+    from mistudio.sae.service import TrainingService
+    from mistudio.app.templates import TemplateService
+    from mistudio.app.workflows import TrainingWorkflows
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +50,33 @@ class Studio:
             setup_logging(self.paths.logs, stderr=False)
         self.store = Store(self.paths.db_file)
         self.jobs_repo = JobsRepo(self.store)
-        self.settings_repo = SettingsRepo(self.store)
-        self.settings: Settings = self.settings_repo.load()
-        self.secrets = secrets or SecretStore()
+        self.settings_service = SettingsService(SettingsRepo(self.store),
+                                                secrets or SecretStore())
+        self.secrets = self.settings_service.secrets
         self.interrupted_at_start = self.jobs_repo.mark_interrupted()
         if self.interrupted_at_start:
             log.warning("jobs interrupted by a previous crash: %s", self.interrupted_at_start)
+        s = self.settings
         self.queue = JobQueue(self.jobs_repo, self.paths,
-                              max_concurrent=self.settings.max_concurrent_jobs,
-                              max_gpu=self.settings.max_gpu_jobs, thread_factory=thread_factory,
-                              device=self.settings.default_device,
-                              dtype=self.settings.default_dtype)
+                              max_concurrent=s.max_concurrent_jobs, max_gpu=s.max_gpu_jobs,
+                              thread_factory=thread_factory, device=s.default_device,
+                              dtype=s.default_dtype)
+        self.settings_service.on_change(self._follow_settings)
+        self.jobs = JobService(self.jobs_repo, self.queue)
+        self._build_lock = threading.RLock()
+        self._models: ModelService | None = None
+        self._datasets: DatasetService | None = None
+        self._activations: ActivationService | None = None
+        self._trainings: TrainingService | None = None
+        self._features: FeatureService | None = None
+        self._feature_labels = None  # FeatureLabelService
+        self._feature_maps = None  # FeatureMapService
+        self._runs: RunsService | None = None
+        self._templates: TemplateService | None = None
+        self._workflows: TrainingWorkflows | None = None
+        self._steering: SteeringService | None = None
+        self._storage = None  # StorageService
+        self._sae_catalogue: SAECatalogueService | None = None
         self._clean_tmp()
 
     def _clean_tmp(self) -> None:
@@ -56,103 +90,217 @@ class Studio:
             else:
                 child.unlink(missing_ok=True)
 
+    # ------------------------------------------------------------------ services
+
+    @property
+    def models(self) -> ModelService:
+        with self._build_lock:
+            if self._models is None:
+                from mistudio.app.models import ModelService
+                from mistudio.models.pool import MODEL_POOL
+
+                self._models = ModelService(store=self.store, paths=self.paths, jobs=self.jobs,
+                                            settings=self.settings_service, pool=MODEL_POOL)
+            return self._models
+
+    @property
+    def datasets(self) -> DatasetService:
+        with self._build_lock:
+            if self._datasets is None:
+                from mistudio.app.datasets import DatasetService
+
+                self._datasets = DatasetService(store=self.store, paths=self.paths,
+                                                jobs=self.jobs, settings=self.settings_service,
+                                                models=self.models)
+            return self._datasets
+
+    @property
+    def activations(self) -> ActivationService:
+        with self._build_lock:
+            if self._activations is None:
+                from mistudio.app.activations import ActivationService
+
+                self._activations = ActivationService(
+                    store=self.store, paths=self.paths, jobs=self.jobs,
+                    settings=self.settings_service, models=self.models, datasets=self.datasets,
+                    templates=self.templates)
+            return self._activations
+
+    @property
+    def trainings(self) -> TrainingService:
+        with self._build_lock:
+            if self._trainings is None:
+                from mistudio.sae.service import TrainingService
+
+                self._trainings = TrainingService(self)
+            return self._trainings
+
+    @property
+    def features(self) -> FeatureService:
+        """Feature analyses and their queries."""
+        with self._build_lock:
+            if self._features is None:
+                from mistudio.app.features import FeatureService
+
+                self._features = FeatureService(store=self.store, queue=self.queue,
+                                                paths=self.paths, trainings=self.trainings,
+                                                models=self.models)
+            return self._features
+
+    @property
+    def feature_labels(self):
+        """Labels, notes, favourites and lists of features (mistudio/app/feature_labels.py)."""
+        with self._build_lock:
+            if self._feature_labels is None:
+                from mistudio.app.feature_labels import FeatureLabelService
+                from mistudio.labels.repository import FeatureLabelsRepo
+                from mistudio.sae.repository import SAEsRepo
+
+                self._feature_labels = FeatureLabelService(labels=FeatureLabelsRepo(self.store),
+                                                           saes=SAEsRepo(self.store))
+            return self._feature_labels
+
+    @property
+    def feature_maps(self):
+        """UMAP / t-SNE maps of an SAE's decoder directions (mistudio/app/feature_map.py)."""
+        with self._build_lock:
+            if self._feature_maps is None:
+                from mistudio.app.feature_map import FeatureMapService
+                from mistudio.sae.repository import SAEsRepo
+
+                self._feature_maps = FeatureMapService(saes=SAEsRepo(self.store), queue=self.queue,
+                                                       paths=self.paths)
+            return self._feature_maps
+
+    @property
+    def steering(self) -> SteeringService:
+        """Steered generation, its history and presets."""
+        with self._build_lock:
+            if self._steering is None:
+                from mistudio.app.steering import SteeringService
+
+                self._steering = SteeringService(store=self.store, jobs=self.jobs,
+                                                 paths=self.paths, models=self.models,
+                                                 saes=self.trainings, features=self.features)
+            return self._steering
+
+    @property
+    def storage(self):
+        """Disk use, orphans, database backups and restore (mistudio/app/storage.py)."""
+        with self._build_lock:
+            if self._storage is None:
+                from mistudio.app.storage import StorageService
+
+                self._storage = StorageService(store=self.store, paths=self.paths,
+                                               jobs_repo=self.jobs_repo, queue=self.queue)
+            return self._storage
+
+    @property
+    def runs(self) -> RunsService:
+        with self._build_lock:
+            if self._runs is None:
+                from mistudio.app.runs import RunsService
+
+                self._runs = RunsService(jobs=self.jobs)
+            return self._runs
+
+    @property
+    def templates(self) -> TemplateService:
+        with self._build_lock:
+            if self._templates is None:
+                from mistudio.app.templates import TemplateService
+
+                self._templates = TemplateService(store=self.store)
+            return self._templates
+
+    @property
+    def workflows(self) -> TrainingWorkflows:
+        with self._build_lock:
+            if self._workflows is None:
+                from mistudio.app.workflows import TrainingWorkflows
+
+                self._workflows = TrainingWorkflows(
+                    store=self.store, jobs=self.jobs, models=self.models,
+                    datasets=self.datasets, activations=self.activations,
+                    trainings=self.trainings)
+            return self._workflows
+
+    @property
+    def sae_catalogue(self) -> SAECatalogueService:
+        """The pretrained-SAE catalogue: browse, filter, download (imports via trainings)."""
+        with self._build_lock:
+            if self._sae_catalogue is None:
+                from mistudio.app.sae_catalogue import SAECatalogueService
+
+                trainings = self.trainings  # records finished downloads (its job listener)
+                self._sae_catalogue = SAECatalogueService(
+                    paths=self.paths, settings=lambda: self.settings,
+                    update_settings=self.update_settings, submit_job=self.submit_job,
+                    hf_token=lambda: self.hf_token,
+                    registered_models=lambda: [m.source_ref or m.name
+                                               for m in self.models.list()],
+                    find_imported=lambda ref: [s for s in trainings.list_saes()
+                                               if s.source_ref == ref])
+            return self._sae_catalogue
+
     # ------------------------------------------------------------------ settings
 
+    @property
+    def settings(self) -> Settings:
+        return self.settings_service.current
+
     def update_settings(self, **changes) -> Settings:
-        data = {**self.settings.__dict__, **changes}
-        new = Settings(**data)
-        self.settings_repo.save(new)
-        self.settings = new
+        return self.settings_service.update(**changes)
+
+    def _follow_settings(self, new: Settings) -> None:
         self.queue.max_concurrent = new.max_concurrent_jobs
         self.queue.max_gpu = new.max_gpu_jobs
         self.queue.device, self.queue.dtype = new.default_device, new.default_dtype
-        return new
 
     @property
     def hf_token(self) -> str | None:
-        return os.environ.get("HF_TOKEN") or self.secrets.get(HF_TOKEN)
+        return self.settings_service.hf_token
 
     def set_hf_token(self, token: str | None) -> None:
-        if token and not token.strip().startswith("hf_"):
-            raise UserError("That does not look like a Hugging Face token (they start with 'hf_').",
-                            hint="Copy it from https://huggingface.co/settings/tokens.")
-        self.secrets.set(HF_TOKEN, token)
+        self.settings_service.set_hf_token(token)
 
-    # ------------------------------------------------------------------ jobs
+    # ------------------------------------------------------------------ jobs (JobService)
 
     def submit_job(self, kind: str, params: dict | None = None, *, title: str = "",
                    target: str = "", artifact_dir: Path | None = None,
                    job_id: str | None = None) -> JobRecord:
-        return self.queue.submit(kind, params, title=title, target=target,
-                                 artifact_dir=artifact_dir, job_id=job_id)
+        return self.jobs.submit(kind, params, title=title, target=target,
+                                artifact_dir=artifact_dir, job_id=job_id)
 
     def run_job_inline(self, kind: str, params: dict | None = None, **kw) -> JobRecord:
         """Submit and wait (CLI, scripts)."""
-        rec = self.submit_job(kind, params, **kw)
-        return self.queue.wait(rec.id)
+        return self.jobs.run_inline(kind, params, **kw)
 
     def list_jobs(self, **filters) -> list[JobRecord]:
-        return self.jobs_repo.list(**filters)
+        return self.jobs.list(**filters)
 
     def get_job(self, job_id: str) -> JobRecord:
-        rec = self.jobs_repo.get(job_id)
-        if rec is None:
-            matches = [r for r in self.jobs_repo.list() if r.id.startswith(job_id)]
-            if len(matches) == 1:
-                return matches[0]
-            raise UserError(f"No job with id {job_id!r}.", hint="`mistudio jobs list` shows them.")
-        return rec
+        return self.jobs.get(job_id)
 
     def cancel_job(self, job_id: str) -> bool:
-        rec = self.get_job(job_id)
-        if rec.status not in ("queued", "running", "paused"):
-            return False
-        if not self.queue.cancel(rec.id):
-            # Running in another process (e.g. the CLI cancelling the GUI's job): not ours to
-            # stop directly; mark it so that process's queue sees it on its next check.
-            self.jobs_repo.update(rec.id, message="Cancel requested from another process.")
-            return False
-        return True
+        return self.jobs.cancel(job_id)
 
     def pause_job(self, job_id: str) -> bool:
-        return self.queue.pause(self.get_job(job_id).id)
+        return self.jobs.pause(job_id)
 
     def resume_job(self, job_id: str) -> bool:
-        return self.queue.resume(self.get_job(job_id).id)
+        return self.jobs.resume(job_id)
 
     def delete_job(self, job_id: str) -> None:
-        rec = self.get_job(job_id)
-        if self.queue.is_active(rec.id):
-            raise UserError("That job is still running.", hint="Cancel it first.")
-        self.jobs_repo.delete(rec.id)
-        Path(rec.log_path).unlink(missing_ok=True) if rec.log_path else None
+        self.jobs.delete(job_id)
 
     def job_log(self, job_id: str, tail: int | None = None) -> str:
-        rec = self.get_job(job_id)
-        try:
-            text = Path(rec.log_path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        if tail:
-            text = "\n".join(text.splitlines()[-tail:])
-        return text
+        return self.jobs.log(job_id, tail)
 
     def add_job_listener(self, fn: Listener, *, records: bool = False) -> None:
         """Tell ``fn(job_id, kind, payload)`` about every job event; services that record
         outcomes pass ``records=True`` (told first; see JobQueue.add_listener)."""
-        self.queue.add_listener(fn, records=records)
-
-    @property
-    def features(self):
-        """Feature analyses and their queries (:class:`mistudio.app.features.FeatureService`)."""
-        svc = self.__dict__.get("_svc_features")
-        if svc is None:
-            from mistudio.app.features import FeatureService
-
-            svc = FeatureService(store=self.store, queue=self.queue, paths=self.paths,
-                                 trainings=self.trainings, models=self.models)
-            self.__dict__["_svc_features"] = svc
-        return svc
+        self.jobs.add_listener(fn, records=records)
 
     # ------------------------------------------------------------------ info
 
@@ -177,28 +325,3 @@ class Studio:
         still = self.queue.shutdown(self.settings.shutdown_wait_s if timeout is None else timeout)
         self.store.close()
         return still
-
-
-def _service(module: str, cls: str):
-    """A lazily built per-area service (``studio.datasets``, ``studio.models``, ...)."""
-    attr = f"_svc_{cls}"
-
-    def get(self):
-        svc = self.__dict__.get(attr)
-        if svc is None:
-            import importlib
-
-            svc = getattr(importlib.import_module(module), cls)(self)
-            self.__dict__[attr] = svc
-        return svc
-
-    return property(get)
-
-
-# Each area's actions live in its own service class; the facade exposes them by name.
-Studio.datasets = _service("mistudio.data.service", "DatasetService")
-Studio.models = _service("mistudio.models.service", "ModelService")
-Studio.activations = _service("mistudio.activations.service", "ActivationService")
-Studio.trainings = _service("mistudio.sae.service", "TrainingService")
-Studio.templates = _service("mistudio.templates.service", "TemplateService")
-Studio.workflows = _service("mistudio.workflows", "TrainingWorkflows")

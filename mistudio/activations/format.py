@@ -37,65 +37,16 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from mistudio.activations.shard_file import StreamingShard
+from mistudio.activations.storage import (STORE_DTYPES, bytes_per_row,  # noqa: F401
+                                          default_shard_rows, from_storage, is_torch, to_storage)
 from mistudio.errors import UserError
 from mistudio.paths import atomic_path, atomic_write_json
 
 FORMAT_VERSION = 1
 COMPLETE_MARKER = "COMPLETE"
-STORE_DTYPES = ("float32", "float16", "bfloat16")
-_NP_STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
-_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 NORM_HIST_BINS = 50
 SAMPLE_ROWS = 8
-DEFAULT_SHARD_BYTES = 128 * 2**20
-
-
-def default_shard_rows(d_in: int, dtype: str) -> int:
-    """About 128 MB per shard: big enough for fast sequential I/O, small enough to resume."""
-    rows = DEFAULT_SHARD_BYTES // max(1, d_in * _ITEMSIZE[dtype])
-    return int(max(1024, min(1 << 20, rows)))
-
-
-def bytes_per_row(d_in: int, dtype: str) -> int:
-    """Disk bytes for one row including its position record."""
-    return d_in * _ITEMSIZE[dtype] + 8
-
-
-# ---------------------------------------------------------------- dtype conversions
-
-
-def to_storage(array, dtype: str) -> np.ndarray:
-    """A float array or torch tensor -> the numpy array stored on disk for ``dtype``."""
-    if _is_torch(array):
-        import torch
-
-        t = array.detach()
-        if dtype == "bfloat16":
-            return t.to(torch.bfloat16).contiguous().view(torch.int16).cpu().numpy().view(np.uint16)
-        t = t.to(torch.float16 if dtype == "float16" else torch.float32)
-        return t.cpu().numpy()
-    arr = np.asarray(array)
-    if dtype == "bfloat16":
-        import torch
-
-        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-        return t.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    return np.ascontiguousarray(arr, dtype=_NP_STORAGE[dtype])
-
-
-def from_storage(stored: np.ndarray, dtype: str) -> np.ndarray:
-    """Stored rows -> float32 numpy (bf16 converted exactly through torch)."""
-    if dtype == "bfloat16":
-        import torch
-
-        t = torch.from_numpy(np.require(stored, requirements=["C", "W"]).view(np.int16))
-        t = t.view(torch.bfloat16)
-        return t.float().numpy()
-    return np.asarray(stored, dtype=np.float32)
-
-
-def _is_torch(x) -> bool:
-    return type(x).__module__.startswith("torch")
 
 
 # ---------------------------------------------------------------- writer
@@ -152,7 +103,7 @@ class ActivationShardWriter:
         self.shards: list[ShardRecord] = _read_index(self.folder)
         self._remove_strays()
         self.num_rows = sum(s.rows for s in self.shards)
-        self._buf_rows: list[np.ndarray] = []
+        self._shard: StreamingShard | None = None  # the shard being written
         self._buf_pos: list[np.ndarray] = []
         self._buffered = 0
         self._resume: dict | None = None
@@ -178,16 +129,14 @@ class ActivationShardWriter:
         batch boundary, recorded in ``resume``).
         """
         stored = to_storage(rows, self.dtype)
-        pos = np.asarray(positions.cpu() if _is_torch(positions) else positions, dtype=np.int32)
+        pos = np.asarray(positions.cpu() if is_torch(positions) else positions, dtype=np.int32)
         if stored.ndim != 2 or stored.shape[1] != self.d_in:
             raise ValueError(f"rows must be [n, {self.d_in}], got {tuple(stored.shape)}")
         if pos.shape != (stored.shape[0], 2):
             raise ValueError(f"positions must be [{stored.shape[0]}, 2], got {pos.shape}")
         if keep_together:
             if stored.shape[0]:
-                self._buf_rows.append(stored)
-                self._buf_pos.append(pos)
-                self._buffered += stored.shape[0]
+                self._add(stored, pos)
             self._resume = resume
             if self._buffered >= self.shard_rows:
                 self._write_shard()
@@ -196,9 +145,7 @@ class ActivationShardWriter:
         n = stored.shape[0]
         while start < n:
             take = min(n - start, self.shard_rows - self._buffered)
-            self._buf_rows.append(stored[start:start + take])
-            self._buf_pos.append(pos[start:start + take])
-            self._buffered += take
+            self._add(stored[start:start + take], pos[start:start + take])
             start += take
             if self._buffered >= self.shard_rows:
                 self._write_shard()
@@ -207,23 +154,30 @@ class ActivationShardWriter:
     def buffered_rows(self) -> int:
         return self._buffered
 
+    def _add(self, stored: np.ndarray, pos: np.ndarray) -> None:
+        """Stream rows into the current shard's file (see :mod:`shard_file`)."""
+        if self._shard is None:
+            name = f"act_{len(self.shards):05d}.npy"
+            self._shard = StreamingShard(self.folder / "shards", name, self.d_in, stored.dtype)
+        self._shard.add(stored, from_storage(stored, self.dtype))
+        self._buf_pos.append(pos)
+        self._buffered += stored.shape[0]
+
     def _write_shard(self) -> None:
         if not self._buffered:
             return
-        rows = np.concatenate(self._buf_rows) if len(self._buf_rows) > 1 else self._buf_rows[0]
+        shard, n_rows = self._shard, self._buffered
         pos = np.concatenate(self._buf_pos) if len(self._buf_pos) > 1 else self._buf_pos[0]
-        self._buf_rows, self._buf_pos, self._buffered = [], [], 0
+        self._shard, self._buf_pos, self._buffered = None, [], 0
         i = len(self.shards)
         rec = ShardRecord(file=f"shards/act_{i:05d}.npy", pos_file=f"shards/pos_{i:05d}.npy",
-                          sums_file=f"shards/sum_{i:05d}.npz", rows=int(rows.shape[0]),
+                          sums_file=f"shards/sum_{i:05d}.npz", rows=int(n_rows),
                           row_start=self.num_rows, resume=self._resume)
-        as_f64 = from_storage(rows, self.dtype).astype(np.float64)
-        norms = np.linalg.norm(as_f64, axis=1).astype(np.float32)
-        _save_npy(self.folder / rec.file, rows)
+        shard.finish(self.folder / rec.file)
         _save_npy(self.folder / rec.pos_file, pos)
         with atomic_path(self.folder / rec.sums_file) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, sum=as_f64.sum(0), sumsq=(as_f64 * as_f64).sum(0), norms=norms)
+                np.savez(fh, sum=shard.sum, sumsq=shard.sumsq, norms=shard.norms)
         self.shards.append(rec)
         self.num_rows += rec.rows
         _write_index(self.folder, self.shards)
@@ -369,6 +323,18 @@ def is_complete(folder: str | os.PathLike) -> bool:
     return (Path(folder) / COMPLETE_MARKER).exists()
 
 
+def with_hook_names(meta: dict) -> dict:
+    """``meta`` with SAELens's names for the hook point and its layer (``hook_name``,
+    ``hook_layer``), filled from the names that older sets used (``hook_point``,
+    ``layer``); the old keys stay, so nothing that reads them breaks."""
+    meta = dict(meta)
+    if not meta.get("hook_name") and meta.get("hook_point"):
+        meta["hook_name"] = meta["hook_point"]
+    if "hook_layer" not in meta and "layer" in meta:
+        meta["hook_layer"] = meta["layer"]
+    return meta
+
+
 class ActivationSet:
     """A finished activation set folder, read lazily through memory maps."""
 
@@ -380,7 +346,8 @@ class ActivationSet:
                 "finish) or missing.",
                 hint="Resume or restart the extraction, or pick another activation set.")
         try:
-            self.meta: dict = json.loads((self.folder / "meta.json").read_text(encoding="utf-8"))
+            self.meta: dict = with_hook_names(
+                json.loads((self.folder / "meta.json").read_text(encoding="utf-8")))
             self._shards = _read_index(self.folder)
         except (OSError, ValueError, KeyError) as exc:
             raise UserError(f"The activation set in {self.folder} is damaged ({exc}).",
@@ -403,7 +370,15 @@ class ActivationSet:
 
     def __repr__(self) -> str:
         return (f"ActivationSet({str(self.folder)!r}, rows={self.num_rows}, d_in={self.d_in}, "
-                f"dtype={self.dtype}, hook={self.meta.get('hook_point')!r})")
+                f"dtype={self.dtype}, hook={self.hook_name!r})")
+
+    @property
+    def hook_name(self) -> str:
+        return str(self.meta.get("hook_name") or "")
+
+    @property
+    def hook_layer(self) -> int | None:
+        return self.meta.get("hook_layer")
 
     @property
     def stats(self) -> dict:

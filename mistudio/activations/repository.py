@@ -1,22 +1,22 @@
-"""Rows of the ``activation_sets`` and ``extraction_templates`` tables."""
+"""Rows of the ``activation_sets`` table."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 from mistudio.store.db import Store, now_iso
+from mistudio.store.rows import RowMapper
 
 
 @dataclass
 class ActivationSetRecord:
     id: str
-    hook_point: str
+    hook_name: str
     status: str
     extraction_id: str = ""
     name: str = ""
     model_id: str = ""
-    layer: int | None = None
+    hook_layer: int | None = None
     dtype: str = ""
     d_in: int | None = None
     num_rows: int | None = None
@@ -33,20 +33,13 @@ class ActivationSetRecord:
 
     @classmethod
     def from_row(cls, row: dict) -> "ActivationSetRecord":
-        known = {f.name for f in fields(cls)}
-        row = {k: v for k, v in dict(row).items() if k in known}
-        row["summary"] = json.loads(row.get("summary") or "{}")
-        row["params"] = json.loads(row.get("params") or "{}")
-        for key in ("extraction_id", "name", "model_id", "dtype", "tokenization", "dataset_id",
-                    "folder", "job_id", "updated_at"):
-            row[key] = row.get(key) or ""
-        return cls(**row)
+        return SET_ROWS.from_row(row)
 
     def to_row(self) -> dict:
-        row = asdict(self)
-        row["summary"] = json.dumps(self.summary)
-        row["params"] = json.dumps(self.params)
-        return row
+        return SET_ROWS.to_row(self)
+
+
+SET_ROWS = RowMapper(ActivationSetRecord)
 
 
 class ActivationSetsRepo:
@@ -85,63 +78,10 @@ class ActivationSetsRepo:
         return [ActivationSetRecord.from_row(r) for r in rows]
 
     def update(self, set_id: str, **values) -> None:
-        for key in ("summary", "params"):
-            if key in values and not isinstance(values[key], str):
-                values[key] = json.dumps(values[key])
         values["updated_at"] = now_iso()
         with self.store.db.conn:
-            self.table.update(set_id, values)
+            self.table.update(set_id, SET_ROWS.encode(values))
 
     def delete(self, set_id: str) -> None:
         with self.store.db.conn:
             self.table.delete_where("id = ?", [set_id])
-
-
-@dataclass
-class ExtractionTemplate:
-    id: str
-    name: str
-    settings: dict
-    description: str = ""
-    builtin: bool = False
-    created_at: str = ""
-    updated_at: str = ""
-
-    @classmethod
-    def from_row(cls, row: dict) -> "ExtractionTemplate":
-        row = dict(row)
-        row["settings"] = json.loads(row.get("settings") or "{}")
-        row["builtin"] = bool(row.get("builtin"))
-        row["description"] = row.get("description") or ""
-        row["updated_at"] = row.get("updated_at") or ""
-        return cls(**row)
-
-
-class ExtractionTemplatesRepo:
-    def __init__(self, store: Store):
-        self.store = store
-
-    @property
-    def table(self):
-        return self.store.db["extraction_templates"]
-
-    def list(self) -> list[ExtractionTemplate]:
-        return [ExtractionTemplate.from_row(r)
-                for r in self.table.rows_where(order_by="builtin desc, name")]
-
-    def get_by_name(self, name: str) -> ExtractionTemplate | None:
-        rows = list(self.table.rows_where("name = ? or id = ?", [name, name]))
-        return ExtractionTemplate.from_row(rows[0]) if rows else None
-
-    def upsert(self, tpl: ExtractionTemplate) -> ExtractionTemplate:
-        now = now_iso()
-        tpl.created_at = tpl.created_at or now
-        tpl.updated_at = now
-        with self.store.db.conn:
-            self.table.upsert({**asdict(tpl), "settings": json.dumps(tpl.settings),
-                               "builtin": int(tpl.builtin)}, pk="id")
-        return tpl
-
-    def delete(self, tpl_id: str) -> None:
-        with self.store.db.conn:
-            self.table.delete_where("id = ?", [tpl_id])

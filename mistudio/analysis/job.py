@@ -352,8 +352,9 @@ def _density_histogram(count: np.ndarray, n_rows: int) -> dict:
 def _meta(p, sae, stats, n_rows, n_seq, tok, excluded, target, elapsed, timings) -> dict:
     import platform
 
+    from importlib.metadata import version
+
     import torch
-    import transformers
 
     from mistudio import __version__
     from mistudio.store.db import now_iso
@@ -378,7 +379,7 @@ def _meta(p, sae, stats, n_rows, n_seq, tok, excluded, target, elapsed, timings)
                        "mapped_through_mlp_out": target.hook_type == "mlp_post"},
         "density_histogram": _density_histogram(count, n_rows),
         "versions": {"mistudio": __version__, "torch": torch.__version__,
-                     "transformers": transformers.__version__, "numpy": np.__version__,
+                     "transformers": version("transformers"), "numpy": np.__version__,
                      "python": platform.python_version()},
         "elapsed_s": float(elapsed), **{k: float(v) for k, v in timings.items()},
         "tokens_per_s": float(n_rows / max(elapsed, 1e-9)), "created_at": now_iso(),

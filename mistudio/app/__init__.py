@@ -1,1 +1,2 @@
-"""Application services, one per area (see docs/architecture.md)."""
+"""Application services, one per area, each given its dependencies in its constructor (see
+docs/architecture.md)."""

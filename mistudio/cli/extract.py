@@ -91,7 +91,7 @@ def run_extract(args) -> int:
         final = _follow(studio, job, run_job_cli)
         for s in sets:
             s = studio.activations.get(s.id)
-            print(f"{s.id}  {s.hook_point:<28} {s.status:<10} {s.num_rows or 0:>10,} rows  "
+            print(f"{s.id}  {s.hook_name:<28} {s.status:<10} {s.num_rows or 0:>10,} rows  "
                   f"{s.folder}")
         return 0 if final.status == "completed" else 1
     finally:
@@ -127,7 +127,7 @@ def run_list(args) -> int:
     from mistudio.cli.table import print_table
 
     print_table(["ID", "STATUS", "HOOK", "ROWS", "D", "DTYPE", "SIZE", "MODEL"],
-                [[r.id, r.status, r.hook_point, f"{r.num_rows or 0:,}", r.d_in or "-", r.dtype,
+                [[r.id, r.status, r.hook_name, f"{r.num_rows or 0:,}", r.d_in or "-", r.dtype,
                   human_bytes(r.size_bytes or 0), r.model_id] for r in rows],
                 right=(3, 4, 6), shrink=(2,))
     return 0
@@ -142,7 +142,7 @@ def run_show(args) -> int:
     if args.json:
         print_json(rec.__dict__)
         return 0
-    for k in ("id", "name", "status", "hook_point", "layer", "model_id", "dtype", "d_in",
+    for k in ("id", "name", "status", "hook_name", "hook_layer", "model_id", "dtype", "d_in",
               "num_rows", "seq_len", "tokenization", "folder"):
         print(f"{k:<12}: {getattr(rec, k)}")
     s = rec.summary
@@ -187,7 +187,7 @@ def run_delete(args) -> int:
 def run_templates(args) -> int:
     studio = open_studio(args)
     try:
-        rows = studio.activations.list_templates()
+        rows = studio.templates.list(kind="extraction")
     finally:
         studio.close(timeout=1)
     if args.json:

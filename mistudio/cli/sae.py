@@ -4,6 +4,7 @@ delete SAEs/trainings."""
 from __future__ import annotations
 
 from mistudio.cli import open_studio, print_json
+from mistudio.cli.table import print_table
 
 
 def register(sub) -> None:
@@ -58,6 +59,9 @@ def register(sub) -> None:
     dp = s.add_parser("delete", help="delete a training (with its files) or an imported SAE")
     dp.add_argument("id")
     dp.set_defaults(func=run_delete)
+    from mistudio.cli.sae_catalogue import register as register_catalogue
+
+    register_catalogue(s)
 
 
 def _with_studio(fn):
@@ -81,15 +85,14 @@ def run_list(studio, args) -> int:
         return 0
     # CE: the CE loss score with the SAE spliced into its model (SAELens definition); empty
     # until the SAE was evaluated (at the end of training, or `mistudio sae evaluate`)
-    print(f"{'ID':<14} {'ARCH':<10} {'D_IN':>6} {'D_SAE':>7} {'L0':>8} {'EV':>7} {'CE':>7}  "
-          "SOURCE    NAME")
-    for r in rows:
-        l0 = r.metrics.get("l0")
-        ev = r.metrics.get("explained_variance")
-        ce = r.metrics.get("ce_loss_score")
-        print(f"{r.id:<14} {r.architecture:<10} {r.d_in:>6} {r.d_sae:>7} "
-              f"{'' if l0 is None else f'{l0:.1f}':>8} {'' if ev is None else f'{ev:.3f}':>7} "
-              f"{'' if ce is None else f'{ce:.3f}':>7}  {r.source:<9} {r.name}")
+    def fmt(value, spec):
+        return "" if value is None else format(value, spec)
+
+    print_table(["ID", "ARCH", "D_IN", "D_SAE", "L0", "EV", "CE", "SOURCE", "NAME"],
+                [[r.id, r.architecture, r.d_in, r.d_sae, fmt(r.metrics.get("l0"), ".1f"),
+                  fmt(r.metrics.get("explained_variance"), ".3f"),
+                  fmt(r.metrics.get("ce_loss_score"), ".3f"), r.source, r.name]
+                 for r in rows], right=(2, 3, 4, 5, 6))
     return 0
 
 
@@ -102,10 +105,9 @@ def run_trainings(studio, args) -> int:
     if not rows:
         print("no trainings")
         return 0
-    print(f"{'ID':<14} {'STATUS':<12} {'ARCH':<10} {'SAES':>4} {'TOKENS':>14}  NAME")
-    for r in rows:
-        print(f"{r.id:<14} {r.status:<12} {r.architecture:<10} {r.num_saes:>4} "
-              f"{r.tokens:>6,}/{r.total_tokens:<7,}  {r.name}")
+    print_table(["ID", "STATUS", "ARCH", "SAES", "TOKENS", "NAME"],
+                [[r.id, r.status, r.architecture, r.num_saes,
+                  f"{r.tokens:,}/{r.total_tokens:,}", r.name] for r in rows], right=(3, 4))
     return 0
 
 

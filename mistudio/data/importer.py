@@ -67,7 +67,7 @@ def build_dataset_folder(spec: SourceSpec, folder: Path, ctx, *, token: str | No
 
 
 def run_import(params: dict, ctx) -> dict:
-    from mistudio.data.repo import DataRepos
+    from mistudio.data.repository import DataRepos
 
     repos = DataRepos.open(params["data_dir"])
     dataset_id = params["dataset_id"]

@@ -67,7 +67,7 @@ def tokenization_stats_from_folder(folder, ctx=None) -> dict:
 
 
 def run_stats(params: dict, ctx) -> dict:
-    from mistudio.data.repo import DataRepos
+    from mistudio.data.repository import DataRepos
 
     repos = DataRepos.open(params["data_dir"])
     try:

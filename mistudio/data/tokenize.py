@@ -364,7 +364,7 @@ def tokenization_stats(counts: np.ndarray, lengths: np.ndarray, doc_token_length
 
 def run_tokenize(params: dict, ctx) -> dict:
     """Job ``datasets.tokenize``: tokenize one dataset into its tokenization folder."""
-    from mistudio.data.repo import DataRepos
+    from mistudio.data.repository import DataRepos
     from mistudio.paths import atomic_dir
 
     repos = DataRepos.open(params["data_dir"])

@@ -1,4 +1,5 @@
-"""Loading models into memory: dtype, device, bitsandbytes quantization, a process cache.
+"""Loading models into memory: dtype, device, bitsandbytes quantization (the process keeps
+loaded models in :mod:`mistudio.models.pool`).
 
 Weights load from safetensors; a folder with only pickle checkpoints (``*.bin``) loads with
 ``weights_only=True`` (transformers' loader), never arbitrary pickles. ``trust_remote_code``
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mistudio.errors import UserError
@@ -162,20 +162,6 @@ def _device_map(device: str) -> dict:
     return {"": "cpu"}
 
 
-@dataclass
-class LoadedModel:
-    key: tuple
-    model: object
-    tokenizer: object
-    folder: str
-    device: str
-    dtype: str
-    quantization: str
-    memory_bytes: int = 0
-    users: int = 0
-    extra: dict = field(default_factory=dict)
-
-
 def _torch_dtype(name: str):
     import torch
 
@@ -267,100 +253,6 @@ def load_model_uncached(folder: str | Path, *, dtype: str = "float32", device: s
     return model, load_tokenizer(folder, trust_remote_code=trust_remote_code)
 
 
-def model_memory_bytes(model) -> int:
-    """Bytes the model holds: parameters and buffers (``get_memory_footprint``) plus the
-    bitsandbytes state kept beside them (4-bit absmax and code tables, 8-bit row scales),
-    which are plain attributes that ``get_memory_footprint`` does not see."""
-    try:
-        total = int(model.get_memory_footprint())
-    except Exception:
-        total = sum(p.numel() * p.element_size() for p in model.parameters())
-    seen: set[int] = set()
-
-    def add(t) -> int:
-        if t is None or not hasattr(t, "element_size") or id(t) in seen:
-            return 0
-        seen.add(id(t))
-        return t.numel() * t.element_size()
-
-    for m in model.modules():
-        p = getattr(m, "weight", None)
-        qs = getattr(p, "quant_state", None)
-        if qs is not None:
-            total += add(getattr(qs, "absmax", None)) + add(getattr(qs, "code", None))
-            s2 = getattr(qs, "state2", None)
-            if s2 is not None:
-                total += add(getattr(s2, "absmax", None)) + add(getattr(s2, "code", None))
-            total += add(getattr(qs, "offset", None))
-        # 8-bit row scales: on the weight until the first forward, then on the layer's state
-        total += add(getattr(p, "SCB", None)) or add(getattr(getattr(m, "state", None), "SCB",
-                                                             None))
-    return total
-
-
-class ModelCache:
-    """Loaded models kept in the process, keyed by (folder, dtype, device, quantization)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._loaded: dict[tuple, LoadedModel] = {}
-        self._loading: dict[tuple, threading.Lock] = {}
-
-    def get(self, folder: str | Path, *, dtype: str = "float32", device: str = "cpu",
-            quantization: str = "none", trust_remote_code: bool = False,
-            allow_cpu_quantization: bool = False) -> LoadedModel:
-        # a saved variant is quantized whatever was asked: key it (and report it) as such
-        quantization = saved_quantization(folder) or quantization
-        key = (str(Path(folder).resolve()), dtype, device, quantization)
-        with self._lock:
-            hit = self._loaded.get(key)
-            if hit is not None:
-                return hit
-            key_lock = self._loading.setdefault(key, threading.Lock())
-        with key_lock:  # two jobs asking for the same model load it once
-            with self._lock:
-                hit = self._loaded.get(key)
-            if hit is not None:
-                return hit
-            model, tok = load_model_uncached(folder, dtype=dtype, device=device,
-                                             quantization=quantization,
-                                             trust_remote_code=trust_remote_code,
-                                             allow_cpu_quantization=allow_cpu_quantization)
-            entry = LoadedModel(key, model, tok, key[0], device, dtype, quantization,
-                                memory_bytes=model_memory_bytes(model))
-            with self._lock:
-                self._loaded[key] = entry
-            return entry
-
-    def loaded(self) -> list[LoadedModel]:
-        with self._lock:
-            return list(self._loaded.values())
-
-    def held_bytes(self, device: str) -> int:
-        return sum(e.memory_bytes for e in self.loaded() if e.device.split(":")[0] == device)
-
-    def release(self, folder: str | Path | None = None) -> int:
-        """Drop loaded models (all, or those of one folder). Returns how many."""
-        target = str(Path(folder).resolve()) if folder is not None else None
-        with self._lock:
-            keys = [k for k in self._loaded if target is None or k[0] == target]
-            for k in keys:
-                del self._loaded[k]
-        if keys:
-            import gc
-
-            gc.collect()
-            try:
-                import torch
-
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-            except Exception:
-                pass
-        return len(keys)
-
-
-MODEL_CACHE = ModelCache()
 
 
 def save_quantized_variant(folder: str | Path, quantization: str, *,
@@ -397,3 +289,12 @@ def save_quantized_variant(folder: str | Path, quantization: str, *,
     finally:
         del model
     return dest
+
+
+def __getattr__(name: str):
+    # ``MODEL_CACHE`` was the pool's name while it lived here; the pool imports this module
+    if name == "MODEL_CACHE":
+        from mistudio.models.pool import MODEL_POOL
+
+        return MODEL_POOL
+    raise AttributeError(name)

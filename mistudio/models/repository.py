@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 from mistudio.store.db import Store, now_iso
+from mistudio.store.rows import RowMapper
 
 
 @dataclass
@@ -36,26 +36,17 @@ class ModelRecord:
 
     @classmethod
     def from_row(cls, row: dict) -> "ModelRecord":
-        known = {f.name for f in fields(cls)}
-        row = {k: v for k, v in dict(row).items() if k in known}
-        row["variants"] = json.loads(row.get("variants") or "{}")
-        row["linked"] = bool(row.get("linked"))
-        row["trust_remote_code"] = bool(row.get("trust_remote_code"))
-        for key in ("source_ref", "revision", "commit_sha", "folder", "error", "family",
-                    "architecture", "dtype", "tokenizer_fingerprint", "job_id", "updated_at"):
-            row[key] = row.get(key) or ""
-        return cls(**row)
+        return ROWS.from_row(row)
 
     def to_row(self) -> dict:
-        row = asdict(self)
-        row["variants"] = json.dumps(self.variants)
-        row["linked"] = int(self.linked)
-        row["trust_remote_code"] = int(self.trust_remote_code)
-        return row
+        return ROWS.to_row(self)
 
     @property
     def ready(self) -> bool:
         return self.status == "ready"
+
+
+ROWS = RowMapper(ModelRecord)
 
 
 class ModelsRepo:
@@ -87,14 +78,9 @@ class ModelsRepo:
         return [ModelRecord.from_row(r) for r in self.table.rows_where(order_by="created_at")]
 
     def update(self, model_id: str, **values) -> None:
-        if "variants" in values and not isinstance(values["variants"], str):
-            values["variants"] = json.dumps(values["variants"])
-        for key in ("linked", "trust_remote_code"):
-            if key in values:
-                values[key] = int(values[key])
         values["updated_at"] = now_iso()
         with self.store.db.conn:
-            self.table.update(model_id, values)
+            self.table.update(model_id, ROWS.encode(values))
 
     def delete(self, model_id: str) -> None:
         with self.store.db.conn:

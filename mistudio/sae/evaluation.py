@@ -292,7 +292,7 @@ def open_evaluator(spec: EvalSpec, device: str, *, check_tokenizer: bool = True)
 
     from mistudio import hardware
     from mistudio.data.tokenized import TokenizedDataset, tokenizer_fingerprint
-    from mistudio.models.loading import MODEL_CACHE
+    from mistudio.models.pool import MODEL_POOL
 
     if not Path(spec.model_folder).is_dir():
         raise UserError(f"The model folder {spec.model_folder} no longer exists.",
@@ -305,8 +305,8 @@ def open_evaluator(spec: EvalSpec, device: str, *, check_tokenizer: bool = True)
     dtype = hardware.resolve_dtype(spec.model_dtype, device)
     # Loading initialises weights from the global RNG first: keep a training's RNG untouched.
     with torch.random.fork_rng(devices=[]):
-        loaded = MODEL_CACHE.get(spec.model_folder, dtype=dtype, device=device,
-                                 trust_remote_code=spec.trust_remote_code)
+        loaded = MODEL_POOL.get(spec.model_folder, dtype=dtype, device=device,
+                                trust_remote_code=spec.trust_remote_code)
     if check_tokenizer and tok.fingerprint != tokenizer_fingerprint(loaded.tokenizer):
         raise UserError(
             f"The tokenization {Path(spec.tokenization).name} was made with another tokenizer "

@@ -21,17 +21,17 @@ from pathlib import Path
 
 from mistudio.errors import UserError
 from mistudio.jobs.context import JobContext
-from mistudio.sae.config import TrainingConfig
+from mistudio.sae.config import TOPK_FAMILY, TrainingConfig
 from mistudio.sae.job import import_job  # noqa: F401 - the sae.import job kind names it here
-from mistudio.sae.saes_repo import SAERecord, SAEsRepo
-from mistudio.sae.trainings_repo import TrainingRecord, TrainingsRepo
+from mistudio.sae.repository import SAERecord, SAEsRepo, TrainingRecord, TrainingsRepo
 from mistudio.store.db import new_id, now_iso
-from mistudio.store.jobs_repo import ACTIVE, JobRecord
+from mistudio.jobs.repository import ACTIVE, JobRecord
 
 log = logging.getLogger(__name__)
 
 TRAIN_KIND = "sae.train"
 IMPORT_KIND = "sae.import"
+CATALOGUE_KIND = "sae.catalogue_download"  # (mistudio.app.sae_catalogue) recorded as imports
 EVAL_KIND = "sae.evaluate"
 DEFAULT_EVAL_TOKENS = 4096
 
@@ -87,8 +87,6 @@ class TrainingService:
         return self.submit_training(*self.prepare_training(
             config, activation_path=activation_path, title=title, folder=folder))
 
-    start = start_training  # the name the Training tab calls
-
     def prepare_training(self, config: TrainingConfig | dict, *,
                          activation_path: str | None = None, title: str = "",
                          folder: str | Path | None = None, world_size: int = 1
@@ -99,9 +97,14 @@ class TrainingService:
         cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
         path = self.resolve_activation_path(cfg.activation_id, activation_path or cfg.activation_path)
         target = self.resolve_activation_path(cfg.target_activation_id, cfg.target_activation_path)
-        if not path:
+        onthefly = None
+        if cfg.onthefly_model and not path:  # activations computed as training goes
+            onthefly, d_in = self._onthefly_spec(cfg)
+            d_out = d_in
+        elif not path:
             cfg.validate()  # raises "no activation set chosen"
-        d_in, d_out = self._check_config(cfg, path, target)
+        if onthefly is None:
+            d_in, d_out = self._check_config(cfg, path, target)
         self._check_memory(cfg, d_in, d_out)
         if cfg.batch_size % world_size:
             raise UserError(f"The batch size {cfg.batch_size} does not split evenly over "
@@ -109,7 +112,8 @@ class TrainingService:
         training_id = new_id("tr")
         folder = (Path(folder).expanduser().resolve() if folder
                   else self.studio.paths.entity_dir("trainings", training_id))
-        name = title or cfg.name or _default_title(cfg, path)
+        name = title or cfg.name or _default_title(
+            cfg, path or f"{cfg.onthefly_model} {cfg.hook_name} (on the fly)")
         if world_size > 1:
             name += f" · {world_size} processes"
         members = cfg.members()
@@ -122,7 +126,9 @@ class TrainingService:
         self.trainings_repo.insert(rec)
         params = {"config": cfg.to_dict(), "activation_path": path, "out_dir": str(folder),
                   "training_id": training_id,
-                  "evaluation": self._training_evaluation(cfg, path, target)}
+                  "evaluation": self._training_evaluation(cfg, path, target, onthefly)}
+        if onthefly is not None:
+            params["onthefly"] = onthefly
         if target:
             params["target_activation_path"] = target
         if world_size > 1:
@@ -168,10 +174,14 @@ class TrainingService:
         if total_tokens:
             cfg = cfg.with_changes(total_tokens=int(total_tokens))
             self.trainings_repo.update(tr.id, config=cfg.to_dict(), total_tokens=cfg.total_tokens)
+        onthefly = (self._onthefly_spec(cfg)[0] if cfg.onthefly_model
+                    and not tr.activation_path else None)
         params = {"config": cfg.to_dict(), "activation_path": tr.activation_path,
                   "out_dir": tr.folder, "training_id": tr.id, "resume_from": path,
                   "evaluation": self._training_evaluation(cfg, tr.activation_path,
-                                                          tr.target_activation_path)}
+                                                          tr.target_activation_path, onthefly)}
+        if onthefly is not None:
+            params["onthefly"] = onthefly
         if tr.target_activation_path:
             params["target_activation_path"] = tr.target_activation_path
         title = tr.name if tr.name.endswith("(resumed)") else f"{tr.name} (resumed)"
@@ -182,7 +192,6 @@ class TrainingService:
                                    finished_at=None)
         return job
 
-    resume = resume_training
 
     def _mark_superseded(self, old_job_id: str, new_job_id: str) -> None:
         """The stopped job a resume continues is ``resumed`` (no longer "interrupted":
@@ -262,20 +271,76 @@ class TrainingService:
         raise UserError(f"No checkpoint at step {step}.")
 
     def metrics(self, training_id: str) -> list[dict]:
-        """Rows of ``metrics.jsonl``: ``{"step", "time", <metric>: value, ...}``."""
-        path = self.training_dir(training_id) / "metrics.jsonl"
-        rows = []
+        """The training's metric history, one row per logged step, oldest first:
+        ``{"step", "time", <metric>: value, ...}``.
+
+        The database is the source of truth (``job_metrics``, written by the job queue for
+        every job of the training: a resume is a new job, whose points replace the earlier
+        job's from its first step on); ``metrics.jsonl`` in the training folder is the same
+        history written beside the SAE for other tools."""
+        tr = self.get_training(training_id)
+        jobs = sorted(self.studio.jobs.list(target=tr.id, kind=TRAIN_KIND),
+                      key=lambda j: j.created_at)
+        by_step: dict[float, dict] = {}
+        cut = float("inf")
+        for job in reversed(jobs):  # later jobs first: they own the steps from their start on
+            points = [p for p in self.studio.jobs.metrics(job.id) if p["step"] < cut]
+            for p in points:
+                row = by_step.setdefault(p["step"], {"step": int(p["step"]), "time": p["t"]})
+                row[p["name"]] = p["value"]
+            if points:
+                cut = min(p["step"] for p in points)
+        return [by_step[s] for s in sorted(by_step)]
+
+    # ------------------------------------------------------------------ the Training tab's jobs
+
+    def training_jobs(self) -> list[JobRecord]:
+        """Every training job (a resume adds one to its training), oldest first."""
+        return sorted(self.studio.jobs.list(kind=TRAIN_KIND), key=lambda j: j.created_at)
+
+    def records(self) -> list[TrainingRecord]:
+        """The training rows as stored (no reconciling with running jobs: any thread)."""
+        return self.trainings_repo.list()
+
+    @staticmethod
+    def job_dir(job: JobRecord) -> Path:
+        """The folder a training job writes into."""
+        return Path(job.params.get("out_dir") or job.artifact_dir)
+
+    def job_checkpoints(self, job: JobRecord) -> list:
+        """The complete checkpoints in ``job``'s training folder, oldest first (torch-free)."""
+        from mistudio.sae.checkpoints import list_checkpoints
+
+        return list_checkpoints(self.job_dir(job))
+
+    def job_can_resume(self, job: JobRecord) -> bool:
+        """Whether "resume" may be offered for this job: stopped with a checkpoint."""
+        if job.status not in ("interrupted", "cancelled", "failed"):
+            return False
+        return not self.studio.jobs.is_active(job.id) and bool(self.job_checkpoints(job))
+
+    def job_result(self, job: JobRecord) -> dict | None:
+        """What a finished job returned (from the table, else its folder's result.json)."""
+        if isinstance(job.result, dict):
+            return job.result
         try:
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except ValueError:  # a line being written right now
-                            break
-        except OSError:
-            pass
-        return rows
+            return json.loads((self.job_dir(job) / "result.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def settings_to_duplicate(job: JobRecord) -> dict:
+        """The job's settings, for a new training (the form is filled with them)."""
+        config = dict(job.params.get("config") or {})
+        config.pop("member_name", None)
+        return config
+
+    def delete_checkpoint_at(self, training_id: str, path: str | Path) -> None:
+        """Delete the checkpoint in folder ``path`` of the training."""
+        for c in self.list_checkpoints(training_id):
+            if Path(c.path) == Path(path):
+                return self.delete_checkpoint(training_id, c.step)
+        raise UserError("That checkpoint no longer exists.")
 
     def list_saes(self, training_id: str | None = None) -> list[SAERecord]:
         return self.saes_repo.list(training_id)
@@ -356,12 +421,20 @@ class TrainingService:
             title=f"Evaluate {rec.name or rec.id} in {spec.model_name or 'its model'}",
             target=rec.id)
 
-    evaluate = start_evaluation
 
-    def _training_evaluation(self, cfg: TrainingConfig, path: str, target: str = "") -> dict:
+    def _training_evaluation(self, cfg: TrainingConfig, path: str, target: str = "",
+                             onthefly: dict | None = None) -> dict:
         """The training job's ``evaluation`` param: a spec, or why there is none."""
         if not cfg.eval_tokens:
             return {}
+        if onthefly is not None:  # the training saw every sequence: not held out
+            from mistudio.sae.evaluation import EvalSpec
+
+            return {"spec": EvalSpec(
+                model_folder=onthefly["model_folder"], model_name=onthefly["model_name"],
+                trust_remote_code=onthefly["trust_remote_code"],
+                tokenization=onthefly["tokenization"], hook_name=onthefly["hook_name"],
+                held_out=False).to_dict()}
         try:
             return {"spec": self._spec_from_activations(path, target).to_dict()}
         except UserError as exc:
@@ -386,10 +459,10 @@ class TrainingService:
         hook_out = ""
         if target:
             try:
-                hook_out = str(ActivationSet(target).meta.get("hook_point") or "")
+                hook_out = ActivationSet(target).hook_name
             except (OSError, UserError):
                 hook_out = ""
-        hook = hook_name or str(meta.get("hook_point") or meta.get("hook_name") or "")
+        hook = hook_name or str(meta.get("hook_name") or "")
         if not hook:
             raise UserError("The activation set does not name its hook point.",
                             hint="Give the hook point to evaluate at.")
@@ -399,6 +472,27 @@ class TrainingService:
                         tokenization=tok_folder, hook_name=hook, hook_name_out=hook_out,
                         start_seq=held_out_start(path) if same else 0,
                         held_out=True if same else None)
+
+    def _onthefly_spec(self, cfg: TrainingConfig) -> tuple[dict, int]:
+        """The job's ``onthefly`` source spec (model and tokenization resolved to folders)
+        and the input width; the settings are validated against the tokenization."""
+        from mistudio.activations.extract import count_valid_tokens
+        from mistudio.data.tokenized import TokenizedDataset
+
+        model = self.studio.models.require_ready(cfg.onthefly_model)
+        tok_folder = self._eval_tokenization(cfg.onthefly_tokenization, model)
+        tok = TokenizedDataset(Path(tok_folder))
+        if model.tokenizer_fingerprint and tok.fingerprint != model.tokenizer_fingerprint:
+            raise UserError(f"The tokenization was made with another tokenizer than "
+                            f"{model.name}'s.", hint="Pick one made with this model.")
+        num_rows = count_valid_tokens(tok, True, tok.meta.get("bos_token_id"))
+        d_in = int(model.d_model or 0)
+        cfg.validate(d_in=d_in or None, num_rows=num_rows)
+        spec = {"model_folder": model.folder, "model_name": model.name, "model_id": model.id,
+                "trust_remote_code": model.trust_remote_code, "tokenization": tok_folder,
+                "hook_name": cfg.hook_name, "batch_sequences": cfg.onthefly_batch_sequences,
+                "buffer_rows": cfg.shuffle_buffer_tokens, "model_dtype": "auto"}
+        return spec, d_in
 
     def _eval_model(self, ref: str, name: str):
         label = name or ref
@@ -518,7 +612,6 @@ class TrainingService:
             self.studio.delete_job(j.id)
         self._remove_folder(Path(tr.folder))
 
-    delete = delete_training
 
     def delete_sae(self, sae_id: str) -> None:
         rec = self.get_sae(sae_id)
@@ -569,7 +662,7 @@ class TrainingService:
                         **rec.metrics, **result.get("metrics", {}),
                         "eval_held_out": result.get("held_out")})
             return
-        if job.kind == IMPORT_KIND:
+        if job.kind in (IMPORT_KIND, CATALOGUE_KIND):
             if (status or job.status) == "completed" and (payload or {}).get("result"):
                 if self.saes_repo.get(job.target) is None:
                     self._record_import(payload["result"])
@@ -610,7 +703,7 @@ class TrainingService:
                 name=f"{tr.name} · {item['member']}" if len(result["saes"]) > 1 else tr.name,
                 training_id=tr.id, member=item["member"], architecture=item["architecture"],
                 kind=m.kind, d_in=item["d_in"], d_sae=item["d_sae"], d_out=tr.d_out or item["d_in"],
-                k=item.get("k") if item["architecture"] in ("topk", "batchtopk") else None,
+                k=item.get("k") if item["architecture"] in TOPK_FAMILY else None,
                 model_name=meta.get("model_name") or "", hook_name=meta.get("hook_name") or "",
                 metrics={**(item.get("metrics") or {}),
                          **({"eval_held_out": item.get("eval_held_out")}

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import platform
-import threading
 
 from PySide6 import __version__ as pyside_version
-from PySide6.QtCore import QObject, Qt, Signal, qVersion
+from PySide6.QtCore import Qt, qVersion
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout
 
 from mistudio import APP_TITLE, __version__, hardware
+from mistudio.ui.kit.background import BackgroundCall
 
 
 def _dist_version(name: str) -> str:
@@ -21,10 +21,6 @@ def _dist_version(name: str) -> str:
         return md.version(name)
     except md.PackageNotFoundError:
         return "not installed"
-
-
-class _Probe(QObject):
-    done = Signal(object)
 
 
 def about_html(hw: hardware.HardwareInfo | None) -> str:
@@ -71,11 +67,8 @@ class AboutDialog(QDialog):
         buttons.rejected.connect(self.reject)
         lay.addWidget(buttons)
         self.hw: hardware.HardwareInfo | None = None
-        self._probe = _Probe()  # no parent: the thread keeps it alive past the dialog
-        self._probe.done.connect(self._show)
-        if probe_torch:
-            threading.Thread(target=lambda: self._probe.done.emit(hardware.probe()),
-                             daemon=True).start()
+        if probe_torch:  # importing torch takes a second: not on the GUI thread
+            self._probe = BackgroundCall(hardware.probe, self._show)
         else:
             self._show(hardware.probe_fast())
 

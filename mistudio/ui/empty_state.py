@@ -5,6 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
+from mistudio.ui.kit.palette import css
+
 
 class EmptyState(QWidget):
     def __init__(self, title: str, body: str, *, action_text: str = "", on_action=None,
@@ -23,7 +25,7 @@ class EmptyState(QWidget):
         font = text.font()
         font.setPointSizeF(font.pointSizeF() * 1.1)
         text.setFont(font)  # a real font (not a style sheet) so the wrapped height is right
-        text.setStyleSheet("color: #4b5563;")
+        text.setStyleSheet(css("text.secondary"))
         lay.addWidget(head)
         lay.addSpacing(8)
         text.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Minimum)

@@ -11,12 +11,10 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QHeaderVi
                                QStyleOptionProgressBar, QTableView, QVBoxLayout, QWidget,
                                QDialog, QDialogButtonBox)
 
-from mistudio.store.jobs_repo import ACTIVE, JobRecord
+from mistudio.app.jobs import ACTIVE, JobRecord
+from mistudio.ui.kit.labels import paint_status_chip
+from mistudio.ui.kit.palette import status_colour
 
-STATUS_COLORS = {
-    "queued": "#6b7280", "running": "#2563eb", "paused": "#d97706", "completed": "#059669",
-    "failed": "#dc2626", "cancelled": "#6b7280", "interrupted": "#b45309",
-}
 COLUMNS = ["Job", "Target", "Status", "Progress", "ETA", "Started", "Message"]
 
 
@@ -80,9 +78,9 @@ class JobsModel(QAbstractTableModel):
             if col == "Message" and (r.error or r.message):
                 return r.error or r.message
             if col == "Job":
-                return f"{r.kind} ({r.id})"
+                return f"{r.title or r.kind}\n{r.kind} ({r.id})"
         if role == Qt.ItemDataRole.ForegroundRole and col == "Status":
-            return QColor(STATUS_COLORS.get(r.status, "#000"))
+            return QColor(status_colour(r.status))
         return None
 
     def apply_progress(self, job_id: str, payload: dict) -> None:
@@ -122,18 +120,9 @@ class StatusBadgeDelegate(QStyledItemDelegate):
 
     def paint(self, painter, option, index):
         status = index.data(Qt.ItemDataRole.DisplayRole) or ""
-        color = QColor(STATUS_COLORS.get(status, "#6b7280"))
-        painter.save()
-        painter.setRenderHint(painter.RenderHint.Antialiasing)
-        fm = option.fontMetrics
-        w = fm.horizontalAdvance(status) + 14
+        w = option.fontMetrics.horizontalAdvance(status) + 14
         rect = QRect(option.rect.x() + 4, option.rect.y() + 4, w, option.rect.height() - 8)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(color)
-        painter.drawRoundedRect(rect, 8, 8)
-        painter.setPen(QColor("white"))
-        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, status)
-        painter.restore()
+        paint_status_chip(painter, rect, status, status)
 
 
 class LogDialog(QDialog):
@@ -193,11 +182,18 @@ class JobsDock(QDockWidget):
         self.table.setItemDelegateForColumn(2, StatusBadgeDelegate(self.table))
         self.table.setItemDelegateForColumn(3, ProgressDelegate(self.table))
         self.table.verticalHeader().hide()
+        # One line per job, names shortened with "…" (the tooltip has them whole), rows just
+        # tall enough for the badge: the panel's default height shows five jobs.
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        vh = self.table.verticalHeader()
+        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vh.setDefaultSectionSize(self.table.fontMetrics().height() + 10)
         self.table.setAlternatingRowColors(True)
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hh.setStretchLastSection(True)
-        for col, w in enumerate((180, 110, 90, 120, 60, 110)):
+        for col, w in enumerate((280, 110, 90, 120, 60, 110)):
             self.table.setColumnWidth(col, w)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
@@ -216,6 +212,17 @@ class JobsDock(QDockWidget):
         bridge.progress.connect(self.model.apply_progress)
         bridge.log.connect(self._on_log)
         self.reload()
+
+    def height_for_rows(self, rows: int) -> int:
+        """The dock height that shows ``rows`` jobs whole (buttons, header, rows, frames)."""
+        body = self.widget()
+        margins = body.layout().contentsMargins()
+        bar = max(self.cancel_btn.sizeHint().height(), self.clear_btn.sizeHint().height())
+        header = self.table.horizontalHeader().sizeHint().height()
+        frame = 2 * self.table.frameWidth()
+        title = self.style().pixelMetric(QStyle.PixelMetric.PM_TitleBarHeight)
+        return (title + margins.top() + margins.bottom() + bar + body.layout().spacing()
+                + header + frame + rows * self.table.verticalHeader().defaultSectionSize() + 4)
 
     def reload(self) -> None:
         selected = self.selected()

@@ -44,7 +44,8 @@ class MainWindow(QMainWindow):
 
         self.jobs_dock = JobsDock(studio, self.bridge, self)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobs_dock)
-        self.resizeDocks([self.jobs_dock], [190], Qt.Orientation.Vertical)
+        self.resizeDocks([self.jobs_dock], [self.jobs_dock.height_for_rows(5)],
+                         Qt.Orientation.Vertical)
         self.status = AppStatusBar(studio, self)
         self.setStatusBar(self.status)
         self._build_menus()
@@ -64,12 +65,30 @@ class MainWindow(QMainWindow):
     def _on_tab_changed(self, index: int) -> None:
         page = self.tabs.widget(index)
         if isinstance(page, LazyTab):
-            page.ensure_built()
+            self._wire(page.ensure_built())
 
     def show_tab(self, title: str):
         page = self.lazy_tabs[title]
         self.tabs.setCurrentWidget(page)
-        return page.ensure_built()
+        return self._wire(page.ensure_built())
+
+    def _wire(self, widget):
+        """Cross-tab requests go through the window (tabs never import each other)."""
+        steer = getattr(widget, "steer_feature_requested", None)
+        if steer is not None and not getattr(widget, "_steer_wired", False):
+            steer.connect(self.steer_feature)
+            widget._steer_wired = True
+        return widget
+
+    def steer_feature(self, sae_id: str, feature_index: int) -> None:
+        """"Steer with this feature" (Features tab): open Steering with it chosen."""
+        tab = self.show_tab("Steering")
+        choose = getattr(tab, "steer_feature", None)
+        if callable(choose):
+            choose(sae_id, int(feature_index))
+        else:
+            self.statusBar().showMessage("The Steering tab cannot take a feature in this "
+                                         "version.", 8000)
 
     # ------------------------------------------------------------------ menus
 
@@ -147,7 +166,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             event.accept()
             return
-        active = self.studio.queue.active_ids()
+        active = self.studio.jobs.active_ids()
         if active and not getattr(self, "skip_close_confirmation", False):
             answer = QMessageBox.question(
                 self, "Jobs are running",
@@ -159,7 +178,7 @@ class MainWindow(QMainWindow):
         self._save_geometry()
         self._closing = True
         for job_id in active:
-            self.studio.queue.cancel(job_id)
+            self.studio.jobs.cancel(job_id)
         if not active:
             self._finish_close()
             event.accept()
@@ -172,7 +191,7 @@ class MainWindow(QMainWindow):
         timer.setInterval(100)
 
         def poll():
-            if not self.studio.queue.active_ids() or time.monotonic() > deadline:
+            if not self.studio.jobs.active_ids() or time.monotonic() > deadline:
                 timer.stop()
                 self._finish_close()
                 self.close()
@@ -187,7 +206,7 @@ class MainWindow(QMainWindow):
             if callable(stop):
                 stop()
         self.bridge.stop()
-        self.studio.queue.remove_listener(self.bridge)
+        self.studio.jobs.remove_listener(self.bridge)
         for timer in self.findChildren(QTimer):  # any a tab left running (no shutdown hook)
             timer.stop()
         still = self.studio.close(timeout=0.5)

@@ -11,13 +11,11 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 from mistudio import paths
 from mistudio.errors import UserError
 from mistudio.settings import DEVICES, DTYPES, Settings
+from mistudio.ui.kit.labels import hint_label
 
 
 def _help(text: str) -> QLabel:
-    lbl = QLabel(text)
-    lbl.setWordWrap(True)
-    lbl.setStyleSheet("color: palette(mid); font-size: 11px;")
-    return lbl
+    return hint_label(text)
 
 
 class SettingsDialog(QDialog):

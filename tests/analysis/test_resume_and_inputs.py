@@ -39,12 +39,14 @@ def test_kill_after_first_checkpoint_resumes_above_zero_with_the_same_result(
     assert 0 < saved["rows"] and not saved["done"]
 
     # second run: resumes the stream, then is cancelled inside the per-feature pass
-    def on_event(_job, kind, payload):
-        events.append((kind, payload))
-        if kind == "progress" and "features 40-" in (payload.get("message") or ""):
-            ctx2.request_cancel()
+    class CancelAtSecondBlock(JobContext):
+        # sees every progress call (the sink's events are throttled in time)
+        def progress(self, done, total=None, message=None):
+            super().progress(done, total, message)
+            if "features 40-" in (message or ""):
+                self.request_cancel()
 
-    ctx2 = JobContext("j2", sink=on_event)
+    ctx2 = CancelAtSecondBlock("j2", sink=lambda _job, kind, payload: events.append((kind, payload)))
     with pytest.raises(JobCancelled):
         make_analysis(target, sae_dir, gpt2_dir, analysis_tokens, ctx=ctx2, **opts)
     logs = [p["message"] for k, p in events if k == "log"]

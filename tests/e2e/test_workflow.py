@@ -71,7 +71,7 @@ def test_dataset_model_tokenize_extract_train_in_the_window(window, qtbot, tmp_p
     window.show_tab("Training")
     tab.pages.setCurrentWidget(tab.new_page)  # the new model and tokenization are listed
     assert box.model_combo.currentData() == assets.model_id
-    box.select(model=assets.model_id, tokenization=assets.tokenization_id, hook_point=HOOK,
+    box.select(model=assets.model_id, tokenization=assets.tokenization_id, hook_name=HOOK,
                tokens="2000")
     panel.form.set_config(TRAIN)
     panel.name_edit.setText("e2e topk")

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mistudio.app.workflows import (CANCELLED, EXTRACTING, FAILED, STARTED, ExtractThenTrain,
+                                    TrainingWorkflows, workflows_of)
 from mistudio.errors import UserError
-from mistudio.workflows import (CANCELLED, EXTRACTING, FAILED, STARTED, ExtractThenTrain,
-                                TrainingWorkflows, start_checkpoint_export, workflows_of)
 from tests.e2e.conftest import (assert_same_reconstruction, explained_variance,
                                 topk_reconstruct)
 
 TRAIN = {"architecture": "topk", "expansion_factor": 2, "k": 8, "batch_size": 128,
          "total_tokens": 128 * 30, "normalization_tokens": 1024, "metrics_every_steps": 5,
-         "device": "cpu", "eval_tokens": 0}
+         "device": "cpu", "eval_tokens": 0, "checkpoint_every_seconds": 0}
 HOOK = "blocks.1.hook_resid_post"
 
 
@@ -41,7 +41,7 @@ def test_chain_extracts_then_trains(studio, assets):
     assert tr.config["activation_id"] == chain.activation_set_id
     assert tr.config["k"] == 8 and tr.name == chain.title
     aset = studio.activations.get(chain.activation_set_id)
-    assert aset.status == "ready" and aset.hook_point == HOOK and aset.d_in == 64
+    assert aset.status == "ready" and aset.hook_name == HOOK and aset.d_in == 64
     assert aset.num_rows <= 3000
     saes = studio.trainings.list_saes(chain.training_id)
     assert len(saes) == 1 and saes[0].hook_name == HOOK
@@ -121,11 +121,11 @@ def test_chain_settles_when_its_extraction_ended_without_a_listener(studio, asse
         device="cpu")
     assert studio.queue.wait(job.id, 120).status == "completed"
     flows_repo = TrainingWorkflows.__new__(TrainingWorkflows)  # only its store access
-    from mistudio.workflows import ChainsRepo
+    from mistudio.app.workflows import ChainsRepo
 
     ChainsRepo(studio.store).save(ExtractThenTrain(
         id="wf_crash", title="after a crash", status=EXTRACTING, model_id=assets.model_id,
-        model_name="tiny-gpt2", tokenization=assets.tokenization_id, hook_point=HOOK,
+        model_name="tiny-gpt2", tokenization=assets.tokenization_id, hook_name=HOOK,
         config=TRAIN, activation_set_id=sets[0].id, extraction_job_id=job.id,
         created_at="2024-01-01T00:00:00"))
     del flows_repo
@@ -148,13 +148,13 @@ def test_export_intermediate_checkpoint_as_saelens(studio, tmp_path):
     cfg = {**TRAIN, "k": 6, "expansion_factor": 4, "total_tokens": 128 * 60,
            "checkpoint_every_tokens": 128 * 20, "keep_checkpoints": 5,
            "normalize_activations": "expected_average_only_in"}
-    job = studio.trainings.start({**cfg, "activation_path": str(folder)})
+    job = studio.trainings.start_training({**cfg, "activation_path": str(folder)})
     assert studio.queue.wait(job.id, 120).status == "completed"
     ckpts = studio.trainings.list_checkpoints(job.target)
     assert [c.step for c in ckpts] == [20, 40, 60]
     mid = ckpts[0]
     dest = tmp_path / "export"
-    exp = start_checkpoint_export(studio, job.target, mid.path, dest)
+    exp = studio.workflows.start_checkpoint_export(job.target, mid.path, dest)
     rec = studio.queue.wait(exp.id, 60)
     assert rec.status == "completed", rec.error
     assert rec.result["step"] == 20 and Path(rec.result["saes"][0]["path"]) == dest
@@ -170,7 +170,40 @@ def test_export_intermediate_checkpoint_as_saelens(studio, tmp_path):
     assert abs(ev_mid - recorded) < 0.15, (ev_mid, recorded)
     assert 0.0 < ev_mid < ev_final, (ev_mid, ev_final)
     # a second export into the same place refuses instead of overwriting
-    again = studio.queue.wait(start_checkpoint_export(studio, job.target, mid.path, dest).id, 60)
+    again = studio.queue.wait(studio.workflows.start_checkpoint_export(job.target, mid.path, dest).id, 60)
     assert again.status == "failed" and "already exists" in again.error
     with pytest.raises(UserError, match="not a checkpoint of this training"):
-        start_checkpoint_export(studio, job.target, str(tmp_path), dest)
+        studio.workflows.start_checkpoint_export(job.target, str(tmp_path), dest)
+
+
+def test_chains_saved_in_the_old_key_value_table_move_to_their_own(tmp_path):
+    import json as _json
+
+    from mistudio.store import migrations
+    from mistudio.store.db import Store, sqlite_utils
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    migrations._load_all()
+    for version in sorted(v for v in migrations._MIGRATIONS if v < 62):
+        with db.conn:
+            migrations._MIGRATIONS[version][1](db)
+            db.execute(f"PRAGMA user_version={version}")
+    chain = {"id": "wf_old", "title": "old", "status": FAILED, "model_id": "m_1",
+             "model_name": "tiny", "tokenization": "tok_1", "hook_point": HOOK,
+             "created_at": "2024-01-01T00:00:00"}
+    db["template_state"].insert({"key": "workflow:wf_old", "value": _json.dumps(chain),
+                                 "updated_at": "2024-01-01T00:00:00"})
+    db["template_state"].insert({"key": "last_used_training_settings", "value": "{}",
+                                 "updated_at": "2024-01-01T00:00:00"})
+    db.conn.close()
+    store = Store(path)
+    try:
+        from mistudio.app.workflows import ChainsRepo
+
+        (moved,) = ChainsRepo(store).list()
+        assert (moved.id, moved.hook_name, moved.status) == ("wf_old", HOOK, FAILED)
+        keys = [r["key"] for r in store.db["template_state"].rows]
+        assert keys == ["last_used_training_settings"]
+    finally:
+        store.close()

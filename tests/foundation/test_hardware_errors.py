@@ -63,3 +63,19 @@ def test_uncaught_exception_is_logged_and_shown(qtbot, caplog):
             b.close()
     finally:
         sys.excepthook = old
+
+
+def test_cpu_summary_names_the_model_and_its_instruction_sets():
+    """Benchmarks print it: a speed figure is quoted with the CPU it came from."""
+    from mistudio.hardware import cpu_summary
+
+    intel = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+             "flags\t\t: fpu sse avx2 fma avx512f avx512bw avx512_bf16 avx512_fp16 amx_tile "
+             "amx_bf16 amx_int8\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n")
+    text = cpu_summary(intel)
+    assert text.startswith("Intel(R) Xeon(R) Platinum 8480+ (")
+    assert "avx512_bf16, avx512_fp16, amx_tile, amx_bf16, amx_int8)" in text
+    assert "sse" not in text
+    arm = "processor\t: 0\nFeatures\t: fp asimd sve\nCPU part\t: 0xd40\n"
+    assert "asimd, sve" in cpu_summary(arm)
+    assert "no AVX2/AVX-512/AMX/NEON" in cpu_summary("")

@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 
 from mistudio.secrets_test_support import MemorySecrets
 from mistudio.studio import Studio
@@ -39,7 +39,7 @@ def test_tabs_menus_and_status_bar(window):
 
 BUSY_SCRIPT = """
 import sys, tempfile, time
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from mistudio.secrets_test_support import MemorySecrets
 from mistudio.studio import Studio
 from mistudio.ui.app import create_app
@@ -191,3 +191,21 @@ def test_screenshot_command_saves_every_tab_and_dialog(tmp_path, data_dir, qapp)
     img = QImage(str(tmp_path / "shots" / "tab-1-datasets.png"))
     assert img.width() >= 1000 and img.height() >= 700  # a tab may ask for a few pixels more
     assert len({img.pixel(x, y) for x in range(0, 1000, 50) for y in range(0, 700, 50)}) > 3
+
+
+def test_jobs_panel_shows_five_jobs_whole_on_one_line_each(window, qtbot):
+    dock = window.jobs_dock
+    window.resize(1400, 900)  # the size of `mistudio screenshot`
+    title = "Extract SmolLM2-135M-Instruct (demo, from GGUF) · layer 6 · resid_post"
+    recs = [window.studio.submit_job("demo.sleep", {"seconds": 0.01}, title=f"{title} #{i}")
+            for i in range(5)]
+    qtbot.waitUntil(lambda: sum(r.status == "completed" for r in dock.model.rows) == 5,
+                    timeout=10_000)
+    qtbot.wait(50)
+    table = dock.table
+    assert not table.wordWrap()  # a long name is one line ending in "…", not two cut lines
+    for row in range(5):
+        top = table.rowViewportPosition(row)
+        assert top >= 0 and top + table.rowHeight(row) <= table.viewport().height(), row
+    row = dock.model._index[recs[0].id]
+    assert title in dock.model.data(dock.model.index(row, 0), Qt.ItemDataRole.ToolTipRole)

@@ -72,3 +72,89 @@ def bnb_layers(model) -> dict[str, int]:
         elif isinstance(m, bnb.nn.Linear8bitLt):
             out["Linear8bitLt"] += 1
     return out
+
+
+# ---------------------------------------------------------------- per-layer check
+#
+# Why the 4-bit numbers depend on the CPU: bitsandbytes (0.50) has two CPU paths for a
+# Linear4bit at inference (eval, no grad). On a CPU with AVX512-BF16 (``has_avx512bf16()``)
+# the first forward repacks the weight (``packing_format_for_cpu``) and every later one runs
+# a fused kernel that rounds the input and the block scales (absmax) to bfloat16, takes
+# bf16 x bf16 products with float32 accumulation and rounds the output to bfloat16, whatever
+# ``bnb_4bit_compute_dtype`` says. Elsewhere it dequantizes the weight to the compute dtype
+# (float32 here) and calls ``torch.nn.functional.linear``: the arithmetic of a float32
+# reference. oneDNN/MKL pick kernels by instruction set too (``ONEDNN_MAX_CPU_ISA``,
+# ``MKL_ENABLE_INSTRUCTIONS``, ``ATEN_CPU_CAPABILITY`` select them), which changes float32
+# summation order only. The check below therefore computes each quantized layer's output
+# from the input it actually received, the way the library computes it (bf16-rounded input
+# on the fused path), and allows what cannot be mirrored with a bound derived from the
+# compute dtype's unit roundoff u (a dot product's rounding bound, Higham 3.1):
+#     |got - ref| <= (2 u_c + K u_32) (|x| @ |W|^T) + u_c |ref|
+# (2 u_c: the absmax and the dequantized weight rounded to the compute dtype; u_c |ref|: the
+# output rounding; K u_32: float32 accumulation in any order). A weight block off by one quantization step breaks it (see the test).
+
+
+def unit_roundoff(dtype) -> float:
+    import torch
+
+    return torch.finfo(dtype).eps / 2
+
+
+def bnb_cpu_fused_bf16(layer) -> bool:
+    """Did this Linear4bit run bitsandbytes' fused bf16 CPU kernel (see above)?"""
+    return bool(getattr(layer.weight.quant_state, "packing_format_for_cpu", False))
+
+
+def check_4bit_layers(qmodel, ids, reference_weights: dict | None = None) -> dict:
+    """Run ``qmodel(ids)`` and check every Linear4bit's output against its input times the
+    dequantized weight (``reference_weights``: name -> float32 [out, in], taken before the
+    first forward, which may repack the weights). Returns ``{name: worst |err| / bound}``
+    (<= 1 passes) and ``"_fused_bf16"``: which path ran."""
+    import bitsandbytes as bnb
+    import torch
+
+    layers = {n: m for n, m in qmodel.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+    weights = reference_weights or {n: dequantized_weight(m) for n, m in layers.items()}
+    seen = {}
+    hooks = [m.register_forward_hook(
+        lambda mod, args, out, name=n: seen.__setitem__(name, (args[0].detach(), out.detach())))
+        for n, m in layers.items()]
+    try:
+        with torch.no_grad():
+            qmodel(ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    u32 = unit_roundoff(torch.float32)
+    worst, fused = {}, set()
+    for name, layer in layers.items():
+        x, got = seen[name]
+        w = weights[name].double()
+        if bnb_cpu_fused_bf16(layer):
+            fused.add(name)
+            x = x.to(torch.bfloat16)  # the kernel rounds its input, as the reference does
+            u_c = unit_roundoff(torch.bfloat16)
+        else:
+            x = x.to(layer.compute_dtype or torch.float32)
+            u_c = unit_roundoff(x.dtype)
+        x = x.double()
+        ref = x @ w.t()
+        if layer.bias is not None:
+            ref = ref + layer.bias.detach().double()
+        bound = (2 * u_c + w.shape[1] * u32) * (x.abs() @ w.abs().t()) + u_c * ref.abs()
+        worst[name] = float(((got.double() - ref).abs() / bound.clamp_min(1e-30)).max())
+    worst["_fused_bf16"] = sorted(fused)
+    return worst
+
+
+def perturb_block(layer, block: int = 0, steps: int = 1) -> None:
+    """Move every 4-bit code of one quantization block of ``layer`` (not yet repacked) by
+    ``steps`` levels (clamped to the code table): a weight block off by one step."""
+    import torch
+
+    data = layer.weight.data.view(-1)
+    half = layer.weight.quant_state.blocksize // 2  # two codes a byte
+    sl = slice(block * half, (block + 1) * half)
+    hi, lo = (data[sl] >> 4).long(), (data[sl] & 15).long()
+    hi, lo = (hi + steps).clamp(0, 15), (lo + steps).clamp(0, 15)
+    data[sl] = ((hi << 4) | lo).to(torch.uint8)

@@ -133,7 +133,7 @@ def test_model_folder_without_tokenizer_is_not_registered_ready(studio, tiny_gpt
 
 
 def test_bad_layer_ranges_have_clear_messages():
-    from mistudio.activations.service import expand_layers
+    from mistudio.activations.choices import expand_layers
 
     assert expand_layers(["1-2", "last", -3], 3) == [0, 1, 2]
     with pytest.raises(UserError, match="runs backwards") as err:

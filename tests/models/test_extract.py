@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -59,10 +61,13 @@ def test_extracted_equals_direct_forward(which, tmp_path, tiny_gpt2_dir, tiny_ll
     assert result["tokens"] == len(ref["positions"])
     for i, h in enumerate(HOOKS):
         s = ActivationSet(tmp_path / f"set{i}")
-        assert s.meta["hook_point"] == h and s.d_in == 64
+        assert s.meta["hook_name"] == h and s.d_in == 64
         np.testing.assert_allclose(s.rows(0, s.num_rows), ref[h], atol=2e-5, rtol=1e-4)
         np.testing.assert_array_equal(s.positions(), ref["positions"])
-    assert ActivationSet(tmp_path / "set1").meta["layer"] == 1
+    assert ActivationSet(tmp_path / "set1").meta["hook_layer"] == 1
+    # one name per concept on disk: SAELens's, not the old two-name copies
+    raw = json.loads((tmp_path / "set1" / "meta.json").read_text())
+    assert raw["hook_name"] == HOOKS[1] and "hook_point" not in raw and "layer" not in raw
 
 
 def test_bf16_storage_and_max_tokens(tmp_path, tiny_gpt2_dir, packed_tokenization):

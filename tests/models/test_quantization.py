@@ -16,7 +16,9 @@ import pytest
 
 from mistudio.errors import UserError
 from tests.models.quant_support import (add_model as _add, bnb_available, bnb_layers,
-                                         dequantized_reference, wait_completed as _wait)
+                                         check_4bit_layers, dequantized_reference,
+                                         dequantized_weight, perturb_block,
+                                         wait_completed as _wait)
 
 pytestmark = pytest.mark.skipif(not bnb_available(), reason="bitsandbytes does not import")
 
@@ -48,12 +50,14 @@ def test_refused_on_cpu_without_the_setting(studio, tiny_llama_dir, packed_token
     assert studio.models.quantization_options("cpu") == {"none": "", "8bit": "", "4bit": ""}
 
 
+@pytest.mark.numerics  # bitsandbytes' CPU paths depend on the instruction set
 @pytest.mark.parametrize("family_dir", ["tiny_llama_dir", "tiny_gpt2_dir"])
 def test_load_8bit_and_4bit_on_cpu_against_dequantized_reference(studio, family_dir, request):
+    import bitsandbytes as bnb
     import torch
     from transformers import AutoModelForCausalLM
 
-    from mistudio.models.loading import model_memory_bytes
+    from mistudio.models.pool import model_memory_bytes
 
     folder = request.getfixturevalue(family_dir)
     m = _add(studio, folder)
@@ -70,30 +74,82 @@ def test_load_8bit_and_4bit_on_cpu_against_dequantized_reference(studio, family_
         counts = bnb_layers(loaded.model)
         # every Linear/Conv1D in the blocks (GPT-2: 4 a block, Llama: 7); lm_head stays
         assert counts[kind] == m.n_layers * (4 if m.family == "gpt2" else 7), counts
-        ref, _ = dequantized_reference(loaded.model, folder)
-        with torch.no_grad():
-            got = loaded.model(ids).logits.float()
-            want = ref(ids).logits
-        if q == "4bit":
-            # float32 compute on dequantized NF4 weights: the same arithmetic as the reference
-            assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
-        else:
-            # LLM.int8 also rounds each activation row to int8 (step absmax/127): <= 0.4%
-            # a layer; through 3 blocks and the head, bounded by 3% of the logit scale
-            assert (got - want).abs().max().item() < 0.03 * scale
-        # and the quantized model is a close stand-in for the fp32 one (NF4: 16 levels)
-        assert (got - logits_fp).abs().max().item() < (0.05 if q == "8bit" else 0.35) * scale
-        # the memory estimate made before loading vs what the loaded model holds: within
+        # the memory estimate made before loading vs what the loaded model holds (before a
+        # forward: bitsandbytes' fused bf16 CPU path repacks the 4-bit weights then): within
         # 10% (bnb's code tables and row scales are a larger share on a tiny model)
         est = studio.models.memory_estimate(m.id, dtype="float32", quantization=q,
                                             device="cpu")["weights"]
         footprint = loaded.model.get_memory_footprint()
         assert abs(est - footprint) / footprint < 0.10, (q, est, footprint)
         assert loaded.memory_bytes == model_memory_bytes(loaded.model) >= footprint
+        ref, _ = dequantized_reference(loaded.model, folder)
+        if q == "4bit":
+            # each layer against its own input times the dequantized weight, computed the way
+            # bitsandbytes computes on this CPU (fused bf16 kernel with AVX512-BF16, float32
+            # otherwise) with a bound derived from that dtype: see quant_support.py
+            weights = {n: dequantized_weight(mod) for n, mod in loaded.model.named_modules()
+                       if isinstance(mod, bnb.nn.Linear4bit)}  # before the first forward
+            worst = check_4bit_layers(loaded.model, ids, weights)
+            fused = worst.pop("_fused_bf16")
+            assert max(worst.values()) <= 1, worst
+        with torch.no_grad():
+            got = loaded.model(ids).logits.float()
+            want = ref(ids).logits
+        if q == "4bit" and not fused:
+            # float32 compute on dequantized NF4 weights: the same arithmetic as the reference
+            assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+        elif q == "8bit":
+            # LLM.int8 also rounds each activation row to int8 (step absmax/127): <= 0.4%
+            # a layer; through 3 blocks and the head, bounded by 3% of the logit scale
+            assert (got - want).abs().max().item() < 0.03 * scale
+        # and the quantized model is a close stand-in for the fp32 one (NF4: 16 levels)
+        assert (got - logits_fp).abs().max().item() < (0.05 if q == "8bit" else 0.35) * scale
         held = {(e["quantization"], e["device"]) for e in studio.models.loaded()}
         assert (q, "cpu") in held
     assert studio.models.release(m.id) == 2
     assert not [e for e in studio.models.loaded() if e["folder"] == str(Path(folder).resolve())]
+
+
+def _bnb_cpu_paths() -> list[str]:
+    if not bnb_available():
+        return []
+    from bitsandbytes.functional import has_avx512bf16
+
+    return (["fused_bf16"] if has_avx512bf16() else []) + ["dequantize_fp32"]
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("path", _bnb_cpu_paths())
+def test_4bit_check_catches_one_block_off_by_one_step(tiny_llama_dir, path):
+    """The per-layer check is loose enough for bf16 arithmetic yet fails when a single
+    quantization block (64 weights) of one layer is off by one NF4 step, on both of
+    bitsandbytes' CPU paths (the fused bf16 one only exists on AVX512-BF16 CPUs)."""
+    import bitsandbytes as bnb
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mistudio.models.loading import quantization_config
+
+    def load():
+        model = AutoModelForCausalLM.from_pretrained(
+            tiny_llama_dir, quantization_config=quantization_config("4bit", "float32"),
+            dtype=torch.float32, device_map="cpu").eval()
+        layers = {n: m for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+        for m in layers.values():  # off: bitsandbytes dequantizes and calls F.linear
+            m.support_avx512bf16_for_cpu = m.support_avx512bf16_for_cpu and path == "fused_bf16"
+        return model, layers, {n: dequantized_weight(m) for n, m in layers.items()}
+
+    model, layers, weights = load()
+    clean = check_4bit_layers(model, _ids(), weights)
+    assert bool(clean.pop("_fused_bf16")) == (path == "fused_bf16")
+    assert max(clean.values()) <= 1, clean
+    model, layers, weights = load()
+    name = "model.layers.1.mlp.down_proj"
+    perturb_block(layers[name], block=1)  # after the reference weights were taken
+    broken = check_4bit_layers(model, _ids(), weights)
+    broken.pop("_fused_bf16")
+    assert broken[name] > 1, broken[name]
+    assert max(v for k, v in broken.items() if k != name) <= 1  # and only that layer
 
 
 def test_extract_from_4bit_model_equals_its_hidden_states(studio, tiny_llama_dir,
@@ -112,7 +168,7 @@ def test_extract_from_4bit_model_equals_its_hidden_states(studio, tiny_llama_dir
     loaded = studio.models.load(m.id, quantization="4bit", device="cpu", dtype="float32")
     assert bnb_layers(loaded.model)["Linear4bit"] == 21  # the cached model the job used
     tok = TokenizedDataset(packed_tokenization)
-    by_hook = {s.hook_point: studio.activations.open(s.id) for s in sets}
+    by_hook = {s.hook_name: studio.activations.open(s.id) for s in sets}
     reader = by_hook["blocks.1.hook_resid_post"]
     pos = reader.positions()
     assert reader.num_rows == 150 and reader.meta["model_dtype"] == "float32"
@@ -137,7 +193,8 @@ def test_extract_from_4bit_model_equals_its_hidden_states(studio, tiny_llama_dir
 def test_save_variant_job_reload_and_delete(studio, tiny_llama_dir):
     import torch
 
-    from mistudio.models.loading import MODEL_CACHE, load_model_uncached
+    from mistudio.models.loading import load_model_uncached
+    from mistudio.models.pool import MODEL_POOL
 
     m = _add(studio, tiny_llama_dir)
     assert m.linked
@@ -187,7 +244,7 @@ def test_save_variant_job_reload_and_delete(studio, tiny_llama_dir):
     studio.models.delete(m.id)
     assert not folder.exists() and not studio.models.folder(m.id).exists()
     assert (tiny_llama_dir / "model.safetensors").exists()
-    assert not [e for e in MODEL_CACHE.loaded() if e.folder == str(folder.resolve())]
+    assert not [e for e in MODEL_POOL.loaded() if e.folder == str(folder.resolve())]
 
 
 def test_cli_extracts_from_a_saved_quantized_copy(data_dir, studio, tiny_llama_dir,

@@ -44,7 +44,7 @@ def test_add_local_inspect_extract_and_list(studio, tiny_gpt2_dir, packed_tokeni
     sets, job = studio.activations.start_extraction(
         m.id, str(packed_tokenization), layers=[1, "last"], hook_types=["resid_post"],
         max_tokens=200, batch_size=4, device="cpu", model_dtype="float32")
-    assert [s.hook_point for s in sets] == ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
+    assert [s.hook_name for s in sets] == ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
     _wait(studio, job)
     listed = studio.activations.list(model_id=m.id)
     assert {s.status for s in listed} == {"ready"} and {s.num_rows for s in listed} == {200}
@@ -135,19 +135,20 @@ def test_bad_inputs_have_clear_messages(studio, tiny_gpt2_dir, tiny_llama_dir,
 
 
 def test_templates(studio, tiny_gpt2_dir):
-    names = [t.name for t in studio.activations.list_templates()]
+    names = [t.name for t in studio.templates.list(kind="extraction")]
     assert "Residual stream, middle layer" in names
-    tpl = studio.activations.save_template("mine", {"layers": [0, 2], "hook_types":
-                                                    ["mlp_out"], "store_dtype": "float16"})
-    assert tpl.settings["batch_size"] == 16
+    tpl = studio.templates.save("mine", {"layers": [0, 2], "hook_types": ["mlp_out"],
+                                         "store_dtype": "float16"}, kind="extraction")
+    assert tpl.settings["batch_size"] == 16 and tpl.kind == "extraction"
     with pytest.raises(UserError, match="Unknown template settings"):
-        studio.activations.save_template("bad", {"colour": "red"})
+        studio.templates.save("bad", {"colour": "red"}, kind="extraction")
     with pytest.raises(UserError, match="(?i)built-in"):
-        studio.activations.delete_template("Residual stream, middle layer")
+        studio.templates.delete("Residual stream, middle layer", kind="extraction")
     rec, job = studio.models.add_local(str(tiny_gpt2_dir))
     _wait(studio, job)
     form = studio.activations.apply_template("Residual stream, middle layer", rec.id)
     assert form["layers"] == [1] and form["hook_types"] == ["resid_post"]
     assert studio.activations.apply_template("mine")["store_dtype"] == "float16"
-    studio.activations.delete_template("mine")
-    assert "mine" not in [t.name for t in studio.activations.list_templates()]
+    assert studio.templates.get("mine", kind="extraction").use_count == 1  # applied once
+    studio.templates.delete("mine", kind="extraction")
+    assert "mine" not in [t.name for t in studio.templates.list(kind="extraction")]

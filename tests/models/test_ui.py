@@ -36,7 +36,7 @@ def test_import_inspect_extract_and_show_set(qt_studio, qtbot, tiny_gpt2_dir,
         qtbot.waitUntil(lambda: "ready" in tab.models_list.item(0).text(), timeout=10_000)
     assert "gpt2" in tab.models_list.item(0).text()
     assert tab.inspector.fields["n_layers"].text() == "3"
-    assert tab.inspector.hooks.topLevelItemCount() == 15
+    assert tab.inspector.hooks.topLevelItemCount() == 18
     # the 3 transformer blocks collapse into one node "x3"
     found = tab.inspector.tree.findItems("×3", __import__("PySide6.QtCore").QtCore.Qt
                                          .MatchFlag.MatchContains |
@@ -60,7 +60,7 @@ def test_import_inspect_extract_and_show_set(qt_studio, qtbot, tiny_gpt2_dir,
     qtbot.waitUntil(lambda: "Done" in panel.status.text(), timeout=60_000)
     qtbot.waitUntil(lambda: tab.sets.model.rowCount() == 2 and all(
         r.status == "ready" for r in tab.sets.model.rows), timeout=10_000)
-    hooks = sorted(r.hook_point for r in tab.sets.model.rows)
+    hooks = sorted(r.hook_name for r in tab.sets.model.rows)
     assert hooks == ["blocks.1.hook_mlp_out", "blocks.1.hook_resid_post"]
     assert tab.sets.selected().id == panel.set_ids[0]  # the new set is shown, unasked
     tab.rename_selected("tiny one")
@@ -130,7 +130,7 @@ def test_switching_models_keeps_the_inspector_and_form_consistent(qt_studio, qtb
     shown = [inspector.hooks.topLevelItem(i).text(0)
              for i in range(inspector.hooks.topLevelItemCount())
              if not inspector.hooks.topLevelItem(i).isHidden()]
-    assert shown == ["blocks.2.hook_mlp_out", "blocks.2.hook_mlp_in"]
+    assert shown == ["blocks.2.hook_mlp_out", "blocks.2.hook_mlp_in", "blocks.2.mlp.hook_post"]
 
     tab.select_model(recs["gpt2"])
     qtbot.waitUntil(inspector.is_filled, timeout=60_000)

@@ -50,6 +50,7 @@ def make_small_config(**kw):
 
     base = dict(activation_path="mem", architecture="topk", k=4, d_sae=96, batch_size=256,
                 total_tokens=256 * 60, lr=3e-3, metrics_every_steps=10,
-                dead_window_tokens=256 * 20)
+                dead_window_tokens=256 * 20,
+                checkpoint_every_seconds=0)  # wall-time checkpoints would make counts flaky
     base.update(kw)
     return TrainingConfig(**base)

@@ -27,6 +27,7 @@ METRICS = ("loss", "mse", "explained_variance", "l0", "l1", "aux_loss", "dead_fr
 
 def _cfg(small_config, activation_set, **kw):
     kw.setdefault("total_tokens", 256 * 12)
+    kw.setdefault("checkpoint_every_tokens", kw["total_tokens"])  # the final one only
     return small_config(activation_path=str(activation_set), device="cpu",
                         metrics_every_steps=4, **kw)
 
@@ -138,8 +139,7 @@ def test_torchrun_run_is_recorded_like_a_normal_run(tmp_path, small_config, acti
         assert [m["step"] for m in stored] == [4, 8, 12]
         assert [m["value"] for m in stored] == pytest.approx(
             [r["explained_variance"] for r in rows])
-        # checkpoints by default every 10% of the tokens (here each step); the last 3 kept
-        assert [c.step for c in s.trainings.list_checkpoints(tr.id)] == [10, 11, 12]
+        assert [c.step for c in s.trainings.list_checkpoints(tr.id)] == [12]
         assert len(s.list_jobs()) == 1  # rank 1 recorded nothing
     finally:
         s.close(timeout=10)

@@ -38,10 +38,15 @@ def test_sigkilled_training_resumes_bit_identical(tmp_path, small_config, activa
     from mistudio.sae.data import open_source
     from mistudio.sae.trainer import SAES_DIR, Trainer
 
-    # default checkpoint settings: only the training length and sizes are set
+    from mistudio.sae.config import TrainingConfig
+
+    # the default checkpoint settings (the tests' small config turns wall-time ones off)
+    defaults = TrainingConfig()
+    assert defaults.checkpoint_every_tokens == 0 and defaults.checkpoint_every_seconds == 60
     cfg = small_config(activation_path=str(activation_set), batch_size=BATCH,
-                       total_tokens=BATCH * STEPS, eval_tokens=0)
-    assert cfg.checkpoint_every_tokens == 0 and cfg.checkpoint_every_seconds == 60
+                       total_tokens=BATCH * STEPS, eval_tokens=0,
+                       checkpoint_every_tokens=defaults.checkpoint_every_tokens,
+                       checkpoint_every_seconds=defaults.checkpoint_every_seconds)
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
 
     data = tmp_path / "data"
@@ -90,7 +95,7 @@ def test_checkpoints_by_default_every_tenth_of_the_run(small_config, activation_
     from mistudio.sae.data import open_source
     from mistudio.sae.trainer import Trainer
 
-    cfg = small_config(total_tokens=256 * 50, checkpoint_every_seconds=0, keep_checkpoints=20)
+    cfg = small_config(total_tokens=256 * 50, keep_checkpoints=20)
     Trainer(cfg, open_source(str(activation_set)), tmp_path).run()
     assert [c.step for c in list_checkpoints(tmp_path)] == [5, 10, 15, 20, 25, 30, 35, 40,
                                                             45, 50]

@@ -148,7 +148,7 @@ def test_cli_train_by_activation_id_without_a_config_file(tmp_path, activation_s
     shutil.copytree(activation_set, folder)
     s = Studio(data, secrets=MemorySecrets())  # register it as an extraction would
     ActivationSetsRepo(s.store).insert_all([ActivationSetRecord(
-        id="act_cli12345", hook_point="blocks.0.hook_resid_post", status="ready",
+        id="act_cli12345", hook_name="blocks.0.hook_resid_post", status="ready",
         name="synthetic", folder=str(folder))])
     s.close()
     run = _mistudio("train", "--activations", "act_cli12345", "--set", "architecture=topk",

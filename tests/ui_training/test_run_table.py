@@ -1,12 +1,12 @@
-"""The runs table's numbers (Qt-free): best/last over a resumed training's jobs, sweep
+"""The runs table's numbers (``studio.runs``, Qt-free): best/last over a resumed training's jobs, sweep
 members, and the settings diff."""
 
 from __future__ import annotations
 
 import pytest
 
-from mistudio.store.jobs_repo import JobRecord
-from mistudio.ui.training.run_table import diff_settings, format_setting, summarize
+from mistudio.jobs.repository import JobRecord
+from mistudio.ui.training.run_table import diff_settings, format_setting
 
 
 def _job(studio, job_id, config, *, status="completed", progress=0):
@@ -33,7 +33,7 @@ def test_best_and_last_leave_out_the_stretch_a_resume_replaced(studio):
     _metrics(studio, "job_b", "explained_variance", [(20, 0.61), (40, 0.7), (50, 0.68)])
     _metrics(studio, "job_a", "l0", [(10, 9.0), (20, 8.0), (30, 2.0)])
     _metrics(studio, "job_b", "l0", [(20, 8.0), (40, 7.5), (50, 7.9)])
-    (row,) = summarize("tr_x", [first, second], None, studio.store.db)
+    (row,) = studio.runs.summarize("tr_x", [first, second])
     history = {10: 0.5, 20: 0.61, 40: 0.7, 50: 0.68}  # what the run actually did
     assert row.best["explained_variance"] == pytest.approx(max(history.values()))
     assert row.last["explained_variance"] == pytest.approx(history[50])
@@ -47,12 +47,12 @@ def test_a_sweep_lists_each_sae_with_its_own_settings_and_metrics(studio):
     cfg = {"architecture": "relu", "l1_coefficient": 5.0, "d_sae": 64, "sweep": {"lr": [1e-3,
            2e-3]}, "activation_path": "/x", "batch_size": 10}
     job = _job(studio, "job_s", cfg, progress=3)
-    rows = summarize("tr_s", [job], None, studio.store.db)
+    rows = studio.runs.summarize("tr_s", [job])
     names = [r.member for r in rows]
     assert len(rows) == 2 and all(names)
     for i, r in enumerate(rows):
         _metrics(studio, "job_s", f"{r.member}/mse", [(1, 3.0 + i), (2, 2.0 + i), (3, 2.5 + i)])
-    rows = summarize("tr_s", [job], None, studio.store.db)
+    rows = studio.runs.summarize("tr_s", [job])
     assert [r.best["mse"] for r in rows] == [2.0, 3.0]
     assert [r.last["mse"] for r in rows] == [2.5, 3.5]
     assert [r.lr for r in rows] == [1e-3, 2e-3] and rows[0].d_sae == 64

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mistudio.workflows import workflows_of
+from mistudio.app.workflows import workflows_of
 from tests.e2e.conftest import prepare_assets
 from tests.ui_training.test_training_tab import TINY, _make_tab, _shot
 

@@ -16,6 +16,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel
 from mistudio.errors import UserError
 from mistudio.ui.datasets.table_models import DocumentPageModel, SequencePageModel
 from mistudio.ui.datasets.token_chips import TokenChipsView
+from mistudio.ui.kit.palette import css
+from mistudio.ui.kit.labels import hint_label
 
 DOCS_PER_PAGE = 100
 SEQS_PER_PAGE = 50
@@ -167,7 +169,7 @@ class DocumentsBrowser(QWidget):
         self.stop_btn.clicked.connect(self.stop_search)
         self.stop_btn.setVisible(False)
         self.status = QLabel()
-        self.status.setStyleSheet("color: #4b5563")
+        self.status.setStyleSheet(css("text.secondary"))
         top = QHBoxLayout()
         top.addWidget(self.search_edit, 1)
         top.addWidget(search_btn)
@@ -186,9 +188,7 @@ class DocumentsBrowser(QWidget):
         self.view.selectionModel().currentRowChanged.connect(self._show_row)
         self.full_text = QPlainTextEdit()
         self.full_text.setReadOnly(True)
-        self.attribution = QLabel()
-        self.attribution.setWordWrap(True)
-        self.attribution.setStyleSheet("color: #6b7280; font-size: 11px")
+        self.attribution = hint_label()
         self.pager = Pager(self.show_page)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.view)
@@ -370,7 +370,7 @@ class TokensBrowser(QWidget):
         self.combo = QComboBox()
         self.combo.currentIndexChanged.connect(self._on_combo)
         self.info = QLabel()
-        self.info.setStyleSheet("color: #4b5563")
+        self.info.setStyleSheet(css("text.secondary"))
         self.model = SequencePageModel(self)
         self.view = QTableView()
         self.view.setModel(self.model)

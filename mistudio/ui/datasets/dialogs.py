@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
 from mistudio.errors import UserError
+from mistudio.ui.kit.palette import css
 
 FORMATS = [("Detect from the extension", "auto"), ("Text (.txt)", "txt"),
            ("Folder of .txt files", "txt_folder"), ("JSON lines (.jsonl)", "jsonl"),
@@ -91,7 +92,7 @@ class AddDatasetDialog(QDialog):
         form.addRow("Text column", self.column_combo)
         self.preview = QLabel()
         self.preview.setWordWrap(True)
-        self.preview.setStyleSheet("color: #4b5563")
+        self.preview.setStyleSheet(css("text.secondary"))
         form.addRow("", self.preview)
         self.tabs.addTab(local, "Local files")
 
@@ -125,7 +126,7 @@ class AddDatasetDialog(QDialog):
                       "use the token from File > Settings. Check and Import are the only "
                       "parts of the Datasets tab that use the network.")
         note.setWordWrap(True)
-        note.setStyleSheet("color: #4b5563")
+        note.setStyleSheet(css("text.secondary"))
         hform.addRow("", note)
         self.tabs.addTab(hub, "Hugging Face Hub")
         self._checks: list = []  # background checks kept alive until they report
@@ -158,7 +159,7 @@ class AddDatasetDialog(QDialog):
         common.addRow("Sample limit", self.limit_spin)
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #b91c1c")
+        self.error_label.setStyleSheet(css("error"))
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Import")
@@ -242,7 +243,7 @@ class AddDatasetDialog(QDialog):
 
     def check_hub(self) -> None:
         """List configurations, splits and columns in the background (network)."""
-        from mistudio.ui.models.background import BackgroundCall
+        from mistudio.ui.kit.background import BackgroundCall
 
         hub_id = self.hub_id_edit.text().strip()
         if not hub_id:
@@ -271,7 +272,7 @@ class AddDatasetDialog(QDialog):
         return not self.check_btn.isEnabled()
 
     def _hub_message(self, text: str, *, error: bool = False) -> None:
-        self.hub_info.setStyleSheet(f"color: {'#b91c1c' if error else '#374151'}")
+        self.hub_info.setStyleSheet(css("error" if error else "text"))
         self.hub_info.setText(text)
 
     def _on_checked(self, result) -> None:
@@ -375,7 +376,7 @@ class TokenizeDialog(QDialog):
         form.addRow("", self.force)
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #b91c1c")
+        self.error_label.setStyleSheet(css("error"))
         form.addRow(self.error_label)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel)

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QSplitter, QTableWidget, QTa
                                QVBoxLayout, QWidget)
 
 from mistudio.ui.datasets.token_chips import visible_token
+from mistudio.ui.kit.palette import colour
 
 
 class StatsView(QWidget):
@@ -94,7 +95,7 @@ class StatsView(QWidget):
         self.plot.setBackground("w")
         self.plot.setMinimumHeight(180)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.bars = pg.BarGraphItem(x=[], height=[], width=1, brush="#60a5fa")
+        self.bars = pg.BarGraphItem(x=[], height=[], width=1, brush=colour("bar"))
         self.plot.addItem(self.bars)
         self._plot_slot.addWidget(self.plot)
 
@@ -110,7 +111,7 @@ class StatsView(QWidget):
         self._pending_hist = None
         self._ensure_plot()
         edges, counts = length.get("hist_edges"), length.get("hist_counts")
-        self.plot.setTitle(f"Document length ({unit})", color="#111827", size="10pt")
+        self.plot.setTitle(f"Document length ({unit})", color=colour("text.strong"), size="10pt")
         if not edges or not counts:
             self.bars.setOpts(x=[], height=[], width=1)
             return

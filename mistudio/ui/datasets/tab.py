@@ -23,6 +23,7 @@ from mistudio.ui.datasets.cards import DatasetCardsView
 from mistudio.ui.datasets.dialogs import AddDatasetDialog, TokenizeDialog
 from mistudio.ui.datasets.stats_view import StatsView
 from mistudio.ui.datasets.table_models import DatasetListModel
+from mistudio.ui.kit.palette import colour, css
 
 DATASET_KINDS = ("datasets.import", "datasets.tokenize", "datasets.stats")
 
@@ -52,7 +53,7 @@ class JobBanner(QWidget):
 
     def running(self, job_id: str, text: str, fraction: float | None) -> None:
         self.job_id = job_id
-        self.setStyleSheet("background: #eff6ff; border-radius: 4px")
+        self.setStyleSheet(f"background: {colour('banner.info.bg')}; border-radius: 4px")
         self.label.setText(text)
         self.bar.setVisible(True)
         if fraction is None:
@@ -66,7 +67,8 @@ class JobBanner(QWidget):
 
     def failed(self, text: str) -> None:
         self.job_id = None
-        self.setStyleSheet("background: #fef2f2; color: #991b1b; border-radius: 4px")
+        self.setStyleSheet(f"background: {colour('banner.error.bg')}; "
+                           f"color: {colour('banner.error.fg')}; border-radius: 4px")
         self.label.setText(text)
         self.bar.setVisible(False)
         self.cancel_btn.setVisible(False)
@@ -112,7 +114,7 @@ class DatasetsTab(QWidget):
                             "(.txt, .jsonl, .json, .csv, .parquet; or drop them here) or a "
                             "Hugging Face dataset; <b>Add demo corpus</b> works offline.")
         self.empty.setWordWrap(True)
-        self.empty.setStyleSheet("color: #6b7280; padding: 10px")
+        self.empty.setStyleSheet(css("text.muted", "padding: 10px"))
         buttons = QHBoxLayout()
         for b in (self.add_btn, self.demo_btn):
             buttons.addWidget(b)
@@ -433,7 +435,7 @@ class DatasetsTab(QWidget):
     def screenshot_states(self):
         """Extra screens for ``mistudio screenshot``: each page of the selected dataset, a
         search, and the Add dialog's Hub page."""
-        from mistudio.ui.models.tab import _wait_until
+        from mistudio.ui.kit.background import wait_until
 
         ds = self.current()
         if ds is not None and ds.status == "ready":
@@ -443,7 +445,7 @@ class DatasetsTab(QWidget):
             words = (self.documents.full_text.toPlainText().split() or ["the"])
             self.documents.search_edit.setText(max(words[:12], key=len).strip(".,;:()"))
             self.documents.run_search()
-            _wait_until(lambda: not self.documents.searching, 30)
+            wait_until(lambda: not self.documents.searching, 30)
             yield "documents-search", None
             self.documents.clear_search()
             self.detail.setCurrentWidget(self.tokens)

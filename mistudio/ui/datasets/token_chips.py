@@ -8,8 +8,9 @@ from PySide6.QtCore import QEvent, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
+from mistudio.ui.kit.palette import chip_colours, colour
+
 _PAD_X, _PAD_Y, _GAP = 4, 2, 3
-_COLORS = ("#dbeafe", "#dcfce7", "#fef3c7", "#fce7f3", "#ede9fe")
 
 
 def visible_token(text: str) -> str:
@@ -79,17 +80,18 @@ class TokenChipsView(QWidget):
             self.setMinimumHeight(self._height)
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        chips = chip_colours()
         for i, (rect, text) in enumerate(zip(self._rects, self.texts)):
             if not rect.intersects(QRectF(event.rect())):
                 continue
             padding = i >= self.length
             special = self.ids[i] in self.special
-            color = QColor("#f3f4f6") if padding else QColor(
-                "#e5e7eb" if special else _COLORS[i % len(_COLORS)])
-            p.setPen(QPen(QColor("#9ca3af" if padding else "#6b7280"), 0.6))
+            color = QColor(colour("surface.chip")) if padding else QColor(
+                colour("surface.chip.special") if special else chips[i % len(chips)])
+            p.setPen(QPen(QColor(colour("text.faint" if padding else "text.muted")), 0.6))
             p.setBrush(color)
             p.drawRoundedRect(rect, 3, 3)
-            p.setPen(QColor("#9ca3af" if padding else "#111827"))
+            p.setPen(QColor(colour("text.faint" if padding else "text.strong")))
             p.drawText(rect, Qt.AlignmentFlag.AlignCenter, visible_token(text))
         p.end()
 

@@ -11,12 +11,12 @@ from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import QStyledItemDelegate
 
 from mistudio.paths import human_bytes
-from mistudio.ui.datasets.cards import paint_card
+from mistudio.ui.kit.cards import paint_card
+from mistudio.ui.kit.palette import colour
 
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
 FAILURE_ROLE = Qt.ItemDataRole.UserRole + 2  # a failed "Save quantized copy" (dict or None)
 CARD_HEIGHT = 96
-_ALERT = "#b91c1c"
 _SOURCES = {"hub": "Hugging Face", "local": "Local folder", "gguf": "GGUF", "demo": "Demo"}
 
 
@@ -72,7 +72,7 @@ class ModelCardDelegate(QStyledItemDelegate):
             r = option.rect.adjusted(14, 0, -14, -8)
             line = QRect(r.left(), r.bottom() - fm.height(), r.width(), fm.height())
             painter.save()
-            painter.setPen(QColor(_ALERT))
+            painter.setPen(QColor(colour("error")))
             painter.drawText(line, Qt.AlignmentFlag.AlignLeft,
                              fm.elidedText(failure_line(failure), Qt.TextElideMode.ElideRight,
                                            line.width()))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
                                QLineEdit, QVBoxLayout, QWidget)
 
+from mistudio.ui.kit.palette import css
+
 
 class HubDownloadDialog(QDialog):
     """Hub id, optional revision and name; 'trust remote code' off, with a warning."""
@@ -24,7 +26,7 @@ class HubDownloadDialog(QDialog):
         self.warning = QLabel("Only enable this for repositories whose authors you trust: "
                               "their code runs on this computer with your permissions.")
         self.warning.setWordWrap(True)
-        self.warning.setStyleSheet("color: #b45309;")
+        self.warning.setStyleSheet(css("warning"))
         self.warning.setVisible(False)
         self.trust.toggled.connect(self.warning.setVisible)
         form.addRow("Model id", self.repo)
@@ -36,7 +38,7 @@ class HubDownloadDialog(QDialog):
         note = QLabel("Uses the network. Gated models need your access token (File > "
                       "Settings)." + ("" if has_token else " No token is set."))
         note.setWordWrap(True)
-        note.setStyleSheet("color: #4b5563;")
+        note.setStyleSheet(css("text.secondary"))
         lay.addWidget(note)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok |
                                    QDialogButtonBox.StandardButton.Cancel)

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
 from mistudio.errors import UserError, describe_exception
 from mistudio.models.hooks import HOOK_LABELS, HOOK_TYPES
 from mistudio.ui.models.precision import PrecisionChooser, precision_label
+from mistudio.ui.kit.palette import css
 
 
 class ExtractionPanel(QWidget):
@@ -56,7 +57,7 @@ class ExtractionPanel(QWidget):
         self.layers.setToolTip("Numbers, ranges (2-5), 'middle', 'last' or 'all', comma "
                                "separated.")
         self.layers_info = QLabel("")
-        self.layers_info.setStyleSheet("color: #4b5563")
+        self.layers_info.setStyleSheet(css("text.secondary"))
         layers_row = QHBoxLayout()
         layers_row.addWidget(self.layers, 1)
         layers_row.addWidget(self.layers_info)
@@ -104,7 +105,7 @@ class ExtractionPanel(QWidget):
         lay.addLayout(form)
         self.plan = QLabel("")
         self.plan.setWordWrap(True)
-        self.plan.setStyleSheet("color: #374151")
+        self.plan.setStyleSheet(css("text"))
         lay.addWidget(self.plan)
         for box in self.hook_boxes.values():
             box.toggled.connect(self.update_plan)
@@ -211,7 +212,7 @@ class ExtractionPanel(QWidget):
 
     def update_plan(self, *_args) -> None:
         """What the form will extract, resolved for this model, and its size on disk."""
-        from mistudio.activations.service import expand_layers
+        from mistudio.activations.choices import expand_layers
         from mistudio.paths import human_bytes
 
         s = self._summary
@@ -224,12 +225,12 @@ class ExtractionPanel(QWidget):
         try:
             layers = expand_layers([x.strip() for x in self.layers.text().split(",")
                                     if x.strip()], n_layers) if types else []
-            self.layers_info.setStyleSheet("color: #4b5563")
+            self.layers_info.setStyleSheet(css("text.secondary"))
             shown = ", ".join(map(str, layers[:8])) + (" …" if len(layers) > 8 else "")
             self.layers_info.setText(f"→ {shown or 'none'}  (the model has layers "
                                      f"0–{n_layers - 1})")
         except UserError as exc:
-            self.layers_info.setStyleSheet("color: #b91c1c")
+            self.layers_info.setStyleSheet(css("error"))
             self.layers_info.setText(exc.message)
             self.plan.setText("")
             return
@@ -257,7 +258,7 @@ class ExtractionPanel(QWidget):
     def reload_templates(self) -> None:
         self.template.clear()
         self.template.addItem("Choose a template…")
-        for t in self.studio.activations.list_templates():
+        for t in self.studio.templates.list(kind="extraction"):
             self.template.addItem(t.name)
             self.template.setItemData(self.template.count() - 1, t.description, 3)
 
@@ -293,7 +294,8 @@ class ExtractionPanel(QWidget):
         name, ok = QInputDialog.getText(self, "Save extraction template", "Template name")
         if ok and name.strip():
             try:
-                self.studio.activations.save_template(name, self.form_settings())
+                self.studio.templates.save(name, self.form_settings(), kind="extraction",
+                                           overwrite=True)
             except UserError as exc:
                 self.error.emit(str(exc))
                 return

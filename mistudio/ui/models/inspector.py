@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QSizePolicy, QSplitter, QTreeWidget, QTreeWidgetItem,
+                               QPushButton, QSplitter, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
 
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
-from mistudio.ui.models.background import BackgroundCall
+from mistudio.ui.kit.background import BackgroundCall
+from mistudio.ui.kit.elided_label import ElidedLabel
+from mistudio.ui.kit.labels import hint_label
+from mistudio.ui.kit.palette import verdict_colour
 
 DTYPES = ("float32", "bfloat16", "float16")
 QUANTS = ("none", "8bit", "4bit")
-_VERDICT_COLOURS = {"fits": "#15803d", "tight": "#b45309", "won't fit": "#b91c1c"}
 
 
 def _tagged(model_id: str, part: str, fn):
@@ -52,13 +54,11 @@ class ArchitectureInspector(QWidget):
                            ("vocab_size", "Vocabulary"), ("context_length", "Context length"),
                            ("n_params", "Parameters"), ("dtype", "Weights dtype"),
                            ("weights_bytes", "On disk"), ("source", "Source")):
-            self.fields[key] = QLabel("-")
+            # a long source path must not widen the window: shortened in the middle (the
+            # folder's start and the file name stay), in full in its tooltip
+            self.fields[key] = ElidedLabel("-") if key == "source" else QLabel("-")
             self.fields[key].setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.form.addRow(label, self.fields[key])
-        # a long source path must not widen the whole window: shown clipped (the model card
-        # and its tooltip show it in full)
-        self.fields["source"].setSizePolicy(QSizePolicy.Policy.Ignored,
-                                            QSizePolicy.Policy.Preferred)
         top.addLayout(self.form, 1)
         mem = QVBoxLayout()
         row = QHBoxLayout()
@@ -76,9 +76,7 @@ class ArchitectureInspector(QWidget):
         self.save_quant.clicked.connect(self._save_variant)
         row.addWidget(self.save_quant)
         mem.addLayout(row)
-        self.quant_note = QLabel("")
-        self.quant_note.setWordWrap(True)
-        self.quant_note.setStyleSheet("color: #6b7280; font-size: 11px;")
+        self.quant_note = hint_label()
         mem.addWidget(self.quant_note)
         self.memory = QLabel("")
         self.memory.setWordWrap(True)
@@ -103,8 +101,7 @@ class ArchitectureInspector(QWidget):
         hl.setContentsMargins(0, 0, 0, 0)
         hl.addWidget(self.hook_filter)
         hl.addWidget(self.hooks, 1)
-        hint = QLabel("Double-click a hook point to extract there.")
-        hint.setStyleSheet("color: #6b7280")
+        hint = hint_label("Double-click a hook point to extract there.", small=False, wrap=False)
         hl.addWidget(hint)
         split.addWidget(self.tree)
         split.addWidget(hooks_box)
@@ -205,7 +202,7 @@ class ArchitectureInspector(QWidget):
             return False
         if self.model_id is None:
             return True
-        rec = self.studio.models.repo.get(self.model_id)
+        rec = self.studio.models.find(self.model_id)
         return rec is None or rec.status != "ready" or self._shown_ready
 
     def _deliver(self, result) -> None:
@@ -303,7 +300,7 @@ class ArchitectureInspector(QWidget):
         est = self._estimates.get((self.dtype.currentText(), self.quant.currentText()))
         if est is None:
             return  # still estimating (needs torch to see the device)
-        colour = _VERDICT_COLOURS[est["verdict"]]
+        colour = verdict_colour(est["verdict"])
         self.memory.setText(
             f"Weights {human_bytes(est['weights'])} + overhead {human_bytes(est['overhead'])}"
             f" = <b>{human_bytes(est['total'])}</b> on {est['device']}<br>"

@@ -15,12 +15,13 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
-from mistudio.ui.models.background import BackgroundCall
+from mistudio.ui.kit.background import BackgroundCall
+from mistudio.ui.kit.palette import verdict_colour
+from mistudio.ui.kit.labels import hint_label
 
 LOAD_DTYPES = ("auto", "float32", "bfloat16", "float16")
 _QUANT_LABELS = {"none": "none (full precision)", "8bit": "8bit (LLM.int8)",
                  "4bit": "4bit (NF4)"}
-_VERDICT_COLOURS = {"fits": "#15803d", "tight": "#b45309", "won't fit": "#b91c1c"}
 
 
 def precision_label(quantization: str = "none", variant: str = "", model_dtype: str = "") -> str:
@@ -69,9 +70,7 @@ class PrecisionChooser(QWidget):
         row.addWidget(self.dtype)
         row.addWidget(self.quant, 1)
         lay.addLayout(row)
-        self.note = QLabel("")
-        self.note.setWordWrap(True)
-        self.note.setStyleSheet("color: #6b7280; font-size: 11px;")
+        self.note = hint_label()
         lay.addWidget(self.note)
         self.memory = QLabel("")
         self.memory.setWordWrap(True)
@@ -181,14 +180,13 @@ class PrecisionChooser(QWidget):
             try:
                 from mistudio.hardware import resolve_device, resolve_dtype
                 from mistudio.models.inspect import available_memory
-                from mistudio.models.loading import MODEL_CACHE
 
                 dev = resolve_device(device if device != "auto"
                                      else studio.settings.default_device)
                 available, what = available_memory(dev)
                 env = {"device": dev, "available": available, "available_what": what,
                        "auto_dtype": resolve_dtype(studio.settings.default_dtype, dev),
-                       "loaded": MODEL_CACHE.held_bytes(dev),
+                       "loaded": studio.models.held_bytes(dev),
                        "options": studio.models.quantization_options(device)}
                 return token, env
             except Exception as exc:  # shown under the choice, never raised into Qt
@@ -302,7 +300,7 @@ class PrecisionChooser(QWidget):
     def _update(self) -> None:
         est = self.estimate()
         if est is not None:
-            colour = _VERDICT_COLOURS[est["verdict"]]
+            colour = verdict_colour(est["verdict"])
             acts = (f" + activations {human_bytes(est['activations'])}"
                     if est["activations"] else "")
             self.memory.setText(

@@ -11,8 +11,9 @@ from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QS
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
 from mistudio.ui.models.precision import precision_label
+from mistudio.ui.kit.palette import colour, span
 
-COLUMNS = [("id", "Id"), ("hook_point", "Hook point"), ("status", "Status"),
+COLUMNS = [("id", "Id"), ("hook_name", "Hook point"), ("status", "Status"),
            ("num_rows", "Tokens"), ("d_in", "d"), ("dtype", "Dtype"),
            ("precision", "Model precision"), ("mean_norm", "Mean norm"),
            ("size_bytes", "Size"), ("model_id", "Model"), ("created_at", "Created")]
@@ -175,7 +176,7 @@ class ActivationSetsPanel(QWidget):
             return
         self.resume_btn.setEnabled(rec.status == "incomplete")
         s = rec.summary
-        lines = [f"<b>{rec.name or rec.id}</b>", f"{rec.hook_point} (layer {rec.layer})",
+        lines = [f"<b>{rec.name or rec.id}</b>", f"{rec.hook_name} (layer {rec.hook_layer})",
                  f"{rec.num_rows or 0:,} tokens x {rec.d_in}, {rec.dtype}, "
                  f"{human_bytes(rec.size_bytes or 0)}"]
         meta = _read_meta(rec.folder)
@@ -193,10 +194,10 @@ class ActivationSetsPanel(QWidget):
             edges = np.asarray(hist.get("edges", []), dtype=float)
             if counts.size:
                 self.bars = pg.BarGraphItem(x0=edges[:-1], x1=edges[1:], height=counts,
-                                            brush="#3b82f6")
+                                            brush=colour("bar.strong"))
                 self.plot.addItem(self.bars)
         if s.get("error"):
-            lines.append(f"<span style='color:#b91c1c'>{s['error']}</span>")
+            lines.append(span("error", s["error"]))
         self.stats.setText("<br>".join(lines))
 
     def _resume(self) -> None:

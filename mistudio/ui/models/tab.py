@@ -9,11 +9,13 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget, QL
 
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
+from mistudio.ui.kit.background import wait_until
 from mistudio.ui.models.cards import (FAILURE_ROLE, RECORD_ROLE, ModelCardDelegate,
                                       failure_line, save_failure)
 from mistudio.ui.models.extract_panel import ExtractionPanel
 from mistudio.ui.models.inspector import ArchitectureInspector
 from mistudio.ui.models.sets_panel import ActivationSetsPanel
+from mistudio.ui.kit.palette import colour, css
 
 def model_card_text(rec, failure: dict | None = None) -> str:
     params = f"{rec.n_params / 1e6:.1f}M params" if rec.n_params else ""
@@ -53,7 +55,8 @@ class ModelsTab(QWidget):
         self.models_list.setUniformItemSizes(False)  # a card with a failed save is taller
         self.models_list.setResizeMode(QListWidget.ResizeMode.Adjust)  # cards follow the width
         self.models_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.models_list.setStyleSheet("QListWidget { background: #f9fafb; border: none; }")
+        self.models_list.setStyleSheet(
+            f"QListWidget {{ background: {colour('surface.list')}; border: none; }}")
         self.models_list.currentItemChanged.connect(lambda cur, _p: self._select(cur))
         ll.addWidget(self.models_list, 1)
         row = QHBoxLayout()
@@ -74,7 +77,7 @@ class ModelsTab(QWidget):
         ll.addLayout(row)
         self.message = QLabel("")
         self.message.setWordWrap(True)
-        self.message.setStyleSheet("color: #b91c1c;")
+        self.message.setStyleSheet(css("error"))
         ll.addWidget(self.message)
         split.addWidget(left)
 
@@ -183,7 +186,7 @@ class ModelsTab(QWidget):
                                                       "interrupted"):
             del self._saving[job_id]
             if payload["status"] == "completed":
-                self.message.setStyleSheet("color: #374151;")
+                self.message.setStyleSheet(css("text"))
                 self.message.setText(f"Saved the {quantization} copy: Extract activations "
                                      "offers it as a model precision.")
             elif payload["status"] == "failed":
@@ -265,7 +268,7 @@ class ModelsTab(QWidget):
                         device=device)
         if job is not None:
             self._saving[job.id] = quantization
-            self.message.setStyleSheet("color: #374151;")
+            self.message.setStyleSheet(css("text"))
             self.message.setText(f"Saving a {quantization} copy ({job.title})...")
         return job
 
@@ -279,7 +282,7 @@ class ModelsTab(QWidget):
                                  failure["device"])
 
     def show_message(self, text: str) -> None:
-        self.message.setStyleSheet("color: #b91c1c;")
+        self.message.setStyleSheet(css("error"))
         self.message.setText(text)
 
     def rename_selected(self, name: str | None = None):
@@ -312,34 +315,19 @@ class ModelsTab(QWidget):
         if self.models_list.count():
             self.models_list.setCurrentRow(0)
         self.tabs.setCurrentWidget(self.inspector)
-        _wait_until(self.inspector.is_filled, 90)
+        wait_until(self.inspector.is_filled, 90)
         yield "architecture", None
         self.inspector.hook_filter.setText("resid_post")
         yield "architecture-hooks-filtered", None
         self.inspector.hook_filter.clear()
         self.tabs.setCurrentWidget(self.extract)
-        _wait_until(self.extract.precision.is_ready, 60)  # not "Estimating memory..."
+        wait_until(self.extract.precision.is_ready, 60)  # not "Estimating memory..."
         yield "extract", None
         self.tabs.setCurrentWidget(self.sets)
         if self.sets.model.rowCount() and self.sets.selected() is None:
             self.sets.view.selectRow(0)
         yield "activation-sets", None
         self.tabs.setCurrentWidget(self.inspector)
-
-
-def _wait_until(condition, timeout_s: float) -> bool:
-    """Process events until ``condition()`` (bounded); for screenshots, not for the GUI."""
-    import time
-
-    from PySide6.QtWidgets import QApplication
-
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        QApplication.processEvents()
-        time.sleep(0.02)
-    return True
 
 
 if __name__ == "__main__":  # preview: python -m mistudio.ui.models.tab [model folder]

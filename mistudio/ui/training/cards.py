@@ -7,12 +7,9 @@ from PySide6.QtWidgets import (QCheckBox, QFrame, QHBoxLayout, QLabel, QMenu, QP
                                QPushButton, QScrollArea, QSizePolicy, QToolButton, QVBoxLayout,
                                QWidget)
 
-STATUS_COLORS = {
-    "queued": "#6c757d", "running": "#0d6efd", "paused": "#b8860b", "completed": "#198754",
-    "failed": "#dc3545", "cancelled": "#6c757d", "interrupted": "#d9480f",
-    "resumed": "#6c757d",
-    "extracting": "#6f42c1",  # an extract-then-train workflow's first step
-}
+from mistudio.ui.kit.labels import StatusChip, hint_label
+from mistudio.ui.kit.palette import colour, css
+
 ACTIVE_STATUSES = ("queued", "running", "paused", "extracting")
 #: Badge texts; "can resume" only where a checkpoint exists (``can_resume``), since an
 #: interruption before the first checkpoint leaves nothing to resume from.
@@ -64,7 +61,7 @@ class JobCard(QFrame):
         self.title = QLabel(f"<b>{title}</b>")
         self.title.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.title.setWordWrap(True)  # a long name must not widen every card
-        self.badge = QLabel()
+        self.badge = StatusChip()
         self.badge.setObjectName("badge")
         self.compare_box = QCheckBox("Compare")
         self.compare_box.setToolTip("Overlay this run on the charts")
@@ -77,10 +74,8 @@ class JobCard(QFrame):
         self.stats.setObjectName("stats")
         self.metrics = QLabel("")
         self.metrics.setObjectName("metrics")
-        self.metrics.setStyleSheet("color: #444")
-        self.message = QLabel("")
-        self.message.setWordWrap(True)
-        self.message.setStyleSheet("color: #666; font-size: 8pt")
+        self.metrics.setStyleSheet(css("text.secondary"))
+        self.message = hint_label()
 
         self.pause_btn = QPushButton("Pause")
         self.pause_btn.clicked.connect(self._pause_or_resume)
@@ -127,8 +122,11 @@ class JobCard(QFrame):
         super().mousePressEvent(event)
 
     def set_selected(self, on: bool) -> None:
-        self.setStyleSheet(f"JobCard {{ border: {'2px solid #0d6efd' if on else '1px solid #ccc'};"
-                           f" border-radius: 6px; background: {'#f0f6ff' if on else 'white'}; }}")
+        border = f"2px solid {colour('border.selected')}" if on else \
+            f"1px solid {colour('border.card')}"
+        background = colour("surface.selected" if on else "surface")
+        self.setStyleSheet(f"JobCard {{ border: {border}; border-radius: 6px; "
+                           f"background: {background}; }}")
 
     def _pause_or_resume(self) -> None:
         self.action.emit("resume" if self.status == "paused" else "pause", self.job_id)
@@ -137,10 +135,7 @@ class JobCard(QFrame):
                    pausable: bool = True) -> None:
         self.status = status
         self.can_resume = can_resume
-        color = STATUS_COLORS.get(status, "#6c757d")
-        self.badge.setText(STATUS_TEXT.get((status, can_resume), status))
-        self.badge.setStyleSheet(f"background: {color}; color: white; border-radius: 7px; "
-                                 "padding: 1px 8px; font-size: 8pt")
+        self.badge.set_status(status, STATUS_TEXT.get((status, can_resume), status))
         active = status in ACTIVE_STATUSES
         self.pause_btn.setVisible(status in ("running", "paused") and pausable)
         self.pause_btn.setText("Continue" if status == "paused" else "Pause")

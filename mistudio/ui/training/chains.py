@@ -1,4 +1,4 @@
-"""Cards of extract-then-train workflows in the Training tab (``mistudio.workflows``).
+"""Cards of extract-then-train workflows in the Training tab (``mistudio.app.workflows``).
 
 A workflow has a card of its own while it extracts (progress of the extraction job), and
 when it stops short of training (failed, cancelled, interrupted: the card says which step
@@ -14,7 +14,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from mistudio.ui.training.cards import JobCard
-from mistudio.workflows import (CANCELLED, EXTRACTING, FAILED, INTERRUPTED, ExtractThenTrain,
+from mistudio.app.workflows import (CANCELLED, EXTRACTING, FAILED, INTERRUPTED, ExtractThenTrain,
                                 workflows_of)
 
 CARD_STATUS = {EXTRACTING: "extracting", FAILED: "failed", CANCELLED: "cancelled",
@@ -61,7 +61,7 @@ class ChainCards(QObject):
             self._show(chain)
 
     def refresh(self, chain_id: str) -> None:
-        chain = self.workflows.repo.get(chain_id)
+        chain = self.workflows.find(chain_id)
         if chain is None or not chain.open:
             was_selected = self.tab.selected == chain_id
             self._drop(chain_id)
@@ -86,10 +86,10 @@ class ChainCards(QObject):
             card.selected.connect(self.tab.select)
             self.tab.cards.add_card(card)
             self.tab.empty.setVisible(False)
-        job = self.studio.jobs_repo.get(chain.extraction_job_id) if chain.extraction_job_id \
+        job = self.studio.jobs.find(chain.extraction_job_id) if chain.extraction_job_id \
             else None
         if chain.status == EXTRACTING:
-            message = (f"Step 1 of 2: extracting {chain.hook_point} of {chain.model_name}. "
+            message = (f"Step 1 of 2: extracting {chain.hook_name} of {chain.model_name}. "
                        "The training starts when the extraction completes.")
             if job is not None and job.status == "completed":
                 message = "Extraction done; starting the training…"
@@ -159,7 +159,7 @@ class ChainCards(QObject):
         panel = tab.new_training
         panel.load_config({**chain.config, "name": f"{chain.title} copy"})
         panel.extract_first().select(model=chain.model_id, tokenization=chain.tokenization,
-                                     hook_point=chain.hook_point,
+                                     hook_name=chain.hook_name,
                                      tokens=chain.extraction.get("max_tokens", 0))
 
     def delete(self, chain_id: str, *, confirm: bool = False) -> bool:

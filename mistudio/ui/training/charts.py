@@ -21,12 +21,13 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, Q
                                QLabel, QMessageBox, QPushButton, QScrollArea, QSlider,
                                QToolButton, QVBoxLayout, QWidget)
 
+from mistudio.ui.kit.chart_legend import ChartLegend
+from mistudio.ui.kit.palette import SERIES, colour, css
 from mistudio.ui.training.series import EmaSmoother, RunMetrics, write_metrics_csv
 
 REDRAW_MS = 120
 CHART_HEIGHT = 260
-RUN_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-              "#17becf", "#bcbd22", "#7f7f7f"]
+RUN_COLORS = list(SERIES)
 METRIC_STYLES = [Qt.SolidLine, Qt.DashLine, Qt.DotLine, Qt.DashDotLine, Qt.DashDotDotLine]
 X_MODES = (("step", "Step"), ("tokens", "Tokens"), ("time", "Time (s)"))
 
@@ -55,6 +56,10 @@ CHART_SPECS: tuple[ChartSpec, ...] = (
 )
 # Series that are axes or bookkeeping, never charts of their own.
 NOT_CHARTED = {"tokens", "step", "epoch"}
+# Families of series that share one chart: (name prefix, title, help).
+GROUPED = (("inner_mse_loss_", "Matryoshka prefix MSE",
+            "Reconstruction MSE from the first W latents, one curve per inner width W; "
+            "the full SAE's is in Loss (mse)."),)
 
 
 @dataclass
@@ -91,9 +96,9 @@ class MetricChart(QWidget):
         item.showGrid(x=True, y=True, alpha=0.25)
         item.setDownsampling(auto=True, mode="peak")
         item.setClipToView(True)
-        self.legend = item.addLegend(offset=(-5, 5), labelTextSize="8pt", labelTextColor="#222",
-                                     brush=pg.mkBrush(255, 255, 255, 190))
-        self.vline = pg.InfiniteLine(angle=90, pen=pg.mkPen("#888", style=Qt.DashLine))
+        # Above the plot, not in it: a floating legend covers the curves under its corner.
+        self.legend = ChartLegend()
+        self.vline = pg.InfiniteLine(angle=90, pen=pg.mkPen(colour("guide"), style=Qt.DashLine))
         self.vline.setVisible(False)
         item.addItem(self.vline, ignoreBounds=True)
 
@@ -109,7 +114,7 @@ class MetricChart(QWidget):
         self.readout = QLabel(" ")
         self.readout.setObjectName("readout")
         self.readout.setTextFormat(Qt.RichText)
-        self.readout.setStyleSheet("color: #444; font-size: 8pt")
+        self.readout.setStyleSheet(css("text.secondary", "font-size: 8pt"))
         header = QHBoxLayout()
         header.addWidget(self.title)
         header.addStretch(1)
@@ -118,6 +123,7 @@ class MetricChart(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(header)
+        lay.addWidget(self.legend)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.readout)
 
@@ -169,7 +175,8 @@ class MetricChart(QWidget):
                     self.plot.getPlotItem().addItem(raw)
                     self.plot.getPlotItem().addItem(smooth)
                     entry = self.curves[key] = {"raw": raw, "smooth": smooth, "version": None,
-                                                "label": label}
+                                                "label": label, "color": color,
+                                                "style": style}
                 stamp = (run.version, options.key(), self.log_y, label)
                 if not force and entry["version"] == stamp:
                     continue
@@ -203,10 +210,11 @@ class MetricChart(QWidget):
             entry = self.curves.pop(key)
             self.plot.getPlotItem().removeItem(entry["raw"])
             self.plot.getPlotItem().removeItem(entry["smooth"])
-        # Past a handful of curves the legend hides the plot; the hover readout names them.
-        show_legend = len(self.curves) <= 6
-        if self.legend.isVisible() != show_legend:
-            self.legend.setVisible(show_legend)
+        # One run: its metrics name the lines (the run is the selected card); several: both.
+        one_run = len({job_id for job_id, _m in self.curves}) == 1
+        self.legend.set_entries([(metric if one_run and n_metrics > 1 else e["label"],
+                                  e["color"], e["style"])
+                                 for (_job, metric), e in self.curves.items()])
         vb = self.plot.getPlotItem().getViewBox()
         y_auto = vb.autoRangeEnabled()[1]
         want = 0.98 if options.ignore_outliers else 1.0
@@ -344,7 +352,7 @@ class TrainingCharts(QWidget):
 
         self.empty = QLabel("Select a training to see its charts. Tick several to compare them.")
         self.empty.setAlignment(Qt.AlignCenter)
-        self.empty.setStyleSheet("color: #777; padding: 24px")
+        self.empty.setStyleSheet(css("text.muted", "padding: 24px"))
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 0, 0, 0)
@@ -443,14 +451,32 @@ class TrainingCharts(QWidget):
         charted = {m for c in self.charts.values() for m in c.spec.metrics}
         added = 0
         for run in views:
-            for name in run.names():
+            names = run.names()
+            for name in names:
                 if name not in charted and name not in NOT_CHARTED:
                     if limit is not None and added >= limit:
                         return added
-                    self._add_chart(ChartSpec(name.replace("_", " ").capitalize(), (name,)))
-                    charted.add(name)
+                    spec = self._grouped_spec(name, names, charted)
+                    if spec is None:
+                        spec = ChartSpec(name.replace("_", " ").capitalize(), (name,))
+                    if spec.title in self.charts:  # a family's chart takes a new member
+                        self.charts[spec.title].spec = spec
+                    else:
+                        self._add_chart(spec)
+                    charted.update(spec.metrics)
                     added += 1
         return added
+
+    @staticmethod
+    def _grouped_spec(name: str, names, charted: set) -> ChartSpec | None:
+        """The one chart of a family of series (Matryoshka's per-prefix losses), with all
+        of the family's names seen so far."""
+        for prefix, title, help_text in GROUPED:
+            if name.startswith(prefix):
+                family = sorted({n for n in [*names, *charted] if n.startswith(prefix)},
+                                key=lambda n: (len(n), n))
+                return ChartSpec(title, tuple(family), help=help_text)
+        return None
 
     def _on_options(self) -> None:
         self.options.x_mode = self.x_combo.currentData()

@@ -1,7 +1,7 @@
 """The "Extract first" part of the New training page: model, tokenization, hook point, tokens.
 
 Chosen instead of an activation set when there is none yet: Start then queues the
-extraction and, when it completes, the training (``mistudio.workflows``). The width and
+extraction and, when it completes, the training (``mistudio.app.workflows``). The width and
 (at most) the number of tokens are known before extracting, so the form below validates
 and estimates as it does for an existing activation set.
 """
@@ -9,11 +9,13 @@ and estimates as it does for an existing activation set.
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel, QLineEdit, QWidget
+from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLineEdit, QWidget
 
 from mistudio.models.hooks import HOOK_LABELS
 from mistudio.paths import human_bytes
 from mistudio.ui.training.form import parse_number
+from mistudio.ui.kit.palette import span
+from mistudio.ui.kit.labels import hint_label
 
 DEFAULT_TOKENS = "1M"
 
@@ -38,15 +40,15 @@ class ExtractFirstBox(QGroupBox):
         self.tokens_edit = QLineEdit(DEFAULT_TOKENS)
         self.tokens_edit.setToolTip("How many tokens to extract (at most the tokenization's). "
                                     "Accepts 2e6, 2M, 500k; 0 takes all.")
-        self.info = QLabel()
-        self.info.setWordWrap(True)
-        self.info.setStyleSheet("color: #555; font-size: 8pt")
+        self.info = hint_label()
         form = QFormLayout(self)
         form.addRow("Model", self.model_combo)
         form.addRow("Tokenized dataset", self.tok_combo)
         form.addRow("Hook point", self.hook_combo)
         form.addRow("Tokens to extract", self.tokens_edit)
         form.addRow(self.info)
+        self._form = form
+        self.on_the_fly = False
         self.model_combo.currentIndexChanged.connect(self._on_model)
         self.tok_combo.currentIndexChanged.connect(self._emit)
         self.hook_combo.currentIndexChanged.connect(self._emit)
@@ -81,7 +83,7 @@ class ExtractFirstBox(QGroupBox):
                 self._summary = self.studio.models.inspect(model_id)
                 hooks = self.studio.models.hook_points(model_id)
             except Exception as exc:  # noqa: BLE001 - shown under the form
-                self.info.setText(f"<span style='color:#b02a37'>{exc}</span>")
+                self.info.setText(span("error", str(exc)))
         self._fill_tokenizations(model_id)
         current = self.hook_combo.currentData()
         self.hook_combo.blockSignals(True)
@@ -124,17 +126,25 @@ class ExtractFirstBox(QGroupBox):
         self.tok_combo.setCurrentIndex(max(0, i))
         self.tok_combo.blockSignals(False)
 
-    def select(self, *, model: str = "", tokenization: str = "", hook_point: str = "",
+    def select(self, *, model: str = "", tokenization: str = "", hook_name: str = "",
                tokens: int | str | None = None) -> None:
         """Choose values (tests, a duplicated workflow)."""
         if model:
             self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(model)))
         if tokenization:
             self.tok_combo.setCurrentIndex(max(0, self.tok_combo.findData(tokenization)))
-        if hook_point:
-            self.hook_combo.setCurrentIndex(max(0, self.hook_combo.findData(hook_point)))
+        if hook_name:
+            self.hook_combo.setCurrentIndex(max(0, self.hook_combo.findData(hook_name)))
         if tokens is not None:
             self.tokens_edit.setText(str(tokens))
+        self._emit()
+
+    def set_on_the_fly(self, on: bool) -> None:
+        """The same choices for training on the fly: no extraction, so no token count
+        (every token of the tokenization; epochs run the model again)."""
+        self.on_the_fly = bool(on)
+        self.setTitle("Train on the fly" if on else "Extract first")
+        self._form.setRowVisible(self.tokens_edit, not on)
         self._emit()
 
     # ------------------------------------------------------------------ values
@@ -155,25 +165,30 @@ class ExtractFirstBox(QGroupBox):
     def expected_rows(self) -> int | None:
         """At most this many activation rows (the tokenization may hold fewer)."""
         available = self._tokens.get(self.tok_combo.currentData() or "")
+        if self.on_the_fly:
+            return available
         wanted = self.max_tokens()
         if available is None or wanted is None:
             return None
         return min(wanted, available) if wanted else available
 
     def settings(self) -> tuple[dict, list[str]]:
-        """``{model, tokenization, hook_point, max_tokens}`` and what is missing or wrong."""
+        """``{model, tokenization, hook_name, max_tokens}`` and what is missing or wrong."""
         problems = []
         values = {"model": self.model_combo.currentData() or "",
                   "tokenization": self.tok_combo.currentData() or "",
-                  "hook_point": self.hook_combo.currentData() or "",
+                  "hook_name": self.hook_combo.currentData() or "",
                   "max_tokens": self.max_tokens()}
+        what = "Train on the fly" if self.on_the_fly else "Extract first"
         if not values["model"]:
-            problems.append("Extract first: choose a model (add one in the Models tab).")
+            problems.append(f"{what}: choose a model (add one in the Models tab).")
         elif not values["tokenization"]:
-            problems.append("Extract first: tokenize a dataset with this model's tokenizer "
+            problems.append(f"{what}: tokenize a dataset with this model's tokenizer "
                             "in the Datasets tab.")
-        elif not values["hook_point"]:
-            problems.append("Extract first: choose a hook point.")
+        elif not values["hook_name"]:
+            problems.append(f"{what}: choose a hook point.")
+        if self.on_the_fly:
+            return values, problems
         if values["max_tokens"] is None:
             problems.append(f"Tokens to extract: '{self.tokens_edit.text()}' is not a whole "
                             "number (e.g. 500k, 2M; 0 takes all).")
@@ -186,6 +201,11 @@ class ExtractFirstBox(QGroupBox):
         if not rows or not d:
             if self._summary is not None:
                 self.info.setText("")
+            return
+        if self.on_the_fly:
+            self.info.setText(f"{rows:,} tokens per epoch × width {d}, computed as training "
+                              "goes: nothing on disk; memory holds the shuffle buffer "
+                              "(about 2 × its size × the width).")
             return
         self.info.setText(f"Up to {rows:,} tokens × width {d} (float32) ≈ "
                           f"{human_bytes(rows * d * 4)} on disk; the training starts when "

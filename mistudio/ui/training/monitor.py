@@ -15,6 +15,8 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QVBoxLayout, QW
 
 from mistudio.hardware_monitor import ResourceSample, ResourceSampler
 from mistudio.paths import human_bytes
+from mistudio.ui.kit.chart_legend import ChartLegend
+from mistudio.ui.kit.palette import SERIES, css
 
 HISTORY = 120  # samples (2 minutes at 1 Hz)
 
@@ -40,7 +42,7 @@ class ResourceMonitor(QWidget):
         self.device_label.setObjectName("device")
         self.note = QLabel()
         self.note.setWordWrap(True)
-        self.note.setStyleSheet("color: #8a6d00")
+        self.note.setStyleSheet(css("note"))
         grid = QGridLayout()
         self.bars: dict[str, QProgressBar] = {}
         self.values: dict[str, QLabel] = {}
@@ -72,20 +74,18 @@ class ResourceMonitor(QWidget):
         self.plot.getPlotItem().setLabel("left", "%")
         self.plot.getPlotItem().setLabel("bottom", "seconds ago")
         self.plot.setXRange(-HISTORY, 0, padding=0)
-        self.plot.getPlotItem().addLegend(offset=(5, 5), labelTextColor="#222",
-                                          labelTextSize="7pt")
-        self.curves = {
-            "cpu": self.plot.plot(pen=pg.mkPen("#1f77b4", width=2), name="CPU"),
-            "ram": self.plot.plot(pen=pg.mkPen("#2ca02c", width=2), name="RAM"),
-        }
+        lines = [("cpu", "CPU", SERIES[0]), ("ram", "RAM", SERIES[2])]
         if self.sampler.has_gpu:
-            self.curves["gpu"] = self.plot.plot(pen=pg.mkPen("#d62728", width=2), name="GPU")
-            self.curves["gpu_mem"] = self.plot.plot(pen=pg.mkPen("#ff7f0e", width=2),
-                                                    name="GPU mem")
+            lines += [("gpu", "GPU", SERIES[3]), ("gpu_mem", "GPU mem", SERIES[1])]
+        self.curves = {key: self.plot.plot(pen=pg.mkPen(pen, width=2))
+                       for key, _name, pen in lines}
+        self.legend = ChartLegend()  # above the plot: a legend inside it covers the curves
+        self.legend.set_entries([(name, pen, Qt.SolidLine) for _k, name, pen in lines])
         lay = QVBoxLayout(self)
         lay.addWidget(self.device_label)
         lay.addWidget(self.note)
         lay.addLayout(grid)
+        lay.addWidget(self.legend)
         lay.addWidget(self.plot)
         lay.addStretch(1)
 

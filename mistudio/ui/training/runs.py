@@ -8,7 +8,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGroupBox, QHBoxLay
                                QHeaderView, QLabel, QSplitter, QTableView, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
-from mistudio.ui.training.run_table import RunRow, diff_settings, format_setting
+from mistudio.app.runs import RunRow
+from mistudio.ui.training.run_table import diff_settings, format_setting
+from mistudio.ui.kit.palette import css
+from mistudio.ui.kit.labels import hint_label
 
 COLUMNS = ("Run", "Status", "Arch.", "Latents", "Sparsity", "lr", "Tokens",
            "EV best", "EV last", "L0 best", "L0 last", "MSE best", "MSE last",
@@ -148,12 +151,12 @@ class RunsView(QWidget):
         box_lay.addLayout(top)
         box_lay.addWidget(self.diff_table, 1)
 
-        hint = QLabel("Click a header to sort. Select two runs (Ctrl+click) to compare their "
-                      "settings; double-click a run to open its charts.")
-        hint.setStyleSheet("color: #666")
+        hint = hint_label("Click a header to sort. Select two runs (Ctrl+click) to compare "
+                          "their settings; double-click a run to open its charts.",
+                          small=False, wrap=False)
         self.error = QLabel()  # a load that failed; the table keeps its last rows
         self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #b91c1c")
+        self.error.setStyleSheet(css("error"))
         self.error.setVisible(False)
         split = QSplitter(Qt.Vertical)
         split.addWidget(self.table)

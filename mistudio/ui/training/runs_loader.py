@@ -1,6 +1,6 @@
 """The Runs table's rows, computed off the GUI thread.
 
-Summarizing every training (its jobs re-read from the store, the best/last of its key
+Summarizing every training (``studio.runs``: its jobs re-read, the best/last of its key
 metrics aggregated by SQLite) takes ~0.1-0.5 s with a few dozen long runs; on the GUI
 thread that froze the window each time the Runs page was shown and every 2 s while it
 stayed live. :class:`RunsLoader` runs :func:`compute_run_rows` on one worker thread (one
@@ -19,35 +19,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PySide6.QtCore import QObject, Signal
 
-from mistudio.store.jobs_repo import ACTIVE
 
 
 def compute_run_rows(studio, jobs_by_key: dict[str, list], cache: dict, records_fn=None,
                      cancelled=lambda: False) -> tuple[list, dict]:
-    """(rows, new cache) for the Runs table: every training in ``jobs_by_key`` (key -> its
-    JobRecords, oldest first), re-read from the store. ``cache`` maps a key to (its jobs
-    and statuses, rows) from an earlier call: a finished training's rows are reused.
-    Any thread (it uses that thread's own connection to the store)."""
-    from mistudio.ui.training.run_table import summarize
-
+    """(rows, new cache) for the Runs table (``studio.runs.rows``), the training records
+    read first through ``records_fn``. Any thread."""
     try:
         records = {r.id: r for r in records_fn()} if records_fn is not None else {}
     except Exception:  # the engine's service may be missing
         records = {}
-    rows, new_cache = [], {}
-    for key, jobs in jobs_by_key.items():
-        if cancelled():
-            break
-        jobs = [studio.jobs_repo.get(j.id) or j for j in jobs]
-        signature = tuple((j.id, j.status) for j in jobs)
-        hit = cache.get(key)
-        if hit is not None and hit[0] == signature and jobs[-1].status not in ACTIVE:
-            new_cache[key] = hit  # a finished training's numbers do not change
-        else:
-            new_cache[key] = (signature, summarize(key, jobs, records.get(key),
-                                                   studio.store.db))
-        rows += new_cache[key][1]
-    return rows, new_cache
+    return studio.runs.rows(jobs_by_key, cache, records, cancelled)
 
 
 class RunsLoader(QObject):

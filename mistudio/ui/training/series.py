@@ -109,7 +109,7 @@ class RunMetrics:
         self.version += 1
 
     def add_stored_rows(self, rows: Iterable[dict]) -> None:
-        """Rows of ``jobs_repo.metrics(job_id)``: {step, name, value, t}, any order."""
+        """Rows of ``studio.jobs.metrics(job_id)``: {step, name, value, t}, any order."""
         rows = list(rows)
         if not rows:
             return
