@@ -128,7 +128,9 @@ while [ $i -lt 120 ]; do
     sleep 1; i=$((i + 1))
 done
 sleep 5
-xwininfo -root -tree | grep -q "$WAIT_FOR" && xwd -root -silent > "/tmp/shot-$USER.xwd"
+# the app's top-level window (no window manager runs, so no frame around it)
+id=$(xwininfo -root -tree | grep "$WAIT_FOR" | head -1 | awk '{print $1}')
+[ -n "$id" ] && xwd -id "$id" -silent > "/tmp/shot-$USER.xwd"
 kill $app 2>/dev/null
 wait $app 2>/dev/null
 true
