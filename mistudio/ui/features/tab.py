@@ -26,6 +26,7 @@ from mistudio.ui.features.picker import AnalysisPicker
 from mistudio.ui.features.prompt_view import PromptView
 from mistudio.ui.features.state import FeaturesState
 from mistudio.ui.features.table_panel import FeatureTablePanel
+from mistudio.ui.kit import palette
 
 ANALYZE_KIND = "features.analyze"
 MAP_KIND = "features.map"
@@ -59,7 +60,7 @@ class FeaturesTab(QWidget):
         self.export_btn.setMenu(self.exports.menu())
         self.message = QLabel()
         self.message.setWordWrap(True)
-        self.message.setStyleSheet("color: #8a1c1c")
+        self.message.setStyleSheet(palette.css("error"))
 
         self.table = FeatureTablePanel()
         self.table.feature_activated.connect(self.open_feature)
@@ -139,8 +140,8 @@ class FeaturesTab(QWidget):
         self.show_message(text, "error")
 
     def show_message(self, text: str, kind: str = "info") -> None:
-        colour = {"error": "#8a1c1c", "done": "#1c5a1c"}.get(kind, "#555")
-        self.message.setStyleSheet(f"color: {colour}")
+        role = {"error": "error", "done": "success"}.get(kind, "text.muted")
+        self.message.setStyleSheet(palette.css(role))
         self.message.setText(text)
         self.message.setVisible(bool(text))
 
