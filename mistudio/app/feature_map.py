@@ -10,7 +10,7 @@ from mistudio.feature_map.clustering import check_size, cluster_order, decoder_c
 from mistudio.jobs.queue import JobQueue
 from mistudio.paths import DataPaths
 from mistudio.sae.repository import SAERecord, SAEsRepo
-from mistudio.store.jobs_repo import JobRecord
+from mistudio.jobs.repository import JobRecord
 
 JOB_KIND = "features.map"
 
