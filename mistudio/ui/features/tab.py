@@ -41,7 +41,10 @@ class FeaturesTab(QWidget):
         self.studio = studio
         self.bridge = bridge
         self.state = FeaturesState()
-        self.calls = BackgroundCalls(self)
+        self.calls = BackgroundCalls(self)  # quick reads: the table, a feature, lists, maps
+        # slow work (an ablation loads the model; an export writes many files) has its own
+        # thread, so clicking through features stays quick meanwhile
+        self.slow_calls = BackgroundCalls(self, name="features-slow")
         self.bundle: loaders.TableBundle | None = None
         self.lists: list = []
         self.list_members: dict[str, np.ndarray] = {}
@@ -440,7 +443,7 @@ class FeaturesTab(QWidget):
             self.detail.ablation_note.setText("")
             self.show_error(msg)
 
-        self.calls.call("ablate", lambda: self.studio.features.ablate(sae_id, f, fa_id),
+        self.slow_calls.call("ablate", lambda: self.studio.features.ablate(sae_id, f, fa_id),
                         done, failed)
 
     # ================================================================== map & heatmap
@@ -523,6 +526,7 @@ class FeaturesTab(QWidget):
     def shutdown(self) -> None:
         self.detail.flush_edits()
         self.calls.close()
+        self.slow_calls.close()
         self.prompt.shutdown()
 
 
