@@ -122,6 +122,9 @@ class MainWindow(QMainWindow):
         open_dir.triggered.connect(
             lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.studio.paths.root))))
         file_menu.addAction(open_dir)
+        self.storage_action = QAction("S&torage...", self)
+        self.storage_action.triggered.connect(self.open_storage)
+        file_menu.addAction(self.storage_action)
         file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -144,6 +147,13 @@ class MainWindow(QMainWindow):
         from mistudio.ui.settings_dialog import SettingsDialog
 
         dlg = SettingsDialog(self.studio, self)
+        dlg.open()
+        return dlg
+
+    def open_storage(self):
+        from mistudio.ui.storage_dialog import StorageDialog
+
+        dlg = StorageDialog(self.studio, self)
         dlg.open()
         return dlg
 
