@@ -157,6 +157,7 @@ class TemplatesState:
                 help_ = info.help + (f" {info.auto}." if info.auto else "")
                 out.append(EditorField(key, label, help_, value_text(values.get(key)),
                                        value_text(getattr(defaults, key))))
+            out.sort(key=lambda f: f.key not in values)  # what the template sets comes first
             return out
         if card.kind == "extraction":
             return [EditorField(k, k.replace("_", " ").capitalize(), EXTRACTION_HELP.get(k, ""),

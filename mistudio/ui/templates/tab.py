@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog,
+                               QLayout,
                                QLabel, QLineEdit, QListWidget, QListWidgetItem, QPlainTextEdit,
                                QPushButton, QScrollArea, QSplitter, QStyledItemDelegate,
                                QVBoxLayout, QWidget)
@@ -63,6 +64,7 @@ class TemplatesTab(QWidget):
         self.cards = QListWidget()
         self.cards.setItemDelegate(TemplateCardDelegate(self.cards))
         self.cards.setSpacing(2)
+        self.cards.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.cards.currentItemChanged.connect(self._on_selected)
         self.cards.itemDoubleClicked.connect(lambda _i: self.use())
 
@@ -211,8 +213,12 @@ class TemplatesTab(QWidget):
 
     def _show_selected(self) -> None:
         self.error.setText("")
-        while self.fields_form.rowCount():
-            self.fields_form.removeRow(0)
+        # a fresh form per template: rows removed and re-added in place keep stale heights
+        self.fields_box = QWidget()
+        self.fields_form = QFormLayout(self.fields_box)
+        # the scroll area must scroll, not squeeze the rows below their height
+        self.fields_form.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
+        self._scroll.setWidget(self.fields_box)
         self.editors.clear()
         card = None
         if self.state.selected is not None:
