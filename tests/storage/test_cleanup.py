@@ -71,3 +71,22 @@ def test_tmp_is_left_alone_while_a_job_is_live(studio, monkeypatch):
     assert plan.items == []
     assert "job_gui" in plan.kept[0].reason
     assert (root / "tmp" / "part.bin").exists()
+
+
+def test_cli_clean_dry_run_then_real(studio, capsys):
+    import json
+
+    from mistudio.cli import main
+
+    root = studio.paths.root
+    ghost = root / "features" / "fa_ghost"
+    ghost.mkdir()
+    (ghost / "x.bin").write_bytes(os.urandom(64_000))
+    studio.close(timeout=5)  # the CLI opens its own
+    assert main(["--data-dir", str(root), "storage", "clean", "--dry-run", "--json"]) == 0
+    dry = json.loads(capsys.readouterr().out)
+    assert [i["where"] for i in dry["items"]] == [str(ghost)]
+    assert dry["bytes"] == _du(ghost) and ghost.exists()
+    assert main(["--data-dir", str(root), "storage", "clean"]) == 0
+    out = capsys.readouterr().out
+    assert f"deleted  orphan folder {ghost}" in out and not ghost.exists()
