@@ -110,7 +110,11 @@ def extraction(model_dir: Path, tok_dir: Path, out: Path, args, device: str) -> 
               "device": device, "model_dtype": args.dtype, "store_dtype": args.store_dtype,
               "batch_size": args.batch, "skip_bos": False, "max_tokens": 0}
     result = run(params, JobContext.standalone(out / "job"))
+    TIMINGS.append(result["timing"])
     return result["tokens_per_s"]
+
+
+TIMINGS: list[dict] = []  # each extraction run's breakdown (forward, waits, last write)
 
 
 def torch_version() -> str:
@@ -193,6 +197,13 @@ def main() -> int:
             print(f"pair {i + 1:>2} ({order[0]} first): bare {got['bare']:>12,.0f} tokens/s   "
                   f"extraction {got['ext']:>12,.0f} tokens/s   ratio {ratios[-1]:.3f}",
                   flush=True)
+        runs = TIMINGS[-args.pairs:]
+        part = {k: float(np.median([t[k] / t["total_s"] for t in runs]))
+                for k in ("forward_s", "buffer_wait_s", "final_write_s")}
+        print(f"extraction time (median share): forward {part['forward_s']:.1%}, waiting for "
+              f"a free buffer {part['buffer_wait_s']:.1%}, last shard write "
+              f"{part['final_write_s']:.1%}, the rest (selection, casts, hand-off) "
+              f"{1 - sum(part.values()):.1%}")
         r = np.array(ratios)
         q1, med, q3 = np.percentile(r, [25, 50, 75])
         print(f"bare forward stopped at layer {args.layer}: median {np.median(bases):>12,.0f} "

@@ -31,7 +31,7 @@ METRICS = ("loss", "mse", "explained_variance", "l0", "l1", "aux_loss", "sparsit
 def build_store(n_runs: int, n_steps: int):
     from mistudio.secrets_test_support import MemorySecrets
     from mistudio.store.db import now_iso
-    from mistudio.store.jobs_repo import JobRecord
+    from mistudio.jobs.repository import JobRecord
     from mistudio.studio import Studio
 
     studio = Studio(tempfile.mkdtemp(prefix="runs-bench-"), secrets=MemorySecrets(),

@@ -16,6 +16,11 @@ show the sparse kernels; see docs/sae-engine.md, "ReLU and JumpReLU: sparse kern
     python benchmarks/sae_train_bench.py --threads 1 --size full --target-l0 100 --steps 2
     python benchmarks/sae_train_bench.py --threads 1 --crossover 25,100,400,800,1200
 
+Matryoshka BatchTopK against BatchTopK at the same width (this engine; the step-time ratio
+the issue bounds at 1.3x; levels d_sae/16, d_sae/4, d_sae unless --widths):
+
+    python benchmarks/sae_train_bench.py --threads 1 --arch matryoshka --steps 20
+
 Sizes: ``full`` = d_in 768, d_sae 24576, k 32, batch 4096; ``small`` = d_in 256, d_sae 4096,
 k 32, batch 1024 (the CPU default: the full size takes minutes per SAELens step on 2 cores).
 SAELens and sparsify are benchmark-only dependencies (``pip install sae-lens eai-sparsify``,
@@ -77,8 +82,9 @@ def time_interleaved(steps: dict, batches, warmup, device, chunk: int = 5) -> di
 # ---------------------------------------------------------------------- this engine
 
 
-def run_ours(arch, d_in, d_sae, k, batches, warmup, device, dtype, lr, l1, compile_):
-    cfg = TrainingConfig(activation_path="bench", architecture=arch, d_sae=d_sae, k=k,
+def run_ours(arch, d_in, d_sae, k, batches, warmup, device, dtype, lr, l1, compile_,
+             **extra):
+    cfg = TrainingConfig(activation_path="bench", architecture=arch, d_sae=d_sae, k=k, **extra,
                          batch_size=batches[0].shape[0], total_tokens=10 ** 12, lr=lr,
                          l1_coefficient=l1, l1_warmup_fraction=0.0, dtype=dtype,
                          normalize_activations="none", device=str(device), compile=compile_,
@@ -302,6 +308,26 @@ def relu_crossover(args, device, d_in, d_sae, batch, data) -> None:
               f"{spent['on'] / reps * 1000:14.0f}   {spent['off'] / spent['on']:10.2f}x")
 
 
+def matryoshka_vs_batchtopk(args, device, d_in, d_sae, k, batches, held_out, dtype) -> None:
+    widths = [int(w) for w in args.widths.split(",") if w.strip()]
+    steps, evals = {}, {}
+    for arch in ("batchtopk", "matryoshka_batchtopk"):
+        torch.manual_seed(0)
+        steps[arch], evals[arch] = run_ours(arch, d_in, d_sae, k, batches, args.warmup, device,
+                                            dtype, args.lr, args.l1, False,
+                                            matryoshka_widths=widths)
+    levels = steps["matryoshka_batchtopk"].member.sae.widths
+    spent = time_interleaved(steps, batches, args.warmup, device)
+    n = len(batches) - args.warmup
+    for arch, elapsed in spent.items():
+        ev, l0 = held_out_metrics(evals[arch], held_out)
+        print(f"{arch:<22} {batches[0].shape[0] * n / elapsed:>10,.0f} tokens/s   "
+              f"{elapsed / n * 1000:6.1f} ms/step   EV {ev:.4f}   L0 {l0:6.1f}")
+    ratio = spent["matryoshka_batchtopk"] / spent["batchtopk"]
+    print(f"levels {levels}: matryoshka / batchtopk step time {ratio:.3f}x "
+          f"(bound 1.3x: {'met' if ratio <= 1.3 else 'NOT met'})")
+
+
 RUNNERS = {"mistudio": run_ours, "SAELens": run_saelens, "sparsify": run_sparsify}
 
 
@@ -309,7 +335,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--size", choices=sorted(SIZES), help="default: full on cuda, small on cpu")
-    p.add_argument("--arch", choices=["topk", "relu", "both"], default="both")
+    p.add_argument("--arch", choices=["topk", "relu", "both", "matryoshka"], default="both")
+    p.add_argument("--widths", default="", help="--arch matryoshka: comma-separated levels")
     p.add_argument("--steps", type=int, default=0, help="timed steps (default 30 GPU / 6 CPU)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--dtype", default="auto", help="auto: bf16 autocast on GPU, fp32 on CPU")
@@ -353,6 +380,10 @@ def main() -> int:
     if args.from_trained or args.target_l0:
         print("\n== relu in the sparse regime: this engine vs SAELens ==")
         relu_sparse_regime(args, device, d_in, d_sae, batch, data)
+        return 0
+    if args.arch == "matryoshka":
+        print("\n== matryoshka_batchtopk vs batchtopk (this engine, same width) ==")
+        matryoshka_vs_batchtopk(args, device, d_in, d_sae, k, batches, held_out, dtype)
         return 0
     archs = ["topk", "relu"] if args.arch == "both" else [args.arch]
     for arch in archs:

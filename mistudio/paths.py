@@ -35,6 +35,7 @@ ENTITY_DIRS = (
     "cache",
     "tmp",
     "logs",
+    "backups",
     "jobs",
 )
 

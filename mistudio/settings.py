@@ -40,6 +40,9 @@ class Settings:
                 "running out of GPU memory."})
     shutdown_wait_s: float = field(default=10.0, metadata={
         "help": "How long closing the app waits for running jobs to stop and checkpoint."})
+    sae_catalogue_file: str = field(default="", metadata={
+        "help": "A newer SAELens pretrained_saes.yaml for the SAE catalogue; empty: the "
+                "snapshot shipped with the app."})
     allow_cpu_quantization: bool = field(default=False, metadata={
         "help": "Allow 8-/4-bit (bitsandbytes) on the CPU: saves memory, runs slower than full "
                 "precision."})

@@ -22,7 +22,7 @@ from mistudio.jobs.queue import JobQueue, Listener, WorkerThread, python_thread
 from mistudio.paths import DataPaths, resolve_data_dir
 from mistudio.settings import SecretStore, Settings, SettingsRepo
 from mistudio.store.db import Store
-from mistudio.store.jobs_repo import JobsRepo
+from mistudio.jobs.repository import JobsRepo
 
 if TYPE_CHECKING:  # the services are imported where they are first built
     from mistudio.app.activations import ActivationService
@@ -30,8 +30,10 @@ if TYPE_CHECKING:  # the services are imported where they are first built
     from mistudio.app.features import FeatureService
     from mistudio.app.models import ModelService
     from mistudio.app.runs import RunsService
-    from mistudio.sae.service import TrainingService
-    from mistudio.templates.service import TemplateService
+    from mistudio.app.steering import SteeringService
+    from mistudio.app.sae_catalogue import SAECatalogueService
+    from mistudio.app.trainings import TrainingService
+    from mistudio.app.templates import TemplateService
     from mistudio.app.workflows import TrainingWorkflows
 
 log = logging.getLogger(__name__)
@@ -67,9 +69,14 @@ class Studio:
         self._activations: ActivationService | None = None
         self._trainings: TrainingService | None = None
         self._features: FeatureService | None = None
+        self._feature_labels = None  # FeatureLabelService
+        self._feature_maps = None  # FeatureMapService
         self._runs: RunsService | None = None
         self._templates: TemplateService | None = None
         self._workflows: TrainingWorkflows | None = None
+        self._steering: SteeringService | None = None
+        self._storage = None  # StorageService
+        self._sae_catalogue: SAECatalogueService | None = None
         self._clean_tmp()
 
     def _clean_tmp(self) -> None:
@@ -115,16 +122,20 @@ class Studio:
 
                 self._activations = ActivationService(
                     store=self.store, paths=self.paths, jobs=self.jobs,
-                    settings=self.settings_service, models=self.models, datasets=self.datasets)
+                    settings=self.settings_service, models=self.models, datasets=self.datasets,
+                    templates=self.templates)
             return self._activations
 
     @property
     def trainings(self) -> TrainingService:
         with self._build_lock:
             if self._trainings is None:
-                from mistudio.sae.service import TrainingService
+                from mistudio.app.trainings import TrainingService
 
-                self._trainings = TrainingService(self)
+                self._trainings = TrainingService(
+                    store=self.store, paths=self.paths, jobs=self.jobs,
+                    settings=self.settings_service, models=self.models,
+                    datasets=self.datasets, activations=self.activations)
             return self._trainings
 
     @property
@@ -140,6 +151,54 @@ class Studio:
             return self._features
 
     @property
+    def feature_labels(self):
+        """Labels, notes, favourites and lists of features (mistudio/app/feature_labels.py)."""
+        with self._build_lock:
+            if self._feature_labels is None:
+                from mistudio.app.feature_labels import FeatureLabelService
+                from mistudio.labels.repository import FeatureLabelsRepo
+                from mistudio.sae.repository import SAEsRepo
+
+                self._feature_labels = FeatureLabelService(labels=FeatureLabelsRepo(self.store),
+                                                           saes=SAEsRepo(self.store))
+            return self._feature_labels
+
+    @property
+    def feature_maps(self):
+        """UMAP / t-SNE maps of an SAE's decoder directions (mistudio/app/feature_map.py)."""
+        with self._build_lock:
+            if self._feature_maps is None:
+                from mistudio.app.feature_map import FeatureMapService
+                from mistudio.sae.repository import SAEsRepo
+
+                self._feature_maps = FeatureMapService(saes=SAEsRepo(self.store), queue=self.queue,
+                                                       paths=self.paths)
+            return self._feature_maps
+
+    @property
+    def steering(self) -> SteeringService:
+        """Steered generation, its history and presets."""
+        with self._build_lock:
+            if self._steering is None:
+                from mistudio.app.steering import SteeringService
+
+                self._steering = SteeringService(store=self.store, jobs=self.jobs,
+                                                 paths=self.paths, models=self.models,
+                                                 saes=self.trainings, features=self.features)
+            return self._steering
+
+    @property
+    def storage(self):
+        """Disk use, orphans, database backups and restore (mistudio/app/storage.py)."""
+        with self._build_lock:
+            if self._storage is None:
+                from mistudio.app.storage import StorageService
+
+                self._storage = StorageService(store=self.store, paths=self.paths,
+                                               jobs_repo=self.jobs_repo, queue=self.queue)
+            return self._storage
+
+    @property
     def runs(self) -> RunsService:
         with self._build_lock:
             if self._runs is None:
@@ -152,9 +211,9 @@ class Studio:
     def templates(self) -> TemplateService:
         with self._build_lock:
             if self._templates is None:
-                from mistudio.templates.service import TemplateService
+                from mistudio.app.templates import TemplateService
 
-                self._templates = TemplateService(self)
+                self._templates = TemplateService(store=self.store)
             return self._templates
 
     @property
@@ -168,6 +227,24 @@ class Studio:
                     datasets=self.datasets, activations=self.activations,
                     trainings=self.trainings)
             return self._workflows
+
+    @property
+    def sae_catalogue(self) -> SAECatalogueService:
+        """The pretrained-SAE catalogue: browse, filter, download (imports via trainings)."""
+        with self._build_lock:
+            if self._sae_catalogue is None:
+                from mistudio.app.sae_catalogue import SAECatalogueService
+
+                trainings = self.trainings  # records finished downloads (its job listener)
+                self._sae_catalogue = SAECatalogueService(
+                    paths=self.paths, settings=lambda: self.settings,
+                    update_settings=self.update_settings, submit_job=self.submit_job,
+                    hf_token=lambda: self.hf_token,
+                    registered_models=lambda: [m.source_ref or m.name
+                                               for m in self.models.list()],
+                    find_imported=lambda ref: [s for s in trainings.list_saes()
+                                               if s.source_ref == ref])
+            return self._sae_catalogue
 
     # ------------------------------------------------------------------ settings
 

@@ -65,3 +65,22 @@ def check_batch_size(value) -> int:
                         hint="e.g. --batch-size 16; lower it if the device runs out of "
                         "memory.")
     return n
+
+
+def check_extraction_settings(settings) -> dict:
+    """An extraction template's settings, checked, over the defaults."""
+    from mistudio.activations.storage import STORE_DTYPES
+
+    if not isinstance(settings, dict):
+        raise UserError("Extraction template settings must be a JSON object.")
+    unknown = set(settings) - set(DEFAULT_SETTINGS) - {"hook_points"}
+    if unknown:
+        raise UserError(f"Unknown template settings: {', '.join(sorted(unknown))}.",
+                        hint=f"Known: {', '.join(sorted(DEFAULT_SETTINGS))}, hook_points.")
+    if settings.get("store_dtype", "float32") not in STORE_DTYPES:
+        raise UserError(f"Unknown storage dtype {settings['store_dtype']!r}.")
+    if "batch_size" in settings:
+        settings = {**settings, "batch_size": check_batch_size(settings["batch_size"])}
+    if whole_number(settings.get("max_tokens", 0), "max tokens") < 0:
+        raise UserError("max tokens must be 0 (all) or a positive number of tokens.")
+    return {**DEFAULT_SETTINGS, **settings}

@@ -141,6 +141,76 @@ def _resume_point(outputs: dict) -> tuple[int, int, int]:
     return n_common, int(resume["next_seq"]), sum(s.rows for s in first)
 
 
+def sequence_ranges(start_seq: int, n_seq: int, batch_size: int):
+    """Consecutive batches of sequence ids ``[s, s + batch_size)`` from ``start_seq``."""
+    for s in range(start_seq, n_seq, batch_size):
+        yield np.arange(s, min(n_seq, s + batch_size))
+
+
+def capture_batches(cap: ActivationCapture, tok: TokenizedDataset, seq_batches, *,
+                    skip_bos: bool, bos_id, device: str, dtype, row_limit: int | None = None,
+                    before_batch=None, timing: dict | None = None):
+    """The forward loop shared by extraction and on-the-fly training.
+
+    For each array of sequence ids from ``seq_batches`` (ascending within a batch): one
+    forward pass (stopped after the deepest hook by ``cap``), then the valid positions
+    (within each sequence's length, BOS skipped if asked), selected and cast to ``dtype``
+    on the device. Yields ``(rows {hook: [n, d] tensor on the device}, positions int32
+    [n, 2] (sequence, token), next_seq)`` where ``next_seq`` follows the batch's last
+    sequence; stops once ``row_limit`` rows were yielded (the last batch is cut to fit).
+    ``before_batch`` runs before each forward pass (pause/cancel points); ``timing["forward_s"]``
+    accumulates the forward passes' time when given.
+    """
+    import torch
+
+    cuda = str(device).startswith("cuda")
+    rows_done = 0
+    for seq_ids in seq_batches:
+        if row_limit is not None and rows_done >= row_limit:
+            return
+        if before_batch is not None:
+            before_batch()
+        seq_ids = np.asarray(seq_ids)
+        first, last = int(seq_ids[0]), int(seq_ids[-1])
+        if last - first + 1 == seq_ids.size:  # consecutive: a plain slice of the memmap
+            tokens, lengths = (np.asarray(tok.tokens[first:last + 1]),
+                               np.asarray(tok.lengths[first:last + 1]))
+        else:
+            tokens, lengths = np.asarray(tok.tokens[seq_ids]), np.asarray(tok.lengths[seq_ids])
+        mask = _valid_mask(tokens, lengths, skip_bos, bos_id)
+        b_idx, t_idx = np.nonzero(mask)
+        take = len(b_idx) if row_limit is None else min(len(b_idx), row_limit - rows_done)
+        if take < len(b_idx):
+            b_idx, t_idx = b_idx[:take], t_idx[:take]
+        ids = torch.from_numpy(tokens.astype(np.int64))
+        padded = bool((lengths < tok.seq_len).any())
+        attn = (torch.from_numpy(np.arange(tok.seq_len)[None, :] < lengths[:, None])
+                .long() if padded else None)
+        if cuda:
+            ids = ids.pin_memory().to(device, non_blocking=True)
+            attn = attn.to(device, non_blocking=True) if attn is not None else None
+        t0 = time.perf_counter()
+        try:
+            acts = cap.run(ids, attn)
+        except Exception as exc:
+            if _is_oom(exc):
+                raise _oom_error(int(seq_ids.size)) from exc
+            raise
+        if timing is not None:
+            timing["forward_s"] += time.perf_counter() - t0
+        positions = np.stack([seq_ids[b_idx], t_idx], axis=1).astype(np.int32)
+        full = take == mask.size
+        if not full:  # every position kept: no index copies to the device
+            sel_b = torch.from_numpy(b_idx).to(device, non_blocking=cuda)
+            sel_t = torch.from_numpy(t_idx).to(device, non_blocking=cuda)
+        rows = {}
+        for name, a in acts.items():
+            x = a.reshape(-1, a.shape[-1]) if full else a[sel_b, sel_t]
+            rows[name] = x.to(dtype)
+        rows_done += take
+        yield rows, positions, last + 1
+
+
 def run(params: dict, ctx) -> dict:
     """Job ``activations.extract``. Params (all JSON):
 
@@ -244,43 +314,18 @@ def run(params: dict, ctx) -> dict:
         ctx.checkpoint(next_seq=resume["next_seq"], rows=resume["rows"])
 
     bg: _BackgroundWriter | None = None
+    # where the time goes (the result's "timing"; benchmarks/extract_bench.py prints it):
+    # the forward passes, waits for a free buffer (the writer fell behind), the last write
+    timing = {"forward_s": 0.0, "buffer_wait_s": 0.0, "final_write_s": 0.0}
     seq = start_seq
     step = 0
     try:
         with ActivationCapture(model, targets) as cap:
-            while rows_done < rows_target and seq < tok.n_seq:
-                ctx.pause_point()
-                end = min(tok.n_seq, seq + batch_size)
-                tokens = np.asarray(tok.tokens[seq:end])
-                lengths = np.asarray(tok.lengths[seq:end])
-                mask = _valid_mask(tokens, lengths, skip_bos, bos_id)
-                b_idx, t_idx = np.nonzero(mask)
-                take = min(len(b_idx), rows_target - rows_done)
-                if take < len(b_idx):
-                    b_idx, t_idx = b_idx[:take], t_idx[:take]
-                ids = torch.from_numpy(tokens.astype(np.int64))
-                padded = bool((lengths < tok.seq_len).any())
-                attn = (torch.from_numpy(np.arange(tok.seq_len)[None, :] < lengths[:, None])
-                        .long() if padded else None)
-                if cuda:
-                    ids = ids.pin_memory().to(device, non_blocking=True)
-                    attn = attn.to(device, non_blocking=True) if attn is not None else None
-                try:
-                    acts = cap.run(ids, attn)
-                except Exception as exc:
-                    if _is_oom(exc):
-                        raise _oom_error(batch_size) from exc
-                    raise
-                positions = np.stack([b_idx + seq, t_idx], axis=1).astype(np.int32)
-                full = take == mask.size
-                if not full:  # every position kept: no index copies to the device
-                    sel_b = torch.from_numpy(b_idx).to(device, non_blocking=cuda)
-                    sel_t = torch.from_numpy(t_idx).to(device, non_blocking=cuda)
-                rows = {}
-                for name in names:
-                    a = acts[name]
-                    x = a.reshape(-1, a.shape[-1]) if full else a[sel_b, sel_t]
-                    rows[name] = x.to(_torch_dtype(store_dtype))
+            for rows, positions, seq in capture_batches(
+                    cap, tok, sequence_ranges(start_seq, tok.n_seq, batch_size),
+                    skip_bos=skip_bos, bos_id=bos_id, device=device,
+                    dtype=_torch_dtype(store_dtype), row_limit=rows_target - rows_done,
+                    before_batch=ctx.pause_point, timing=timing):
                 if not writers:
                     for name in names:
                         layer = next(t.layer for t in targets if t.name == name)
@@ -291,7 +336,9 @@ def run(params: dict, ctx) -> dict:
                             dtype=store_dtype, shard_rows=shard_rows)
                     bg = _BackgroundWriter(writers, free_slots, on_shard)
                 # a free slot bounds the batches in flight (memory), on CPU too
+                t0 = time.perf_counter()
                 slot = _get_slot(free_slots, ctx, bg)
+                timing["buffer_wait_s"] += time.perf_counter() - t0
                 event = None
                 if cuda:
                     host = {}
@@ -305,7 +352,6 @@ def run(params: dict, ctx) -> dict:
                     event.record()
                     rows = host
                 rows_done += int(positions.shape[0])
-                seq = end
                 bg.put(("batch", event, slot, rows, positions,
                         {"next_seq": seq, "rows": rows_done}, cuda))
                 step += 1
@@ -331,15 +377,18 @@ def run(params: dict, ctx) -> dict:
         # resumed with every row already on disk (stopped after the last batch): finish
         writers = {n: _reopen_writer(outputs[n]["folder"]) for n in names}
     else:
+        t0 = time.perf_counter()
         bg.flush()
         bg.close()
+        timing["final_write_s"] = time.perf_counter() - t0
     elapsed = time.monotonic() - t_start
     ctx.progress(rows_done, rows_target, "Writing statistics...")
     for name in names:
         writers[name].finish({"num_tokens": rows_done, "elapsed_s": elapsed})
     rate = (rows_done - rows_at_start) / max(elapsed, 1e-6)
     ctx.log(f"Extracted {rows_done:,} tokens in {elapsed:.1f} s ({rate:,.0f} tokens/s).")
-    return _result(outputs, names, rows_done, rate)
+    return {**_result(outputs, names, rows_done, rate),
+            "timing": {**timing, "total_s": elapsed}}
 
 
 def _reopen_writer(folder: str) -> ActivationShardWriter:

@@ -37,6 +37,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from mistudio.activations.shard_file import StreamingShard
 from mistudio.activations.storage import (STORE_DTYPES, bytes_per_row,  # noqa: F401
                                           default_shard_rows, from_storage, is_torch, to_storage)
 from mistudio.errors import UserError
@@ -102,7 +103,7 @@ class ActivationShardWriter:
         self.shards: list[ShardRecord] = _read_index(self.folder)
         self._remove_strays()
         self.num_rows = sum(s.rows for s in self.shards)
-        self._buf_rows: list[np.ndarray] = []
+        self._shard: StreamingShard | None = None  # the shard being written
         self._buf_pos: list[np.ndarray] = []
         self._buffered = 0
         self._resume: dict | None = None
@@ -135,9 +136,7 @@ class ActivationShardWriter:
             raise ValueError(f"positions must be [{stored.shape[0]}, 2], got {pos.shape}")
         if keep_together:
             if stored.shape[0]:
-                self._buf_rows.append(stored)
-                self._buf_pos.append(pos)
-                self._buffered += stored.shape[0]
+                self._add(stored, pos)
             self._resume = resume
             if self._buffered >= self.shard_rows:
                 self._write_shard()
@@ -146,9 +145,7 @@ class ActivationShardWriter:
         n = stored.shape[0]
         while start < n:
             take = min(n - start, self.shard_rows - self._buffered)
-            self._buf_rows.append(stored[start:start + take])
-            self._buf_pos.append(pos[start:start + take])
-            self._buffered += take
+            self._add(stored[start:start + take], pos[start:start + take])
             start += take
             if self._buffered >= self.shard_rows:
                 self._write_shard()
@@ -157,35 +154,30 @@ class ActivationShardWriter:
     def buffered_rows(self) -> int:
         return self._buffered
 
+    def _add(self, stored: np.ndarray, pos: np.ndarray) -> None:
+        """Stream rows into the current shard's file (see :mod:`shard_file`)."""
+        if self._shard is None:
+            name = f"act_{len(self.shards):05d}.npy"
+            self._shard = StreamingShard(self.folder / "shards", name, self.d_in, stored.dtype)
+        self._shard.add(stored, from_storage(stored, self.dtype))
+        self._buf_pos.append(pos)
+        self._buffered += stored.shape[0]
+
     def _write_shard(self) -> None:
         if not self._buffered:
             return
-        chunks, n_rows = self._buf_rows, self._buffered
+        shard, n_rows = self._shard, self._buffered
         pos = np.concatenate(self._buf_pos) if len(self._buf_pos) > 1 else self._buf_pos[0]
-        self._buf_rows, self._buf_pos, self._buffered = [], [], 0
+        self._shard, self._buf_pos, self._buffered = None, [], 0
         i = len(self.shards)
         rec = ShardRecord(file=f"shards/act_{i:05d}.npy", pos_file=f"shards/pos_{i:05d}.npy",
                           sums_file=f"shards/sum_{i:05d}.npz", rows=int(n_rows),
                           row_start=self.num_rows, resume=self._resume)
-        # Statistics with float64 accumulation but no float64 copy of the rows, and the
-        # chunks written one after the other (no concatenated copy): the old way (float64
-        # copy, then norm, sum and sum of squares over it) cost ~8x as much and, at small
-        # widths (d 256) where the forward is cheap per row, ~10% of extraction throughput
-        # (benchmarks/extract_bench.py).
-        total = np.zeros(self.d_in, np.float64)
-        total_sq = np.zeros(self.d_in, np.float64)
-        norms = []
-        for chunk in chunks:
-            f = from_storage(chunk, self.dtype)
-            total += f.sum(0, dtype=np.float64)
-            total_sq += np.einsum("ij,ij->j", f, f, dtype=np.float64)
-            norms.append(np.sqrt(np.einsum("ij,ij->i", f, f, dtype=np.float64))
-                         .astype(np.float32))
-        _save_npy_chunks(self.folder / rec.file, chunks, n_rows)
+        shard.finish(self.folder / rec.file)
         _save_npy(self.folder / rec.pos_file, pos)
         with atomic_path(self.folder / rec.sums_file) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, sum=total, sumsq=total_sq, norms=np.concatenate(norms))
+                np.savez(fh, sum=shard.sum, sumsq=shard.sumsq, norms=shard.norms)
         self.shards.append(rec)
         self.num_rows += rec.rows
         _write_index(self.folder, self.shards)
@@ -212,20 +204,6 @@ class ActivationShardWriter:
 
 
 _FIXED_META = ("format_version", "d_in", "dtype", "shard_rows")
-
-
-def _save_npy_chunks(path: Path, chunks: list[np.ndarray], n_rows: int) -> None:
-    """One .npy file of the row-wise concatenation of ``chunks``, written chunk by chunk."""
-    first = chunks[0]
-    header = {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False,
-              "shape": (int(n_rows), *first.shape[1:])}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.lib.format.write_array_header_1_0(fh, header)
-            for chunk in chunks:
-                fh.write(memoryview(np.ascontiguousarray(chunk)).cast("B"))
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

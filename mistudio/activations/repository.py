@@ -1,4 +1,4 @@
-"""Rows of the ``activation_sets`` and ``extraction_templates`` tables."""
+"""Rows of the ``activation_sets`` table."""
 
 from __future__ import annotations
 
@@ -85,50 +85,3 @@ class ActivationSetsRepo:
     def delete(self, set_id: str) -> None:
         with self.store.db.conn:
             self.table.delete_where("id = ?", [set_id])
-
-
-@dataclass
-class ExtractionTemplate:
-    id: str
-    name: str
-    settings: dict
-    description: str = ""
-    builtin: bool = False
-    created_at: str = ""
-    updated_at: str = ""
-
-    @classmethod
-    def from_row(cls, row: dict) -> "ExtractionTemplate":
-        return TEMPLATE_ROWS.from_row(row)
-
-
-TEMPLATE_ROWS = RowMapper(ExtractionTemplate)
-
-
-class ExtractionTemplatesRepo:
-    def __init__(self, store: Store):
-        self.store = store
-
-    @property
-    def table(self):
-        return self.store.db["extraction_templates"]
-
-    def list(self) -> list[ExtractionTemplate]:
-        return [ExtractionTemplate.from_row(r)
-                for r in self.table.rows_where(order_by="builtin desc, name")]
-
-    def get_by_name(self, name: str) -> ExtractionTemplate | None:
-        rows = list(self.table.rows_where("name = ? or id = ?", [name, name]))
-        return ExtractionTemplate.from_row(rows[0]) if rows else None
-
-    def upsert(self, tpl: ExtractionTemplate) -> ExtractionTemplate:
-        now = now_iso()
-        tpl.created_at = tpl.created_at or now
-        tpl.updated_at = now
-        with self.store.db.conn:
-            self.table.upsert(TEMPLATE_ROWS.to_row(tpl), pk="id")
-        return tpl
-
-    def delete(self, tpl_id: str) -> None:
-        with self.store.db.conn:
-            self.table.delete_where("id = ?", [tpl_id])

@@ -36,13 +36,32 @@ class CodeChunk:
                          np.diff(self.offsets))
 
 
+#: Pre-activations ``[rows, d_sae]`` float32 are computed in slices of about this size.
+ENCODE_SLICE_BYTES = 64 * 2**20
+
+
 def encode_csr(sae, x):
     """The SAE's non-zero activations of ``x [B, d_in]`` as torch CSR on x's device:
     ``(offsets [B+1] int64, features [nnz] int32, values [nnz] float32)``.
 
     TopK SAEs select from the pre-activations directly (no dense ``[B, d_sae]`` scatter);
     every other architecture runs its own ``encode`` (inference semantics) and keeps the
-    non-zeros."""
+    non-zeros. Rows go through in slices so the dense pre-activations stay small."""
+    import torch
+
+    rows = max(1, ENCODE_SLICE_BYTES // (4 * sae.d_sae))
+    if x.shape[0] <= rows:
+        return _encode_slice(sae, x)
+    parts = [_encode_slice(sae, x[i:i + rows]) for i in range(0, x.shape[0], rows)]
+    offsets, base = [parts[0][0][:1]], 0
+    for o, f, _ in parts:
+        offsets.append(o[1:] + base)
+        base += int(f.numel())
+    return (torch.cat(offsets), torch.cat([p[1] for p in parts]),
+            torch.cat([p[2] for p in parts]))
+
+
+def _encode_slice(sae, x):
     import torch
 
     from mistudio.sae.architectures import BatchTopKSAE, TopKSAE
@@ -69,11 +88,17 @@ def encode_csr(sae, x):
 
 
 class CodeSpill:
-    """Numbered chunk files of sparse codes in ``folder``; appends and reads in order."""
+    """Numbered chunk files of sparse codes in ``folder``; appends and reads in order.
 
-    def __init__(self, folder: str | Path):
+    Chunks read are kept in memory up to ``cache_bytes`` (the per-feature pass reads every
+    chunk once per block of features: small spills are then read from disk once)."""
+
+    def __init__(self, folder: str | Path, cache_bytes: int = 512 * 2**20):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.cache_bytes = int(cache_bytes)
+        self._cache: dict[int, CodeChunk] = {}
+        self._cached_bytes = 0
 
     def path(self, index: int) -> Path:
         return self.folder / CHUNK_PATTERN.format(index)
@@ -86,6 +111,8 @@ class CodeSpill:
 
     def truncate(self, keep: int) -> None:
         """Drop chunks from ``keep`` on (written after the last checkpoint)."""
+        self._cache.clear()
+        self._cached_bytes = 0
         for p in self.folder.glob("codes_*.npz"):
             try:
                 if int(p.stem.split("_")[1]) >= keep:
@@ -94,6 +121,7 @@ class CodeSpill:
                 p.unlink()
 
     def write(self, index: int, chunk: CodeChunk) -> None:
+        self._cache.pop(index, None)
         tmp = self.folder / f".tmp_{index}.npz"
         with open(tmp, "wb") as fh:
             np.savez(fh, first_row=np.int64(chunk.first_row), offsets=chunk.offsets,
@@ -101,9 +129,17 @@ class CodeSpill:
         tmp.replace(self.path(index))
 
     def read(self, index: int) -> CodeChunk:
+        hit = self._cache.get(index)
+        if hit is not None:
+            return hit
         with np.load(self.path(index)) as z:
-            return CodeChunk(int(z["first_row"]), z["offsets"], z["features"], z["values"],
-                             z["keys"])
+            chunk = CodeChunk(int(z["first_row"]), z["offsets"], z["features"], z["values"],
+                              z["keys"])
+        size = sum(a.nbytes for a in (chunk.offsets, chunk.features, chunk.values, chunk.keys))
+        if self._cached_bytes + size <= self.cache_bytes:
+            self._cache[index] = chunk
+            self._cached_bytes += size
+        return chunk
 
     def chunks(self, n: int | None = None):
         for i in range(self.count() if n is None else n):

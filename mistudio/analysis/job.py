@@ -162,7 +162,7 @@ def run(params: dict, ctx) -> dict:
 
     from mistudio import hardware
     from mistudio.data.tokenized import TokenizedDataset
-    from mistudio.models.loading import MODEL_CACHE
+    from mistudio.models.pool import MODEL_POOL
     from mistudio.sae.formats import load_sae
 
     p = AnalysisParams.from_dict(params)
@@ -182,8 +182,8 @@ def run(params: dict, ctx) -> dict:
     sae, _info = load_sae(p.sae_folder, device=device)
     ctx.progress(0, None, f"Loading {p.model_name or Path(p.model_folder).name} on {device}...")
     with torch.random.fork_rng(devices=[]):
-        loaded = MODEL_CACHE.get(p.model_folder, dtype=dtype, device=device,
-                                 trust_remote_code=p.trust_remote_code)
+        loaded = MODEL_POOL.get(p.model_folder, dtype=dtype, device=device,
+                                trust_remote_code=p.trust_remote_code)
     model, tokenizer = loaded.model, loaded.tokenizer
     aset = None
     if p.activation_path:
@@ -217,10 +217,14 @@ def run(params: dict, ctx) -> dict:
         n_top=p.n_top, n_intervals=p.n_intervals, n_quantiles=p.n_quantiles,
         per_interval=p.per_interval, n_neighbours=p.n_neighbours, before=p.context_before,
         after=p.context_after, seed=p.seed)
+    t_feat = time.monotonic()
     _per_feature_pass(work, folder, n_chunks, pcfg, stats, block_size(p, sae.d_sae), device, ctx)
+    t_weights = time.monotonic()
     ctx.progress(n_rows, n_rows, "Logit lens, decoder neighbours...")
     _weight_stats(folder, sae, model, target, cfg.model_type, p, ctx)
     _random_contexts(folder, CodeSpill(work), n_chunks, n_rows, pcfg, p.n_random, p.seed)
+    timings = {"stream_s": stream_s, "features_s": t_weights - t_feat,
+               "weights_s": time.monotonic() - t_weights}
     np.save(folder / "tokens.npy", np.ascontiguousarray(np.asarray(tok.tokens[:n_seq]),
                                                          dtype=np.int32))
     for name in STAT_NAMES:
@@ -228,7 +232,7 @@ def run(params: dict, ctx) -> dict:
     vocab = _vocab_strings(tokenizer, int(getattr(cfg, "vocab_size", 0) or len(tokenizer)))
     atomic_write_json(folder / VOCAB_FILE, vocab)
     elapsed = time.monotonic() - t_start
-    meta = _meta(p, sae, stats, n_rows, n_seq, tok, excluded, target, elapsed, stream_s)
+    meta = _meta(p, sae, stats, n_rows, n_seq, tok, excluded, target, elapsed, timings)
     atomic_write_json(folder / META_FILE, meta)
     (folder / COMPLETE_MARKER).write_text("ok", encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
@@ -345,7 +349,7 @@ def _density_histogram(count: np.ndarray, n_rows: int) -> dict:
     return {"counts": counts.tolist(), "edges": edges.tolist()}
 
 
-def _meta(p, sae, stats, n_rows, n_seq, tok, excluded, target, elapsed, stream_s) -> dict:
+def _meta(p, sae, stats, n_rows, n_seq, tok, excluded, target, elapsed, timings) -> dict:
     import platform
 
     from importlib.metadata import version
@@ -377,6 +381,6 @@ def _meta(p, sae, stats, n_rows, n_seq, tok, excluded, target, elapsed, stream_s
         "versions": {"mistudio": __version__, "torch": torch.__version__,
                      "transformers": version("transformers"), "numpy": np.__version__,
                      "python": platform.python_version()},
-        "elapsed_s": float(elapsed), "stream_s": float(stream_s),
+        "elapsed_s": float(elapsed), **{k: float(v) for k, v in timings.items()},
         "tokens_per_s": float(n_rows / max(elapsed, 1e-9)), "created_at": now_iso(),
     }

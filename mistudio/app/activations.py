@@ -1,4 +1,4 @@
-"""``studio.activations``: extraction, activation sets and extraction templates.
+"""``studio.activations``: extraction and activation sets (templates: ``studio.templates``).
 
 Qt-free and torch-free at import time. One extraction job writes one activation set per
 hook point (``activations/<set id>/``); the sets share an ``extraction_id`` and finish
@@ -15,45 +15,29 @@ from mistudio.activations.choices import (DEFAULT_SETTINGS, check_batch_size, ex
                                           whole_number)
 from mistudio.activations.format import (ActivationSet, STORE_DTYPES, is_complete,
                                          read_shard_index)
-from mistudio.activations.repository import (ActivationSetRecord, ActivationSetsRepo,
-                                             ExtractionTemplate, ExtractionTemplatesRepo)
+from mistudio.activations.repository import ActivationSetRecord, ActivationSetsRepo
 from mistudio.app.datasets import DatasetService
 from mistudio.app.jobs import FINISHED, JobRecord, JobService
 from mistudio.app.models import ModelService
 from mistudio.app.settings import SettingsService
+from mistudio.app.templates import TemplateService
 from mistudio.errors import UserError
 from mistudio.paths import DataPaths, dir_size
 from mistudio.store.db import Store, new_id
 
-BUILTIN_TEMPLATES = [
-    ("Residual stream, middle layer", "The residual stream after the middle block: the usual "
-     "first SAE target.", {"layers": ["middle"], "hook_types": ["resid_post"],
-                           "max_tokens": 2_000_000, "store_dtype": "float32"}),
-    ("Quick look (100k tokens)", "A small sample of the middle residual stream for a fast "
-     "first training run.", {"layers": ["middle"], "hook_types": ["resid_post"],
-                             "max_tokens": 100_000, "store_dtype": "float32"}),
-    ("Transcoder pair, middle layer", "MLP input and MLP output of the middle block, for "
-     "training a transcoder.", {"layers": ["middle"], "hook_types": ["mlp_in", "mlp_out"],
-                                "max_tokens": 2_000_000, "store_dtype": "float32"}),
-    ("All layers, residual (bf16)", "The residual stream after every block, stored in "
-     "bfloat16 to halve the disk use.", {"layers": ["all"], "hook_types": ["resid_post"],
-                                         "max_tokens": 500_000, "store_dtype": "bfloat16"}),
-]
-
-
 class ActivationService:
     def __init__(self, *, store: Store, paths: DataPaths, jobs: JobService,
-                 settings: SettingsService, models: ModelService, datasets: DatasetService):
+                 settings: SettingsService, models: ModelService, datasets: DatasetService,
+                 templates: TemplateService):
         self.paths = paths
         self.jobs = jobs
         self.settings = settings
         self.models = models
         self.datasets = datasets
+        self.templates = templates  # extraction templates (kind "extraction")
         self.repo = ActivationSetsRepo(store)
-        self.templates_repo = ExtractionTemplatesRepo(store)
         self._submitting: set[str] = set()
         jobs.add_listener(self._on_job_event, records=True)
-        self._seed_templates()
         self._sweep()
 
     # ------------------------------------------------------------------ outcomes
@@ -330,56 +314,11 @@ class ActivationService:
 
     # ------------------------------------------------------------------ templates
 
-    def _seed_templates(self) -> None:
-        for name, desc, settings in BUILTIN_TEMPLATES:
-            if self.templates_repo.get_by_name(name) is None:
-                self.templates_repo.upsert(ExtractionTemplate(
-                    id=new_id("et"), name=name, description=desc,
-                    settings={**DEFAULT_SETTINGS, **settings}, builtin=True))
-
-    def list_templates(self) -> list[ExtractionTemplate]:
-        return self.templates_repo.list()
-
-    def get_template(self, name: str) -> ExtractionTemplate:
-        tpl = self.templates_repo.get_by_name(name)
-        if tpl is None:
-            raise UserError(f"No extraction template {name!r}.",
-                            hint="`mistudio extract templates` lists them.")
-        return tpl
-
-    def save_template(self, name: str, settings: dict, description: str = ""
-                      ) -> ExtractionTemplate:
-        name = (name or "").strip()
-        if not name:
-            raise UserError("A template needs a name.")
-        unknown = set(settings) - set(DEFAULT_SETTINGS) - {"hook_points"}
-        if unknown:
-            raise UserError(f"Unknown template settings: {', '.join(sorted(unknown))}.",
-                            hint=f"Known: {', '.join(sorted(DEFAULT_SETTINGS))}, hook_points.")
-        if settings.get("store_dtype", "float32") not in STORE_DTYPES:
-            raise UserError(f"Unknown storage dtype {settings['store_dtype']!r}.")
-        if "batch_size" in settings:
-            settings = {**settings, "batch_size": check_batch_size(settings["batch_size"])}
-        if whole_number(settings.get("max_tokens", 0), "max tokens") < 0:
-            raise UserError("max tokens must be 0 (all) or a positive number of tokens.")
-        old = self.templates_repo.get_by_name(name)
-        if old is not None and old.builtin:
-            raise UserError(f"{name!r} is a built-in template.", hint="Save under another name.")
-        tpl = ExtractionTemplate(id=old.id if old else new_id("et"), name=name,
-                                 description=description, settings={**DEFAULT_SETTINGS,
-                                                                    **settings},
-                                 created_at=old.created_at if old else "")
-        return self.templates_repo.upsert(tpl)
-
-    def delete_template(self, name: str) -> None:
-        tpl = self.get_template(name)
-        if tpl.builtin:
-            raise UserError("Built-in templates cannot be deleted.")
-        self.templates_repo.delete(tpl.id)
-
     def apply_template(self, name: str, model: str | None = None) -> dict:
-        """The form values a template gives (layers expanded when a model is given)."""
-        settings = {**DEFAULT_SETTINGS, **self.get_template(name).settings}
+        """The form values an extraction template gives (layers expanded when a model is
+        given); counts as a use of the template."""
+        template = self.templates.record_use(name, kind="extraction")
+        settings = {**DEFAULT_SETTINGS, **template.settings}
         if model is not None and settings.get("layers"):
             n_layers = self.models.inspect(model)["n_layers"]
             settings["layers"] = expand_layers(settings["layers"], n_layers)

@@ -4,5 +4,7 @@ this module). A new area adds one import here and keeps its kinds in its own pac
 import mistudio.activations.job_kinds  # noqa: F401
 import mistudio.analysis.job_kinds  # noqa: F401
 import mistudio.data.job_kinds  # noqa: F401
+import mistudio.feature_map.job_kinds  # noqa: F401
 import mistudio.models.job_kinds  # noqa: F401
 import mistudio.sae.job_kinds  # noqa: F401
+import mistudio.steering.job_kinds  # noqa: F401

@@ -116,6 +116,10 @@ class ModelService:
         self._sweep()
         return self.repo.list()
 
+    def find(self, model_id: str) -> ModelRecord | None:
+        """The model with exactly this id, or None (deleted meanwhile)."""
+        return self.repo.get(model_id)
+
     def get(self, model: str) -> ModelRecord:
         """By id, unique id prefix, or exact name."""
         rec = self.repo.get(model)

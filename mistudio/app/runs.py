@@ -42,7 +42,7 @@ class RunRow:
     def sparsity_setting(self) -> tuple[str, float | None]:
         """(label, value) of the setting that controls sparsity for this architecture."""
         arch = self.architecture
-        if arch in ("topk", "batchtopk"):
+        if arch in ("topk", "batchtopk", "matryoshka_batchtopk"):
             return "k", _num(self.settings.get("k"))
         if arch == "jumprelu":
             return "L0 coef.", _num(self.settings.get("l0_coefficient"))

@@ -11,12 +11,11 @@ closed app leaves the chain ``interrupted``; :meth:`resume` continues the extrac
 last shard (or, if the activations are complete, starts the training). Once the training
 has started, the chain is done: the training is an ordinary training from then on.
 
-Chains are kept in the SQLite store (the training area's key/value table
-``template_state``, keys ``workflow:<id>``), so they survive restarts; when the service
-starts it settles chains whose extraction ended while no listener was running.
-
-**Export an intermediate checkpoint.** :func:`start_checkpoint_export` queues the job
-``training.export_checkpoint`` (:mod:`mistudio.sae.checkpoint_export`).
+Chains are kept in the SQLite store (table ``workflow_chains``), so they survive restarts;
+when the service starts it settles chains whose extraction ended while no listener was
+running. :meth:`TrainingWorkflows.start_checkpoint_export` queues the export of an
+intermediate checkpoint (job ``training.export_checkpoint``,
+:mod:`mistudio.sae.checkpoint_export`).
 """
 
 from __future__ import annotations
@@ -26,23 +25,21 @@ import logging
 import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from mistudio.app.activations import ActivationService
 from mistudio.app.datasets import DatasetService
 from mistudio.app.jobs import FINISHED, JobRecord, JobService
 from mistudio.app.models import ModelService
+from mistudio.app.trainings import TrainingService
 from mistudio.errors import UserError
 from mistudio.store.db import Store, new_id, now_iso
 
-if TYPE_CHECKING:  # the training engine's service; imported where it is built
-    from mistudio.sae.service import TrainingService
 
 log = logging.getLogger(__name__)
 
 EXPORT_KIND = "training.export_checkpoint"
-STATE_TABLE = "template_state"
-KEY_PREFIX = "workflow:"
+CHAINS_TABLE = "workflow_chains"
 #: chain states; "training_started" is the end of a chain (the training takes over)
 EXTRACTING, STARTED, FAILED, CANCELLED, INTERRUPTED = (
     "extracting", "training_started", "failed", "cancelled", "interrupted")
@@ -92,42 +89,41 @@ class ExtractThenTrain:
 
 
 class ChainsRepo:
-    """Chains as JSON values in the training area's key/value table."""
+    """Chains as JSON values in the ``workflow_chains`` table."""
 
     def __init__(self, store):
         self.store = store
 
     @property
     def _table(self):
-        return self.store.db[STATE_TABLE]
+        return self.store.db[CHAINS_TABLE]
 
     def save(self, chain: ExtractThenTrain) -> None:
         chain.updated_at = now_iso()
         with self.store.db.conn:
-            self._table.upsert({"key": KEY_PREFIX + chain.id,
+            self._table.upsert({"id": chain.id,
                                 "value": json.dumps(chain.to_dict(), sort_keys=True),
-                                "updated_at": chain.updated_at}, pk="key")
+                                "updated_at": chain.updated_at}, pk="id")
 
     def get(self, chain_id: str) -> ExtractThenTrain | None:
-        rows = list(self._table.rows_where("key = ?", [KEY_PREFIX + chain_id]))
+        rows = list(self._table.rows_where("id = ?", [chain_id]))
         return self._decode(rows[0]) if rows else None
 
     def list(self) -> list[ExtractThenTrain]:
-        rows = self._table.rows_where("key like ?", [KEY_PREFIX + "%"])
-        chains = [c for c in (self._decode(r) for r in rows) if c is not None]
+        chains = [c for c in (self._decode(r) for r in self._table.rows) if c is not None]
         chains.sort(key=lambda c: c.created_at)
         return chains
 
     def delete(self, chain_id: str) -> None:
         with self.store.db.conn:
-            self._table.delete_where("key = ?", [KEY_PREFIX + chain_id])
+            self._table.delete_where("id = ?", [chain_id])
 
     @staticmethod
     def _decode(row: dict) -> ExtractThenTrain | None:
         try:
             return ExtractThenTrain.from_dict(json.loads(row["value"]))
         except (TypeError, ValueError, KeyError):
-            log.warning("unreadable workflow record %s", row.get("key"))
+            log.warning("unreadable workflow record %s", row.get("id"))
             return None
 
 
@@ -176,6 +172,10 @@ class TrainingWorkflows:
     def list(self, *, open_only: bool = False) -> list[ExtractThenTrain]:
         chains = self.repo.list()
         return [c for c in chains if c.open] if open_only else chains
+
+    def find(self, chain_id: str) -> ExtractThenTrain | None:
+        """The chain, or None once it is gone."""
+        return self.repo.get(chain_id)
 
     def get(self, chain_id: str) -> ExtractThenTrain:
         chain = self.repo.get(chain_id)
@@ -353,7 +353,7 @@ class TrainingWorkflows:
             rec = self.activations.get(chain.activation_set_id)
             if rec.status != "ready":
                 raise UserError(f"The activation set {rec.id} is {rec.status}.")
-            job: JobRecord = self.trainings.start(
+            job: JobRecord = self.trainings.start_training(
                 {**chain.config, "activation_id": rec.id, "activation_path": ""},
                 title=chain.title)
         except Exception as exc:  # noqa: BLE001 - said on the card, kept in the log

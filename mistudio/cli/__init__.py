@@ -17,7 +17,7 @@ import sys
 from mistudio import __version__
 
 COMMAND_MODULES = ["info", "jobs", "screenshot", "datasets", "models", "extract", "train", "sae",
-                   "templates", "features"]
+                   "templates", "features", "steer", "storage"]
 
 
 def plain_text(text: str) -> str:

@@ -187,7 +187,7 @@ def run_delete(args) -> int:
 def run_templates(args) -> int:
     studio = open_studio(args)
     try:
-        rows = studio.activations.list_templates()
+        rows = studio.templates.list(kind="extraction")
     finally:
         studio.close(timeout=1)
     if args.json:

@@ -39,7 +39,7 @@ class TerminalProgress:
         elif now - self._last < 0.1:
             return
         self._last = now
-        width = shutil.get_terminal_size((80, 20)).columns
+        width = self._width()
         frac = min(1.0, p["done"] / p["total"]) if p.get("total") else None
         line = fit_progress_line(frac, p["done"], p.get("eta_s"), p.get("message") or "",
                                  width)
@@ -50,6 +50,14 @@ class TerminalProgress:
                 self.stream.write("\r" + line.ljust(len(self._line)))
                 self.stream.flush()
             self._line = line
+
+    def _width(self) -> int:
+        if self.quiet:
+            return 200  # lines of a log, not one terminal line: nothing to fit
+        try:  # the terminal the bar is drawn on (stderr), even when stdout is piped
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, OSError, ValueError):
+            return shutil.get_terminal_size((80, 20)).columns
 
     def _print(self, text: str) -> None:
         with self._lock:
@@ -67,13 +75,16 @@ class TerminalProgress:
 
 
 def silence_library_progress_bars() -> None:
-    """Turn off the tqdm bars of huggingface_hub, transformers and datasets.
+    """Turn off the tqdm bars of huggingface_hub, transformers, datasets and plain tqdm.
 
     A job run from the terminal draws the app's own progress bar; their bars (downloads,
     "Loading checkpoint shards", map/filter) would be written over it on the same line.
     An explicit ``HF_HUB_DISABLE_PROGRESS_BARS`` / ``HF_DATASETS_DISABLE_PROGRESS_BARS``
     set by the user is respected.
     """
+    # Plain tqdm bars (transformers' GGUF conversion) read TQDM_DISABLE when tqdm is first
+    # imported, which in a CLI process happens inside the job, after this.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     hub_set = "HF_HUB_DISABLE_PROGRESS_BARS" in os.environ
     datasets_set = "HF_DATASETS_DISABLE_PROGRESS_BARS" in os.environ
     # Read when those libraries are imported (transformers follows huggingface_hub's).

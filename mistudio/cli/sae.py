@@ -59,6 +59,9 @@ def register(sub) -> None:
     dp = s.add_parser("delete", help="delete a training (with its files) or an imported SAE")
     dp.add_argument("id")
     dp.set_defaults(func=run_delete)
+    from mistudio.cli.sae_catalogue import register as register_catalogue
+
+    register_catalogue(s)
 
 
 def _with_studio(fn):

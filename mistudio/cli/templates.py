@@ -69,13 +69,13 @@ def run_list(args) -> int:
         if args.json:
             print_json([{"id": t.id, "name": t.name, "builtin": t.builtin,
                          "favourite": t.favourite, "description": t.description,
-                         "config": t.config} for t in items])
+                         "config": t.settings} for t in items])
             return 0
         from mistudio.cli.table import print_table
 
         print_table(["", "NAME", "KIND", "ARCH", "ID"],
                     [["*" if t.favourite else "", t.name, "built-in" if t.builtin else "saved",
-                      t.config.get("architecture", ""), t.id] for t in items], shrink=(1,))
+                      t.settings.get("architecture", ""), t.id] for t in items], shrink=(1,))
         return 0
 
     return _with_studio(args, go)
@@ -85,11 +85,11 @@ def run_show(args) -> int:
     def go(svc):
         t = svc.get(args.template)
         if args.config_only:
-            print(json.dumps(t.config, indent=2, sort_keys=True))
+            print(json.dumps(t.settings, indent=2, sort_keys=True))
         else:
             print_json({"id": t.id, "name": t.name, "builtin": t.builtin,
                         "favourite": t.favourite, "description": t.description,
-                        "config": t.config})
+                        "config": t.settings})
         return 0
 
     return _with_studio(args, go)

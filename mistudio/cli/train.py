@@ -30,6 +30,11 @@ def register(sub) -> None:
                    help="override one setting (repeatable), e.g. --set k=64")
     p.add_argument("--activations", help="activation set id (act_...) or folder (overrides the "
                    "config's activation set)")
+    p.add_argument("--model", help="train on the fly: a registered model (id or name) whose "
+                   "activations are computed as training goes (no activation set)")
+    p.add_argument("--tokenization", help="with --model: tokenization id or folder (default: "
+                   "one made with the model's tokenizer)")
+    p.add_argument("--hook", help="with --model: the hook point, e.g. blocks.6.hook_resid_post")
     p.add_argument("--output", help="training folder (default: trainings/<id>/ in the data "
                    "folder); the run is recorded either way")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -53,6 +58,12 @@ def load_config(args):
             changes[key.strip()] = json.loads(value)
         except ValueError:
             changes[key.strip()] = value
+    if getattr(args, "model", None):  # on the fly
+        changes.update(onthefly_model=args.model, activation_id="", activation_path="")
+        if args.tokenization:
+            changes["onthefly_tokenization"] = args.tokenization
+    if getattr(args, "hook", None):
+        changes["hook_name"] = args.hook
     if args.activations:
         path = Path(args.activations).expanduser()
         if path.exists() or "/" in args.activations:

@@ -21,7 +21,7 @@ from mistudio.jobs.context import JobContext
 from mistudio.jobs.registry import get_kind
 from mistudio.paths import DataPaths
 from mistudio.store.db import new_id, now_iso
-from mistudio.store.jobs_repo import ACTIVE, JobRecord, JobsRepo
+from mistudio.jobs.repository import ACTIVE, JobRecord, JobsRepo
 
 log = logging.getLogger(__name__)
 

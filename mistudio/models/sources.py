@@ -201,8 +201,12 @@ def _progress_bar_class(ctx):
         def __init__(self, *args, **kwargs):
             kwargs["disable"] = False
             kwargs["file"] = open(__import__("os").devnull, "w")
-            self._bytes = kwargs.get("unit") == "B" and kwargs.get("name", "").endswith(
-                "snapshot_download")
+            # snapshot_download's byte bar: named "...snapshot_download" for HF's own tqdm
+            # class; a plain tqdm subclass gets no name (huggingface_hub 2.x), so it is
+            # told apart from the network-transfer bar by its description
+            name, desc = kwargs.get("name") or "", str(kwargs.get("desc") or "")
+            self._bytes = kwargs.get("unit") == "B" and (
+                name.endswith("snapshot_download") or desc.startswith("Reconstructing"))
             kwargs.pop("name", None)
             super().__init__(*args, **kwargs)
 

@@ -13,6 +13,9 @@ folded into the weights when saving (:mod:`mistudio.sae.formats`).
   2024). Sparse encoder backward and ``embedding_bag`` decoder.
 - :class:`BatchTopKSAE`: top ``k * B`` over the batch; a global threshold is estimated during
   training (EMA of the smallest selected activation) and used at inference, JumpReLU-style.
+- :class:`MatryoshkaBatchTopKSAE`: BatchTopK with nested dictionaries (Bussmann et al. 2025,
+  SAELens ``matryoshka_batchtopk``): the first ``w`` latents of each ``matryoshka_widths``
+  level must reconstruct the input on their own, so the loss adds each inner prefix's MSE.
 - :class:`JumpReLUSAE`: ``z * H(z - theta)`` with an L0 penalty; straight-through estimators
   with a rectangle kernel for ``theta`` (Gemma Scope). ``theta`` is a plain fp32 parameter
   (not ``log theta``), so Adam moves it by ~lr per step at any scale and L0 falls.
@@ -47,6 +50,7 @@ class StepOutput:
     l0: torch.Tensor             # mean active latents per token
     l1: torch.Tensor             # mean sum of activations per token
     fired: torch.Tensor          # [d_sae] float: tokens of this batch on which each latent fired
+    extra: dict | None = None    # architecture-specific per-token means (Matryoshka prefix MSEs)
 
 
 class SparseAutoencoder(nn.Module):
@@ -182,6 +186,10 @@ class SparseAutoencoder(nn.Module):
     def hyperparameters(self) -> dict:
         """Architecture settings stored with the weights (SAELens cfg fields where they exist)."""
         return {}
+
+    def metric_names(self) -> tuple[str, ...]:
+        """Names of the architecture's own metrics (``StepOutput.extra``), in order."""
+        return ()
 
 
 def _autocast(x: torch.Tensor, dtype: torch.dtype | None):
@@ -466,18 +474,23 @@ class JumpReLUSAE(SparseAutoencoder):
         return {"l0_coefficient": self.l0_coefficient, "jumprelu_bandwidth": self.bandwidth}
 
 
+# after the classes it builds on: the Matryoshka module imports them from here
+from mistudio.sae.matryoshka import MatryoshkaBatchTopKSAE  # noqa: E402
+
 SAE_CLASSES: dict[str, type[SparseAutoencoder]] = {
     "relu": ReluSAE, "topk": TopKSAE, "batchtopk": BatchTopKSAE, "jumprelu": JumpReLUSAE,
+    "matryoshka_batchtopk": MatryoshkaBatchTopKSAE,
 }
 
 
 def build_sae(member, d_in: int, d_out: int | None = None, device=None) -> SparseAutoencoder:
     """An SAE for one :class:`~mistudio.sae.config.TrainingConfig` member."""
     cls = SAE_CLASSES[member.architecture]
+    extra = ({"widths": member.matryoshka_widths} if cls is MatryoshkaBatchTopKSAE else {})
     return cls(d_in, member.resolved_d_sae(d_in), d_out=d_out if member.is_transcoder else None,
                skip=member.kind == "skip_transcoder", transcoder=member.is_transcoder,
                k=member.k, aux_k=member.resolved_aux_k(d_in),
                aux_k_coefficient=member.aux_k_coefficient, l1_coefficient=member.l1_coefficient,
                l0_coefficient=member.l0_coefficient, bandwidth=member.jumprelu_bandwidth,
                init_threshold=member.jumprelu_init_threshold, seed=member.resolved_init_seed,
-               device=device)
+               device=device, **extra)

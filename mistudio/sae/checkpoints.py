@@ -35,6 +35,7 @@ class CheckpointInfo:
     path: str
     created_at: float
     metrics: dict
+    size_bytes: int = 0  # of the state file
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -59,7 +60,8 @@ def list_checkpoints(training_dir: str | Path) -> list[CheckpointInfo]:
             continue
         out.append(CheckpointInfo(step=int(meta["step"]), tokens=int(meta["tokens"]), path=str(d),
                                   created_at=float(meta.get("created_at", 0)),
-                                  metrics=meta.get("metrics", {})))
+                                  metrics=meta.get("metrics", {}),
+                                  size_bytes=(d / STATE_FILE).stat().st_size))
     out.sort(key=lambda c: c.step)
     return out
 

@@ -15,7 +15,9 @@ one SAE per combination on the same activation stream (one read for all)::
 Architectures (``architecture``): ``relu`` (ReLU + decoder-norm-weighted L1, Anthropic
 April 2024), ``topk`` (TopK + AuxK, OpenAI 2024), ``batchtopk`` (top k*B over the batch with a
 global inference threshold), ``jumprelu`` (Gemma Scope, L0 penalty with straight-through
-estimators). ``kind``: ``sae`` reconstructs its input; ``transcoder`` reads one hook point and
+estimators), ``matryoshka_batchtopk`` (BatchTopK with nested dictionaries: each prefix
+``matryoshka_widths`` of the latents has its own reconstruction loss; SAELens's name).
+``kind``: ``sae`` reconstructs its input; ``transcoder`` reads one hook point and
 reconstructs another (``target_activation_id``/``target_activation_path``);
 ``skip_transcoder`` adds a linear skip connection ``W_skip``.
 
@@ -38,6 +40,8 @@ prefixed with the member name and a slash (``k16/l0``):
 ``lr``                 learning rate of this step
 ``sparsity_coef``      current (warmed-up) sparsity coefficient
 ``threshold``          mean threshold (jumprelu, batchtopk)
+``inner_mse_loss_W``   matryoshka_batchtopk: MSE of the reconstruction from the first W
+                       latents, one per inner width (SAELens's loss names)
 ``tokens``             tokens seen so far (shared)
 ``tokens_per_s``       training throughput over the metrics window (shared)
 ``step_time_ms``       mean wall time per step over the metrics window (shared)
@@ -61,7 +65,9 @@ from typing import Any
 
 from mistudio.errors import UserError
 
-ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu")
+ARCHITECTURES = ("relu", "topk", "batchtopk", "matryoshka_batchtopk", "jumprelu")
+#: Architectures with k active latents per token (on average, for the batch-wide ones).
+TOPK_FAMILY = ("topk", "batchtopk", "matryoshka_batchtopk")
 KINDS = ("sae", "transcoder", "skip_transcoder")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 NORMALIZATIONS = ("expected_average_only_in", "none")
@@ -88,6 +94,12 @@ class TrainingConfig:
     target_activation_path: str = ""
     shuffle: bool = True
     d_in: int = 0                    #: expected input width; 0: take it from the set
+    #: or train on the fly: activations computed from this registered model (id, name or
+    #: folder) over a tokenization, at ``hook_name``, never written to disk
+    onthefly_model: str = ""
+    onthefly_tokenization: str = ""  #: tokenization id or folder ("": one made with its tokenizer)
+    onthefly_batch_sequences: int = 8  #: sequences per forward pass
+    shuffle_buffer_tokens: int = 65_536  #: rows mixed at a time (memory: ~2x this x d_in)
     # -- architecture -------------------------------------------------------------------
     kind: str = "sae"
     architecture: str = "topk"
@@ -101,6 +113,9 @@ class TrainingConfig:
     l0_coefficient: float = 1.0      #: jumprelu: L0 penalty
     jumprelu_bandwidth: float = 0.05  #: width of the straight-through rectangle kernel
     jumprelu_init_threshold: float = 0.05
+    #: matryoshka_batchtopk: increasing prefix widths, d_sae appended if missing; empty:
+    #: d_sae/16, d_sae/4, d_sae
+    matryoshka_widths: list[int] = field(default_factory=list)
     # -- optimisation -------------------------------------------------------------------
     lr: float = 3e-4
     adam_beta1: float = 0.9
@@ -135,7 +150,7 @@ class TrainingConfig:
     compile_backend: str = "inductor"  #: torch.compile backend ("aot_eager": no codegen)
     # -- provenance (filled from the activation set when empty) -------------------------
     model_name: str = ""
-    hook_name: str = ""
+    hook_name: str = ""              #: on the fly: the hook point to read
     hook_name_out: str = ""
     # -- sweep --------------------------------------------------------------------------
     sweep: dict[str, list] = field(default_factory=dict)
@@ -232,9 +247,19 @@ class TrainingConfig:
         def bad(msg: str, hint: str = "") -> None:
             raise UserError(msg, hint=hint)
 
-        if not (self.activation_id or self.activation_path):
+        if not (self.activation_id or self.activation_path or self.onthefly_model):
             bad("No activation set chosen for training.",
-                "Pick an activation set (extract one in the Models tab first).")
+                "Pick an activation set (extract one in the Models tab first), or train on "
+                "the fly from a model.")
+        if self.onthefly_model:
+            if not self.hook_name:
+                bad("Training on the fly needs the hook point to read (hook_name).",
+                    "For example blocks.6.hook_resid_post.")
+            if self.is_transcoder:
+                bad("Training on the fly reads one hook point: transcoders need activation "
+                    "sets (extract both hook points first).")
+            if self.onthefly_batch_sequences < 1 or self.shuffle_buffer_tokens < 1:
+                bad("onthefly_batch_sequences and shuffle_buffer_tokens must be at least 1.")
         for key, allowed in (("kind", KINDS), ("lr_schedule", LR_SCHEDULES),
                              ("normalize_activations", NORMALIZATIONS), ("device", DEVICES),
                              ("dtype", DTYPES)):
@@ -300,15 +325,38 @@ class TrainingConfig:
         if self.architecture == "jumprelu" and not (self.jumprelu_bandwidth > 0
                                                     and self.jumprelu_init_threshold >= 0):
             bad("JumpReLU needs a positive bandwidth and a non-negative initial threshold")
-        if self.architecture in ("topk", "batchtopk") and self.k < 1:
+        if self.architecture in TOPK_FAMILY and self.k < 1:
             bad(f"k must be at least 1 (got {self.k})")
         if d_in is not None:
             d_sae = self.resolved_d_sae(d_in)
             if d_sae < 1:
                 bad(f"The SAE width works out to {d_sae}", "Use a larger expansion factor.")
-            if self.architecture in ("topk", "batchtopk") and self.k > d_sae:
+            if self.architecture in TOPK_FAMILY and self.k > d_sae:
                 bad(f"k = {self.k} is larger than the SAE width d_sae = {d_sae}",
                     "Lower k or widen the SAE (d_sae / expansion_factor).")
+            if self.architecture == "matryoshka_batchtopk":
+                try:
+                    resolve_matryoshka_widths(self.matryoshka_widths, d_sae)
+                except ValueError as exc:
+                    bad(str(exc), "List increasing widths up to d_sae, e.g. "
+                        f"{max(1, d_sae // 16)}, {max(1, d_sae // 4)}, {d_sae}.")
+
+
+def resolve_matryoshka_widths(widths, d_sae: int) -> list[int]:
+    """The nested widths, ending at ``d_sae`` (appended when missing, as SAELens does);
+    none given: ``d_sae/16, d_sae/4, d_sae``. Raises ValueError when not increasing."""
+    d_sae = int(d_sae)
+    if not widths:
+        return sorted({max(1, d_sae // 16), max(1, d_sae // 4), d_sae})
+    out = [int(w) for w in widths]
+    if out[-1] != d_sae:
+        out.append(d_sae)
+    if any(w <= 0 for w in out):
+        raise ValueError(f"Matryoshka widths must be positive (got {out})")
+    if any(b <= a for a, b in zip(out, out[1:])):
+        raise ValueError(f"Matryoshka widths must be strictly increasing and at most d_sae "
+                         f"= {d_sae} (got {out})")
+    return out
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -339,6 +387,14 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     elif isinstance(default, dict):
         if isinstance(value, dict):
             return dict(value)
+    elif isinstance(default, list):  # of ints (matryoshka_widths): [64, 256] or "64, 256"
+        items = value.replace(",", " ").split() if isinstance(value, str) else value
+        if isinstance(items, (list, tuple)):
+            try:
+                out = [_coerce(name, v, 0) for v in items]
+                return [int(v) for v in out]
+            except UserError:
+                pass
     else:
         return value
     expected = _TYPE_WORDS.get(type(default), f"a {type(default).__name__}")
@@ -414,14 +470,28 @@ SETTING_INFO: dict[str, SettingInfo] = {
     "target_activation_path": _i("Target activation folder",
                                  "Transcoders: or a folder holding the target set."),
     "shuffle": _i("Shuffle rows", "Read the activation rows in a random order (recommended)."),
+    "onthefly_model": _i("Model (on the fly)", "Train from this registered model's "
+                         "activations, computed as training goes (nothing is written)."),
+    "onthefly_tokenization": _i("Tokenized dataset (on the fly)", "The tokens fed to the "
+                                "model; empty picks one made with its tokenizer."),
+    "onthefly_batch_sequences": _i("Forward batch", "Sequences per forward pass when "
+                                   "training on the fly.", "sequences"),
+    "shuffle_buffer_tokens": _i("Shuffle buffer", "On the fly: activations mixed at a time "
+                                "before batches are drawn; memory is about 2x this x the "
+                                "width.", "tokens"),
     "d_in": _i("Input width", "The expected activation width; checked against the set.",
                "dimensions", "0 = automatic: from the activation set"),
     "kind": _i("Kind", "sae reconstructs its input; a transcoder reads one hook point and "
                        "reconstructs another; a skip transcoder adds a linear skip path."),
     "architecture": _i("Architecture",
                        "relu: L1 penalty (Anthropic April 2024); topk: k latents per token + "
-                       "AuxK (OpenAI); batchtopk: k x batch over the batch; jumprelu: learned "
-                       "thresholds with an L0 penalty (Gemma Scope)."),
+                       "AuxK (OpenAI); batchtopk: k x batch over the batch; "
+                       "matryoshka_batchtopk: BatchTopK with nested dictionaries, each prefix "
+                       "also reconstructing on its own (Bussmann et al. 2025); jumprelu: "
+                       "learned thresholds with an L0 penalty (Gemma Scope)."),
+    "matryoshka_widths": _i("Matryoshka widths", "Nested dictionary sizes, increasing, "
+                            "comma-separated (e.g. 512, 2048); the SAE width is added as the "
+                            "last level.", "latents", "empty = automatic: d_sae/16, d_sae/4"),
     "d_sae": _i("SAE width", "Number of latents. Set it to fix the width exactly.",
                 "latents", "0 = automatic: from expansion factor"),
     "expansion_factor": _i("Expansion factor",
@@ -470,7 +540,9 @@ SETTING_INFO: dict[str, SettingInfo] = {
     "normalization_tokens": _i("Scaling sample", "Tokens used to estimate the input scale up "
                                                  "front.", "tokens"),
     "dead_window_tokens": _i("Dead-latent window", "A latent silent for this many tokens "
-                                                   "counts as dead.", "tokens"),
+                                                   "counts as dead (SAELens's window; in a "
+                                                   "shorter run, silent in all of it).",
+                             "tokens"),
     "metrics_every_steps": _i("Metrics interval", "How often metrics are computed and "
                                                   "charted.", "steps"),
     "checkpoint_every_tokens": _i("Checkpoint interval", "Save a resumable checkpoint every "
@@ -496,7 +568,8 @@ SETTING_INFO: dict[str, SettingInfo] = {
     "compile_backend": _i("Compile backend", "torch.compile backend (inductor; aot_eager "
                                              "without code generation)."),
     "model_name": _i("Model", "The model the activations came from (filled in from the set)."),
-    "hook_name": _i("Hook point", "The hook point read (filled in from the set)."),
+    "hook_name": _i("Hook point", "The hook point read (filled in from the set; on the fly: "
+                                  "the one to read)."),
     "hook_name_out": _i("Output hook point", "Transcoders: the hook point reconstructed."),
     "sweep": _i("Sweep", "Several values of per-SAE settings, trained together."),
     "member_name": _i("Sweep member", "Set by the app on each SAE of a sweep."),

@@ -201,7 +201,11 @@ def estimate_norm_scale(source: BatchSource, n_tokens: int, *, seed: int,
     """
     bs = min(batch_size, source.num_rows)
     norms_in, norms_out, seen = [], [], 0
-    for item in source.epoch_batches(bs, seed=seed + 7919, epoch=0, start_batch=0, shuffle=True):
+    # a source computing activations on the fly samples just enough of them (one pass)
+    sample = getattr(source, "norm_sample", None)
+    items = (sample(n_tokens, seed) if sample is not None else
+             source.epoch_batches(bs, seed=seed + 7919, epoch=0, start_batch=0, shuffle=True))
+    for item in items:
         x, y = item if isinstance(item, tuple) else (item, None)
         norms_in.append(x.norm(dim=1).double().mean().item() * x.shape[0])
         if y is not None:

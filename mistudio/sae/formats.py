@@ -12,10 +12,14 @@ ours            SAELens ``architecture`` (sae)       transcoder / skip-transcode
 relu            ``standard``                         ``transcoder`` / ``skip_transcoder``
 topk            ``topk``                             ``topk_transcoder`` (ours; not SAELens)
 batchtopk       ``jumprelu`` (global threshold)      ``jumprelu_transcoder`` / ``..._skip_..``
+matryoshka_     ``jumprelu`` (global threshold)      ``jumprelu_transcoder`` / ``..._skip_..``
+batchtopk
 jumprelu        ``jumprelu``                         ``jumprelu_transcoder`` / ``..._skip_..``
 ==============  ===================================  ======================================
 
-``cfg["metadata"]["mistudio"]`` records our architecture and training settings.
+``cfg["metadata"]["mistudio"]`` records our architecture and training settings. BatchTopK and
+Matryoshka BatchTopK also carry SAELens's ``metadata.training_architecture`` and
+``training_architecture_details`` (what ``save_inference_model`` writes for them).
 
 Loading (:func:`load_sae`) recognises a folder with SAELens files, a sparsify folder
 (``cfg.json`` + ``sae.safetensors`` with ``encoder.weight``), or a Gemma Scope
@@ -32,8 +36,8 @@ import torch
 
 from mistudio.errors import UserError
 from mistudio.paths import atomic_dir, atomic_write_json
-from mistudio.sae.architectures import (BatchTopKSAE, JumpReLUSAE, ReluSAE, SparseAutoencoder,
-                                        TopKSAE)
+from mistudio.sae.architectures import (BatchTopKSAE, JumpReLUSAE, MatryoshkaBatchTopKSAE,
+                                        ReluSAE, SparseAutoencoder, TopKSAE)
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -53,6 +57,19 @@ def saelens_architecture(sae: SparseAutoencoder) -> str:
     if base == "standard":
         return "skip_transcoder" if skip else "transcoder"
     return f"{base}_skip_transcoder" if skip else f"{base}_transcoder"
+
+
+def saelens_training_details(sae: BatchTopKSAE) -> dict:
+    """SAELens's ``training_architecture`` metadata of an SAE saved for inference: the
+    training config's fields the JumpReLU inference config lacks, with our values."""
+    details = {"decoder_init_norm": 1.0, "k": sae.k, "use_sparse_activations": True,
+               "aux_loss_coefficient": sae.aux_k_coefficient,
+               "rescale_acts_by_decoder_norm": False,
+               "topk_threshold_lr": round(1 - BatchTopKSAE.THRESHOLD_EMA, 10)}
+    if isinstance(sae, MatryoshkaBatchTopKSAE):
+        details.update(matryoshka_widths=list(sae.widths), use_matryoshka_aux_loss=False)
+    return {"training_architecture": sae.architecture,
+            "training_architecture_details": details}
 
 
 @torch.no_grad()
@@ -103,6 +120,8 @@ def save_saelens(folder: str | Path, sae: SparseAutoencoder, *, scale_in: float 
                          **(extra_metadata or {})},
         },
     }
+    if isinstance(sae, BatchTopKSAE):
+        cfg["metadata"].update(saelens_training_details(sae))
     if isinstance(sae, TopKSAE) and not isinstance(sae, BatchTopKSAE):
         cfg["k"] = sae.k
         cfg["rescale_acts_by_decoder_norm"] = False
@@ -200,6 +219,9 @@ def _load_saelens(folder: Path):
         base = "standard"
     if ours.get("architecture") == "batchtopk":
         cls, kw = BatchTopKSAE, {"k": int(ours.get("k", 32))}
+    elif ours.get("architecture") == "matryoshka_batchtopk":
+        cls, kw = MatryoshkaBatchTopKSAE, {"k": int(ours.get("k", 32)),
+                                           "widths": ours.get("matryoshka_widths") or ()}
     elif base == "standard":
         cls, kw = ReluSAE, {"l1_coefficient": float(ours.get("l1_coefficient", 5.0))}
     elif base == "topk":
@@ -269,13 +291,18 @@ def _load_gemma_scope(folder: Path):
 
 
 def download_sae(repo_id: str, subfolder: str = "", *, cache_dir: str | Path,
-                 token: str | None = None, revision: str | None = None) -> Path:
-    """Fetch an SAE folder (or its ``subfolder``) from the Hugging Face Hub; returns it."""
+                 token: str | None = None, revision: str | None = None,
+                 endpoint: str | None = None, tqdm_class=None) -> Path:
+    """Fetch an SAE folder (or its ``subfolder``) from the Hugging Face Hub; returns it.
+
+    Files land in the Hub cache layout under ``cache_dir``: a broken download leaves its
+    ``.incomplete`` blob there and the next call resumes it with a range request."""
     from huggingface_hub import snapshot_download
 
     patterns = [f"{subfolder.strip('/')}/*"] if subfolder else None
     root = snapshot_download(repo_id, allow_patterns=patterns, cache_dir=str(cache_dir),
-                             token=token, revision=revision)
+                             token=token, revision=revision, endpoint=endpoint,
+                             tqdm_class=tqdm_class)
     folder = Path(root) / subfolder if subfolder else Path(root)
     if not folder.is_dir():
         raise UserError(f"{repo_id} has no folder {subfolder!r}.",

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mistudio.errors import JobCancelled as JobCancelledError
 from mistudio.errors import UserError
+from mistudio.sae.config import TOPK_FAMILY
 
 
 def train_job(params: dict, ctx) -> dict:
@@ -25,7 +27,8 @@ def train_job(params: dict, ctx) -> dict:
 
     cfg = TrainingConfig.from_dict(params["config"])
     path = params.get("activation_path") or cfg.activation_path
-    if not path:
+    onthefly = params.get("onthefly")
+    if not path and not onthefly:
         raise UserError("The training job has no activation set.",
                         hint="Start trainings from the Training tab or `mistudio train`.")
     target = params.get("target_activation_path") or cfg.target_activation_path or None
@@ -37,7 +40,14 @@ def train_job(params: dict, ctx) -> dict:
         device = resolve_device(cfg.device if cfg.device != "auto" else ctx.device)
         if cfg.device == "cuda" and device != "cuda":
             ctx.log("CUDA was requested but is not available; training on the CPU.", "warning")
-    source = open_source(path, target)
+    if onthefly and not path:  # activations computed from the model as training goes
+        from mistudio.sae.onthefly import ModelActivationSource
+
+        ctx.progress(0, None, f"Loading {onthefly.get('model_name') or 'the model'} to "
+                     "compute activations on the fly...")
+        source = ModelActivationSource(onthefly, device=device)
+    else:
+        source = open_source(path, target)
     rank = int(dist.get("rank", 0))
     out = params.get("out_dir") or ctx.artifact_dir
     trainer = Trainer(cfg, source, Path(out) if out and rank == 0 else None, ctx=ctx,
@@ -78,5 +88,56 @@ def import_job(params: dict, ctx) -> dict:
             "source_ref": f"{source}{'/' + subfolder if subfolder else ''}",
             "format": info["format"], "architecture": sae.architecture, "kind": kind,
             "d_in": sae.d_in, "d_sae": sae.d_sae, "d_out": sae.d_out,
-            "k": sae.k if sae.architecture in ("topk", "batchtopk") else None,
+            "k": sae.k if sae.architecture in TOPK_FAMILY else None,
             "model_name": info.get("model_name", ""), "hook_name": info.get("hook_name", "")}
+
+
+def catalogue_import_job(params: dict, ctx) -> dict:
+    """Job ``sae.catalogue_download``: one SAE of the catalogue (``release``, ``sae_id``),
+    downloaded with byte progress (resumable: the Hub cache keeps partial files), then
+    imported like any other SAE, with the catalogue's model and hook filled in where the
+    files do not name them. Params: ``catalogue_file`` ("" for the snapshot), ``sae_id_new``
+    (the record id), ``data_dir``, ``endpoint`` (tests)."""
+    from mistudio.models.sources import _progress_bar_class, _take_token
+    from mistudio.paths import DataPaths
+    from mistudio.sae.catalogue import load_catalogue
+    from mistudio.sae.formats import download_sae, load_sae, save_saelens
+
+    entry = load_catalogue(params.get("catalogue_file") or None).get(
+        f"{params['release']}/{params['sae_id']}")
+    if not entry.loadable:
+        raise UserError(f"{entry.key} cannot be loaded by this app: {entry.reason}.",
+                        hint="Pick an entry without a warning (`mistudio sae catalogue "
+                             "--loadable`), or convert it with SAELens and import the folder.")
+    paths = DataPaths(Path(params["data_dir"]))
+    ctx.progress(0, None, f"Downloading {entry.repo_id}/{entry.path} from the Hub...")
+    try:
+        folder = download_sae(entry.repo_id, entry.path, cache_dir=paths.cache / "hub",
+                              token=_take_token(ctx.job_id), endpoint=params.get("endpoint"),
+                              tqdm_class=_progress_bar_class(ctx))
+    except (UserError, JobCancelledError):
+        raise
+    except Exception as exc:
+        if "JobCancelled" in repr(exc) or isinstance(exc.__cause__, JobCancelledError):
+            raise JobCancelledError() from exc
+        raise UserError(f"Downloading {entry.key} failed: {type(exc).__name__}: {exc}",
+                        hint="Check the network and retry: the bytes downloaded so far are "
+                             "kept and the download resumes.") from exc
+    ctx.progress(1, 1, "Reading the SAE...")
+    sae, info = load_sae(folder)
+    sae_id = params["sae_id_new"]
+    dest = paths.entity_dir("trainings", sae_id)
+    model = info.get("model_name") or entry.hub_model
+    hook = info.get("hook_name") or entry.hook_name
+    save_saelens(dest, sae, model_name=model, hook_name=hook,
+                 extra_metadata={"imported_from": f"{entry.repo_id}/{entry.path}",
+                                 "catalogue": entry.key, "original_format": info["format"],
+                                 "hub_model": entry.hub_model})
+    kind = ("skip_transcoder" if sae.W_skip is not None else
+            "transcoder" if sae.transcoder else "sae")
+    return {"id": sae_id, "folder": str(dest), "name": entry.key,
+            "source_ref": f"catalogue:{entry.key}", "format": info["format"],
+            "architecture": sae.architecture, "kind": kind, "d_in": sae.d_in,
+            "d_sae": sae.d_sae, "d_out": sae.d_out,
+            "k": sae.k if sae.architecture in TOPK_FAMILY else None,
+            "model_name": model, "hook_name": hook}

@@ -41,8 +41,13 @@ class MemberTracker:
     SUMS = ("err", "var", "cos", "l2_ratio", "l0", "l1", "loss", "mse", "aux_loss",
             "sparsity_loss", "steps", "tokens", "finite")
 
-    def __init__(self, d_sae: int, device, dead_window_tokens: int):
+    def __init__(self, d_sae: int, device, dead_window_tokens: int,
+                 extra_names: tuple[str, ...] = ()):
         self.d_sae = d_sae
+        # the architecture's own per-token means (StepOutput.extra), e.g. Matryoshka's
+        # prefix losses: summed like the others, in one more device tensor
+        self.extra_names = tuple(extra_names)
+        self.extra_sums = torch.zeros(len(self.extra_names), dtype=torch.float64, device=device)
         self.device = device
         self.dead_window_tokens = int(dead_window_tokens)
         self.sums = torch.zeros(len(self.SUMS), dtype=torch.float64, device=device)
@@ -85,6 +90,9 @@ class MemberTracker:
             torch.full((), float(B), device=y.device), finite - 1.0,
         ]).to(torch.float64)
         self.sums += vals
+        if self.extra_names:
+            self.extra_sums += torch.stack([out.extra[k] for k in self.extra_names]).to(
+                torch.float64) * B
         self.tokens_since_fired += n_tokens
         self.tokens_since_fired.masked_fill_(fired > 0, 0)
         self.window_fired += fired
@@ -113,7 +121,10 @@ class MemberTracker:
             "dead_fraction": float(self.reported_dead_mask().double().mean().item()),
             "dense_fraction": float((freq > DENSE_THRESHOLD).double().mean().item()),
         }
+        for name, total in zip(self.extra_names, self.extra_sums.tolist()):
+            out[name] = total / n
         self.sums.zero_()
+        self.extra_sums.zero_()
         self.window_fired.zero_()
         return out
 
@@ -136,7 +147,8 @@ class MemberTracker:
     def state_dict(self) -> dict:
         return {"sums": self.sums.cpu(), "tokens_since_fired": self.tokens_since_fired.cpu(),
                 "window_fired": self.window_fired.cpu(),
-                "density_fired": self.density_fired.cpu(), "density_tokens": self.density_tokens}
+                "density_fired": self.density_fired.cpu(), "density_tokens": self.density_tokens,
+                "extra_sums": self.extra_sums.cpu()}
 
     def load_state_dict(self, state: dict) -> None:
         self.sums.copy_(state["sums"])
@@ -144,6 +156,8 @@ class MemberTracker:
         self.window_fired.copy_(state["window_fired"])
         self.density_fired.copy_(state["density_fired"])
         self.density_tokens = int(state["density_tokens"])
+        if "extra_sums" in state and state["extra_sums"].numel() == self.extra_sums.numel():
+            self.extra_sums.copy_(state["extra_sums"])
 
 
 def lr_factor(step: int, total_steps: int, *, schedule: str, warmup_steps: int,

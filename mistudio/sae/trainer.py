@@ -29,7 +29,7 @@ from mistudio.errors import JobCancelled, UserError
 from mistudio.paths import atomic_write_json
 from mistudio.sae import checkpoints as ckpt
 from mistudio.sae.architectures import BatchTopKSAE, SparseAutoencoder, build_sae
-from mistudio.sae.config import TrainingConfig
+from mistudio.sae.config import TOPK_FAMILY, TrainingConfig
 from mistudio.sae.data import ActivationStream, BatchSource, estimate_norm_scale
 from mistudio.sae.distributed import all_reduce, broadcast
 from mistudio.sae.formats import save_saelens
@@ -171,7 +171,8 @@ class Trainer:
                                  if self.device.type == "cuda" else None,
                                  broadcast_buffers=False)
             opt = make_optimizer(sae.parameters(), m_cfg, self.device)
-            tracker = MemberTracker(sae.d_sae, self.device, m_cfg.dead_window_tokens)
+            tracker = MemberTracker(sae.d_sae, self.device, m_cfg.dead_window_tokens,
+                                    sae.metric_names())
             member = Member(m_cfg, sae, opt, tracker, module)
             if m_cfg.compile and self.world_size == 1:
                 member.compiled_step = self._compile(sae, m_cfg)
@@ -188,6 +189,7 @@ class Trainer:
                 m.tracker.load_state_dict(saved["tracker"])
                 if not self.is_main:  # the saved metric sums are global: count them once
                     m.tracker.sums.zero_()
+                    m.tracker.extra_sums.zero_()
                 m.last_metrics = saved.get("last_metrics", {})
             self.step, self.tokens = int(state["step"]), int(state["tokens"])
             self._last_ckpt_tokens = self.tokens
@@ -261,7 +263,7 @@ class Trainer:
         for g in m.optimizer.param_groups:
             g["lr"] = lr
         scale = sparsity_warmup(self.step, self.total_steps, m.cfg.l1_warmup_fraction)
-        dead = m.tracker.dead_mask() if m.sae.architecture in ("topk", "batchtopk") else None
+        dead = m.tracker.dead_mask() if m.sae.architecture in TOPK_FAMILY else None
         if self.world_size > 1:
             out = m.module(x, y, sparsity_scale=scale, dead_mask=dead,
                            matmul_dtype=self.matmul_dtype)
@@ -409,6 +411,8 @@ class Trainer:
         for m in self.members:
             if self.world_size > 1:  # every process reports the global batch's numbers
                 m.tracker.sums.copy_(self._global_sums(m))
+                if m.tracker.extra_names:
+                    m.tracker.extra_sums.copy_(all_reduce(m.tracker.extra_sums.clone()))
             rep = m.tracker.report()
             rep["lr"] = getattr(m, "_lr", m.cfg.lr)
             rep["sparsity_coef"] = getattr(m, "_scale", 1.0) * {

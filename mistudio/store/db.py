@@ -9,6 +9,11 @@ import sys
 import threading
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no process lock; restore then relies on the jobs table
+    fcntl = None
+
 from mistudio.errors import UserError
 
 
@@ -52,6 +57,8 @@ class Store:
         self._local = threading.local()
         self._lock = threading.RLock()
         self._all: list[sqlite3.Connection] = []
+        self._holder = None
+        self.hold()
         from mistudio.store.migrations import migrate
 
         try:
@@ -89,7 +96,29 @@ class Store:
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.db_file.with_name(self.db_file.name + ".lock")
+
+    def hold(self) -> None:
+        """Take a shared lock on ``mistudio.db.lock`` while this store is open, so a restore
+        (which needs it exclusively) can tell that another process has the database open."""
+        if self._holder is not None or fcntl is None:
+            return
+        try:
+            fh = open(self.lock_file, "a+b")
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
+        except OSError:
+            return  # a read-only folder: the database itself will say what is wrong
+        self._holder = fh
+
+    def release_hold(self) -> None:
+        if self._holder is not None:
+            self._holder.close()  # closing the descriptor releases the lock
+            self._holder = None
+
     def close(self) -> None:
+        self.release_hold()
         with self._lock:
             for conn in self._all:
                 try:

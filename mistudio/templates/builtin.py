@@ -6,7 +6,8 @@ the recipe scales them, so the form's width-scaled default applies; see
 :func:`mistudio.templates.scaling.scaled_learning_rate`.
 
 Sources: Gao et al. 2024 "Scaling and evaluating sparse autoencoders" (OpenAI TopK with
-AuxK); Bussmann et al. 2024 "BatchTopK Sparse Autoencoders"; Rajamanoharan et al. 2024
+AuxK); Bussmann et al. 2024 "BatchTopK Sparse Autoencoders"; Bussmann et al. 2025 "Learning
+Multi-Level Features with Matryoshka Sparse Autoencoders"; Rajamanoharan et al. 2024
 "Jumping Ahead" and Lieberum et al. 2024 "Gemma Scope" (JumpReLU); Anthropic's
 "Circuits Updates - April 2024" (ReLU with decoder-norm-weighted L1).
 """
@@ -58,6 +59,19 @@ BUILTIN_TEMPLATES: tuple[BuiltinTemplate, ...] = (
          "aux_k_coefficient": 1 / 32, "total_tokens": 200_000_000, "batch_size": 4096,
          "lr": 3e-4, "adam_beta1": 0.9, "adam_beta2": 0.999, "lr_schedule": "constant",
          "lr_warmup_steps": 0, "checkpoint_every_tokens": 20_000_000,
+         "normalize_activations": "expected_average_only_in"},
+    ),
+    BuiltinTemplate(
+        "matryoshka_batchtopk", "Matryoshka BatchTopK",
+        "Nested dictionaries (Bussmann et al. 2025, SAELens matryoshka_batchtopk): BatchTopK "
+        "where the first d_sae/16 and d_sae/4 latents must also reconstruct the input on "
+        "their own, which keeps general features early and reduces feature absorption. "
+        "Set matryoshka_widths for other levels.",
+        {"architecture": "matryoshka_batchtopk", "expansion_factor": 16, "k": 32,
+         "matryoshka_widths": [], "aux_k": 512, "aux_k_coefficient": 1 / 32,
+         "total_tokens": 200_000_000, "batch_size": 4096, "lr": 3e-4, "adam_beta1": 0.9,
+         "adam_beta2": 0.999, "lr_schedule": "constant", "lr_warmup_steps": 0,
+         "checkpoint_every_tokens": 20_000_000,
          "normalize_activations": "expected_average_only_in"},
     ),
     BuiltinTemplate(

@@ -65,12 +65,30 @@ class MainWindow(QMainWindow):
     def _on_tab_changed(self, index: int) -> None:
         page = self.tabs.widget(index)
         if isinstance(page, LazyTab):
-            page.ensure_built()
+            self._wire(page.ensure_built())
 
     def show_tab(self, title: str):
         page = self.lazy_tabs[title]
         self.tabs.setCurrentWidget(page)
-        return page.ensure_built()
+        return self._wire(page.ensure_built())
+
+    def _wire(self, widget):
+        """Cross-tab requests go through the window (tabs never import each other)."""
+        steer = getattr(widget, "steer_feature_requested", None)
+        if steer is not None and not getattr(widget, "_steer_wired", False):
+            steer.connect(self.steer_feature)
+            widget._steer_wired = True
+        return widget
+
+    def steer_feature(self, sae_id: str, feature_index: int) -> None:
+        """"Steer with this feature" (Features tab): open Steering with it chosen."""
+        tab = self.show_tab("Steering")
+        choose = getattr(tab, "steer_feature", None)
+        if callable(choose):
+            choose(sae_id, int(feature_index))
+        else:
+            self.statusBar().showMessage("The Steering tab cannot take a feature in this "
+                                         "version.", 8000)
 
     # ------------------------------------------------------------------ menus
 

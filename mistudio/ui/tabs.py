@@ -39,15 +39,15 @@ TABS = [
             "Train sparse autoencoders (ReLU/L1, TopK, BatchTopK, JumpReLU, transcoders) on "
             "extracted activations, with live charts, checkpoints and resume. First extract "
             "activations in the Models tab."),
-    TabSpec("Features", "mistudio.ui.features.tab:FeaturesTab", "Feature analysis is not built yet",
-            "This tab will show what an SAE learned: a feature table, max-activating examples, "
-            "activation histograms, logit lens, correlations, ablations, a UMAP map and labels. "
-            "It is not available in this version. Meanwhile: train an SAE in the Training tab; "
-            "its SAELens-format folder opens in other tools."),
-    TabSpec("Steering", "mistudio.ui.steering.tab:SteeringTab", "Steering is not built yet",
-            "This tab will steer generation with SAE features: steered and unsteered output side "
-            "by side, metrics and presets. It is not available in this version; it needs a "
-            "trained SAE and its model."),
+    TabSpec("Features", "mistudio.ui.features.tab:FeaturesTab", "No SAE to analyse yet",
+            "This tab shows what an SAE learned: a feature table, max-activating examples, "
+            "activation histograms, logit lens, correlations, ablations, a UMAP map and your "
+            "labels. Train an SAE in the Training tab (or import one), then analyse it here."),
+    TabSpec("Steering", "mistudio.ui.steering.tab:SteeringTab", "Nothing to steer yet",
+            "Steer a model's generation with SAE features: add a feature's decoder direction, "
+            "clamp or ablate it, and compare the steered and unsteered outputs side by side "
+            "with per-token KL, perplexity and feature activation changes. It needs a model "
+            "(Models tab) and an SAE trained on it (Training tab) or imported."),
     TabSpec("Templates", "mistudio.ui.templates.tab:TemplatesTab", "No templates tab yet",
             "Templates are saved, named settings for extraction and training. Save them from the "
             "Models tab (extraction) and the Training tab (training); a page to manage all of "

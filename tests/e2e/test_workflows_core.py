@@ -148,7 +148,7 @@ def test_export_intermediate_checkpoint_as_saelens(studio, tmp_path):
     cfg = {**TRAIN, "k": 6, "expansion_factor": 4, "total_tokens": 128 * 60,
            "checkpoint_every_tokens": 128 * 20, "keep_checkpoints": 5,
            "normalize_activations": "expected_average_only_in"}
-    job = studio.trainings.start({**cfg, "activation_path": str(folder)})
+    job = studio.trainings.start_training({**cfg, "activation_path": str(folder)})
     assert studio.queue.wait(job.id, 120).status == "completed"
     ckpts = studio.trainings.list_checkpoints(job.target)
     assert [c.step for c in ckpts] == [20, 40, 60]
@@ -174,3 +174,36 @@ def test_export_intermediate_checkpoint_as_saelens(studio, tmp_path):
     assert again.status == "failed" and "already exists" in again.error
     with pytest.raises(UserError, match="not a checkpoint of this training"):
         studio.workflows.start_checkpoint_export(job.target, str(tmp_path), dest)
+
+
+def test_chains_saved_in_the_old_key_value_table_move_to_their_own(tmp_path):
+    import json as _json
+
+    from mistudio.store import migrations
+    from mistudio.store.db import Store, sqlite_utils
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    migrations._load_all()
+    for version in sorted(v for v in migrations._MIGRATIONS if v < 62):
+        with db.conn:
+            migrations._MIGRATIONS[version][1](db)
+            db.execute(f"PRAGMA user_version={version}")
+    chain = {"id": "wf_old", "title": "old", "status": FAILED, "model_id": "m_1",
+             "model_name": "tiny", "tokenization": "tok_1", "hook_point": HOOK,
+             "created_at": "2024-01-01T00:00:00"}
+    db["template_state"].insert({"key": "workflow:wf_old", "value": _json.dumps(chain),
+                                 "updated_at": "2024-01-01T00:00:00"})
+    db["template_state"].insert({"key": "last_used_training_settings", "value": "{}",
+                                 "updated_at": "2024-01-01T00:00:00"})
+    db.conn.close()
+    store = Store(path)
+    try:
+        from mistudio.app.workflows import ChainsRepo
+
+        (moved,) = ChainsRepo(store).list()
+        assert (moved.id, moved.hook_name, moved.status) == ("wf_old", HOOK, FAILED)
+        keys = [r["key"] for r in store.db["template_state"].rows]
+        assert keys == ["last_used_training_settings"]
+    finally:
+        store.close()

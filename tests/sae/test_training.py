@@ -70,7 +70,7 @@ class _CancelAt(JobContext):
         super().pause_point()
 
 
-@pytest.mark.parametrize("arch", ["topk", "jumprelu"])
+@pytest.mark.parametrize("arch", ["topk", "jumprelu", "matryoshka_batchtopk"])
 def test_resume_continues_bit_for_bit(arch, synthetic, small_config, tmp_path):
     x, _ = synthetic
     cfg = small_config(architecture=arch, total_tokens=256 * 40, metrics_every_steps=7,

@@ -16,10 +16,10 @@ def test_builtins_listed_and_read_only(studio):
                      "Gemma-Scope-style JumpReLU", "April-update ReLU"):
         assert expected in names
     topk = studio.templates.get("openai_topk")
-    assert topk.builtin and topk.config["architecture"] == "topk" and topk.config["k"] == 32
+    assert topk.builtin and topk.settings["architecture"] == "topk" and topk.settings["k"] == 32
     # Changing the returned dict must not change the built-in itself.
-    topk.config["k"] = 999
-    assert studio.templates.get("builtin:openai_topk").config["k"] == 32
+    topk.settings["k"] = 999
+    assert studio.templates.get("builtin:openai_topk").settings["k"] == 32
     with pytest.raises(UserError, match="cannot be deleted"):
         studio.templates.delete(topk.id)
     with pytest.raises(UserError, match="cannot be renamed"):
@@ -41,11 +41,11 @@ def test_save_get_rename_delete(studio):
     t = svc.save("  My   TopK ", {"architecture": "topk", "k": 64, "lr": 1e-4},
                  description="layer 6")
     assert t.id.startswith("tt_") and t.name == "My TopK" and not t.builtin
-    assert svc.get("my topk").config == {"architecture": "topk", "k": 64, "lr": 1e-4}
+    assert svc.get("my topk").settings == {"architecture": "topk", "k": 64, "lr": 1e-4}
     with pytest.raises(UserError, match="already exists"):
         svc.save("MY TOPK", {"k": 1})
     replaced = svc.save("My TopK", {"k": 8}, overwrite=True)
-    assert replaced.id == t.id and svc.get(t.id).config == {"k": 8}
+    assert replaced.id == t.id and svc.get(t.id).settings == {"k": 8}
     with pytest.raises(UserError, match="built-in"):
         svc.save("BatchTopK", {"k": 1})
     svc.rename(t.id, "Renamed")
@@ -107,8 +107,8 @@ def test_export_import_round_trip(studio, tmp_path):
     imported = svc.import_file(path)
     # Names clash with what exists, so both get a suffix; settings come back identical.
     assert [t.name for t in imported] == ["A (2)", "Gemma-Scope-style JumpReLU (2)"]
-    assert imported[0].config == a.config and imported[0].description == "first"
-    assert imported[1].config == svc.get("builtin:gemma_scope_jumprelu").config
+    assert imported[0].settings == a.settings and imported[0].description == "first"
+    assert imported[1].settings == svc.get("builtin:gemma_scope_jumprelu").settings
     # A single-template object imports too.
     single = tmp_path / "single.json"
     single.write_text(json.dumps({"name": "Solo", "config": {"k": 2}}))

@@ -152,6 +152,28 @@ def test_a_constant_series_is_shown_around_its_value(chart):
     assert chart.plot.getPlotItem().getViewBox().autoRangeEnabled()[1]  # follows data again
 
 
+def test_matryoshka_prefix_losses_share_one_chart(qtbot):
+    panel = TrainingCharts()
+    qtbot.addWidget(panel)
+    panel.resize(900, 700)
+    panel.show()
+    run = RunMetrics("job_m", "matryoshka")
+    run.add_live_rows([{"step": s, "t": float(s), "values": {
+        "loss": 3.0, "mse": 1.0, "inner_mse_loss_64": 2.0, "inner_mse_loss_256": 1.5}}
+        for s in range(5)])
+    panel.set_runs([run])
+    chart = panel.charts["Matryoshka prefix MSE"]
+    assert chart.spec.metrics == ("inner_mse_loss_64", "inner_mse_loss_256")
+    assert set(chart.curves) == {("job_m", "inner_mse_loss_64"), ("job_m", "inner_mse_loss_256")}
+    assert not any(t.startswith("Inner mse") for t in panel.charts)  # no chart per width
+    # a second run with another width joins the same chart
+    other = RunMetrics("job_n", "matryoshka 2")
+    other.add_live_rows([{"step": 0, "t": 0.0, "values": {"inner_mse_loss_1024": 1.2}}])
+    panel.set_runs([run, other])
+    assert panel.charts["Matryoshka prefix MSE"] is chart
+    assert ("job_n", "inner_mse_loss_1024") in chart.curves
+
+
 def test_the_legend_sits_above_the_plot_and_never_covers_a_curve(chart, qtbot):
     a, b = _run("a", 50), _run("b", 50, scale=2.0)
     chart.update_data([a, b], ChartOptions(colors={"a": "#ff0000", "b": "#0000ff"}))

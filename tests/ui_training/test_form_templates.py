@@ -41,7 +41,7 @@ def test_every_setting_has_a_label_and_help():
     for name, info in SETTING_INFO.items():
         if info.auto:  # the automatic value it explains is the one a user finds there
             auto_value = info.auto.split(" = ")[0]
-            assert auto_value in ("0", "-1"), name
+            assert auto_value in ("0", "-1", "empty"), name  # "empty": a list setting
 
 
 def test_labels_units_automatic_values_and_config_names(qtbot):
@@ -85,7 +85,7 @@ def test_choosing_a_template_fills_the_form_and_edits_say_custom(studio, qtbot,
     panel.template_combo.setCurrentIndex(panel.template_combo.findData(fast.id))
     cfg, problems = panel.form.config()
     assert not problems
-    for key, value in fast.config.items():
+    for key, value in fast.settings.items():
         assert cfg[key] == pytest.approx(value) if isinstance(value, float) else \
             cfg[key] == value, key
     assert (cfg["expansion_factor"], cfg["total_tokens"], cfg["batch_size"], cfg["lr"]) == \
@@ -117,8 +117,16 @@ def test_template_settings_without_a_field_go_with_the_run(studio, qtbot, tiny_a
     config, problems = panel.full_config()
     assert not problems and config["init_seed"] == 5 and config["compile_backend"] == "aot_eager"
     assert config["k"] == 8 and "init_seed = 5" in panel.template_desc.text()
-    # A form holding no template's settings drops them.
+    # Saved again under another name, the template keeps them.
+    assert panel.save_template("Seeded copy").settings["init_seed"] == 5
+    # Edited, the form is the template plus the edit: the settings without a field stay.
     _type(panel.form.editors["k"], "9")
+    assert panel.template_combo.currentData() == ""
+    assert panel.full_config()[0]["init_seed"] == 5
+    assert "still set, without a field here:" in panel.template_desc.text()
+    assert "init_seed = 5" in panel.template_desc.text()
+    # Another template replaces them.
+    panel.select_template("builtin:fast_prototype")
     assert "init_seed" not in panel.full_config()[0]
 
 

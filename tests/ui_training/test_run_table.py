@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mistudio.store.jobs_repo import JobRecord
+from mistudio.jobs.repository import JobRecord
 from mistudio.ui.training.run_table import diff_settings, format_setting
 
 

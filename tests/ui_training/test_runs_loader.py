@@ -19,7 +19,7 @@ NAMES = ("explained_variance", "l0", "mse", "dead_fraction", "loss")
 def _store_runs(studio) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """N_RUNS finished trainings with metrics; returns job id -> metric -> [(step, value)]."""
     from mistudio.store.db import now_iso
-    from mistudio.store.jobs_repo import JobRecord
+    from mistudio.jobs.repository import JobRecord
 
     stored = {}
     for r in range(N_RUNS):

@@ -139,7 +139,7 @@ def test_form_start_watch_pause_cancel_restart_resume(qt_studio, qtbot, tmp_path
     qtbot.waitUntil(lambda: card.status == "cancelled", timeout=60_000)
     assert card.resume_ckpt_btn.isVisible()
     steps_before = list(tab.run_metrics(key).series["loss"].view()[0])
-    ckpts = tab.actions.checkpoints(_job(studio))
+    ckpts = studio.trainings.job_checkpoints(_job(studio))
     assert ckpts and ckpts[-1].step >= steps_before[-1]  # saved where it stopped
     tab.pages.setCurrentWidget(tab.checkpoints)
     assert tab.checkpoints.table.rowCount() == len(ckpts)
@@ -180,17 +180,18 @@ def test_form_start_watch_pause_cancel_restart_resume(qt_studio, qtbot, tmp_path
         tab2.logs.level_combo.setCurrentIndex(3)  # errors only
         assert not any("Checkpoint" in line for line in tab2.logs.visible_lines())
         _shot(tab2, tmp_path, "7_logs")
-        result = tab2.actions.result(tab2.latest(key))
+        result = studio2.trainings.job_result(tab2.latest(key))
         assert result["saes"] and Path(result["saes"][0]["path"], "cfg.json").exists()
-        exported = tab2.actions.export_saelens(tab2.latest(key), result["saes"][0]["member"],
-                                               tmp_path / "export")
+        exported = studio2.trainings.export_saelens(tab2.latest(key).target,
+                                                    result["saes"][0]["member"],
+                                                    tmp_path / "export")
         assert (exported / "cfg.json").exists()
 
         # --- duplicate fills the form; delete removes the training and its files
         tab2.duplicate(key)
         assert tab2.new_training.form.config()[0]["k"] == TINY["k"]
         assert tab2.new_training.name_edit.text() == "tiny topk copy"
-        folder = tab2.actions.training_dir(tab2.latest(key))
+        folder = studio2.trainings.job_dir(tab2.latest(key))
         assert folder.exists()
         assert tab2.delete_training(key), tab2.last_error
         assert not folder.exists() and studio2.list_jobs(kind="sae.train") == []
@@ -227,7 +228,7 @@ def test_templates_apply_save_and_last_used(qt_studio, qtbot, tmp_path, tiny_act
     # Save the form as a template, favourite it, and find it first in the list.
     panel.form.editors["k"].setText("7")
     t = panel.save_template("My k7")
-    assert studio.templates.get("My k7").config["k"] == 7
+    assert studio.templates.get("My k7").settings["k"] == 7
     panel.template_combo.setCurrentIndex(panel.template_combo.findData(t.id))
     panel._toggle_favourite()
     assert panel.template_combo.itemData(0) == ""  # the form's own settings come first

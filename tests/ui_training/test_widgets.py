@@ -157,3 +157,25 @@ def test_form_sweep_and_width_scaled_lr(qtbot):
     assert "Sweep values" in form.config()[1][0]
     form.sweep_values.setText("")
     assert "give the values of Active latents (k)" in form.config()[1][0]
+
+
+def test_form_matryoshka_widths(qtbot):
+    from mistudio.sae.config import TrainingConfig
+    from mistudio.templates.builtin import builtin_by_id
+    from mistudio.ui.training.form import TrainingForm
+
+    form = TrainingForm()
+    qtbot.addWidget(form)
+    form.show()
+    assert form.editors["matryoshka_widths"].isHidden()  # topk by default
+    form.set_config(builtin_by_id("matryoshka_batchtopk").config)
+    assert not form.editors["matryoshka_widths"].isHidden()
+    assert not form.editors["k"].isHidden() and form.editors["l1_coefficient"].isHidden()
+    form.editors["matryoshka_widths"].setText("64, 256")
+    cfg, problems = form.config()
+    assert not problems and cfg["matryoshka_widths"] == [64, 256]
+    assert TrainingConfig.from_dict({**cfg, "activation_path": "x"}).validate(d_in=64)
+    form.set_config({"architecture": "matryoshka_batchtopk", "matryoshka_widths": [8, 32]})
+    assert form.editors["matryoshka_widths"].text() == "8, 32"
+    form.editors["matryoshka_widths"].setText("8, lots")
+    assert "matryoshka widths" in form.config()[1][0]

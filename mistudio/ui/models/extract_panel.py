@@ -258,7 +258,7 @@ class ExtractionPanel(QWidget):
     def reload_templates(self) -> None:
         self.template.clear()
         self.template.addItem("Choose a template…")
-        for t in self.studio.activations.list_templates():
+        for t in self.studio.templates.list(kind="extraction"):
             self.template.addItem(t.name)
             self.template.setItemData(self.template.count() - 1, t.description, 3)
 
@@ -294,7 +294,8 @@ class ExtractionPanel(QWidget):
         name, ok = QInputDialog.getText(self, "Save extraction template", "Template name")
         if ok and name.strip():
             try:
-                self.studio.activations.save_template(name, self.form_settings())
+                self.studio.templates.save(name, self.form_settings(), kind="extraction",
+                                           overwrite=True)
             except UserError as exc:
                 self.error.emit(str(exc))
                 return

@@ -15,10 +15,10 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLin
 
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
-from mistudio.ui.elided_label import ElidedLabel
 from mistudio.ui.kit.background import BackgroundCall
-from mistudio.ui.kit.palette import verdict_colour
+from mistudio.ui.kit.elided_label import ElidedLabel
 from mistudio.ui.kit.labels import hint_label
+from mistudio.ui.kit.palette import verdict_colour
 
 DTYPES = ("float32", "bfloat16", "float16")
 QUANTS = ("none", "8bit", "4bit")
@@ -202,7 +202,7 @@ class ArchitectureInspector(QWidget):
             return False
         if self.model_id is None:
             return True
-        rec = self.studio.models.repo.get(self.model_id)
+        rec = self.studio.models.find(self.model_id)
         return rec is None or rec.status != "ready" or self._shown_ready
 
     def _deliver(self, result) -> None:

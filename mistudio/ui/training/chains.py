@@ -61,7 +61,7 @@ class ChainCards(QObject):
             self._show(chain)
 
     def refresh(self, chain_id: str) -> None:
-        chain = self.workflows.repo.get(chain_id)
+        chain = self.workflows.find(chain_id)
         if chain is None or not chain.open:
             was_selected = self.tab.selected == chain_id
             self._drop(chain_id)

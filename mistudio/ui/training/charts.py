@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, Q
                                QLabel, QMessageBox, QPushButton, QScrollArea, QSlider,
                                QToolButton, QVBoxLayout, QWidget)
 
-from mistudio.ui.chart_legend import ChartLegend
-from mistudio.ui.training.series import EmaSmoother, RunMetrics, write_metrics_csv
+from mistudio.ui.kit.chart_legend import ChartLegend
 from mistudio.ui.kit.palette import SERIES, colour, css
+from mistudio.ui.training.series import EmaSmoother, RunMetrics, write_metrics_csv
 
 REDRAW_MS = 120
 CHART_HEIGHT = 260
@@ -56,6 +56,10 @@ CHART_SPECS: tuple[ChartSpec, ...] = (
 )
 # Series that are axes or bookkeeping, never charts of their own.
 NOT_CHARTED = {"tokens", "step", "epoch"}
+# Families of series that share one chart: (name prefix, title, help).
+GROUPED = (("inner_mse_loss_", "Matryoshka prefix MSE",
+            "Reconstruction MSE from the first W latents, one curve per inner width W; "
+            "the full SAE's is in Loss (mse)."),)
 
 
 @dataclass
@@ -447,14 +451,32 @@ class TrainingCharts(QWidget):
         charted = {m for c in self.charts.values() for m in c.spec.metrics}
         added = 0
         for run in views:
-            for name in run.names():
+            names = run.names()
+            for name in names:
                 if name not in charted and name not in NOT_CHARTED:
                     if limit is not None and added >= limit:
                         return added
-                    self._add_chart(ChartSpec(name.replace("_", " ").capitalize(), (name,)))
-                    charted.add(name)
+                    spec = self._grouped_spec(name, names, charted)
+                    if spec is None:
+                        spec = ChartSpec(name.replace("_", " ").capitalize(), (name,))
+                    if spec.title in self.charts:  # a family's chart takes a new member
+                        self.charts[spec.title].spec = spec
+                    else:
+                        self._add_chart(spec)
+                    charted.update(spec.metrics)
                     added += 1
         return added
+
+    @staticmethod
+    def _grouped_spec(name: str, names, charted: set) -> ChartSpec | None:
+        """The one chart of a family of series (Matryoshka's per-prefix losses), with all
+        of the family's names seen so far."""
+        for prefix, title, help_text in GROUPED:
+            if name.startswith(prefix):
+                family = sorted({n for n in [*names, *charted] if n.startswith(prefix)},
+                                key=lambda n: (len(n), n))
+                return ChartSpec(title, tuple(family), help=help_text)
+        return None
 
     def _on_options(self) -> None:
         self.options.x_mode = self.x_combo.currentData()

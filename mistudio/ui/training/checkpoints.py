@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from mistudio.paths import human_bytes
-from mistudio.ui.training.actions import CheckpointEntry
+from mistudio.sae.checkpoints import CheckpointInfo
 from mistudio.ui.kit.labels import hint_label
 
 COLUMNS = ("Step", "Tokens", "Saved", "Loss", "L0", "Expl. var.", "Size")
@@ -34,7 +34,7 @@ class CheckpointManager(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.entries: list[CheckpointEntry] = []
+        self.entries: list[CheckpointInfo] = []
         self.title = QLabel("No training selected.")
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -73,7 +73,7 @@ class CheckpointManager(QWidget):
         self.completed = False
         self._update_buttons()
 
-    def set_checkpoints(self, title: str, entries: list[CheckpointEntry], *, running: bool,
+    def set_checkpoints(self, title: str, entries: list[CheckpointInfo], *, running: bool,
                         completed: bool) -> None:
         self.title.setText(title)
         self.entries = list(reversed(entries))  # newest first
@@ -104,7 +104,7 @@ class CheckpointManager(QWidget):
             self.note.setText("")
         self._update_buttons()
 
-    def selected(self) -> CheckpointEntry | None:
+    def selected(self) -> CheckpointInfo | None:
         rows = self.table.selectionModel().selectedRows()
         return self.entries[rows[0].row()] if rows else None
 

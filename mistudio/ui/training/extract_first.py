@@ -47,6 +47,8 @@ class ExtractFirstBox(QGroupBox):
         form.addRow("Hook point", self.hook_combo)
         form.addRow("Tokens to extract", self.tokens_edit)
         form.addRow(self.info)
+        self._form = form
+        self.on_the_fly = False
         self.model_combo.currentIndexChanged.connect(self._on_model)
         self.tok_combo.currentIndexChanged.connect(self._emit)
         self.hook_combo.currentIndexChanged.connect(self._emit)
@@ -137,6 +139,14 @@ class ExtractFirstBox(QGroupBox):
             self.tokens_edit.setText(str(tokens))
         self._emit()
 
+    def set_on_the_fly(self, on: bool) -> None:
+        """The same choices for training on the fly: no extraction, so no token count
+        (every token of the tokenization; epochs run the model again)."""
+        self.on_the_fly = bool(on)
+        self.setTitle("Train on the fly" if on else "Extract first")
+        self._form.setRowVisible(self.tokens_edit, not on)
+        self._emit()
+
     # ------------------------------------------------------------------ values
 
     def _emit(self, *_args) -> None:
@@ -155,6 +165,8 @@ class ExtractFirstBox(QGroupBox):
     def expected_rows(self) -> int | None:
         """At most this many activation rows (the tokenization may hold fewer)."""
         available = self._tokens.get(self.tok_combo.currentData() or "")
+        if self.on_the_fly:
+            return available
         wanted = self.max_tokens()
         if available is None or wanted is None:
             return None
@@ -167,13 +179,16 @@ class ExtractFirstBox(QGroupBox):
                   "tokenization": self.tok_combo.currentData() or "",
                   "hook_name": self.hook_combo.currentData() or "",
                   "max_tokens": self.max_tokens()}
+        what = "Train on the fly" if self.on_the_fly else "Extract first"
         if not values["model"]:
-            problems.append("Extract first: choose a model (add one in the Models tab).")
+            problems.append(f"{what}: choose a model (add one in the Models tab).")
         elif not values["tokenization"]:
-            problems.append("Extract first: tokenize a dataset with this model's tokenizer "
+            problems.append(f"{what}: tokenize a dataset with this model's tokenizer "
                             "in the Datasets tab.")
         elif not values["hook_name"]:
-            problems.append("Extract first: choose a hook point.")
+            problems.append(f"{what}: choose a hook point.")
+        if self.on_the_fly:
+            return values, problems
         if values["max_tokens"] is None:
             problems.append(f"Tokens to extract: '{self.tokens_edit.text()}' is not a whole "
                             "number (e.g. 500k, 2M; 0 takes all).")
@@ -186,6 +201,11 @@ class ExtractFirstBox(QGroupBox):
         if not rows or not d:
             if self._summary is not None:
                 self.info.setText("")
+            return
+        if self.on_the_fly:
+            self.info.setText(f"{rows:,} tokens per epoch × width {d}, computed as training "
+                              "goes: nothing on disk; memory holds the shuffle buffer "
+                              "(about 2 × its size × the width).")
             return
         self.info.setText(f"Up to {rows:,} tokens × width {d} (float32) ≈ "
                           f"{human_bytes(rows * d * 4)} on disk; the training starts when "

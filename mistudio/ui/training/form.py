@@ -35,13 +35,15 @@ NOT_IN_FORM = {"name", "activation_id", "activation_path", "target_activation_id
                "target_activation_path", "sweep", "member_name", "model_name", "hook_name",
                "hook_name_out", "kind"}
 ONLY_FOR = {
-    "k": ("topk", "batchtopk"), "aux_k": ("topk", "batchtopk"),
-    "aux_k_coefficient": ("topk", "batchtopk"), "l1_coefficient": ("relu",),
+    "k": config_module.TOPK_FAMILY, "aux_k": config_module.TOPK_FAMILY,
+    "aux_k_coefficient": config_module.TOPK_FAMILY, "l1_coefficient": ("relu",),
+    "matryoshka_widths": ("matryoshka_batchtopk",),
     "l1_warmup_fraction": ("relu", "jumprelu"), "l0_coefficient": ("jumprelu",),
     "jumprelu_bandwidth": ("jumprelu",), "jumprelu_init_threshold": ("jumprelu",),
 }
 GROUPS = (
-    ("Architecture", ("architecture", "expansion_factor", "d_sae", "k", "aux_k",
+    ("Architecture", ("architecture", "expansion_factor", "d_sae", "k", "matryoshka_widths",
+                      "aux_k",
                       "aux_k_coefficient", "l1_coefficient", "l1_warmup_fraction",
                       "l0_coefficient", "jumprelu_bandwidth", "jumprelu_init_threshold")),
     ("Training", ("total_tokens", "batch_size", "lr", "lr_schedule", "lr_warmup_steps",
@@ -176,6 +178,8 @@ class TrainingForm(QWidget):
         else:
             w = QLineEdit()
             w.textEdited.connect(lambda *_: self._edited(name))
+            if ftype is list:
+                w.setPlaceholderText("empty: d_sae/16, d_sae/4")
         w.setObjectName(name)
         return w
 
@@ -209,6 +213,8 @@ class TrainingForm(QWidget):
                 w.setCurrentIndex(i)
         elif isinstance(w, QCheckBox):
             w.setChecked(bool(value))
+        elif self.field_types[name] is list:
+            w.setText(", ".join(str(v) for v in value or []))
         else:
             w.setText(format_number(value, self.field_types[name] is int))
 
@@ -276,6 +282,12 @@ class TrainingForm(QWidget):
                 out[name] = w.currentData()
             elif isinstance(w, QCheckBox):
                 out[name] = w.isChecked()
+            elif self.field_types[name] is list:  # whole numbers, comma-separated
+                try:
+                    out[name] = [parse_number(v, True) for v in re.split(r"[,\s;]+", w.text())
+                                 if v]
+                except ValueError as exc:
+                    problems.append(f"{name.replace('_', ' ')}: {exc}.")
             else:
                 integer = self.field_types[name] is int
                 try:

@@ -15,8 +15,8 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QVBoxLayout, QW
 
 from mistudio.hardware_monitor import ResourceSample, ResourceSampler
 from mistudio.paths import human_bytes
-from mistudio.ui.chart_legend import ChartLegend
-from mistudio.ui.kit.palette import SERIES, colour, css
+from mistudio.ui.kit.chart_legend import ChartLegend
+from mistudio.ui.kit.palette import SERIES, css
 
 HISTORY = 120  # samples (2 minutes at 1 Hz)
 
@@ -77,11 +77,10 @@ class ResourceMonitor(QWidget):
         lines = [("cpu", "CPU", SERIES[0]), ("ram", "RAM", SERIES[2])]
         if self.sampler.has_gpu:
             lines += [("gpu", "GPU", SERIES[3]), ("gpu_mem", "GPU mem", SERIES[1])]
-        self.curves = {key: self.plot.plot(pen=pg.mkPen(pen_colour, width=2))
-                       for key, _name, pen_colour in lines}
+        self.curves = {key: self.plot.plot(pen=pg.mkPen(pen, width=2))
+                       for key, _name, pen in lines}
         self.legend = ChartLegend()  # above the plot: a legend inside it covers the curves
-        self.legend.set_entries([(name, pen_colour, Qt.SolidLine)
-                                 for _k, name, pen_colour in lines])
+        self.legend.set_entries([(name, pen, Qt.SolidLine) for _k, name, pen in lines])
         lay = QVBoxLayout(self)
         lay.addWidget(self.device_label)
         lay.addWidget(self.note)

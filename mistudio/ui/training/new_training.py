@@ -17,9 +17,10 @@ from mistudio.ui.kit.labels import hint_label
 # The data and its provenance: chosen on this page, never carried over by a template.
 DATA_KEYS = {"name", "activation_id", "activation_path", "target_activation_id",
              "target_activation_path", "member_name", "model_name", "hook_name",
-             "hook_name_out"}
+             "hook_name_out", "onthefly_model", "onthefly_tokenization"}
 FOLDER_ITEM = "__folder__"
 EXTRACT_ITEM = "__extract__"
+ONTHEFLY_ITEM = "__onthefly__"  # train from the model's activations, nothing written
 PLACEHOLDER_PATH = "(extracted first)"  # validates a config whose activations do not exist yet
 
 
@@ -205,15 +206,15 @@ class NewTrainingPanel(QWidget):
         # Keep the chosen data and device: a template describes the recipe, not the machine.
         current, _ = self.form.config()
         for key in ("device", "dtype"):
-            if key not in t.config and key in current:
+            if key not in t.settings and key in current:
                 merged[key] = current[key]
         # Settings without a field (init_seed, compile_backend...) still go with the run.
-        self.template_settings = {k: v for k, v in t.config.items() if k in known
+        self.template_settings = {k: v for k, v in t.settings.items() if k in known
                                   and k not in self.form.editors and k not in DATA_KEYS
                                   and k != "sweep"}
         self._applying = True
         try:
-            self.form.set_config(merged, lr_given="lr" in t.config)
+            self.form.set_config(merged, lr_given="lr" in t.settings)
         finally:
             self._applying = False
         self._set_custom_text("Custom settings")
@@ -233,13 +234,13 @@ class NewTrainingPanel(QWidget):
         if t is None:
             return
         from mistudio.sae.config import setting_info
-        from mistudio.templates.service import template_differences
+        from mistudio.templates.differences import template_differences
 
         current, _ = self.form.config()
         diffs = template_differences(current, t, compared=[*self.form.editors, "sweep"])
         if not diffs:
             return
-        self.template_settings = {}
+        # The recipe's settings without a field stay: the form is the template plus edits.
         self.template_combo.blockSignals(True)
         self.template_combo.setCurrentIndex(0)
         self.template_combo.blockSignals(False)
@@ -247,7 +248,10 @@ class NewTrainingPanel(QWidget):
         self._update_template_buttons()
         self.template_desc.setText("Changed from the template: " + "; ".join(
             f"{setting_info(k).label} {_short(old)} → {_short(new)}"
-            for k, old, new in diffs[:6]) + ("; ..." if len(diffs) > 6 else ""))
+            for k, old, new in diffs[:6]) + ("; ..." if len(diffs) > 6 else "") + (
+            "  (still set, without a field here: " + ", ".join(
+                f"{k} = {v}" for k, v in self.template_settings.items()) + ")"
+            if self.template_settings else ""))
 
     def _toggle_favourite(self) -> None:
         t = self.selected_template()
@@ -257,6 +261,7 @@ class NewTrainingPanel(QWidget):
 
     def save_template(self, name: str, *, overwrite: bool = False):
         config, problems = self.form.config()
+        config = {**self.template_settings, **config}  # with the settings that have no field
         if problems:
             raise UserError("Some settings cannot be read: " + " ".join(problems),
                             hint="Fix them before saving a template.")
@@ -271,7 +276,7 @@ class NewTrainingPanel(QWidget):
             return
         try:
             overwrite = False
-            if self.studio.templates.repo.find_by_name(name.strip()) is not None:
+            if self.studio.templates.find_saved(name) is not None:
                 overwrite = QMessageBox.question(
                     self, "Replace template?", f"A template called '{name}' exists. Replace it?"
                 ) == QMessageBox.Yes
@@ -340,6 +345,11 @@ class NewTrainingPanel(QWidget):
                                     "No activation set yet: choose a model, a tokenized dataset "
                                     "and a hook point; the training starts when the extraction "
                                     "completes.", Qt.ToolTipRole)
+        self.data_combo.addItem("Train on the fly from a model…", ONTHEFLY_ITEM)
+        self.data_combo.setItemData(self.data_combo.count() - 1,
+                                    "Compute the activations as training goes (model + "
+                                    "tokenized dataset + hook point); nothing is written to "
+                                    "disk, each epoch runs the model again.", Qt.ToolTipRole)
         i = self.data_combo.findData(current) if current else -1
         if i < 0 and len(sets) == 1 and not self.activation_path:
             i = 1  # exactly one set: that is the one to train on
@@ -363,18 +373,23 @@ class NewTrainingPanel(QWidget):
             return
         d_in = num_rows = None
         self.data_info.setText("")
-        extracting = data == EXTRACT_ITEM
+        onthefly = data == ONTHEFLY_ITEM
+        extracting = data == EXTRACT_ITEM or onthefly
         if extracting:
             existed = self.extract_box is not None
-            self.extract_first()  # builds the box
+            self.extract_first(select=False)  # builds the box
             if existed:
                 self.extract_box.reload()  # models and tokenizations added since
+            self.extract_box.set_on_the_fly(onthefly)
         if self.extract_box is not None:
             self.extract_box.setVisible(extracting)
-        self.start_btn.setText("Extract, then train" if extracting else "Start training")
+        self.start_btn.setText("Start training (on the fly)" if onthefly else
+                               "Extract, then train" if extracting else "Start training")
         if extracting:
-            self.data_info.setText("The activations are extracted first; the training "
-                                   "starts when the extraction completes.")
+            self.data_info.setText(
+                "The activations are computed from the model as training goes; nothing is "
+                "written to disk." if onthefly else "The activations are extracted first; the "
+                "training starts when the extraction completes.")
             self.form.set_data_shape(self.extract_box.d_in(), self.extract_box.expected_rows())
             return
         folder = self._data_folder()
@@ -393,7 +408,18 @@ class NewTrainingPanel(QWidget):
                 self.data_info.setText(span("error", str(exc)))
         self.form.set_data_shape(d_in, num_rows)
 
-    def extract_first(self):
+    def on_the_fly(self):
+        """Choose "Train on the fly" and return its box (model, tokenization, hook)."""
+        self.extract_first(select=False)
+        i = self.data_combo.findData(ONTHEFLY_ITEM)
+        if self.data_combo.currentIndex() != i:
+            self.data_combo.setCurrentIndex(i)
+        return self.extract_box
+
+    def training_on_the_fly(self) -> bool:
+        return (self.data_combo.currentData() or "") == ONTHEFLY_ITEM
+
+    def extract_first(self, select: bool = True):
         """Choose "Extract first" and return its box (model, tokenization, hook, tokens)."""
         if self.extract_box is None:
             from mistudio.ui.training.extract_first import ExtractFirstBox
@@ -402,7 +428,7 @@ class NewTrainingPanel(QWidget):
             self.extract_box.changed.connect(self._on_extract_changed)
             self.layout().insertWidget(self._extract_index, self.extract_box)
         i = self.data_combo.findData(EXTRACT_ITEM)
-        if self.data_combo.currentIndex() != i:
+        if select and self.data_combo.currentIndex() != i:
             self.data_combo.setCurrentIndex(i)  # comes back here through _on_data_changed
         return self.extract_box
 
@@ -410,7 +436,7 @@ class NewTrainingPanel(QWidget):
         return (self.data_combo.currentData() or "") == EXTRACT_ITEM
 
     def _on_extract_changed(self) -> None:
-        if self.extracting():
+        if self.extracting() or self.training_on_the_fly():
             self.form.set_data_shape(self.extract_box.d_in(), self.extract_box.expected_rows())
 
     def _data_folder(self) -> str:
@@ -459,6 +485,11 @@ class NewTrainingPanel(QWidget):
             config["activation_id"] = data[3:]
         elif data.startswith("path:"):
             config["activation_path"] = data[5:]
+        elif data == ONTHEFLY_ITEM and self.extract_box is not None:
+            chosen, _ = self.extract_box.settings()
+            config.update(onthefly_model=chosen["model"],
+                          onthefly_tokenization=chosen["tokenization"],
+                          hook_name=chosen["hook_name"])
         config["name"] = self.name_edit.text().strip()
         return {**self.template_settings, **config}, problems
 
@@ -472,6 +503,8 @@ class NewTrainingPanel(QWidget):
         config, problems = self.full_config()
         if self.extracting():
             config["activation_path"] = PLACEHOLDER_PATH
+            problems = self.extract_box.settings()[1] + problems
+        elif self.training_on_the_fly():
             problems = self.extract_box.settings()[1] + problems
         problem = problems[0] if problems else ""
         if not problem:

@@ -19,9 +19,9 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMessageBox, QP
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from mistudio.app.jobs import ACTIVE, JobRecord
+from mistudio.app.trainings import TRAIN_KIND
 from mistudio.errors import UserError
 from mistudio.ui.kit.palette import colour, css
-from mistudio.ui.training.actions import TRAINING_KINDS, TrainingActions
 from mistudio.ui.training.cards import JobCard, JobCardList
 from mistudio.ui.training.charts import TrainingCharts
 from mistudio.ui.training.chains import ChainCards
@@ -37,7 +37,7 @@ class TrainingTab(QWidget):
         super().__init__(parent)
         self.studio = studio
         self.bridge = bridge
-        self.actions = TrainingActions(studio)
+        self.trainings = studio.trainings
         self.jobs: dict[str, list[JobRecord]] = {}  # training key -> its jobs, oldest first
         self.key_of_job: dict[str, str] = {}
         self.metrics: dict[str, RunMetrics] = {}  # training key -> history (all its jobs)
@@ -106,6 +106,10 @@ class TrainingTab(QWidget):
         self.pages.addTab(self.runs, "Runs")
         self.pages.addTab(self.logs, "Logs")
         self.pages.addTab(self.checkpoints, "Checkpoints")
+        from mistudio.ui.training.saes_page import SAEsPage
+
+        self.saes_page = SAEsPage(studio, bridge)  # the SAE list: Add SAE > From the catalogue
+        self.pages.addTab(self.saes_page, "SAEs")
         self.pages.addTab(self.monitor_page, "Resources")
         self.pages.currentChanged.connect(self._on_page)
 
@@ -169,7 +173,7 @@ class TrainingTab(QWidget):
         """Rebuild the cards from the store (start-up, after a delete)."""
         self.jobs.clear()
         self.key_of_job.clear()
-        for job in self.actions.list_jobs():
+        for job in self.trainings.training_jobs():
             self._remember(job)
         for key in list(self.cards.cards):
             if key not in self.jobs and key not in self.chain_cards.chains:
@@ -213,7 +217,7 @@ class TrainingTab(QWidget):
             return
         job = self.studio.jobs.latest(self.latest(key))
         self._remember(job)
-        can_resume = self.actions.can_resume(job)
+        can_resume = self.trainings.job_can_resume(job)
         message = job.error or ("" if job.status in ("running", "completed") else job.message)
         card.title.setText(f"<b>{job.title or job.id}</b>")
         card.set_status(job.status, can_resume=can_resume, message=message)
@@ -251,7 +255,7 @@ class TrainingTab(QWidget):
 
     def _update_banner(self) -> None:
         resumable = [k for k in self.jobs if self.latest(k).status == "interrupted"
-                     and self.actions.can_resume(self.latest(k))]
+                     and self.trainings.job_can_resume(self.latest(k))]
         self.banner.setVisible(bool(resumable))
         if resumable:
             n = len(resumable)
@@ -296,7 +300,7 @@ class TrainingTab(QWidget):
             return
         job = self.latest(key)
         self.checkpoints.set_checkpoints(
-            f"Checkpoints of <b>{job.title or key}</b>", self.actions.checkpoints(job),
+            f"Checkpoints of <b>{job.title or key}</b>", self.trainings.job_checkpoints(job),
             running=job.status in ACTIVE, completed=job.status == "completed")
 
     def _on_compare(self, key: str, on: bool) -> None:
@@ -309,9 +313,9 @@ class TrainingTab(QWidget):
         key = self.key_of_job.get(job_id)
         if key is None and fetch and job_id not in self._other_jobs:
             job = self.studio.jobs.find(job_id)
-            if job is not None and job.kind not in TRAINING_KINDS:
+            if job is not None and job.kind != TRAIN_KIND:
                 self._other_jobs.add(job_id)  # not ours: no lookup per event
-            if job is not None and job.kind in TRAINING_KINDS:
+            if job is not None and job.kind == TRAIN_KIND:
                 key = self._remember(job)
                 if self.cards.card(key) is None:
                     self._add_card(key)
@@ -376,8 +380,8 @@ class TrainingTab(QWidget):
             return None
 
     def _start(self, config: dict, activation_path: str, title: str) -> JobRecord | None:
-        job = self._guard(lambda: self.actions.start(config, activation_path=activation_path,
-                                                     title=title))
+        job = self._guard(lambda: self.trainings.start_training(
+            config, activation_path=activation_path or None, title=title))
         if job is not None:
             key = self._training_key(job.id, fetch=True)
             self.select(key)
@@ -402,7 +406,7 @@ class TrainingTab(QWidget):
     # ------------------------------------------------------------------ runs table
 
     def _training_records(self):  # called on the runs loader's thread
-        return self.actions.service.trainings_repo.list()
+        return self.trainings.records()
 
     def refresh_runs(self, *, wait: bool = False) -> None:
         """Reload the Runs table: computed off the GUI thread, the rows arrive by signal
@@ -425,11 +429,11 @@ class TrainingTab(QWidget):
     def _on_card_action(self, action: str, key: str) -> None:
         job = self.latest(key)
         if action == "pause":
-            self.actions.pause(job.id)
+            self.studio.jobs.pause(job.id)
         elif action == "resume":
-            self.actions.resume(job.id)
+            self.studio.jobs.resume(job.id)
         elif action == "cancel":
-            self.actions.cancel(job.id)
+            self.studio.jobs.cancel(job.id)
         elif action == "resume_checkpoint":
             self.resume_training(key)
         elif action == "duplicate":
@@ -440,7 +444,8 @@ class TrainingTab(QWidget):
             self.delete_training(key, confirm=True)
 
     def resume_training(self, key: str, checkpoint: str | None = None) -> JobRecord | None:
-        job = self._guard(self.actions.resume_from_checkpoint, self.latest(key), checkpoint)
+        job = self._guard(lambda: self.trainings.resume_training(
+            self.latest(key).target, checkpoint=checkpoint))
         if job is not None:
             self._remember(job)
             self._refresh_card(key)
@@ -454,7 +459,7 @@ class TrainingTab(QWidget):
             self.resume_training(self.selected, path)
 
     def duplicate(self, key: str) -> None:
-        config = self.actions.duplicate_config(self.latest(key))
+        config = self.trainings.settings_to_duplicate(self.latest(key))
         config["name"] = f"{config.get('name') or self.latest(key).title} copy".strip()
         self.pages.setCurrentWidget(self.new_page)
         self.new_training.load_config(config)
@@ -465,7 +470,7 @@ class TrainingTab(QWidget):
                 f"Delete '{self.latest(key).title}' with its checkpoints, SAEs and metrics? "
                 "This cannot be undone.") != QMessageBox.Yes:
             return False
-        if self._guard(self.actions.delete_training, self.jobs[key]) is None and \
+        if self._guard(self.trainings.delete_training, self.latest(key).target) is None and \
                 any(self.studio.jobs.find(j.id) for j in self.jobs[key]):
             return False
         self.metrics.pop(key, None)
@@ -478,7 +483,8 @@ class TrainingTab(QWidget):
     def _delete_checkpoint(self, path: str) -> None:
         if self.selected and QMessageBox.question(
                 self, "Delete checkpoint?", f"Delete the checkpoint {path}?") == QMessageBox.Yes:
-            self._guard(self.actions.delete_checkpoint, self.latest(self.selected), path)
+            self._guard(self.trainings.delete_checkpoint_at, self.latest(self.selected).target,
+                        path)
             self._refresh_checkpoints()
 
     def export_checkpoint(self, path: str, destination: str):
@@ -499,7 +505,7 @@ class TrainingTab(QWidget):
         if key is None:
             return
         job = self.latest(key)
-        result = self.actions.result(job) or {}
+        result = self.trainings.job_result(job) or {}
         members = [s["member"] for s in result.get("saes", [])]
         if not members:
             QMessageBox.information(self, "Nothing to export",
@@ -512,7 +518,7 @@ class TrainingTab(QWidget):
         # member, for a sweep) inside the chosen one
         folder = Path(dest) / (job.target or job.id)
         for member in members:
-            out = self._guard(self.actions.export_saelens, job, member,
+            out = self._guard(self.trainings.export_saelens, job.target, member,
                               folder if len(members) == 1 else folder / member)
             if out is None:
                 return

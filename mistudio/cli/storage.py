@@ -1,0 +1,119 @@
+"""``mistudio storage``: disk use of the data folder, orphans, database backups and restore."""
+
+from __future__ import annotations
+
+from mistudio.cli import open_studio, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("storage", help="disk use, orphans, database backups and restore",
+                       description=__doc__)
+    ssub = p.add_subparsers(dest="storage_command", metavar="ACTION", required=True)
+
+    q = ssub.add_parser("du", help="disk use per category, largest items first, free space")
+    q.add_argument("--items", type=int, default=5, help="items shown per category (default 5)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_du)
+
+    q = ssub.add_parser("orphans", help="folders without a record and records without a folder")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_orphans)
+
+    q = ssub.add_parser("backup", help="back up the database now (SQLite's online backup)")
+    q.add_argument("--keep", type=int, default=7, help="backups kept (default 7)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_backup)
+
+    q = ssub.add_parser("backups", help="list the backups, newest first")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_backups)
+
+    q = ssub.add_parser("restore", help="replace the database with a backup (the current one "
+                        "is kept as a 'before-restore' backup)")
+    q.add_argument("backup", help="backup name (a prefix is enough) or folder")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_restore)
+
+
+def _with(args, fn):
+    studio = open_studio(args)
+    try:
+        return fn(studio.storage)
+    finally:
+        studio.close(timeout=1)
+
+
+def run_du(args) -> int:
+    from mistudio.cli.table import print_table
+    from mistudio.paths import human_bytes
+
+    def go(svc):
+        du = svc.disk_usage(items_per_category=args.items)
+        if args.json:
+            print_json(du.to_dict())
+            return 0
+        rows = []
+        for c in du.categories:
+            rows.append([c.name, human_bytes(c.bytes), ""])
+            rows += [["", human_bytes(i.bytes), i.name] for i in c.items if i.bytes]
+        rows.append(["database", human_bytes(du.database_bytes), "mistudio.db"])
+        print_table(["CATEGORY", "SIZE", "ITEM"], rows, shrink=(2,))
+        print(f"total {human_bytes(du.total_bytes)} in {du.root}; "
+              f"free {human_bytes(du.free_bytes)} of {human_bytes(du.disk_bytes)}")
+        return 0
+    return _with(args, go)
+
+
+def run_orphans(args) -> int:
+    def go(svc):
+        found = svc.orphans()
+        if args.json:
+            print_json([o.to_dict() for o in found])
+        elif not found:
+            print("No orphans: every folder has its record and every record its folder.")
+        else:
+            for o in found:
+                print(f"{o.kind:6} {o.where}  ({o.detail})")
+        return 0
+    return _with(args, go)
+
+
+def _print_backup(b) -> None:
+    from mistudio.paths import human_bytes
+
+    print(f"{b.name}  {b.created_at}  {human_bytes(b.bytes)}  schema v{b.schema_version}")
+
+
+def run_backup(args) -> int:
+    def go(svc):
+        b = svc.backup(keep=args.keep)
+        print_json(b.to_dict()) if args.json else _print_backup(b)
+        return 0
+    return _with(args, go)
+
+
+def run_backups(args) -> int:
+    def go(svc):
+        items = svc.list_backups()
+        if args.json:
+            print_json([b.to_dict() for b in items])
+        elif not items:
+            print("No backups yet (`mistudio storage backup` takes one).")
+        for b in items if not args.json else []:
+            _print_backup(b)
+        return 0
+    return _with(args, go)
+
+
+def run_restore(args) -> int:
+    def go(svc):
+        out = svc.restore(args.backup)
+        if args.json:
+            print_json(out)
+            return 0
+        print(f"Restored {out['restored']['name']}; the previous database is kept as "
+              f"{out['previous']['name']}. Integrity: {out['integrity']}.")
+        for o in out["orphans"]:
+            print(f"orphan {o['kind']}: {o['where']} ({o['detail']})")
+        return 0
+    return _with(args, go)

@@ -1,0 +1,1 @@
+"""Storage management: disk use of the data folder, orphans, database backups (Qt-free)."""

