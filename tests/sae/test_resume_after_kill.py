@@ -32,6 +32,23 @@ def _studio(data_dir):
     return Studio(data_dir, secrets=MemorySecrets())
 
 
+def _recorded_tokens(data: Path) -> int:
+    import sqlite3
+
+    db = data / "mistudio.db"
+    if not db.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("select max(tokens) from trainings").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:  # not created yet
+        return 0
+    return int(row[0] or 0)
+
+
 def test_sigkilled_training_resumes_bit_identical(tmp_path, small_config, activation_set):
     """`mistudio train` killed with SIGKILL after its first automatic checkpoint, then
     `mistudio sae resume`, gives the very weights of an uninterrupted run."""
@@ -55,7 +72,10 @@ def test_sigkilled_training_resumes_bit_identical(tmp_path, small_config, activa
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 100
-        while not list(data.glob("trainings/tr_*/checkpoints/step_*")):
+        # the checkpoint is committed once its folder is renamed into place AND the training's
+        # row records its progress (written right after): kill after both
+        while not (list(data.glob("trainings/tr_*/checkpoints/step_*"))
+                   and _recorded_tokens(data) > 0):
             assert proc.poll() is None, f"the training ended early: {proc.stderr.read()}"
             assert time.monotonic() < deadline, "no checkpoint appeared"
             time.sleep(0.01)
