@@ -61,6 +61,21 @@ def parse_features(spec: str, d_sae: int, alive: list[int] | None = None) -> lis
     return list(dict.fromkeys(out))
 
 
+def has_chat_template(folder: str) -> bool:
+    """Whether a model folder's tokenizer has a chat template (read from its files; no
+    tokenizer is loaded)."""
+    import json
+
+    root = Path(folder)
+    if (root / "chat_template.jinja").exists() or (root / "chat_template.json").exists():
+        return True
+    try:
+        cfg = json.loads((root / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(cfg.get("chat_template"))
+
+
 class AutointerpService:
     def __init__(self, *, store, queue, paths, models, features):
         """``models``: the model service (records); ``features``: the feature analysis
@@ -84,6 +99,10 @@ class AutointerpService:
         version = get_version(prompt_version)
         fa = self.features.resolve_analysis(sae_id, analysis)
         m = self.models.require_ready(model)
+        if m.folder and not has_chat_template(m.folder):
+            raise UserError(f"{m.name}'s tokenizer has no chat template, so it cannot be asked "
+                            "to explain features.", hint="Pick an instruct (chat) model, e.g. "
+                            "the SmolLM2-135M-Instruct demo model.")
         alive = [r.feature for r in self.features.repo.features(
             fa.id, include_dead=False, sort="firing_count", descending=True)]
         feats = parse_features(features, int(fa.d_sae), alive)
