@@ -125,12 +125,12 @@ def explainer_user(examples, max_act: float, logit_tokens: list[str],
 
 def detection_user(explanation: str, tokens: list[str]) -> str:
     return (f"Feature explanation: {explanation}\n\nText: {plain(tokens)}\n\n"
-            "Does this text contain the feature?")
+            "Does this text contain the feature? Answer Yes or No.")
 
 
 def fuzz_user(explanation: str, tokens: list[str], marked: list[bool]) -> str:
     return (f"Feature explanation: {explanation}\n\nText: {highlighted(tokens, marked)}\n\n"
-            "Are the marked words correctly marked for this feature?")
+            "Are the marked words correctly marked for this feature? Answer Yes or No.")
 
 
 def clean_explanation(text: str) -> str:
