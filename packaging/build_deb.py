@@ -206,10 +206,13 @@ def stage(root: Path, arch: str, version: str, wheels: set[Path], locks: dict[st
     opt = root / "opt/mistudio"
     (opt / "wheels").mkdir(parents=True)
     (opt / "locks").mkdir()
+    names = [w.name for w in wheels]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"two wheels with one name: {sorted(n for n in names if names.count(n) > 1)}")
     for w in sorted(wheels):  # hard links: the staging folder sits beside the wheel cache
         try:
             os.link(w, opt / "wheels" / w.name)
-        except OSError:
+        except OSError:  # another file system: copy (never into an existing link)
             shutil.copy(w, opt / "wheels" / w.name)
     for tag, files in locks.items():
         (opt / "locks" / f"{tag}.txt").write_text(
@@ -257,12 +260,15 @@ def build(arch: str, wheel: Path, cache: Path, out: Path, revision: str, deb_ver
     locks, files = {}, set()
     for py, report in reports.items():
         items = without_torch(report, spec["machine"], py)
-        download(items, arch, py, dest)
-        locks["cp" + py.replace(".", "")] = [file_name(i) for i in items]
-        files |= {dest / file_name(i) for i in items}
+        # the app wheel is the one just built (cache/app), never a copy in the wheel cache
+        deps = [i for i in items if canonicalize_name(i["metadata"]["name"]) != "mistudio"]
+        download(deps, arch, py, dest)
+        locks["cp" + py.replace(".", "")] = [wheel.name] + [file_name(i) for i in deps]
+        files |= {dest / file_name(i) for i in deps}
     files.add(wheel)
-    for tag, names in locks.items():  # the app wheel itself is built here, not downloaded
-        locks[tag] = [wheel.name if n.startswith("mistudio-") else n for n in names]
+    stale = dest / wheel.name
+    if stale.exists():  # an older build's app wheel would shadow this one in the package
+        stale.unlink()
     version = deb_version or f"{wheel.name.split('-')[1]}-{revision}"
     out.mkdir(parents=True, exist_ok=True)
     deb = out / f"mistudio_{version}_{arch}.deb"

@@ -11,7 +11,8 @@
 # installed over it (the upgrade path), and as an ordinary user:
 #   mistudio --version; mistudio info; the user's data folder survives the upgrade;
 #   PyTorch through the package's own installer (mistudio-setup-torch) from a local index
-#     (download.pytorch.org is not reachable from the build machines; $TORCH_INDEX_<suite>);
+#     (download.pytorch.org is not reachable from the build machines): $TORCH_INDEX_<suite> is
+#     a folder with simple/ (make_simple_index.py) and a file "requirement" (torch==...);
 #   the window, started with QT_QPA_PLATFORM=xcb under xvfb-run, screenshotted;
 #   the first-run window of a second user with the index unreachable (the offline message);
 #   ldd on every Qt plugin and Qt library of the venv: every library resolves;
@@ -107,8 +108,9 @@ for suite in "${SUITES[@]}"; do
     # PyTorch the way a user gets it, from a local index standing in for download.pytorch.org
     if [ -d "$root/tmp/torch-index" ]; then
         t0=$(date +%s)
-        as_user tester env MISTUDIO_TORCH_INDEX=file:///tmp/torch-index/simple \
-            mistudio-setup-torch >> "$log" 2>&1 || { say "FAIL: torch setup"; fail=1; }
+        spec="$(cat "$root/tmp/torch-index/requirement") --index-url file:///tmp/torch-index/simple"
+        as_user tester env MISTUDIO_TORCH="$spec" mistudio-setup-torch >> "$log" 2>&1 \
+            || { say "FAIL: torch setup"; fail=1; }
         say "torch layer via mistudio-setup-torch: $(( $(date +%s) - t0 )) s, $(du -sh "$root/home/tester/.local/share/mistudio-runtime" | cut -f1)"
     else
         say "no local torch index for $suite: the window check runs without PyTorch"
@@ -126,7 +128,9 @@ while [ $i -lt 120 ]; do
     sleep 1; i=$((i + 1))
 done
 sleep 5
-xwininfo -root -tree | grep -q "$WAIT_FOR" && xwd -root -silent > "/tmp/shot-$USER.xwd"
+# the app's top-level window (no window manager runs, so no frame around it)
+id=$(xwininfo -root -tree | grep "$WAIT_FOR" | head -1 | awk '{print $1}')
+[ -n "$id" ] && xwd -id "$id" -silent > "/tmp/shot-$USER.xwd"
 kill $app 2>/dev/null
 wait $app 2>/dev/null
 true

@@ -36,13 +36,32 @@ class CodeChunk:
                          np.diff(self.offsets))
 
 
+#: Pre-activations ``[rows, d_sae]`` float32 are computed in slices of about this size.
+ENCODE_SLICE_BYTES = 64 * 2**20
+
+
 def encode_csr(sae, x):
     """The SAE's non-zero activations of ``x [B, d_in]`` as torch CSR on x's device:
     ``(offsets [B+1] int64, features [nnz] int32, values [nnz] float32)``.
 
     TopK SAEs select from the pre-activations directly (no dense ``[B, d_sae]`` scatter);
     every other architecture runs its own ``encode`` (inference semantics) and keeps the
-    non-zeros."""
+    non-zeros. Rows go through in slices so the dense pre-activations stay small."""
+    import torch
+
+    rows = max(1, ENCODE_SLICE_BYTES // (4 * sae.d_sae))
+    if x.shape[0] <= rows:
+        return _encode_slice(sae, x)
+    parts = [_encode_slice(sae, x[i:i + rows]) for i in range(0, x.shape[0], rows)]
+    offsets, base = [parts[0][0][:1]], 0
+    for o, f, _ in parts:
+        offsets.append(o[1:] + base)
+        base += int(f.numel())
+    return (torch.cat(offsets), torch.cat([p[1] for p in parts]),
+            torch.cat([p[2] for p in parts]))
+
+
+def _encode_slice(sae, x):
     import torch
 
     from mistudio.sae.architectures import BatchTopKSAE, TopKSAE

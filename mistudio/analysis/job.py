@@ -162,7 +162,7 @@ def run(params: dict, ctx) -> dict:
 
     from mistudio import hardware
     from mistudio.data.tokenized import TokenizedDataset
-    from mistudio.models.loading import MODEL_CACHE
+    from mistudio.models.pool import MODEL_POOL
     from mistudio.sae.formats import load_sae
 
     p = AnalysisParams.from_dict(params)
@@ -182,8 +182,8 @@ def run(params: dict, ctx) -> dict:
     sae, _info = load_sae(p.sae_folder, device=device)
     ctx.progress(0, None, f"Loading {p.model_name or Path(p.model_folder).name} on {device}...")
     with torch.random.fork_rng(devices=[]):
-        loaded = MODEL_CACHE.get(p.model_folder, dtype=dtype, device=device,
-                                 trust_remote_code=p.trust_remote_code)
+        loaded = MODEL_POOL.get(p.model_folder, dtype=dtype, device=device,
+                                trust_remote_code=p.trust_remote_code)
     model, tokenizer = loaded.model, loaded.tokenizer
     aset = None
     if p.activation_path:

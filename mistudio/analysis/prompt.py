@@ -1,7 +1,7 @@
 """On-demand analysis of texts: features per token, and ablation of one feature.
 
 :class:`PromptAnalyzer` keeps the SAEs it loaded; models come from the process model cache
-(:data:`mistudio.models.loading.MODEL_CACHE`), so both stay loaded between calls.
+(:data:`mistudio.models.pool.MODEL_POOL`), so both stay loaded between calls.
 
 Ablation splices the SAE into the model at its output hook point as
 ``recon(codes') + (y - recon(codes))``: the SAE's reconstruction with the feature removed
@@ -68,12 +68,12 @@ class PromptAnalyzer:
         import torch
 
         from mistudio import hardware
-        from mistudio.models.loading import MODEL_CACHE
+        from mistudio.models.pool import MODEL_POOL
 
         dt = hardware.resolve_dtype(dtype or "auto", device)
         with torch.random.fork_rng(devices=[]):
-            return MODEL_CACHE.get(model_folder, dtype=dt, device=device,
-                                   trust_remote_code=trust)
+            return MODEL_POOL.get(model_folder, dtype=dt, device=device,
+                                  trust_remote_code=trust)
 
     @staticmethod
     def _target(model, hook_name: str):

@@ -58,7 +58,7 @@ def unembedding(model, convention: str, model_type: str):
     return gain[:, None] * w_u
 
 
-def logit_lens(directions, w_u, block: int = 1024, check_cancelled=None) -> dict[str, np.ndarray]:
+def logit_lens(directions, w_u, block: int = 256, check_cancelled=None) -> dict[str, np.ndarray]:
     """Top/bottom ``N_LOGITS`` tokens and a 50-bin histogram over the vocabulary per feature."""
     import torch
 
@@ -77,11 +77,14 @@ def logit_lens(directions, w_u, block: int = 1024, check_cancelled=None) -> dict
             logits = directions[b0:b1].float() @ w_u
             tv, ti = logits.topk(k, dim=1)
             bv, bi = logits.topk(k, dim=1, largest=False)
-            lo, hi = logits.min(dim=1).values, logits.max(dim=1).values
+            lo, hi = torch.aminmax(logits, dim=1)
             width = ((hi - lo) / HIST_BINS).clamp_min(1e-12)
-            bins = ((logits - lo[:, None]) / width[:, None]).floor().long().clamp_(0, HIST_BINS - 1)
-            rows = torch.arange(b1 - b0, device=logits.device)[:, None] * HIST_BINS
-            hist = torch.bincount((rows + bins).reshape(-1), minlength=(b1 - b0) * HIST_BINS)
+            # bins in place (the logits are not needed any more): one pass, int32 indices
+            bins = logits.sub_(lo[:, None]).div_(width[:, None]).floor_().clamp_(0, HIST_BINS - 1)
+            bins = bins.to(torch.int32)
+            bins += (torch.arange(b1 - b0, device=bins.device, dtype=torch.int32)
+                     * HIST_BINS)[:, None]
+            hist = torch.bincount(bins.reshape(-1), minlength=(b1 - b0) * HIST_BINS)
             out["top_ids"][b0:b1] = ti.cpu().numpy()
             out["top_values"][b0:b1] = tv.cpu().numpy()
             out["bottom_ids"][b0:b1] = bi.cpu().numpy()

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mistudio.data.raw_store import RawCorpus
-from mistudio.data.repository import DataRepos, DatasetRecord, TokenizationRecord
-from mistudio.data.sources import (DEMO_ATTRIBUTION, DEMO_LICENSE, SourceSpec, demo_corpus_file,
-                                   inspect_source)
-from mistudio.errors import UserError
 from mistudio.app.jobs import FINISHED, JobRecord, JobService
 from mistudio.app.models import ModelService
 from mistudio.app.settings import SettingsService
+from mistudio.data.raw_store import RawCorpus
+from mistudio.data.reading import inspect_source
+from mistudio.data.repository import DataRepos, DatasetRecord, TokenizationRecord
+from mistudio.data.sources import DEMO_ATTRIBUTION, DEMO_LICENSE, SourceSpec, demo_corpus_file
+from mistudio.errors import UserError
 from mistudio.paths import DataPaths
 from mistudio.store.db import Store, new_id
 
@@ -136,7 +136,7 @@ class DatasetService:
                   revision: str = "") -> dict:
         """Configurations, splits and columns of a Hub dataset (network; call off the GUI
         thread). Raises UserError with what to do when offline, unknown or gated."""
-        from mistudio.data.hub_source import hub_overview
+        from mistudio.data.reading import hub_overview
 
         spec = SourceSpec.from_dict({"kind": "hub", "hub_id": hub_id.strip(), "config": config,
                                      "split": split, "revision": revision})

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from mistudio.app.jobs import JobRecord
 from mistudio.errors import UserError
 from mistudio.feature_map import projection
 from mistudio.feature_map.clustering import check_size, cluster_order, decoder_cosine
 from mistudio.jobs.queue import JobQueue
 from mistudio.paths import DataPaths
 from mistudio.sae.repository import SAERecord, SAEsRepo
-from mistudio.jobs.repository import JobRecord
 
 JOB_KIND = "features.map"
 

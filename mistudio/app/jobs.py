@@ -53,6 +53,10 @@ class JobService:
             raise UserError(f"No job with id {job_id!r}.", hint="`mistudio jobs list` shows them.")
         return rec
 
+    def change_token(self) -> tuple:
+        """A value that changes whenever the jobs table changes, in this process or another."""
+        return self.repo.change_token()
+
     def list(self, **filters) -> list[JobRecord]:
         return self.repo.list(**filters)
 
@@ -120,6 +124,14 @@ class JobService:
         self.repo.delete(rec.id)
         if rec.log_path:
             Path(rec.log_path).unlink(missing_ok=True)
+
+    def note(self, job_id: str, message: str, *, status: str | None = None) -> None:
+        """Record a message on a job that is not running here (and a new status for a
+        finished one: a stopped training continued by another job is 'resumed')."""
+        fields = {"message": message}
+        if status is not None:
+            fields["status"] = status
+        self.repo.update(job_id, **fields)
 
     def forget(self, job_id: str) -> None:
         """Drop a finished job's row (its owner deletes the artifacts)."""

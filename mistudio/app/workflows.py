@@ -25,17 +25,16 @@ import logging
 import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from mistudio.app.activations import ActivationService
 from mistudio.app.datasets import DatasetService
 from mistudio.app.jobs import FINISHED, JobRecord, JobService
 from mistudio.app.models import ModelService
+from mistudio.app.trainings import TrainingService
 from mistudio.errors import UserError
 from mistudio.store.db import Store, new_id, now_iso
 
-if TYPE_CHECKING:  # the training engine's service; imported where it is built
-    from mistudio.sae.service import TrainingService
 
 log = logging.getLogger(__name__)
 

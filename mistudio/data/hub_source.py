@@ -1,5 +1,5 @@
-"""Reading a corpus from the Hugging Face Hub: streamed rows, clear errors, the overview the
-import dialog's Check shows. ``datasets`` is imported only here, when a Hub source is read."""
+"""Reading a corpus from the Hugging Face Hub: streamed rows and clear errors. ``datasets`` is
+imported only here, when a Hub source is read."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from mistudio.data.sources import SourceReader, SourceSpec, inspect_source, stringify
+from mistudio.data.sources import SourceReader, SourceSpec, stringify
 from mistudio.errors import UserError
 
 
@@ -100,43 +100,3 @@ def hub_error(spec: SourceSpec, exc: Exception) -> UserError:
     first = text.splitlines()[0] if text else name
     return UserError(f"Reading {spec.hub_id!r} from the Hub failed: {first[:300]}",
                      hint="See the job log for details.")
-
-
-def hub_overview(spec: SourceSpec, token: str | None = None, rows: int = 3) -> dict:
-    """What a Hub dataset offers, for the import dialog's Check: its configurations, the
-    splits of the chosen (or only) configuration, and that split's columns with the guessed
-    text column and a few rows (streamed: one batch is downloaded). Uses the network."""
-    import datasets
-
-    kw = {"token": token or None, "revision": spec.revision or None}
-    try:
-        configs = list(datasets.get_dataset_config_names(spec.hub_id, **kw))
-    except Exception as exc:  # translate the library's errors into what to do
-        raise hub_error(spec, exc) from exc
-    out = {"hub_id": spec.hub_id, "configs": configs, "config": spec.config, "splits": [],
-           "split": "", "columns": [], "text_column": None, "text_candidates": [],
-           "preview": [], "message": ""}
-    if spec.config and configs and spec.config not in configs:
-        raise UserError(f"{spec.hub_id!r} has no configuration {spec.config!r}. Available: "
-                        f"{', '.join(configs)}.", hint="Choose one of its configurations.")
-    config = spec.config or (configs[0] if len(configs) == 1 else "")
-    if not config and len(configs) > 1:
-        out["message"] = (f"{len(configs)} configurations: choose one to see its splits and "
-                          "columns.")
-        return out
-    out["config"] = config
-    try:
-        splits = list(datasets.get_dataset_split_names(spec.hub_id, config or None, **kw))
-    except Exception as exc:
-        raise hub_error(SourceSpec(**{**spec.to_dict(), "config": config}), exc) from exc
-    out["splits"] = splits
-    split = spec.split if spec.split in splits else (splits[0] if splits else "")
-    out["split"] = split
-    if spec.split and splits and spec.split not in splits:
-        out["message"] = f"No split {spec.split!r}; showing {split!r}."
-    if split:
-        info = inspect_source(SourceSpec(**{**spec.to_dict(), "config": config, "split": split,
-                                            "kind": "hub"}), token=token, rows=rows)
-        out.update(columns=info["columns"], text_column=info["text_column"],
-                   text_candidates=info["text_candidates"], preview=info["preview"])
-    return out

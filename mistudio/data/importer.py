@@ -13,7 +13,8 @@ import threading
 from pathlib import Path
 
 from mistudio.data.raw_store import DOCUMENTS_FILE, RawCorpusWriter
-from mistudio.data.sources import SourceSpec, open_source
+from mistudio.data.reading import open_source
+from mistudio.data.sources import SourceSpec
 from mistudio.paths import atomic_write_json, check_free_space, dir_size, human_bytes
 from mistudio.store.db import now_iso
 

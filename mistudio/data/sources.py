@@ -491,30 +491,3 @@ def demo_corpus_file() -> Path | None:
         return None
     path = Path(dist.locate_file(DEMO_FILE))
     return path if path.is_file() else None
-
-
-def open_source(spec: SourceSpec, token: str | None = None) -> SourceReader:
-    if spec.kind == "local":
-        return LocalFileReader(spec)
-    if spec.kind == "demo":
-        return DemoReader(spec)
-    from mistudio.data.hub_source import HubReader  # imports `datasets` only when used
-
-    return HubReader(spec, token=token)
-
-
-def inspect_source(spec: SourceSpec, token: str | None = None, rows: int = 5) -> dict:
-    """Columns, the guessed text column and a few rows: for the column picker."""
-    reader = open_source(spec, token)
-    first = next(iter(reader.tables()), None)
-    if first is None:
-        raise UserError(f"{reader.where} holds no records.", hint="Pick another source.")
-    table = first[0]
-    guess, candidates = guess_text_column(table.schema)
-    return {
-        "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
-        "text_column": guess,
-        "text_candidates": candidates,
-        "preview": table.slice(0, rows).to_pylist(),
-        "format": getattr(reader, "format", spec.kind),
-    }

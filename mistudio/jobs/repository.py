@@ -112,6 +112,12 @@ class JobsRepo:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
+    def change_token(self) -> tuple:
+        """Changes when any job row is added, updated or deleted (by any process): the
+        window polls it to show jobs that another process (a CLI command) runs."""
+        return tuple(self.store.db.conn.execute(
+            "select count(*), max(updated_at), max(created_at) from jobs").fetchone())
+
     def get(self, job_id: str) -> JobRecord | None:
         rows = self._select("id = ?", [job_id])
         return JobRecord.from_row(rows[0]) if rows else None

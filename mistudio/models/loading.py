@@ -289,12 +289,3 @@ def save_quantized_variant(folder: str | Path, quantization: str, *,
     finally:
         del model
     return dest
-
-
-def __getattr__(name: str):
-    # ``MODEL_CACHE`` was the pool's name while it lived here; the pool imports this module
-    if name == "MODEL_CACHE":
-        from mistudio.models.pool import MODEL_POOL
-
-        return MODEL_POOL
-    raise AttributeError(name)

@@ -540,7 +540,9 @@ SETTING_INFO: dict[str, SettingInfo] = {
     "normalization_tokens": _i("Scaling sample", "Tokens used to estimate the input scale up "
                                                  "front.", "tokens"),
     "dead_window_tokens": _i("Dead-latent window", "A latent silent for this many tokens "
-                                                   "counts as dead.", "tokens"),
+                                                   "counts as dead (SAELens's window; in a "
+                                                   "shorter run, silent in all of it).",
+                             "tokens"),
     "metrics_every_steps": _i("Metrics interval", "How often metrics are computed and "
                                                   "charted.", "steps"),
     "checkpoint_every_tokens": _i("Checkpoint interval", "Save a resumable checkpoint every "

@@ -49,7 +49,8 @@ class ModelActivationSource:
         from mistudio.activations.extract import _valid_mask
         from mistudio.data.tokenized import TokenizedDataset, tokenizer_fingerprint
         from mistudio.models import hooks
-        from mistudio.models.loading import MODEL_CACHE, load_tokenizer
+        from mistudio.models.loading import load_tokenizer
+        from mistudio.models.pool import MODEL_POOL
 
         self.spec = dict(spec)
         self.device = str(device)
@@ -68,8 +69,8 @@ class ModelActivationSource:
                 hint="Tokenize the dataset with this model's tokenizer, then train.")
         self.bos_id = self.tok.meta.get("bos_token_id", tokenizer.bos_token_id)
         model_dtype = hardware.resolve_dtype(spec.get("model_dtype") or "auto", self.device)
-        self.model = MODEL_CACHE.get(model_folder, dtype=model_dtype, device=self.device,
-                                     trust_remote_code=trust).model
+        self.model = MODEL_POOL.get(model_folder, dtype=model_dtype, device=self.device,
+                                    trust_remote_code=trust).model
         cfg = (self.model.config.get_text_config()
                if hasattr(self.model.config, "get_text_config") else self.model.config)
         n_layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0))
@@ -89,7 +90,7 @@ class ModelActivationSource:
                             "and padding).", hint="Pick another tokenization.")
         self.d_in = self.d_out = int(self._probe_width())
         self.meta = {"model_name": spec.get("model_name") or model_folder.name,
-                     "model_id": spec.get("model_id", ""), "hook_point": self.target.name,
+                     "model_id": spec.get("model_id", ""),
                      "hook_name": self.target.name, "tokenization": str(self.tok.folder),
                      "model_dtype": model_dtype, "on_the_fly": True,
                      "seq_len": self.tok.seq_len}

@@ -21,9 +21,11 @@ from mistudio.steering.sampling import Sampling
 
 
 def warpers(s: Sampling):
-    from transformers.generation.logits_process import (LogitsProcessorList,
-                                                        TemperatureLogitsWarper,
-                                                        TopKLogitsWarper, TopPLogitsWarper)
+    from mistudio.hf import transformers_names
+
+    LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper = \
+        transformers_names("LogitsProcessorList", "TemperatureLogitsWarper", "TopKLogitsWarper",
+                           "TopPLogitsWarper")
 
     out = LogitsProcessorList()
     if s.greedy:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QRect, Qt, QUrl, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QRect, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QColor, QDesktopServices
 from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QHeaderView, QMenu,
                                QPlainTextEdit, QPushButton, QStyle, QStyledItemDelegate,
@@ -15,6 +15,7 @@ from mistudio.app.jobs import ACTIVE, JobRecord
 from mistudio.ui.kit.labels import paint_status_chip
 from mistudio.ui.kit.palette import status_colour
 
+POLL_MS = 2000  # how often the window looks for jobs of other processes
 COLUMNS = ["Job", "Target", "Status", "Progress", "ETA", "Started", "Message"]
 
 
@@ -211,7 +212,22 @@ class JobsDock(QDockWidget):
         bridge.changed.connect(self.reload)
         bridge.progress.connect(self.model.apply_progress)
         bridge.log.connect(self._on_log)
+        # Jobs of another process (a CLI command on the same data folder) reach this window
+        # only through the database: a cheap read every 2 s (WAL readers never wait on writers).
+        self._token = None
+        self._poll = QTimer(self)
+        self._poll.setInterval(POLL_MS)
+        self._poll.timeout.connect(self._poll_other_processes)
+        self._poll.start()
         self.reload()
+
+    def _poll_other_processes(self) -> None:
+        try:
+            token = self.studio.jobs.change_token()
+        except Exception:  # a busy or closing database: try again at the next tick
+            return
+        if token != self._token:
+            self.reload()
 
     def height_for_rows(self, rows: int) -> int:
         """The dock height that shows ``rows`` jobs whole (buttons, header, rows, frames)."""
@@ -225,6 +241,10 @@ class JobsDock(QDockWidget):
                 + header + frame + rows * self.table.verticalHeader().defaultSectionSize() + 4)
 
     def reload(self) -> None:
+        try:
+            self._token = self.studio.jobs.change_token()
+        except Exception:
+            self._token = None
         selected = self.selected()
         self.model.reload()
         if selected:

@@ -78,7 +78,7 @@ class FirstRunDialog(QDialog):
             return
         self.output = torch_layer.PipOutput()
         self.partial = torch_layer.partial_dir(self.layer)
-        cmd = torch_layer.pip_command(self.partial, self.choice.requirement, self.choice.index_url)
+        cmd = torch_layer.pip_command(self.partial, self.choice.pip_args)
         self.details.show()
         self.details.appendPlainText(" ".join(cmd))
         self.process = QProcess(self)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     if torch_layer.torch_present() or os.environ.get("MISTUDIO_SKIP_TORCH_SETUP"):
         run_app(argv)
         return
-    choice = torch_choice.choose(torch_choice.read_machine())
+    choice = torch_choice.choose()
     if gui:
         from mistudio_setup.first_run import run_first_run
 
@@ -68,11 +68,11 @@ def setup_main(argv: list[str] | None = None) -> int:
                         help=f"for every user, into {torch_layer.system_layer()} (needs root)")
     parser.add_argument("--show", action="store_true", help="only say which build would be chosen")
     args = parser.parse_args(argv)
-    choice = torch_choice.choose(torch_choice.read_machine())
+    choice = torch_choice.choose()
     print(choice.describe())
     if args.show:
         return 0
-    if choice.kind == "jetson":
+    if not choice.pip_args:  # a Jetson: NVIDIA's wheel, installed system-wide by the user
         print("Install NVIDIA's PyTorch wheel for your JetPack system-wide (docs/jetson.md); the "
               "app sees it through the system site packages.", file=sys.stderr)
         return 2
@@ -85,7 +85,7 @@ def setup_main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     partial = torch_layer.partial_dir(layer)
-    cmd = torch_layer.pip_command(partial, choice.requirement, choice.index_url)
+    cmd = torch_layer.pip_command(partial, choice.pip_args)
     parser_out = torch_layer.PipOutput()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=torch_layer.pip_environment())

@@ -61,13 +61,11 @@ def torch_present() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def pip_command(target: Path, requirement: str, index_url: str | None) -> list[str]:
-    cmd = [sys.executable, "-m", "pip", "install", "--target", str(target), "--no-cache-dir",
+def pip_command(target: Path, pip_args) -> list[str]:
+    """pip installing ``pip_args`` (torch_build's choice: requirement and index) into target."""
+    return [sys.executable, "-m", "pip", "install", "--target", str(target), "--no-cache-dir",
            "--only-binary", ":all:", "--progress-bar", "raw", "--disable-pip-version-check",
-           "--no-input", "--no-warn-script-location"]
-    if index_url:
-        cmd += ["--index-url", index_url]
-    return cmd + [requirement]
+           "--no-input", "--no-warn-script-location", *pip_args]
 
 
 # pip settings that keep working for the torch install (certificates, proxies, timeouts); any

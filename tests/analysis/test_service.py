@@ -139,3 +139,33 @@ def test_ablation_unablated_splice_reproduces_the_model_and_removes_the_feature(
     diff = want[t] - logits[t]
     assert first.logit_increase[t][0][0] == int(torch.argmax(diff))
     assert first.logit_decrease[t][0][0] == int(torch.argmin(diff))
+
+
+def test_cancelled_analysis_is_recorded_and_resumes_to_completion(studio_analysis):
+    studio, sae_id, fa_id = studio_analysis
+    svc = studio.features
+    tokenization = svc.get_analysis(fa_id).tokenization
+    cancelled = []
+
+    def cancel_at_first_checkpoint(job_id, kind, payload):
+        if kind == "checkpoint" and not cancelled:
+            cancelled.append(job_id)
+            studio.cancel_job(job_id)
+
+    studio.add_job_listener(cancel_at_first_checkpoint)
+    job = svc.start_analysis(sae_id, tokenization=tokenization, max_tokens=0, device="cpu",
+                             chunk_rows=50, batch_size=2, n_random=10)
+    assert studio.queue.wait(job.id, timeout=120).status == "cancelled"
+    rec = svc.get_analysis(job.target)
+    assert rec.status == "cancelled" and rec.finished_at
+    assert svc.latest_analysis(sae_id).id == fa_id  # the completed one still answers
+    with pytest.raises(UserError, match="cancelled, not completed"):
+        svc.results(sae_id, analysis=rec.id)
+    again = svc.resume_analysis(rec.id)
+    done = studio.queue.wait(again.id, timeout=120)
+    assert done.status == "completed", done.error
+    log = studio.job_log(again.id)
+    assert "Resuming the streaming pass at token" in log
+    assert svc.get_analysis(rec.id).status == "completed"
+    assert svc.latest_analysis(sae_id).id == rec.id
+    assert len(svc.feature_rows(sae_id)) == svc.results(sae_id).d_sae

@@ -10,7 +10,8 @@ import pytest
 from mistudio.data.importer import build_dataset_folder
 from mistudio.data.raw_store import RawCorpus
 from mistudio.data.hub_source import hub_error
-from mistudio.data.sources import SourceSpec, guess_text_column, inspect_source
+from mistudio.data.reading import inspect_source
+from mistudio.data.sources import SourceSpec, guess_text_column
 from mistudio.errors import UserError
 from mistudio.jobs.context import JobContext
 

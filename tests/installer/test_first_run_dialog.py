@@ -28,10 +28,10 @@ def test_installs_with_progress_then_accepts(qtbot, tmp_path, layer):
     (tmp_path / "w").mkdir()
     make_wheel(tmp_path / "w")
     with WheelIndex(tmp_path / "w") as index:
-        choice = TorchChoice("cpu", "layerprobe", index.url, "no NVIDIA driver was found.", "cpu")
+        choice = TorchChoice("cpu", ("layerprobe", "--index-url", index.url), "no NVIDIA driver found", "cpu")
         dialog = FirstRunDialog(choice, layer=layer)
         qtbot.addWidget(dialog)
-        assert "PyTorch for the CPU (about 200 MB)" in dialog.intro.text()
+        assert "for the CPU (about 200 MB). Why: no NVIDIA driver found" in dialog.intro.text()
         with qtbot.waitSignal(dialog.accepted, timeout=90_000):
             dialog.start()
     assert (layer / "layerprobe" / "__init__.py").is_file()
@@ -42,7 +42,7 @@ def test_installs_with_progress_then_accepts(qtbot, tmp_path, layer):
 
 def test_offline_says_so_and_offers_retry(qtbot, layer):
     url = closed_port_url()
-    dialog = FirstRunDialog(TorchChoice("cpu", "torch>=2.3", url, "no NVIDIA driver.", "cpu"),
+    dialog = FirstRunDialog(TorchChoice("cpu", ("torch", "--index-url", url), "no driver", "cpu"),
                             layer=layer)
     qtbot.addWidget(dialog)
     dialog.start()
@@ -53,7 +53,7 @@ def test_offline_says_so_and_offers_retry(qtbot, layer):
 
 
 def test_jetson_explains_instead_of_downloading(qtbot, layer):
-    dialog = FirstRunDialog(TorchChoice("jetson", "torch", None, "Jetson.", "jetson"), layer=layer)
+    dialog = FirstRunDialog(TorchChoice("jetson", (), "a Jetson", "jetson"), layer=layer)
     qtbot.addWidget(dialog)
     assert "JetPack" in dialog.intro.text() and dialog.retry.text() == "Check again"
     assert dialog.bar.isHidden()

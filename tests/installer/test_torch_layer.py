@@ -39,7 +39,7 @@ def test_install_into_layer_reports_progress_and_becomes_importable(tmp_path, la
     wheel = make_wheel(wheels)
     with WheelIndex(wheels) as index:
         partial = torch_layer.partial_dir(layer_env)
-        rc, out = pip_run(torch_layer.pip_command(partial, "layerprobe", index.url))
+        rc, out = pip_run(torch_layer.pip_command(partial, ["layerprobe", "--index-url", index.url]))
     assert rc == 0, "\n".join(out.lines)
     # pip's raw progress ends at the wheel's size on disk, counted once
     assert out.progress.files_done == 1
@@ -74,7 +74,7 @@ def test_offline_is_recognised_before_and_during_pip(tmp_path, layer_env):
     assert "Retry" in message and "sudo mistudio-setup-torch --system" in message
     # pip itself against the dead index: its output is classified as offline too
     partial = torch_layer.partial_dir(layer_env)
-    cmd = torch_layer.pip_command(partial, "layerprobe", url) + ["--retries", "1", "--timeout", "2"]
+    cmd = torch_layer.pip_command(partial, ["layerprobe", "--index-url", url]) + ["--retries", "1", "--timeout", "2"]
     rc, out = pip_run(cmd)
     assert rc != 0
     detail, offline = out.failure(rc)

@@ -34,6 +34,8 @@ def test_add_local_inspect_extract_and_list(studio, tiny_gpt2_dir, packed_tokeni
     assert h["children"][0]["repeat"] == 3
     hps = studio.models.hook_points(m.id)
     assert len(hps) == 18 and hps[0]["name"] == "blocks.0.hook_resid_pre"
+    post = next(h for h in hps if h["name"] == "blocks.0.mlp.hook_post")
+    assert post["d"] == 4 * hps[0]["d"]  # GPT-2's MLP neurons: 4 x d_model
     est = studio.models.memory_estimate(m.id, dtype="float32", device="cpu")
     assert est["weights"] == info["n_params"] * 4 and est["verdict"] == "fits"
     opts = studio.models.quantization_options("cpu")

@@ -71,7 +71,7 @@ def test_rows_are_the_models_hidden_states(tiny_gpt2_dir, tokenization):
     src = ModelActivationSource(_spec(tiny_gpt2_dir, tokenization), device="cpu")
     want = _hidden_states(tiny_gpt2_dir, tokenization)
     assert src.num_rows == want.shape[0] == 160 * 31 - (160 // 7 + 1) * 12
-    assert src.d_in == 64 and src.meta["hook_point"] == HOOK
+    assert src.d_in == 64 and src.meta["hook_name"] == HOOK
     # in order (no shuffle): exactly the reference rows, the last partial batch dropped
     plain = torch.cat(list(src.epoch_batches(100, seed=0, epoch=0, shuffle=False)))
     torch.testing.assert_close(plain, want[:plain.shape[0]], rtol=1e-4, atol=1e-5)

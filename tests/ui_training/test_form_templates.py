@@ -118,7 +118,7 @@ def test_template_settings_without_a_field_go_with_the_run(studio, qtbot, tiny_a
     assert not problems and config["init_seed"] == 5 and config["compile_backend"] == "aot_eager"
     assert config["k"] == 8 and "init_seed = 5" in panel.template_desc.text()
     # Saved again under another name, the template keeps them.
-    assert panel.save_template("Seeded copy").config["init_seed"] == 5
+    assert panel.save_template("Seeded copy").settings["init_seed"] == 5
     # Edited, the form is the template plus the edit: the settings without a field stay.
     _type(panel.form.editors["k"], "9")
     assert panel.template_combo.currentData() == ""

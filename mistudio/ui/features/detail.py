@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHB
 from mistudio.ui.features.detail_parts import ChipList, HistogramPlot, LogitLensView, density_title
 from mistudio.ui.features.table_model import format_density
 from mistudio.ui.features.token_text import TokenExample, TokenTextView
+from mistudio.ui.kit import palette
 
 CONTEXTS = (("±5 tokens", 5), ("±10 tokens", 10), ("±20 tokens", 20), ("whole window", None))
 SCHEMES = (("equal-width intervals (sae_vis)", "interval"), ("rank quantiles (delphi)", "quantile"))
@@ -77,7 +78,7 @@ class FeatureDetailPanel(QWidget):
         self.stats = QLabel()
         self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.in_lists = QLabel()
-        self.in_lists.setStyleSheet("color: #666")
+        self.in_lists.setStyleSheet(palette.css("text.muted"))
 
         # ---- label & notes (saved as you type, debounced)
         self.label_edit = QLineEdit()
@@ -110,7 +111,7 @@ class FeatureDetailPanel(QWidget):
                                    "model; the hover then shows each token's loss change")
         self.ablate_btn.clicked.connect(self.ablate_requested)
         self.ablation_note = QLabel()
-        self.ablation_note.setStyleSheet("color: #666")
+        self.ablation_note.setStyleSheet(palette.css("text.muted"))
         ex_bar = QHBoxLayout()
         ex_bar.addWidget(QLabel("Context"))
         ex_bar.addWidget(self.context_box)
@@ -119,7 +120,7 @@ class FeatureDetailPanel(QWidget):
         ex_bar.addWidget(self.ablate_btn)
         self.top_view = TokenTextView()
         self.source_label = QLabel()
-        self.source_label.setStyleSheet("color: #666; font-size: 8pt")
+        self.source_label.setStyleSheet(palette.css("text.muted", "font-size: 8pt"))
         self.source_label.setOpenExternalLinks(True)
 
         self.scheme_box = QComboBox()

@@ -10,23 +10,26 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLis
                                QVBoxLayout, QWidget)
 
 from mistudio.ui.features.table_model import format_density
+from mistudio.ui.kit import palette
 
 
 class HistogramPlot(pg.PlotWidget):
     """Bars over bin edges; an optional vertical marker (the current prompt's activation)."""
 
-    def __init__(self, parent=None, colour="#ff8c00", height=150):
+    def __init__(self, parent=None, colour: str = "", height=150):
         super().__init__(parent)
         self.setBackground("w")
         self.setMinimumHeight(height)
         self.setMaximumHeight(height + 60)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
-        self.bars = pg.BarGraphItem(x0=[], x1=[], height=[], brush=colour, pen=None)
+        self.bars = pg.BarGraphItem(x0=[], x1=[], height=[],
+                                    brush=colour or palette.colour("activation"), pen=None)
         self.addItem(self.bars)
-        self.marker = pg.InfiniteLine(angle=90, pen=pg.mkPen("#d00000", width=2),
+        self.marker = pg.InfiniteLine(angle=90, pen=pg.mkPen(palette.colour("error"), width=2),
                                       label="prompt {value:.3g}",
-                                      labelOpts={"position": 0.9, "color": "#d00000"})
+                                      labelOpts={"position": 0.9,
+                                                 "color": palette.colour("error")})
         self.marker.setVisible(False)
         self.addItem(self.marker)
         self.counts = np.zeros(0)
@@ -63,7 +66,7 @@ class LogitLensView(QWidget):
         super().__init__(parent)
         self.top = self._table("Promoted (top)")
         self.bottom = self._table("Suppressed (bottom)")
-        self.hist = HistogramPlot(colour="#5b8def", height=110)
+        self.hist = HistogramPlot(colour=palette.colour("bar.strong"), height=110)
         tables = QHBoxLayout()
         tables.addWidget(self.top)
         tables.addWidget(self.bottom)
@@ -120,9 +123,11 @@ class ChipList(QListWidget):
         self.setUniformItemSizes(False)
         self.setMaximumHeight(90)
         self.setStyleSheet("QListWidget { border: none; background: transparent }"
-                           "QListWidget::item { border: 1px solid #c9c9d6; border-radius: 9px;"
-                           " padding: 1px 6px; background: #f3f3fa }"
-                           "QListWidget::item:hover { background: #ffe2bf }")
+                           "QListWidget::item { border: 1px solid %s; border-radius: 9px;"
+                           " padding: 1px 6px; background: %s }"
+                           "QListWidget::item:hover { background: %s }"
+                           % (palette.colour("border"), palette.colour("surface.chip"),
+                              palette.colour("banner.warning.bg")))
         self.itemClicked.connect(lambda it: self.feature_clicked.emit(int(it.data(Qt.ItemDataRole.UserRole))))
 
     def set_chips(self, chips: list[tuple[int, str, str]]) -> None:

@@ -60,7 +60,7 @@ class FeatureExports:
         def failed(msg):
             tab.show_error(f"{what} failed: {msg}")
 
-        tab.calls.call("export", fn, done, failed)
+        tab.slow_calls.call("export", fn, done, failed)
 
     def export_labels(self, path: str | Path) -> None:
         sae_id, sel = self.tab.state.sae_id, self.selected()

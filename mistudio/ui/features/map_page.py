@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSta
 
 from mistudio.ui.features.heatmap_view import CorrelationHeatmap
 from mistudio.ui.features.map_view import FeatureMapPlot
+from mistudio.ui.kit import palette
 
 
 class MapPage(QWidget):
@@ -37,14 +38,14 @@ class MapPage(QWidget):
         self.compute = QPushButton("Compute map")
         self.compute.clicked.connect(lambda: self.compute_requested.emit(self.method.currentData()))
         self.status = QLabel()
-        self.status.setStyleSheet("color: #555")
+        self.status.setStyleSheet(palette.css("text.muted"))
         bar = QHBoxLayout()
         for w in (self.method, self.colour, self.list_box, self.lasso, self.compute, self.status):
             bar.addWidget(w)
         bar.addStretch(1)
         self.empty = QLabel()
         self.empty.setWordWrap(True)
-        self.empty.setStyleSheet("color: #4b5563; font-size: 12pt; padding: 30px")
+        self.empty.setStyleSheet(palette.css("text.secondary", "font-size: 12pt; padding: 30px"))
         self.stack_host = QWidget()
         self.stack = QStackedLayout(self.stack_host)
         self.stack.addWidget(self.empty)
@@ -98,7 +99,7 @@ class HeatmapPage(QWidget):
         self.note = QLabel("Rows and columns in average-linkage clustered order. Hover a "
                            "cell for its pair; click it to open its row's feature.")
         self.note.setWordWrap(True)
-        self.note.setStyleSheet("color: #555")
+        self.note.setStyleSheet(palette.css("text.muted"))
         bar = QHBoxLayout()
         for w in (QLabel("Features"), self.source, self.what, self.show_btn, self.hover):
             bar.addWidget(w)

@@ -20,6 +20,7 @@ from PySide6.QtGui import QColor, QImage, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QToolTip
 
 from mistudio.feature_map.geometry import points_in_polygon
+from mistudio.ui.kit import palette
 
 LEVELS = 32
 DEAD = QColor(190, 190, 190, 120)
@@ -159,7 +160,7 @@ class FeatureMapPlot(pg.PlotWidget):
         self.hideAxis("bottom")
         self.points = PointCloudItem()
         self.addItem(self.points)
-        self.highlight = pg.ScatterPlotItem(size=12, pen=pg.mkPen("#d00000", width=2),
+        self.highlight = pg.ScatterPlotItem(size=12, pen=pg.mkPen(palette.colour("error"), width=2),
                                             brush=None, pxMode=True)
         self.addItem(self.highlight)
         self.viewbox.lasso_finished.connect(self._lasso)

@@ -7,6 +7,8 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                                QSpinBox, QWidget)
 
+from mistudio.ui.kit import palette
+
 DEFAULT_MAX_TOKENS = 24_576 * 128  # Neuronpedia's default (24,576 contexts x 128)
 
 
@@ -39,7 +41,7 @@ class AnalysisPicker(QWidget):
         self.progress.setMaximumWidth(240)
         self.progress.setVisible(False)
         self.progress_text = QLabel()
-        self.progress_text.setStyleSheet("color: #555")
+        self.progress_text.setStyleSheet(palette.css("text.muted"))
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setVisible(False)
         self.cancel_btn.clicked.connect(lambda: self.cancel_requested.emit(self.job_id or ""))

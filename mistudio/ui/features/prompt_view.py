@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, Q
 from mistudio.ui.features.background import BackgroundCalls
 from mistudio.ui.features.detail_parts import ChipList
 from mistudio.ui.features.token_text import TokenExample, TokenTextView
+from mistudio.ui.kit import palette
 
 DEFAULT_PROMPT = "The Eiffel Tower is in Paris, the capital of France."
 
@@ -42,7 +43,7 @@ class PromptView(QWidget):
         self.highlight = QCheckBox("Highlight the open feature")
         self.highlight.toggled.connect(lambda _on: self.render())
         self.status = QLabel()
-        self.status.setStyleSheet("color: #555")
+        self.status.setStyleSheet(palette.css("text.muted"))
         self.tokens = TokenTextView()
         self.tokens.token_clicked.connect(self._token_clicked)
         self.token_title = QLabel("Click a token to list its features.")

@@ -26,6 +26,7 @@ from mistudio.ui.features.picker import AnalysisPicker
 from mistudio.ui.features.prompt_view import PromptView
 from mistudio.ui.features.state import FeaturesState
 from mistudio.ui.features.table_panel import FeatureTablePanel
+from mistudio.ui.kit import palette
 
 ANALYZE_KIND = "features.analyze"
 MAP_KIND = "features.map"
@@ -40,7 +41,10 @@ class FeaturesTab(QWidget):
         self.studio = studio
         self.bridge = bridge
         self.state = FeaturesState()
-        self.calls = BackgroundCalls(self)
+        self.calls = BackgroundCalls(self)  # quick reads: the table, a feature, lists, maps
+        # slow work (an ablation loads the model; an export writes many files) has its own
+        # thread, so clicking through features stays quick meanwhile
+        self.slow_calls = BackgroundCalls(self, name="features-slow")
         self.bundle: loaders.TableBundle | None = None
         self.lists: list = []
         self.list_members: dict[str, np.ndarray] = {}
@@ -59,7 +63,7 @@ class FeaturesTab(QWidget):
         self.export_btn.setMenu(self.exports.menu())
         self.message = QLabel()
         self.message.setWordWrap(True)
-        self.message.setStyleSheet("color: #8a1c1c")
+        self.message.setStyleSheet(palette.css("error"))
 
         self.table = FeatureTablePanel()
         self.table.feature_activated.connect(self.open_feature)
@@ -139,8 +143,8 @@ class FeaturesTab(QWidget):
         self.show_message(text, "error")
 
     def show_message(self, text: str, kind: str = "info") -> None:
-        colour = {"error": "#8a1c1c", "done": "#1c5a1c"}.get(kind, "#555")
-        self.message.setStyleSheet(f"color: {colour}")
+        role = {"error": "error", "done": "success"}.get(kind, "text.muted")
+        self.message.setStyleSheet(palette.css(role))
         self.message.setText(text)
         self.message.setVisible(bool(text))
 
@@ -439,7 +443,7 @@ class FeaturesTab(QWidget):
             self.detail.ablation_note.setText("")
             self.show_error(msg)
 
-        self.calls.call("ablate", lambda: self.studio.features.ablate(sae_id, f, fa_id),
+        self.slow_calls.call("ablate", lambda: self.studio.features.ablate(sae_id, f, fa_id),
                         done, failed)
 
     # ================================================================== map & heatmap
@@ -522,6 +526,7 @@ class FeaturesTab(QWidget):
     def shutdown(self) -> None:
         self.detail.flush_edits()
         self.calls.close()
+        self.slow_calls.close()
         self.prompt.shutdown()
 
 

@@ -167,7 +167,7 @@ class FeatureTable:
         q = flt.query.strip().lower()
         if q:
             hits = np.fromiter((q in h for h in self.haystack()), bool, len(self))
-            if q.lstrip("#").isdigit():  # "#123" or "123" also finds feature 123
+            if q.lstrip("#").isdigit():  # a number, with or without a leading hash, finds that feature
                 hits |= c["index"] == int(q.lstrip("#"))
             m &= hits
         return m

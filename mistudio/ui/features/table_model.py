@@ -13,9 +13,9 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor
 
 from mistudio.ui.features.table_data import COLUMNS, FeatureFilter, FeatureTable
+from mistudio.ui.kit import palette
 
 FEATURE_ROLE = Qt.ItemDataRole.UserRole + 1
-DEAD = QColor("#9a9a9a")
 RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
@@ -125,7 +125,7 @@ class FeatureTableModel(QAbstractTableModel):
             return RIGHT
         if role == Qt.ItemDataRole.ForegroundRole:
             d = self.table.columns["density"][r]
-            return DEAD if d == 0 else None
+            return QColor(palette.colour("text.faint")) if d == 0 else None
         if role == Qt.ItemDataRole.ToolTipRole and col.kind == "str":
             v = self.table.columns[col.key][r]
             return str(v) or None

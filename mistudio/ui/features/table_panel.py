@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleS
 
 from mistudio.ui.features.table_data import COLUMNS, FeatureFilter
 from mistudio.ui.features.table_model import FeatureTableModel
+from mistudio.ui.kit import palette
 
 
 class FeatureTablePanel(QWidget):
@@ -48,7 +49,7 @@ class FeatureTablePanel(QWidget):
         for w in (self.dmin, self.dmax):
             w.valueChanged.connect(self.apply_filters)
         self.count = QLabel()
-        self.count.setStyleSheet("color: #666")
+        self.count.setStyleSheet(palette.css("text.muted"))
         self.model.view_changed.connect(
             lambda shown, total: self.count.setText(f"{shown:,} of {total:,} features"))
 

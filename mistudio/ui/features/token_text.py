@@ -14,8 +14,8 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
-HIGH = QColor(255, 140, 0)  # orange, as Neuronpedia/sae_vis colour activations
-NEGATIVE = QColor(40, 110, 255)
+from mistudio.ui.kit import palette
+
 PAD_X, PAD_Y, GAP_Y = 1.5, 2.0, 10.0
 
 
@@ -29,7 +29,8 @@ def tint(value: float, scale: float) -> QColor | None:
     if not value or not scale:
         return None
     frac = max(-1.0, min(1.0, value / scale))
-    base = HIGH if frac > 0 else NEGATIVE
+    # orange for activations (as sae_vis / Neuronpedia), blue for negative values
+    base = QColor(palette.colour("activation" if frac > 0 else "accent"))
     c = QColor(base)
     c.setAlphaF(0.12 + 0.88 * abs(frac))
     return c
@@ -147,7 +148,7 @@ class TokenTextView(QWidget):
         for pos, text in self._captions:
             p.drawText(pos, text)
         text_pen = QPen(self.palette().text().color())
-        frame_pen = QPen(QColor("#202020"), 1.6)
+        frame_pen = QPen(QColor(palette.colour("text.strong")), 1.6)
         clip = event.rect()
         for rect, e, i in self._boxes:
             if not rect.intersects(QRectF(clip)):

@@ -26,6 +26,8 @@ LIGHT: dict[str, str] = {
     "banner.info.bg": "#eff6ff",
     # bars of histograms
     "bar": "#60a5fa", "bar.strong": "#3b82f6",
+    # a feature's activation (token highlights, its histogram), as sae_vis / Neuronpedia
+    "activation": "#ff8c00",
 }
 
 DARK: dict[str, str] = {
@@ -42,6 +44,7 @@ DARK: dict[str, str] = {
     "banner.error.bg": "#3b1212", "banner.error.fg": "#fecaca",
     "banner.info.bg": "#1e3a5f",
     "bar": "#60a5fa", "bar.strong": "#93c5fd",
+    "activation": "#ff9f1a",
 }
 
 # Status of a job or an entity (jobs dock, run cards): one colour per status, both variants.

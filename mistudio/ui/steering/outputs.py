@@ -10,15 +10,24 @@ from PySide6.QtWidgets import (QAbstractItemView, QGridLayout, QLabel, QScrollAr
                                QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout,
                                QWidget)
 
+from mistudio.ui.kit import palette
+
 KL_FULL = 2.0  # nats at which a token's background is fully coloured
 GRID_COLUMNS = 4  # a sweep wraps into rows of this many outputs
 
 
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    h = hex_colour.lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
 def kl_colour(kl: float, full: float = KL_FULL) -> str:
-    """White (no change) to orange-red (KL >= ``full``), as a CSS colour."""
+    """The background (no change) blended towards the error colour as KL reaches ``full``
+    (at most 60%, so the text stays readable), as a CSS colour."""
     t = 0.0 if not math.isfinite(kl) else max(0.0, min(1.0, kl / full))
-    r, g, b = 255, int(255 - t * (255 - 120)), int(255 - t * (255 - 60))
-    return f"#{r:02x}{g:02x}{b:02x}"
+    base, hot = _rgb(palette.colour("surface")), _rgb(palette.colour("error"))
+    mix = [round(b + 0.6 * t * (h - b)) for b, h in zip(base, hot)]
+    return "#" + "".join(f"{v:02x}" for v in mix)
 
 
 def _changed(diff: list[dict], side: str) -> set[int]:
@@ -60,7 +69,7 @@ class OutputColumn(QWidget):
         lay.addWidget(self.body, 1)
 
     def set_html(self, prompt_html: str, text_html: str) -> None:
-        self.body.setHtml(f'<span style="color:#6b7280">{prompt_html}</span>{text_html}')
+        self.body.setHtml(palette.span("text.muted", prompt_html) + text_html)
 
 
 class OutputsView(QWidget):
@@ -73,7 +82,7 @@ class OutputsView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
-        self.legend.setStyleSheet("color:#4b5563;")
+        self.legend.setStyleSheet(palette.css("text.secondary"))
         lay.addWidget(self.legend)
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
@@ -123,7 +132,7 @@ class OutputsView(QWidget):
                                                   _changed(c.get("diff", []), "b")))
         self.legend.setText(
             f"Background: KL(steered ‖ unsteered) of each token's next-token distribution, "
-            f"white 0 → red ≥ {KL_FULL:g} nats. Underlined: tokens where the outputs differ "
+            f"plain 0 → red ≥ {KL_FULL:g} nats. Underlined: tokens where the outputs differ "
             f"(token-level diff). Grey: the prompt.")
 
     def texts(self) -> list[str]:

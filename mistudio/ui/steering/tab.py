@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QTabWidget, QVBoxLayout, QWidget)
 
 from mistudio.errors import UserError, describe_exception
+from mistudio.ui.kit import palette
 from mistudio.ui.steering.interventions_table import InterventionsTable
 from mistudio.ui.steering.library import HistoryPanel, PresetsPanel
 from mistudio.ui.steering.outputs import MetricsTable, OutputsView
@@ -98,7 +99,7 @@ class SteeringTab(QWidget):
         buttons.addWidget(contrast)
         self.analysis_note = QLabel("")
         self.analysis_note.setWordWrap(True)
-        self.analysis_note.setStyleSheet("color:#6b7280;")
+        self.analysis_note.setStyleSheet(palette.css("text.muted"))
         pl.addWidget(self.search)
         pl.addWidget(self.feature_list)
         pl.addLayout(buttons)
@@ -114,7 +115,7 @@ class SteeringTab(QWidget):
         self.units.currentIndexChanged.connect(lambda _i: self._units_changed())
         self.units_note = QLabel("")
         self.units_note.setWordWrap(True)
-        self.units_note.setStyleSheet("color:#6b7280;")
+        self.units_note.setStyleSheet(palette.css("text.muted"))
         self.scope = QComboBox()
         for label, key in SCOPE_CHOICES:
             self.scope.addItem(label, key)
@@ -439,7 +440,7 @@ class SteeringTab(QWidget):
 
     def _say(self, text: str, error: bool = False) -> None:
         self.status.setText(text)
-        self.status.setStyleSheet("color:#b91c1c;" if error else "color:#374151;")
+        self.status.setStyleSheet(palette.css("error" if error else "text"))
 
 
 if __name__ == "__main__":  # preview: python -m mistudio.ui.steering.tab

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDialog,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from mistudio.errors import UserError
+from mistudio.ui.kit.palette import css, span
 
 PAGE_ROWS = 100
 COLUMNS = ("Release", "SAE id", "Model", "Hook point", "Width", "L0", "Loads?")
@@ -99,7 +100,7 @@ class CatalogueBrowser(QDialog):
         self.loaded = False
         self.source_label = QLabel("Reading the catalogue...")
         self.source_label.setWordWrap(True)
-        self.source_label.setStyleSheet("color: #555")
+        self.source_label.setStyleSheet(css("text.secondary"))
         self.file_btn = QPushButton("Use a newer file...")
         self.file_btn.setToolTip("Read SAELens's pretrained_saes.yaml from a file (e.g. "
                                  "sae_lens/pretrained_saes.yaml of a newer sae-lens).")
@@ -293,7 +294,7 @@ class CatalogueBrowser(QDialog):
         if have:
             parts.append(f"already imported as {have[0].id}")
         if not e.loadable:
-            parts.append(f"<span style='color:#b02a37'>cannot be loaded: {e.reason}</span>")
+            parts.append(span("error", f"cannot be loaded: {e.reason}"))
         self.details.setText("; ".join(parts) + ".")
         self.download_btn.setEnabled(e.loadable)
         self.download_btn.setToolTip("" if e.loadable else e.reason)
@@ -307,7 +308,7 @@ class CatalogueBrowser(QDialog):
         try:
             job = self.state.service.start_download(e.key)
         except UserError as exc:
-            self.details.setText(f"<span style='color:#b02a37'>{exc}</span>")
+            self.details.setText(span("error", str(exc)))
             return None
         self.details.setText(f"Downloading {e.key}: follow it in the Jobs panel; it appears "
                              "in the SAE list when done.")

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHea
                                QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
 from mistudio.errors import UserError
+from mistudio.ui.kit.palette import css, span
 
 COLUMNS = ("Name", "Source", "Architecture", "d_in", "d_sae", "Model", "Hook point", "Id")
 #: Job kinds whose completion adds SAEs to the list.
@@ -39,7 +40,7 @@ class SAEsPage(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.empty = QLabel("No SAEs yet: train one, or Add SAE > From the catalogue to "
                             "download a published one.")
-        self.empty.setStyleSheet("color: #777; padding: 12px")
+        self.empty.setStyleSheet(css("text.muted", "padding: 12px"))
         self.message = QLabel()
         self.message.setWordWrap(True)
         top = QHBoxLayout()
@@ -71,8 +72,7 @@ class SAEsPage(QWidget):
             job = self.studio.get_job(job_id)
             if job.kind in SAE_JOB_KINDS:
                 if payload.get("status") == "failed" and job.kind != "sae.train":
-                    self.message.setText(f"<span style='color:#b02a37'>{job.title} failed: "
-                                         f"{job.error}</span>")
+                    self.message.setText(span("error", f"{job.title} failed: {job.error}"))
                 self.refresh()
 
     # ------------------------------------------------------------------ adding

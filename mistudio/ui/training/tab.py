@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMessageBox, QP
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from mistudio.app.jobs import ACTIVE, JobRecord
-from mistudio.sae.service import TRAIN_KIND
+from mistudio.app.trainings import TRAIN_KIND
 from mistudio.errors import UserError
 from mistudio.ui.kit.palette import colour, css
 from mistudio.ui.training.cards import JobCard, JobCardList

@@ -16,33 +16,44 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 from pathlib import Path
 
+from mistudio.app.activations import ActivationService
+from mistudio.app.datasets import DatasetService
+from mistudio.app.evaluation_sources import EvaluationSources
+from mistudio.app.jobs import ACTIVE, JobRecord, JobService
+from mistudio.app.models import ModelService
+from mistudio.app.settings import SettingsService
+from mistudio.app.training_records import (EVAL_KIND, IMPORT_KIND, TRAIN_KIND, TrainingRecorder,
+                                           read_json)
 from mistudio.errors import UserError
 from mistudio.jobs.context import JobContext
-from mistudio.sae.config import TOPK_FAMILY, TrainingConfig
-from mistudio.sae.job import import_job  # noqa: F401 - the sae.import job kind names it here
+from mistudio.paths import DataPaths
+from mistudio.sae.config import TrainingConfig
+from mistudio.sae.job import import_job
 from mistudio.sae.repository import SAERecord, SAEsRepo, TrainingRecord, TrainingsRepo
-from mistudio.store.db import new_id, now_iso
-from mistudio.jobs.repository import ACTIVE, JobRecord
+from mistudio.store.db import Store, new_id
 
 log = logging.getLogger(__name__)
 
-TRAIN_KIND = "sae.train"
-IMPORT_KIND = "sae.import"
-CATALOGUE_KIND = "sae.catalogue_download"  # (mistudio.app.sae_catalogue) recorded as imports
-EVAL_KIND = "sae.evaluate"
 DEFAULT_EVAL_TOKENS = 4096
 
 
 class TrainingService:
-    def __init__(self, studio):
-        self.studio = studio
-        self.trainings_repo = TrainingsRepo(studio.store)
-        self.saes_repo = SAEsRepo(studio.store)
-        self._sync_lock = threading.RLock()  # the listener and readers both reconcile
-        studio.add_job_listener(self._on_job_event, records=True)
+    def __init__(self, *, store: Store, paths: DataPaths, jobs: JobService,
+                 settings: SettingsService, models: ModelService, datasets: DatasetService,
+                 activations: ActivationService):
+        self.paths = paths
+        self.jobs = jobs
+        self.settings = settings
+        self.models = models
+        self.datasets = datasets
+        self.activations = activations
+        self.trainings_repo = TrainingsRepo(store)
+        self.saes_repo = SAEsRepo(store)
+        self.recorder = TrainingRecorder(trainings=self.trainings_repo, saes=self.saes_repo,
+                                         jobs=jobs)
+        self.sources = EvaluationSources(models=models, datasets=datasets)
 
     # ================================================================== starting
 
@@ -53,13 +64,13 @@ class TrainingService:
         if not activation_id:
             return ""
         try:
-            rec = self.studio.activations.get(activation_id)
+            rec = self.activations.get(activation_id)
             folder = getattr(rec, "folder", None)
             if folder:
                 return str(folder)
         except (ModuleNotFoundError, AttributeError):
             pass
-        return str(self.studio.paths.entity_dir("activations", activation_id))
+        return str(self.paths.entity_dir("activations", activation_id))
 
     def _check_config(self, cfg: TrainingConfig, path: str, target: str) -> tuple[int, int]:
         from mistudio.activations.format import ActivationSet
@@ -99,7 +110,7 @@ class TrainingService:
         target = self.resolve_activation_path(cfg.target_activation_id, cfg.target_activation_path)
         onthefly = None
         if cfg.onthefly_model and not path:  # activations computed as training goes
-            onthefly, d_in = self._onthefly_spec(cfg)
+            onthefly, d_in = self.sources.onthefly_spec(cfg)
             d_out = d_in
         elif not path:
             cfg.validate()  # raises "no activation set chosen"
@@ -111,7 +122,7 @@ class TrainingService:
                             f"{world_size} processes.", hint="Pick a multiple of the process count.")
         training_id = new_id("tr")
         folder = (Path(folder).expanduser().resolve() if folder
-                  else self.studio.paths.entity_dir("trainings", training_id))
+                  else self.paths.entity_dir("trainings", training_id))
         name = title or cfg.name or _default_title(
             cfg, path or f"{cfg.onthefly_model} {cfg.hook_name} (on the fly)")
         if world_size > 1:
@@ -137,7 +148,7 @@ class TrainingService:
 
     def submit_training(self, rec: TrainingRecord, params: dict) -> JobRecord:
         """Queue the ``sae.train`` job of a training recorded by :meth:`prepare_training`."""
-        job = self.studio.submit_job(TRAIN_KIND, params, title=rec.name, target=rec.id,
+        job = self.jobs.submit(TRAIN_KIND, params, title=rec.name, target=rec.id,
                                      artifact_dir=Path(rec.folder))
         self.trainings_repo.update(rec.id, job_id=job.id)
         return job
@@ -151,7 +162,7 @@ class TrainingService:
         from mistudio.sae import checkpoints as ckpt
 
         tr = self.get_training(training_id)
-        if tr.job_id and self.studio.queue.is_active(tr.job_id):
+        if tr.job_id and self.jobs.is_active(tr.job_id):
             raise UserError("That training is still running.", hint="Pause or cancel it first.")
         if tr.status == "completed" and not (total_tokens and int(total_tokens) > tr.tokens):
             raise UserError(
@@ -174,7 +185,7 @@ class TrainingService:
         if total_tokens:
             cfg = cfg.with_changes(total_tokens=int(total_tokens))
             self.trainings_repo.update(tr.id, config=cfg.to_dict(), total_tokens=cfg.total_tokens)
-        onthefly = (self._onthefly_spec(cfg)[0] if cfg.onthefly_model
+        onthefly = (self.sources.onthefly_spec(cfg)[0] if cfg.onthefly_model
                     and not tr.activation_path else None)
         params = {"config": cfg.to_dict(), "activation_path": tr.activation_path,
                   "out_dir": tr.folder, "training_id": tr.id, "resume_from": path,
@@ -185,7 +196,7 @@ class TrainingService:
         if tr.target_activation_path:
             params["target_activation_path"] = tr.target_activation_path
         title = tr.name if tr.name.endswith("(resumed)") else f"{tr.name} (resumed)"
-        job = self.studio.submit_job(TRAIN_KIND, params, title=title, target=tr.id,
+        job = self.jobs.submit(TRAIN_KIND, params, title=title, target=tr.id,
                                      artifact_dir=Path(tr.folder))
         self._mark_superseded(tr.job_id, job.id)
         self.trainings_repo.update(tr.id, job_id=job.id, status="queued", error="",
@@ -196,14 +207,14 @@ class TrainingService:
     def _mark_superseded(self, old_job_id: str, new_job_id: str) -> None:
         """The stopped job a resume continues is ``resumed`` (no longer "interrupted":
         nothing is left to do about it); a failed one keeps its error."""
-        old = self.studio.jobs_repo.get(old_job_id) if old_job_id else None
+        old = self.jobs.find(old_job_id) if old_job_id else None
         if old is None or old.id == new_job_id:
             return
         message = f"Continued by job {new_job_id}."
         if old.status in ("interrupted", "cancelled"):
-            self.studio.jobs_repo.update(old.id, status="resumed", message=message)
+            self.jobs.note(old.id, message, status="resumed")
         elif old.status == "failed":
-            self.studio.jobs_repo.update(old.id, message=message)
+            self.jobs.note(old.id, message)
 
     def can_resume(self, training_id: str) -> bool:
         """Whether "resume" may be offered: stopped (not completed) with a checkpoint."""
@@ -212,19 +223,19 @@ class TrainingService:
         tr = self.get_training(training_id)
         if tr.status not in ("interrupted", "cancelled", "failed"):
             return False
-        if tr.job_id and self.studio.queue.is_active(tr.job_id):
+        if tr.job_id and self.jobs.is_active(tr.job_id):
             return False
         return find_checkpoint(tr.folder) is not None
 
     def pause_training(self, training_id: str) -> bool:
-        return self.studio.pause_job(self.get_training(training_id).job_id)
+        return self.jobs.pause(self.get_training(training_id).job_id)
 
     def unpause_training(self, training_id: str) -> bool:
-        return self.studio.resume_job(self.get_training(training_id).job_id)
+        return self.jobs.resume(self.get_training(training_id).job_id)
 
     def cancel_training(self, training_id: str) -> bool:
         """Stop the training; it writes a checkpoint where it stopped, so it can resume."""
-        return self.studio.cancel_job(self.get_training(training_id).job_id)
+        return self.jobs.cancel(self.get_training(training_id).job_id)
 
     # ================================================================== reading
 
@@ -232,7 +243,7 @@ class TrainingService:
         recs = self.trainings_repo.list()
         for rec in recs:
             if rec.status in ACTIVE and rec.job_id:
-                self._sync_from_job(rec.job_id)
+                self.recorder.sync_from_job(rec.job_id)
         recs = self.trainings_repo.list(status)
         return recs
 
@@ -245,7 +256,7 @@ class TrainingService:
                                 hint="`mistudio sae trainings` lists them.")
             rec = matches[0]
         if rec.status in ACTIVE and rec.job_id:
-            self._sync_from_job(rec.job_id)
+            self.recorder.sync_from_job(rec.job_id)
             rec = self.trainings_repo.get(rec.id)
         return rec
 
@@ -260,13 +271,13 @@ class TrainingService:
 
     def delete_checkpoint(self, training_id: str, step: int) -> None:
         tr = self.get_training(training_id)
-        if tr.job_id and self.studio.queue.is_active(tr.job_id):
+        if tr.job_id and self.jobs.is_active(tr.job_id):
             raise UserError("The training is running; it manages its checkpoints itself.",
                             hint="Pause or stop it first.")
         for c in self.list_checkpoints(tr.id):
             if c.step == step:
                 shutil.rmtree(c.path)
-                self._sync_checkpoints(tr)
+                self.recorder.sync_checkpoints(tr)
                 return
         raise UserError(f"No checkpoint at step {step}.")
 
@@ -279,12 +290,12 @@ class TrainingService:
         job's from its first step on); ``metrics.jsonl`` in the training folder is the same
         history written beside the SAE for other tools."""
         tr = self.get_training(training_id)
-        jobs = sorted(self.studio.jobs.list(target=tr.id, kind=TRAIN_KIND),
+        jobs = sorted(self.jobs.list(target=tr.id, kind=TRAIN_KIND),
                       key=lambda j: j.created_at)
         by_step: dict[float, dict] = {}
         cut = float("inf")
         for job in reversed(jobs):  # later jobs first: they own the steps from their start on
-            points = [p for p in self.studio.jobs.metrics(job.id) if p["step"] < cut]
+            points = [p for p in self.jobs.metrics(job.id) if p["step"] < cut]
             for p in points:
                 row = by_step.setdefault(p["step"], {"step": int(p["step"]), "time": p["t"]})
                 row[p["name"]] = p["value"]
@@ -296,7 +307,7 @@ class TrainingService:
 
     def training_jobs(self) -> list[JobRecord]:
         """Every training job (a resume adds one to its training), oldest first."""
-        return sorted(self.studio.jobs.list(kind=TRAIN_KIND), key=lambda j: j.created_at)
+        return sorted(self.jobs.list(kind=TRAIN_KIND), key=lambda j: j.created_at)
 
     def records(self) -> list[TrainingRecord]:
         """The training rows as stored (no reconciling with running jobs: any thread)."""
@@ -317,7 +328,7 @@ class TrainingService:
         """Whether "resume" may be offered for this job: stopped with a checkpoint."""
         if job.status not in ("interrupted", "cancelled", "failed"):
             return False
-        return not self.studio.jobs.is_active(job.id) and bool(self.job_checkpoints(job))
+        return not self.jobs.is_active(job.id) and bool(self.job_checkpoints(job))
 
     def job_result(self, job: JobRecord) -> dict | None:
         """What a finished job returned (from the table, else its folder's result.json)."""
@@ -386,13 +397,13 @@ class TrainingService:
         rec = self.get_sae(sae_id)
         if rec.training_id:
             tr = self.get_training(rec.training_id)
-            return self._spec_from_activations(tr.activation_path, tr.target_activation_path,
+            return self.sources.spec_from_activations(tr.activation_path, tr.target_activation_path,
                                                model=model, tokenization=tokenization,
                                                hook_name=hook_name)
         from mistudio.sae.evaluation import EvalSpec
 
-        model_rec = self._eval_model(model or rec.model_name, "")
-        cfg = _read_json(Path(rec.folder) / "cfg.json")
+        model_rec = self.sources.model(model or rec.model_name, "")
+        cfg = read_json(Path(rec.folder) / "cfg.json")
         hook = hook_name or rec.hook_name
         if not hook:
             raise UserError("The SAE's files do not name its hook point.",
@@ -400,7 +411,7 @@ class TrainingService:
                             "hook point it was trained on).")
         return EvalSpec(model_folder=model_rec.folder, model_name=model_rec.name,
                         trust_remote_code=model_rec.trust_remote_code,
-                        tokenization=self._eval_tokenization(tokenization, model_rec),
+                        tokenization=self.sources.tokenization(tokenization, model_rec),
                         hook_name=hook,
                         hook_name_out=(cfg.get("metadata") or {}).get("hook_name_out") or "",
                         start_seq=0, held_out=None)
@@ -415,7 +426,7 @@ class TrainingService:
         rec = self.get_sae(sae_id)
         spec = self.evaluation_spec(rec.id, model=model, tokenization=tokenization,
                                     hook_name=hook_name)
-        return self.studio.submit_job(
+        return self.jobs.submit(
             EVAL_KIND, {"sae_id": rec.id, "sae_folder": rec.folder, "spec": spec.to_dict(),
                         "tokens": int(tokens), "device": device},
             title=f"Evaluate {rec.name or rec.id} in {spec.model_name or 'its model'}",
@@ -436,97 +447,9 @@ class TrainingService:
                 tokenization=onthefly["tokenization"], hook_name=onthefly["hook_name"],
                 held_out=False).to_dict()}
         try:
-            return {"spec": self._spec_from_activations(path, target).to_dict()}
+            return {"spec": self.sources.spec_from_activations(path, target).to_dict()}
         except UserError as exc:
             return {"skip_reason": str(exc)}
-
-    def _spec_from_activations(self, path: str, target: str = "", *, model: str = "",
-                               tokenization: str = "", hook_name: str = ""):
-        from mistudio.activations.format import ActivationSet
-        from mistudio.sae.evaluation import EvalSpec, held_out_start
-
-        try:
-            meta = ActivationSet(path).meta
-        except (OSError, UserError) as exc:
-            raise UserError(f"The activation set {path} cannot be read ({exc}).",
-                            hint="Evaluate with a model and tokenization given explicitly.") \
-                from exc
-        model_rec = self._eval_model(model or meta.get("model_id") or "",
-                                     meta.get("model_name") or "")
-        own_tokens = str(meta.get("tokenization") or "")
-        tok_folder = self._eval_tokenization(tokenization or own_tokens, model_rec)
-        same = bool(own_tokens) and Path(tok_folder).resolve() == Path(own_tokens).resolve()
-        hook_out = ""
-        if target:
-            try:
-                hook_out = ActivationSet(target).hook_name
-            except (OSError, UserError):
-                hook_out = ""
-        hook = hook_name or str(meta.get("hook_name") or "")
-        if not hook:
-            raise UserError("The activation set does not name its hook point.",
-                            hint="Give the hook point to evaluate at.")
-        return EvalSpec(model_folder=model_rec.folder, model_name=model_rec.name,
-                        trust_remote_code=model_rec.trust_remote_code,
-                        model_dtype=str(meta.get("model_dtype") or "auto"),
-                        tokenization=tok_folder, hook_name=hook, hook_name_out=hook_out,
-                        start_seq=held_out_start(path) if same else 0,
-                        held_out=True if same else None)
-
-    def _onthefly_spec(self, cfg: TrainingConfig) -> tuple[dict, int]:
-        """The job's ``onthefly`` source spec (model and tokenization resolved to folders)
-        and the input width; the settings are validated against the tokenization."""
-        from mistudio.activations.extract import count_valid_tokens
-        from mistudio.data.tokenized import TokenizedDataset
-
-        model = self.studio.models.require_ready(cfg.onthefly_model)
-        tok_folder = self._eval_tokenization(cfg.onthefly_tokenization, model)
-        tok = TokenizedDataset(Path(tok_folder))
-        if model.tokenizer_fingerprint and tok.fingerprint != model.tokenizer_fingerprint:
-            raise UserError(f"The tokenization was made with another tokenizer than "
-                            f"{model.name}'s.", hint="Pick one made with this model.")
-        num_rows = count_valid_tokens(tok, True, tok.meta.get("bos_token_id"))
-        d_in = int(model.d_model or 0)
-        cfg.validate(d_in=d_in or None, num_rows=num_rows)
-        spec = {"model_folder": model.folder, "model_name": model.name, "model_id": model.id,
-                "trust_remote_code": model.trust_remote_code, "tokenization": tok_folder,
-                "hook_name": cfg.hook_name, "batch_sequences": cfg.onthefly_batch_sequences,
-                "buffer_rows": cfg.shuffle_buffer_tokens, "model_dtype": "auto"}
-        return spec, d_in
-
-    def _eval_model(self, ref: str, name: str):
-        label = name or ref
-        if not ref:
-            raise UserError(
-                f"The activations were not extracted from a model registered in the app"
-                f"{f' (they name {name!r})' if name else ''}, so the SAE cannot be spliced in.",
-                hint="Add the model in the Models tab, then evaluate the SAE with it "
-                     "(`mistudio sae evaluate ID --model NAME --tokenization ID`).")
-        try:
-            return self.studio.models.require_ready(ref)
-        except UserError as exc:
-            raise UserError(f"The model {label!r} is not available in the app: {exc}",
-                            hint="Add (or finish adding) it in the Models tab, then evaluate "
-                                 "with `mistudio sae evaluate`.") from exc
-
-    def _eval_tokenization(self, tokenization: str, model_rec) -> str:
-        if tokenization:
-            path = Path(tokenization).expanduser()
-            if path.is_dir():
-                return str(path)
-            try:
-                return str(self.studio.datasets.get_tokenization(tokenization).path)
-            except UserError:
-                raise UserError(f"No tokenization {tokenization!r}.",
-                                hint="Give a tokenization id (Datasets tab) or folder.") from None
-        fitting = [t for t in self.studio.datasets.tokenizations()
-                   if t.status == "ready" and model_rec.tokenizer_fingerprint
-                   and t.tokenizer_fingerprint == model_rec.tokenizer_fingerprint]
-        if not fitting:
-            raise UserError(f"No tokenization was made with {model_rec.name}'s tokenizer.",
-                            hint="Tokenize a dataset with this model in the Datasets tab, or "
-                                 "give a tokenization.")
-        return str(fitting[0].path)
 
     # ================================================================== SAE files
 
@@ -580,36 +503,30 @@ class TrainingService:
         """
         result = import_job({"source": source, "subfolder": subfolder, "revision": revision,
                              "sae_id": new_id("sae"), "name": name,
-                             "data_dir": str(self.studio.paths.root),
-                             "token": self.studio.hf_token},
+                             "data_dir": str(self.paths.root),
+                             "token": self.settings.hf_token},
                             JobContext.standalone(None))
-        return self._record_import(result)
+        return self.recorder.record_import(result)
 
     def start_import(self, source: str, *, subfolder: str = "", name: str = "") -> JobRecord:
         """:meth:`import_sae` as a background job (the record appears when it completes)."""
         sae_id = new_id("sae")
-        return self.studio.submit_job(IMPORT_KIND, {
+        return self.jobs.submit(IMPORT_KIND, {
             "source": source, "subfolder": subfolder, "sae_id": sae_id, "name": name,
-            "data_dir": str(self.studio.paths.root)}, title=f"Import SAE {source}", target=sae_id)
-
-    def _record_import(self, result: dict) -> SAERecord:
-        rec = SAERecord(**{k: result[k] for k in (
-            "id", "folder", "name", "source_ref", "format", "architecture", "kind", "d_in",
-            "d_sae", "d_out", "k", "model_name", "hook_name")}, source="imported")
-        return self.saes_repo.insert(rec)
+            "data_dir": str(self.paths.root)}, title=f"Import SAE {source}", target=sae_id)
 
     # ================================================================== deleting
 
     def delete_training(self, training_id: str) -> None:
         """Delete the training, its jobs, its SAEs' records and its folder."""
         tr = self.get_training(training_id)
-        jobs = self.studio.jobs_repo.list(target=tr.id)
-        if any(self.studio.queue.is_active(j.id) for j in jobs):
+        jobs = self.jobs.list(target=tr.id)
+        if any(self.jobs.is_active(j.id) for j in jobs):
             raise UserError("That training is still running.", hint="Cancel it first.")
         self.saes_repo.delete_for_training(tr.id)
         self.trainings_repo.delete(tr.id)
         for j in jobs:
-            self.studio.delete_job(j.id)
+            self.jobs.delete(j.id)
         self._remove_folder(Path(tr.folder))
 
 
@@ -620,102 +537,9 @@ class TrainingService:
             self._remove_folder(Path(rec.folder))
 
     def _remove_folder(self, folder: Path) -> None:
-        root = self.studio.paths.root.resolve()
+        root = self.paths.root.resolve()
         if folder.exists() and root in folder.resolve().parents:  # never outside the data dir
             shutil.rmtree(folder, ignore_errors=True)
-
-    # ================================================================== job events
-
-    def _on_job_event(self, job_id: str, kind: str, payload: dict) -> None:
-        if kind not in ("status", "checkpoint"):
-            return
-        try:
-            if kind == "checkpoint":
-                job = self.studio.jobs_repo.get(job_id)
-                if job and job.kind == TRAIN_KIND and job.target:
-                    self.trainings_repo.update(job.target, step=int(payload.get("step", 0)),
-                                               tokens=int(payload.get("tokens", 0)))
-                    tr = self.trainings_repo.get(job.target)
-                    if tr:
-                        self._sync_checkpoints(tr)
-            else:
-                self._sync_from_job(job_id, payload.get("status"), payload)
-        except Exception:  # a listener must never break the job
-            log.exception("could not record a training event")
-
-    def _sync_from_job(self, job_id: str, status: str | None = None,
-                       payload: dict | None = None) -> None:
-        with self._sync_lock:
-            self._sync_from_job_locked(job_id, status, payload)
-
-    def _sync_from_job_locked(self, job_id: str, status: str | None,
-                              payload: dict | None) -> None:
-        job = self.studio.jobs_repo.get(job_id)
-        if job is None or not job.target:
-            return
-        if job.kind == EVAL_KIND:
-            result = (payload or {}).get("result") or job.result
-            if (status or job.status) == "completed" and result:
-                rec = self.saes_repo.get(job.target)
-                if rec is not None:
-                    self.saes_repo.update_metrics(rec.id, {
-                        **rec.metrics, **result.get("metrics", {}),
-                        "eval_held_out": result.get("held_out")})
-            return
-        if job.kind in (IMPORT_KIND, CATALOGUE_KIND):
-            if (status or job.status) == "completed" and (payload or {}).get("result"):
-                if self.saes_repo.get(job.target) is None:
-                    self._record_import(payload["result"])
-            return
-        if job.kind != TRAIN_KIND:
-            return
-        tr = self.trainings_repo.get(job.target)
-        if tr is None or tr.job_id not in ("", job.id):
-            return
-        status = status or job.status
-        if status == "running" and self.studio.queue.is_active(job.id) is False:
-            status = job.status
-        fields = {"status": status}
-        if status in ("completed", "failed", "cancelled", "interrupted"):
-            fields["finished_at"] = job.finished_at or now_iso()
-            fields["error"] = job.error if status == "failed" else ""
-        if status == "completed":
-            result = (payload or {}).get("result") or job.result or _read_result(tr.folder)
-            if result:
-                fields.update(result=result, tokens=int(result.get("tokens", 0)),
-                              step=int(result.get("step", 0)))
-                self._register_saes(tr, result)
-        self.trainings_repo.update(tr.id, **fields)
-        if status not in ACTIVE:
-            self._sync_checkpoints(tr)
-
-    def _register_saes(self, tr: TrainingRecord, result: dict) -> None:
-        existing = {s.member: s for s in self.saes_repo.list(tr.id)}
-        cfg = TrainingConfig.from_dict(tr.config)
-        members = {m.member_name: m for m in cfg.members()}
-        for item in result.get("saes", []):
-            old = existing.get(item["member"])
-            m = members.get(item["member"], cfg)
-            cfg_json = _read_json(Path(item["path"]) / "cfg.json")
-            meta = cfg_json.get("metadata") or {}
-            self.saes_repo.insert(SAERecord(
-                id=old.id if old else new_id("sae"), folder=item["path"], source="trained",
-                name=f"{tr.name} · {item['member']}" if len(result["saes"]) > 1 else tr.name,
-                training_id=tr.id, member=item["member"], architecture=item["architecture"],
-                kind=m.kind, d_in=item["d_in"], d_sae=item["d_sae"], d_out=tr.d_out or item["d_in"],
-                k=item.get("k") if item["architecture"] in TOPK_FAMILY else None,
-                model_name=meta.get("model_name") or "", hook_name=meta.get("hook_name") or "",
-                metrics={**(item.get("metrics") or {}),
-                         **({"eval_held_out": item.get("eval_held_out")}
-                            if "ce_loss_score" in (item.get("metrics") or {}) else {})}))
-
-    def _sync_checkpoints(self, tr: TrainingRecord) -> None:
-        from mistudio.sae.checkpoints import list_checkpoints  # torch-free listing
-
-        rows = [{"step": c.step, "tokens": c.tokens, "path": c.path,
-                 "created_at": str(c.created_at)} for c in list_checkpoints(tr.folder)]
-        self.trainings_repo.set_checkpoints(tr.id, rows)
-
 
 def _default_title(cfg: TrainingConfig, path: str) -> str:
     width = f"{cfg.d_sae:,} latents" if cfg.d_sae else f"×{cfg.expansion_factor:g}"
@@ -723,12 +547,3 @@ def _default_title(cfg: TrainingConfig, path: str) -> str:
     return f"{cfg.architecture} {width}{sweep} · {Path(path).name}"
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _read_result(folder: str) -> dict | None:
-    return _read_json(Path(folder) / "result.json") or None
