@@ -178,6 +178,21 @@ class AutointerpService:
             n += 1
         return n
 
+    def run_results(self, run_id: str) -> tuple[dict, dict]:
+        """({feature: Explanation}, {feature: ScoreRow}) of a run's features, for its model,
+        prompt version and seed (those made earlier and reused included)."""
+        run = self.get_run(run_id)
+        self.import_results(run)  # idempotent: the job's listener may not have run yet
+        feats = set(run.features)
+        expl = {e.feature: e for e in self.repo.explanations(
+            run.analysis_id, model_id=run.model_id, prompt_version=run.prompt_version,
+            seed=run.seed) if e.feature in feats}
+        scores = {s.feature: s for s in self.repo.scores(
+            run.analysis_id, scorer=run.scorer, model_id=run.model_id,
+            prompt_version=run.prompt_version, seed=run.seed) if s.feature in feats} \
+            if run.scorer else {}
+        return expl, scores
+
     def _on_job_event(self, job_id: str, kind: str, payload: dict) -> None:
         if kind != "status":
             return

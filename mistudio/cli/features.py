@@ -263,16 +263,8 @@ def run_autointerp(studio, args) -> int:
                                   prompt_version=args.prompt or DEFAULT_PROMPT,
                                   seed=args.seed, device=args.device)
     final = follow_job_cli(studio, job, quiet=args.json)
-    studio.queue.wait(job.id, timeout=30)  # the listener has stored the results
     run = studio.autointerp.get_run(job.target)
-    feats = set(run.features)
-    expl = {e.feature: e for e in studio.autointerp.repo.explanations(
-        run.analysis_id, model_id=run.model_id, prompt_version=run.prompt_version,
-        seed=run.seed) if e.feature in feats}
-    scores = {s.feature: s for s in studio.autointerp.repo.scores(
-        run.analysis_id, scorer=scorer, model_id=run.model_id,
-        prompt_version=run.prompt_version, seed=run.seed) if s.feature in feats} \
-        if scorer else {}
+    expl, scores = studio.autointerp.run_results(run.id)
     if args.json:
         print_json({"run": run.id, "status": final.status, "summary": final.result,
                     "features": [{"feature": f, "explanation": expl[f].explanation
