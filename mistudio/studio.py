@@ -208,8 +208,13 @@ class Studio:
             if self._storage is None:
                 from mistudio.app.storage import StorageService
 
+                deleters = {"datasets": lambda i: self.datasets.delete(i),
+                            "tokenizations": lambda i: self.datasets.delete_tokenization(i),
+                            "models": lambda i: self.models.delete(i),
+                            "activation_sets": lambda i: self.activations.delete(i)}
                 self._storage = StorageService(store=self.store, paths=self.paths,
-                                               jobs_repo=self.jobs_repo, queue=self.queue)
+                                               jobs_repo=self.jobs_repo, queue=self.queue,
+                                               row_deleters=deleters)
             return self._storage
 
     @property

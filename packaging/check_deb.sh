@@ -31,7 +31,7 @@ OUT=${OUT:-$CACHE/check-out}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 mkdir -p "$OUT" "$CACHE/base" "$CACHE/roots"
 fail=0
-to_png() { xwdtopnm "$1" 2>/dev/null | pnmtopng > "$2"; }  # netpbm
+to_png() { xwdtopnm "$1" 2>/dev/null | pnmtopng > "$2" || true; }  # netpbm
 say() { printf '%s\n' "$*" | tee -a "$OUT/summary.txt"; }
 : > "$OUT/summary.txt"
 
@@ -128,9 +128,7 @@ while [ $i -lt 120 ]; do
     sleep 1; i=$((i + 1))
 done
 sleep 5
-# the app's top-level window (no window manager runs, so no frame around it)
-id=$(xwininfo -root -tree | grep "$WAIT_FOR" | head -1 | awk '{print $1}')
-[ -n "$id" ] && xwd -id "$id" -silent > "/tmp/shot-$USER.xwd"
+xwininfo -root -tree | grep -q "$WAIT_FOR" && xwd -root -silent > "/tmp/shot-$USER.xwd"
 kill $app 2>/dev/null
 wait $app 2>/dev/null
 true

@@ -78,9 +78,12 @@ def check_extraction_settings(settings) -> dict:
         raise UserError(f"Unknown template settings: {', '.join(sorted(unknown))}.",
                         hint=f"Known: {', '.join(sorted(DEFAULT_SETTINGS))}, hook_points.")
     if settings.get("store_dtype", "float32") not in STORE_DTYPES:
-        raise UserError(f"Unknown storage dtype {settings['store_dtype']!r}.")
+        raise UserError(f"Setting 'store_dtype': unknown storage dtype "
+                        f"{settings['store_dtype']!r}.",
+                        hint=f"Use one of {', '.join(STORE_DTYPES)}.")
     if "batch_size" in settings:
         settings = {**settings, "batch_size": check_batch_size(settings["batch_size"])}
     if whole_number(settings.get("max_tokens", 0), "max tokens") < 0:
-        raise UserError("max tokens must be 0 (all) or a positive number of tokens.")
+        raise UserError("Setting 'max_tokens': max tokens must be 0 (all) or a positive "
+                        "number of tokens.")
     return {**DEFAULT_SETTINGS, **settings}

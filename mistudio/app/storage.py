@@ -5,7 +5,11 @@ from __future__ import annotations
 from mistudio.errors import UserError
 from mistudio.jobs.repository import JobsRepo
 from mistudio.paths import DataPaths
+from typing import Callable
+
 from mistudio.storage import backup as backups
+from mistudio.storage.cleanup import (PROTECTING_STATUSES, CleanupPlan, cleanup_plan,
+                                      delete_items)
 from mistudio.storage.orphans import Orphan, find_orphans
 from mistudio.storage.usage import DiskUsage, disk_usage
 from mistudio.store.db import Store
@@ -15,7 +19,10 @@ KEEP_BACKUPS = 7
 
 
 class StorageService:
-    def __init__(self, store: Store, paths: DataPaths, jobs_repo: JobsRepo, queue):
+    def __init__(self, store: Store, paths: DataPaths, jobs_repo: JobsRepo, queue,
+                 row_deleters: dict[str, Callable[[str], None]] | None = None):
+        # table -> the owning service's delete (its rows and folders together)
+        self.row_deleters = dict(row_deleters or {})
         self.store = store
         self.paths = paths
         self.jobs_repo = jobs_repo
@@ -30,6 +37,25 @@ class StorageService:
 
     def orphans(self) -> list[Orphan]:
         return find_orphans(self.paths.db_file, self.paths.root)
+
+    # ------------------------------------------------------------------ cleanup
+
+    def live_jobs(self) -> list[str]:
+        return list(self.queue.active_ids()) + self.jobs_repo.live_foreign_jobs()
+
+    def cleanup_plan(self) -> CleanupPlan:
+        """What :meth:`clean` would delete now, the bytes it frees, and what it leaves."""
+        return cleanup_plan(self.paths.root, self.orphans(), live_jobs=self.live_jobs(),
+                            protecting_jobs=self.jobs_repo.list(status=PROTECTING_STATUSES),
+                            row_tables=self.row_deleters)
+
+    def clean(self, *, dry_run: bool = True) -> CleanupPlan:
+        """The dry run (default) lists; the real run deletes exactly what a plan made now
+        lists (tmp/ of no live job, orphan folders, orphan rows via their service)."""
+        plan = self.cleanup_plan()
+        if not dry_run:
+            delete_items(plan.items, self.row_deleters)
+        return plan
 
     # ------------------------------------------------------------------ backups
 

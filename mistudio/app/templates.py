@@ -27,6 +27,7 @@ from mistudio.templates.repository import KINDS, Template, TemplatesRepo
 from mistudio.templates.validation import validate_config, validate_template_settings
 
 EXPORT_FORMAT = "mistudio-training-templates"
+EXPORT_FORMATS = {"training": EXPORT_FORMAT, "extraction": "mistudio-extraction-templates"}
 EXPORT_VERSION = 1
 MAX_IMPORT_BYTES = 2 * 2**20
 MAX_NAME_LEN = 120
@@ -146,6 +147,34 @@ class TemplateService:
         repo.update(t.id, name=new_name)
         return repo.get(t.id)
 
+    def update(self, template_id: str, settings: dict, *, description: str | None = None,
+               kind: str = "training") -> Template:
+        """Replace a saved template's settings (checked like a save: errors name the key)."""
+        t = self.get(template_id, kind=kind)
+        if t.builtin:
+            raise UserError("Built-in templates cannot be edited.",
+                            hint="Duplicate it and edit the copy.")
+        fields = {"settings": self._check(settings, kind)}
+        if description is not None:
+            fields["description"] = str(description)
+        self._repo(kind).update(t.id, **fields)
+        return self._repo(kind).get(t.id)
+
+    def free_name(self, name: str, *, kind: str = "training") -> str:
+        """``name``, or ``name (2)``, ``name (3)``... whichever no template of ``kind`` uses."""
+        unique, n = name, 2
+        while self.name_taken(unique, kind=kind):
+            unique = f"{name} ({n})"
+            n += 1
+        return unique
+
+    def duplicate(self, template_id: str, new_name: str | None = None, *,
+                  kind: str = "training") -> Template:
+        """A saved copy of any template (built-ins included: the way to edit one)."""
+        t = self.get(template_id, kind=kind)
+        name = _clean_name(new_name) if new_name else self.free_name(f"{t.name} copy", kind=kind)
+        return self.save(name, dict(t.settings), kind=kind, description=t.description)
+
     def delete(self, template_id: str, *, kind: str = "training") -> None:
         t = self.get(template_id, kind=kind)
         if t.builtin:
@@ -165,17 +194,37 @@ class TemplateService:
         self._repo(kind).record_use(t.id)
         return self.get(t.id, kind=kind)
 
+    # ---------------------------------------------------- usage of other saved settings
+    # Steering presets are files, not template rows; their favourite, use count and last
+    # use live in the same usage rows under an id the caller chooses ("preset:<name>").
+
+    def usage(self) -> dict:
+        return self.repo.usage()
+
+    def record_usage(self, usage_id: str) -> None:
+        self.repo.record_use(usage_id)
+
+    def set_usage_favourite(self, usage_id: str, favourite: bool) -> None:
+        self.repo.set_favourite(usage_id, favourite)
+
+    def move_usage(self, old_id: str, new_id: str) -> None:
+        self.repo.move_usage(old_id, new_id)
+
+    def forget_usage(self, usage_id: str) -> None:
+        self.repo.forget_usage(usage_id)
+
     # ------------------------------------------------------------------ import / export
 
-    def export(self, template_ids: Iterable[str], path: str | Path) -> Path:
-        templates = [self.get(i) for i in template_ids]
+    def export(self, template_ids: Iterable[str], path: str | Path, *,
+               kind: str = "training") -> Path:
+        templates = [self.get(i, kind=kind) for i in template_ids]
         if not templates:
             raise UserError("No templates chosen to export.", hint="Select one or more.")
-        doc = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+        doc = {"format": EXPORT_FORMATS[kind], "version": EXPORT_VERSION,
                "templates": [t.to_export() for t in templates]}
         return atomic_write_json(Path(path), doc)
 
-    def import_file(self, path: str | Path) -> list[Template]:
+    def import_file(self, path: str | Path, *, kind: str = "training") -> list[Template]:
         """Import the templates in a JSON file; a name already used gets ' (2)', ' (3)'..."""
         path = Path(path)
         try:
@@ -194,7 +243,8 @@ class TemplateService:
             raise UserError(f"{path.name} is not valid JSON (line {exc.lineno}, column "
                             f"{exc.colno}: {exc.msg}).",
                             hint="Pick a .json file exported from MechInterp Studio.") from exc
-        entries = self._entries(doc, path.name)
+        self._repo(kind)
+        entries = self._entries(doc, path.name, kind)
         # Validate everything before saving anything: an import is all or nothing.
         prepared = []
         for i, entry in enumerate(entries, 1):
@@ -203,10 +253,17 @@ class TemplateService:
                 raise UserError(f"{where} is not a JSON object.")
             name = _clean_name(entry.get("name", ""))
             where = f"Template {i} ('{name}') in {path.name}"
-            config = validate_template_settings(entry.get("config"), where=where)
+            if kind == "training":
+                config = validate_template_settings(entry.get("config"), where=where)
+            else:
+                try:
+                    config = check_extraction_settings(validate_config(entry.get("config"),
+                                                                       where=where))
+                except UserError as exc:
+                    raise UserError(f"{where}: {exc.message}", hint=exc.hint) from exc
             description = str(entry.get("description") or "")
             prepared.append((name, description, config))
-        taken = {t.name.lower() for t in self.list()}
+        taken = {t.name.lower() for t in self.list(kind=kind)}
         saved = []
         for name, description, config in prepared:
             unique, n = name, 2
@@ -214,15 +271,16 @@ class TemplateService:
                 unique = f"{name} ({n})"
                 n += 1
             taken.add(unique.lower())
-            saved.append(self.save(unique, config, description=description))
+            saved.append(self.save(unique, config, kind=kind, description=description))
         return saved
 
     @staticmethod
-    def _entries(doc, filename: str) -> list:
+    def _entries(doc, filename: str, kind: str = "training") -> list:
         if isinstance(doc, dict) and "templates" in doc:
             fmt = doc.get("format")
-            if fmt not in (None, EXPORT_FORMAT):
-                raise UserError(f"{filename} is a '{fmt}' file, not a training template file.")
+            if fmt not in (None, EXPORT_FORMATS[kind]):
+                raise UserError(f"{filename} is a '{fmt}' file, not a {kind} template file.",
+                                hint="Import it as the kind of template it holds.")
             version = doc.get("version", 1)
             if not isinstance(version, int) or version > EXPORT_VERSION:
                 raise UserError(f"{filename} was written by a newer MechInterp Studio "
@@ -236,7 +294,7 @@ class TemplateService:
             return entries
         if isinstance(doc, dict) and "config" in doc:
             return [doc]  # a single template object
-        raise UserError(f"{filename} does not look like a training template file (no "
+        raise UserError(f"{filename} does not look like a {kind} template file (no "
                         "'templates' list and no 'config').",
                         hint="Export a template from the app to see the expected layout.")
 

@@ -19,6 +19,12 @@ def register(sub) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_orphans)
 
+    q = ssub.add_parser("clean", help="delete tmp/ of no live job, orphan folders and orphan "
+                        "records (--dry-run lists what goes and the bytes freed)")
+    q.add_argument("--dry-run", action="store_true", help="list only; delete nothing")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_clean)
+
     q = ssub.add_parser("backup", help="back up the database now (SQLite's online backup)")
     q.add_argument("--keep", type=int, default=7, help="backups kept (default 7)")
     q.add_argument("--json", action="store_true")
@@ -74,6 +80,28 @@ def run_orphans(args) -> int:
         else:
             for o in found:
                 print(f"{o.kind:6} {o.where}  ({o.detail})")
+        return 0
+    return _with(args, go)
+
+
+def run_clean(args) -> int:
+    from mistudio.paths import human_bytes
+
+    def go(svc):
+        plan = svc.clean(dry_run=args.dry_run)
+        if args.json:
+            print_json({"dry_run": args.dry_run, **plan.to_dict()})
+            return 0
+        verb = "would delete" if args.dry_run else "deleted"
+        for i in plan.items:
+            print(f"{verb}  {i.rule:13} {i.where}  {human_bytes(i.bytes)}  ({i.reason})")
+        for i in plan.kept:
+            print(f"kept   {i.rule:13} {i.where}  ({i.reason})")
+        if args.dry_run:
+            print(f"{len(plan.items)} item(s) would be deleted, freeing "
+                  f"{human_bytes(plan.bytes)} (run without --dry-run to delete them).")
+        else:
+            print(f"{len(plan.items)} item(s) deleted, {human_bytes(plan.bytes)} freed.")
         return 0
     return _with(args, go)
 

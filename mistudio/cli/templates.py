@@ -1,5 +1,6 @@
 """``mistudio templates``: list, show, save, favourite, import, export and delete training
-templates (the same ones as the Training tab's template bar).
+templates (the same ones as the Training tab's template bar); ``--kind extraction`` for
+extraction templates (list, show, export, import, delete).
 
 A template's settings are a TrainingConfig JSON object, so
 ``mistudio templates show "OpenAI-style TopK" --config-only > topk.json`` gives a file for
@@ -21,12 +22,14 @@ def register(sub) -> None:
 
     q = tsub.add_parser("list", help="all templates, favourites first")
     q.add_argument("--json", action="store_true")
+    _kind(q)
     q.set_defaults(func=run_list)
 
     q = tsub.add_parser("show", help="a template's settings")
     q.add_argument("template", help="name, id (tt_...) or built-in key")
     q.add_argument("--config-only", action="store_true",
                    help="print only the settings object (a file for `mistudio train --config`)")
+    _kind(q)
     q.set_defaults(func=run_show)
 
     q = tsub.add_parser("save", help="save a JSON file of settings as a template")
@@ -44,15 +47,23 @@ def register(sub) -> None:
     q = tsub.add_parser("export", help="write templates to a JSON file")
     q.add_argument("templates", nargs="+")
     q.add_argument("--output", "-o", required=True)
+    _kind(q)
     q.set_defaults(func=run_export)
 
     q = tsub.add_parser("import", help="add the templates of a JSON file")
     q.add_argument("file")
+    _kind(q)
     q.set_defaults(func=run_import)
 
     q = tsub.add_parser("delete", help="delete a saved template")
     q.add_argument("template")
+    _kind(q)
     q.set_defaults(func=run_delete)
+
+
+def _kind(q) -> None:
+    q.add_argument("--kind", choices=("training", "extraction"), default="training",
+                   help="training templates (default) or extraction templates")
 
 
 def _with_studio(args, fn):
@@ -65,7 +76,7 @@ def _with_studio(args, fn):
 
 def run_list(args) -> int:
     def go(svc):
-        items = svc.list(favourites_first=True)
+        items = svc.list(kind=args.kind, favourites_first=True)
         if args.json:
             print_json([{"id": t.id, "name": t.name, "builtin": t.builtin,
                          "favourite": t.favourite, "description": t.description,
@@ -73,17 +84,24 @@ def run_list(args) -> int:
             return 0
         from mistudio.cli.table import print_table
 
-        print_table(["", "NAME", "KIND", "ARCH", "ID"],
+        key, title = (("architecture", "ARCH") if args.kind == "training"
+                      else ("hook_types", "HOOKS"))
+        print_table(["", "NAME", "KIND", title, "USED", "ID"],
                     [["*" if t.favourite else "", t.name, "built-in" if t.builtin else "saved",
-                      t.settings.get("architecture", ""), t.id] for t in items], shrink=(1,))
+                      _cell(t.settings.get(key, "")), str(t.use_count), t.id]
+                     for t in items], shrink=(1,))
         return 0
 
     return _with_studio(args, go)
 
 
+def _cell(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def run_show(args) -> int:
     def go(svc):
-        t = svc.get(args.template)
+        t = svc.get(args.template, kind=args.kind)
         if args.config_only:
             print(json.dumps(t.settings, indent=2, sort_keys=True))
         else:
@@ -126,7 +144,7 @@ def run_favourite(args) -> int:
 
 def run_export(args) -> int:
     def go(svc):
-        path = svc.export(args.templates, args.output)
+        path = svc.export(args.templates, args.output, kind=args.kind)
         print(f"wrote {len(args.templates)} template(s) to {path}", file=sys.stderr)
         return 0
 
@@ -135,7 +153,7 @@ def run_export(args) -> int:
 
 def run_import(args) -> int:
     def go(svc):
-        for t in svc.import_file(args.file):
+        for t in svc.import_file(args.file, kind=args.kind):
             print(f"imported {t.name} ({t.id})")
         return 0
 
@@ -144,8 +162,8 @@ def run_import(args) -> int:
 
 def run_delete(args) -> int:
     def go(svc):
-        t = svc.get(args.template)
-        svc.delete(t.id)
+        t = svc.get(args.template, kind=args.kind)
+        svc.delete(t.id, kind=args.kind)
         print(f"deleted {t.name}")
         return 0
 

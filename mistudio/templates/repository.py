@@ -121,6 +121,16 @@ class TemplatesRepo:
                              "use_count = use_count + 1, last_used_at = excluded.last_used_at",
                              [template_id, now_iso()])
 
+    def move_usage(self, old_id: str, new_id: str) -> None:
+        with self._db.conn:
+            self._db.execute("DELETE FROM template_usage WHERE template_id = ?", [new_id])
+            self._db.execute("UPDATE template_usage SET template_id = ? WHERE template_id = ?",
+                             [new_id, old_id])
+
+    def forget_usage(self, usage_id: str) -> None:
+        with self._db.conn:
+            self._db["template_usage"].delete_where("template_id = ?", [usage_id])
+
     # ------------------------------------------------------------------ state
 
     def get_state(self, key: str):

@@ -78,7 +78,27 @@ class MainWindow(QMainWindow):
         if steer is not None and not getattr(widget, "_steer_wired", False):
             steer.connect(self.steer_feature)
             widget._steer_wired = True
+        use = getattr(widget, "use_template_requested", None)
+        if use is not None and not getattr(widget, "_use_wired", False):
+            use.connect(self.use_template)
+            widget._use_wired = True
         return widget
+
+    # which tab a kind of saved settings opens, and the method that takes it there
+    USE_TARGETS = {"training": ("Training", "use_template"),
+                   "extraction": ("Models", "use_extraction_template"),
+                   "steering": ("Steering", "use_preset")}
+
+    def use_template(self, kind: str, ref: str) -> None:
+        """"Use" (Templates tab): open the tab that takes these settings, filled in."""
+        title, method = self.USE_TARGETS[kind]
+        tab = self.show_tab(title)
+        take = getattr(tab, method, None)
+        if callable(take):
+            take(ref)
+        else:
+            self.statusBar().showMessage(f"The {title} tab cannot take a template in this "
+                                         "version.", 8000)
 
     def steer_feature(self, sae_id: str, feature_index: int) -> None:
         """"Steer with this feature" (Features tab): open Steering with it chosen."""
@@ -102,6 +122,9 @@ class MainWindow(QMainWindow):
         open_dir.triggered.connect(
             lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.studio.paths.root))))
         file_menu.addAction(open_dir)
+        self.storage_action = QAction("S&torage...", self)
+        self.storage_action.triggered.connect(self.open_storage)
+        file_menu.addAction(self.storage_action)
         file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -124,6 +147,13 @@ class MainWindow(QMainWindow):
         from mistudio.ui.settings_dialog import SettingsDialog
 
         dlg = SettingsDialog(self.studio, self)
+        dlg.open()
+        return dlg
+
+    def open_storage(self):
+        from mistudio.ui.storage_dialog import StorageDialog
+
+        dlg = StorageDialog(self.studio, self)
         dlg.open()
         return dlg
 

@@ -48,10 +48,11 @@ TABS = [
             "clamp or ablate it, and compare the steered and unsteered outputs side by side "
             "with per-token KL, perplexity and feature activation changes. It needs a model "
             "(Models tab) and an SAE trained on it (Training tab) or imported."),
-    TabSpec("Templates", "mistudio.ui.templates.tab:TemplatesTab", "No templates tab yet",
-            "Templates are saved, named settings for extraction and training. Save them from the "
-            "Models tab (extraction) and the Training tab (training); a page to manage all of "
-            "them here is not available in this version."),
+    TabSpec("Templates", "mistudio.ui.templates.tab:TemplatesTab", "No templates yet",
+            "Templates are saved, named settings: training templates, extraction templates and "
+            "steering presets. Browse them as cards, edit, duplicate, import and export them, "
+            "and Use one to open the Training tab, the extraction panel or the Steering tab "
+            "with it filled in."),
 ]
 
 

@@ -127,6 +127,7 @@ class FirstRunDialog(QDialog):
         self.status.setText(message)
         self.bar.hide()
         self.retry.setEnabled(True)
+        self.adjustSize()  # the message is longer than the status line it replaces
         self._drop_partial()
 
     def reject(self) -> None:

@@ -73,3 +73,29 @@ def test_import_of_a_file_with_one_bad_template_imports_nothing(run_cli, tmp_pat
     assert "whole number" in err and "Expected a int" not in err
     code, out, _ = run_cli("list", "--json")
     assert not {"good one", "good two"} & {t["name"] for t in json.loads(out)}
+
+
+def test_extraction_kind_list_show_export_import_delete(run_cli, tmp_path):
+    code, out, _ = run_cli("list", "--kind", "extraction", "--json")
+    builtins = json.loads(out)
+    assert code == 0 and builtins and all(t["builtin"] for t in builtins)
+    first = builtins[0]
+    code, out, _ = run_cli("show", first["id"], "--kind", "extraction", "--config-only")
+    assert json.loads(out) == first["config"]
+    path = tmp_path / "ext.json"
+    code, _, _ = run_cli("export", first["id"], "--kind", "extraction", "-o", str(path))
+    assert code == 0 and json.loads(path.read_text())["format"] == "mistudio-extraction-templates"
+    code, _, err = run_cli("import", str(path))  # not a training file
+    assert code == 2 and "extraction" in err
+    code, out, _ = run_cli("import", str(path), "--kind", "extraction")
+    assert code == 0 and f"imported {first['name']} (2)" in out
+    code, out, _ = run_cli("list", "--kind", "extraction")
+    assert f"{first['name']} (2)" in out
+    code, out, _ = run_cli("delete", f"{first['name']} (2)", "--kind", "extraction")
+    assert code == 0 and "deleted" in out
+    code, _, err = run_cli("delete", first["id"], "--kind", "extraction")
+    assert code == 2 and "Built-in" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"templates": [{"name": "x", "config": {"store_dtype": "f7"}}]}))
+    code, _, err = run_cli("import", str(bad), "--kind", "extraction")
+    assert code == 2 and "store_dtype" in err and "Traceback" not in err

@@ -144,6 +144,12 @@ class ModelsTab(QWidget):
         self.extract.reload_tokenizations()
         self.extract.precision.sync_variants()  # e.g. a saved copy just appeared
 
+    def use_extraction_template(self, template_id: str) -> None:
+        """Open the extraction panel with a template's settings (the Templates tab's "Use",
+        via the main window); layers are expanded for the selected model."""
+        self.tabs.setCurrentWidget(self.extract)
+        self.extract.apply_template(template_id)
+
     def current_model_id(self) -> str | None:
         item = self.models_list.currentItem()
         return item.data(Qt.ItemDataRole.UserRole) if item else None

@@ -318,6 +318,37 @@ class SteeringTab(QWidget):
         except UserError as exc:
             self._say(str(exc), error=True)
 
+    def use_preset(self, name: str) -> None:
+        """Open a preset (the Templates tab's "Use", via the main window): its SAE chosen
+        when it is registered here, its interventions in the table."""
+        try:
+            preset = self.service.preset(name)
+        except UserError as exc:
+            self._say(str(exc), error=True)
+            return
+        sae_id = preset.sae.sae_id
+        missing = ""
+        try:
+            if sae_id and self.sae_combo.findData(sae_id) < 0:
+                model = self.service.sae_model(sae_id)
+                if model:
+                    self.reload_models()
+                    idx = self.model_combo.findData(model)
+                    if idx >= 0:
+                        self.model_combo.setCurrentIndex(idx)
+            idx = self.sae_combo.findData(sae_id) if sae_id else -1
+            if idx < 0:
+                raise UserError("not registered")
+            self.sae_combo.setCurrentIndex(idx)
+            self.service.check_preset(preset, sae_id)
+        except UserError as exc:
+            missing = (str(exc) if "another SAE" in str(exc) else
+                       f"The SAE it was made with ({preset.sae.name or sae_id or 'unknown'}) "
+                       "is not registered here: choose that SAE before generating.")
+        self._apply_preset(preset)
+        if missing:
+            self._say(f"Preset {preset.name!r} applied. {missing}", error=True)
+
     # ================================================================== running
 
     def _sync_state(self) -> None:

@@ -150,6 +150,14 @@ class TrainingTab(QWidget):
             self.new_page.layout().addWidget(self._new_panel)
         return self._new_panel
 
+    def use_template(self, template_id: str) -> None:
+        """Open New training with a template applied (the Templates tab's "Use", via the
+        main window)."""
+        self.pages.setCurrentWidget(self.new_page)
+        panel = self.new_training
+        panel.reload_templates()
+        panel.select_template(template_id)
+
     def _on_page(self, index: int) -> None:
         page = self.pages.widget(index)
         if page is self.new_page:

@@ -1,0 +1,1 @@
+"""The Templates tab: training and extraction templates and steering presets as cards."""
