@@ -69,6 +69,7 @@ class Studio:
         self._activations: ActivationService | None = None
         self._trainings: TrainingService | None = None
         self._features: FeatureService | None = None
+        self._autointerp = None
         self._feature_labels = None  # FeatureLabelService
         self._feature_maps = None  # FeatureMapService
         self._runs: RunsService | None = None
@@ -149,6 +150,19 @@ class Studio:
                                                 paths=self.paths, trainings=self.trainings,
                                                 models=self.models)
             return self._features
+
+    @property
+    def autointerp(self):
+        """Explanations of features by a local instruct model, and their scores
+        (mistudio/app/autointerp.py)."""
+        with self._build_lock:
+            if self._autointerp is None:
+                from mistudio.app.autointerp import AutointerpService
+
+                self._autointerp = AutointerpService(store=self.store, queue=self.queue,
+                                                     paths=self.paths, models=self.models,
+                                                     features=self.features)
+            return self._autointerp
 
     @property
     def feature_labels(self):

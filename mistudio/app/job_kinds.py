@@ -8,3 +8,4 @@ import mistudio.feature_map.job_kinds  # noqa: F401
 import mistudio.models.job_kinds  # noqa: F401
 import mistudio.sae.job_kinds  # noqa: F401
 import mistudio.steering.job_kinds  # noqa: F401
+import mistudio.autointerp.job_kinds  # noqa: F401

@@ -1,4 +1,4 @@
-"""``mistudio analyze`` and ``mistudio features list|show|search|top|ablate|export``.
+"""``mistudio analyze`` and ``mistudio features list|show|search|top|ablate|export|explain|score``.
 
 Every ``features`` command that reads an analysis takes ``--analysis FA_ID`` (default: the
 SAE's latest completed analysis).
@@ -69,6 +69,22 @@ def register(sub) -> None:
                     "live features / all vectors)")
     ep.add_argument("--analysis", default="", metavar="FA_ID")
     ep.set_defaults(func=run_export)
+    for name, helptext in (("explain", "explain features with a registered instruct model "
+                            "(delphi's prompt; results stored and reused)"),
+                           ("score", "explain (if needed) and score the explanations: "
+                            "balanced accuracy beside a shuffled-explanation baseline")):
+        xp = s.add_parser(name, help=helptext)
+        xp.add_argument("sae_id")
+        xp.add_argument("--features", required=True,
+                        help="0-99, 3,17,250 or top50 (the 50 most often firing)")
+        xp.add_argument("--model", required=True, help="registered instruct model (id/name)")
+        xp.add_argument("--prompt", default="", help="prompt version (default delphi-v1)")
+        xp.add_argument("--seed", type=int, default=0, help="seed of the example samples")
+        xp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        if name == "score":
+            xp.add_argument("--scorer", default="detection", choices=["detection", "fuzz"])
+        _analysis_arg(xp)
+        xp.set_defaults(func=run_autointerp, autointerp_action=name)
 
 
 def _analysis_arg(parser) -> None:
@@ -234,3 +250,40 @@ def run_export(studio, args) -> int:
                                              features=features)
     print(out)
     return 0
+
+
+@_with_studio
+def run_autointerp(studio, args) -> int:
+    from mistudio.autointerp.prompts import DEFAULT_PROMPT
+    from mistudio.cli.runner import follow_job_cli
+
+    scorer = getattr(args, "scorer", "") if args.autointerp_action == "score" else ""
+    job = studio.autointerp.start(args.sae_id, features=args.features, model=args.model,
+                                  analysis=args.analysis, scorer=scorer,
+                                  prompt_version=args.prompt or DEFAULT_PROMPT,
+                                  seed=args.seed, device=args.device)
+    final = follow_job_cli(studio, job, quiet=args.json)
+    run = studio.autointerp.get_run(job.target)
+    expl, scores = studio.autointerp.run_results(run.id)
+    if args.json:
+        print_json({"run": run.id, "status": final.status, "summary": final.result,
+                    "features": [{"feature": f, "explanation": expl[f].explanation
+                                  if f in expl else None,
+                                  **({"score": scores[f].score,
+                                      "baseline": scores[f].baseline_score,
+                                      "baseline_feature": scores[f].baseline_feature}
+                                     if f in scores else {})} for f in run.features]})
+    else:
+        for f in run.features:
+            line = f"{f:>7}  {expl[f].explanation if f in expl else '(not explained)'}"
+            if f in scores:
+                sc = scores[f]
+                base = "n/a" if sc.baseline_score is None else f"{sc.baseline_score:.2f}"
+                line = f"{f:>7}  {scorer} {sc.score:.2f} (shuffled {base})  " + line[9:]
+            print(line)
+        summary = final.result or {}
+        if scorer and summary.get("mean_score") is not None:
+            mb = summary.get("mean_baseline")
+            print(f"mean balanced accuracy {summary['mean_score']:.3f}, shuffled baseline "
+                  + ("n/a" if mb is None else f"{mb:.3f}"))
+    return 0 if final.status == "completed" else 1

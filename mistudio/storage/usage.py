@@ -20,6 +20,7 @@ CATEGORIES = {
     "trainings": "trainings",
     "features": "features",
     "steering": "steering",
+    "autointerp": "autointerp",
     "templates": "templates",
     "cache": "cache",
     "tmp": "tmp",
