@@ -41,7 +41,7 @@ def explained(qtbot, shared_analysis):
     f, _ = alive_feature(studio, sae_id, fa_id)
     g, _ = alive_feature(studio, sae_id, fa_id, nth=1)
     det = dict(tp=7, tn=8, fp=2, fn=3)
-    fuzz = dict(tp=9, tn=6, fp=4, fn=1)
+    fuzz = dict(tp=9, tn=5, fp=5, fn=1)
     lines = [
         {"type": "explanation", "feature": f, "explanation": "Capitalised zeppelin names",
          "raw": "[EXPLANATION]: Capitalised zeppelin names"},
@@ -73,9 +73,9 @@ def test_panel_shows_the_stored_explanation_and_scores(qtbot, explained):
     qtbot.waitUntil(lambda: box.info is not None and box.info.feature == f, timeout=10_000)
     assert "Capitalised zeppelin names" in box.text.text()
     scores = box.scores.text()
-    assert f"detection {balanced_accuracy(**det):.2f} balanced accuracy" in scores  # 0.72
+    assert f"detection {balanced_accuracy(**det):.2f} balanced accuracy" in scores  # 0.75
     assert "shuffled-explanation baseline 0.45" in scores and f"#{g}" in scores
-    assert f"fuzz {balanced_accuracy(**fuzz):.2f}" in scores  # 0.75
+    assert f"fuzz {balanced_accuracy(**fuzz):.2f}" in scores  # 0.70
     assert "Explainer-Instruct" in box.source.text() and "delphi-v1" in box.source.text()
     # the only model (tiny-gpt2) has no chat template: the button says why it is off
     assert not box.explain_btn.isEnabled()

@@ -65,6 +65,7 @@ class InterpretationBox(QGroupBox):
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.scores = QLabel()
         self.scores.setWordWrap(True)
+        self.scores.setTextFormat(Qt.TextFormat.PlainText)
         self.source = QLabel()
         self.source.setStyleSheet(palette.css("text.muted"))
         self.model_box = QComboBox()
@@ -94,7 +95,7 @@ class InterpretationBox(QGroupBox):
             self.text.setText(f"<b>{_escape(e.explanation) or '(empty explanation)'}</b>")
             self.source.setText(f"explained by {e.model_name or e.model_id} · prompt "
                                 f"{e.prompt_version} · seed {e.seed} · {e.created_at[:16]}")
-        self.scores.setText("<br>".join(score_line(k, s) for k, s in info.scores.items())
+        self.scores.setText("\n".join(score_line(k, s) for k, s in info.scores.items())
                             if info.scores else ("Not scored yet." if e is not None else ""))
         current = self.model_box.currentData()
         self.model_box.clear()
