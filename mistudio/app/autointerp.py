@@ -154,6 +154,11 @@ class AutointerpService:
                             hint="`mistudio jobs list` shows the runs' jobs.")
         return rec
 
+    def chat_models(self) -> list:
+        """The ready models that can explain features (their tokenizer has a chat template)."""
+        return [m for m in self.models.list()
+                if m.status == "ready" and m.folder and has_chat_template(m.folder)]
+
     def runs(self, sae_id: str = "", analysis: str = "") -> list[RunRecord]:
         fa = self.features.resolve_analysis(sae_id, analysis) if (sae_id or analysis) else None
         return self.repo.list_runs(fa.id if fa else "")

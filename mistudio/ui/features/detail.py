@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHB
                                QScrollArea, QToolButton, QVBoxLayout, QWidget)
 
 from mistudio.ui.features.detail_parts import ChipList, HistogramPlot, LogitLensView, density_title
+from mistudio.ui.features.interpretation import InterpretationBox
 from mistudio.ui.features.table_model import format_density
 from mistudio.ui.features.token_text import TokenExample, TokenTextView
 from mistudio.ui.kit import palette
@@ -97,6 +98,9 @@ class FeatureDetailPanel(QWidget):
         form.addRow("Label", self.label_edit)
         form.addRow("Notes", self.notes_edit)
 
+        # ---- auto-interpretation (filled by the tab's FeatureExplainer)
+        self.interp = InterpretationBox()
+
         # ---- histogram
         self.hist = HistogramPlot()
 
@@ -173,6 +177,7 @@ class FeatureDetailPanel(QWidget):
         col.addWidget(self.stats)
         col.addWidget(self.in_lists)
         col.addLayout(form)
+        col.addWidget(self.interp)
         col.addWidget(self.hist)
         col.addWidget(top_box)
         col.addWidget(interval_box)

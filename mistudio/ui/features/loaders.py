@@ -50,6 +50,10 @@ def load_table(studio, sae_id: str, analysis_id: str) -> TableBundle:
     table.set_annotations({i: a.label for i, a in anns.items() if a.label},
                           {i: a.notes for i, a in anns.items() if a.notes},
                           {i for i, a in anns.items() if a.favourite})
+    # the newest explanation of each feature (any explainer model or prompt version)
+    for e in sorted(studio.autointerp.explanations(sae_id, res.analysis_id),
+                    key=lambda e: e.created_at):
+        table.set_explanation(e.feature, e.explanation)
     sources = DocumentSources(studio, str(res.meta.get("tokenization") or ""))
     return TableBundle(sae_id, res.analysis_id, table, res.n_tokens, dict(res.meta), sources)
 

@@ -21,6 +21,7 @@ from mistudio.ui.features import loaders
 from mistudio.ui.features.background import BackgroundCalls
 from mistudio.ui.features.detail import FeatureDetailPanel
 from mistudio.ui.features.exports import FeatureExports
+from mistudio.ui.features.interpretation import FeatureExplainer
 from mistudio.ui.features.map_page import HeatmapPage, MapPage
 from mistudio.ui.features.picker import AnalysisPicker
 from mistudio.ui.features.prompt_view import PromptView
@@ -78,6 +79,8 @@ class FeaturesTab(QWidget):
         d.add_to_list_requested.connect(self._add_current_to_list)
         d.steer_requested.connect(self._steer)
         d.ablate_requested.connect(self.ablate_current)
+        self.explainer = FeatureExplainer(self, d.interp)
+        self.explainer.finished.connect(self._explained)
         self.map_page = MapPage()
         self.map_page.compute_requested.connect(self.compute_map)
         self.map_page.method_changed.connect(lambda _m: self.load_map())
@@ -293,6 +296,19 @@ class FeaturesTab(QWidget):
                         lambda: loaders.load_detail(self.studio, sae_id, fa_id, f, sources),
                         self._detail_loaded, self.show_error)
 
+    def _explained(self, f: int) -> None:
+        """An explanation job ended: its text goes into the table row (searchable)."""
+        sae_id, fa_id = self.state.sae_id, self.state.analysis_id
+
+        def done(e):
+            if e is not None and self.bundle is not None and self.bundle.sae_id == sae_id:
+                self.bundle.table.set_explanation(f, e.explanation)
+                self.table.model.refresh_rows()
+
+        self.calls.call(f"explained{f}",
+                        lambda: self.studio.autointerp.explanation(sae_id, f, fa_id or ""),
+                        done, self.show_error)
+
     def _detail_loaded(self, got) -> None:
         detail, ann, in_lists, topics = got
         if detail.feature != self.state.feature:
@@ -304,6 +320,7 @@ class FeaturesTab(QWidget):
         self.detail.set_annotation(ann)
         self.detail.set_lists(self.lists, {rec.id for rec in in_lists})
         self.detail.set_prompt_marker(self.prompt.value_of(detail.feature))
+        self.explainer.load(detail.feature)
 
     def _labels(self) -> dict[int, str]:
         if self.bundle is None:

@@ -29,6 +29,8 @@ COLUMNS = (
     Column("mean", "Mean", "float", "Mean of the non-zero activations"),
     Column("top_logits", "Top logit tokens", "str", "Tokens the decoder direction promotes most"),
     Column("top_token", "Top activating token", "str", "The token at the feature's largest activation"),
+    Column("explanation", "Explanation", "str",
+           "Auto-interpretation: the newest explanation an instruct model wrote (Feature panel)"),
     Column("favourite", "★", "bool", "Favourite"),
 )
 KEYS = tuple(c.key for c in COLUMNS)
@@ -65,7 +67,7 @@ class FeatureTable:
         for key in KEYS:
             if key not in self.columns:
                 self.columns[key] = (np.zeros(n, bool) if key == "favourite"
-                                     else np.full(n, "", dtype=object) if key in ("label", "top_logits", "top_token")
+                                     else np.full(n, "", dtype=object) if key in ("label", "explanation", "top_logits", "top_token")
                                      else np.full(n, np.nan, np.float32))
         if self.notes is None:
             self.notes = np.full(n, "", dtype=object)
@@ -120,6 +122,13 @@ class FeatureTable:
             self._sort_cache.pop(key, None)
         self._haystack = None
 
+    def set_explanation(self, feature_index: int, text: str) -> None:
+        r = self.row_of(feature_index)
+        if r is not None:
+            self.columns["explanation"][r] = text
+            self._sort_cache.pop("explanation", None)
+            self._haystack = None
+
     # -------------------------------------------------------- sort & filter
 
     def sort_rank(self, key: str) -> np.ndarray:
@@ -141,9 +150,10 @@ class FeatureTable:
     def haystack(self) -> list[str]:
         if self._haystack is None:
             c = self.columns
-            self._haystack = [f"{a}\x00{b}\x00{t}\x00{k}\x00{e}".lower() for a, b, t, k, e in
+            self._haystack = [f"{a}\x00{b}\x00{t}\x00{k}\x00{e}\x00{x}".lower()
+                              for a, b, t, k, e, x in
                               zip(c["label"], self.notes, c["top_logits"], c["top_token"],
-                                  self.search_extra)]
+                                  self.search_extra, c["explanation"])]
         return self._haystack
 
     def mask(self, flt: FeatureFilter) -> np.ndarray:

@@ -23,7 +23,7 @@ class FeatureTablePanel(QWidget):
         self.lists: dict[str, np.ndarray] = {}  # list id -> members (set by the tab)
 
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search labels, notes, tokens, or #index")
+        self.search.setPlaceholderText("Search labels, explanations, notes, tokens, or #index")
         self.search.setClearButtonEnabled(True)
         self._search_timer = QTimer(self, singleShot=True, interval=150)
         self._search_timer.timeout.connect(self.apply_filters)
@@ -67,7 +67,7 @@ class FeatureTablePanel(QWidget):
         vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # no per-row size pass
         vh.setDefaultSectionSize(self.fontMetrics().height() + 6)
         hh = self.view.horizontalHeader()
-        widths = {"index": 60, "label": 170, "density": 80, "max": 60, "mean": 60,
+        widths = {"index": 60, "label": 170, "explanation": 200, "density": 80, "max": 60, "mean": 60,
                   "top_logits": 170, "top_token": 90, "favourite": 28}
         for i, c in enumerate(COLUMNS):
             self.view.setColumnWidth(i, widths[c.key])
