@@ -98,4 +98,21 @@ def main(data_dir=None) -> int:
                    traceback.format_exc())
         return 1
     window.show()
+    _daily_backup(window.studio)
     return app.exec()
+
+
+def _daily_backup(studio) -> None:
+    """The database's once-a-day backup (docs/storage.md), on a plain thread: SQLite's
+    backup API uses its own connection, and a large database must not hold the window."""
+    import threading
+
+    def work():
+        try:
+            made = studio.storage.backup_if_due()
+            if made is not None:
+                log.info("daily database backup: %s", made.path)
+        except Exception:  # a full disk must not stop the app; the log says why
+            log.exception("daily database backup failed")
+
+    threading.Thread(target=work, name="daily-backup", daemon=True).start()

@@ -162,3 +162,16 @@ def test_cli_du_backup_backups_restore(studio, capsys):
     assert "No backup 'nope'" in capsys.readouterr().err
     assert main(["--data-dir", root, "storage", "restore", name]) == 0
     assert "Integrity: ok" in capsys.readouterr().out
+
+
+def test_window_start_takes_the_daily_backup_off_the_gui_thread(studio):
+    import threading
+
+    from mistudio.ui.app import _daily_backup
+
+    for _ in range(2):  # the second start the same day takes none
+        _daily_backup(studio)
+        for t in [t for t in threading.enumerate() if t.name == "daily-backup"]:
+            t.join(30)
+    (b,) = studio.storage.list_backups()
+    assert b.label == "daily"
