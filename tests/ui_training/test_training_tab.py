@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QTimer
 
+# long enough (1,200 steps) that on an idle machine (~300 steps/s) the run is still going
+# after the screenshots, the pause and the continue; short enough to finish under load
 TINY = {"architecture": "topk", "expansion_factor": 4, "k": 4, "batch_size": 256,
-        "total_tokens": 256 * 240, "checkpoint_every_tokens": 256 * 20,
+        "total_tokens": 256 * 1200, "checkpoint_every_tokens": 256 * 100,
         "normalization_tokens": 2048, "metrics_every_steps": 5, "device": "cpu",
         "dead_window_tokens": 10_000}
 
