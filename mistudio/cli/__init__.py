@@ -59,6 +59,17 @@ def open_studio(args):
     return Studio(getattr(args, "data_dir", None))
 
 
+def with_studio(fn):
+    """A command ``fn(studio, args)`` run on a Studio opened for it and closed after."""
+    def wrapped(args):
+        studio = open_studio(args)
+        try:
+            return fn(studio, args)
+        finally:
+            studio.close(timeout=30)
+    return wrapped
+
+
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 

@@ -6,7 +6,7 @@ SAE's latest completed analysis).
 
 from __future__ import annotations
 
-from mistudio.cli import open_studio, print_json
+from mistudio.cli import print_json, with_studio
 
 
 def register(sub) -> None:
@@ -93,17 +93,7 @@ def _analysis_arg(parser) -> None:
     parser.add_argument("--json", action="store_true")
 
 
-def _with_studio(fn):
-    def wrapped(args):
-        studio = open_studio(args)
-        try:
-            return fn(studio, args)
-        finally:
-            studio.close(timeout=30)
-    return wrapped
-
-
-@_with_studio
+@with_studio
 def run_analyze(studio, args) -> int:
     from mistudio.analysis.job import DEFAULT_MAX_TOKENS
     from mistudio.cli.runner import follow_job_cli
@@ -135,7 +125,7 @@ def run_analyze(studio, args) -> int:
     return 0
 
 
-@_with_studio
+@with_studio
 def run_list(studio, args) -> int:
     rows = studio.features.list_analyses(args.sae_id)
     if args.json:
@@ -160,7 +150,7 @@ def _fmt_example(e) -> str:
     return "".join(parts)
 
 
-@_with_studio
+@with_studio
 def run_show(studio, args) -> int:
     d = studio.features.feature(args.sae_id, args.index, args.analysis)
     if args.json:
@@ -189,7 +179,7 @@ def run_show(studio, args) -> int:
     return 0
 
 
-@_with_studio
+@with_studio
 def run_search(studio, args) -> int:
     rows = studio.features.search(args.sae_id, args.query, args.analysis, limit=args.limit)
     if args.json:
@@ -203,7 +193,7 @@ def run_search(studio, args) -> int:
     return 0
 
 
-@_with_studio
+@with_studio
 def run_top(studio, args) -> int:
     got = studio.features.top_features(args.sae_id, args.text, k=args.k)
     if args.json:
@@ -216,7 +206,7 @@ def run_top(studio, args) -> int:
     return 0
 
 
-@_with_studio
+@with_studio
 def run_ablate(studio, args) -> int:
     results = studio.features.ablate(args.sae_id, args.index, args.analysis,
                                      n_examples=args.examples)
@@ -233,7 +223,7 @@ def run_ablate(studio, args) -> int:
     return 0
 
 
-@_with_studio
+@with_studio
 def run_export(studio, args) -> int:
     from mistudio.errors import UserError
 
@@ -252,7 +242,7 @@ def run_export(studio, args) -> int:
     return 0
 
 
-@_with_studio
+@with_studio
 def run_autointerp(studio, args) -> int:
     from mistudio.autointerp.prompts import DEFAULT_PROMPT
     from mistudio.cli.runner import follow_job_cli

@@ -3,7 +3,7 @@ delete SAEs/trainings."""
 
 from __future__ import annotations
 
-from mistudio.cli import open_studio, print_json
+from mistudio.cli import print_json, with_studio
 from mistudio.cli.table import print_table
 
 
@@ -64,17 +64,7 @@ def register(sub) -> None:
     register_catalogue(s)
 
 
-def _with_studio(fn):
-    def wrapped(args):
-        studio = open_studio(args)
-        try:
-            return fn(studio, args)
-        finally:
-            studio.close(timeout=30)
-    return wrapped
-
-
-@_with_studio
+@with_studio
 def run_list(studio, args) -> int:
     rows = studio.trainings.list_saes(args.training)
     if args.json:
@@ -96,7 +86,7 @@ def run_list(studio, args) -> int:
     return 0
 
 
-@_with_studio
+@with_studio
 def run_trainings(studio, args) -> int:
     rows = studio.trainings.list_trainings()
     if args.json:
@@ -111,7 +101,7 @@ def run_trainings(studio, args) -> int:
     return 0
 
 
-@_with_studio
+@with_studio
 def run_show(studio, args) -> int:
     if args.id.startswith("tr_"):
         rec = studio.trainings.get_training(args.id)
@@ -123,7 +113,7 @@ def run_show(studio, args) -> int:
     return 0
 
 
-@_with_studio
+@with_studio
 def run_checkpoints(studio, args) -> int:
     ckpts = studio.trainings.list_checkpoints(args.training_id)
     if not ckpts:
@@ -133,20 +123,20 @@ def run_checkpoints(studio, args) -> int:
     return 0
 
 
-@_with_studio
+@with_studio
 def run_export(studio, args) -> int:
     print(studio.trainings.export_saelens(args.id, args.member, args.destination))
     return 0
 
 
-@_with_studio
+@with_studio
 def run_import(studio, args) -> int:
     rec = studio.trainings.import_sae(args.source, subfolder=args.subfolder, name=args.name)
     print(f"{rec.id}  {rec.architecture}  d_in {rec.d_in}  d_sae {rec.d_sae}  ({rec.format})")
     return 0
 
 
-@_with_studio
+@with_studio
 def run_resume(studio, args) -> int:
 
     from mistudio.cli.runner import follow_job_cli
@@ -160,7 +150,7 @@ def run_resume(studio, args) -> int:
     return 0
 
 
-@_with_studio
+@with_studio
 def run_evaluate(studio, args) -> int:
 
     from mistudio.cli.runner import follow_job_cli
@@ -185,7 +175,7 @@ def run_evaluate(studio, args) -> int:
     return 0
 
 
-@_with_studio
+@with_studio
 def run_delete(studio, args) -> int:
     if args.id.startswith("tr_"):
         studio.trainings.delete_training(args.id)
