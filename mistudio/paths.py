@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import platformdirs
 
 from mistudio.errors import UserError
+from mistudio.reliability import crash_point
 
 ENV_DATA_DIR = "MISTUDIO_DATA_DIR"
 _POINTER_NAME = "data_dir.txt"
@@ -137,6 +138,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        crash_point("atomic.file.replace")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -163,6 +165,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = _tmp_sibling(path)
     try:
         yield tmp
+        crash_point("atomic.file.replace")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -177,12 +180,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_replaced_dir(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         yield tmp
+        crash_point("atomic.dir.replace")
         if path.exists():
             old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
             os.replace(path, old)
+            crash_point("atomic.dir.swap")  # the old folder is aside, the new not yet in place
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -190,6 +196,52 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_partials(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
+    """Delete what killed atomic writes left in ``folder``: hidden ``.*.tmp`` files
+    (:func:`atomic_write_bytes`, :func:`atomic_path`) and ``.*.partial`` files or folders
+    (:func:`atomic_dir`, streamed activation shards). Call it only where no writer is at work
+    (an artifact being completed). Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    walker = os.walk(folder) if recursive else [(str(folder), [], [])]
+    for root, _dirs, _files in walker:
+        with os.scandir(root) as entries:
+            for entry in entries:
+                name = entry.name
+                if not (name.startswith(".") and name.endswith((".tmp", ".partial"))):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    Path(entry.path).unlink(missing_ok=True)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def recover_replaced_dir(path: str | os.PathLike) -> bool:
+    """Put back the folder an :func:`atomic_dir` swap had set aside when the process died
+    between its two renames (``path`` missing, ``.<name>.<hex>.old`` beside it). Returns
+    whether it did; leftovers of a finished swap, and half-built ``.partial`` folders of a
+    killed writer of the same path, are removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return False
+    for partial in path.parent.glob(f".{path.name}.*.partial"):
+        shutil.rmtree(partial, ignore_errors=True)
+    olds = sorted(path.parent.glob(f".{path.name}.*.old"))
+    if not olds:
+        return False
+    restored = False
+    if not path.exists():
+        os.replace(olds.pop(), path)
+        restored = True
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
+    return restored
 
 
 # ---------------------------------------------------------------- disk space

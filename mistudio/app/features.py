@@ -25,6 +25,7 @@ from mistudio.analysis.job import DEFAULT_MAX_TOKENS, KIND, AnalysisParams, esti
 from mistudio.analysis.repository import AnalysisRecord, FeatureAnalysesRepo, FeatureRow
 from mistudio.analysis.results import AnalysisResults, Example, IntervalGroup, LogitLens
 from mistudio.errors import UserError
+from mistudio.reliability import crash_point
 from mistudio.store.db import new_id, now_iso
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,23 @@ class FeatureService:
         self._ablations: dict[tuple, object] = {}
         self._prompt = None  # mistudio.analysis.prompt.PromptAnalyzer, built on first use
         queue.add_listener(self._on_job_event, records=True)
+        self._settle_stopped()
+
+    def _settle_stopped(self) -> None:
+        """Analyses whose job ended without this service hearing it (the process was killed:
+        the job row turned ``interrupted`` at start-up, or ``completed`` just before the
+        kill) take their job's outcome, so none stays "running" and each can resume."""
+        for rec in self.repo.list():
+            if rec.status not in ("queued", "running") or not rec.job_id:
+                continue
+            if self.queue.is_active(rec.job_id):
+                continue
+            job = self.queue.repo.get(rec.job_id)
+            if job is None:
+                self._on_job_event(rec.job_id, "status", {"status": "interrupted"})
+            elif job.status not in ("queued", "running", "paused"):  # another live process
+                self._on_job_event(job.id, "status", {"status": job.status,
+                                                      "error": job.error})
 
     # ================================================================== analyses
 
@@ -336,6 +354,7 @@ class FeatureService:
                 fields["error"] = str(payload.get("error") or payload.get("message") or "")
             if status == "completed":
                 res = AnalysisResults(rec.folder)
+                crash_point("analyze.rows")
                 self.repo.replace_features(rec.id, _feature_rows(res))
                 fields.update(n_tokens=res.n_tokens, summary={
                     k: res.meta.get(k) for k in ("dead", "mean_l0", "elapsed_s", "stream_s",

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from mistudio.errors import UserError
+from mistudio.reliability import crash_point
 from mistudio.steering.sampling import Sampling
 from mistudio.steering.interventions import SCOPES, Column, Intervention
 from mistudio.steering.presets import Preset, PresetStore, SAEIdentity, file_sha256
@@ -42,6 +43,20 @@ class SteeringService:
         self.features = features
         self.presets_store = PresetStore(self.folder / "presets")
         jobs.add_listener(self._on_job_event, records=True)
+        self._settle_stopped()
+
+    def _settle_stopped(self) -> None:
+        """Generations whose job ended unheard (the process was killed; start-up turned the
+        job ``interrupted``) take its outcome, so the history shows none "running" forever."""
+        for rec in self.repo.list(status=("queued", "running")):
+            if not rec.job_id or self.jobs.is_active(rec.job_id):
+                continue
+            job = self.jobs.find(rec.job_id)
+            if job is None:
+                self._on_job_event(rec.job_id, "status", {"status": "interrupted"})
+            elif job.status not in ("queued", "running", "paused"):  # else another process's
+                self._on_job_event(job.id, "status", {"status": job.status, "error": job.error,
+                                                      "result": job.result})
 
     @property
     def folder(self) -> Path:
@@ -351,6 +366,7 @@ class SteeringService:
             result = payload.get("result") or {}
             if isinstance(result, dict) and result.get("summary"):
                 fields["summary"] = result["summary"]
+        crash_point("steer.row")
         self.repo.update(rec.id, **fields)
 
     # ================================================================== presets

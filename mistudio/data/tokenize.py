@@ -33,7 +33,9 @@ from mistudio.data.raw_store import RawCorpus, length_summary
 from mistudio.data.token_writer import NpyRowWriter
 from mistudio.data.tokenized import COMPLETE_MARKER, FORMAT_VERSION, tokenizer_fingerprint
 from mistudio.errors import UserError
+from mistudio.manifest import write_manifest
 from mistudio.paths import atomic_write_json, check_free_space
+from mistudio.reliability import crash_point
 
 PACKINGS = ("packed", "padded")
 SEPARATORS = ("eos", "bos", "none")
@@ -318,7 +320,8 @@ def tokenize_corpus(corpus: RawCorpus, tokenizer, settings: TokenizeSettings, ou
                   "tokens_per_s": round(n_tokens / elapsed) if elapsed > 0 else None})
     meta["stats"] = stats
     atomic_write_json(out_dir / "meta.json", meta)
-    (out_dir / COMPLETE_MARKER).write_text("ok\n")
+    crash_point("tokenize.complete")
+    write_manifest(out_dir, name=COMPLETE_MARKER)  # the marker is the manifest, written last
     return meta
 
 
@@ -393,6 +396,7 @@ def run_tokenize(params: dict, ctx) -> dict:
         with atomic_dir(folder) as tmp:
             meta = tokenize_corpus(corpus, tokenizer, settings, tmp, ctx, info=info)
         corpus.close()
+        crash_point("tokenize.row.ready")  # the folder is in place, its row not yet ready
         repos.tokenizations.mark_ready(tok_id, meta, folder)
         st = meta["stats"]
         ctx.log(f"{meta['n_seq']:,} sequences, {meta['n_tokens']:,} tokens "

@@ -20,6 +20,7 @@ from mistudio.errors import JobCancelled, describe_exception
 from mistudio.jobs.context import JobContext
 from mistudio.jobs.registry import get_kind
 from mistudio.paths import DataPaths
+from mistudio.reliability import crash_point
 from mistudio.store.db import new_id, now_iso
 from mistudio.jobs.repository import ACTIVE, JobRecord, JobsRepo
 
@@ -231,10 +232,12 @@ class JobQueue:
             if status == "completed":
                 fields["progress"] = rec.total or run.rec.progress or 1.0
                 fields["result"] = result
+            crash_point("job.row.final")  # the work is done (or failed), its row not yet told
             try:
                 self.repo.update(rec.id, **fields)
             except Exception:
                 log.exception("could not record the end of job %s", rec.id)
+            crash_point("job.row.recorded")  # recorded; the services' listeners not yet told
             for h in list(logger.handlers):
                 h.close()
                 logger.removeHandler(h)

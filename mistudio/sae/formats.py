@@ -35,7 +35,9 @@ import numpy as np
 import torch
 
 from mistudio.errors import UserError
+from mistudio.manifest import write_manifest
 from mistudio.paths import atomic_dir, atomic_write_json
+from mistudio.reliability import crash_point
 from mistudio.sae.architectures import (BatchTopKSAE, JumpReLUSAE, MatryoshkaBatchTopKSAE,
                                         ReluSAE, SparseAutoencoder, TopKSAE)
 
@@ -134,6 +136,8 @@ def save_saelens(folder: str | Path, sae: SparseAutoencoder, *, scale_in: float 
             save_file({"sparsity": log_feature_sparsity.float().contiguous().cpu()},
                       str(tmp / SPARSITY_FILE))
         atomic_write_json(tmp / CFG_FILE, cfg)
+        write_manifest(tmp)  # other tools ignore it; the kill harness verifies it
+        crash_point("train.sae.rename")
     return folder
 
 
