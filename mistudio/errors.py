@@ -33,6 +33,9 @@ def describe_exception(exc: BaseException) -> str:
                 "(bf16/fp16), or close other programs using the GPU.")
     if isinstance(exc, MemoryError):
         return "The computer ran out of RAM. Try a smaller batch size or fewer samples."
+    if "database or disk is full" in low:
+        return ("The disk holding the database is full. Free some space, then resume the "
+                "job; what was saved before is kept.")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return ("The disk is full. Free some space or move the data folder to a larger disk in "
                 "Settings; files already saved were kept.")

@@ -9,6 +9,7 @@ says otherwise. Every entity owns one folder below it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -124,6 +125,62 @@ class DataPaths:
 # ---------------------------------------------------------------- atomic writes
 
 
+#: write errors that mean "no room": a full disk, a quota, a file-size limit (RLIMIT_FSIZE)
+NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class DiskFull(UserError):
+    """A write failed for want of room; names the file and says to free space and resume."""
+
+    def __init__(self, path: str | os.PathLike, exc: OSError):
+        path = Path(path)
+        why = ("the file is larger than this system allows (a file-size limit)"
+               if exc.errno == errno.EFBIG else "the disk is full")
+        try:
+            free = f" ({human_bytes(free_bytes(path.parent))} free on its disk)"
+        except OSError:
+            free = ""
+        super().__init__(
+            f"Could not write {path}: {why}{free}.",
+            hint="Free some space (delete old activation sets, checkpoints or trainings) or "
+            "move the data folder to a larger disk in Settings, then resume the job: what was "
+            "saved before is kept, and nothing half-written is used.")
+        self.path = path
+        self.errno = exc.errno
+
+
+@contextlib.contextmanager
+def no_room_as_user_error(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a write's ENOSPC/EDQUOT/EFBIG inside the block into :class:`DiskFull` naming
+    ``path``: the OS error alone names no file, and says nothing of what to do."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        no_room = _no_room_errno(exc)
+        if no_room is None:
+            raise
+        raise DiskFull(path, OSError(no_room, os.strerror(no_room))) from exc
+
+
+def _no_room_errno(exc: BaseException) -> int | None:
+    """The errno of a write that found no room, also when a library (torch.save's C++
+    writer, safetensors' Rust one) wrapped it in its own exception type; else None."""
+    if isinstance(exc, OSError) and exc.errno in NO_ROOM_ERRNOS:
+        return exc.errno
+    text = str(exc)
+    if "No space left on device" in text or "os error 28" in text:
+        return errno.ENOSPC
+    if "File too large" in text or "os error 27" in text:
+        return errno.EFBIG
+    if "Disk quota exceeded" in text or "os error 122" in text:
+        return errno.EDQUOT
+    if "file write failed" in text:  # torch's PytorchStreamWriter says no more than this
+        return errno.ENOSPC
+    return None
+
+
 def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
@@ -134,10 +191,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with no_room_as_user_error(path):
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
         crash_point("atomic.file.replace")
         os.replace(tmp, path)
     except BaseException:
@@ -164,7 +222,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
     try:
-        yield tmp
+        with no_room_as_user_error(path):
+            yield tmp
         crash_point("atomic.file.replace")
         os.replace(tmp, path)
     finally:
@@ -183,7 +242,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     recover_replaced_dir(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
-        yield tmp
+        with no_room_as_user_error(path):
+            yield tmp
         crash_point("atomic.dir.replace")
         if path.exists():
             old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")

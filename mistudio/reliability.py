@@ -1,6 +1,6 @@
 """Named crash points: where a test may kill this process outright, to prove crash safety.
 
-``crash_point("train.checkpoint.rename")`` marks a write, rename or commit of a job. When the
+``crash_point("train.checkpoint.renamed")`` marks a write, rename or commit of a job. When the
 environment variable ``MISTUDIO_CRASH_AT`` names that point (``phase``: its first hit;
 ``phase:n``: its n-th hit in this process), the process sends itself SIGKILL there: no
 ``finally``, no flush, no atexit, exactly like a power cut or the OOM killer. The kill

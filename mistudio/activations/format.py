@@ -44,7 +44,7 @@ from mistudio.activations.storage import (STORE_DTYPES, bytes_per_row,  # noqa: 
                                           default_shard_rows, from_storage, is_torch, to_storage)
 from mistudio.errors import UserError
 from mistudio.manifest import write_manifest
-from mistudio.paths import atomic_path, atomic_write_json
+from mistudio.paths import atomic_path, atomic_write_json, no_room_as_user_error
 from mistudio.reliability import crash_point
 
 FORMAT_VERSION = 1
@@ -159,6 +159,10 @@ class ActivationShardWriter:
         return self._buffered
 
     def _add(self, stored: np.ndarray, pos: np.ndarray) -> None:
+        with no_room_as_user_error(self.folder):  # a full disk: say which set, and what to do
+            self._add_rows(stored, pos)
+
+    def _add_rows(self, stored: np.ndarray, pos: np.ndarray) -> None:
         """Stream rows into the current shard's file (see :mod:`shard_file`)."""
         if self._shard is None:
             name = f"act_{len(self.shards):05d}.npy"
@@ -168,6 +172,10 @@ class ActivationShardWriter:
         self._buffered += stored.shape[0]
 
     def _write_shard(self) -> None:
+        with no_room_as_user_error(self.folder):
+            self._write_buffered_shard()
+
+    def _write_buffered_shard(self) -> None:
         if not self._buffered:
             return
         shard, n_rows = self._shard, self._buffered
@@ -178,7 +186,6 @@ class ActivationShardWriter:
                           sums_file=f"shards/sum_{i:05d}.npz", rows=int(n_rows),
                           row_start=self.num_rows, resume=self._resume)
         shard.finish(self.folder / rec.file)
-        crash_point("extract.shard.written")
         _save_npy(self.folder / rec.pos_file, pos)
         with atomic_path(self.folder / rec.sums_file) as tmp:
             with open(tmp, "wb") as fh:
@@ -205,7 +212,6 @@ class ActivationShardWriter:
         stats, samples = compute_stats(self.folder, self.shards, self.dtype)
         _save_npy(self.folder / "samples.npy", samples)
         atomic_write_json(self.folder / "stats.json", stats)
-        crash_point("extract.complete")
         # the marker is the set's manifest (sizes, SHA-256), written last and atomically
         write_manifest(self.folder, name=COMPLETE_MARKER)
         return self.folder

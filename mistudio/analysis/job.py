@@ -29,7 +29,7 @@ from mistudio.analysis.results import COMPLETE_MARKER, META_FILE, VOCAB_FILE
 from mistudio.analysis.stream import STAT_NAMES, StreamPlan, plan_rows, run_stream
 from mistudio.errors import UserError
 from mistudio.manifest import write_manifest
-from mistudio.paths import atomic_write_json, human_bytes
+from mistudio.paths import atomic_write_json, human_bytes, no_room_as_user_error
 from mistudio.reliability import crash_point
 
 KIND = "features.analyze"
@@ -160,6 +160,11 @@ def validate(sae, model, tokenizer, tok, hook_name: str, *, model_name: str = ""
 
 def run(params: dict, ctx) -> dict:
     """Job ``features.analyze`` (params: :class:`AnalysisParams`)."""
+    with no_room_as_user_error(params["folder"]):  # a full disk names the analysis folder
+        return _run(params, ctx)
+
+
+def _run(params: dict, ctx) -> dict:
     import torch
 
     from mistudio import hardware
@@ -238,7 +243,6 @@ def run(params: dict, ctx) -> dict:
     meta = _meta(p, sae, stats, n_rows, n_seq, tok, excluded, target, elapsed, timings)
     atomic_write_json(folder / META_FILE, meta)
     shutil.rmtree(work, ignore_errors=True)
-    crash_point("analyze.complete")
     # the marker is the manifest of every result file, written last (a kill before it: the
     # re-run redoes the analysis, whose files are all rewritten)
     write_manifest(folder, name=COMPLETE_MARKER)

@@ -22,6 +22,9 @@ def register(sub) -> None:
     r.add_argument("--template", help="start from a saved extraction template")
     r.add_argument("--max-tokens", type=int, help="tokens to extract (0: all)")
     r.add_argument("--batch-size", type=int, help="sequences per forward pass")
+    r.add_argument("--shard-rows", type=int, default=0,
+                   help="rows per shard file (default: about 256 MB of activations; a resume "
+                   "continues after the last complete shard)")
     r.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
                    help="storage dtype of the activations")
     r.add_argument("--keep-bos", action="store_true", help="also store BOS positions")
@@ -87,7 +90,8 @@ def run_extract(args) -> int:
         sets, job = studio.activations.start_extraction(
             args.model, args.tokenization, hook_points=args.hook_point, layers=layers,
             hook_types=hook_types, device=args.device, model_dtype=args.model_dtype,
-            quantization=args.quantization, variant=args.variant, name=args.name or "", **kw)
+            quantization=args.quantization, variant=args.variant, name=args.name or "",
+            shard_rows=max(0, args.shard_rows or 0), **kw)
         final = _follow(studio, job, run_job_cli)
         for s in sets:
             s = studio.activations.get(s.id)

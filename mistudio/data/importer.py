@@ -16,7 +16,8 @@ from mistudio.data.raw_store import DOCUMENTS_FILE, RawCorpusWriter
 from mistudio.data.reading import open_source
 from mistudio.data.sources import SourceSpec
 from mistudio.manifest import write_manifest
-from mistudio.paths import atomic_write_json, check_free_space, dir_size, human_bytes
+from mistudio.paths import (atomic_write_json, check_free_space, dir_size, human_bytes,
+                            no_room_as_user_error)
 from mistudio.reliability import crash_point
 from mistudio.store.db import now_iso
 
@@ -63,7 +64,6 @@ def build_dataset_folder(spec: SourceSpec, folder: Path, ctx, *, token: str | No
         if writer.full:
             break
     stats = writer.close()
-    crash_point("import.documents.written")
     provenance = {**reader.provenance(), "spec": spec.to_dict(), "imported_at": now_iso()}
     atomic_write_json(folder / "source.json", provenance)
     atomic_write_json(folder / "stats.json", stats)
@@ -82,7 +82,8 @@ def run_import(params: dict, ctx) -> dict:
         spec = SourceSpec.from_dict(params["source"])
         if build.exists():
             shutil.rmtree(build)
-        out = build_dataset_folder(spec, build, ctx, token=_take_token(dataset_id))
+        with no_room_as_user_error(final):
+            out = build_dataset_folder(spec, build, ctx, token=_take_token(dataset_id))
         if final.exists():  # never overwrite: ids are fresh, so this is a leftover
             raise RuntimeError(f"dataset folder {final} already exists")
         write_manifest(build)  # last into the folder: what "ready" promises is all there

@@ -320,7 +320,6 @@ def tokenize_corpus(corpus: RawCorpus, tokenizer, settings: TokenizeSettings, ou
                   "tokens_per_s": round(n_tokens / elapsed) if elapsed > 0 else None})
     meta["stats"] = stats
     atomic_write_json(out_dir / "meta.json", meta)
-    crash_point("tokenize.complete")
     write_manifest(out_dir, name=COMPLETE_MARKER)  # the marker is the manifest, written last
     return meta
 

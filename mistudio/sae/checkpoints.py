@@ -107,7 +107,6 @@ def save_checkpoint(training_dir: str | Path, state: dict, *, step: int, tokens:
         crash_point("train.checkpoint.write")
         atomic_write_json(tmp / META_FILE, meta)
         write_manifest(tmp)
-        crash_point("train.checkpoint.rename")
     crash_point("train.checkpoint.renamed")  # in place; the training's row not yet told
     prune_checkpoints(training_dir, keep)
     return CheckpointInfo(step=step, tokens=tokens, path=str(target), created_at=created,

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from mistudio.errors import JobCancelled, UserError
-from mistudio.paths import atomic_write_json, remove_partials
+from mistudio.paths import atomic_write_json, no_room_as_user_error, remove_partials
 from mistudio.reliability import crash_point, crash_point_armed
 from mistudio.sae import checkpoints as ckpt
 from mistudio.sae.architectures import BatchTopKSAE, SparseAutoencoder, build_sae
@@ -439,7 +439,8 @@ class Trainer:
             line = json.dumps({"step": self.step, "time": time.time(),
                                **{k: (v if math.isfinite(v) else None)
                                   for k, v in values.items()}}) + "\n"
-            with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+            with no_room_as_user_error(self.out_dir / METRICS_FILE), \
+                    open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
                 if crash_point_armed():
                     # an append cut in half (a power cut, a full disk): readers and the
                     # resume's truncation must cope with a torn last line
@@ -575,7 +576,6 @@ class Trainer:
             hook = self.config.hook_name or str(meta.get("hook_name") or "")
             hook_out = self.config.hook_name_out or str(
                 getattr(self.source, "meta_out", {}).get("hook_name") or "")
-            crash_point("train.final.saes")
             for m in self.members:
                 density = m.tracker.density()
                 folder = self.out_dir / SAES_DIR / m.name
@@ -595,7 +595,6 @@ class Trainer:
                     "hyperparameters": {
                         k: getattr(m.cfg, k) for k in ("lr", "k", "l1_coefficient",
                                                         "l0_coefficient", "init_seed")}})
-            crash_point("train.result.write")
             atomic_write_json(self.out_dir / RESULT_FILE, result)
             for leftovers in (self.out_dir, self.out_dir / ckpt.CHECKPOINT_DIR,
                               self.out_dir / SAES_DIR):

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from mistudio.errors import UserError
 from mistudio.paths import atomic_write_json
-from mistudio.reliability import crash_point
 
 _SAES: dict[tuple, object] = {}
 _SAE_LOCK = threading.Lock()
@@ -215,7 +214,6 @@ def _generate(params, ctx, loaded, sampling, columns, scope, device, dtype) -> d
         "seconds": round(elapsed, 3), "tokens_per_s": round(n_tokens / max(elapsed, 1e-9), 2)})
     if params.get("out_file"):
         Path(params["out_file"]).parent.mkdir(parents=True, exist_ok=True)
-        crash_point("steer.result.write")
         atomic_write_json(Path(params["out_file"]), result)
     ctx.log(f"Generated {n_tokens} tokens in {elapsed:.1f} s ({len(labels)} outputs).")
     return {"generation_id": result["generation_id"], "file": params.get("out_file", ""),

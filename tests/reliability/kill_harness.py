@@ -1,0 +1,683 @@
+"""The kill harness: real CLI jobs killed outright, then everything checked (docs/reliability.md).
+
+For each kill: a copy of a prepared data folder (a tiny GPT-2 model, a dataset, its
+tokenization, an activation set, a trained SAE), one real ``python -m mistudio ...`` job in a
+child process, killed with SIGKILL either at a random instant or at a named crash point
+(``MISTUDIO_CRASH_AT=phase:n``, :mod:`mistudio.reliability`). Then, in this process:
+
+1. ``PRAGMA integrity_check`` of the database file is ``ok``;
+2. the store reopened (a restart): no job, and no dataset, tokenization, activation set,
+   training, analysis or generation row, is left active;
+3. every artifact the database calls complete verifies against its manifest (sizes and
+   SHA-256 written last); a stopped training's row matches its newest checkpoint;
+4. the job is resumed the way a user would (``resume`` where the product offers it, else run
+   again) and reaches the very result of an uninterrupted run (bytes/tensors compared; CPU
+   eager, one thread), with no partial files left behind.
+
+Kills are seeded (``random.Random(seed)``) and each is logged. Named crash points are chosen
+least-hit first, so a long run hits each at least ``--min-per-point`` times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+KINDS = ("import", "tokenize", "extract", "train", "analyze", "steer")
+#: Job kinds whose (tiny) jobs the CI run kills, a kill of each at least
+CI_KINDS = KINDS
+
+CORPUS_LINES = [
+    "The quick brown fox jumps over the lazy dog. A sparse autoencoder learns features.",
+    "Paris is the capital of France. Berlin is the capital of Germany. Rome is in Italy.",
+    "Mathematics studies numbers, shapes and patterns. Biology studies living things.",
+    "The cat sat on the mat. Once upon a time there was a little girl named Lily.",
+    "Neural networks compute with matrices; transformers use attention over tokens.",
+    "Water boils at one hundred degrees Celsius at sea level. The sun is a star.",
+]
+
+
+def child_env(data: Path, crash_at: str = "", trace: str = "") -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MISTUDIO_CRASH_AT", "MISTUDIO_CRASH_TRACE")}
+    env.update(MISTUDIO_DATA_DIR=str(data), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               MISTUDIO_NO_KEYRING="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
+    if crash_at:
+        env["MISTUDIO_CRASH_AT"] = crash_at
+    if trace:
+        env["MISTUDIO_CRASH_TRACE"] = trace
+    return env
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ============================================================================ the base folder
+
+
+def build_tiny_model(out: Path) -> Path:
+    """A GPT-2 shape (3 layers, d 64, vocab 512) with a BPE tokenizer trained on the corpus
+    (as tests/conftest.py builds its tiny models)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=["<|endoftext|>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS_LINES * 4, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>",
+                                   eos_token="<|endoftext|>", unk_token="<|endoftext|>",
+                                   pad_token="<pad>")
+    cfg = GPT2Config(vocab_size=512, n_positions=128, n_embd=64, n_layer=3, n_head=4,
+                     bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    fast.save_pretrained(out)
+    return out
+
+
+def write_corpus(path: Path, n_docs: int = 240) -> Path:
+    rng = random.Random(7)
+    docs = [" ".join(rng.choice(CORPUS_LINES) for _ in range(rng.randint(1, 4)))
+            for _ in range(n_docs)]
+    path.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    return path
+
+
+def open_studio(data: Path):
+    from mistudio.secrets_test_support import MemorySecrets
+    from mistudio.studio import Studio
+
+    return Studio(data, secrets=MemorySecrets())
+
+
+def wait_ok(studio, job, what: str, timeout: float = 300):
+    rec = studio.queue.wait(job.id, timeout)
+    if rec is None or rec.status != "completed":
+        raise RuntimeError(f"{what} did not complete: {rec and rec.status} {rec and rec.error}")
+    return rec
+
+
+def training_config(act_id: str) -> dict:
+    from mistudio.sae.config import TrainingConfig
+
+    return TrainingConfig(activation_id=act_id, architecture="topk", k=4, d_sae=128,
+                          batch_size=128, total_tokens=128 * 48, lr=3e-3,
+                          metrics_every_steps=4, dead_window_tokens=128 * 16,
+                          checkpoint_every_tokens=128 * 8, checkpoint_every_seconds=0,
+                          keep_checkpoints=3, eval_tokens=0, eval_every_steps=0).to_dict()
+
+
+@dataclass
+class Base:
+    """The prepared data folder and what the scenarios refer to."""
+
+    work: str
+    data: str
+    corpus: str
+    model_id: str
+    dataset_id: str
+    tokenization_id: str
+    act_id: str
+    sae_id: str
+
+
+def prepare_base(work: Path) -> Base:
+    import torch
+
+    torch.set_num_threads(1)
+    work.mkdir(parents=True, exist_ok=True)
+    model_dir = build_tiny_model(work / "tiny_gpt2")
+    corpus = write_corpus(work / "corpus.txt")
+    data = work / "base"
+    s = open_studio(data)
+    try:
+        mrec, job = s.models.add_local(str(model_dir), name="tiny")
+        if job is not None:
+            wait_ok(s, job, "adding the model")
+        ds, job = s.datasets.add_local(str(corpus), name="corpus")
+        wait_ok(s, job, "the import")
+        tok, job = s.datasets.tokenize(ds.id, mrec.id, {"seq_len": 32})
+        if job is not None:
+            wait_ok(s, job, "the tokenization")
+        sets, job = s.activations.start_extraction(
+            mrec.id, tok.id, hook_points=["blocks.1.hook_resid_post"], max_tokens=4096,
+            batch_size=8, shard_rows=1024, name="base")
+        wait_ok(s, job, "the extraction")
+        job = s.trainings.start_training(training_config(sets[0].id))
+        wait_ok(s, job, "the training")
+        (sae,) = s.trainings.list_saes(job.target)
+        return Base(str(work), str(data), str(corpus), mrec.id, ds.id, tok.id, sets[0].id,
+                    sae.id)
+    finally:
+        s.close(timeout=30)
+
+
+# ============================================================================ scenarios
+
+
+def cli_args(kind: str, base: Base, run_dir: Path) -> list[str]:
+    if kind == "import":
+        return ["datasets", "add", base.corpus, "--name", "killed"]
+    if kind == "tokenize":
+        # a re-tokenization (--force): rebuilt beside the old one, which it then replaces
+        return ["datasets", "tokenize", base.dataset_id, "--tokenizer", base.model_id,
+                "--seq-len", "32", "--force"]
+    if kind == "extract":
+        return ["extract", "run", base.model_id, base.tokenization_id, "--hook-point",
+                "blocks.2.hook_resid_post", "--max-tokens", "4096", "--batch-size", "8",
+                "--shard-rows", "512", "--name", "killed"]
+    if kind == "train":
+        cfg = run_dir / "train.json"
+        cfg.write_text(json.dumps(training_config(base.act_id)), encoding="utf-8")
+        return ["train", "--config", str(cfg), "--quiet"]
+    if kind == "analyze":
+        return ["analyze", base.sae_id, "--tokens", base.tokenization_id, "--max-tokens",
+                "2048", "--chunk-rows", "512", "--block-features", "32", "--device", "cpu",
+                "--json"]
+    if kind == "steer":
+        return ["steer", base.model_id, "--sae", base.sae_id, "--prompt", "The cat sat on",
+                "--feature", "3:+4", "--max-new-tokens", "6", "--device", "cpu", "--json"]
+    raise ValueError(kind)
+
+
+def _new(items, old_ids):
+    return [x for x in items if x.id not in old_ids]
+
+
+def resume(kind: str, s, base: Base, run_dir: Path, base_ids: dict) -> None:
+    """Finish the killed job the way a user would: resume where offered, else run again."""
+    if kind == "import":
+        if not [d for d in _new(s.datasets.list(), base_ids["datasets"]) if d.status == "ready"]:
+            _ds, job = s.datasets.add_local(base.corpus, name="killed")
+            wait_ok(s, job, "the import (again)")
+    elif kind == "tokenize":  # whatever state it was left in, run it again
+        _t, job = s.datasets.tokenize(base.dataset_id, base.model_id, {"seq_len": 32},
+                                      force=True)
+        if job is not None:
+            wait_ok(s, job, "the tokenization (again)")
+    elif kind == "extract":
+        new = _new(s.activations.list(), base_ids["activations"])
+        if new and new[0].status == "ready":
+            return
+        if new and new[0].status == "incomplete":
+            wait_ok(s, s.activations.resume_extraction(new[0].id), "the extraction resume")
+        else:
+            _sets, job = s.activations.start_extraction(
+                base.model_id, base.tokenization_id, hook_points=["blocks.2.hook_resid_post"],
+                max_tokens=4096, batch_size=8, shard_rows=512, name="killed")
+            wait_ok(s, job, "the extraction (again)")
+    elif kind == "train":
+        new = _new(s.trainings.list_trainings(), base_ids["trainings"])
+        if new and new[0].status == "completed":
+            return
+        if new and s.trainings.can_resume(new[0].id):
+            wait_ok(s, s.trainings.resume_training(new[0].id), "the training resume")
+        else:  # killed before its first checkpoint: nothing to resume, start again
+            for tr in new:
+                s.trainings.delete_training(tr.id)
+            wait_ok(s, s.trainings.start_training(training_config(base.act_id)),
+                    "the training (again)")
+    elif kind == "analyze":
+        recs = s.features.list_analyses()
+        if recs and recs[0].status == "completed":
+            return
+        if recs:
+            wait_ok(s, s.features.resume_analysis(recs[0].id), "the analysis resume")
+        else:
+            wait_ok(s, s.features.start_analysis(
+                base.sae_id, tokenization=base.tokenization_id, max_tokens=2048,
+                chunk_rows=512, block_features=32, device="cpu"), "the analysis (again)")
+    elif kind == "steer":
+        done = [g for g in s.steering.history() if g.status == "completed"]
+        if not done:  # what `mistudio steer` (cli_args) asks for
+            from mistudio.steering.interventions import Column, Intervention
+
+            params = s.steering.prepare(
+                base.model_id, base.sae_id, [Column([Intervention("add", 3, 4.0)])],
+                "The cat sat on", sampling={"max_new_tokens": 6, "greedy": True},
+                device="cpu")
+            rec, _job = s.steering.submit(params)
+            s.steering.wait(rec.id, timeout=300)
+
+
+def fingerprint(kind: str, s, base_ids: dict) -> dict:
+    """What an uninterrupted run and a killed-then-resumed one must agree on, bit for bit."""
+    import numpy as np
+
+    if kind == "import":
+        (ds,) = [d for d in _new(s.datasets.list(), base_ids["datasets"]) if d.status == "ready"]
+        files = json.loads((s.datasets.folder(ds.id) / "manifest.json").read_text())["files"]
+        return {"n_docs": ds.n_docs, "documents": files["documents.arrow"]["sha256"]}
+    if kind == "tokenize":
+        (t,) = [t for t in s.datasets.tokenizations() if t.status == "ready"]
+        files = json.loads((Path(t.path) / "COMPLETE").read_text())["files"]
+        return {"n_seq": t.n_seq, **{k: v["sha256"] for k, v in files.items()
+                                     if k.endswith(".npy")}}
+    if kind == "extract":
+        (rec,) = _new(s.activations.list(), base_ids["activations"])
+        aset = s.activations.open(rec.id)
+        return {"rows": aset.num_rows,
+                "acts": sha256_bytes(np.ascontiguousarray(aset.rows(0, aset.num_rows)).tobytes()),
+                "pos": sha256_bytes(np.ascontiguousarray(aset.positions()).tobytes())}
+    if kind == "train":
+        from safetensors.torch import load_file
+
+        (tr,) = [t for t in _new(s.trainings.list_trainings(), base_ids["trainings"])
+                 if t.status == "completed"]
+        out = {"tokens": tr.tokens}
+        for sae in s.trainings.list_saes(tr.id):
+            tensors = load_file(str(Path(sae.folder) / "sae_weights.safetensors"))
+            for name in sorted(tensors):
+                out[f"{sae.member}/{name}"] = sha256_bytes(
+                    tensors[name].contiguous().numpy().tobytes())
+        return out
+    if kind == "analyze":
+        (rec,) = [r for r in s.features.list_analyses() if r.status == "completed"]
+        folder = Path(rec.folder)
+        rows = s.features.feature_rows(analysis=rec.id)
+        out = {"n_rows": len(rows), "rows": sha256_bytes(json.dumps(
+            [[r.feature, r.firing_count, r.max_act, r.top_tokens] for r in rows]).encode())}
+        for f in sorted(folder.glob("*.npy")):
+            out[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
+        return out
+    if kind == "steer":
+        (g,) = [g for g in s.steering.history() if g.status == "completed"]
+        result = s.steering.result(g.id)
+        return {c["label"]: c["text"] for c in result["columns"]}
+    raise ValueError(kind)
+
+
+def record_ids(s) -> dict:
+    return {"datasets": {d.id for d in s.datasets.list()},
+            "tokenizations": {t.id for t in s.datasets.tokenizations()},
+            "activations": {a.id for a in s.activations.list()},
+            "trainings": {t.id for t in s.trainings.list_trainings()}}
+
+
+# ============================================================================ the checks
+
+
+def integrity(db: Path) -> str:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def check_store(s) -> list[str]:
+    """Nothing left active; every complete artifact verifies; stopped trainings' rows match
+    their newest checkpoint. Returns the problems found."""
+    from mistudio.manifest import verify_manifest
+    from mistudio.sae.checkpoints import find_checkpoint, list_checkpoints
+
+    problems = []
+    active = [j for j in s.list_jobs() if j.status in ("queued", "running", "paused")]
+    problems += [f"job {j.id} ({j.kind}) left {j.status}" for j in active]
+    for d in s.datasets.list():
+        if d.status != "ready":
+            problems.append(f"dataset {d.id} left {d.status}")
+        else:
+            problems += verify_manifest(s.datasets.folder(d.id))
+    for t in s.datasets.tokenizations():
+        if t.status != "ready":
+            problems.append(f"tokenization {t.id} left {t.status}")
+        else:
+            problems += verify_manifest(t.path, "COMPLETE")
+    for a in s.activations.list():
+        if a.status == "extracting":
+            problems.append(f"activation set {a.id} left extracting")
+        elif a.status == "ready":
+            problems += verify_manifest(a.folder, "COMPLETE")
+    for tr in s.trainings.list_trainings():
+        if tr.status in ("queued", "running", "paused"):
+            problems.append(f"training {tr.id} left {tr.status}")
+        for c in list_checkpoints(tr.folder):
+            problems += verify_manifest(c.path)
+        if tr.status == "completed":
+            for sae in s.trainings.list_saes(tr.id):
+                problems += verify_manifest(sae.folder)
+        elif tr.status in ("interrupted", "cancelled", "failed"):
+            newest = find_checkpoint(tr.folder)
+            if newest is not None and (tr.step, tr.tokens) != (newest.step, newest.tokens):
+                problems.append(f"training {tr.id}: row at {tr.tokens} tokens, newest "
+                                f"checkpoint at {newest.tokens}")
+    for sae in s.trainings.list_saes():
+        problems += verify_manifest(sae.folder)
+    for rec in s.features.list_analyses():
+        if rec.status in ("queued", "running"):
+            problems.append(f"analysis {rec.id} left {rec.status}")
+        elif rec.status == "completed":
+            problems += verify_manifest(rec.folder, "COMPLETE")
+            n = len(s.features.feature_rows(analysis=rec.id))
+            if n != rec.d_sae:
+                problems.append(f"analysis {rec.id}: {n} feature rows of {rec.d_sae}")
+    for g in s.steering.history():
+        if g.status in ("queued", "running"):
+            problems.append(f"generation {g.id} left {g.status}")
+        elif g.status == "completed":
+            try:
+                json.loads(Path(g.file).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                problems.append(f"generation {g.id}: its file {g.file} unreadable: {exc}")
+    return problems
+
+
+def leftovers(data: Path) -> list[str]:
+    """Partial files of killed writes still under the data folder (tmp/ is emptied at start)."""
+    found = []
+    for root, dirs, files in os.walk(data):
+        rel = Path(root).relative_to(data)
+        if rel.parts[:1] in (("tmp",), ("logs",), ("backups",)):
+            continue
+        for name in dirs + files:
+            if name.startswith(".") and name.endswith((".tmp", ".partial", ".old")):
+                found.append(str(Path(root) / name))
+        if Path(root).parent.parent.name == "features" and "work" in dirs:
+            found.append(str(Path(root) / "work"))
+    return found
+
+
+# ============================================================================ one kill
+
+
+@dataclass
+class Attempt:
+    index: int
+    kind: str
+    mode: str  # "point" | "random"
+    phase: str = ""  # crash point as phase:n, or the random delay
+    delay_s: float = 0.0
+    killed: bool = False
+    returncode: int | None = None
+    seconds: float = 0.0
+    problems: list = field(default_factory=list)
+
+    def log_line(self) -> str:
+        where = self.phase if self.mode == "point" else f"after {self.delay_s:.2f} s"
+        state = "killed" if self.killed else f"ran to the end (rc {self.returncode})"
+        verdict = "ok" if not self.problems else "FAIL: " + "; ".join(self.problems[:3])
+        return (f"#{self.index:03d} {self.kind:<8} {self.mode:<6} {where:<34} {state} "
+                f"({self.seconds:.0f} s): {verdict}")
+
+
+def run_child(args: list[str], data: Path, *, crash_at: str = "", trace: str = "",
+              kill_after: float | None = None, timeout: float = 300) -> tuple[int, float, str]:
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "mistudio", *args], cwd=str(REPO),
+                            env=child_env(data, crash_at, trace), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        if kill_after is not None:
+            try:
+                proc.wait(kill_after)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+        _out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode, time.monotonic() - t0, err or ""
+
+
+def fresh_copy(base: Base, run_dir: Path) -> Path:
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    data = run_dir / "data"
+    shutil.copytree(base.data, data)
+    return data
+
+
+def verify_and_resume(kind: str, base: Base, data: Path, run_dir: Path, base_ids: dict,
+                      reference: dict | None) -> tuple[list[str], dict]:
+    problems = []
+    check = integrity(data / "mistudio.db")
+    if check != "ok":
+        return [f"integrity_check: {check}"], {}
+    s = open_studio(data)  # the restart
+    try:
+        problems += ["after the kill: " + p for p in check_store(s)]
+        resume(kind, s, base, run_dir, base_ids)
+        problems += ["after resuming: " + p for p in check_store(s)]
+        result = fingerprint(kind, s, base_ids)
+    finally:
+        s.close(timeout=30)
+    problems += [f"left behind: {p}" for p in leftovers(data)]
+    check = integrity(data / "mistudio.db")
+    if check != "ok":
+        problems.append(f"integrity_check after resuming: {check}")
+    if reference is not None and result != reference:
+        diff = sorted(k for k in set(result) | set(reference) if result.get(k) != reference.get(k))
+        problems.append(f"the resumed result differs from an uninterrupted run in {diff}")
+    return problems, result
+
+
+def run_attempt(attempt: Attempt, base: Base, base_ids: dict, reference: dict,
+                scratch: Path, keep_failed: Path | None = None) -> Attempt:
+    run_dir = scratch / f"a{attempt.index:04d}-{attempt.kind}"
+    data = fresh_copy(base, run_dir)
+    args = cli_args(attempt.kind, base, run_dir)
+    t0 = time.monotonic()
+    if attempt.mode == "point":
+        rc, _secs, err = run_child(args, data, crash_at=attempt.phase)
+    else:
+        rc, _secs, err = run_child(args, data, kill_after=attempt.delay_s)
+    attempt.returncode = rc
+    attempt.killed = rc == -signal.SIGKILL
+    if not attempt.killed and rc != 0:
+        attempt.problems.append(f"the job failed without being killed (rc {rc}): "
+                                f"{err.strip()[-300:]}")
+    try:
+        problems, _result = verify_and_resume(attempt.kind, base, data, run_dir, base_ids,
+                                              reference[attempt.kind])
+        attempt.problems += problems
+    except Exception as exc:  # noqa: BLE001 - a harness failure is a finding, reported
+        import traceback
+
+        attempt.problems.append(f"{type(exc).__name__}: {exc} "
+                                f"{traceback.format_exc(limit=4)[-600:]}")
+    attempt.seconds = time.monotonic() - t0
+    if attempt.problems and keep_failed is not None:
+        shutil.copytree(run_dir, keep_failed / run_dir.name, dirs_exist_ok=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return attempt
+
+
+# ============================================================================ the plan
+
+
+@dataclass
+class Profile:
+    """An uninterrupted traced run of one kind: its crash points (hits) and duration."""
+
+    kind: str
+    hits: dict
+    seconds: float
+    reference: dict
+
+
+def profile_kind(kind: str, base: Base, base_ids: dict, scratch: Path) -> Profile:
+    run_dir = scratch / f"profile-{kind}"
+    data = fresh_copy(base, run_dir)
+    trace = run_dir / "trace.txt"
+    rc, secs, err = run_child(cli_args(kind, base, run_dir), data, trace=str(trace))
+    if rc != 0:
+        raise RuntimeError(f"the uninterrupted {kind} run failed (rc {rc}): {err[-2000:]}")
+    hits = Counter(trace.read_text().split()) if trace.exists() else Counter()
+    problems, result = verify_and_resume(kind, base, data, run_dir, base_ids, None)
+    if problems:
+        raise RuntimeError(f"the uninterrupted {kind} run fails the checks: {problems}")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return Profile(kind, dict(hits), secs, result)
+
+
+def reference_in_process(kind: str, base: Base, base_ids: dict, scratch: Path) -> dict:
+    """An uninterrupted run of ``kind`` in this process (resume() on an untouched copy
+    starts it fresh): the reference when no traced child run was made (the CI set)."""
+    run_dir = scratch / f"reference-{kind}"
+    data = fresh_copy(base, run_dir)
+    s = open_studio(data)
+    try:
+        resume(kind, s, base, run_dir, base_ids)
+        result = fingerprint(kind, s, base_ids)
+    finally:
+        s.close(timeout=30)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
+def plan(kills: int, seed: int, profiles: dict[str, Profile], kinds: tuple[str, ...],
+         random_share: float = 0.2) -> list[Attempt]:
+    """Seeded. ``random_share`` of the kills land at a uniform instant of a run (kinds in
+    turn); the others at a named crash point: the least-hit name first, in the job kind that
+    reached it least, at its n-th hit (uniform over the hits an uninterrupted run makes), so
+    every name gets its share however many kinds pass it."""
+    rng = random.Random(seed)
+    by_name: dict[str, list[str]] = {}
+    for kind in kinds:
+        for point in profiles[kind].hits:
+            by_name.setdefault(point, []).append(kind)
+    per_name: Counter = Counter()
+    per_pair: Counter = Counter()
+    random_turn = 0
+    out = []
+    for i in range(kills):
+        if not by_name or rng.random() < random_share:
+            kind = kinds[random_turn % len(kinds)]
+            random_turn += 1
+            out.append(Attempt(i, kind, "random",
+                               delay_s=rng.uniform(0.2, profiles[kind].seconds)))
+            continue
+        fewest = min(per_name[n] for n in by_name)
+        name = rng.choice(sorted(n for n in by_name if per_name[n] == fewest))
+        least = min(per_pair[(k, name)] for k in by_name[name])
+        kind = rng.choice([k for k in by_name[name] if per_pair[(k, name)] == least])
+        per_name[name] += 1
+        per_pair[(kind, name)] += 1
+        nth = rng.randint(1, profiles[kind].hits[name])
+        out.append(Attempt(i, kind, "point", phase=f"{name}:{nth}"))
+    return out
+
+
+def summarize(attempts: list[Attempt], seconds: float) -> dict:
+    by_kind = Counter(a.kind for a in attempts if a.killed)
+    by_phase = Counter(a.phase.split(":")[0] for a in attempts if a.killed and a.mode == "point")
+    by_kind_phase = Counter(f"{a.kind} {a.phase.split(':')[0]}" for a in attempts
+                            if a.killed and a.mode == "point")
+    return {"attempts": len(attempts), "kills": sum(a.killed for a in attempts),
+            "random_kills": sum(a.killed and a.mode == "random" for a in attempts),
+            "point_kills": sum(a.killed and a.mode == "point" for a in attempts),
+            "ran_to_end": sum(not a.killed for a in attempts),
+            "failures": [a.log_line() for a in attempts if a.problems],
+            "kills_by_kind": dict(sorted(by_kind.items())),
+            "kills_by_point": dict(sorted(by_phase.items())),
+            "kills_by_kind_and_point": dict(sorted(by_kind_phase.items())),
+            "seconds": round(seconds, 1)}
+
+
+def run_harness(kills: int, seed: int, work: Path, *, kinds: tuple[str, ...] = KINDS,
+                workers: int = 1, log=print, keep_failed: Path | None = None) -> dict:
+    """Prepare, profile every kind, run ``kills`` seeded kills; returns the summary."""
+    import torch
+
+    torch.set_num_threads(1)
+    for name in ("MISTUDIO_CRASH_AT", "MISTUDIO_CRASH_TRACE"):
+        os.environ.pop(name, None)
+    t0 = time.monotonic()
+    base = prepare_base(work / "setup")
+    s = open_studio(Path(base.data))
+    try:
+        base_ids = record_ids(s)
+    finally:
+        s.close(timeout=30)
+    scratch = work / "runs"
+    profiles = {k: profile_kind(k, base, base_ids, scratch) for k in kinds}
+    for p in profiles.values():
+        log(f"profile {p.kind}: {p.seconds:.1f} s, crash points "
+            + ", ".join(f"{k}x{v}" for k, v in sorted(p.hits.items())))
+    attempts = plan(kills, seed, profiles, kinds)
+    reference = {k: p.reference for k, p in profiles.items()}
+    done = []
+    if workers <= 1:
+        for a in attempts:
+            done.append(run_attempt(a, base, base_ids, reference, scratch, keep_failed))
+            log(done[-1].log_line())
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+            futures = [pool.submit(run_attempt, a, base, base_ids, reference, scratch,
+                                   keep_failed) for a in attempts]
+            for f in futures:
+                done.append(f.result())
+                log(done[-1].log_line())
+    summary = summarize(done, time.monotonic() - t0)
+    summary["seed"] = seed
+    summary["profiles"] = {k: {"seconds": round(p.seconds, 1), "points": p.hits}
+                           for k, p in profiles.items()}
+    return summary
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kills", type=int, default=24, help="kills to run (default 24)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help=f"comma-separated job kinds (default: {','.join(KINDS)})")
+    ap.add_argument("--workers", type=int, default=1, help="kills run side by side")
+    ap.add_argument("--work", default="", help="scratch folder (default: a temporary one)")
+    ap.add_argument("--keep-failed", default="", help="copy failed runs' folders here")
+    ap.add_argument("--json", default="", help="write the summary to this file")
+    args = ap.parse_args(argv)
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        ap.error(f"unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    import tempfile
+
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="kill-harness-"))
+    keep = Path(args.keep_failed) if args.keep_failed else None
+    try:
+        summary = run_harness(args.kills, args.seed, work, kinds=kinds, workers=args.workers,
+                              keep_failed=keep, log=lambda m: print(m, flush=True))
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    return 1 if summary["failures"] else 0
+
+
+__all__ = ["main", "run_harness", "Attempt", "asdict"]
