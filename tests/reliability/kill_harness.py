@@ -598,7 +598,8 @@ def summarize(attempts: list[Attempt], seconds: float) -> dict:
 
 
 def run_harness(kills: int, seed: int, work: Path, *, kinds: tuple[str, ...] = KINDS,
-                workers: int = 1, log=print, keep_failed: Path | None = None) -> dict:
+                workers: int = 1, log=print, keep_failed: Path | None = None,
+                random_share: float = 0.2) -> dict:
     """Prepare, profile every kind, run ``kills`` seeded kills; returns the summary."""
     import torch
 
@@ -617,7 +618,7 @@ def run_harness(kills: int, seed: int, work: Path, *, kinds: tuple[str, ...] = K
     for p in profiles.values():
         log(f"profile {p.kind}: {p.seconds:.1f} s, crash points "
             + ", ".join(f"{k}x{v}" for k, v in sorted(p.hits.items())))
-    attempts = plan(kills, seed, profiles, kinds)
+    attempts = plan(kills, seed, profiles, kinds, random_share)
     reference = {k: p.reference for k, p in profiles.items()}
     done = []
     if workers <= 1:
@@ -655,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default=",".join(KINDS),
                     help=f"comma-separated job kinds (default: {','.join(KINDS)})")
     ap.add_argument("--workers", type=int, default=1, help="kills run side by side")
+    ap.add_argument("--random-share", type=float, default=0.2,
+                    help="share of the kills at a random instant (the rest: crash points)")
     ap.add_argument("--work", default="", help="scratch folder (default: a temporary one)")
     ap.add_argument("--keep-failed", default="", help="copy failed runs' folders here")
     ap.add_argument("--json", default="", help="write the summary to this file")
@@ -669,7 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     keep = Path(args.keep_failed) if args.keep_failed else None
     try:
         summary = run_harness(args.kills, args.seed, work, kinds=kinds, workers=args.workers,
-                              keep_failed=keep, log=lambda m: print(m, flush=True))
+                              keep_failed=keep, log=lambda m: print(m, flush=True),
+                              random_share=args.random_share)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
