@@ -136,8 +136,9 @@ class DiskFull(UserError):
         path = Path(path)
         why = ("the file is larger than this system allows (a file-size limit)"
                if exc.errno == errno.EFBIG else "the disk is full")
-        try:
-            free = f" ({human_bytes(free_bytes(path.parent))} free on its disk)"
+        try:  # (a file-size limit is not about free space)
+            free = ("" if exc.errno == errno.EFBIG
+                    else f" ({human_bytes(free_bytes(path.parent))} free on its disk)")
         except OSError:
             free = ""
         super().__init__(

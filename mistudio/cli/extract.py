@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mistudio.cli import open_studio, print_json
+from mistudio.errors import UserError
 
 
 def register(sub) -> None:
@@ -94,7 +95,10 @@ def run_extract(args) -> int:
             shard_rows=max(0, args.shard_rows or 0), **kw)
         final = _follow(studio, job, run_job_cli)
         for s in sets:
-            s = studio.activations.get(s.id)
+            try:
+                s = studio.activations.get(s.id)
+            except UserError:  # nothing was saved, so no set was kept: the error said why
+                continue
             print(f"{s.id}  {s.hook_name:<28} {s.status:<10} {s.num_rows or 0:>10,} rows  "
                   f"{s.folder}")
         return 0 if final.status == "completed" else 1

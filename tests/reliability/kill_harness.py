@@ -548,6 +548,25 @@ def reference_in_process(kind: str, base: Base, base_ids: dict, scratch: Path) -
     return result
 
 
+def reference_for(harness: dict, kind: str) -> dict:
+    """The (cached) in-process references of a harness dict made by :func:`prepare_harness`."""
+    refs = harness["references"]
+    if kind not in refs:
+        refs[kind] = reference_in_process(kind, harness["base"], harness["ids"],
+                                          harness["scratch"])
+    return refs
+
+
+def prepare_harness(work: Path) -> dict:
+    base = prepare_base(work / "setup")
+    s = open_studio(Path(base.data))
+    try:
+        ids = record_ids(s)
+    finally:
+        s.close(timeout=30)
+    return {"base": base, "ids": ids, "scratch": work / "runs", "references": {}}
+
+
 def plan(kills: int, seed: int, profiles: dict[str, Profile], kinds: tuple[str, ...],
          random_share: float = 0.2) -> list[Attempt]:
     """Seeded. ``random_share`` of the kills land at a uniform instant of a run (kinds in

@@ -27,28 +27,8 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory):
-    import torch
-
-    before = torch.get_num_threads()
-    work = tmp_path_factory.mktemp("kill_harness")
-    base = kh.prepare_base(work / "setup")
-    s = kh.open_studio(kh.Path(base.data))
-    try:
-        ids = kh.record_ids(s)
-    finally:
-        s.close(timeout=30)
-    yield {"base": base, "ids": ids, "scratch": work / "runs", "references": {}}
-    torch.set_num_threads(before)
-
-
 def _reference(harness, kind):
-    refs = harness["references"]
-    if kind not in refs:
-        refs[kind] = kh.reference_in_process(kind, harness["base"], harness["ids"],
-                                             harness["scratch"])
-    return refs
+    return kh.reference_for(harness, kind)
 
 
 def _attempt(harness, attempt):
@@ -58,14 +38,15 @@ def _attempt(harness, attempt):
 
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("kind,point", CASES, ids=[f"{k}-{p}" for k, p in CASES])
-def test_killed_at_a_crash_point_loses_nothing_and_resumes_exactly(harness, kind, point):
+def test_killed_at_a_crash_point_loses_nothing_and_resumes_exactly(harness, one_torch_thread,
+                                                                  kind, point):
     done = _attempt(harness, kh.Attempt(0, kind, "point", phase=point))
     assert done.killed, f"the crash point {point} was not reached (rc {done.returncode})"
     assert not done.problems, done.log_line()
 
 
 @pytest.mark.timeout(400)
-def test_killed_at_a_random_instant(harness):
+def test_killed_at_a_random_instant(harness, one_torch_thread):
     rng = random.Random(17)  # seeded: the same instant every run
     delay = rng.uniform(4.0, 9.0)  # past the imports: inside the training most of the time
     done = _attempt(harness, kh.Attempt(0, "train", "random", delay_s=delay))

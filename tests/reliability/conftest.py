@@ -1,0 +1,41 @@
+"""The kill harness's prepared data folder, shared by the crash and disk-full tests.
+
+Torch runs on one thread here: killed-and-resumed runs (children get OMP_NUM_THREADS=1) and
+the in-process references must agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return before
+
+
+@pytest.fixture(scope="session")
+def harness(tmp_path_factory):
+    """A data folder with a tiny GPT-2, a dataset, its tokenization, an activation set and a
+    trained SAE (tests/reliability/kill_harness.py ``prepare_base``)."""
+    import torch
+
+    from tests.reliability import kill_harness as kh
+
+    before = _one_thread()
+    try:
+        return kh.prepare_harness(tmp_path_factory.mktemp("kill_harness"))
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread():
+    import torch
+
+    before = _one_thread()
+    yield
+    torch.set_num_threads(before)
