@@ -134,10 +134,11 @@ class AutointerpService:
 
     def _submit(self, rec: RunRecord):
         what = f"Score ({rec.scorer})" if rec.scorer else "Explain"
-        job = self.queue.submit(KIND, rec.params, title=f"{what} {len(rec.features)} features "
-                                f"with {rec.model_name}", target=rec.id)
-        self.repo.update_run(rec.id, job_id=job.id, status="queued", error="")
-        return job
+        job_id = new_id("job")  # named first: a job that ends at once is still recorded
+        self.repo.update_run(rec.id, job_id=job_id, status="queued", error="")
+        return self.queue.submit(KIND, rec.params, title=f"{what} {len(rec.features)} "
+                                 f"features with {rec.model_name}", target=rec.id,
+                                 job_id=job_id)
 
     def resume(self, run_id: str):
         """Run a stopped run again: the features already done are skipped."""

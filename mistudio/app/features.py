@@ -79,7 +79,10 @@ class FeatureService:
                 continue
             job = self.queue.repo.get(rec.job_id)
             if job is None:
-                self._on_job_event(rec.job_id, "status", {"status": "interrupted"})
+                # named but never queued: killed in between, unless another live process
+                # (the window beside a CLI command) is between the two right now
+                if not self.queue.repo.live_foreign_jobs():
+                    self._on_job_event(rec.job_id, "status", {"status": "interrupted"})
             elif job.status not in ("queued", "running", "paused"):  # another live process
                 self._on_job_event(job.id, "status", {"status": job.status,
                                                       "error": job.error})
@@ -162,11 +165,13 @@ class FeatureService:
         return self._submit(rec)
 
     def _submit(self, rec: AnalysisRecord):
-        job = self.queue.submit(KIND, rec.params, title=f"Analyse features of "
-                                f"{self.trainings.get_sae(rec.sae_id).name or rec.sae_id}",
-                                target=rec.id)
-        self.repo.update(rec.id, job_id=job.id, status="queued", error="")
-        return job
+        # the row names its job before the job exists: a job that ends at once (a re-run of
+        # a complete analysis) is recorded by the listener, which finds the row by job id
+        job_id = new_id("job")
+        self.repo.update(rec.id, job_id=job_id, status="queued", error="")
+        return self.queue.submit(KIND, rec.params, title=f"Analyse features of "
+                                 f"{self.trainings.get_sae(rec.sae_id).name or rec.sae_id}",
+                                 target=rec.id, job_id=job_id)
 
     def resume_analysis(self, analysis_id: str):
         """Run a stopped analysis again; it continues from its last checkpoint."""

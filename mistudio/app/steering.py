@@ -53,10 +53,19 @@ class SteeringService:
                 continue
             job = self.jobs.find(rec.job_id)
             if job is None:
+                # named but never queued: killed in between, unless another live process
+                # (the window beside a CLI command) is between the two right now
+                if self.jobs.repo.live_foreign_jobs():
+                    continue
                 self._on_job_event(rec.job_id, "status", {"status": "interrupted"})
             elif job.status not in ("queued", "running", "paused"):  # else another process's
                 self._on_job_event(job.id, "status", {"status": job.status, "error": job.error,
                                                       "result": job.result})
+            else:
+                continue
+            out = Path(rec.file)
+            for partial in out.parent.glob(f".{out.name}.*.tmp"):  # its killed write's
+                partial.unlink(missing_ok=True)
 
     @property
     def folder(self) -> Path:
@@ -274,16 +283,16 @@ class SteeringService:
                   "out_file": str(self.folder / "generations" / f"{gen_id}.json")}
         request = {k: params[k] for k in ("model_id", "sae_id", "prompt", "chat", "scope",
                                           "columns", "sampling", "device")}
+        # the row names its job before the job exists, so a job that ends at once is recorded
         rec = GenerationRecord(gen_id, status="queued", model_id=params["model_id"],
                                model_name=params["model_name"], sae_id=params["sae_id"],
                                hook_name=params["hook_name"], prompt=params["prompt"],
-                               request=request, file=params["out_file"])
+                               request=request, file=params["out_file"],
+                               job_id=new_id("job"))
         self.repo.insert(rec)
         labels = ", ".join(c["label"] for c in params["columns"])
         job = self.jobs.submit(GENERATE_KIND, params, title=f"Steer {params['model_name']}: "
-                                f"{labels[:60]}", target=gen_id)
-        self.repo.update(gen_id, job_id=job.id)
-        rec.job_id = job.id
+                               f"{labels[:60]}", target=gen_id, job_id=rec.job_id)
         return rec, job
 
     def run(self, model: str, sae: str, columns: list[Column | dict], prompt: str,

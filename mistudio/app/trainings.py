@@ -148,10 +148,10 @@ class TrainingService:
 
     def submit_training(self, rec: TrainingRecord, params: dict) -> JobRecord:
         """Queue the ``sae.train`` job of a training recorded by :meth:`prepare_training`."""
-        job = self.jobs.submit(TRAIN_KIND, params, title=rec.name, target=rec.id,
-                                     artifact_dir=Path(rec.folder))
-        self.trainings_repo.update(rec.id, job_id=job.id)
-        return job
+        job_id = new_id("job")  # named first: the recorder finds the training by it
+        self.trainings_repo.update(rec.id, job_id=job_id)
+        return self.jobs.submit(TRAIN_KIND, params, title=rec.name, target=rec.id,
+                                artifact_dir=Path(rec.folder), job_id=job_id)
 
     def resume_training(self, training_id: str, *, checkpoint: str | int | None = None,
                         total_tokens: int | None = None) -> JobRecord:
@@ -196,12 +196,14 @@ class TrainingService:
         if tr.target_activation_path:
             params["target_activation_path"] = tr.target_activation_path
         title = tr.name if tr.name.endswith("(resumed)") else f"{tr.name} (resumed)"
-        job = self.jobs.submit(TRAIN_KIND, params, title=title, target=tr.id,
-                                     artifact_dir=Path(tr.folder))
-        self._mark_superseded(tr.job_id, job.id)
-        self.trainings_repo.update(tr.id, job_id=job.id, status="queued", error="",
+        # the row names the new job before it runs: a resume from the final checkpoint ends
+        # at once, and the recorder ignores the events of a job the row does not name
+        job_id = new_id("job")
+        self._mark_superseded(tr.job_id, job_id)
+        self.trainings_repo.update(tr.id, job_id=job_id, status="queued", error="",
                                    finished_at=None)
-        return job
+        return self.jobs.submit(TRAIN_KIND, params, title=title, target=tr.id,
+                                artifact_dir=Path(tr.folder), job_id=job_id)
 
 
     def _mark_superseded(self, old_job_id: str, new_job_id: str) -> None:

@@ -2,10 +2,11 @@
 at a random instant, then the store, the artifacts and the resumed results checked
 (tests/reliability/kill_harness.py says what; docs/reliability.md has the long run).
 
-Each case is a window where a fault was found or could hide: the training row behind its
-newest checkpoint, a metrics line torn in half, the analysis's sums newer than its
-checkpoint, its result arrays half moved out of work/, a finished import, tokenization or
-generation whose row was not told.
+Each case is a window where the harness found a fault (docs/reliability.md): the training
+row behind its newest checkpoint, a metrics line torn in half, the analysis's sums newer than
+its checkpoint, its result arrays half moved out of work/, a re-run analysis that ends at once
+before its row names its job, a re-tokenization's old folder set aside, a generation's temp
+file and its row; and a finished import whose row was not told.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ CASES = [
     ("train", "train.metrics.append:3"),
     ("analyze", "analyze.stream.checkpoint:2"),
     ("analyze", "analyze.arrays.move:5"),
-    ("extract", "extract.index.write:3"),
+    ("analyze", "job.row.final:1"),
+    ("tokenize", "atomic.dir.swap:1"),
     ("import", "import.row.ready:1"),
     ("steer", "steer.row:2"),
+    ("steer", "atomic.file.replace:1"),
 ]
 
 
