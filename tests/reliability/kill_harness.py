@@ -616,6 +616,25 @@ def summarize(attempts: list[Attempt], seconds: float) -> dict:
             "seconds": round(seconds, 1)}
 
 
+def markdown_report(summary: dict) -> str:
+    """The summary as the tables docs/reliability.md shows."""
+    lines = [f"{summary['kills']} kills of {summary['attempts']} attempts (seed "
+             f"{summary.get('seed')}): {summary['point_kills']} at named crash points, "
+             f"{summary['random_kills']} at random instants; {len(summary['failures'])} "
+             f"failures; {summary['seconds'] / 60:.0f} minutes.", "",
+             "| job kind | kills |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in summary["kills_by_kind"].items()]
+    lines += ["", "| crash point | kills | by job kind |", "|---|---|---|"]
+    pairs = summary["kills_by_kind_and_point"]
+    for point, n in summary["kills_by_point"].items():
+        kinds = ", ".join(f"{kp.split(' ')[0]} {v}" for kp, v in pairs.items()
+                          if kp.split(" ", 1)[1] == point)
+        lines.append(f"| `{point}` | {n} | {kinds} |")
+    if summary["failures"]:
+        lines += ["", "Failures:", ""] + [f"- `{f}`" for f in summary["failures"]]
+    return "\n".join(lines) + "\n"
+
+
 def run_harness(kills: int, seed: int, work: Path, *, kinds: tuple[str, ...] = KINDS,
                 workers: int = 1, log=print, keep_failed: Path | None = None,
                 random_share: float = 0.2) -> dict:
@@ -680,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="", help="scratch folder (default: a temporary one)")
     ap.add_argument("--keep-failed", default="", help="copy failed runs' folders here")
     ap.add_argument("--json", default="", help="write the summary to this file")
+    ap.add_argument("--markdown", default="", help="write the summary's tables to this file")
     args = ap.parse_args(argv)
     kinds = tuple(k for k in args.kinds.split(",") if k)
     unknown = set(kinds) - set(KINDS)
@@ -700,6 +720,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_report(summary), encoding="utf-8")
     return 1 if summary["failures"] else 0
 
 
