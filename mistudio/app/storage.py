@@ -1,15 +1,16 @@
-"""Storage: disk use of the data folder, orphans, database backups and restore."""
+"""Storage: disk use of the data folder, orphans, the cleanup policy, database backups and
+restore, moving the data folder."""
 
 from __future__ import annotations
 
+from typing import Callable
+
+from mistudio.app.storage_cleanup import CleanupPolicy, CleanupRunner, CleanupSummary
 from mistudio.errors import UserError
 from mistudio.jobs.repository import JobsRepo
 from mistudio.paths import DataPaths
-from typing import Callable
-
 from mistudio.storage import backup as backups
-from mistudio.storage.cleanup import (PROTECTING_STATUSES, CleanupPlan, cleanup_plan,
-                                      delete_items)
+from mistudio.storage.cleanup import CleanupPlan
 from mistudio.storage.orphans import Orphan, find_orphans
 from mistudio.storage.usage import DiskUsage, disk_usage
 from mistudio.store.db import Store
@@ -20,13 +21,22 @@ KEEP_BACKUPS = 7
 
 class StorageService:
     def __init__(self, store: Store, paths: DataPaths, jobs_repo: JobsRepo, queue,
-                 row_deleters: dict[str, Callable[[str], None]] | None = None):
-        # table -> the owning service's delete (its rows and folders together)
+                 row_deleters: dict[str, Callable[[str], None]] | None = None, *,
+                 settings=None,
+                 checkpoint_deleter: Callable[[str, str], None] | None = None):
+        """``row_deleters``: table -> the owning service's delete (its rows and folders
+        together); ``checkpoint_deleter(training_id, path)``: the training service's;
+        ``settings``: the SettingsService holding the cleanup policy (``cleanup_*``)."""
         self.row_deleters = dict(row_deleters or {})
         self.store = store
         self.paths = paths
         self.jobs_repo = jobs_repo
         self.queue = queue
+        self.settings = settings
+        self.cleanup = CleanupRunner(store=store, paths=paths, jobs_repo=jobs_repo, queue=queue,
+                                     policy=self.policy, row_deleters=self.row_deleters,
+                                     checkpoint_deleter=checkpoint_deleter,
+                                     orphans=self.orphans)
 
     @property
     def backups_dir(self):
@@ -41,21 +51,42 @@ class StorageService:
     # ------------------------------------------------------------------ cleanup
 
     def live_jobs(self) -> list[str]:
-        return list(self.queue.active_ids()) + self.jobs_repo.live_foreign_jobs()
+        return self.cleanup.live_jobs()
 
-    def cleanup_plan(self) -> CleanupPlan:
+    def policy(self) -> CleanupPolicy:
+        if self.settings is None:
+            return CleanupPolicy()
+        return CleanupPolicy.from_settings(self.settings.current)
+
+    def set_policy(self, policy: CleanupPolicy) -> CleanupPolicy:
+        """Save the policy (the same settings the Settings dialog edits)."""
+        if self.settings is None:
+            raise UserError("No settings to save the cleanup policy in.")
+        self.settings.update(**policy.to_settings())
+        return self.policy()
+
+    def cleanup_plan(self, policy: CleanupPolicy | None = None) -> CleanupPlan:
         """What :meth:`clean` would delete now, the bytes it frees, and what it leaves."""
-        return cleanup_plan(self.paths.root, self.orphans(), live_jobs=self.live_jobs(),
-                            protecting_jobs=self.jobs_repo.list(status=PROTECTING_STATUSES),
-                            row_tables=self.row_deleters)
+        return self.cleanup.plan(policy)
 
-    def clean(self, *, dry_run: bool = True) -> CleanupPlan:
+    def clean(self, *, dry_run: bool = True, expected: CleanupPlan | None = None,
+              policy: CleanupPolicy | None = None) -> CleanupPlan:
         """The dry run (default) lists; the real run deletes exactly what a plan made now
-        lists (tmp/ of no live job, orphan folders, orphan rows via their service)."""
-        plan = self.cleanup_plan()
-        if not dry_run:
-            delete_items(plan.items, self.row_deleters)
-        return plan
+        lists (only what ``expected``, the plan a preview showed, lists too), records and
+        folders together through their owning services."""
+        return self.cleanup.run(dry_run=dry_run, expected=expected, policy=policy)
+
+    def startup_cleanup(self) -> CleanupSummary | None:
+        """The policy run at start-up when it is enabled (the window calls it on a
+        background thread); None when disabled."""
+        policy = self.policy()
+        if not policy.at_startup:
+            return None
+        self.cleanup.run(dry_run=False, trigger="start-up", policy=policy)
+        return self.cleanup.last_run()
+
+    def last_cleanup(self) -> CleanupSummary | None:
+        return self.cleanup.last_run()
 
     # ------------------------------------------------------------------ backups
 
