@@ -3,6 +3,7 @@ restore, moving the data folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from mistudio.app.storage_cleanup import CleanupPolicy, CleanupRunner, CleanupSummary
@@ -33,6 +34,7 @@ class StorageService:
         self.jobs_repo = jobs_repo
         self.queue = queue
         self.settings = settings
+        self.moved_to = None  # set once move_data_folder switched and removed this folder
         self.cleanup = CleanupRunner(store=store, paths=paths, jobs_repo=jobs_repo, queue=queue,
                                      policy=self.policy, row_deleters=self.row_deleters,
                                      checkpoint_deleter=checkpoint_deleter,
@@ -110,11 +112,7 @@ class StorageService:
         a 'before-restore' backup first; the orphan check runs after."""
         target = backups.find_backup(self.backups_dir, ref)
         backups.verify_backup(target)
-        active = self.queue.active_ids() + self.jobs_repo.live_foreign_jobs()
-        if active:
-            raise UserError(f"Jobs are running ({', '.join(active[:5])}); a restore would lose "
-                            "what they write.", hint="Cancel them or let them finish, then "
-                            "restore again.")
+        self._refuse_while_jobs_run("a restore would lose what they write")
         safety = self.backup("before-restore", keep=0)
         self.store.close()  # our connections and our shared lock go
         try:
@@ -131,3 +129,72 @@ class StorageService:
         return {"restored": target.to_dict(), "previous": safety.to_dict(),
                 "integrity": "ok" if self.store.integrity_ok() else "failed",
                 "orphans": [o.to_dict() for o in self.orphans()]}
+
+    # ------------------------------------------------------------------ moving the data folder
+
+    def move_data_folder(self, destination: str, ctx=None) -> dict:
+        """Copy the data folder to ``destination`` (progress through ``ctx``, a JobContext),
+        verify every file (size + SHA-256), switch the configured data folder, and only then
+        delete the old one. Refused while jobs run or another process has the database open.
+        Until the switch the old folder stays in use; a move stopped or killed before it
+        resumes when run again to the same destination. After it this Studio's folder is
+        gone: the caller closes it (the window restarts, the command ends)."""
+        import logging
+        import os
+
+        from mistudio.jobs.context import JobContext
+        from mistudio.paths import ENV_DATA_DIR, remember_data_dir
+        from mistudio.storage import move
+
+        src = self.paths.root.resolve()
+        dest = move.check_destination(src, destination)
+        env = os.environ.get(ENV_DATA_DIR)
+        if env and Path(env).expanduser().resolve() == src:
+            raise UserError(f"The data folder is set by ${ENV_DATA_DIR}, which a move cannot "
+                            "change.", hint=f"Unset {ENV_DATA_DIR} (use the setting instead) "
+                            "and move again, or copy the folder and point the variable at it.")
+        self._refuse_while_jobs_run("a move would leave what they write behind")
+        ctx = ctx or JobContext.standalone()
+        db = self.paths.db_file.name
+        first = move.copy_tree(src, dest, ctx, exclude=(db, *move.DB_SIDE_FILES))
+        self.store.close()  # our connections go; the exclusive lock proves no one else's
+        try:
+            lock = backups.exclusive_lock(self.paths.db_file)
+        except UserError:
+            self.store.hold()
+            raise
+        try:
+            if self.queue.active_ids():  # started during the copy (other processes cannot
+                # have the database open: we hold its lock alone)
+                raise UserError("A job started while the data folder was being copied.",
+                                hint="Let it finish, then move again (the copy resumes).")
+            backups.checkpoint(self.paths.db_file)  # the database whole in mistudio.db
+            resync = move.copy_tree(src, dest, ctx, exclude=move.DB_SIDE_FILES,
+                                    phase="Copying what changed and the database")
+            checked = move.verify(src, dest, ctx, exclude=move.DB_SIDE_FILES)
+            if backups.integrity(dest / db) != "ok":
+                raise UserError(f"The copied database in {dest} fails SQLite's integrity "
+                                "check.", hint="Nothing was switched; move again.")
+            move.write_marker(dest, src, "switching")
+            remember_data_dir(dest)  # the switch: from now on the new folder is the one
+        except BaseException:
+            lock.close()
+            self.store.hold()  # the old folder is still the data folder
+            raise
+        lock.close()
+        for h in logging.getLogger("mistudio").handlers:  # our log follows the data
+            name = getattr(h, "baseFilename", "")
+            if name and Path(name).resolve().is_relative_to(src):
+                h.close()
+                h.baseFilename = str(dest / Path(name).resolve().relative_to(src))
+        move.remove_old(src, dest)
+        self.moved_to = dest
+        return {"from": str(src), "to": str(dest), "files": checked["files"],
+                "bytes": checked["bytes"], "copied_first": first["copied"],
+                "copied_after_close": resync["copied"]}
+
+    def _refuse_while_jobs_run(self, why: str) -> None:
+        active = self.live_jobs()
+        if active:
+            raise UserError(f"Jobs are running ({', '.join(active[:5])}); {why}.",
+                            hint="Cancel them or let them finish, then try again.")
