@@ -47,6 +47,15 @@ class StorageService:
     def disk_usage(self, items_per_category: int | None = 20) -> DiskUsage:
         return disk_usage(self.paths.root, items_per_category=items_per_category)
 
+    def space_outlook(self, *, with_cleanup: bool = False):
+        """Free space on the data disk vs the largest recent free-space estimate of a large
+        job (:class:`~mistudio.storage.space.SpaceOutlook`); ``with_cleanup`` adds what the
+        cleanup policy would free now."""
+        from mistudio.storage.space import space_outlook
+
+        reclaim = self.cleanup_plan().bytes if with_cleanup else None
+        return space_outlook(self.paths.root, reclaimable_bytes=reclaim)
+
     def orphans(self) -> list[Orphan]:
         return find_orphans(self.paths.db_file, self.paths.root)
 

@@ -83,8 +83,9 @@ def run_du(args) -> int:
 
     def go(svc):
         du = svc.disk_usage(items_per_category=args.items)
+        space = svc.space_outlook()
         if args.json:
-            print_json(du.to_dict())
+            print_json({**du.to_dict(), "space": space.to_dict()})
             return 0
         rows = []
         for c in du.categories:
@@ -94,6 +95,7 @@ def run_du(args) -> int:
         print_table(["CATEGORY", "SIZE", "ITEM"], rows, shrink=(2,))
         print(f"total {human_bytes(du.total_bytes)} in {du.root}; "
               f"free {human_bytes(du.free_bytes)} of {human_bytes(du.disk_bytes)}")
+        print(space.lines()[-1])
         return 0
     return _with(args, go)
 

@@ -246,3 +246,28 @@ def test_log_spaced_steps_keep_the_newest_and_the_count():
     kept = log_spaced_steps(steps, 4)
     assert kept == {1, 10, 100, 1000}  # 1000^(i/3): decades
     assert log_spaced_steps([5, 6], 4) == {5, 6}
+
+
+def test_space_outlook_reuses_the_free_space_checks_estimates(studio):
+    import shutil
+
+    from mistudio.paths import InsufficientDiskSpace, check_free_space
+
+    root = studio.paths.root
+    out = studio.storage.space_outlook()
+    assert out.largest is None and "No large job" in out.lines()[-1]
+    check_free_space(root / "activations" / "act_x", 10 * 1024 ** 2, what="the activations")
+    check_free_space(root / "datasets" / "ds_x", 2 * 1024 ** 2, what="this tokenization")
+    free = shutil.disk_usage(root).free
+    out = studio.storage.space_outlook()
+    need = int(10 * 1024 ** 2 * 1.1)  # the check's own 10% margin
+    assert out.largest["what"] == "the activations" and out.largest["need"] == need
+    assert abs(out.fits - free // need) <= 1 and "Fits" in out.lines()[-1]
+    try:
+        check_free_space(root / "activations", free * 4, what="a huge extraction")
+    except InsufficientDiskSpace:
+        pass
+    _blob(root / "tmp" / "junk.bin", 40 * KB)
+    out = studio.storage.space_outlook(with_cleanup=True)
+    assert out.largest["what"] == "a huge extraction" and out.fits == 0
+    assert "Would NOT fit" in out.lines()[-1] and out.reclaimable_bytes >= 40 * KB
