@@ -10,7 +10,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 
 from mistudio import paths
 from mistudio.errors import UserError
+from mistudio.app.storage_cleanup import CleanupPolicy
 from mistudio.settings import DEVICES, DTYPES, Settings
+from mistudio.ui.cleanup_policy_form import CleanupPolicyForm
 from mistudio.ui.kit.labels import hint_label
 
 
@@ -83,6 +85,10 @@ class SettingsDialog(QDialog):
         form.addRow("CPU quantization", self.cpu_quant)
         form.addRow("", _help(Settings.help("allow_cpu_quantization")))
 
+        form.addRow(QLabel("<b>Cleanup policy</b> (also in File > Storage > Cleanup)"))
+        self.cleanup = CleanupPolicyForm(studio.storage.policy(), compact=True)
+        form.addRow(self.cleanup)
+
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                    | QDialogButtonBox.StandardButton.Cancel
                                    | QDialogButtonBox.StandardButton.RestoreDefaults)
@@ -111,6 +117,7 @@ class SettingsDialog(QDialog):
         self.max_gpu.setValue(d.max_gpu_jobs)
         self.wait.setValue(d.shutdown_wait_s)
         self.cpu_quant.setChecked(d.allow_cpu_quantization)
+        self.cleanup.set_policy(CleanupPolicy.from_settings(d))
         self.data_dir.setText(str(paths.default_data_dir()))
 
     def save(self) -> None:
@@ -119,7 +126,8 @@ class SettingsDialog(QDialog):
                 default_device=self.device.currentText(), default_dtype=self.dtype.currentText(),
                 max_concurrent_jobs=self.max_jobs.value(), max_gpu_jobs=self.max_gpu.value(),
                 shutdown_wait_s=self.wait.value(),
-                allow_cpu_quantization=self.cpu_quant.isChecked())
+                allow_cpu_quantization=self.cpu_quant.isChecked(),
+                **self.cleanup.policy().to_settings())
             if self.token.text().strip():
                 self.studio.set_hf_token(self.token.text().strip())
             new_dir = Path(self.data_dir.text().strip()).expanduser()
