@@ -31,7 +31,7 @@ class CleanupPolicyForm(QWidget):
         add("Temporary files", self.tmp, "cleanup_tmp")
         self.orphans = QCheckBox("Delete orphan folders and records")
         add("Orphans", self.orphans, "cleanup_orphans")
-        self.cache_limit = QDoubleSpinBox(minimum=0, maximum=100_000, decimals=1, suffix=" GB")
+        self.cache_limit = QDoubleSpinBox(minimum=0, maximum=100_000, decimals=2, suffix=" GB")
         self.cache_limit.setSpecialValueText("never trim")
         add("Cache limit", self.cache_limit, "cleanup_cache_limit_gb")
         self.keep_sets = QSpinBox(minimum=0, maximum=100_000)
@@ -45,6 +45,8 @@ class CleanupPolicyForm(QWidget):
         add("Feature visualisations", self.visuals, "cleanup_feature_visuals")
         self.at_startup = QCheckBox("Run this policy in the background at start-up")
         add("At start-up", self.at_startup, "cleanup_at_startup")
+        for spin in (self.cache_limit, self.keep_sets, self.kept):
+            spin.setMaximumWidth(160)
         self.set_policy(policy)
         for box in (self.tmp, self.orphans, self.thin, self.visuals, self.at_startup):
             box.toggled.connect(self._changed)

@@ -33,6 +33,7 @@ class UsageBars(QWidget):
 
     def set_rows(self, rows: list[tuple[str, int]]) -> None:
         self.rows = [r for r in rows if r[1] > 0]
+        self.setMinimumHeight(self.sizeHint().height())  # the tree below must not squeeze it
         self.updateGeometry()
         self.update()
 
@@ -278,12 +279,10 @@ class StorageDialog(QDialog):
         goes = QTreeWidgetItem([f"Would be deleted: {len(plan.items)}",
                                 human_bytes(plan.bytes), ""])
         for i in plan.items:
-            goes.addChild(QTreeWidgetItem([f"{i.rule}: {i.where}", human_bytes(i.bytes),
-                                           i.reason]))
+            goes.addChild(self._plan_row(i))
         kept = QTreeWidgetItem([f"Kept: {len(plan.kept)}", "", ""])
         for i in plan.kept:
-            kept.addChild(QTreeWidgetItem([f"{i.rule}: {i.where}", human_bytes(i.bytes),
-                                           i.reason]))
+            kept.addChild(self._plan_row(i))
         self.plan_tree.addTopLevelItems([goes, kept])
         goes.setExpanded(True)
         kept.setExpanded(True)
@@ -291,6 +290,17 @@ class StorageDialog(QDialog):
         self.say(f"{len(plan.items)} item(s) would go, freeing {human_bytes(plan.bytes)}."
                  if plan.items else "Nothing to clean up.")
         self._update_buttons()
+
+    def _plan_row(self, item) -> QTreeWidgetItem:
+        """Paths shown relative to the data folder (the full path and the reason in tips)."""
+        where = item.where
+        root = str(self.storage.paths.root).rstrip("/") + "/"
+        if where.startswith(root):
+            where = where[len(root):]
+        row = QTreeWidgetItem([f"{item.rule}: {where}", human_bytes(item.bytes), item.reason])
+        row.setToolTip(0, item.where)
+        row.setToolTip(2, item.reason)
+        return row
 
     def run_cleanup(self) -> None:
         if not self.plan or not self.plan.items:
