@@ -165,7 +165,9 @@ class StorageService:
         self._refuse_while_jobs_run("a move would leave what they write behind")
         ctx = ctx or JobContext.standalone()
         db = self.paths.db_file.name
-        first = move.copy_tree(src, dest, ctx, exclude=(db, *move.DB_SIDE_FILES))
+        digests: dict = {}  # of the bytes copied: verifying reads only the copies again
+        first = move.copy_tree(src, dest, ctx, exclude=(db, *move.DB_SIDE_FILES),
+                               digests=digests)
         self.store.close()  # our connections go; the exclusive lock proves no one else's
         try:
             lock = backups.exclusive_lock(self.paths.db_file)
@@ -179,12 +181,15 @@ class StorageService:
                                 hint="Let it finish, then move again (the copy resumes).")
             backups.checkpoint(self.paths.db_file)  # the database whole in mistudio.db
             resync = move.copy_tree(src, dest, ctx, exclude=move.DB_SIDE_FILES,
-                                    phase="Copying what changed and the database")
-            checked = move.verify(src, dest, ctx, exclude=move.DB_SIDE_FILES)
+                                    phase="Copying what changed and the database",
+                                    digests=digests)
+            checked = move.verify(src, dest, ctx, exclude=move.DB_SIDE_FILES, digests=digests)
             if backups.integrity(dest / db) != "ok":
                 raise UserError(f"The copied database in {dest} fails SQLite's integrity "
                                 "check.", hint="Nothing was switched; move again.")
             move.write_marker(dest, src, "switching")
+            os.sync()  # every copied byte on the disk before the old copy may go (one flush
+            # for all files: an fsync per file made the move ~40% slower)
             remember_data_dir(dest)  # the switch: from now on the new folder is the one
         except BaseException:
             lock.close()

@@ -120,10 +120,23 @@ def _up_to_date(f: SourceFile, target: Path) -> bool:
     return not target.is_symlink() and st.st_size == f.size and st.st_mtime_ns == f.mtime_ns
 
 
+def _copy_hashing(src: Path, part: Path, ctx) -> str:
+    """Copy ``src`` to ``part`` and return the SHA-256 of the bytes read (so verifying the
+    copy needs no second read of the source)."""
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(part, "wb") as fout:
+        for chunk in iter(lambda: fin.read(1 << 20), b""):
+            h.update(chunk)
+            fout.write(chunk)
+            ctx.check_cancelled()
+    return h.hexdigest()
+
+
 def copy_tree(src: Path, dest: Path, ctx, *, exclude: Iterable[str] = (),
-              phase: str = "Copying") -> dict:
+              phase: str = "Copying", digests: dict | None = None) -> dict:
     """Copy every file of ``src`` not already up to date in ``dest``; remove files of
-    ``dest`` that ``src`` no longer has (a re-sync). Progress in bytes; cancellable."""
+    ``dest`` that ``src`` no longer has (a re-sync). Progress in bytes; cancellable.
+    ``digests`` gets rel -> (size, mtime_ns, sha256 of the bytes copied)."""
     src, dest = Path(src), Path(dest)
     files = source_files(src, exclude)
     todo = [f for f in files if not _up_to_date(f, dest / f.rel)]
@@ -144,8 +157,10 @@ def copy_tree(src: Path, dest: Path, ctx, *, exclude: Iterable[str] = (),
             part.unlink(missing_ok=True)
             os.symlink(f.link, part)
         else:
-            shutil.copyfile(src / f.rel, part)
+            digest = _copy_hashing(src / f.rel, part, ctx)
             os.utime(part, ns=(f.mtime_ns, f.mtime_ns))
+            if digests is not None:
+                digests[f.rel] = (f.size, f.mtime_ns, digest)
         os.replace(part, target)
         done += f.size
         ctx.progress(done, need, f"{phase}: {f.rel}")
@@ -164,9 +179,13 @@ def copy_tree(src: Path, dest: Path, ctx, *, exclude: Iterable[str] = (),
             "bytes": sum(f.size for f in files), "removed": len(stale)}
 
 
-def verify(src: Path, dest: Path, ctx, *, exclude: Iterable[str] = ()) -> dict:
+def verify(src: Path, dest: Path, ctx, *, exclude: Iterable[str] = (),
+           digests: dict | None = None) -> dict:
     """Every file of ``src`` present in ``dest`` with the same size and SHA-256 (links with
-    the same target); raises a UserError naming the first that differs."""
+    the same target); raises a UserError naming the first that differs. A source file whose
+    size and modification time still match ``digests`` (from :func:`copy_tree`) is not read
+    again: its digest is of the very bytes that were copied."""
+    digests = digests or {}
     files = source_files(Path(src), exclude)
     total = sum(f.size for f in files)
     done = 0
@@ -177,8 +196,11 @@ def verify(src: Path, dest: Path, ctx, *, exclude: Iterable[str] = ()) -> dict:
         if f.link is not None:
             ok = target.is_symlink() and os.readlink(target) == f.link
         else:
+            known = digests.get(f.rel)
+            want = (known[2] if known and known[:2] == (f.size, f.mtime_ns)
+                    else _sha256(Path(src) / f.rel))
             ok = (target.is_file() and target.stat().st_size == f.size
-                  and _sha256(target) == _sha256(Path(src) / f.rel))
+                  and _sha256(target) == want)
         if not ok:
             raise UserError(f"The copy of {f.rel} in {dest} differs from the original.",
                             hint="Nothing was switched; the old data folder is still in use. "

@@ -17,7 +17,7 @@ from typing import Iterable
 
 from mistudio.paths import human_bytes
 from mistudio.storage.cleanup import CleanupItem
-from mistudio.storage.usage import tree_bytes
+from mistudio.storage.usage import allocated_bytes, tree_bytes
 
 # cache/ subfolders whose children are separate entries (one Hub repo, one SAE's maps);
 # any other child of cache/ (numba's compiled UMAP, ...) is one entry
@@ -33,8 +33,9 @@ class CacheEntry:
     last_used: float  # newest access or change time of any file in it
 
 
-def _last_used(path: Path) -> float:
-    newest = 0.0
+def _size_and_last_used(path: Path, seen: set) -> tuple[int, float]:
+    """Allocated bytes (as :func:`tree_bytes`) and the newest use, in one walk."""
+    total, newest = 0, 0.0
     stack = [path]
     while stack:
         p = stack.pop()
@@ -42,7 +43,9 @@ def _last_used(path: Path) -> float:
             st = p.lstat()
         except OSError:
             continue
-        if p.is_dir() and not p.is_symlink():
+        if p.is_symlink():
+            continue
+        if p.is_dir():
             # a folder's access time changes whenever it is listed (this scan included):
             # only its files' reads count as use
             newest = max(newest, st.st_mtime)
@@ -50,20 +53,25 @@ def _last_used(path: Path) -> float:
                 stack.extend(p.iterdir())
             except OSError:
                 pass
-        else:
-            newest = max(newest, st.st_atime, st.st_mtime)
-    return newest
+            continue
+        newest = max(newest, st.st_atime, st.st_mtime)
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            seen.add(key)
+            total += allocated_bytes(st)
+    return total, newest
 
 
 def cache_entries(cache_dir: Path) -> list[CacheEntry]:
-    out = []
+    out: list[CacheEntry] = []
+    seen: set = set()
     if not cache_dir.is_dir():
         return out
     for child in sorted(cache_dir.iterdir()):
         parts = ([c for c in sorted(child.iterdir()) if not c.name.startswith(".")]
                  if child.name in SPLIT_CACHE_FOLDERS and child.is_dir() else [child])
         for p in parts:
-            out.append(CacheEntry(p, tree_bytes(p), _last_used(p)))
+            out.append(CacheEntry(p, *_size_and_last_used(p, seen)))
     return out
 
 

@@ -110,15 +110,16 @@ def test_a_copy_that_differs_switches_nothing(movable, tmp_path, monkeypatch):
     from mistudio.storage import move
 
     src = movable.paths.root.resolve()
-    real_copy = move.shutil.copyfile
+    real_copy = move._copy_hashing
 
-    def flaky_copy(a, b):  # the destination disk corrupts one file
-        real_copy(a, b)
+    def flaky_copy(a, b, ctx):  # the destination disk corrupts one file it was given
+        digest = real_copy(a, b, ctx)
         if Path(a).name == "shard.npy":
             with open(b, "r+b") as fh:
                 fh.write(b"\0" * 16)
+        return digest
 
-    monkeypatch.setattr(move.shutil, "copyfile", flaky_copy)
+    monkeypatch.setattr(move, "_copy_hashing", flaky_copy)
     with pytest.raises(UserError, match="differs from the original"):
         movable.storage.move_data_folder(str(tmp_path / "external"))
     assert paths.resolve_data_dir() != (tmp_path / "external").resolve()
