@@ -143,26 +143,39 @@ class CleanupRunner:
 
         trainings = TrainingsRepo(self.store).list()
         saes = SAEsRepo(self.store).list()
+        analyses = FeatureAnalysesRepo(self.store).list()
         if policy.feature_visuals:
-            add(rules.feature_visual_rule(self.paths.cache, {s.id for s in saes},
-                                          FeatureAnalysesRepo(self.store).list(),
-                                          active_jobs=set(live), root=root))
+            add(rules.feature_visual_rule(self.paths.cache, {s.id for s in saes}, analyses,
+                                          active_jobs=set(live), root=root,
+                                          needed=self._analysis_users()))
         if policy.keep_activation_sets > 0:
+            users = self._set_users(trainings, saes, protecting)
+            users += [(f"feature analysis {a.id}", a.activation_path) for a in analyses
+                      if a.activation_path]
             add(rules.activation_rule(ActivationSetsRepo(self.store).list(),
-                                      policy.keep_activation_sets,
-                                      users=self._set_users(trainings, saes, protecting),
-                                      root=root))
+                                      policy.keep_activation_sets, users=users, root=root))
         if policy.thin_checkpoints and self.checkpoint_deleter is not None:
             guarded = self._guarded_trainings(trainings, protecting, set(live))
             cks = {t.id: list_checkpoints(t.folder) for t in trainings if t.folder}
             add(rules.checkpoint_rule(trainings, cks, policy.checkpoints_kept,
-                                      guarded=guarded))
+                                      guarded=guarded,
+                                      users=[(f"SAE {s.name or s.id}", s.folder)
+                                             for s in saes]))
         if policy.cache_limit_gb > 0:
             skip = {i.where for i in items}
             add(rules.cache_rule(self.paths.cache, int(policy.cache_limit_gb * GB),
                                  live_jobs=live, skip=skip))
         items.sort(key=lambda i: (-i.bytes, i.rule, i.where))
         return CleanupPlan(items, kept)
+
+    def _analysis_users(self) -> dict[str, str]:
+        """Analysis id -> the auto-interp runs that refer to it (no service deletes those)."""
+        from mistudio.autointerp.repository import AutointerpRepo
+
+        runs: dict[str, list[str]] = {}
+        for r in AutointerpRepo(self.store).list_runs():
+            runs.setdefault(r.analysis_id, []).append(r.id)
+        return {a: f"auto-interp run(s) {', '.join(ids[:3])}" for a, ids in runs.items()}
 
     @staticmethod
     def _set_users(trainings, saes, protecting) -> list[tuple[str, str]]:

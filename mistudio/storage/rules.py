@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -163,10 +164,13 @@ def log_spaced_steps(steps: list[int], count: int) -> set[int]:
 
 
 def checkpoint_rule(trainings: list, checkpoints: dict, count: int, *,
-                    guarded: dict[str, str]) -> tuple[list[CleanupItem], list[CleanupItem]]:
+                    guarded: dict[str, str], users: list[tuple[str, str]] = ()
+                    ) -> tuple[list[CleanupItem], list[CleanupItem]]:
     """Thin each finished training's checkpoints to a log-spaced set of ``count`` (the newest
     always kept). ``checkpoints``: training id -> CheckpointInfo list; ``guarded``: training
-    id -> why it must not be touched (its job is running, paused or interrupted)."""
+    id -> why it must not be touched (its job is running, paused or interrupted); ``users``:
+    (record, folder) of records whose files live in a checkpoint (an SAE registered there),
+    which keep it."""
     items, kept = [], []
     for tr in trainings:
         cks = checkpoints.get(tr.id) or []
@@ -183,7 +187,13 @@ def checkpoint_rule(trainings: list, checkpoints: dict, count: int, *,
         keep = log_spaced_steps([c.step for c in cks], count)
         kept_steps = ", ".join(str(s) for s in sorted(keep))
         for c in cks:
-            if c.step not in keep:
+            inside = [who for who, folder in users
+                      if folder and (folder == c.path or folder.startswith(c.path + os.sep))]
+            if c.step not in keep and inside:
+                kept.append(CleanupItem("checkpoint", c.path, tree_bytes(Path(c.path)),
+                                        f"{tr.name or tr.id}, step {c.step}: "
+                                        f"{', '.join(inside)} lives in it"))
+            elif c.step not in keep:
                 items.append(CleanupItem(
                     "checkpoint", c.path, tree_bytes(Path(c.path)),
                     f"{tr.name or tr.id}, step {c.step}: thinned (kept steps {kept_steps})",
@@ -192,10 +202,12 @@ def checkpoint_rule(trainings: list, checkpoints: dict, count: int, *,
 
 
 def feature_visual_rule(cache_dir: Path, sae_ids: set[str], analyses: Iterable, *,
-                        active_jobs: set[str], root: Path
+                        active_jobs: set[str], root: Path, needed: dict[str, str] | None = None
                         ) -> tuple[list[CleanupItem], list[CleanupItem]]:
     """Feature maps (cache/feature_maps/<sae id>/) and feature analyses whose SAE record is
-    gone: they went with their features."""
+    gone: they went with their features. ``needed``: analysis id -> the records that still
+    refer to it (auto-interp runs), which keep it."""
+    needed = needed or {}
     items, kept = [], []
     maps = cache_dir / "feature_maps"
     if maps.is_dir():
@@ -212,6 +224,9 @@ def feature_visual_rule(cache_dir: Path, sae_ids: set[str], analyses: Iterable, 
         if a.job_id and a.job_id in active_jobs:
             kept.append(CleanupItem("feature analysis", where, n, f"its job {a.job_id} is "
                                     "still running"))
+        elif a.id in needed:
+            kept.append(CleanupItem("feature analysis", where, n, f"analysis of SAE {a.sae_id} "
+                                    f"(deleted), but {needed[a.id]} refer to it"))
         else:
             items.append(CleanupItem("feature analysis", where, n,
                                      f"analysis of SAE {a.sae_id}, which was deleted"))

@@ -271,3 +271,31 @@ def test_space_outlook_reuses_the_free_space_checks_estimates(studio):
     out = studio.storage.space_outlook(with_cleanup=True)
     assert out.largest["what"] == "a huge extraction" and out.fits == 0
     assert "Would NOT fit" in out.lines()[-1] and out.reclaimable_bytes >= 40 * KB
+
+
+def test_records_that_need_an_item_keep_it_and_are_named(studio):
+    from mistudio.autointerp.repository import AutointerpRepo, RunRecord
+
+    root = _build(studio)
+    # a feature analysis that read act_4 directly, an auto-interp run of the analysis of the
+    # deleted SAE, an SAE registered inside a checkpoint that thinning would drop
+    FeatureAnalysesRepo(studio.store).insert(AnalysisRecord(
+        id="fa_reads_act4", sae_id="sae_live", status="completed",
+        activation_path=str(root / "activations" / "act_4")))
+    AutointerpRepo(studio.store).insert_run(RunRecord(id="ai_1", analysis_id="fa_gone",
+                                                      sae_id="sae_gone", status="completed"))
+    ck = root / "trainings" / "tr_done" / "checkpoints" / "step_00000300"
+    SAEsRepo(studio.store).insert(SAERecord(id="sae_ck", folder=str(ck / "sae"),
+                                            name="step-300 SAE"))
+    studio.storage.set_policy(_policy(cache_limit_gb=0))
+    plan = studio.storage.clean(dry_run=True)
+    listed = {i.where for i in plan.items}
+    kept = {i.where: i.reason for i in plan.kept}
+    assert "activation_sets:act_4" not in listed
+    assert "feature analysis fa_reads_act4" in kept["activation_sets:act_4"]
+    assert "feature_analyses:fa_gone" not in listed
+    assert "auto-interp run(s) ai_1" in kept["feature_analyses:fa_gone"]
+    assert str(ck) not in listed and "SAE step-300 SAE lives in it" in kept[str(ck)]
+    studio.storage.clean(dry_run=False, expected=plan)
+    assert (root / "activations" / "act_4").exists() and ck.exists()
+    assert FeatureAnalysesRepo(studio.store).get("fa_gone") is not None
