@@ -92,8 +92,11 @@ class CleanupSummary:
         from mistudio.paths import human_bytes
 
         when = self.at[:16].replace("T", " ")
-        if self.error:
+        if self.error and not self.deleted:
             return f"Cleanup ({self.trigger}, {when}) failed: {self.error}"
+        if self.error:
+            return (f"Cleanup ({self.trigger}, {when}): deleted {self.deleted} item(s), freed "
+                    f"{_human(self.bytes)}, then {self.error}.")
         if not self.deleted:
             return f"Cleanup ({self.trigger}, {when}): nothing to delete."
         per = ", ".join(f"{n} {r}" for r, n in sorted(self.rules.items()))
@@ -213,23 +216,36 @@ class CleanupRunner:
 
     def run(self, *, dry_run: bool = True, expected: CleanupPlan | None = None,
             trigger: str = "on demand", policy: CleanupPolicy | None = None) -> CleanupPlan:
+        """The plan (dry run), or what was deleted. A job that starts while the real run
+        deletes stops it: what is left moves to ``kept`` with why (the plan was made while
+        that job did not exist, e.g. a resume needing a checkpoint)."""
+        planned_live = set(self.live_jobs())
         plan = self.plan(policy)
         if expected is not None:  # only what the preview showed, and only if still listed
             shown = {i.key for i in expected.items}
             plan = CleanupPlan([i for i in plan.items if i.key in shown], plan.kept)
-        if not dry_run:
-            done: list[CleanupItem] = []
-            try:
-                for item in plan.items:
-                    done += delete_items([item], self.row_deleters, self.checkpoint_deleter)
-            except Exception as exc:
-                self._remember(CleanupSummary(_now(), trigger, len(done),
-                                              sum(i.bytes for i in done), len(plan.kept),
-                                              _per_rule(done), error=str(exc)))
-                raise
+        if dry_run:
+            return plan
+        done: list[CleanupItem] = []
+        error = ""
+        try:
+            for n, item in enumerate(plan.items):
+                started = [j for j in self.live_jobs() if j not in planned_live]
+                if started:
+                    why = f"left: the job {started[0]} started during the cleanup"
+                    plan.kept += [CleanupItem(i.rule, i.where, i.bytes, why, i.owner)
+                                  for i in plan.items[n:]]
+                    error = (f"stopped after {len(done)} item(s): the job {started[0]} "
+                             "started; run it again later")
+                    break
+                done += delete_items([item], self.row_deleters, self.checkpoint_deleter)
+        except Exception as exc:
             self._remember(CleanupSummary(_now(), trigger, len(done), sum(i.bytes for i in done),
-                                          len(plan.kept), _per_rule(done)))
-        return plan
+                                          len(plan.kept), _per_rule(done), error=str(exc)))
+            raise
+        self._remember(CleanupSummary(_now(), trigger, len(done), sum(i.bytes for i in done),
+                                      len(plan.kept), _per_rule(done), error=error))
+        return CleanupPlan(done, plan.kept)
 
     def _remember(self, summary: CleanupSummary) -> None:
         try:
@@ -244,6 +260,12 @@ class CleanupRunner:
             return CleanupSummary(**raw)
         except (OSError, ValueError, TypeError):
             return None
+
+
+def _human(n: int) -> str:
+    from mistudio.paths import human_bytes
+
+    return human_bytes(n)
 
 
 def _per_rule(items: list[CleanupItem]) -> dict:

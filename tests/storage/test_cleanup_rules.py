@@ -299,3 +299,28 @@ def test_records_that_need_an_item_keep_it_and_are_named(studio):
     studio.storage.clean(dry_run=False, expected=plan)
     assert (root / "activations" / "act_4").exists() and ck.exists()
     assert FeatureAnalysesRepo(studio.store).get("fa_gone") is not None
+
+
+def test_a_job_starting_during_the_real_run_stops_it(studio, monkeypatch):
+    root = _build(studio)
+    studio.storage.set_policy(_policy(cache_limit_gb=0))
+    preview = studio.storage.clean(dry_run=True)
+    runner = studio.storage.cleanup
+    calls = []
+    real_live = runner.live_jobs
+
+    def live():  # asked when the run starts, by the plan, before each item: a resume
+        calls.append(1)  # starts right after the first deletion
+        return real_live() + (["job_resume_now"] if len(calls) > 3 else [])
+
+    monkeypatch.setattr(runner, "live_jobs", live)
+    done = studio.storage.clean(dry_run=False, expected=preview)
+    assert len(done.items) == 1 and len(preview.items) > 1
+    left = [k for k in done.kept if "job_resume_now started" in k.reason]
+    assert {k.key for k in left} == {i.key for i in preview.items[1:]}
+    assert done.items[0].key == preview.items[0].key
+    monkeypatch.setattr(runner, "live_jobs", real_live)
+    again = {i.key for i in studio.storage.clean(dry_run=True).items}
+    assert again == {i.key for i in preview.items[1:]}  # the rest is all still there
+    summary = studio.storage.last_cleanup()
+    assert summary.deleted == 1 and "job_resume_now" in summary.text()
