@@ -324,3 +324,27 @@ def test_a_job_starting_during_the_real_run_stops_it(studio, monkeypatch):
     assert again == {i.key for i in preview.items[1:]}  # the rest is all still there
     summary = studio.storage.last_cleanup()
     assert summary.deleted == 1 and "job_resume_now" in summary.text()
+
+
+def test_cli_policy_and_pin(studio, capsys):
+    from mistudio.cli import main
+
+    root = _build(studio)
+    studio.close(timeout=5)
+    base = ["--data-dir", str(root)]
+    assert main(base + ["storage", "policy", "--keep-activation-sets", "1", "--cache-limit-gb",
+                        "0", "--thin-checkpoints", "on", "--checkpoints-kept", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "keep the newest 1" in out and "keep 4 log-spaced" in out and "cache LRU: off" in out
+    assert main(base + ["storage", "policy", "--checkpoints-kept", "1"]) == 2
+    assert "cleanup_checkpoints_kept" in capsys.readouterr().err
+    assert main(base + ["extract", "pin", "act_4"]) == 0
+    assert "act_4: pinned" in capsys.readouterr().out
+    assert main(base + ["storage", "clean", "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    listed = {i["where"] for i in plan["items"]}
+    assert "activation_sets:act_1" in listed and "activation_sets:act_4" not in listed
+    assert main(base + ["storage", "clean"]) == 0
+    assert "item(s) deleted" in capsys.readouterr().out
+    assert not (root / "activations" / "act_1").exists()
+    assert (root / "activations" / "act_4").exists()

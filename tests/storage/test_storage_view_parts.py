@@ -146,3 +146,22 @@ def test_start_up_cleanup_runs_in_the_background_and_reports(studio, qtbot, enab
     assert not (studio.paths.root / "activations" / "act_1").exists()
     assert "deleted 1 item(s)" in win.statusBar().currentMessage()
     assert studio.storage.last_cleanup().trigger == "start-up"
+
+
+def test_pin_button_in_the_activation_sets_list(studio, qtbot):
+    from mistudio.ui.models.sets_panel import COLUMNS, ActivationSetsPanel
+
+    _sets(studio, 2)
+    panel = ActivationSetsPanel(studio)
+    qtbot.addWidget(panel)
+    panel.reload()
+    panel.select_id("act_1")
+    assert panel.pin_btn.text() == "Pin"
+    panel.pin_btn.click()
+    assert studio.activations.get("act_1").pinned
+    col = [c[0] for c in COLUMNS].index("pinned")
+    row = [r.id for r in panel.model.rows].index("act_1")
+    assert panel.model.data(panel.model.index(row, col)) == "pinned"
+    assert panel.selected().id == "act_1" and panel.pin_btn.text() == "Unpin"
+    panel.pin_btn.click()
+    assert not studio.activations.get("act_1").pinned
