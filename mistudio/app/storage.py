@@ -207,6 +207,35 @@ class StorageService:
                 "bytes": checked["bytes"], "copied_first": first["copied"],
                 "copied_after_close": resync["copied"]}
 
+    def unfinished_move(self) -> str | None:
+        """The old folder a move switched away from but did not get to delete (the process
+        ended between the switch and the deletion), or None."""
+        from mistudio.storage import move
+
+        marker = move.read_marker(self.paths.root)
+        if not marker or marker.get("state") != "switching":
+            return None
+        source = Path(marker.get("source", ""))
+        return str(source) if source.is_dir() and source.resolve() != \
+            self.paths.root.resolve() else None
+
+    def finish_move(self) -> str:
+        """Delete the old folder of an unfinished move (this folder was verified complete
+        before the switch). Refused while jobs run or another process has that folder's
+        database open (someone may be using it again)."""
+        from mistudio.storage import move
+
+        old = self.unfinished_move()
+        if old is None:
+            raise UserError("No unfinished move: nothing to delete.")
+        self._refuse_while_jobs_run("finish the move when they are done")
+        lock = backups.exclusive_lock(Path(old) / backups.DB_NAME)
+        try:
+            move.remove_old(Path(old), self.paths.root)
+        finally:
+            lock.close()
+        return old
+
     def _refuse_while_jobs_run(self, why: str) -> None:
         active = self.live_jobs()
         if active:

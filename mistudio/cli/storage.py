@@ -48,8 +48,10 @@ def register(sub) -> None:
 
     q = ssub.add_parser("move", help="move the data folder (e.g. to an external disk): copy "
                         "with progress, verify every file, switch, then remove the old folder")
-    q.add_argument("destination", help="an empty or new folder (a folder an interrupted move "
-                   "left is resumed)")
+    q.add_argument("destination", nargs="?", help="an empty or new folder (a folder an "
+                   "interrupted move left is resumed)")
+    q.add_argument("--finish", action="store_true", help="delete the old folder a move "
+                   "switched away from but did not get to delete")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_move)
 
@@ -168,7 +170,17 @@ def run_move(args) -> int:
     from mistudio.jobs.context import JobContext
     from mistudio.paths import human_bytes
 
+    from mistudio.errors import UserError
+
     def go(svc):
+        if args.finish:
+            print(f"Deleted the old data folder {svc.finish_move()}.")
+            return 0
+        if not args.destination:
+            left = svc.unfinished_move()
+            raise UserError("Give the folder to move the data folder to.",
+                            hint=f"An earlier move left {left}: `mistudio storage move "
+                                 "--finish` deletes it." if left else "")
         bar = TerminalProgress("local")
         try:
             out = svc.move_data_folder(args.destination,

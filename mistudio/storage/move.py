@@ -212,6 +212,15 @@ def verify(src: Path, dest: Path, ctx, *, exclude: Iterable[str] = (),
 
 
 def remove_old(src: Path, dest: Path) -> None:
-    """Delete the old folder (after the switch), then the destination's marker."""
+    """Delete the old folder (after the switch), then the destination's marker. The lock
+    file goes last: the caller holds it open until the rest is gone."""
+    src = Path(src)
+    for child in src.iterdir():
+        if child.name == "mistudio.db.lock":
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
     shutil.rmtree(src)
     (Path(dest) / MARKER).unlink(missing_ok=True)

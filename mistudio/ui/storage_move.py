@@ -60,6 +60,17 @@ class MoveDataFolderPage(QWidget):
         self.current = QLabel(f"Data folder now: {storage.paths.root}")
         self.current.setWordWrap(True)
         lay.addWidget(self.current)
+        self.leftover = storage.unfinished_move()
+        self.leftover_row = QWidget()
+        lrow = QHBoxLayout(self.leftover_row)
+        lrow.setContentsMargins(0, 0, 0, 0)
+        lrow.addWidget(QLabel(f"An earlier move switched here but did not delete the old "
+                              f"folder {self.leftover}."), 1)
+        self.finish_btn = QPushButton("Delete old folder...")
+        self.finish_btn.clicked.connect(self.finish_earlier_move)
+        lrow.addWidget(self.finish_btn)
+        self.leftover_row.setVisible(self.leftover is not None)
+        lay.addWidget(self.leftover_row)
         row = QHBoxLayout()
         self.dest = QLineEdit()
         self.dest.setPlaceholderText("an empty or new folder on the other disk")
@@ -154,6 +165,19 @@ class MoveDataFolderPage(QWidget):
                       f"{self.storage.paths.root}; moving again to the same folder resumes.")
         else:
             self._say(f"{exc} The data folder is still {self.storage.paths.root}.", error=True)
+
+    def finish_earlier_move(self) -> None:
+        if self.leftover is None or not self.confirm(
+                "Delete the old data folder", f"Delete {self.leftover}? This folder "
+                f"({self.storage.paths.root}) was verified complete before the switch."):
+            return
+        self.finish_btn.setEnabled(False)
+        self.call = BackgroundCall(self.storage.finish_move, self._finished, self._failed)
+
+    def _finished(self, old: str) -> None:
+        self.leftover = None
+        self.leftover_row.setVisible(False)
+        self._say(f"Deleted the old data folder {old}.")
 
     def _say(self, text: str, error: bool = False) -> None:
         self.status.setText(text)

@@ -217,3 +217,33 @@ def test_cli_move(movable, tmp_path, capsys):
     assert "every file verified" in capsys.readouterr().out
     assert _digests(tmp_path / "ext") == before and not src.exists()
     assert paths.resolve_data_dir() == (tmp_path / "ext").resolve()
+
+
+def test_an_old_folder_left_after_the_switch_is_offered_and_deleted(studio, tmp_path, qtbot,
+                                                                    monkeypatch):
+    import fcntl
+    import json as _json
+
+    from mistudio.ui.storage_move import MoveDataFolderPage
+
+    old = tmp_path / "old"
+    (old / "datasets" / "ds_1").mkdir(parents=True)
+    (old / "datasets" / "ds_1" / "tokens.npy").write_bytes(b"x" * 1000)
+    # the process died after switching to this folder, before deleting the old one
+    (studio.paths.root / ".mistudio-move.json").write_text(_json.dumps(
+        {"source": str(old), "state": "switching"}))
+    assert studio.storage.unfinished_move() == str(old)
+    holder = open(old / "mistudio.db.lock", "a+b")  # someone opened the old folder again
+    fcntl.flock(holder.fileno(), fcntl.LOCK_SH)
+    with pytest.raises(UserError, match="Another process"):
+        studio.storage.finish_move()
+    holder.close()
+    assert old.exists()
+    page = MoveDataFolderPage(studio.storage, lambda *a: True)
+    qtbot.addWidget(page)
+    assert not page.leftover_row.isHidden() and str(old) in page.leftover
+    page.finish_earlier_move()
+    qtbot.waitUntil(lambda: page.leftover is None, timeout=20_000)
+    assert not old.exists() and "Deleted the old data folder" in page.status.text()
+    assert not (studio.paths.root / ".mistudio-move.json").exists()
+    assert studio.storage.unfinished_move() is None
