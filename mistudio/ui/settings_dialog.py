@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMessageBox,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                               QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
 from mistudio import paths
 from mistudio.errors import UserError
@@ -25,11 +25,15 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.studio = studio
         self.setWindowTitle("Settings")
-        self.setMinimumWidth(560)
+        self.setMinimumWidth(600)
+        self.setMinimumHeight(640)  # wrapped help texts under each field need the room
         s = studio.settings
         lay = QVBoxLayout(self)
-        form = QFormLayout()
-        lay.addLayout(form)
+        pages = QTabWidget()
+        general = QWidget()
+        form = QFormLayout(general)
+        pages.addTab(general, "General")
+        lay.addWidget(pages)
 
         row = QHBoxLayout()
         self.data_dir = QLineEdit(str(studio.paths.root))
@@ -42,7 +46,8 @@ class SettingsDialog(QDialog):
         row.setContentsMargins(0, 0, 0, 0)
         form.addRow("Data folder", box)
         form.addRow("", _help("Where datasets, models, activations and trainings are stored. "
-                              "Takes effect after a restart; existing data is not moved. "
+                              "Takes effect after a restart; existing data is not moved "
+                              "(File > Storage > Move moves it). "
                               f"(${paths.ENV_DATA_DIR} overrides it.)"))
 
         self.device = QComboBox()
@@ -85,9 +90,17 @@ class SettingsDialog(QDialog):
         form.addRow("CPU quantization", self.cpu_quant)
         form.addRow("", _help(Settings.help("allow_cpu_quantization")))
 
-        form.addRow(QLabel("<b>Cleanup policy</b> (also in File > Storage > Cleanup)"))
-        self.cleanup = CleanupPolicyForm(studio.storage.policy(), compact=True)
-        form.addRow(self.cleanup)
+        cleanup = QWidget()
+        cl = QVBoxLayout(cleanup)
+        cl.addWidget(_help("What File > Storage > Cleanup and `mistudio storage clean` delete, "
+                           "and whether the window runs it at start-up. Rules that delete your "
+                           "work are off until you turn them on; a preview always comes first "
+                           "when you run it by hand."))
+        self.cleanup = CleanupPolicyForm(studio.storage.policy())
+        cl.addWidget(self.cleanup)
+        cl.addStretch(1)
+        pages.addTab(cleanup, "Cleanup policy")
+        self.pages = pages
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                    | QDialogButtonBox.StandardButton.Cancel
