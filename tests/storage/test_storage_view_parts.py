@@ -66,7 +66,8 @@ def test_policy_edit_save_preview_and_clean(studio, qtbot, monkeypatch):
     assert any("pinned" in kept.child(i).text(2) for i in range(kept.childCount()))
     monkeypatch.setattr(dlg, "_confirm", lambda *a: True)
     dlg.run_cleanup()
-    qtbot.waitUntil(lambda: dlg.plan is None and not dlg.busy(), timeout=20_000)
+    # a finished call's result reaches the dialog by a queued signal: wait for the label
+    qtbot.waitUntil(lambda: "deleted 1 item(s)" in dlg.last_run.text(), timeout=20_000)
     assert ActivationSetsRepo(studio.store).get("act_1") is None
     assert not (studio.paths.root / "activations" / "act_1").exists()
     assert (studio.paths.root / "activations" / "act_2").exists()
