@@ -8,7 +8,8 @@ skips the features already done. Params (JSON): ``run_id``, ``analysis_folder``,
 ``explanations`` ({feature: text} already stored for this model, prompt and seed),
 ``baseline_pool`` ({feature: text} other stored explanations, for the shuffled baseline),
 ``results_file``, ``n_train``, ``n_test_per_group``, ``n_negative``, ``max_new_tokens``,
-``batch_size``.
+``batch_size`` (scorer prompts per forward pass), ``explain_batch`` (explanations generated
+together).
 """
 
 from __future__ import annotations
@@ -56,13 +57,24 @@ def _append(path: Path, item: dict) -> None:
 
 def explain(model, results, feature: int, version, params: dict) -> dict:
     """One feature's explanation (and which examples were shown) by ``model``."""
-    sel = ex_mod.select(results, feature, **_sizes(params))
-    user = prompts.explainer_user(sel.train, sel.max_act, sel.logit_tokens, version)
-    raw = model.generate(version.explainer_system, user,
-                         int(params.get("max_new_tokens") or 48))
-    return {"type": "explanation", "feature": int(feature),
-            "explanation": prompts.clean_explanation(raw) or raw.strip(), "raw": raw,
-            "shown": sorted(sel.train_keys)}
+    return explain_many(model, results, [feature], version, params)[0]
+
+
+def explain_many(model, results, features: list[int], version, params: dict) -> list[dict]:
+    """The explanations of ``features``, generated in one batch where the model can
+    (``generate_many``; a stand-in with only ``generate`` is asked one at a time)."""
+    hidden = getattr(model, "special_tokens", frozenset())
+    sels = [ex_mod.select(results, f, **_sizes(params)) for f in features]
+    users = [prompts.explainer_user(sel.train, sel.max_act, sel.logit_tokens, version, hidden)
+             for sel in sels]
+    n_new = int(params.get("max_new_tokens") or 48)
+    if hasattr(model, "generate_many"):
+        raws = model.generate_many(version.explainer_system, users, n_new)
+    else:
+        raws = [model.generate(version.explainer_system, u, n_new) for u in users]
+    return [{"type": "explanation", "feature": int(f),
+             "explanation": prompts.clean_explanation(raw) or raw.strip(), "raw": raw,
+             "shown": sorted(sel.train_keys)} for f, sel, raw in zip(features, sels, raws)]
 
 
 def score(model, results, feature: int, explanation: str, version, params: dict,
@@ -71,7 +83,7 @@ def score(model, results, feature: int, explanation: str, version, params: dict,
     assert not (sel.train_keys & sel.test_keys), "a shown example would be scored"
     got = scoring.score(model, scorer, explanation, sel.test, version,
                         seed=int(params.get("seed", 0)),
-                        batch_size=int(params.get("batch_size") or 8))
+                        batch_size=int(params.get("batch_size") or 16))
     return got, sel
 
 
@@ -102,15 +114,18 @@ def run_batch(model, results, params: dict, ctx) -> dict:
     step, t0, n_explained = 0, time.monotonic(), 0
     ctx.progress(0, total, f"{len(features) - len(todo_explain)} of {len(features)} already "
                  "explained")
-    for f in todo_explain:
+    chunk = max(1, int(params.get("explain_batch") or 4))
+    for start in range(0, len(todo_explain), chunk):
         ctx.pause_point()
         ctx.check_cancelled()
-        item = explain(model, results, f, version, params)
-        _append(out, item)
-        explained[f] = item["explanation"]
-        n_explained += 1
-        step += 1
-        ctx.progress(step, total, f"Explained feature {f}: {item['explanation'][:60]}")
+        for item in explain_many(model, results, todo_explain[start:start + chunk], version,
+                                 params):
+            _append(out, item)
+            f = item["feature"]
+            explained[f] = item["explanation"]
+            n_explained += 1
+            step += 1
+            ctx.progress(step, total, f"Explained feature {f}: {item['explanation'][:60]}")
     explain_s = time.monotonic() - t0
     if scorer:
         pool = {int(k): v for k, v in (params.get("baseline_pool") or {}).items()}

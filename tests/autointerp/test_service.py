@@ -28,7 +28,7 @@ def test_service_stores_queries_and_resumes(studio_analysis, tiny_chat_dir):
     f = run.features[0]
     e = ai.explanation(sae_id, f)
     s = ai.score(sae_id, f)
-    assert e.model_id == model.id and e.prompt_version == "delphi-v1" and e.seed == 0
+    assert e.model_id == model.id and e.prompt_version == "delphi-v2" and e.seed == 0
     assert s.baseline_feature == run.features[1] and 0 <= s.score <= 1
     # the stored score is the balanced accuracy of the stored per-example answers
     items = s.details
