@@ -1,7 +1,7 @@
 """Measure auto-interpretation on your own data (not run in CI): features explained per
 minute, and the mean detection score of real explanations against the shuffled baseline.
 
-    python scripts/autointerp_rate.py --data-dir DIR SAE_ID --model MODEL [--features top50]
+    python scripts/autointerp_rate.py --data-dir DIR SAE_ID --model MODEL [--features random50]
         [--threads 1] [--seed 0]
 
 The SAE needs a completed feature analysis and MODEL a chat template. Progress is printed as
@@ -33,7 +33,9 @@ def main() -> int:
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("sae_id")
     ap.add_argument("--model", required=True)
-    ap.add_argument("--features", default="top50")
+    ap.add_argument("--features", default="random50",
+                    help="as for `mistudio features score`, or randomN: N live features drawn "
+                    "at random (seeded), a fairer sample than the densest ones that topN takes")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0,
@@ -63,13 +65,20 @@ def main() -> int:
         fa = studio.features.resolve_analysis(args.sae_id, "")
         alive = [r.feature for r in studio.features.repo.features(
             fa.id, include_dead=False, sort="firing_count", descending=True)]
-        feats = parse_features(args.features, int(fa.d_sae), alive)
+        spec = args.features
+        if spec.startswith("random"):
+            import numpy as np
+
+            n = int(spec[len("random"):])
+            rng = np.random.default_rng(args.seed)
+            spec = ",".join(str(int(f)) for f in sorted(rng.choice(alive, n, replace=False)))
+        feats = parse_features(spec, int(fa.d_sae), alive)
         run = unfinished_run(studio, args.sae_id, model.id, args.seed, feats)
         if run is not None:
             print(f"resuming run {run.id} ({run.status})", flush=True)
             job = studio.autointerp.resume(run.id)
         else:
-            job = studio.autointerp.start(args.sae_id, features=args.features,
+            job = studio.autointerp.start(args.sae_id, features=spec,
                                           model=args.model, scorer="detection",
                                           seed=args.seed, device=args.device,
                                           explain_batch=args.explain_batch)

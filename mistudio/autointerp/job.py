@@ -68,13 +68,19 @@ def explain_many(model, results, features: list[int], version, params: dict) -> 
     users = [prompts.explainer_user(sel.train, sel.max_act, sel.logit_tokens, version, hidden)
              for sel in sels]
     n_new = int(params.get("max_new_tokens") or 48)
-    if hasattr(model, "generate_many"):
-        raws = model.generate_many(version.explainer_system, users, n_new)
+    start = version.explanation_prefix if hasattr(model, "generate_many") else ""
+    if start or hasattr(model, "generate_many"):
+        raws = model.generate_many(version.explainer_system, users, n_new, prefix=start)
     else:
         raws = [model.generate(version.explainer_system, u, n_new) for u in users]
-    return [{"type": "explanation", "feature": int(f),
-             "explanation": prompts.clean_explanation(raw) or raw.strip(), "raw": raw,
-             "shown": sorted(sel.train_keys)} for f, sel, raw in zip(features, sels, raws)]
+    out = []
+    for f, sel, raw in zip(features, sels, raws):
+        # with a prefix the model completes "These examples are all about ...": the
+        # explanation is the completion; raw keeps the prefix, so it reads as generated
+        text = prompts.clean_explanation(raw) or raw.strip()
+        out.append({"type": "explanation", "feature": int(f), "explanation": text,
+                    "raw": (start + raw) if start else raw, "shown": sorted(sel.train_keys)})
+    return out
 
 
 def score(model, results, feature: int, explanation: str, version, params: dict,

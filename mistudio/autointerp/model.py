@@ -77,22 +77,27 @@ class ChatModel:
         text: the chat template would read them as control tokens."""
         return {t for t in getattr(self.tokenizer, "all_special_tokens", []) if t}
 
-    def generate(self, system: str, user: str, max_new_tokens: int = 48) -> str:
+    def generate(self, system: str, user: str, max_new_tokens: int = 48,
+                 prefix: str = "") -> str:
         """Greedy continuation of the assistant turn (deterministic: no seed needed)."""
-        return self.generate_many(system, [user], max_new_tokens)[0]
+        return self.generate_many(system, [user], max_new_tokens, prefix)[0]
 
-    def generate_many(self, system: str, users: list[str], max_new_tokens: int = 48
-                      ) -> list[str]:
-        """Greedy continuations of several prompts in one left-padded batch. Each row stops
-        at the end of its first non-empty line (the explanation is one sentence; small models
-        go on with lists), so most rows need far fewer than ``max_new_tokens`` steps, and one
-        decode step for the batch costs about as much as for one prompt on a CPU."""
+    def generate_many(self, system: str, users: list[str], max_new_tokens: int = 48,
+                      prefix: str = "") -> list[str]:
+        """Greedy continuations of several prompts in one left-padded batch. ``prefix``
+        starts the assistant's answer (the continuation is returned without it): a small
+        model given "The marked words are" completes the sentence instead of writing a
+        heading. Each row stops at the end of its first sentence or line (the explanation is
+        one sentence; small models go on with lists), so most rows need far fewer than
+        ``max_new_tokens`` steps, and one decode step for the batch costs about as much as
+        for one prompt on a CPU."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
+        start = self.tokenizer.encode(prefix, add_special_tokens=False) if prefix else []
         keep = max(1, self.max_context - max_new_tokens) if self.max_context else 0
-        seqs = [self.chat_ids(system, u)[-keep:] if keep else self.chat_ids(system, u)
-                for u in users]
+        seqs = [self.chat_ids(system, u) + start for u in users]
+        seqs = [s[-keep:] if keep else s for s in seqs]
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
         pad = int(pad if pad is not None else 0)
@@ -104,8 +109,9 @@ class ChatModel:
             mask[i, width - len(s):] = 1
         tokenizer = self.tokenizer
 
-        class FirstLineDone(StoppingCriteria):
-            """True for a row once it has written text and then a line break."""
+        class FirstSentenceDone(StoppingCriteria):
+            """True for a row once it has written text and then a line break or a full
+            stop: the explanation is one sentence."""
 
             def __init__(self):
                 self.text = [""] * len(seqs)
@@ -116,14 +122,15 @@ class ChatModel:
                     piece = tokenizer.decode(row[-1:], skip_special_tokens=True)
                     before = self.text[i]
                     self.text[i] = before + piece
-                    done.append("\n" in piece and bool(before.strip()))
+                    ended = "\n" in piece or piece.rstrip().endswith((".", "!", "?"))
+                    done.append(ended and bool((prefix + before).strip()))
                 return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
         with torch.no_grad():
             out = self.model.generate(ids.to(self.device), attention_mask=mask.to(self.device),
                                       do_sample=False, max_new_tokens=int(max_new_tokens),
                                       pad_token_id=pad,
-                                      stopping_criteria=StoppingCriteriaList([FirstLineDone()]))
+                                      stopping_criteria=StoppingCriteriaList([FirstSentenceDone()]))
         return [self.tokenizer.decode(row[width:], skip_special_tokens=True) for row in out]
 
     def answer_probs(self, system: str, users: list[str], words) -> np.ndarray:

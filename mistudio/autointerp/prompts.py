@@ -60,12 +60,20 @@ class PromptVersion:
     # drop the model's special tokens (BOS such as <|im_start|>) from the examples: inside a
     # chat prompt the template reads them as control tokens, which derails small models
     hide_special_tokens: bool = False
+    # the start of the assistant's answer, which the model completes; without it small
+    # models open with a heading ("The marked words in the output are:") and then a list
+    explanation_prefix: str = ""
 
 
 PROMPT_VERSIONS = {
+    # delphi's prompt as it is
     "delphi-v1": PromptVersion("delphi-v1", EXPLAINER_SYSTEM, DETECTION_SYSTEM, FUZZ_SYSTEM),
+    # for small local models (measured on SmolLM2-135M, docs/autointerp.md): no special
+    # tokens in the examples, no activation lists (shorter prompt, fewer copied tokens), and
+    # the answer started for the model
     "delphi-v2": PromptVersion("delphi-v2", EXPLAINER_SYSTEM, DETECTION_SYSTEM, FUZZ_SYSTEM,
-                               hide_special_tokens=True),
+                               show_activations=False, hide_special_tokens=True,
+                               explanation_prefix="These examples are all about"),
 }
 DEFAULT_PROMPT = "delphi-v2"
 
