@@ -136,3 +136,34 @@ def test_derangement_never_pairs_a_feature_with_itself():
         d = scoring.derangement([1, 2, 3, 4], seed)
         assert sorted(d.values()) == [1, 2, 3, 4] and all(k != v for k, v in d.items())
     assert scoring.derangement([5]) == {}
+
+
+def test_v2_prompt_hides_special_tokens_and_starts_the_answer(res, tmp_path):
+    from types import SimpleNamespace
+
+    ex = SimpleNamespace(tokens=["<|im_start|>", "The", " cat"], values=[0.0, 0.0, 2.0],
+                         seq=0, pos=2)
+    v1, v2 = prompts.get_version("delphi-v1"), prompts.get_version("delphi-v2")
+    hidden = {"<|im_start|>"}
+    assert "Example 1: <|im_start|>The<< cat>>" in prompts.explainer_user([ex], 2.0, [], v1,
+                                                                           hidden)
+    user = prompts.explainer_user([ex], 2.0, ["<|im_start|>", " dog"], v2, hidden)
+    assert "Example 1: The<< cat>>" in user and "<|im_start|>" not in user
+    assert "Activations" not in user and "' dog'" in user
+    qs = scoring.questions("detection", "cats", [examples.HeldOut(ex, True, 0)], 0, hidden)
+    assert "<|im_start|>" not in qs[0][0] and "Text: The cat" in qs[0][0]
+
+    class Prefixed(ScriptedModel):
+        special_tokens = hidden
+
+        def generate_many(self, system, users, max_new_tokens=48, prefix=""):
+            self.prefixes = [prefix] * len(users)
+            self.generate_calls.extend(users)
+            return [" small animals.\n"] * len(users)
+
+    model = Prefixed()
+    feats = _alive(res, 2)
+    got = job.explain_many(model, res, feats, v2, {"n_train": 3})
+    assert model.prefixes == [v2.explanation_prefix] * 2 and len(model.generate_calls) == 2
+    assert got[0]["explanation"] == "small animals."
+    assert got[0]["raw"] == v2.explanation_prefix + " small animals.\n"
