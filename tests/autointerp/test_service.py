@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mistudio.autointerp.job import read_results
 from mistudio.errors import UserError
 
 
@@ -56,3 +57,59 @@ def test_service_stores_queries_and_resumes(studio_analysis, tiny_chat_dir):
     assert done.status == "completed" and done.result["explained_now"] == 3
     expl, _ = ai.run_results(run2.id)
     assert expl[run2.features[0]].explanation == "kept" and len(expl) == 4
+
+
+CRASHING_RUN = """
+import os, sys
+from mistudio.autointerp import job as autointerp_job
+from mistudio.studio import Studio
+
+write = autointerp_job._append
+
+def write_then_crash(path, item):
+    # a hard crash (no cleanup, no status written) right after the first result is on disk
+    write(path, item)
+    os._exit(3)
+
+autointerp_job._append = write_then_crash
+studio = Studio(sys.argv[1])
+job = studio.autointerp.start(sys.argv[2], features="top3", model="tiny-chat",
+                              scorer="detection", device="cpu", explain_batch=1)
+studio.queue.wait(job.id, timeout=100)
+os._exit(0)
+"""
+
+
+def test_run_resumes_after_the_process_crashed(studio_analysis, tiny_chat_dir, data_dir):
+    """The process running a batch dies: the next start of the app marks its job
+    interrupted, and resuming the run redoes nothing that is in its results file."""
+    import subprocess
+    import sys
+
+    from mistudio.secrets_test_support import MemorySecrets
+    from mistudio.studio import Studio
+
+    studio, sae_id, _ = studio_analysis
+    model, job = studio.models.add_local(str(tiny_chat_dir), name="tiny-chat")
+    studio.queue.wait(job.id, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", CRASHING_RUN, str(data_dir), sae_id],
+                          capture_output=True, text=True, timeout=110,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    run = studio.autointerp.runs(sae_id)[0]
+    assert run.status in ("queued", "running")  # nobody recorded the crash
+    before = [d for d in read_results(Path(run.folder) / "results.jsonl")
+              if d["type"] == "explanation"]
+    assert len(before) == 1
+    again = Studio(data_dir, secrets=MemorySecrets())  # the app started again
+    try:
+        done = again.queue.wait(again.autointerp.resume(run.id).id, timeout=120)
+        assert done.status == "completed", done.error
+        assert done.result["explained_now"] == 3 - len(before)
+        assert done.result["explained"] == 3 and done.result["scored"] == 3
+        expl, scores = again.autointerp.run_results(run.id)
+        assert len(expl) == 3 and len(scores) == 3
+        for d in before:  # what was made before the crash is kept, not made again
+            assert expl[d["feature"]].explanation == d["explanation"]
+    finally:
+        again.close(timeout=10)
