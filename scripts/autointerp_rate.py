@@ -90,6 +90,8 @@ def main() -> int:
                           "explanations_per_minute": s.get("explanations_per_minute"),
                           "scored": s.get("scored"), "mean_detection": s.get("mean_score"),
                           "mean_shuffled_baseline": s.get("mean_baseline"),
+                          "mean_auroc": s.get("mean_auroc"),
+                          "mean_shuffled_auroc": s.get("mean_baseline_auroc"),
                           "wall_s": round(time.monotonic() - t0, 1)}, indent=1))
         return 0 if done.status == "completed" else 1
     finally:

@@ -147,18 +147,25 @@ def run_batch(model, results, params: dict, ctx) -> dict:
             _append(out, {"type": "score", "feature": f, "scorer": scorer,
                           **{k: v for k, v in real.to_dict().items() if k != "scorer"},
                           "baseline_feature": other,
-                          "baseline": base.balanced_accuracy if base else None})
+                          "baseline": base.balanced_accuracy if base else None,
+                          "baseline_auroc": base.auroc if base else None})
             step += 1
             ctx.progress(step, total, f"Scored feature {f}: {real.balanced_accuracy:.2f}"
                          + (f" (shuffled {base.balanced_accuracy:.2f})" if base else ""))
     done = read_results(out)
     scores = [d for d in done if d.get("type") == "score"]
     base = [d["baseline"] for d in scores if d.get("baseline") is not None]
+
+    def mean(key):
+        got = [d[key] for d in scores if d.get(key) is not None]
+        return sum(got) / len(got) if got else None
+
     return {"explained": sum(d.get("type") == "explanation" for d in done),
             "scored": len(scores),
             "mean_score": (sum(d["balanced_accuracy"] for d in scores) / len(scores))
             if scores else None,
             "mean_baseline": sum(base) / len(base) if base else None,
+            "mean_auroc": mean("auroc"), "mean_baseline_auroc": mean("baseline_auroc"),
             "explained_now": n_explained,
             "explanations_per_minute": 60.0 * n_explained / explain_s if n_explained and
             explain_s > 0 else None}

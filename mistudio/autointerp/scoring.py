@@ -28,6 +28,9 @@ class Score:
     fn: int
     mean_answer_mass: float  # P(yes) + P(no): how much of the next token the answers hold
     items: list[dict] = field(default_factory=list)  # per example: key, truth, p_yes
+    # threshold-free: does P(yes) rank the true examples above the false ones? A small
+    # model that says "No" to everything gets balanced accuracy 0.5 but can still rank
+    auroc: float | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -46,6 +49,18 @@ def balanced_accuracy(truth: list[bool], predicted: list[bool]) -> tuple[float, 
     if (~t).any():
         rates.append(counts["tn"] / int((~t).sum()))
     return (float(np.mean(rates)) if rates else float("nan")), counts
+
+
+def auroc(truth: list[bool], p_yes: list[float]) -> float | None:
+    """The probability that a random true example gets a higher P(yes) than a random false
+    one (ties count half): the area under the ROC curve. None without both classes."""
+    t = np.asarray(truth, dtype=bool)
+    p = np.asarray(p_yes, dtype=float)
+    pos, neg = p[t], p[~t]
+    if not len(pos) or not len(neg):
+        return None
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
 
 
 def _fuzz_marks(example, rng, hidden=frozenset()) -> list[bool]:
@@ -108,7 +123,7 @@ def score(model, scorer: str, explanation: str, held_out, version, *, seed: int 
     items = [{"key": list(k), "truth": t, "p_yes": round(p, 4)}
              for (_, t, k), p in zip(qs, p_yes)]
     return Score(scorer, acc, mean_answer_mass=float(np.mean(mass)) if mass else 0.0,
-                 items=items, **counts)
+                 items=items, auroc=auroc(truth, p_yes), **counts)
 
 
 def derangement(features: list[int], seed: int = 0) -> dict[int, int]:

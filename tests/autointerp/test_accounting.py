@@ -167,3 +167,18 @@ def test_v2_prompt_hides_special_tokens_and_starts_the_answer(res, tmp_path):
     assert model.prefixes == [v2.explanation_prefix] * 2 and len(model.generate_calls) == 2
     assert got[0]["explanation"] == "small animals."
     assert got[0]["raw"] == v2.explanation_prefix + " small animals.\n"
+
+
+def test_auroc_matches_sklearn_and_survives_a_no_sayer():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    truth = (rng.random(40) < 0.4).tolist()
+    p_yes = np.round(rng.random(40), 1).tolist()  # rounded: ties count half
+    assert scoring.auroc(truth, p_yes) == pytest.approx(roc_auc_score(truth, p_yes))
+    # a model that always says "no" (P(yes) < 0.5) but ranks perfectly: balanced accuracy
+    # 0.5, AUROC 1
+    truth, p_yes = [True, True, False, False], [0.4, 0.3, 0.2, 0.1]
+    acc, _ = scoring.balanced_accuracy(truth, [p > 0.5 for p in p_yes])
+    assert acc == 0.5 and scoring.auroc(truth, p_yes) == 1.0
+    assert scoring.auroc([True, True], [0.1, 0.2]) is None
