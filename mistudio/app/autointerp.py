@@ -188,7 +188,7 @@ class AutointerpService:
                     rec.prompt_version, rec.seed, rec.model_id, float(d["balanced_accuracy"]),
                     d.get("baseline"), d.get("baseline_feature"), d["tp"], d["tn"], d["fp"],
                     d["fn"], float(d.get("mean_answer_mass") or 0.0), d.get("items", []),
-                    rec.id))
+                    rec.id, auroc=d.get("auroc"), baseline_auroc=d.get("baseline_auroc")))
             n += 1
         return n
 

@@ -122,8 +122,9 @@ def score(model, scorer: str, explanation: str, held_out, version, *, seed: int 
     acc, counts = balanced_accuracy(truth, [p > 0.5 for p in p_yes])
     items = [{"key": list(k), "truth": t, "p_yes": round(p, 4)}
              for (_, t, k), p in zip(qs, p_yes)]
+    # from the stored (rounded) P(yes), so the stored details give the same number
     return Score(scorer, acc, mean_answer_mass=float(np.mean(mass)) if mass else 0.0,
-                 items=items, auroc=auroc(truth, p_yes), **counts)
+                 items=items, auroc=auroc(truth, [i["p_yes"] for i in items]), **counts)
 
 
 def derangement(features: list[int], seed: int = 0) -> dict[int, int]:

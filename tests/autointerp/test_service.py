@@ -38,6 +38,11 @@ def test_service_stores_queries_and_resumes(studio_analysis, tiny_chat_dir):
     tpr = sum(i["p_yes"] > 0.5 for i in pos) / len(pos)
     tnr = sum(i["p_yes"] <= 0.5 for i in neg) / len(neg)
     assert s.score == pytest.approx((tpr + tnr) / 2, abs=1e-3)
+    from sklearn.metrics import roc_auc_score
+
+    assert s.auroc == pytest.approx(roc_auc_score([i["truth"] for i in items],
+                                                  [i["p_yes"] for i in items]), abs=1e-3)
+    assert s.baseline_auroc is not None and 0 <= s.baseline_auroc <= 1
     word = e.explanation.split()[0] if e.explanation.split() else ""
     if word:
         assert f in {x.feature for x in ai.explanations(sae_id, text=word)}
