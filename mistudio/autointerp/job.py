@@ -153,18 +153,23 @@ def run_batch(model, results, params: dict, ctx) -> dict:
             ctx.progress(step, total, f"Scored feature {f}: {real.balanced_accuracy:.2f}"
                          + (f" (shuffled {base.balanced_accuracy:.2f})" if base else ""))
     done = read_results(out)
+    return summarise(done, n_explained, explain_s)
+
+
+def summarise(done: list[dict], n_explained: int = 0, explain_s: float = 0.0) -> dict:
+    """Counts and means of a results file's lines. The means leave out features whose held-out
+    examples were all of one kind (a rare feature whose every activating example was shown to
+    the explainer): their balanced accuracy is one rate alone, e.g. 1.0 from "No" answers."""
     scores = [d for d in done if d.get("type") == "score"]
-    base = [d["baseline"] for d in scores if d.get("baseline") is not None]
+    both = [d for d in scores if d["tp"] + d["fn"] > 0 and d["tn"] + d["fp"] > 0]
 
     def mean(key):
-        got = [d[key] for d in scores if d.get(key) is not None]
+        got = [d[key] for d in both if d.get(key) is not None]
         return sum(got) / len(got) if got else None
 
     return {"explained": sum(d.get("type") == "explanation" for d in done),
-            "scored": len(scores),
-            "mean_score": (sum(d["balanced_accuracy"] for d in scores) / len(scores))
-            if scores else None,
-            "mean_baseline": sum(base) / len(base) if base else None,
+            "scored": len(scores), "one_kind_only": len(scores) - len(both),
+            "mean_score": mean("balanced_accuracy"), "mean_baseline": mean("baseline"),
             "mean_auroc": mean("auroc"), "mean_baseline_auroc": mean("baseline_auroc"),
             "explained_now": n_explained,
             "explanations_per_minute": 60.0 * n_explained / explain_s if n_explained and

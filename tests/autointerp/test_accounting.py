@@ -182,3 +182,19 @@ def test_auroc_matches_sklearn_and_survives_a_no_sayer():
     acc, _ = scoring.balanced_accuracy(truth, [p > 0.5 for p in p_yes])
     assert acc == 0.5 and scoring.auroc(truth, p_yes) == 1.0
     assert scoring.auroc([True, True], [0.1, 0.2]) is None
+
+
+def test_summary_means_leave_out_features_scored_on_one_kind_of_example():
+    both = {"type": "score", "feature": 1, "balanced_accuracy": 0.5, "baseline": 0.25,
+            "auroc": 0.75, "baseline_auroc": 0.5, "tp": 0, "fn": 4, "tn": 8, "fp": 0}
+    other = dict(both, feature=2, balanced_accuracy=0.75, baseline=0.5, auroc=0.25,
+                 baseline_auroc=None)
+    # a rare feature: every activating example was shown, only negatives were asked about
+    negatives_only = dict(both, feature=3, balanced_accuracy=1.0, baseline=1.0, auroc=None,
+                          tp=0, fn=0)
+    got = job.summarise([{"type": "explanation", "feature": 1}, both, other, negatives_only])
+    assert got["scored"] == 3 and got["one_kind_only"] == 1 and got["explained"] == 1
+    assert got["mean_score"] == pytest.approx(0.625)
+    assert got["mean_baseline"] == pytest.approx(0.375)
+    assert got["mean_auroc"] == pytest.approx(0.5)
+    assert got["mean_baseline_auroc"] == pytest.approx(0.5)
