@@ -92,7 +92,11 @@ class ChatModel:
         ``max_new_tokens`` steps, and one decode step for the batch costs about as much as
         for one prompt on a CPU."""
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        from mistudio.hf import transformers_names
+
+        StoppingCriteria, StoppingCriteriaList = transformers_names("StoppingCriteria",
+                                                                    "StoppingCriteriaList")
 
         start = self.tokenizer.encode(prefix, add_special_tokens=False) if prefix else []
         keep = max(1, self.max_context - max_new_tokens) if self.max_context else 0
