@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from mistudio.errors import UserError
-from mistudio.jobs.repository import JobsRepo
-from mistudio.paths import DataPaths
 from typing import Callable
 
+from mistudio.app.jobs import JobService
+from mistudio.errors import UserError
+from mistudio.paths import DataPaths
 from mistudio.storage import backup as backups
 from mistudio.storage.cleanup import (PROTECTING_STATUSES, CleanupPlan, cleanup_plan,
                                       delete_items)
@@ -19,14 +19,13 @@ KEEP_BACKUPS = 7
 
 
 class StorageService:
-    def __init__(self, store: Store, paths: DataPaths, jobs_repo: JobsRepo, queue,
+    def __init__(self, store: Store, paths: DataPaths, jobs: JobService,
                  row_deleters: dict[str, Callable[[str], None]] | None = None):
         # table -> the owning service's delete (its rows and folders together)
         self.row_deleters = dict(row_deleters or {})
         self.store = store
         self.paths = paths
-        self.jobs_repo = jobs_repo
-        self.queue = queue
+        self.jobs = jobs
 
     @property
     def backups_dir(self):
@@ -41,12 +40,12 @@ class StorageService:
     # ------------------------------------------------------------------ cleanup
 
     def live_jobs(self) -> list[str]:
-        return list(self.queue.active_ids()) + self.jobs_repo.live_foreign_jobs()
+        return self.jobs.live_ids()
 
     def cleanup_plan(self) -> CleanupPlan:
         """What :meth:`clean` would delete now, the bytes it frees, and what it leaves."""
         return cleanup_plan(self.paths.root, self.orphans(), live_jobs=self.live_jobs(),
-                            protecting_jobs=self.jobs_repo.list(status=PROTECTING_STATUSES),
+                            protecting_jobs=self.jobs.list(status=PROTECTING_STATUSES),
                             row_tables=self.row_deleters)
 
     def clean(self, *, dry_run: bool = True) -> CleanupPlan:
@@ -79,7 +78,7 @@ class StorageService:
         a 'before-restore' backup first; the orphan check runs after."""
         target = backups.find_backup(self.backups_dir, ref)
         backups.verify_backup(target)
-        active = self.queue.active_ids() + self.jobs_repo.live_foreign_jobs()
+        active = self.jobs.live_ids()
         if active:
             raise UserError(f"Jobs are running ({', '.join(active[:5])}); a restore would lose "
                             "what they write.", hint="Cancel them or let them finish, then "
