@@ -15,7 +15,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
                                QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
-from mistudio.ui.features.background import BackgroundCalls
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.features.detail_parts import ChipList
 from mistudio.ui.features.token_text import TokenExample, TokenTextView
 from mistudio.ui.kit import palette

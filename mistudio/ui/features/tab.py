@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QSplitter, QSt
 from mistudio.errors import UserError
 from mistudio.ui.empty_state import EmptyState
 from mistudio.ui.features import loaders
-from mistudio.ui.features.background import BackgroundCalls
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.features.detail import FeatureDetailPanel
 from mistudio.ui.features.exports import FeatureExports
 from mistudio.ui.features.interpretation import FeatureExplainer
@@ -42,7 +42,7 @@ class FeaturesTab(QWidget):
         self.studio = studio
         self.bridge = bridge
         self.state = FeaturesState()
-        self.calls = BackgroundCalls(self)  # quick reads: the table, a feature, lists, maps
+        self.calls = BackgroundCalls(self, name="features-tab")  # quick reads: the table, a feature, lists, maps
         # slow work (an ablation loads the model; an export writes many files) has its own
         # thread, so clicking through features stays quick meanwhile
         self.slow_calls = BackgroundCalls(self, name="features-slow")
