@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
@@ -68,14 +67,15 @@ class BackgroundCalls(QObject):
     def __init__(self, parent: QObject | None = None, name: str = "ui-background"):
         super().__init__(parent)
         self.thread_prefix = f"{name}-{id(self):x}"  # this owner's worker thread
-        # the thread starts with the first call and ends with close() (or the owner)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.thread_prefix)
+        # made with the first call (concurrent.futures stays out of the window's start-up);
+        # its thread ends with close() or with the owner
+        self._pools: list = []
         self._closed = threading.Event()
         self._current: dict[str, BackgroundTask] = {}
         self._handlers: dict[BackgroundTask, tuple] = {}
         self._serial = 0
         self._delivered.connect(self._on_delivered)  # queued: emitted on the worker thread
-        self.destroyed.connect(_stopper(self._closed, self._pool))
+        self.destroyed.connect(_stopper(self._closed, self._pools))
 
     def call(self, key: str, fn: Callable, on_done: Callable[[Any], None],
              on_error: Callable[[str], None] | None = None, *,
@@ -94,7 +94,12 @@ class BackgroundCalls(QObject):
             older.cancel()
         self._current[key] = task
         self._handlers[task] = (on_done, on_error, on_report)
-        self._pool.submit(self._run, task, fn, pass_task)
+        if not self._pools:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pools.append(ThreadPoolExecutor(max_workers=1,
+                                                  thread_name_prefix=self.thread_prefix))
+        self._pools[0].submit(self._run, task, fn, pass_task)
         return task
 
     @staticmethod
@@ -158,15 +163,22 @@ class BackgroundCalls(QObject):
         self._closed.set()
         self._handlers.clear()
         self._current.clear()
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        for pool in self._pools:
+            pool.shutdown(wait=wait, cancel_futures=True)
+
+    def _let_thread_end(self) -> None:
+        """Nothing more will be asked (a one-off call delivered): the idle thread ends."""
+        for pool in self._pools:
+            pool.shutdown(wait=False)
 
 
-def _stopper(closed: threading.Event, pool: ThreadPoolExecutor):
+def _stopper(closed: threading.Event, pools: list):
     """What runs when the owner is deleted without close() (its parent went): no reference
     to the deleted object, only to what must stop."""
     def stop(*_):
         closed.set()
-        pool.shutdown(wait=False, cancel_futures=True)
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
     return stop
 
 
@@ -186,7 +198,7 @@ class BackgroundCall(QObject):
     def _finish(self, callback):
         def deliver(value):
             BackgroundCall._live.discard(self)
-            self._calls._pool.shutdown(wait=False)  # its thread ends now: nothing is queued
+            self._calls._let_thread_end()
             if callback is not None:
                 callback(value)
         return deliver
