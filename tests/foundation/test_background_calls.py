@@ -168,3 +168,18 @@ def test_one_off_call_reports_and_its_thread_ends(qtbot):
     qtbot.waitUntil(lambda: bool(got), timeout=10_000)
     assert got[0].startswith("ui-background") and not call.running()
     qtbot.waitUntil(lambda: got[0] not in _threads_named("ui-background"), timeout=10_000)
+
+
+def test_one_off_call_hands_its_error_over_as_the_exception(qtbot):
+    from mistudio.errors import JobCancelled
+    from mistudio.ui.kit.background import BackgroundCall
+
+    errors = []
+
+    def stopped():
+        raise JobCancelled()
+
+    call = BackgroundCall(stopped, lambda _v: None, errors.append)
+    assert call.wait(10)
+    qtbot.waitUntil(lambda: bool(errors), timeout=10_000)
+    assert isinstance(errors[0], JobCancelled)  # the caller tells a cancel from a failure

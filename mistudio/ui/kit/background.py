@@ -60,7 +60,7 @@ class BackgroundTask:
 class BackgroundCalls(QObject):
     """``call(key, fn, on_done, on_error)`` from the GUI thread; the callbacks run there.
     ``on_error`` gets a short message (``errors.describe_exception``; the traceback goes to
-    the log)."""
+    the log), or the exception itself with ``errors="exception"``."""
 
     _delivered = Signal(object, str, object)  # task, "done" | "error" | "report" | "skip", value
 
@@ -80,7 +80,7 @@ class BackgroundCalls(QObject):
     def call(self, key: str, fn: Callable, on_done: Callable[[Any], None],
              on_error: Callable[[str], None] | None = None, *,
              on_report: Callable[[Any], None] | None = None,
-             pass_task: bool = False) -> BackgroundTask:
+             pass_task: bool = False, errors: str = "message") -> BackgroundTask:
         """Run ``fn()`` (``fn(task)`` with ``pass_task``) after the calls before it; the
         previous call with this ``key`` becomes stale (cancelled, its results dropped)."""
         self._serial += 1
@@ -93,7 +93,7 @@ class BackgroundCalls(QObject):
         if older is not None:
             older.cancel()
         self._current[key] = task
-        self._handlers[task] = (on_done, on_error, on_report)
+        self._handlers[task] = (on_done, on_error, on_report, errors == "exception")
         if not self._pools:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -111,13 +111,13 @@ class BackgroundCalls(QObject):
                 try:
                     kind, value = "done", (fn(task) if pass_task else fn())
                 except Exception as exc:  # shown to the user, never raised on the worker
-                    from mistudio.errors import UserError, describe_exception
+                    from mistudio.errors import JobCancelled, UserError
 
-                    if isinstance(exc, UserError):  # bad input: the message says it all
+                    if isinstance(exc, (UserError, JobCancelled)):  # the message says it all
                         log.info("background call %s: %s", task.key, exc)
                     else:
                         log.exception("background call %s failed", task.key)
-                    kind, value = "error", describe_exception(exc)
+                    kind, value = "error", exc
         finally:
             task._done.set()
         if not task._owner_closed.is_set():
@@ -139,10 +139,12 @@ class BackgroundCalls(QObject):
             del self._current[task.key]
         if task.cancelled() or kind == "skip":
             return  # a newer call with this key was made, or it was stopped: stale
-        on_done, on_error, _ = handlers
+        on_done, on_error, _, raw_errors = handlers
         if kind == "error":
             if on_error is not None:
-                on_error(value)
+                from mistudio.errors import describe_exception
+
+                on_error(value if raw_errors else describe_exception(value))
         else:
             on_done(value)
 
@@ -184,7 +186,8 @@ def _stopper(closed: threading.Event, pools: list):
 
 class BackgroundCall(QObject):
     """``BackgroundCall(fn, on_done, on_error)``: one call on a worker of its own; the
-    callbacks run on the GUI thread. Kept alive until it has reported."""
+    callbacks run on the GUI thread (``on_error`` gets the exception). Kept alive until it
+    has reported."""
 
     _live: set = set()
 
@@ -193,7 +196,7 @@ class BackgroundCall(QObject):
         self._calls = BackgroundCalls(self, name="ui-background")
         BackgroundCall._live.add(self)
         self._task = self._calls.call("call", fn, self._finish(on_done),
-                                      self._finish(on_error))
+                                      self._finish(on_error), errors="exception")
 
     def _finish(self, callback):
         def deliver(value):
@@ -209,6 +212,26 @@ class BackgroundCall(QObject):
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the function has returned (tests); True unless it timed out."""
         return self._task.wait(timeout)
+
+
+class LatestProgress:
+    """A job context's sink (``JobContext.standalone(on_event=sink)``) for work run by a
+    background call: keeps only the newest progress payload, written on the worker thread;
+    a GUI-thread timer ``take()``s it (a burst of updates never floods the event loop)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._latest: dict | None = None
+
+    def __call__(self, _job_id, kind: str, payload: dict) -> None:
+        if kind == "progress":
+            with self._lock:
+                self._latest = dict(payload)
+
+    def take(self) -> dict | None:
+        with self._lock:
+            latest, self._latest = self._latest, None
+            return latest
 
 
 def on_gui_thread() -> bool:
