@@ -184,6 +184,8 @@ class DatasetsTab(QWidget):
             self._select(self.list_model.records[current.row()].id)
 
     def _select(self, dataset_id: str | None, *, force: bool = False) -> None:
+        if dataset_id == self.state.selected_id and not force:
+            return  # already shown (no read)
         ds = self._get(dataset_id)
         changed = self.state.select(dataset_id, ds.status if ds else None, force=force)
         if changed is None:
