@@ -59,7 +59,7 @@ def main() -> int:
         elif kind == "status":
             print(f"[{time.monotonic() - t0:7.0f} s] {payload.get('status')}", flush=True)
 
-    studio.queue.add_listener(show)
+    studio.jobs.add_listener(show)
     try:
         model = studio.models.get(args.model)
         fa = studio.features.resolve_analysis(args.sae_id, "")
@@ -82,7 +82,7 @@ def main() -> int:
                                           model=args.model, scorer="detection",
                                           seed=args.seed, device=args.device,
                                           explain_batch=args.explain_batch)
-        done = studio.queue.wait(job.id)
+        done = studio.jobs.wait(job.id)
         s = done.result or {}
         print(json.dumps({"status": done.status, "error": done.error,
                           "run": job.target, "features": len(feats),

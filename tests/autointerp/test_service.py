@@ -15,14 +15,14 @@ from mistudio.errors import UserError
 def test_service_stores_queries_and_resumes(studio_analysis, tiny_chat_dir):
     studio, sae_id, fa_id = studio_analysis
     model, job = studio.models.add_local(str(tiny_chat_dir), name="tiny-chat")
-    studio.queue.wait(job.id, timeout=120)
+    studio.jobs.wait(job.id, timeout=120)
     ai = studio.autointerp
     with pytest.raises(UserError, match="Unknown scorer"):
         ai.start(sae_id, features="top2", model="tiny-chat", scorer="vibes")
     assert ai.explanation(sae_id, 0) is None and ai.score(sae_id, 0) is None
     job = ai.start(sae_id, features="top2", model="tiny-chat", scorer="detection",
                    device="cpu")
-    done = studio.queue.wait(job.id, timeout=120)
+    done = studio.jobs.wait(job.id, timeout=120)
     assert done.status == "completed", done.error
     run = ai.get_run(job.target)
     assert run.status == "completed" and len(run.features) == 2
@@ -65,7 +65,7 @@ autointerp_job._append = write_then_crash
 studio = Studio(sys.argv[1])
 job = studio.autointerp.start(sys.argv[2], features="top2", model="tiny-chat",
                               scorer="detection", device="cpu", explain_batch=1)
-studio.queue.wait(job.id, timeout=100)
+studio.jobs.wait(job.id, timeout=100)
 os._exit(0)
 """
 
@@ -81,7 +81,7 @@ def test_run_resumes_after_the_process_crashed(studio_analysis, tiny_chat_dir, d
 
     studio, sae_id, _ = studio_analysis
     model, job = studio.models.add_local(str(tiny_chat_dir), name="tiny-chat")
-    studio.queue.wait(job.id, timeout=120)
+    studio.jobs.wait(job.id, timeout=120)
     proc = subprocess.run([sys.executable, "-c", CRASHING_RUN, str(data_dir), sae_id],
                           capture_output=True, text=True, timeout=110,
                           cwd=Path(__file__).resolve().parents[2])
@@ -93,7 +93,7 @@ def test_run_resumes_after_the_process_crashed(studio_analysis, tiny_chat_dir, d
     assert len(before) == 1
     again = Studio(data_dir, secrets=MemorySecrets())  # the app started again
     try:
-        done = again.queue.wait(again.autointerp.resume(run.id).id, timeout=120)
+        done = again.jobs.wait(again.autointerp.resume(run.id).id, timeout=120)
         assert done.status == "completed", done.error
         assert done.result["explained_now"] == 2 - len(before)
         assert done.result["explained"] == 2 and done.result["scored"] == 2
