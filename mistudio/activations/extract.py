@@ -32,7 +32,9 @@ BUFFER_SLOTS = 3  # batches in flight between the model and the disk
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+    from mistudio.errors import out_of_memory  # the one test every job kind's failure uses
+
+    return bool(out_of_memory(exc))
 
 
 class _BackgroundWriter:
@@ -408,8 +410,9 @@ def _oom_error(batch_size: int) -> UserError:
     smaller = max(1, batch_size // 2)
     return UserError(
         f"The device ran out of memory at batch size {batch_size}.",
-        hint=f"Resume the extraction with a smaller batch size (e.g. {smaller}); the shards "
-        "already written are kept.")
+        hint=f"Resume the extraction with a smaller batch size (`mistudio extract resume ID "
+        f"--batch-size {smaller}`), or load the model in a smaller dtype (--model-dtype "
+        "bfloat16); the shards already written are kept.")
 
 
 def _torch_dtype(name: str):

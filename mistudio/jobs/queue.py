@@ -220,7 +220,7 @@ class JobQueue:
             status, message = "cancelled", "Cancelled."
             logger.info("job cancelled")
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the user
-            error = describe_exception(exc)
+            error = describe_exception(exc, memory_hint=_memory_hint(rec.kind))
             tb = traceback.format_exc()
             message = error
             logger.error("job failed: %s\n%s", error, tb)
@@ -324,3 +324,10 @@ class JobQueue:
 
 def active_statuses() -> tuple[str, ...]:
     return ACTIVE
+
+
+def _memory_hint(kind: str) -> str:
+    try:
+        return get_kind(kind).memory_hint
+    except KeyError:
+        return ""
