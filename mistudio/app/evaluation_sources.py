@@ -28,7 +28,7 @@ class EvaluationSources:
             raise UserError(f"The activation set {path} cannot be read ({exc}).",
                             hint="Evaluate with a model and tokenization given explicitly.") \
                 from exc
-        model_rec = (self.model(model, "") if model  # the user's name, in any message
+        model_rec = (self.model(model, "", given=True) if model
                      else self.model(meta.get("model_id") or "", meta.get("model_name") or ""))
         own_tokens = str(meta.get("tokenization") or "")
         tok_folder = self.tokenization(tokenization or own_tokens, model_rec)
@@ -84,7 +84,9 @@ class EvaluationSources:
         if target.hook_type == "module":
             self.models.check_module_path(model_rec.id, target.module_path)
 
-    def model(self, ref: str, name: str):
+    def model(self, ref: str, name: str, *, given: bool = False):
+        """The registered model ``ref``; ``given``: the user named it (an unknown name is
+        then simply "No model 'x'"), else it comes from the SAE's or set's metadata."""
         label = name or ref
         if not ref:
             raise UserError(
@@ -95,6 +97,8 @@ class EvaluationSources:
         try:
             return self.models.require_ready(ref)
         except UserError as exc:
+            if given:
+                raise
             raise UserError(f"The model {label!r} is not available in the app: {exc}",
                             hint="Add (or finish adding) it in the Models tab, then evaluate "
                                  "with `mistudio sae evaluate`.") from exc

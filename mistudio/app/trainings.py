@@ -402,7 +402,8 @@ class TrainingService:
                                                hook_name=hook_name)
         from mistudio.sae.evaluation import EvalSpec
 
-        model_rec = self.sources.model(model or rec.model_name, "")
+        model_rec = (self.sources.model(model, "", given=True) if model
+                     else self.sources.model(rec.model_name, ""))
         cfg = read_json(Path(rec.folder) / "cfg.json")
         hook = hook_name or rec.hook_name
         if not hook:

@@ -361,7 +361,7 @@ CATALOGUE: list[BadInput] = [
     C("extract-unknown-tokenization", "extraction", "a tokenization id that does not exist",
       lambda a, b: ["'tok_nope'"], lambda a, b: ["extract", "run", a.model, "tok_nope"]),
     C("extract-resume-complete", "extraction", "resuming a complete extraction",
-      lambda a, b: ["already complete"],
+      lambda a, b: [a.activation_set, "already complete"],
       lambda a, b: ["extract", "resume", a.activation_set]),
     # -------------------------------------------------------------- models
     C("model-folder-without-config", "model folder", "a folder without config.json",

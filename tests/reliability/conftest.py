@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.autointerp.conftest import tiny_chat_dir  # noqa: F401 (fixture reused)
 from tests.conftest import SAMPLE_TEXT
 
 

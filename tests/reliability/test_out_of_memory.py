@@ -38,10 +38,12 @@ def test_every_long_job_kind_names_what_to_lower():
 
 
 @pytest.fixture(scope="module")
-def oom_assets(tmp_path_factory, tiny_gpt2_dir):
+def oom_assets(tmp_path_factory, tiny_gpt2_dir, tiny_chat_dir):
     from tests.reliability.bad_input_assets import build_assets
 
-    return build_assets(tmp_path_factory.mktemp("oom"), tiny_gpt2_dir, SAMPLE_TEXT)
+    assets = build_assets(tmp_path_factory.mktemp("oom"), tiny_gpt2_dir, SAMPLE_TEXT)
+    assets.chat_dir = tiny_chat_dir
+    return assets
 
 
 def _gpu_oom(*args, **kwargs):
@@ -63,6 +65,28 @@ CASES = {  # kind: (command line, what to patch to fail at the step, a setting t
 }
 
 
+def _explain(a):
+    """`mistudio features explain` with the tiny chat model: the SAE needs an analysis first
+    (a real one, before the step is made to fail) and the model must be registered."""
+    from mistudio.secrets_test_support import MemorySecrets
+    from mistudio.studio import Studio
+
+    studio = Studio(a.data, secrets=MemorySecrets())
+    try:
+        if not [m for m in studio.models.list() if m.name == "tiny-chat"]:
+            _m, job = studio.models.add_local(str(a.chat_dir), name="tiny-chat")
+            assert studio.queue.wait(job.id, 120).status == "completed"
+    finally:
+        studio.close(timeout=10)
+    if main(["--data-dir", str(a.data), "analyze", a.sae, "--max-tokens", "512"]) != 0:
+        raise AssertionError("the analysis before the explanation failed")
+    return ["features", "explain", a.sae, "--features", "top2", "--model", "tiny-chat",
+            "--device", "cpu"]
+
+
+CASES["autointerp.run"] = (_explain, "chat model", "--features")
+
+
 @pytest.mark.parametrize("kind", list(CASES))
 def test_gpu_out_of_memory_fails_the_job_with_what_to_lower(kind, oom_assets, capsys,
                                                              monkeypatch):
@@ -70,14 +94,19 @@ def test_gpu_out_of_memory_fails_the_job_with_what_to_lower(kind, oom_assets, ca
 
     from mistudio.sae import architectures
 
+    from transformers.models.llama import modeling_llama
+
     a = oom_assets
-    argv, where, setting = CASES[kind]
+    make_argv, where, setting = CASES[kind]
+    argv = make_argv(a)
+    before = snapshot(a.data)
     if where == "model":
         monkeypatch.setattr(modeling_gpt2.GPT2Block, "forward", _gpu_oom)
+    elif where == "chat model":
+        monkeypatch.setattr(modeling_llama.LlamaDecoderLayer, "forward", _gpu_oom)
     else:
         monkeypatch.setattr(architectures.TopKSAE, "training_step", _gpu_oom)
-    before = snapshot(a.data)
-    rc = main(["--data-dir", str(a.data), *argv(a)])
+    rc = main(["--data-dir", str(a.data), *argv])
     out, err = capsys.readouterr()
     assert rc in (1, 2) and "Traceback" not in out + err, err
     assert "ran out of memory" in err and setting in err, err
@@ -87,7 +116,7 @@ def test_gpu_out_of_memory_fails_the_job_with_what_to_lower(kind, oom_assets, ca
         assert after["files"].get(name) == digest, name
     for table, rows in before["rows"].items():
         if table not in ("jobs", "activation_sets", "trainings", "steering_generations",
-                         "feature_analyses"):
+                         "feature_analyses", "autointerp_runs"):
             assert set(rows) <= set(after["rows"][table]), table
     from mistudio.secrets_test_support import MemorySecrets
     from mistudio.studio import Studio
