@@ -277,8 +277,6 @@ def _load_saelens(folder: Path):
     if not isinstance(arch, str):
         raise UserError(f"{cfg_path}: 'architecture' must be a name such as 'topk', not "
                         f"{arch!r}.", hint="Fix that value, or copy the SAE's files again.")
-    _check_saelens_tensors(tensors, folder / WEIGHTS_FILE, d_in, d_sae, d_out)
-    _check_finite(tensors, str(folder / WEIGHTS_FILE))
     base = arch.replace("_skip_transcoder", "").replace("_transcoder", "")
     transcoder = "transcoder" in arch
     skip = "skip_transcoder" in arch
@@ -293,8 +291,6 @@ def _load_saelens(folder: Path):
         cls, kw = ReluSAE, {"l1_coefficient": float(ours.get("l1_coefficient", 5.0))}
     elif base == "topk":
         cls, kw = TopKSAE, {"k": _cfg_int(cfg if "k" in cfg else ours, "k", cfg_path)}
-        if cfg.get("rescale_acts_by_decoder_norm"):
-            tensors = _fold_decoder_norm(tensors)
     elif base == "jumprelu":
         cls, kw = JumpReLUSAE, {}
     else:
@@ -305,6 +301,12 @@ def _load_saelens(folder: Path):
         raise UserError(f"This SAE expects its inputs normalised with {norm!r}, which is not "
                         "folded into its weights.",
                         hint="Fold the scaling into the weights with SAELens and save it again.")
+    # the weights, once the architecture is known to be one we read (a gated SAE's extra
+    # tensors are "not supported", not "unknown")
+    _check_saelens_tensors(tensors, folder / WEIGHTS_FILE, d_in, d_sae, d_out)
+    _check_finite(tensors, str(folder / WEIGHTS_FILE))
+    if cls is TopKSAE and cfg.get("rescale_acts_by_decoder_norm"):
+        tensors = _fold_decoder_norm(tensors)
     sae = _new(cls, d_in, d_sae, d_out=d_out if transcoder else None, skip=skip,
                transcoder=transcoder, **kw)
     sae.apply_b_dec_to_input = bool(cfg.get("apply_b_dec_to_input", not transcoder))
