@@ -431,6 +431,12 @@ CATALOGUE: list[BadInput] = [
     C("dialog-preset-not-a-preset", "dialog",
       "Steering tab: importing a JSON file that is not a preset",
       lambda a, b: [str(b / "p.json")], dialog="preset_import_not_a_preset"),
+    C("dialog-tokenize-no-tokenizer", "dialog",
+      "Tokenize dialog: a tokenizer folder without tokenizer files",
+      lambda a, b: [str(b / "empty")], dialog="tokenize_folder_without_tokenizer"),
+    C("dialog-extract-layer-out-of-range", "dialog",
+      "Models tab, Extract: layer 7 of a 3-layer model, then Start",
+      lambda a, b: ["[7]", "3 layers"], dialog="extract_layer_out_of_range"),
     C("dialog-sae-folder-empty", "dialog", "SAEs page: importing a folder without an SAE",
       lambda a, b: [str(b / "empty")], dialog="sae_import_empty_folder"),
 ]

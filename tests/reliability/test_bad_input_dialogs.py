@@ -67,6 +67,34 @@ def preset_import_not_a_preset(qtbot, studio, bridge, a, b) -> str:
     return shown[-1]
 
 
+def tokenize_folder_without_tokenizer(qtbot, studio, bridge, a, b) -> str:
+    from mistudio.ui.datasets.dialogs import TokenizeDialog
+
+    dlg = TokenizeDialog(studio, studio.datasets.get(a.dataset))
+    qtbot.addWidget(dlg)
+    dlg.model_combo.setCurrentIndex(dlg.model_combo.count() - 1)  # "Tokenizer folder…"
+    (b / "empty").mkdir()
+    dlg.folder_edit.setText(str(b / "empty"))
+    dlg._try_accept()  # the Tokenize button
+    assert dlg.result() == 0  # not accepted: the dialog stays open with the message
+    return dlg.error_label.text()
+
+
+def extract_layer_out_of_range(qtbot, studio, bridge, a, b) -> str:
+    from mistudio.ui.models.extract_panel import ExtractionPanel
+
+    panel = ExtractionPanel(studio)
+    qtbot.addWidget(panel)
+    panel.set_model(a.model)
+    panel.layers.setText("7")
+    assert "3 layers" in panel.layers_info.text()  # the form shows the problem as typed...
+    shown = []
+    panel.error.connect(shown.append)
+    panel.start()  # ...and Start refuses it
+    assert panel.job_id is None
+    return shown[-1]
+
+
 def sae_import_empty_folder(qtbot, studio, bridge, a, b, monkeypatch) -> str:
     from PySide6.QtWidgets import QMessageBox
 
