@@ -2,8 +2,8 @@
 SHA-256) and folder, and every row of every table of the database.
 
 Left out of the file list: the database's own files (compared by their rows instead: SQLite
-rewrites pages and the WAL without changing a row) and the app's log, which records the
-refused command on purpose."""
+rewrites pages and the WAL without changing a row), the app's log, which records the
+refused command on purpose, and the log of free-space checks that jobs append to."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 
 NOT_COMPARED = {"mistudio.db", "mistudio.db-wal", "mistudio.db-shm", "mistudio.db.lock",
-                "logs/mistudio.log"}
+                "logs/mistudio.log", "logs/space-checks.jsonl"}
 
 
 def files(data: Path) -> dict[str, tuple]:

@@ -91,10 +91,9 @@ CASES["autointerp.run"] = (_explain, "chat model", "--features")
 def test_gpu_out_of_memory_fails_the_job_with_what_to_lower(kind, oom_assets, capsys,
                                                              monkeypatch):
     from transformers.models.gpt2 import modeling_gpt2
+    from transformers.models.llama import modeling_llama
 
     from mistudio.sae import architectures
-
-    from transformers.models.llama import modeling_llama
 
     a = oom_assets
     make_argv, where, setting = CASES[kind]
