@@ -24,7 +24,12 @@ END = "<!-- bad-input-catalogue:end -->"
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Table-safe: '|' escaped; '<files>' outside `code` not read as an HTML tag (inside a
+    code span it is shown as written)."""
+    parts = text.replace("|", "\\|").replace("\n", " ").split("`")
+    for i in range(0, len(parts), 2):  # the parts outside code spans
+        parts[i] = parts[i].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "`".join(parts)
 
 
 def table() -> str:
