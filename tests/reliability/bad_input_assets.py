@@ -37,7 +37,7 @@ def build_assets(root: Path, model_dir: Path, text: str) -> Assets:
     studio = Studio(data, secrets=MemorySecrets())
     try:
         def wait(job):
-            rec = studio.queue.wait(job.id, 120)
+            rec = studio.jobs.wait(job.id, 120)
             assert rec.status == "completed", rec.error
             return rec
 

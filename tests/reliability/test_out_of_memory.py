@@ -75,7 +75,7 @@ def _explain(a):
     try:
         if not [m for m in studio.models.list() if m.name == "tiny-chat"]:
             _m, job = studio.models.add_local(str(a.chat_dir), name="tiny-chat")
-            assert studio.queue.wait(job.id, 120).status == "completed"
+            assert studio.jobs.wait(job.id, 120).status == "completed"
     finally:
         studio.close(timeout=10)
     if main(["--data-dir", str(a.data), "analyze", a.sae, "--max-tokens", "512"]) != 0:
@@ -195,4 +195,4 @@ def test_window_stays_usable_after_an_out_of_memory_job(oom_assets, qtbot, monke
     finally:
         w.skip_close_confirmation = True
         w.close()
-        qtbot.waitUntil(lambda: not studio.queue.active_ids(), timeout=15000)
+        qtbot.waitUntil(lambda: not studio.jobs.active_ids(), timeout=15000)
