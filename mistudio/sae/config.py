@@ -185,6 +185,10 @@ class TrainingConfig:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise UserError(f"Cannot read the config file {path}: {exc.strerror or exc}.") from exc
+        except UnicodeDecodeError:
+            raise UserError(f"The config file {path} is not UTF-8 text.",
+                            hint="Write it as a JSON object of settings, saved as UTF-8.") \
+                from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -373,6 +377,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         try:
             f = float(value)
             if f == int(f):
+                if abs(int(f)) >= 2 ** 63:  # beyond what any count can be (or SQLite store)
+                    raise UserError(f"Setting {name!r} is too large: {value!r}.",
+                                    hint="Use a realistic number.")
                 return int(f)
         except (TypeError, ValueError, OverflowError):
             pass
