@@ -144,6 +144,25 @@ def test_cached_and_uncached_steered_generation_agree_token_by_token(request, wh
     assert any(c["tokens"] != cached["columns"][0]["tokens"] for c in cached["columns"][1:])
 
 
+@pytest.mark.parametrize("n_columns", [1, 2])
+def test_padded_batches_agree_with_uncached_generation(gpt2, n_columns):
+    """2-3 rows run as 4 on the CPU (padding rows copy row 0's prompt cache): the same
+    tokens as the uncached loop, which runs every row at every step."""
+    from mistudio.steering.generate import batch_rows
+
+    model, tok = gpt2
+    assert batch_rows(1 + n_columns, "cpu") == 4
+    sae = make_sae("topk")
+    s = Sampling(max_new_tokens=8)
+    cols = _columns()[:n_columns]
+    cached = engine.run_comparison(model, tok, sae, _target(model), cols, PROMPT, s,
+                                   with_metrics=False)
+    uncached = engine.run_comparison(model, tok, sae, _target(model), cols, PROMPT, s,
+                                     use_cache=False, with_metrics=False)
+    assert [c["tokens"] for c in cached["columns"]] == [c["tokens"] for c in uncached["columns"]]
+    assert cached["columns"][1]["tokens"] != cached["columns"][0]["tokens"]
+
+
 @pytest.mark.parametrize("sampling", [
     Sampling(max_new_tokens=12),
     Sampling(max_new_tokens=12, greedy=False, temperature=0.7, top_p=0.9, seed=5),
