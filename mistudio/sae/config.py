@@ -116,6 +116,9 @@ class TrainingConfig:
     #: matryoshka_batchtopk: increasing prefix widths, d_sae appended if missing; empty:
     #: d_sae/16, d_sae/4, d_sae
     matryoshka_widths: list[int] = field(default_factory=list)
+    #: matryoshka_batchtopk: AuxK per level (each level's dead latents reconstruct that
+    #: level's residual; SAELens's option of the same name) instead of on the whole SAE's
+    use_matryoshka_aux_loss: bool = False
     # -- optimisation -------------------------------------------------------------------
     lr: float = 3e-4
     adam_beta1: float = 0.9
@@ -499,6 +502,10 @@ SETTING_INFO: dict[str, SettingInfo] = {
     "matryoshka_widths": _i("Matryoshka widths", "Nested dictionary sizes, increasing, "
                             "comma-separated (e.g. 512, 2048); the SAE width is added as the "
                             "last level.", "latents", "empty = automatic: d_sae/16, d_sae/4"),
+    "use_matryoshka_aux_loss": _i("AuxK per level", "Matryoshka: each level's dead latents "
+                                  "reconstruct that level's own residual (SAELens's "
+                                  "use_matryoshka_aux_loss; slower, may revive latents "
+                                  "better) instead of the whole SAE's."),
     "d_sae": _i("SAE width", "Number of latents. Set it to fix the width exactly.",
                 "latents", "0 = automatic: from expansion factor"),
     "expansion_factor": _i("Expansion factor",

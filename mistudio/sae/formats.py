@@ -67,7 +67,8 @@ def saelens_training_details(sae: BatchTopKSAE) -> dict:
                "rescale_acts_by_decoder_norm": False,
                "topk_threshold_lr": round(1 - BatchTopKSAE.THRESHOLD_EMA, 10)}
     if isinstance(sae, MatryoshkaBatchTopKSAE):
-        details.update(matryoshka_widths=list(sae.widths), use_matryoshka_aux_loss=False)
+        details.update(matryoshka_widths=list(sae.widths),
+                       use_matryoshka_aux_loss=bool(sae.use_matryoshka_aux_loss))
     return {"training_architecture": sae.architecture,
             "training_architecture_details": details}
 
@@ -286,7 +287,9 @@ def _load_saelens(folder: Path):
         cls, kw = BatchTopKSAE, {"k": _cfg_int(ours, "k", cfg_path, 32)}
     elif ours.get("architecture") == "matryoshka_batchtopk":
         cls, kw = MatryoshkaBatchTopKSAE, {"k": int(ours.get("k", 32)),
-                                           "widths": ours.get("matryoshka_widths") or ()}
+                                           "widths": ours.get("matryoshka_widths") or (),
+                                           "use_matryoshka_aux_loss": bool(
+                                               ours.get("use_matryoshka_aux_loss", False))}
     elif base == "standard":
         cls, kw = ReluSAE, {"l1_coefficient": float(ours.get("l1_coefficient", 5.0))}
     elif base == "topk":
