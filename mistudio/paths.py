@@ -92,7 +92,23 @@ class DataPaths:
                 f"Cannot create the data folder {self.root}: {exc.strerror or exc}.",
                 hint=f"Choose another folder in Settings or set {ENV_DATA_DIR} to a writable path.",
             ) from exc
+        self._check_writable()
         return self
+
+    def _check_writable(self) -> None:
+        """mkdir(exist_ok=True) succeeds on a read-only folder; the first write (the log,
+        the database) would then fail deep inside. Try one small file now instead."""
+        for folder in (self.root, self.logs):
+            probe = folder / f".write-test-{os.getpid()}"
+            try:
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as exc:
+                raise UserError(
+                    f"The data folder {self.root} is not writable ({folder}: "
+                    f"{exc.strerror or exc}).",
+                    hint=f"Make it writable, or choose another folder in Settings "
+                         f"(--data-dir or {ENV_DATA_DIR}).") from None
 
     @property
     def db_file(self) -> Path:

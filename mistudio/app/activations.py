@@ -275,7 +275,9 @@ class ActivationService:
         if active:
             return self.jobs.get(active[0])
         if all(r.status == "ready" for r in group):
-            raise UserError("This extraction is already complete.")
+            raise UserError(f"The extraction of {rec.id} is already complete; there is "
+                            "nothing to resume.",
+                            hint="`mistudio extract run` starts a new extraction.")
         mrec = self.models.require_ready(rec.model_id)
         settings = dict(rec.params)
         if batch_size is not None:

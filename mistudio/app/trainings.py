@@ -404,13 +404,15 @@ class TrainingService:
                                                hook_name=hook_name)
         from mistudio.sae.evaluation import EvalSpec
 
-        model_rec = self.sources.model(model or rec.model_name, "")
+        model_rec = (self.sources.model(model, "", given=True) if model
+                     else self.sources.model(rec.model_name, ""))
         cfg = read_json(Path(rec.folder) / "cfg.json")
         hook = hook_name or rec.hook_name
         if not hook:
             raise UserError("The SAE's files do not name its hook point.",
                             hint="Give it: --hook blocks.<layer>.hook_resid_post (or the "
                             "hook point it was trained on).")
+        self.sources.check_hook(model_rec, hook)
         return EvalSpec(model_folder=model_rec.folder, model_name=model_rec.name,
                         trust_remote_code=model_rec.trust_remote_code,
                         tokenization=self.sources.tokenization(tokenization, model_rec),
@@ -512,6 +514,11 @@ class TrainingService:
 
     def start_import(self, source: str, *, subfolder: str = "", name: str = "") -> JobRecord:
         """:meth:`import_sae` as a background job (the record appears when it completes)."""
+        folder = Path(source).expanduser() / subfolder
+        if folder.is_dir():  # a local folder without an SAE is refused now, not by a job
+            from mistudio.sae.formats import detect_format
+
+            detect_format(folder)
         sae_id = new_id("sae")
         return self.jobs.submit(IMPORT_KIND, {
             "source": source, "subfolder": subfolder, "sae_id": sae_id, "name": name,

@@ -85,7 +85,7 @@ def register(sub) -> None:
         xp.add_argument("--features", required=True,
                         help="0-99, 3,17,250 or top50 (the 50 most often firing)")
         xp.add_argument("--model", required=True, help="registered instruct model (id/name)")
-        xp.add_argument("--prompt", default="", help="prompt version (default delphi-v1)")
+        xp.add_argument("--prompt", default="", help="prompt version (default delphi-v2)")
         xp.add_argument("--seed", type=int, default=0, help="seed of the example samples")
         xp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
         if name == "score":

@@ -89,8 +89,14 @@ class TokenizeSettings:
                             hint="Use 'packed' (concatenate documents) or 'padded' (one per row).")
         if self.separator not in SEPARATORS:
             raise UserError(f"Unknown separator {self.separator!r}.", hint="Use eos, bos or none.")
-        if self.min_doc_tokens < 0 or (self.max_sequences is not None and self.max_sequences < 1):
-            raise UserError("Minimum tokens must be >= 0 and the sequence limit >= 1.")
+        if self.min_doc_tokens < 0:
+            raise UserError(f"The minimum document length (min_doc_tokens, --min-doc-tokens) "
+                            f"cannot be {self.min_doc_tokens}.", hint="Use 0 to keep every "
+                            "document, or a positive number of tokens.")
+        if self.max_sequences is not None and self.max_sequences < 1:
+            raise UserError(f"The sequence limit (max_sequences, --max-sequences) cannot be "
+                            f"{self.max_sequences}.", hint="Use at least 1, or leave it out "
+                            "to tokenize everything.")
         if not 1 <= self.batch_docs <= 100_000:
             raise UserError("The batch size must be between 1 and 100,000 documents.")
 

@@ -48,7 +48,8 @@ def explained(qtbot, shared_analysis):
         {"type": "explanation", "feature": g, "explanation": "commas in lists", "raw": ""},
         {"type": "score", "feature": f, "scorer": "detection",
          "balanced_accuracy": balanced_accuracy(**det), "baseline": 0.45,
-         "baseline_feature": g, **det, "mean_answer_mass": 0.8, "items": []},
+         "baseline_feature": g, **det, "mean_answer_mass": 0.8, "items": [],
+         "auroc": 0.625, "baseline_auroc": 0.4375},
         {"type": "score", "feature": f, "scorer": "fuzz",
          "balanced_accuracy": balanced_accuracy(**fuzz), "baseline": None,
          "baseline_feature": None, **fuzz, "mean_answer_mass": 0.7, "items": []},
@@ -58,7 +59,7 @@ def explained(qtbot, shared_analysis):
     yield tab, studio, sae_id, fa_id, f, g, det, fuzz
     tab.shutdown()
     bridge.stop()
-    studio.queue.remove_listener(bridge)
+    studio.jobs.remove_listener(bridge)
     with studio.store.db.conn:
         studio.store.db.execute("DELETE FROM autointerp_explanations WHERE run_id = ?",
                                 ["ai_paneltest"])
@@ -76,6 +77,7 @@ def test_panel_shows_the_stored_explanation_and_scores(qtbot, explained):
     assert f"detection {balanced_accuracy(**det):.2f} balanced accuracy" in scores  # 0.75
     assert "shuffled-explanation baseline 0.45" in scores and f"#{g}" in scores
     assert f"fuzz {balanced_accuracy(**fuzz):.2f}" in scores  # 0.70
+    assert "AUROC 0.62 (shuffled 0.44)" in scores  # detection's; fuzz has none stored
     assert "Explainer-Instruct" in box.source.text() and "delphi-v1" in box.source.text()
     # the only model (tiny-gpt2) has no chat template: the button says why it is off
     assert not box.explain_btn.isEnabled()
@@ -96,7 +98,7 @@ def test_search_finds_a_feature_by_a_word_of_its_explanation(qtbot, explained):
 def test_explain_this_feature_runs_the_job_in_place(qtbot, own_features_tab, tiny_chat_dir):
     tab, studio, sae_id, fa_id = own_features_tab
     model, job = studio.models.add_local(str(tiny_chat_dir), name="tiny-chat")
-    studio.queue.wait(job.id, timeout=120)
+    studio.jobs.wait(job.id, timeout=120)
     # only the model whose tokenizer has a chat template is offered (not the analysed gpt2)
     assert len(studio.models.list()) >= 2
     assert [m.name for m in studio.autointerp.chat_models()] == ["tiny-chat"]

@@ -23,6 +23,7 @@ from mistudio.paths import human_bytes
 from mistudio.sae import config as config_module
 from mistudio.sae.config import SWEEPABLE, TrainingConfig, setting_info
 from mistudio.templates.scaling import estimate_training, scaled_learning_rate
+from mistudio.ui.kit.palette import css, verdict_colour
 
 CHOICES = {
     "architecture": config_module.ARCHITECTURES, "kind": ("sae",),
@@ -38,12 +39,13 @@ ONLY_FOR = {
     "k": config_module.TOPK_FAMILY, "aux_k": config_module.TOPK_FAMILY,
     "aux_k_coefficient": config_module.TOPK_FAMILY, "l1_coefficient": ("relu",),
     "matryoshka_widths": ("matryoshka_batchtopk",),
+    "use_matryoshka_aux_loss": ("matryoshka_batchtopk",),
     "l1_warmup_fraction": ("relu", "jumprelu"), "l0_coefficient": ("jumprelu",),
     "jumprelu_bandwidth": ("jumprelu",), "jumprelu_init_threshold": ("jumprelu",),
 }
 GROUPS = (
     ("Architecture", ("architecture", "expansion_factor", "d_sae", "k", "matryoshka_widths",
-                      "aux_k",
+                      "aux_k", "use_matryoshka_aux_loss",
                       "aux_k_coefficient", "l1_coefficient", "l1_warmup_fraction",
                       "l0_coefficient", "jumprelu_bandwidth", "jumprelu_init_threshold")),
     ("Training", ("total_tokens", "batch_size", "lr", "lr_schedule", "lr_warmup_steps",
@@ -134,7 +136,7 @@ class TrainingForm(QWidget):
         sweep_box.setToolTip("Train one SAE per value on the same data stream (one read).")
         lay.addWidget(sweep_box)
         self.lr_hint = QLabel()
-        self.lr_hint.setStyleSheet("color: #666; font-size: 8pt")
+        self.lr_hint.setStyleSheet(css("text.muted", "font-size: 8pt"))
         self.rows["lr"][0].insertRow(self.rows["lr"][0].getWidgetPosition(
             self.rows["lr"][2])[0] + 1, "", self.lr_hint)
         self.set_config(self.defaults.to_dict(), lr_given=False)
@@ -158,7 +160,7 @@ class TrainingForm(QWidget):
         if note_text:
             note = QLabel(note_text)
             note.setObjectName(f"{name}_note")
-            note.setStyleSheet("color: #666")
+            note.setStyleSheet(css("text.muted"))
             note.setToolTip(tip)
             row.addWidget(note)
             self.notes[name] = note
@@ -333,7 +335,7 @@ def describe_estimate(est, available_bytes: int | None, where: str) -> tuple[str
     if est is None:
         return "Pick an activation set to see the memory and time estimate.", ""
     verdict = est.verdict(available_bytes)
-    color = {"fits": "#198754", "tight": "#b8860b", "won't fit": "#dc3545"}.get(verdict, "#444")
+    color = verdict_colour(verdict)
     t = est.seconds
     time_text = "–" if t is None else (f"{t / 3600:.1f} h" if t >= 3600 else
                                        f"{t / 60:.0f} min" if t >= 60 else f"{t:.0f} s")
