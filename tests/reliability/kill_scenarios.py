@@ -84,7 +84,7 @@ def open_studio(data: Path):
 
 
 def wait_ok(studio, job, what: str, timeout: float = 300):
-    rec = studio.queue.wait(job.id, timeout)
+    rec = studio.jobs.wait(job.id, timeout)
     if rec is None or rec.status != "completed":
         raise RuntimeError(f"{what} did not complete: {rec and rec.status} {rec and rec.error}")
     return rec

@@ -148,7 +148,7 @@ def test_training_when_a_checkpoint_finds_no_room(harness, one_torch_thread, mon
     s = kh.open_studio(data)
     try:
         job = s.trainings.start_training(kh.training_config(base.act_id))
-        rec = s.queue.wait(job.id, 300)
+        rec = s.jobs.wait(job.id, 300)
         assert rec.status == "failed"
         _error_says_free_space(rec.error, str(Path(s.trainings.get_training(job.target).folder)
                                               / "checkpoints" / "step_00000024"))

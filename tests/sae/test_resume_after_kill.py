@@ -189,7 +189,7 @@ def test_a_stopped_trainings_row_follows_its_newest_checkpoint(studio, small_con
     job = svc.start_training(small_config(activation_path=str(activation_set),
                                           total_tokens=256 * 40, eval_tokens=0,
                                           checkpoint_every_tokens=256 * 10))
-    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.jobs.wait(job.id, 60).status == "completed"
     tr = svc.get_training(job.target)
     newest = max((Path(tr.folder) / "checkpoints").iterdir())
     meta = json.loads((newest / "meta.json").read_text())
