@@ -28,7 +28,7 @@ def test_export_writes_into_the_given_folder_and_never_nests(studio, trained, tm
     svc = studio.trainings
     dest = tmp_path / "out"
     assert svc.export_saelens(trained.id, destination=dest) == dest
-    assert sorted(p.name for p in dest.iterdir()) >= ["cfg.json", "sae_weights.safetensors"]
+    assert {"cfg.json", "sae_weights.safetensors"} <= {p.name for p in dest.iterdir()}
     before = sorted(p.name for p in dest.iterdir())
     with pytest.raises(UserError, match="already holds files") as err:
         svc.export_saelens(trained.id, destination=dest)  # was: silently into out/sae

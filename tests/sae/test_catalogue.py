@@ -119,6 +119,8 @@ def _saelens_repo(root):
         with torch.no_grad():
             sae.b_enc.fill_(-0.05)
         save_saelens(root / f"blocks.{layer}.hook_resid_pre", sae)
+        # as published on the Hub: SAELens's files only, not the app's own manifest
+        (root / f"blocks.{layer}.hook_resid_pre" / "manifest.json").unlink(missing_ok=True)
         saes[layer] = sae
     return saes
 
