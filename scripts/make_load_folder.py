@@ -114,6 +114,32 @@ def write_datasets(studio, repos, rng, size: LoadSize, log) -> list[str]:
     return ids
 
 
+def _sparse_safetensors(path: Path, n_layers: int, d_model: int) -> int:
+    """A GPT-2-shaped safetensors file whose header is real and whose tensors are a hole
+    (a sparse file: the full size to every reader, nothing on disk). Returns its parameters."""
+    import struct
+
+    shapes = {"transformer.wte.weight": [50257, d_model], "transformer.wpe.weight": [1024, d_model]}
+    for layer in range(n_layers):
+        p = f"transformer.h.{layer}."
+        shapes |= {p + "attn.c_attn.weight": [d_model, 3 * d_model],
+                   p + "attn.c_proj.weight": [d_model, d_model],
+                   p + "mlp.c_fc.weight": [d_model, 4 * d_model],
+                   p + "mlp.c_proj.weight": [4 * d_model, d_model]}
+    header, offset, n_params = {}, 0, 0
+    for name, shape in shapes.items():
+        n = shape[0] * shape[1]
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + 4 * n]}
+        offset += 4 * n
+        n_params += n
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)) + raw)
+        fh.truncate(8 + len(raw) + offset)
+    return n_params
+
+
 def write_models(studio, repos, rng, size: LoadSize, log) -> list[tuple[str, str, int, int]]:
     from mistudio.models.repository import ModelRecord
 
@@ -127,7 +153,7 @@ def write_models(studio, repos, rng, size: LoadSize, log) -> list[tuple[str, str
         cfg = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_layer": n_layers,
                "n_embd": d_model, "n_head": 8, "n_positions": 1024, "vocab_size": 50257}
         (folder / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
-        n_params = 12 * n_layers * d_model * d_model + 50257 * d_model
+        n_params = _sparse_safetensors(folder / "model.safetensors", n_layers, d_model)
         name = f"model-{i:02d}-{n_layers}L-{d_model}"
         repos["models"].insert(ModelRecord(
             id=m_id, name=name, source="local", source_ref=str(folder), folder=str(folder),
@@ -137,6 +163,18 @@ def write_models(studio, repos, rng, size: LoadSize, log) -> list[tuple[str, str
         out.append((m_id, name, n_layers, d_model))
     log(f"{len(out)} models")
     return out
+
+
+def _set_summary(rng) -> dict:
+    """The statistics an extraction records (activations/format.py), of made-up norms."""
+    norms = rng.gamma(9.0, float(rng.uniform(1, 5)), 4096)
+    counts, edges = np.histogram(norms, bins=40)
+    return {"mean_norm": float(norms.mean()), "std_norm": float(norms.std()),
+            "median_norm": float(np.median(norms)), "max_norm": float(norms.max()),
+            "mean_std": float(rng.uniform(0.1, 2)), "total_variance": float(rng.uniform(10, 900)),
+            "norm_hist": {"counts": counts.tolist(), "edges": edges.tolist()},
+            "elapsed_s": float(rng.uniform(20, 600)), "model_dtype": "float32",
+            "model_device": "cpu"}
 
 
 def write_activation_sets(studio, repos, rng, size: LoadSize, models, datasets, log) -> list:
@@ -159,7 +197,7 @@ def write_activation_sets(studio, repos, rng, size: LoadSize, models, datasets, 
             tokenization=str(studio.paths.root / "datasets" / datasets[i % len(datasets)]
                              / "tokenized" / "tk_load"),
             folder=str(folder), size_bytes=rows * d_model * 2,
-            summary={"mean_norm": float(rng.uniform(5, 50)), "rows": rows},
+            summary=_set_summary(rng), 
             params={"max_tokens": rows}, job_id=job_id, created_at=created))
         _finished_job(studio.jobs_repo, job_id, "activations.extract", f"Extract {hook}",
                       set_id, {"set_ids": [set_id]}, str(folder), created,
