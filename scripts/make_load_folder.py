@@ -11,7 +11,8 @@ Deterministic (one seed). Everything goes through the app's repositories and fil
 - trainings: a completed ``sae.train`` job, its ``trainings`` row, one SAE row (SAELens
   ``cfg.json`` and ``result.json`` in its folder, no weights) and ``--steps`` metric points
   of the ~15 metrics the engine reports per point, in ``job_metrics`` as the queue writes them;
-- analyses: on the first ``--analyses`` SAEs (d_sae 16,384-65,536): the arrays the feature
+- analyses: on the newest ``--analyses`` SAEs (d_sae 16,384-65,536; the newest, which the
+  Features tab opens on, has 65,536): the arrays the feature
   table reads (``firing_count``, ``sum_act``, ``max_act``, top example positions, tokens,
   vocabulary, ``meta.json``, ``COMPLETE``) and every feature's ``analysis_features`` row.
   A feature's detail panel needs the arrays an analysis job writes besides (examples,
@@ -242,7 +243,8 @@ def write_trainings(studio, repos, rng, size: LoadSize, sets, log) -> list:
         job_id = f"job_tr{i:04d}"
         sae_id = f"sae_load{i:04d}"
         arch = ("topk", "batchtopk", "relu", "jumprelu")[i % 4]
-        d_sae = (int(D_SAE_CHOICES[i % len(D_SAE_CHOICES)]) if i < size.analyses
+        newest = size.trainings - 1 - i  # analyses go to the newest SAEs, the tab's first pick
+        d_sae = (int(D_SAE_CHOICES[::-1][newest % len(D_SAE_CHOICES)]) if newest < size.analyses
                  else int(aset.d_in * int(rng.choice([8, 16, 32]))))
         k = int(rng.choice([16, 32, 64])) if arch in ("topk", "batchtopk") else None
         batch = 4096
@@ -299,7 +301,8 @@ def write_analyses(studio, repos, rng, size: LoadSize, saes, log) -> list[str]:
     tokens = rng.integers(0, len(vocab), (n_seq, seq_len)).astype(np.int32)
     n_tokens = n_seq * seq_len
     ids = []
-    for i, (sae_id, d, aset) in enumerate(saes[:size.analyses]):
+    analysed = saes[len(saes) - size.analyses:] if size.analyses else []
+    for i, (sae_id, d, aset) in enumerate(analysed):
         fa_id = f"fa_load{i:04d}"
         folder = studio.paths.root / "features" / fa_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -346,7 +349,7 @@ def write_analyses(studio, repos, rng, size: LoadSize, saes, log) -> list[str]:
              "logit_top": top_words[pick[f, 1]], "logit_bottom": top_words[pick[f, 2]]}
             for f in range(d)))
         ids.append(fa_id)
-    log(f"{len(ids)} analyses ({sum(d for _, d, _ in saes[:size.analyses]):,} feature rows)")
+    log(f"{len(ids)} analyses ({sum(d for _, d, _ in analysed):,} feature rows)")
     return ids
 
 
