@@ -161,7 +161,8 @@ def cold_open(folder: str) -> float:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from startup_bench import WINDOW, _measure
 
-    t, _wall, _line = _measure(WINDOW, "SHOWN", folder)
+    t, _wall, _line = _measure(WINDOW, "SHOWN", folder,
+                               tree=str(Path(__file__).resolve().parents[1]))  # this checkout
     return t
 
 

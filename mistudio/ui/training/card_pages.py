@@ -48,6 +48,8 @@ class CardPages(QObject):
         """``key`` got its card elsewhere (opened from the Runs table, a live event)."""
         if key in self.pending:
             self.pending.remove(key)
+            if self.budget > 0:
+                self.budget -= 1  # it counts toward the current page
             self._update_button()
 
     def building(self) -> bool:
