@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TARGET_OPEN_S = 1.0
+PAGE_SIZE = 50  # the Training tab's first page of cards (ui/training/card_pages.py)
 TARGET_PAINT_S = 0.100
 
 
@@ -166,14 +167,74 @@ def cold_open(folder: str) -> float:
     return t
 
 
+FIRST_OPEN = r"""
+import sys, time
+sys.path.insert(0, sys.argv[3])
+from load_bench import FirstPaint, StallProbe, pump_until
+import mistudio.ui.main_window as mw
+if sys.argv[2] == "off":  # the window as before: no tab module imported ahead of the click
+    import threading
+    def none():
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        return t
+    mw.import_tabs_in_background = none
+from mistudio.ui.app import build_window, create_app
+app = create_app([])
+probe = StallProbe()
+w = build_window(sys.argv[1], remember_layout=False)
+w.show()
+pump_until(app, lambda: False, 3.0)  # the user looks at the window before clicking
+page = w.lazy_tabs["Features"]
+paint = FirstPaint(page)
+t = time.perf_counter()
+w.show_tab("Features")
+pump_until(app, lambda: paint.at is not None, 60)
+pump_until(app, lambda: False, 0.3)
+print("FIRST", paint.at - t, probe.longest(t, time.perf_counter()), "pyqtgraph" in sys.modules)
+w.skip_close_confirmation = True
+w.close()
+"""
+
+
+def first_open(repeats: int) -> None:
+    """The Features tab's first open 3 s after the window shows, in a fresh process each:
+    with the tab modules imported on a thread at start-up (now) and without (before)."""
+    import subprocess
+
+    here = Path(__file__).resolve()
+    env = dict(os.environ, PYTHONPATH=str(here.parents[1]))
+    out = {"on": [], "off": []}
+    for _ in range(repeats):
+        for mode in ("off", "on"):
+            with tempfile.TemporaryDirectory() as d:
+                proc = subprocess.run([sys.executable, "-c", FIRST_OPEN, d, mode,
+                                       str(here.parent)], capture_output=True, text=True,
+                                      env=env, check=True)
+            line = next(x for x in proc.stdout.splitlines() if x.startswith("FIRST"))
+            out[mode].append((float(line.split()[1]), float(line.split()[2])))
+    med = statistics.median
+    for mode, label in (("off", "imported on the click (before)"),
+                        ("on", "imported at start-up on a thread")):
+        print(f"Features tab first open, {label}: paint {med(p for p, _ in out[mode]) * 1000:.0f}"
+              f" ms, longest stall {med(s for _, s in out[mode]) * 1000:.0f} ms")
+    print(f"ratio before/after: paint x{med(p for p, _ in out['off']) / med(p for p, _ in out['on']):.1f}, "
+          f"stall x{med(s for _, s in out['off']) / med(s for _, s in out['on']):.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--folder", default="", help="a folder made by scripts/make_load_folder.py")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cold", type=int, default=3, help="fresh-process opens per folder")
+    ap.add_argument("--first-open", type=int, default=0, metavar="N",
+                    help="only time the Features tab's first open, N fresh processes per mode")
     args = ap.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("MISTUDIO_NO_KEYRING", "1")
+    if args.first_open:
+        first_open(args.first_open)
+        return
     from PySide6.QtWidgets import QApplication
 
     from mistudio.ui.app import create_app
@@ -187,7 +248,8 @@ def main() -> None:
     empty = tempfile.mkdtemp(prefix="load-bench-empty-")
     counts = _counts(load)
     EXPECTED[load] = {"Datasets": counts["datasets"], "Models": counts["models"],
-                      "Training": counts["trainings"]}
+                      "Training": min(counts["trainings"], PAGE_SIZE),
+                      "Features": counts["newest_d_sae"], "Steering": counts["models"]}
     app = QApplication.instance() or create_app([])
     probe = StallProbe()
     measure_window(app, empty, probe)  # warm-up: imports, fonts, first-use caches
@@ -209,7 +271,9 @@ def _counts(folder: str) -> dict:
         q = lambda t: con.execute(f"select count(*) from {t}").fetchone()[0]  # noqa: E731
         return {"datasets": q("datasets"), "models": q("models"), "sets": q("activation_sets"),
                 "trainings": q("trainings"), "analyses": q("feature_analyses"),
-                "metric_rows": q("job_metrics"), "jobs": q("jobs")}
+                "metric_rows": q("job_metrics"), "jobs": q("jobs"),
+                "newest_d_sae": con.execute("select d_sae from saes order by created_at desc "
+                                            "limit 1").fetchone()[0]}
     finally:
         con.close()
 
@@ -217,7 +281,8 @@ def _counts(folder: str) -> dict:
 def report(counts: dict, results: dict, cold: dict) -> None:
     med = statistics.median
     ms = lambda s: "-" if s is None else f"{s * 1000:7.1f}"  # noqa: E731
-    print("load folder: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
+    print("load folder: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()
+                                      if k != "newest_d_sae"))
     e_open = med(r["open"] for r in results["empty"])
     l_open = med(r["open"] for r in results["load"])
     print(f"window open (in-process, warm): empty {ms(e_open)} ms, load {ms(l_open)} ms, "
