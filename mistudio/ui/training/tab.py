@@ -227,7 +227,8 @@ class TrainingTab(QWidget):
         newest_first = sorted((k for k in self.jobs if self.cards.card(k) is None),
                               key=lambda k: self.jobs[k][0].created_at, reverse=True)
         self.card_pages.show(newest_first)  # a page, a few cards per event-loop turn
-        self.chain_cards.reload()
+        if not merge:  # the first (background) read: __init__ showed the workflows already
+            self.chain_cards.reload()
         self.empty.setVisible(not self.jobs and not self.chain_cards.chains)
         self._update_banner()
         self._runs_dirty = True
