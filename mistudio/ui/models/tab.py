@@ -130,8 +130,7 @@ class ModelsTab(QWidget):
                 self.models_list.setCurrentItem(item)
         self.models_list.blockSignals(False)
         if self.models_list.currentItem() is None and self.models_list.count():
-            self.models_list.setCurrentRow(0)
-            self._select(self.models_list.currentItem())
+            self.models_list.setCurrentRow(0)  # currentItemChanged shows it (once)
         elif not self.models_list.count():
             self._update_buttons()  # no model: nothing to resume, release, rename or delete
         elif current and self.current_model_id() == current:
