@@ -173,12 +173,7 @@ sys.path.insert(0, sys.argv[3])
 from load_bench import FirstPaint, StallProbe, pump_until
 import mistudio.ui.main_window as mw
 if sys.argv[2] == "off":  # the window as before: no tab module imported ahead of the click
-    import threading
-    def none():
-        t = threading.Thread(target=lambda: None)
-        t.start()
-        return t
-    mw.import_tabs_in_background = none
+    mw.import_tab_modules = lambda: None
 from mistudio.ui.app import build_window, create_app
 app = create_app([])
 probe = StallProbe()

@@ -13,7 +13,8 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
 from mistudio import APP_TITLE
 from mistudio.ui.jobs_dock import JobsDock
 from mistudio.ui.status_bar import AppStatusBar
-from mistudio.ui.tabs import TABS, LazyTab, import_tabs_in_background
+from mistudio.ui.kit.background import BackgroundCall
+from mistudio.ui.tabs import TABS, LazyTab, import_tab_modules
 from mistudio.ui.workers import JobBridge
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,10 @@ class MainWindow(QMainWindow):
 
     def _import_tabs(self) -> None:
         if not self._closing:
-            self._tab_imports = import_tabs_in_background()
+            self._tab_imports = BackgroundCall(import_tab_modules, self._tabs_imported)
+
+    def _tabs_imported(self, _result) -> None:
+        """The tab modules are in ``sys.modules`` now; their first open builds widgets only."""
 
     # ------------------------------------------------------------------ tabs
 
@@ -251,7 +255,7 @@ class MainWindow(QMainWindow):
         for timer in self.findChildren(QTimer):  # any a tab left running (no shutdown hook)
             timer.stop()
         if self._tab_imports:  # an import cannot be interrupted; it ends within seconds
-            self._tab_imports.join(timeout=10)
+            self._tab_imports.wait(10)
         still = self.studio.close(timeout=0.5)
         if still:
             log.warning("closed with jobs still running (marked interrupted): %s", still)

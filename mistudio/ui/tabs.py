@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import threading
 from dataclasses import dataclass
 
 from PySide6.QtWidgets import QStackedLayout, QWidget
@@ -93,24 +92,19 @@ class LazyTab(QWidget):
         return widget
 
 
-def import_tabs_in_background() -> threading.Thread:
-    """Import every tab's module on a thread, in the tab bar's order.
+def import_tab_modules() -> None:
+    """Import every tab's module, in the tab bar's order (run off the GUI thread).
 
     The first open of a tab imports its module, and most tabs pull in pyqtgraph (its import
     alone is 0.4-2 s, more on a busy machine): done on the GUI thread that froze the window
-    for as long (issue #13, the Features tab). The main window starts this once it shows, so
-    by the time a user clicks a tab its code is loaded; a click that comes first waits on
-    Python's import lock for the rest of that module's import, no longer than before.
-    Only modules are imported here: no widget is built off the GUI thread.
+    for as long (issue #13, the Features tab). The main window runs this on the kit's
+    background helper once it shows, so by the time a user clicks a tab its code is loaded;
+    a click that comes first waits on Python's import lock for the rest of that module's
+    import, no longer than before. Only modules are imported: no widget is built here.
     """
-    def work():
-        for spec in TABS:
-            module = spec.target.partition(":")[0]
-            try:
-                importlib.import_module(module)
-            except Exception:  # the click on the tab shows the real error; nothing to do here
-                log.debug("background import of %s failed", module, exc_info=True)
-
-    thread = threading.Thread(target=work, name="tab-imports", daemon=True)
-    thread.start()
-    return thread
+    for spec in TABS:
+        module = spec.target.partition(":")[0]
+        try:
+            importlib.import_module(module)
+        except Exception:  # the click on the tab shows the real error; nothing to do here
+            log.debug("background import of %s failed", module, exc_info=True)
