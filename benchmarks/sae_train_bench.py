@@ -20,6 +20,8 @@ Matryoshka BatchTopK against BatchTopK at the same width (this engine; the step-
 the issue bounds at 1.3x; levels d_sae/16, d_sae/4, d_sae unless --widths):
 
     python benchmarks/sae_train_bench.py --threads 1 --arch matryoshka --steps 20
+    python benchmarks/sae_train_bench.py --threads 1 --arch matryoshka --steps 20 \
+        --dead-fraction 0.25     # AuxK runs; also times use_matryoshka_aux_loss
 
 Sizes: ``full`` = d_in 768, d_sae 24576, k 32, batch 4096; ``small`` = d_in 256, d_sae 4096,
 k 32, batch 1024 (the CPU default: the full size takes minutes per SAELens step on 2 cores).
@@ -311,11 +313,22 @@ def relu_crossover(args, device, d_in, d_sae, batch, data) -> None:
 def matryoshka_vs_batchtopk(args, device, d_in, d_sae, k, batches, held_out, dtype) -> None:
     widths = [int(w) for w in args.widths.split(",") if w.strip()]
     steps, evals = {}, {}
-    for arch in ("batchtopk", "matryoshka_batchtopk"):
+    variants = {"batchtopk": ("batchtopk", {}), "matryoshka_batchtopk": (
+        "matryoshka_batchtopk", {})}
+    if args.dead_fraction > 0:  # AuxK runs: also the per-level AuxK option
+        variants["matryoshka, AuxK per level"] = ("matryoshka_batchtopk",
+                                                  {"use_matryoshka_aux_loss": True})
+    for name, (arch, extra) in variants.items():
         torch.manual_seed(0)
-        steps[arch], evals[arch] = run_ours(arch, d_in, d_sae, k, batches, args.warmup, device,
+        steps[name], evals[name] = run_ours(arch, d_in, d_sae, k, batches, args.warmup, device,
                                             dtype, args.lr, args.l1, False,
-                                            matryoshka_widths=widths)
+                                            matryoshka_widths=widths, **extra)
+        if args.dead_fraction > 0:
+            # every variant sees the same dead latents (every n-th, so each level has
+            # some), as if the firing tracker had found them dead
+            dead = torch.zeros(d_sae, dtype=torch.bool, device=device)
+            dead[::max(1, round(1 / args.dead_fraction))] = True
+            steps[name].member.tracker.dead_mask = lambda dead=dead: dead
     levels = steps["matryoshka_batchtopk"].member.sae.widths
     spent = time_interleaved(steps, batches, args.warmup, device)
     n = len(batches) - args.warmup
@@ -326,6 +339,11 @@ def matryoshka_vs_batchtopk(args, device, d_in, d_sae, k, batches, held_out, dty
     ratio = spent["matryoshka_batchtopk"] / spent["batchtopk"]
     print(f"levels {levels}: matryoshka / batchtopk step time {ratio:.3f}x "
           f"(bound 1.3x: {'met' if ratio <= 1.3 else 'NOT met'})")
+    if "matryoshka, AuxK per level" in spent:
+        per_level = spent["matryoshka, AuxK per level"]
+        print(f"with {args.dead_fraction:.0%} of the latents dead: AuxK per level / "
+              f"batchtopk {per_level / spent['batchtopk']:.3f}x, / matryoshka with AuxK on the "
+              f"whole SAE {per_level / spent['matryoshka_batchtopk']:.3f}x")
 
 
 RUNNERS = {"mistudio": run_ours, "SAELens": run_saelens, "sparsify": run_sparsify}
@@ -337,6 +355,9 @@ def main() -> int:
     p.add_argument("--size", choices=sorted(SIZES), help="default: full on cuda, small on cpu")
     p.add_argument("--arch", choices=["topk", "relu", "both", "matryoshka"], default="both")
     p.add_argument("--widths", default="", help="--arch matryoshka: comma-separated levels")
+    p.add_argument("--dead-fraction", type=float, default=0.0,
+                   help="--arch matryoshka: treat this fraction of the latents as dead (AuxK "
+                        "runs), and time use_matryoshka_aux_loss too")
     p.add_argument("--steps", type=int, default=0, help="timed steps (default 30 GPU / 6 CPU)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--dtype", default="auto", help="auto: bf16 autocast on GPU, fp32 on CPU")

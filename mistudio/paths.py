@@ -9,6 +9,7 @@ says otherwise. Every entity owns one folder below it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from typing import Any, Iterator
 import platformdirs
 
 from mistudio.errors import UserError
+from mistudio.reliability import crash_point
 
 ENV_DATA_DIR = "MISTUDIO_DATA_DIR"
 _POINTER_NAME = "data_dir.txt"
@@ -90,7 +92,23 @@ class DataPaths:
                 f"Cannot create the data folder {self.root}: {exc.strerror or exc}.",
                 hint=f"Choose another folder in Settings or set {ENV_DATA_DIR} to a writable path.",
             ) from exc
+        self._check_writable()
         return self
+
+    def _check_writable(self) -> None:
+        """mkdir(exist_ok=True) succeeds on a read-only folder; the first write (the log,
+        the database) would then fail deep inside. Try one small file now instead."""
+        for folder in (self.root, self.logs):
+            probe = folder / f".write-test-{os.getpid()}"
+            try:
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as exc:
+                raise UserError(
+                    f"The data folder {self.root} is not writable ({folder}: "
+                    f"{exc.strerror or exc}).",
+                    hint=f"Make it writable, or choose another folder in Settings "
+                         f"(--data-dir or {ENV_DATA_DIR}).") from None
 
     @property
     def db_file(self) -> Path:
@@ -123,6 +141,63 @@ class DataPaths:
 # ---------------------------------------------------------------- atomic writes
 
 
+#: write errors that mean "no room": a full disk, a quota, a file-size limit (RLIMIT_FSIZE)
+NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class DiskFull(UserError):
+    """A write failed for want of room; names the file and says to free space and resume."""
+
+    def __init__(self, path: str | os.PathLike, exc: OSError):
+        path = Path(path)
+        why = ("the file is larger than this system allows (a file-size limit)"
+               if exc.errno == errno.EFBIG else "the disk is full")
+        try:  # (a file-size limit is not about free space)
+            free = ("" if exc.errno == errno.EFBIG
+                    else f" ({human_bytes(free_bytes(path.parent))} free on its disk)")
+        except OSError:
+            free = ""
+        super().__init__(
+            f"Could not write {path}: {why}{free}.",
+            hint="Free some space (delete old activation sets, checkpoints or trainings) or "
+            "move the data folder to a larger disk in Settings, then resume the job: what was "
+            "saved before is kept, and nothing half-written is used.")
+        self.path = path
+        self.errno = exc.errno
+
+
+@contextlib.contextmanager
+def no_room_as_user_error(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a write's ENOSPC/EDQUOT/EFBIG inside the block into :class:`DiskFull` naming
+    ``path``: the OS error alone names no file, and says nothing of what to do."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        no_room = _no_room_errno(exc)
+        if no_room is None:
+            raise
+        raise DiskFull(path, OSError(no_room, os.strerror(no_room))) from exc
+
+
+def _no_room_errno(exc: BaseException) -> int | None:
+    """The errno of a write that found no room, also when a library (torch.save's C++
+    writer, safetensors' Rust one) wrapped it in its own exception type; else None."""
+    if isinstance(exc, OSError) and exc.errno in NO_ROOM_ERRNOS:
+        return exc.errno
+    text = str(exc)
+    if "No space left on device" in text or "os error 28" in text:
+        return errno.ENOSPC
+    if "File too large" in text or "os error 27" in text:
+        return errno.EFBIG
+    if "Disk quota exceeded" in text or "os error 122" in text:
+        return errno.EDQUOT
+    if "file write failed" in text:  # torch's PytorchStreamWriter says no more than this
+        return errno.ENOSPC
+    return None
+
+
 def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
@@ -133,10 +208,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with no_room_as_user_error(path):
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        crash_point("atomic.file.replace")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -162,7 +239,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
     try:
-        yield tmp
+        with no_room_as_user_error(path):
+            yield tmp
+        crash_point("atomic.file.replace")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -177,12 +256,16 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_replaced_dir(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
-        yield tmp
+        with no_room_as_user_error(path):
+            yield tmp
+        crash_point("atomic.dir.replace")
         if path.exists():
             old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
             os.replace(path, old)
+            crash_point("atomic.dir.swap")  # the old folder is aside, the new not yet in place
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -190,6 +273,52 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_partials(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
+    """Delete what killed atomic writes left in ``folder``: hidden ``.*.tmp`` files
+    (:func:`atomic_write_bytes`, :func:`atomic_path`) and ``.*.partial`` files or folders
+    (:func:`atomic_dir`, streamed activation shards). Call it only where no writer is at work
+    (an artifact being completed). Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    walker = os.walk(folder) if recursive else [(str(folder), [], [])]
+    for root, _dirs, _files in walker:
+        with os.scandir(root) as entries:
+            for entry in entries:
+                name = entry.name
+                if not (name.startswith(".") and name.endswith((".tmp", ".partial"))):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    Path(entry.path).unlink(missing_ok=True)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def recover_replaced_dir(path: str | os.PathLike) -> bool:
+    """Put back the folder an :func:`atomic_dir` swap had set aside when the process died
+    between its two renames (``path`` missing, ``.<name>.<hex>.old`` beside it). Returns
+    whether it did; leftovers of a finished swap, and half-built ``.partial`` folders of a
+    killed writer of the same path, are removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return False
+    for partial in path.parent.glob(f".{path.name}.*.partial"):
+        shutil.rmtree(partial, ignore_errors=True)
+    olds = sorted(path.parent.glob(f".{path.name}.*.old"))
+    if not olds:
+        return False
+    restored = False
+    if not path.exists():
+        os.replace(olds.pop(), path)
+        restored = True
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
+    return restored
 
 
 # ---------------------------------------------------------------- disk space

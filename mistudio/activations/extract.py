@@ -32,7 +32,9 @@ BUFFER_SLOTS = 3  # batches in flight between the model and the disk
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+    from mistudio.errors import out_of_memory  # the one test every job kind's failure uses
+
+    return bool(out_of_memory(exc))
 
 
 class _BackgroundWriter:
@@ -194,7 +196,7 @@ def capture_batches(cap: ActivationCapture, tok: TokenizedDataset, seq_batches, 
             acts = cap.run(ids, attn)
         except Exception as exc:
             if _is_oom(exc):
-                raise _oom_error(int(seq_ids.size)) from exc
+                raise _oom_error(exc, int(seq_ids.size)) from exc
             raise
         if timing is not None:
             timing["forward_s"] += time.perf_counter() - t0
@@ -410,12 +412,16 @@ def _result(outputs: dict, names: list[str], rows: int, rate: float) -> dict:
                      for n in names}}
 
 
-def _oom_error(batch_size: int) -> UserError:
+def _oom_error(exc: BaseException, batch_size: int) -> UserError:
+    """The queue's out-of-memory message (the one every job kind gets), with the batch size
+    it happened at: the extraction knows it, the queue does not."""
+    from mistudio.errors import describe_exception
+    from mistudio.jobs.registry import get_kind
+
     smaller = max(1, batch_size // 2)
-    return UserError(
-        f"The device ran out of memory at batch size {batch_size}.",
-        hint=f"Resume the extraction with a smaller batch size (e.g. {smaller}); the shards "
-        "already written are kept.")
+    hint = (f"It happened at batch size {batch_size}: try {smaller}. "
+            + get_kind("activations.extract").memory_hint)
+    return UserError(describe_exception(exc, memory_hint=hint))
 
 
 def _torch_dtype(name: str):

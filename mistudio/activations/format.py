@@ -14,7 +14,9 @@ An activation set folder holds::
                          (so statistics survive a resume without re-reading the shards)
     stats.json           mean/std summaries, norm histogram, sample rows (written at the end)
     samples.npy          a few rows, float32, for previews
-    COMPLETE             written last; :class:`ActivationSet` refuses a folder without it
+    COMPLETE             written last: the manifest (every file's size and SHA-256,
+                         :mod:`mistudio.manifest`); :class:`ActivationSet` refuses a folder
+                         without it
 
 Shard files are written under a temporary name and renamed into place (``atomic_path``);
 the index lists a shard only after its three files exist. ``ActivationShardWriter`` appends
@@ -41,7 +43,9 @@ from mistudio.activations.shard_file import StreamingShard
 from mistudio.activations.storage import (STORE_DTYPES, bytes_per_row,  # noqa: F401
                                           default_shard_rows, from_storage, is_torch, to_storage)
 from mistudio.errors import UserError
-from mistudio.paths import atomic_path, atomic_write_json
+from mistudio.manifest import write_manifest
+from mistudio.paths import atomic_path, atomic_write_json, no_room_as_user_error
+from mistudio.reliability import crash_point
 
 FORMAT_VERSION = 1
 COMPLETE_MARKER = "COMPLETE"
@@ -155,6 +159,10 @@ class ActivationShardWriter:
         return self._buffered
 
     def _add(self, stored: np.ndarray, pos: np.ndarray) -> None:
+        with no_room_as_user_error(self.folder):  # a full disk: say which set, and what to do
+            self._add_rows(stored, pos)
+
+    def _add_rows(self, stored: np.ndarray, pos: np.ndarray) -> None:
         """Stream rows into the current shard's file (see :mod:`shard_file`)."""
         if self._shard is None:
             name = f"act_{len(self.shards):05d}.npy"
@@ -164,6 +172,10 @@ class ActivationShardWriter:
         self._buffered += stored.shape[0]
 
     def _write_shard(self) -> None:
+        with no_room_as_user_error(self.folder):
+            self._write_buffered_shard()
+
+    def _write_buffered_shard(self) -> None:
         if not self._buffered:
             return
         shard, n_rows = self._shard, self._buffered
@@ -180,6 +192,7 @@ class ActivationShardWriter:
                 np.savez(fh, sum=shard.sum, sumsq=shard.sumsq, norms=shard.norms)
         self.shards.append(rec)
         self.num_rows += rec.rows
+        crash_point("extract.index.write")
         _write_index(self.folder, self.shards)
 
     def flush_shard(self) -> None:
@@ -199,7 +212,8 @@ class ActivationShardWriter:
         stats, samples = compute_stats(self.folder, self.shards, self.dtype)
         _save_npy(self.folder / "samples.npy", samples)
         atomic_write_json(self.folder / "stats.json", stats)
-        (self.folder / COMPLETE_MARKER).write_text("ok\n", encoding="utf-8")
+        # the marker is the set's manifest (sizes, SHA-256), written last and atomically
+        write_manifest(self.folder, name=COMPLETE_MARKER)
         return self.folder
 
 

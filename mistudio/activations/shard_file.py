@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mistudio.reliability import crash_point
+
 HEADER_BYTES = 128  # a fixed-size .npy (1.0) header, rewritten with the real shape at the end
 SYNC_BYTES = 8 * 2**20
 
@@ -77,6 +79,7 @@ class StreamingShard:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
+        crash_point("extract.shard.rename")
         os.replace(self.tmp, path)
 
     def discard(self) -> None:

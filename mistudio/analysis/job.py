@@ -28,7 +28,9 @@ from mistudio.analysis.codes import CodeSpill
 from mistudio.analysis.results import COMPLETE_MARKER, META_FILE, VOCAB_FILE
 from mistudio.analysis.stream import STAT_NAMES, StreamPlan, plan_rows, run_stream
 from mistudio.errors import UserError
-from mistudio.paths import atomic_write_json, human_bytes
+from mistudio.manifest import write_manifest
+from mistudio.paths import atomic_write_json, human_bytes, no_room_as_user_error
+from mistudio.reliability import crash_point
 
 KIND = "features.analyze"
 #: Neuronpedia's default: 24,576 prompts of 128 tokens.
@@ -158,6 +160,11 @@ def validate(sae, model, tokenizer, tok, hook_name: str, *, model_name: str = ""
 
 def run(params: dict, ctx) -> dict:
     """Job ``features.analyze`` (params: :class:`AnalysisParams`)."""
+    with no_room_as_user_error(params["folder"]):  # a full disk names the analysis folder
+        return _run(params, ctx)
+
+
+def _run(params: dict, ctx) -> dict:
     import torch
 
     from mistudio import hardware
@@ -169,6 +176,7 @@ def run(params: dict, ctx) -> dict:
     folder = Path(p.folder)
     if (folder / COMPLETE_MARKER).exists():
         ctx.log("This analysis is already complete.")
+        shutil.rmtree(folder / "work", ignore_errors=True)  # a kill may have left it
         return json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     t_start = time.monotonic()
     device = hardware.resolve_device(p.device if p.device != "auto" else ctx.device)
@@ -240,8 +248,10 @@ def run(params: dict, ctx) -> dict:
     elapsed = time.monotonic() - t_start
     meta = _meta(p, sae, stats, n_rows, n_seq, tok, excluded, target, elapsed, timings)
     atomic_write_json(folder / META_FILE, meta)
-    (folder / COMPLETE_MARKER).write_text("ok", encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
+    # the marker is the manifest of every result file, written last (a kill before it: the
+    # re-run redoes the analysis, whose files are all rewritten)
+    write_manifest(folder, name=COMPLETE_MARKER)
     ctx.log(f"Analysed {n_rows:,} tokens in {elapsed:.1f} s ({meta['tokens_per_s']:,.0f} "
             f"tokens/s); {meta['dead']:,} dead features, mean L0 {meta['mean_l0']:.1f}.")
     return {k: meta[k] for k in ("analysis_id", "n_tokens", "dead", "mean_l0", "elapsed_s",
@@ -256,6 +266,12 @@ def _per_feature_pass(work: Path, folder: Path, n_chunks: int, cfg, stats, block
         done = set(json.loads(done_file.read_text(encoding="utf-8")))
     except (OSError, ValueError):
         done = set()
+    for name in shapes:
+        # a run killed while moving the finished arrays out of work/: bring the moved ones
+        # back (reopened "w+" they would be zeros, and every block counts as done)
+        moved, kept = folder / f"{name}.npy", work / f"{name}.npy"
+        if done and not kept.exists() and moved.exists():
+            moved.replace(kept)
     out = {}
     for name, (shape, dtype) in shapes.items():
         path = work / f"{name}.npy"
@@ -273,10 +289,12 @@ def _per_feature_pass(work: Path, folder: Path, n_chunks: int, cfg, stats, block
         for arr in out.values():
             arr.flush()
         done.add(b0)
+        crash_point("analyze.block.done")
         atomic_write_json(done_file, sorted(done))
         ctx.check_cancelled()
     out.clear()  # drops the memory maps before their files move
     for name in shapes:
+        crash_point("analyze.arrays.move")
         (work / f"{name}.npy").replace(folder / f"{name}.npy")
 
 

@@ -6,4 +6,7 @@ imports nothing heavy.
 from mistudio.jobs.registry import JobKind, register
 
 register(JobKind("features.analyze", "mistudio.analysis.job:run", gpu=True,
-                 title="Analyse SAE features", pausable=True))
+                 title="Analyse SAE features", pausable=True,
+                 memory_hint="Lower the batch size (batch_size, sequences per forward pass) "
+                 "or analyse fewer tokens (--max-tokens), or run it on the CPU (--device cpu); "
+                 "`mistudio analyze --resume FA_ID` continues."))

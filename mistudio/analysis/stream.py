@@ -21,7 +21,8 @@ import numpy as np
 
 from mistudio.analysis.codes import ChunkBuilder, CodeSpill, encode_csr
 from mistudio.errors import UserError
-from mistudio.paths import atomic_write_json
+from mistudio.paths import atomic_path, atomic_write_json
+from mistudio.reliability import crash_point
 
 STAT_NAMES = ("firing_count", "sum_act", "sumsq_act", "max_act")
 
@@ -102,28 +103,36 @@ def torch_ones_like(t):
 
 
 class StreamCheckpoint:
-    """``work/checkpoint.json`` + ``work/stats.npz``: where the streaming pass stands."""
+    """``work/checkpoint.json`` + ``work/stats_<chunks>.npz``: where the streaming pass stands.
+
+    The sums file is named by its chunk count and ``checkpoint.json`` names it, so the two
+    always agree: a process killed between writing them left the previous pair in force (one
+    ``stats.npz`` rewritten in place before the JSON was, after a kill, sums counting a chunk
+    that the resume then streamed again)."""
 
     def __init__(self, work: Path):
         self.work = Path(work)
         self.file = self.work / "checkpoint.json"
-        self.stats_file = self.work / "stats.npz"
 
     def load(self) -> dict | None:
         try:
             data = json.loads(self.file.read_text(encoding="utf-8"))
-            with np.load(self.stats_file) as z:
+            with np.load(self.work / data.get("stats_file", "stats.npz")) as z:
                 data["stats"] = {k: z[k] for k in z.files}
             return data
         except (OSError, ValueError, KeyError):
             return None
 
     def save(self, info: dict, sums: FeatureSums) -> None:
-        tmp = self.work / ".stats.tmp.npz"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **sums.to_numpy())
-        tmp.replace(self.stats_file)
-        atomic_write_json(self.file, info)
+        name = f"stats_{int(info['chunks']):06d}{'_done' if info.get('done') else ''}.npz"
+        with atomic_path(self.work / name) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **sums.to_numpy())
+        crash_point("analyze.stream.checkpoint")  # the new sums exist, the JSON names the old
+        atomic_write_json(self.file, {**info, "stats_file": name})
+        for old in self.work.glob("stats*.npz"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
 
 
 def _row_source_model(model, target, tok, plan: StreamPlan, start_seq: int, device: str):

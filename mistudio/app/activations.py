@@ -23,6 +23,7 @@ from mistudio.app.settings import SettingsService
 from mistudio.app.templates import TemplateService
 from mistudio.errors import UserError
 from mistudio.paths import DataPaths, dir_size
+from mistudio.reliability import crash_point
 from mistudio.store.db import Store, new_id
 
 class ActivationService:
@@ -61,6 +62,7 @@ class ActivationService:
             # the precision the job loaded the model in (params may say just 'auto')
             summary["model_dtype"] = s.meta.get("model_dtype")
             summary["model_device"] = s.meta.get("device")
+            crash_point("extract.row.ready")
             self.repo.update(rec.id, status="ready", num_rows=s.num_rows, d_in=s.d_in,
                              size_bytes=dir_size(rec.folder), summary=summary, job_id="")
         elif not read_shard_index(rec.folder):
@@ -273,7 +275,9 @@ class ActivationService:
         if active:
             return self.jobs.get(active[0])
         if all(r.status == "ready" for r in group):
-            raise UserError("This extraction is already complete.")
+            raise UserError(f"The extraction of {rec.id} is already complete; there is "
+                            "nothing to resume.",
+                            hint="`mistudio extract run` starts a new extraction.")
         mrec = self.models.require_ready(rec.model_id)
         settings = dict(rec.params)
         if batch_size is not None:

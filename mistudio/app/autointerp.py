@@ -93,7 +93,8 @@ class AutointerpService:
     def start(self, sae_id: str, *, features: str, model: str, analysis: str = "",
               scorer: str = "", prompt_version: str = DEFAULT_PROMPT, seed: int = 0,
               device: str = "auto", n_train: int = 10, n_test_per_group: int = 2,
-              n_negative: int = 8, max_new_tokens: int = 48, batch_size: int = 8):
+              n_negative: int = 8, max_new_tokens: int = 48, batch_size: int = 16,
+              explain_batch: int = 4):
         """Queue an explain (``scorer=''``) or explain-and-score run; returns the job."""
         if scorer and scorer not in SCORERS:
             raise UserError(f"Unknown scorer {scorer!r}.", hint="Use detection or fuzz.")
@@ -126,7 +127,8 @@ class AutointerpService:
                   "baseline_pool": {str(f): t for f, t in stored.items()},
                   "results_file": str(folder / "results.jsonl"), "n_train": int(n_train),
                   "n_test_per_group": int(n_test_per_group), "n_negative": int(n_negative),
-                  "max_new_tokens": int(max_new_tokens), "batch_size": int(batch_size)}
+                  "max_new_tokens": int(max_new_tokens), "batch_size": int(batch_size),
+                  "explain_batch": int(explain_batch)}
         rec = RunRecord(id=run_id, analysis_id=fa.id, sae_id=fa.sae_id, model_id=m.id,
                         model_name=m.name, prompt_version=version.name, seed=int(seed),
                         scorer=scorer, features=feats, params=params, folder=str(folder))
@@ -135,14 +137,22 @@ class AutointerpService:
 
     def _submit(self, rec: RunRecord):
         what = f"Score ({rec.scorer})" if rec.scorer else "Explain"
-        job = self.jobs.submit(KIND, rec.params, title=f"{what} {len(rec.features)} features "
-                                f"with {rec.model_name}", target=rec.id)
-        self.repo.update_run(rec.id, job_id=job.id, status="queued", error="")
-        return job
+        job_id = new_id("job")  # named first: a job that ends at once is still recorded
+        self.repo.update_run(rec.id, job_id=job_id, status="queued", error="")
+        return self.jobs.submit(KIND, rec.params, title=f"{what} {len(rec.features)} "
+                                f"features with {rec.model_name}", target=rec.id,
+                                job_id=job_id)
 
     def resume(self, run_id: str):
         """Run a stopped run again: the features already done are skipped."""
         rec = self.get_run(run_id)
+        if rec.status in ("queued", "running") and rec.job_id and \
+                not self.jobs.is_active(rec.job_id):
+            # the process running it died (a crash, a kill): the queue marked its job
+            # interrupted at the next start, but nobody told this run's record
+            self.import_results(rec)
+            self.repo.update_run(rec.id, status="interrupted")
+            rec = self.get_run(run_id)
         if rec.status in ("queued", "running", "completed"):
             raise UserError(f"The run {rec.id} is {rec.status}.",
                             hint="Only failed, cancelled or interrupted runs resume.")
@@ -180,7 +190,7 @@ class AutointerpService:
                     rec.prompt_version, rec.seed, rec.model_id, float(d["balanced_accuracy"]),
                     d.get("baseline"), d.get("baseline_feature"), d["tp"], d["tn"], d["fp"],
                     d["fn"], float(d.get("mean_answer_mass") or 0.0), d.get("items", []),
-                    rec.id))
+                    rec.id, auroc=d.get("auroc"), baseline_auroc=d.get("baseline_auroc")))
             n += 1
         return n
 

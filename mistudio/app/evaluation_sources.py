@@ -28,8 +28,8 @@ class EvaluationSources:
             raise UserError(f"The activation set {path} cannot be read ({exc}).",
                             hint="Evaluate with a model and tokenization given explicitly.") \
                 from exc
-        model_rec = self.model(model or meta.get("model_id") or "",
-                                     meta.get("model_name") or "")
+        model_rec = (self.model(model, "", given=True) if model
+                     else self.model(meta.get("model_id") or "", meta.get("model_name") or ""))
         own_tokens = str(meta.get("tokenization") or "")
         tok_folder = self.tokenization(tokenization or own_tokens, model_rec)
         same = bool(own_tokens) and Path(tok_folder).resolve() == Path(own_tokens).resolve()
@@ -43,6 +43,7 @@ class EvaluationSources:
         if not hook:
             raise UserError("The activation set does not name its hook point.",
                             hint="Give the hook point to evaluate at.")
+        self.check_hook(model_rec, hook)
         return EvalSpec(model_folder=model_rec.folder, model_name=model_rec.name,
                         trust_remote_code=model_rec.trust_remote_code,
                         model_dtype=str(meta.get("model_dtype") or "auto"),
@@ -57,6 +58,8 @@ class EvaluationSources:
         from mistudio.data.tokenized import TokenizedDataset
 
         model = self.models.require_ready(cfg.onthefly_model)
+        if cfg.hook_name:
+            self.check_hook(model, cfg.hook_name)
         tok_folder = self.tokenization(cfg.onthefly_tokenization, model)
         tok = TokenizedDataset(Path(tok_folder))
         if model.tokenizer_fingerprint and tok.fingerprint != model.tokenizer_fingerprint:
@@ -71,7 +74,19 @@ class EvaluationSources:
                 "buffer_rows": cfg.shuffle_buffer_tokens, "model_dtype": "auto"}
         return spec, d_in
 
-    def model(self, ref: str, name: str):
+    def check_hook(self, model_rec, hook_name: str) -> None:
+        """A hook name that does not exist in the model is refused before any job starts
+        (the job would fail after loading the model, leaving a failed record behind)."""
+        from mistudio.models import hooks
+
+        summary = self.models.inspect(model_rec.id)
+        target = hooks.resolve(hook_name, summary["model_type"], summary["n_layers"])
+        if target.hook_type == "module":
+            self.models.check_module_path(model_rec.id, target.module_path)
+
+    def model(self, ref: str, name: str, *, given: bool = False):
+        """The registered model ``ref``; ``given``: the user named it (an unknown name is
+        then simply "No model 'x'"), else it comes from the SAE's or set's metadata."""
         label = name or ref
         if not ref:
             raise UserError(
@@ -82,6 +97,8 @@ class EvaluationSources:
         try:
             return self.models.require_ready(ref)
         except UserError as exc:
+            if given:
+                raise
             raise UserError(f"The model {label!r} is not available in the app: {exc}",
                             hint="Add (or finish adding) it in the Models tab, then evaluate "
                                  "with `mistudio sae evaluate`.") from exc

@@ -26,6 +26,7 @@ from mistudio.analysis.repository import AnalysisRecord, FeatureAnalysesRepo, Fe
 from mistudio.analysis.results import AnalysisResults, Example, IntervalGroup, LogitLens
 from mistudio.app.jobs import JobService
 from mistudio.errors import UserError
+from mistudio.reliability import crash_point
 from mistudio.store.db import new_id, now_iso
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,26 @@ class FeatureService:
         self._ablations: dict[tuple, object] = {}
         self._prompt = None  # mistudio.analysis.prompt.PromptAnalyzer, built on first use
         jobs.add_listener(self._on_job_event, records=True)
+        self._settle_stopped()
+
+    def _settle_stopped(self) -> None:
+        """Analyses whose job ended without this service hearing it (the process was killed:
+        the job row turned ``interrupted`` at start-up, or ``completed`` just before the
+        kill) take their job's outcome, so none stays "running" and each can resume."""
+        for rec in self.repo.list():
+            if rec.status not in ("queued", "running") or not rec.job_id:
+                continue
+            if self.jobs.is_active(rec.job_id):
+                continue
+            job = self.jobs.find(rec.job_id)
+            if job is None:
+                # named but never queued: killed in between, unless another live process
+                # (the window beside a CLI command) is between the two right now
+                if not self.jobs.repo.live_foreign_jobs():
+                    self._on_job_event(rec.job_id, "status", {"status": "interrupted"})
+            elif job.status not in ("queued", "running", "paused"):  # another live process
+                self._on_job_event(job.id, "status", {"status": job.status,
+                                                      "error": job.error})
 
     # ================================================================== analyses
 
@@ -146,11 +167,13 @@ class FeatureService:
         return self._submit(rec)
 
     def _submit(self, rec: AnalysisRecord):
-        job = self.jobs.submit(KIND, rec.params, title=f"Analyse features of "
+        # the row names its job before the job exists: a job that ends at once (a re-run of
+        # a complete analysis) is recorded by the listener, which finds the row by job id
+        job_id = new_id("job")
+        self.repo.update(rec.id, job_id=job_id, status="queued", error="")
+        return self.jobs.submit(KIND, rec.params, title=f"Analyse features of "
                                 f"{self.trainings.get_sae(rec.sae_id).name or rec.sae_id}",
-                                target=rec.id)
-        self.repo.update(rec.id, job_id=job.id, status="queued", error="")
-        return job
+                                target=rec.id, job_id=job_id)
 
     def resume_analysis(self, analysis_id: str):
         """Run a stopped analysis again; it continues from its last checkpoint."""
@@ -338,6 +361,7 @@ class FeatureService:
                 fields["error"] = str(payload.get("error") or payload.get("message") or "")
             if status == "completed":
                 res = AnalysisResults(rec.folder)
+                crash_point("analyze.rows")
                 self.repo.replace_features(rec.id, _feature_rows(res))
                 fields.update(n_tokens=res.n_tokens, summary={
                     k: res.meta.get(k) for k in ("dead", "mean_l0", "elapsed_s", "stream_s",

@@ -239,6 +239,10 @@ class ModelService:
         if not src.is_dir():
             raise UserError(f"{src} does not exist or is not a folder.",
                             hint="Pick the folder holding config.json and the weights.")
+        if not (src / "config.json").is_file():  # refused here: no record, no job
+            raise UserError(f"{src} has no config.json, so it is not a Hugging Face model "
+                            "folder.", hint="Pick the folder that holds config.json and the "
+                            "weights, or import a GGUF file instead.")
         mid = new_id("m")
         rec = ModelRecord(id=mid, name=name or src.name, source="local", status="importing",
                           source_ref=str(src), folder=str(src if not copy else self.folder(mid)),

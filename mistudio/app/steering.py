@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from mistudio.errors import UserError
+from mistudio.reliability import crash_point
 from mistudio.steering.sampling import Sampling
 from mistudio.steering.interventions import SCOPES, Column, Intervention
 from mistudio.steering.presets import Preset, PresetStore, SAEIdentity, file_sha256
@@ -42,6 +43,29 @@ class SteeringService:
         self.features = features
         self.presets_store = PresetStore(self.folder / "presets")
         jobs.add_listener(self._on_job_event, records=True)
+        self._settle_stopped()
+
+    def _settle_stopped(self) -> None:
+        """Generations whose job ended unheard (the process was killed; start-up turned the
+        job ``interrupted``) take its outcome, so the history shows none "running" forever."""
+        for rec in self.repo.list(status=("queued", "running")):
+            if not rec.job_id or self.jobs.is_active(rec.job_id):
+                continue
+            job = self.jobs.find(rec.job_id)
+            if job is None:
+                # named but never queued: killed in between, unless another live process
+                # (the window beside a CLI command) is between the two right now
+                if self.jobs.repo.live_foreign_jobs():
+                    continue
+                self._on_job_event(rec.job_id, "status", {"status": "interrupted"})
+            elif job.status not in ("queued", "running", "paused"):  # else another process's
+                self._on_job_event(job.id, "status", {"status": job.status, "error": job.error,
+                                                      "result": job.result})
+            else:
+                continue
+            out = Path(rec.file)
+            for partial in out.parent.glob(f".{out.name}.*.tmp"):  # its killed write's
+                partial.unlink(missing_ok=True)
 
     @property
     def folder(self) -> Path:
@@ -286,16 +310,16 @@ class SteeringService:
                   "out_file": str(self.folder / "generations" / f"{gen_id}.json")}
         request = {k: params[k] for k in ("model_id", "sae_id", "prompt", "chat", "scope",
                                           "columns", "sampling", "device")}
+        # the row names its job before the job exists, so a job that ends at once is recorded
         rec = GenerationRecord(gen_id, status="queued", model_id=params["model_id"],
                                model_name=params["model_name"], sae_id=params["sae_id"],
                                hook_name=params["hook_name"], prompt=params["prompt"],
-                               request=request, file=params["out_file"])
+                               request=request, file=params["out_file"],
+                               job_id=new_id("job"))
         self.repo.insert(rec)
         labels = ", ".join(c["label"] for c in params["columns"])
         job = self.jobs.submit(GENERATE_KIND, params, title=f"Steer {params['model_name']}: "
-                                f"{labels[:60]}", target=gen_id)
-        self.repo.update(gen_id, job_id=job.id)
-        rec.job_id = job.id
+                               f"{labels[:60]}", target=gen_id, job_id=rec.job_id)
         return rec, job
 
     def run(self, model: str, sae: str, columns: list[Column | dict], prompt: str,
@@ -311,7 +335,9 @@ class SteeringService:
             last = (final.traceback or "").strip().splitlines()[-1:] or [""]
             if "UserError" in last[0]:  # bad input found by the job (e.g. prompt too long)
                 raise UserError(final.error)
-            raise RuntimeError(f"{final.error} (details in the job log: {final.log_path})")
+            from mistudio.errors import JobFailed
+
+            raise JobFailed(f"{final.error} (details in the job log: {final.log_path})")
         if final is not None and final.status != "completed":
             raise UserError(f"The generation was {final.status}.")
         return self.result(gen_id)
@@ -378,6 +404,7 @@ class SteeringService:
             result = payload.get("result") or {}
             if isinstance(result, dict) and result.get("summary"):
                 fields["summary"] = result["summary"]
+        crash_point("steer.row")
         self.repo.update(rec.id, **fields)
 
     # ================================================================== presets

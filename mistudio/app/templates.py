@@ -259,8 +259,10 @@ class TemplateService:
                 try:
                     config = check_extraction_settings(validate_config(entry.get("config"),
                                                                        where=where))
-                except UserError as exc:
-                    raise UserError(f"{where}: {exc.message}", hint=exc.hint) from exc
+                except UserError as exc:  # validate_config's message already names it
+                    message = exc.message if exc.message.startswith(where) else \
+                        f"{where}: {exc.message}"
+                    raise UserError(message, hint=exc.hint) from exc
             description = str(entry.get("description") or "")
             prepared.append((name, description, config))
         taken = {t.name.lower() for t in self.list(kind=kind)}

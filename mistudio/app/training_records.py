@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from mistudio.app.jobs import ACTIVE, JobService
+from mistudio.reliability import crash_point
 from mistudio.sae.config import TOPK_FAMILY, TrainingConfig
 from mistudio.sae.repository import SAERecord, SAEsRepo, TrainingRecord, TrainingsRepo
 from mistudio.store.db import new_id, now_iso
@@ -83,8 +84,11 @@ class TrainingRecorder:
         if status in ("completed", "failed", "cancelled", "interrupted"):
             fields["finished_at"] = job.finished_at or now_iso()
             fields["error"] = job.error if status == "failed" else ""
+        if status in ("failed", "cancelled", "interrupted"):
+            fields.update(self._progress_of_newest_checkpoint(tr))
         if status == "completed":
             result = (payload or {}).get("result") or job.result or read_result(tr.folder)
+            crash_point("train.row.completed")
             if result:
                 fields.update(result=result, tokens=int(result.get("tokens", 0)),
                               step=int(result.get("step", 0)))
@@ -92,6 +96,18 @@ class TrainingRecorder:
         self.trainings_repo.update(tr.id, **fields)
         if status not in ACTIVE:
             self.sync_checkpoints(tr)
+
+    @staticmethod
+    def _progress_of_newest_checkpoint(tr: TrainingRecord) -> dict:
+        """A stopped training's step and tokens are those of its newest checkpoint (where a
+        resume continues). The row is told of a checkpoint just after its folder is renamed
+        into place; a process killed in between left the row a checkpoint behind."""
+        from mistudio.sae.checkpoints import find_checkpoint  # torch-free listing
+
+        newest = find_checkpoint(tr.folder) if tr.folder else None
+        if newest is None or (newest.step, newest.tokens) == (tr.step, tr.tokens):
+            return {}
+        return {"step": newest.step, "tokens": newest.tokens}
 
     def register_saes(self, tr: TrainingRecord, result: dict) -> None:
         existing = {s.member: s for s in self.saes_repo.list(tr.id)}

@@ -148,10 +148,10 @@ class TrainingService:
 
     def submit_training(self, rec: TrainingRecord, params: dict) -> JobRecord:
         """Queue the ``sae.train`` job of a training recorded by :meth:`prepare_training`."""
-        job = self.jobs.submit(TRAIN_KIND, params, title=rec.name, target=rec.id,
-                                     artifact_dir=Path(rec.folder))
-        self.trainings_repo.update(rec.id, job_id=job.id)
-        return job
+        job_id = new_id("job")  # named first: the recorder finds the training by it
+        self.trainings_repo.update(rec.id, job_id=job_id)
+        return self.jobs.submit(TRAIN_KIND, params, title=rec.name, target=rec.id,
+                                artifact_dir=Path(rec.folder), job_id=job_id)
 
     def resume_training(self, training_id: str, *, checkpoint: str | int | None = None,
                         total_tokens: int | None = None) -> JobRecord:
@@ -196,12 +196,14 @@ class TrainingService:
         if tr.target_activation_path:
             params["target_activation_path"] = tr.target_activation_path
         title = tr.name if tr.name.endswith("(resumed)") else f"{tr.name} (resumed)"
-        job = self.jobs.submit(TRAIN_KIND, params, title=title, target=tr.id,
-                                     artifact_dir=Path(tr.folder))
-        self._mark_superseded(tr.job_id, job.id)
-        self.trainings_repo.update(tr.id, job_id=job.id, status="queued", error="",
+        # the row names the new job before it runs: a resume from the final checkpoint ends
+        # at once, and the recorder ignores the events of a job the row does not name
+        job_id = new_id("job")
+        self._mark_superseded(tr.job_id, job_id)
+        self.trainings_repo.update(tr.id, job_id=job_id, status="queued", error="",
                                    finished_at=None)
-        return job
+        return self.jobs.submit(TRAIN_KIND, params, title=title, target=tr.id,
+                                artifact_dir=Path(tr.folder), job_id=job_id)
 
 
     def _mark_superseded(self, old_job_id: str, new_job_id: str) -> None:
@@ -402,13 +404,15 @@ class TrainingService:
                                                hook_name=hook_name)
         from mistudio.sae.evaluation import EvalSpec
 
-        model_rec = self.sources.model(model or rec.model_name, "")
+        model_rec = (self.sources.model(model, "", given=True) if model
+                     else self.sources.model(rec.model_name, ""))
         cfg = read_json(Path(rec.folder) / "cfg.json")
         hook = hook_name or rec.hook_name
         if not hook:
             raise UserError("The SAE's files do not name its hook point.",
                             hint="Give it: --hook blocks.<layer>.hook_resid_post (or the "
                             "hook point it was trained on).")
+        self.sources.check_hook(model_rec, hook)
         return EvalSpec(model_folder=model_rec.folder, model_name=model_rec.name,
                         trust_remote_code=model_rec.trust_remote_code,
                         tokenization=self.sources.tokenization(tokenization, model_rec),
@@ -510,6 +514,11 @@ class TrainingService:
 
     def start_import(self, source: str, *, subfolder: str = "", name: str = "") -> JobRecord:
         """:meth:`import_sae` as a background job (the record appears when it completes)."""
+        folder = Path(source).expanduser() / subfolder
+        if folder.is_dir():  # a local folder without an SAE is refused now, not by a job
+            from mistudio.sae.formats import detect_format
+
+            detect_format(folder)
         sae_id = new_id("sae")
         return self.jobs.submit(IMPORT_KIND, {
             "source": source, "subfolder": subfolder, "sae_id": sae_id, "name": name,

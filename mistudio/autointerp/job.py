@@ -8,7 +8,8 @@ skips the features already done. Params (JSON): ``run_id``, ``analysis_folder``,
 ``explanations`` ({feature: text} already stored for this model, prompt and seed),
 ``baseline_pool`` ({feature: text} other stored explanations, for the shuffled baseline),
 ``results_file``, ``n_train``, ``n_test_per_group``, ``n_negative``, ``max_new_tokens``,
-``batch_size``.
+``batch_size`` (scorer prompts per forward pass), ``explain_batch`` (explanations generated
+together).
 """
 
 from __future__ import annotations
@@ -56,13 +57,30 @@ def _append(path: Path, item: dict) -> None:
 
 def explain(model, results, feature: int, version, params: dict) -> dict:
     """One feature's explanation (and which examples were shown) by ``model``."""
-    sel = ex_mod.select(results, feature, **_sizes(params))
-    user = prompts.explainer_user(sel.train, sel.max_act, sel.logit_tokens, version)
-    raw = model.generate(version.explainer_system, user,
-                         int(params.get("max_new_tokens") or 48))
-    return {"type": "explanation", "feature": int(feature),
-            "explanation": prompts.clean_explanation(raw) or raw.strip(), "raw": raw,
-            "shown": sorted(sel.train_keys)}
+    return explain_many(model, results, [feature], version, params)[0]
+
+
+def explain_many(model, results, features: list[int], version, params: dict) -> list[dict]:
+    """The explanations of ``features``, generated in one batch where the model can
+    (``generate_many``; a stand-in with only ``generate`` is asked one at a time)."""
+    hidden = getattr(model, "special_tokens", frozenset())
+    sels = [ex_mod.select(results, f, **_sizes(params)) for f in features]
+    users = [prompts.explainer_user(sel.train, sel.max_act, sel.logit_tokens, version, hidden)
+             for sel in sels]
+    n_new = int(params.get("max_new_tokens") or 48)
+    start = version.explanation_prefix if hasattr(model, "generate_many") else ""
+    if start or hasattr(model, "generate_many"):
+        raws = model.generate_many(version.explainer_system, users, n_new, prefix=start)
+    else:
+        raws = [model.generate(version.explainer_system, u, n_new) for u in users]
+    out = []
+    for f, sel, raw in zip(features, sels, raws):
+        # with a prefix the model completes "These examples are all about ...": the
+        # explanation is the completion; raw keeps the prefix, so it reads as generated
+        text = prompts.clean_explanation(raw) or raw.strip()
+        out.append({"type": "explanation", "feature": int(f), "explanation": text,
+                    "raw": (start + raw) if start else raw, "shown": sorted(sel.train_keys)})
+    return out
 
 
 def score(model, results, feature: int, explanation: str, version, params: dict,
@@ -71,7 +89,7 @@ def score(model, results, feature: int, explanation: str, version, params: dict,
     assert not (sel.train_keys & sel.test_keys), "a shown example would be scored"
     got = scoring.score(model, scorer, explanation, sel.test, version,
                         seed=int(params.get("seed", 0)),
-                        batch_size=int(params.get("batch_size") or 8))
+                        batch_size=int(params.get("batch_size") or 16))
     return got, sel
 
 
@@ -102,15 +120,18 @@ def run_batch(model, results, params: dict, ctx) -> dict:
     step, t0, n_explained = 0, time.monotonic(), 0
     ctx.progress(0, total, f"{len(features) - len(todo_explain)} of {len(features)} already "
                  "explained")
-    for f in todo_explain:
+    chunk = max(1, int(params.get("explain_batch") or 4))
+    for start in range(0, len(todo_explain), chunk):
         ctx.pause_point()
         ctx.check_cancelled()
-        item = explain(model, results, f, version, params)
-        _append(out, item)
-        explained[f] = item["explanation"]
-        n_explained += 1
-        step += 1
-        ctx.progress(step, total, f"Explained feature {f}: {item['explanation'][:60]}")
+        for item in explain_many(model, results, todo_explain[start:start + chunk], version,
+                                 params):
+            _append(out, item)
+            f = item["feature"]
+            explained[f] = item["explanation"]
+            n_explained += 1
+            step += 1
+            ctx.progress(step, total, f"Explained feature {f}: {item['explanation'][:60]}")
     explain_s = time.monotonic() - t0
     if scorer:
         pool = {int(k): v for k, v in (params.get("baseline_pool") or {}).items()}
@@ -126,18 +147,30 @@ def run_batch(model, results, params: dict, ctx) -> dict:
             _append(out, {"type": "score", "feature": f, "scorer": scorer,
                           **{k: v for k, v in real.to_dict().items() if k != "scorer"},
                           "baseline_feature": other,
-                          "baseline": base.balanced_accuracy if base else None})
+                          "baseline": base.balanced_accuracy if base else None,
+                          "baseline_auroc": base.auroc if base else None})
             step += 1
             ctx.progress(step, total, f"Scored feature {f}: {real.balanced_accuracy:.2f}"
                          + (f" (shuffled {base.balanced_accuracy:.2f})" if base else ""))
     done = read_results(out)
+    return summarise(done, n_explained, explain_s)
+
+
+def summarise(done: list[dict], n_explained: int = 0, explain_s: float = 0.0) -> dict:
+    """Counts and means of a results file's lines. The means leave out features whose held-out
+    examples were all of one kind (a rare feature whose every activating example was shown to
+    the explainer): their balanced accuracy is one rate alone, e.g. 1.0 from "No" answers."""
     scores = [d for d in done if d.get("type") == "score"]
-    base = [d["baseline"] for d in scores if d.get("baseline") is not None]
+    both = [d for d in scores if d["tp"] + d["fn"] > 0 and d["tn"] + d["fp"] > 0]
+
+    def mean(key):
+        got = [d[key] for d in both if d.get(key) is not None]
+        return sum(got) / len(got) if got else None
+
     return {"explained": sum(d.get("type") == "explanation" for d in done),
-            "scored": len(scores),
-            "mean_score": (sum(d["balanced_accuracy"] for d in scores) / len(scores))
-            if scores else None,
-            "mean_baseline": sum(base) / len(base) if base else None,
+            "scored": len(scores), "one_kind_only": len(scores) - len(both),
+            "mean_score": mean("balanced_accuracy"), "mean_baseline": mean("baseline"),
+            "mean_auroc": mean("auroc"), "mean_baseline_auroc": mean("baseline_auroc"),
             "explained_now": n_explained,
             "explanations_per_minute": 60.0 * n_explained / explain_s if n_explained and
             explain_s > 0 else None}

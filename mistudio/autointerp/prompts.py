@@ -57,12 +57,25 @@ class PromptVersion:
     no: str = "No"
     show_activations: bool = True
     n_logit_tokens: int = 10
+    # drop the model's special tokens (BOS such as <|im_start|>) from the examples: inside a
+    # chat prompt the template reads them as control tokens, which derails small models
+    hide_special_tokens: bool = False
+    # the start of the assistant's answer, which the model completes; without it small
+    # models open with a heading ("The marked words in the output are:") and then a list
+    explanation_prefix: str = ""
 
 
 PROMPT_VERSIONS = {
+    # delphi's prompt as it is
     "delphi-v1": PromptVersion("delphi-v1", EXPLAINER_SYSTEM, DETECTION_SYSTEM, FUZZ_SYSTEM),
+    # for small local models (measured on SmolLM2-135M, docs/autointerp.md): no special
+    # tokens in the examples, no activation lists (shorter prompt, fewer copied tokens), and
+    # the answer started for the model
+    "delphi-v2": PromptVersion("delphi-v2", EXPLAINER_SYSTEM, DETECTION_SYSTEM, FUZZ_SYSTEM,
+                               show_activations=False, hide_special_tokens=True,
+                               explanation_prefix="These examples are all about"),
 }
-DEFAULT_PROMPT = "delphi-v1"
+DEFAULT_PROMPT = "delphi-v2"
 
 
 def get_version(name: str) -> PromptVersion:
@@ -102,18 +115,29 @@ def plain(tokens: list[str]) -> str:
     return "".join(tokens)
 
 
+def visible(tokens: list[str], values: list, hidden=frozenset()) -> tuple[list[str], list]:
+    """``tokens`` and their ``values`` (activations or marks) without the ``hidden`` ones."""
+    kept = [(t, v) for t, v in zip(tokens, values) if t not in hidden]
+    return [t for t, _ in kept], [v for _, v in kept]
+
+
 def explainer_user(examples, max_act: float, logit_tokens: list[str],
-                   version: PromptVersion) -> str:
+                   version: PromptVersion, hidden=frozenset()) -> str:
     """The explainer's user message: the examples (marked where the feature is > 0, with the
-    0-10 activations of the marked tokens) and the tokens the feature promotes."""
+    0-10 activations of the marked tokens) and the tokens the feature promotes. ``hidden``:
+    token strings left out of the text (the model's special tokens, for versions that hide
+    them)."""
+    hidden = hidden if version.hide_special_tokens else frozenset()
     lines = []
     for i, ex in enumerate(examples, 1):
-        marked = [v > 0 for v in ex.values]
-        lines.append(f"Example {i}: {highlighted(ex.tokens, marked)}")
+        tokens, values = visible(ex.tokens, ex.values, hidden)
+        marked = [v > 0 for v in values]
+        lines.append(f"Example {i}: {highlighted(tokens, marked)}")
         if version.show_activations:
-            acts = [(t, a) for t, a, m in zip(ex.tokens, normalised(ex.values, max_act), marked)
+            acts = [(t, a) for t, a, m in zip(tokens, normalised(values, max_act), marked)
                     if m]
             lines.append("Activations: " + ", ".join(f"({t!r}, {a})" for t, a in acts))
+    logit_tokens = [t for t in logit_tokens if t not in hidden]
     if logit_tokens and version.n_logit_tokens:
         lines.append("")
         lines.append("Top tokens the feature promotes in the output: "

@@ -70,6 +70,8 @@ class ScoreRow:
     details: list = field(default_factory=list)
     run_id: str = ""
     created_at: str = ""
+    auroc: float | None = None           # of P(yes): None without both kinds of example
+    baseline_auroc: float | None = None
 
 
 class AutointerpRepo:

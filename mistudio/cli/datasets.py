@@ -212,6 +212,11 @@ def run_show(args) -> int:
 def run_docs(args) -> int:
     from mistudio.errors import UserError
 
+    if args.limit < 1 or args.offset < 0 or args.chars < 1:
+        bad = ("--limit", args.limit) if args.limit < 1 else (
+            ("--offset", args.offset) if args.offset < 0 else ("--chars", args.chars))
+        raise UserError(f"{bad[0]} cannot be {bad[1]}.",
+                        hint="--limit and --chars are at least 1, --offset at least 0.")
     where = {}
     for item in args.where:
         col, sep, value = item.partition("=")

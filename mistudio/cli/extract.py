@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mistudio.cli import open_studio, print_json
+from mistudio.errors import UserError
 
 
 def register(sub) -> None:
@@ -22,6 +23,9 @@ def register(sub) -> None:
     r.add_argument("--template", help="start from a saved extraction template")
     r.add_argument("--max-tokens", type=int, help="tokens to extract (0: all)")
     r.add_argument("--batch-size", type=int, help="sequences per forward pass")
+    r.add_argument("--shard-rows", type=int, default=0,
+                   help="rows per shard file (default: about 256 MB of activations; a resume "
+                   "continues after the last complete shard)")
     r.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
                    help="storage dtype of the activations")
     r.add_argument("--keep-bos", action="store_true", help="also store BOS positions")
@@ -93,10 +97,14 @@ def run_extract(args) -> int:
         sets, job = studio.activations.start_extraction(
             args.model, args.tokenization, hook_points=args.hook_point, layers=layers,
             hook_types=hook_types, device=args.device, model_dtype=args.model_dtype,
-            quantization=args.quantization, variant=args.variant, name=args.name or "", **kw)
+            quantization=args.quantization, variant=args.variant, name=args.name or "",
+            shard_rows=max(0, args.shard_rows or 0), **kw)
         final = _follow(studio, job, run_job_cli)
         for s in sets:
-            s = studio.activations.get(s.id)
+            try:
+                s = studio.activations.get(s.id)
+            except UserError:  # nothing was saved, so no set was kept: the error said why
+                continue
             print(f"{s.id}  {s.hook_name:<28} {s.status:<10} {s.num_rows or 0:>10,} rows  "
                   f"{s.folder}")
         return 0 if final.status == "completed" else 1

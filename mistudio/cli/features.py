@@ -7,6 +7,7 @@ SAE's latest completed analysis).
 from __future__ import annotations
 
 from mistudio.cli import print_json, with_studio
+from mistudio.errors import UserError
 
 
 def register(sub) -> None:
@@ -24,6 +25,12 @@ def register(sub) -> None:
     a.add_argument("--context-before", type=int, default=15)
     a.add_argument("--context-after", type=int, default=4)
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    a.add_argument("--chunk-rows", type=int, default=None,
+                   help="tokens per spill chunk of the streaming pass; a checkpoint follows "
+                   "each (default 65,536)")
+    a.add_argument("--block-features", type=int, default=None,
+                   help="features per block of the per-feature pass (default: from memory); "
+                   "a checkpoint follows each")
     a.add_argument("--resume", metavar="FA_ID", help="continue a stopped analysis instead")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=run_analyze)
@@ -78,7 +85,7 @@ def register(sub) -> None:
         xp.add_argument("--features", required=True,
                         help="0-99, 3,17,250 or top50 (the 50 most often firing)")
         xp.add_argument("--model", required=True, help="registered instruct model (id/name)")
-        xp.add_argument("--prompt", default="", help="prompt version (default delphi-v1)")
+        xp.add_argument("--prompt", default="", help="prompt version (default delphi-v2)")
         xp.add_argument("--seed", type=int, default=0, help="seed of the example samples")
         xp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
         if name == "score":
@@ -99,6 +106,11 @@ def run_analyze(studio, args) -> int:
     from mistudio.cli.runner import follow_job_cli
     from mistudio.paths import human_bytes
 
+    for flag, value in (("--chunk-rows", args.chunk_rows),
+                        ("--block-features", args.block_features)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1 (got {value}).",
+                            hint=f"Leave out {flag} for the default.")
     if args.resume:
         job = studio.features.resume_analysis(args.resume)
     else:
@@ -111,7 +123,9 @@ def run_analyze(studio, args) -> int:
         job = studio.features.start_analysis(
             args.sae_id, tokenization=args.tokens, model=args.model, max_tokens=max_tokens,
             seed=args.seed, activation_set=args.activations, device=args.device,
-            context_before=args.context_before, context_after=args.context_after)
+            context_before=args.context_before, context_after=args.context_after,
+            **{k: v for k, v in (("chunk_rows", args.chunk_rows),
+                                 ("block_features", args.block_features)) if v is not None})
     final = follow_job_cli(studio, job, quiet=args.json)
     if final.status != "completed":
         return 1

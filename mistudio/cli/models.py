@@ -165,6 +165,11 @@ def run_show(args) -> int:
 
 
 def run_tree(args) -> int:
+    from mistudio.errors import UserError
+
+    if args.depth < 0:
+        raise UserError(f"--depth cannot be {args.depth}.", hint="Use 0 (the model only) or "
+                        "more levels, e.g. --depth 4.")
     studio = open_studio(args)
     try:
         tree = studio.models.module_tree(args.model)

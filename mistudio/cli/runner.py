@@ -119,6 +119,9 @@ def follow_job_cli(studio, job, *, quiet: bool = False,
             try:
                 final = studio.jobs.wait(job.id, timeout=0.5)
                 if final and final.status not in ("queued", "running", "paused"):
+                    # The row is final before the services' recording listeners are done:
+                    # wait for them, so what is printed next reads the recorded outcome.
+                    final = studio.jobs.wait(job.id) or final
                     break
             except KeyboardInterrupt:
                 print(f"\n{stop_message}", file=sys.stderr)

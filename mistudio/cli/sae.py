@@ -66,6 +66,8 @@ def register(sub) -> None:
 
 @with_studio
 def run_list(studio, args) -> int:
+    if args.training:
+        studio.trainings.get_training(args.training)  # an unknown id is an error, not "none"
     rows = studio.trainings.list_saes(args.training)
     if args.json:
         print_json([r.__dict__ for r in rows])

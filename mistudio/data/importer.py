@@ -15,7 +15,10 @@ from pathlib import Path
 from mistudio.data.raw_store import DOCUMENTS_FILE, RawCorpusWriter
 from mistudio.data.reading import open_source
 from mistudio.data.sources import SourceSpec
-from mistudio.paths import atomic_write_json, check_free_space, dir_size, human_bytes
+from mistudio.manifest import write_manifest
+from mistudio.paths import (atomic_write_json, check_free_space, dir_size, human_bytes,
+                            no_room_as_user_error)
+from mistudio.reliability import crash_point
 from mistudio.store.db import now_iso
 
 # The Hub token is handed from the service to the job in memory, never through the jobs
@@ -79,11 +82,15 @@ def run_import(params: dict, ctx) -> dict:
         spec = SourceSpec.from_dict(params["source"])
         if build.exists():
             shutil.rmtree(build)
-        out = build_dataset_folder(spec, build, ctx, token=_take_token(dataset_id))
+        with no_room_as_user_error(final):
+            out = build_dataset_folder(spec, build, ctx, token=_take_token(dataset_id))
         if final.exists():  # never overwrite: ids are fresh, so this is a leftover
             raise RuntimeError(f"dataset folder {final} already exists")
+        write_manifest(build)  # last into the folder: what "ready" promises is all there
+        crash_point("import.rename")
         os.replace(build, final)
         moved = True
+        crash_point("import.row.ready")  # in place, its row still "importing"
         stats = out["stats"]
         repos.datasets.update(
             dataset_id, status="ready", source=out["provenance"],

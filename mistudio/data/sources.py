@@ -219,6 +219,58 @@ class LocalFileReader(SourceReader):
                             hint="Pick a folder with .txt (or .md) files in it.")
         return files
 
+    def preflight(self) -> None:
+        """The cheap checks an import would fail on, done before any record or job exists:
+        a binary file, text that is not in the chosen encoding, a broken first line of
+        JSON Lines, a missing text column. Reads at most the first 64 KB of the first file
+        (the whole import still checks everything as it goes)."""
+        import codecs
+
+        first = self.files[0]
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            try:
+                schema = pq.read_schema(first)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise UserError(f"{first} is not a readable Parquet file ({exc}).",
+                                hint="Check that the file is complete and really Parquet.") \
+                    from None
+            if self.spec.text_column:
+                choose_text_column(schema, self.spec.text_column, str(first))
+            return
+        self._refuse_binary(first)
+        enc = "utf-8-sig" if self.spec.encoding.lower().replace("_", "-") in ("utf-8", "utf8") \
+            else self.spec.encoding
+        with open(first, "rb") as fh:
+            head = fh.read(65536)
+        try:
+            text = codecs.getincrementaldecoder(enc)(errors="strict").decode(head, final=False)
+        except LookupError:
+            raise UserError(f"Unknown text encoding {self.spec.encoding!r}.",
+                            hint="Use utf-8, latin-1, cp1252, utf-16, ...") from None
+        except UnicodeDecodeError as exc:
+            raise self._decode_error(first, exc) from None
+        if self.format == "jsonl":
+            lines = text.splitlines()
+            if len(head) == 65536 and not text.endswith("\n"):
+                lines = lines[:-1]  # cut by the 64 KB read
+            for lineno, line in enumerate(lines[:50], 1):
+                if line.strip():
+                    try:
+                        json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise UserError(f"{first}, line {lineno}, is not valid JSON "
+                                        f"({exc.msg}).", hint="Fix or remove that line; each "
+                                        "line of a .jsonl file must be one JSON object.") from None
+        elif self.format == "csv" and self.spec.text_column:
+            import csv as pycsv
+
+            delimiter = "\t" if first.suffix.lower() == ".tsv" else ","
+            header = next(pycsv.reader(text.splitlines()[:1], delimiter=delimiter), [])
+            choose_text_column(pa.schema([(n, pa.string()) for n in header]),
+                               self.spec.text_column, str(first))
+
     def provenance(self) -> dict:
         return {"kind": "local", "path": str(self.path.resolve()), "format": self.format,
                 "files": len(self.files), "bytes": self.total,

@@ -33,7 +33,9 @@ from mistudio.data.raw_store import RawCorpus, length_summary
 from mistudio.data.token_writer import NpyRowWriter
 from mistudio.data.tokenized import COMPLETE_MARKER, FORMAT_VERSION, tokenizer_fingerprint
 from mistudio.errors import UserError
+from mistudio.manifest import write_manifest
 from mistudio.paths import atomic_write_json, check_free_space
+from mistudio.reliability import crash_point
 
 PACKINGS = ("packed", "padded")
 SEPARATORS = ("eos", "bos", "none")
@@ -87,8 +89,14 @@ class TokenizeSettings:
                             hint="Use 'packed' (concatenate documents) or 'padded' (one per row).")
         if self.separator not in SEPARATORS:
             raise UserError(f"Unknown separator {self.separator!r}.", hint="Use eos, bos or none.")
-        if self.min_doc_tokens < 0 or (self.max_sequences is not None and self.max_sequences < 1):
-            raise UserError("Minimum tokens must be >= 0 and the sequence limit >= 1.")
+        if self.min_doc_tokens < 0:
+            raise UserError(f"The minimum document length (min_doc_tokens, --min-doc-tokens) "
+                            f"cannot be {self.min_doc_tokens}.", hint="Use 0 to keep every "
+                            "document, or a positive number of tokens.")
+        if self.max_sequences is not None and self.max_sequences < 1:
+            raise UserError(f"The sequence limit (max_sequences, --max-sequences) cannot be "
+                            f"{self.max_sequences}.", hint="Use at least 1, or leave it out "
+                            "to tokenize everything.")
         if not 1 <= self.batch_docs <= 100_000:
             raise UserError("The batch size must be between 1 and 100,000 documents.")
 
@@ -318,7 +326,7 @@ def tokenize_corpus(corpus: RawCorpus, tokenizer, settings: TokenizeSettings, ou
                   "tokens_per_s": round(n_tokens / elapsed) if elapsed > 0 else None})
     meta["stats"] = stats
     atomic_write_json(out_dir / "meta.json", meta)
-    (out_dir / COMPLETE_MARKER).write_text("ok\n")
+    write_manifest(out_dir, name=COMPLETE_MARKER)  # the marker is the manifest, written last
     return meta
 
 
@@ -393,6 +401,7 @@ def run_tokenize(params: dict, ctx) -> dict:
         with atomic_dir(folder) as tmp:
             meta = tokenize_corpus(corpus, tokenizer, settings, tmp, ctx, info=info)
         corpus.close()
+        crash_point("tokenize.row.ready")  # the folder is in place, its row not yet ready
         repos.tokenizations.mark_ready(tok_id, meta, folder)
         st = meta["stats"]
         ctx.log(f"{meta['n_seq']:,} sequences, {meta['n_tokens']:,} tokens "

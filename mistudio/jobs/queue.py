@@ -20,6 +20,7 @@ from mistudio.errors import JobCancelled, describe_exception
 from mistudio.jobs.context import JobContext
 from mistudio.jobs.registry import get_kind
 from mistudio.paths import DataPaths
+from mistudio.reliability import crash_point
 from mistudio.store.db import new_id, now_iso
 from mistudio.jobs.repository import ACTIVE, JobRecord, JobsRepo
 
@@ -220,7 +221,7 @@ class JobQueue:
             status, message = "cancelled", "Cancelled."
             logger.info("job cancelled")
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the user
-            error = describe_exception(exc)
+            error = describe_exception(exc, memory_hint=_memory_hint(rec.kind))
             tb = traceback.format_exc()
             message = error
             logger.error("job failed: %s\n%s", error, tb)
@@ -231,10 +232,12 @@ class JobQueue:
             if status == "completed":
                 fields["progress"] = rec.total or run.rec.progress or 1.0
                 fields["result"] = result
+            crash_point("job.row.final")  # the work is done (or failed), its row not yet told
             try:
                 self.repo.update(rec.id, **fields)
             except Exception:
                 log.exception("could not record the end of job %s", rec.id)
+            crash_point("job.row.recorded")  # recorded; the services' listeners not yet told
             for h in list(logger.handlers):
                 h.close()
                 logger.removeHandler(h)
@@ -305,13 +308,16 @@ class JobQueue:
             pending = list(self._pending)
             self._pending.clear()
             running = list(self._running.values())
+            # Ended, but their recording listeners still write (the row already says so):
+            # closing the store under them would crash inside SQLite.
+            finishing = list(self._finishing.values())
         for rec in pending:
             self.repo.update(rec.id, status="cancelled", finished_at=now_iso(),
                              message="Cancelled: the app was closed before it started.")
         for run in running:
             run.ctx.request_cancel()
         deadline = time.monotonic() + timeout
-        for run in running:
+        for run in running + finishing:
             run.done.wait(max(0.0, deadline - time.monotonic()))
             if run.done.is_set() and run.thread is not None:  # its thread is ending: join it
                 run.thread.join(max(0.0, deadline - time.monotonic()))
@@ -324,3 +330,10 @@ class JobQueue:
 
 def active_statuses() -> tuple[str, ...]:
     return ACTIVE
+
+
+def _memory_hint(kind: str) -> str:
+    try:
+        return get_kind(kind).memory_hint
+    except KeyError:
+        return ""

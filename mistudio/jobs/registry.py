@@ -19,6 +19,9 @@ class JobKind:
     gpu: bool = False  # GPU-heavy jobs run one at a time by default
     title: str = ""
     pausable: bool = False
+    #: What to lower when the job runs out of memory (GPU or RAM): the settings of this
+    #: kind, named as the user sets them. Every long kind has one (a test checks).
+    memory_hint: str = ""
 
     def load(self) -> Callable:
         module, _, attr = self.target.partition(":")

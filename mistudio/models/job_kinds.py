@@ -12,4 +12,6 @@ register(JobKind("models.import", "mistudio.models.sources:import_local_job",
 register(JobKind("models.convert_gguf", "mistudio.models.sources:convert_gguf_job",
                  title="Convert GGUF model"))
 register(JobKind("models.quantize", "mistudio.models.sources:save_quantized_job", gpu=True,
-                 title="Save quantized model"))
+                 title="Save quantized model",
+                 memory_hint="Quantize to 4bit instead of 8bit, or close other programs "
+                 "using the GPU; the model itself is unchanged."))

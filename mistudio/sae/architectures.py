@@ -486,7 +486,9 @@ SAE_CLASSES: dict[str, type[SparseAutoencoder]] = {
 def build_sae(member, d_in: int, d_out: int | None = None, device=None) -> SparseAutoencoder:
     """An SAE for one :class:`~mistudio.sae.config.TrainingConfig` member."""
     cls = SAE_CLASSES[member.architecture]
-    extra = ({"widths": member.matryoshka_widths} if cls is MatryoshkaBatchTopKSAE else {})
+    extra = ({"widths": member.matryoshka_widths,
+              "use_matryoshka_aux_loss": member.use_matryoshka_aux_loss}
+             if cls is MatryoshkaBatchTopKSAE else {})
     return cls(d_in, member.resolved_d_sae(d_in), d_out=d_out if member.is_transcoder else None,
                skip=member.kind == "skip_transcoder", transcoder=member.is_transcoder,
                k=member.k, aux_k=member.resolved_aux_k(d_in),

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mistudio.errors import UserError
+from mistudio.manifest import write_manifest
 from mistudio.paths import atomic_dir, atomic_write_json, check_free_space
+from mistudio.reliability import crash_point
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.pt"
@@ -102,7 +104,10 @@ def save_checkpoint(training_dir: str | Path, state: dict, *, step: int, tokens:
     meta = {"step": step, "tokens": tokens, "created_at": created, "metrics": metrics or {}}
     with atomic_dir(target) as tmp:
         torch.save(state, tmp / STATE_FILE)
+        crash_point("train.checkpoint.write")
         atomic_write_json(tmp / META_FILE, meta)
+        write_manifest(tmp)
+    crash_point("train.checkpoint.renamed")  # in place; the training's row not yet told
     prune_checkpoints(training_dir, keep)
     return CheckpointInfo(step=step, tokens=tokens, path=str(target), created_at=created,
                           metrics=metrics or {})

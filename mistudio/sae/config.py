@@ -116,6 +116,9 @@ class TrainingConfig:
     #: matryoshka_batchtopk: increasing prefix widths, d_sae appended if missing; empty:
     #: d_sae/16, d_sae/4, d_sae
     matryoshka_widths: list[int] = field(default_factory=list)
+    #: matryoshka_batchtopk: AuxK per level (each level's dead latents reconstruct that
+    #: level's residual; SAELens's option of the same name) instead of on the whole SAE's
+    use_matryoshka_aux_loss: bool = False
     # -- optimisation -------------------------------------------------------------------
     lr: float = 3e-4
     adam_beta1: float = 0.9
@@ -185,6 +188,10 @@ class TrainingConfig:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise UserError(f"Cannot read the config file {path}: {exc.strerror or exc}.") from exc
+        except UnicodeDecodeError:
+            raise UserError(f"The config file {path} is not UTF-8 text.",
+                            hint="Write it as a JSON object of settings, saved as UTF-8.") \
+                from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -373,6 +380,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         try:
             f = float(value)
             if f == int(f):
+                if abs(int(f)) >= 2 ** 63:  # beyond what any count can be (or SQLite store)
+                    raise UserError(f"Setting {name!r} is too large: {value!r}.",
+                                    hint="Use a realistic number.")
                 return int(f)
         except (TypeError, ValueError, OverflowError):
             pass
@@ -492,6 +502,10 @@ SETTING_INFO: dict[str, SettingInfo] = {
     "matryoshka_widths": _i("Matryoshka widths", "Nested dictionary sizes, increasing, "
                             "comma-separated (e.g. 512, 2048); the SAE width is added as the "
                             "last level.", "latents", "empty = automatic: d_sae/16, d_sae/4"),
+    "use_matryoshka_aux_loss": _i("AuxK per level", "Matryoshka: each level's dead latents "
+                                  "reconstruct that level's own residual (SAELens's "
+                                  "use_matryoshka_aux_loss; slower, may revive latents "
+                                  "better) instead of the whole SAE's."),
     "d_sae": _i("SAE width", "Number of latents. Set it to fix the width exactly.",
                 "latents", "0 = automatic: from expansion factor"),
     "expansion_factor": _i("Expansion factor",

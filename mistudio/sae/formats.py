@@ -35,7 +35,9 @@ import numpy as np
 import torch
 
 from mistudio.errors import UserError
+from mistudio.manifest import write_manifest
 from mistudio.paths import atomic_dir, atomic_write_json
+from mistudio.reliability import crash_point
 from mistudio.sae.architectures import (BatchTopKSAE, JumpReLUSAE, MatryoshkaBatchTopKSAE,
                                         ReluSAE, SparseAutoencoder, TopKSAE)
 
@@ -67,7 +69,8 @@ def saelens_training_details(sae: BatchTopKSAE) -> dict:
                "rescale_acts_by_decoder_norm": False,
                "topk_threshold_lr": round(1 - BatchTopKSAE.THRESHOLD_EMA, 10)}
     if isinstance(sae, MatryoshkaBatchTopKSAE):
-        details.update(matryoshka_widths=list(sae.widths), use_matryoshka_aux_loss=False)
+        details.update(matryoshka_widths=list(sae.widths),
+                       use_matryoshka_aux_loss=bool(sae.use_matryoshka_aux_loss))
     return {"training_architecture": sae.architecture,
             "training_architecture_details": details}
 
@@ -134,6 +137,8 @@ def save_saelens(folder: str | Path, sae: SparseAutoencoder, *, scale_in: float 
             save_file({"sparsity": log_feature_sparsity.float().contiguous().cpu()},
                       str(tmp / SPARSITY_FILE))
         atomic_write_json(tmp / CFG_FILE, cfg)
+        write_manifest(tmp)  # other tools ignore it; the kill harness verifies it
+        crash_point("train.sae.rename")
     return folder
 
 
@@ -180,7 +185,68 @@ def load_sae(folder: str | Path, device="cpu") -> tuple[SparseAutoencoder, dict]
 
 
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text, so it is not an SAE's settings file.",
+                        hint="Copy the SAE's files again.") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}).",
+                        hint="Copy the SAE's files again.") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a JSON object of the SAE's settings, not a "
+                        f"{type(data).__name__}.", hint="Copy the SAE's files again.")
+    return data
+
+
+def _cfg_int(cfg: dict, key: str, path: Path, default=None) -> int:
+    """A positive whole number from cfg.json, or an error naming the key and the file."""
+    value = cfg.get(key, default)
+    try:
+        number = int(value)
+        ok = not isinstance(value, bool) and number == float(value) and number >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise UserError(f"{path}: {key!r} must be a whole number of at least 1, not {value!r}.",
+                        hint="Fix that value, or copy the SAE's files again.")
+    return number
+
+
+#: Tensors SAELens writes besides the four every SAE has (skip transcoders, JumpReLU,
+#: older versions' input scaling); anything else means the file is not what cfg.json says.
+SAELENS_EXTRA_TENSORS = {"W_skip", "threshold", "log_threshold", "scaling_factor"}
+
+
+def _check_saelens_tensors(tensors: dict, path: Path, d_in: int, d_sae: int, d_out: int) -> None:
+    shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_out),
+              "b_dec": (d_out,)}
+    missing = [n for n in shapes if n not in tensors]
+    if missing:
+        raise UserError(f"{path} has no tensor {missing[0]!r} (an SAE needs "
+                        f"{', '.join(shapes)}).",
+                        hint="The file is incomplete or not an SAE's weights; copy it again.")
+    unknown = sorted(set(tensors) - set(shapes) - SAELENS_EXTRA_TENSORS)
+    if unknown:
+        raise UserError(f"{path} holds tensor(s) an SAE of this kind does not have: "
+                        f"{', '.join(map(repr, unknown))}.",
+                        hint="The weights do not match cfg.json's architecture; copy both "
+                             "files of the same SAE again.")
+    for name, want in shapes.items():
+        got = tuple(tensors[name].shape)
+        if got != want:
+            raise UserError(f"{path}: {name!r} has shape {list(got)}, but cfg.json (d_in "
+                            f"{d_in}, d_sae {d_sae}) means {list(want)}.",
+                            hint="The weights and cfg.json belong to different SAEs; copy "
+                                 "both files of the same SAE again.")
+
+
+def _check_finite(tensors: dict, where: str) -> None:
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(f"{where}: tensor {name!r} holds NaN or infinite values.",
+                            hint="The SAE is broken (a diverged training or a damaged file); "
+                                 "use another checkpoint or copy it again.")
 
 
 def _new(cls, d_in, d_sae, *, d_out=None, skip=False, transcoder=False, **kw) -> SparseAutoencoder:
@@ -210,24 +276,28 @@ def _load_saelens(folder: Path):
     arch = cfg.get("architecture", "standard")
     meta = cfg.get("metadata") or {}
     ours = meta.get("mistudio") or {}
-    d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
-    d_out = int(cfg.get("d_out") or d_in)
+    cfg_path = folder / CFG_FILE
+    d_in, d_sae = _cfg_int(cfg, "d_in", cfg_path), _cfg_int(cfg, "d_sae", cfg_path)
+    d_out = _cfg_int(cfg, "d_out", cfg_path) if cfg.get("d_out") else d_in
+    if not isinstance(arch, str):
+        raise UserError(f"{cfg_path}: 'architecture' must be a name such as 'topk', not "
+                        f"{arch!r}.", hint="Fix that value, or copy the SAE's files again.")
     base = arch.replace("_skip_transcoder", "").replace("_transcoder", "")
     transcoder = "transcoder" in arch
     skip = "skip_transcoder" in arch
     if base in ("transcoder", "skip"):
         base = "standard"
     if ours.get("architecture") == "batchtopk":
-        cls, kw = BatchTopKSAE, {"k": int(ours.get("k", 32))}
+        cls, kw = BatchTopKSAE, {"k": _cfg_int(ours, "k", cfg_path, 32)}
     elif ours.get("architecture") == "matryoshka_batchtopk":
         cls, kw = MatryoshkaBatchTopKSAE, {"k": int(ours.get("k", 32)),
-                                           "widths": ours.get("matryoshka_widths") or ()}
+                                           "widths": ours.get("matryoshka_widths") or (),
+                                           "use_matryoshka_aux_loss": bool(
+                                               ours.get("use_matryoshka_aux_loss", False))}
     elif base == "standard":
         cls, kw = ReluSAE, {"l1_coefficient": float(ours.get("l1_coefficient", 5.0))}
     elif base == "topk":
-        cls, kw = TopKSAE, {"k": int(cfg.get("k") or ours.get("k"))}
-        if cfg.get("rescale_acts_by_decoder_norm"):
-            tensors = _fold_decoder_norm(tensors)
+        cls, kw = TopKSAE, {"k": _cfg_int(cfg if "k" in cfg else ours, "k", cfg_path)}
     elif base == "jumprelu":
         cls, kw = JumpReLUSAE, {}
     else:
@@ -238,6 +308,12 @@ def _load_saelens(folder: Path):
         raise UserError(f"This SAE expects its inputs normalised with {norm!r}, which is not "
                         "folded into its weights.",
                         hint="Fold the scaling into the weights with SAELens and save it again.")
+    # the weights, once the architecture is known to be one we read (a gated SAE's extra
+    # tensors are "not supported", not "unknown")
+    _check_saelens_tensors(tensors, folder / WEIGHTS_FILE, d_in, d_sae, d_out)
+    _check_finite(tensors, str(folder / WEIGHTS_FILE))
+    if cls is TopKSAE and cfg.get("rescale_acts_by_decoder_norm"):
+        tensors = _fold_decoder_norm(tensors)
     sae = _new(cls, d_in, d_sae, d_out=d_out if transcoder else None, skip=skip,
                transcoder=transcoder, **kw)
     sae.apply_b_dec_to_input = bool(cfg.get("apply_b_dec_to_input", not transcoder))
@@ -273,6 +349,7 @@ def _load_sparsify(folder: Path):
     tensors = {"W_enc": w.t(), "b_enc": t["encoder.bias"], "W_dec": w_dec, "b_dec": t["b_dec"]}
     if skip:
         tensors["W_skip"] = t["W_skip"]
+    _check_finite(tensors, str(folder / "sae.safetensors"))
     _assign(sae, tensors)
     return sae, {"model_name": cfg.get("model", "") or "", "hook_name": folder.name,
                  "config": cfg}
@@ -286,6 +363,7 @@ def _load_gemma_scope(folder: Path):
     d_out = int(t["W_dec"].shape[1])
     sae = JumpReLUSAE(int(d_in), int(d_sae), d_out=d_out if d_out != d_in else None)
     sae.apply_b_dec_to_input = False
+    _check_finite(t, str(folder / "params.npz"))
     _assign(sae, t)
     return sae, {"model_name": "", "hook_name": "", "config": {}}
 

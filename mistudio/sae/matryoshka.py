@@ -21,8 +21,10 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
     ``widths`` are increasing prefix sizes ending at ``d_sae``. One BatchTopK selection is
     made over all latents (as SAELens does); the loss is the full reconstruction's MSE plus,
     for every inner width ``w``, the MSE of ``b_dec + sum_{i<w} f_i W_dec,i``. AuxK works on
-    the full residual (SAELens's default, ``use_matryoshka_aux_loss = False``). Saved like
-    BatchTopK: a JumpReLU SAE with the global threshold.
+    the full residual (SAELens's default, ``use_matryoshka_aux_loss = False``); with
+    ``use_matryoshka_aux_loss`` it works level by level, as SAELens's option does (see
+    :meth:`matryoshka_aux_loss`). Saved like BatchTopK: a JumpReLU SAE with the global
+    threshold.
 
     Why one decode serves every level: the selected entries are regrouped by (token, level)
     and one ``embedding_bag`` over ``B * L`` bags gives each level's partial sum per token;
@@ -33,9 +35,11 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
 
     architecture = "matryoshka_batchtopk"
 
-    def __init__(self, d_in: int, d_sae: int, *, widths=(), **kw):
+    def __init__(self, d_in: int, d_sae: int, *, widths=(), use_matryoshka_aux_loss=False,
+                 **kw):
         super().__init__(d_in, d_sae, **kw)
         self.widths = resolve_matryoshka_widths(widths, self.d_sae)
+        self.use_matryoshka_aux_loss = bool(use_matryoshka_aux_loss)
         self.register_buffer("_level_edges", torch.tensor(self.widths[:-1], dtype=torch.long,
                                                           device=self.W_dec.device),
                              persistent=False)
@@ -87,7 +91,10 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
         surrogate = -(2.0 / B) * ((parts * tail).sum() + (base * total).sum())
         loss = level_mse.sum() + (surrogate - surrogate.detach())
         mse = level_mse[-1]
-        aux = self._aux_loss(x_in, resid[-1], dead_mask, matmul_dtype)
+        if self.use_matryoshka_aux_loss:
+            aux = self.matryoshka_aux_loss(x_in, resid, dead_mask, matmul_dtype)
+        else:
+            aux = self._aux_loss(x_in, resid[-1], dead_mask, matmul_dtype)
         if aux is not None:
             loss = loss + self.aux_k_coefficient * aux
         with torch.no_grad():
@@ -102,6 +109,41 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
                           aux_loss=aux.detach() if aux is not None else zero,
                           l0=active.sum().float() / B, l1=values.detach().sum() / B,
                           fired=fired, extra=extra)
+
+    def matryoshka_aux_loss(self, x_in, resid, dead_mask, matmul_dtype):
+        """SAELens's ``use_matryoshka_aux_loss``: AuxK per level. The dead latents of level
+        ``j`` (latents ``[widths[j-1], widths[j])``) reconstruct the residual of the prefix
+        reconstruction up to ``widths[j]`` (``resid[j]``, its own level's error rather than
+        the whole SAE's): the top ``min(aux_k, dead in the level)`` of their pre-activations
+        (ReLU, like our AuxK), decoded without bias; each level's mean squared error is
+        scaled by ``min(dead in the level / aux_k, 1)`` and the levels' terms are summed.
+        Levels with no dead latent add nothing; None when no latent is dead. (SAELens takes
+        ``aux_k = d_in // 2`` here; ours is the ``aux_k`` setting, whose default is that.)"""
+        if dead_mask is None or self.aux_k_coefficient <= 0:
+            return None
+        dead = dead_mask.nonzero().squeeze(1)
+        if int(dead.numel()) == 0:
+            return None
+        with _autocast(x_in, matmul_dtype):
+            pre = F.linear(x_in, self.W_enc_t[dead], self.b_enc[dead])
+        pre = pre.float()
+        level = torch.bucketize(dead, self._level_edges.to(dead.device), right=True)
+        counts = torch.bincount(level, minlength=len(self.widths)).tolist()  # one sync
+        total = None
+        start = 0
+        for j, n_dead in enumerate(counts):
+            cols = slice(start, start + n_dead)  # dead is sorted, so a level is a run
+            start += n_dead
+            if n_dead == 0:
+                continue
+            ka = min(self.aux_k, n_dead)
+            vals, idx = pre[:, cols].topk(ka, dim=-1, sorted=False)
+            recon = F.embedding_bag(dead[cols][idx], self.W_dec, mode="sum",
+                                    per_sample_weights=F.relu(vals).to(self.W_dec.dtype))
+            term = min(n_dead / self.aux_k, 1.0) * (recon.float() - resid[j]).pow(2).sum(
+                dim=-1).mean()
+            total = term if total is None else total + term
+        return total
 
     def metric_names(self) -> tuple[str, ...]:
         return tuple(f"inner_mse_loss_{w}" for w in self.widths[:-1])
@@ -129,4 +171,5 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
         return small.train(self.training)
 
     def hyperparameters(self) -> dict:
-        return {**super().hyperparameters(), "matryoshka_widths": list(self.widths)}
+        return {**super().hyperparameters(), "matryoshka_widths": list(self.widths),
+                "use_matryoshka_aux_loss": self.use_matryoshka_aux_loss}

@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from mistudio.errors import JobCancelled, UserError
-from mistudio.paths import atomic_write_json
+from mistudio.paths import atomic_write_json, no_room_as_user_error, remove_partials
+from mistudio.reliability import crash_point, crash_point_armed
 from mistudio.sae import checkpoints as ckpt
 from mistudio.sae.architectures import BatchTopKSAE, SparseAutoencoder, build_sae
 from mistudio.sae.config import TOPK_FAMILY, TrainingConfig
@@ -447,10 +448,18 @@ class Trainer:
 
     def _write_metrics_line(self, values: dict) -> None:
         if self.out_dir:
-            with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"step": self.step, "time": time.time(),
-                                     **{k: (v if math.isfinite(v) else None)
-                                        for k, v in values.items()}}) + "\n")
+            line = json.dumps({"step": self.step, "time": time.time(),
+                               **{k: (v if math.isfinite(v) else None)
+                                  for k, v in values.items()}}) + "\n"
+            with no_room_as_user_error(self.out_dir / METRICS_FILE), \
+                    open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+                if crash_point_armed():
+                    # an append cut in half (a power cut, a full disk): readers and the
+                    # resume's truncation must cope with a torn last line
+                    fh.write(line[: len(line) // 2])
+                    fh.flush()
+                    crash_point("train.metrics.append")
+                fh.write(line[len(line) // 2:] if crash_point_armed() else line)
 
     # ------------------------------------------------------------------ spliced evaluation
 
@@ -532,8 +541,14 @@ class Trainer:
         path = self.out_dir / METRICS_FILE
         if not path.exists():
             return
-        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        keep = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line torn by a crash mid-append: it is redone
+                continue
+            if isinstance(row, dict) and row.get("step", 0) <= step:
+                keep.append(line)
         from mistudio.paths import atomic_write_text
 
         atomic_write_text(path, "".join(line + "\n" for line in keep))
@@ -593,5 +608,8 @@ class Trainer:
                         k: getattr(m.cfg, k) for k in ("lr", "k", "l1_coefficient",
                                                         "l0_coefficient", "init_seed")}})
             atomic_write_json(self.out_dir / RESULT_FILE, result)
+            for leftovers in (self.out_dir, self.out_dir / ckpt.CHECKPOINT_DIR,
+                              self.out_dir / SAES_DIR):
+                remove_partials(leftovers)  # of writes that a kill before a resume cut short
             self.ctx.progress(self.total_steps, self.total_steps, "Done.")
         return result

@@ -225,12 +225,12 @@ def measure(model, sae, target, plans, prompt_ids, outs, scope, result, pad_id, 
 
 def _feature_effects(sae, plan: RowPlan, x: torch.Tensor, scope: str, prompt_len: int, target,
                      dtype) -> tuple[list[dict], list[dict]]:
-    from mistudio.steering.hook import in_scope
+    from mistudio.steering.hook import scope_range
 
     if sae is None:
         return [], []
-    pos = in_scope(scope, 0, x.shape[0], prompt_len, x.device).nonzero().squeeze(-1)
-    xs = x[pos]
+    lo, hi = scope_range(scope, 0, x.shape[0], prompt_len)
+    xs = x[lo:hi]
     one = SteeringHook(target, [plan], sae=sae, scope="all", dtype=dtype, device=x.device)
     after = xs + one.delta(xs[None])[0] if one.enabled else xs
     enc = sae.to(x.device)

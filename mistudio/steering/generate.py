@@ -84,16 +84,30 @@ def generate_rows(model, prompt_ids: list[int], n_rows: int, sampling: Sampling,
                 hook.offset = seqs.shape[1] - 1
             res = model(input_ids=seqs[:, -1:], use_cache=True, **{cache_arg: cache}, **extra)
         else:
+            # The prompt pass runs one row when every row reads the same unsteered prompt,
+            # else the real rows only: padding rows (see batch_rows) only make decoding
+            # steps cheaper, and copy row 0's cache afterwards.
+            first = (1 if shared else n_rows) if use_cache and step == 0 else total
             if hook is not None:
                 hook.offset = 0
-            first = use_cache and shared and step == 0 and total > 1
-            res = model(input_ids=seqs[:1] if first else seqs, use_cache=use_cache, **extra)
+                hook.n_rows = first
+            res = model(input_ids=seqs[:first], use_cache=use_cache, **extra)
+            if hook is not None:
+                hook.n_rows = total
         logits = res.logits[:, -1, :].to(dtype=torch.float32, copy=True)
         if use_cache:
             cache = getattr(res, cache_arg)
-            if logits.shape[0] != total:  # the shared prompt pass: one row for all
-                logits = logits.expand(total, -1).clone()
-                cache.batch_repeat_interleave(total)
+            rows = logits.shape[0]
+            if rows != total:  # a prompt pass of fewer rows: fill the batch
+                if rows == 1:
+                    logits = logits.expand(total, -1).clone()
+                    cache.batch_repeat_interleave(total)
+                else:
+                    pick = torch.cat([torch.arange(rows, device=device),
+                                      torch.zeros(total - rows, dtype=torch.long,
+                                                  device=device)])
+                    logits = logits[pick]
+                    cache.batch_select_indices(pick)
         next_tokens = _choose(logits, seqs, procs, sampling, gens)
         chosen = next_tokens.tolist()[:n_rows]
         for r, t in enumerate(chosen):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mistudio.models.hooks import HookTarget, get_module, input_tensor
+from mistudio.steering.topk_screen import screen_for
 
 
 @dataclass
@@ -51,7 +52,7 @@ class LatentReader:
             self.W = sae.W_enc_t.detach().to(device, dtype)             # [d_sae, d]
             self.b = sae.b_enc.detach().to(device, dtype)
             if torch.device(device).type == "cpu" and dtype == torch.float32:
-                self.screen = HalfScreen.build(self.W, self.b)
+                self.screen = screen_for(sae, self.W, self.b, self.k)
         else:
             self.W = sae.W_enc_t.detach()[self.features].to(device, dtype)  # [K, d]
             self.b = sae.b_enc.detach()[self.features].to(device, dtype)
@@ -65,7 +66,7 @@ class LatentReader:
         xin = x - self.b_dec if self.b_dec is not None else x
         if self.full:
             if self.screen is not None:
-                got = self.screen.latents(xin, self.k, self.features)
+                got = self.screen.latents(xin, self.features)
                 if got is not None:
                     return got
             pre = torch.nn.functional.linear(xin, self.W, self.b)
@@ -79,69 +80,14 @@ class LatentReader:
         return acts
 
 
-class HalfScreen:
-    """The exact k-th largest pre-activation of a TopK SAE at a quarter of the memory reads.
-
-    The full fp32 encoder product is the cost of clamping a TopK SAE's latent (a GEMV over
-    d_sae x d_in floats per token; 56 MB at 24,576 x 576). Here the product runs in float16
-    (4x faster on this CPU), each pre-activation with an error bound
-    ``E_j = MARGIN * ||x|| * ||W_j||`` (10x the worst float16 rounding of both operands with a
-    float32 accumulator; checked on random inputs when built, else not used). Every latent of
-    the true top k has ``approx_j + E_j`` >= the k-th largest ``approx_j - E_j``, so the true
-    top k is among those candidates; their exact float32 pre-activations decide the top k and
-    give the clamped latents. None (the caller computes everything) when float16 would
-    overflow.
-    """
-
-    MARGIN = 1e-2
-
-    def __init__(self, W, b):
-        self.W, self.b = W, b
-        self.W_half = W.half()
-        self.row_norms = W.norm(dim=1)
-
-    @classmethod
-    def build(cls, W, b) -> "HalfScreen | None":
-        screen = cls(W, b)
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(8, W.shape[1], generator=g) * 10
-        exact = torch.nn.functional.linear(x, W)
-        approx = torch.nn.functional.linear(x.half(), screen.W_half).float()
-        bound = screen.MARGIN * x.norm(dim=1, keepdim=True) * screen.row_norms
-        if not bool(((approx - exact).abs() <= 0.25 * bound).all()):
-            return None  # this float16 kernel is less accurate than assumed
-        return screen
-
-    def latents(self, xin: torch.Tensor, k: int, features: torch.Tensor):
-        """TopK latents ``[..., K]`` of ``features``, or None when float16 cannot be used."""
-        flat = xin.reshape(-1, xin.shape[-1])
-        if flat.shape[0] == 0 or bool(flat.abs().max() > 6e4):
-            return None
-        approx = torch.nn.functional.linear(flat.half(), self.W_half).float() + self.b
-        if not bool(torch.isfinite(approx).all()):
-            return None
-        err = self.MARGIN * flat.norm(dim=1, keepdim=True) * self.row_norms
-        floor = (approx - err).topk(k, dim=-1).values[:, -1:]
-        out = torch.zeros(flat.shape[0], len(features), dtype=flat.dtype, device=flat.device)
-        for r in range(flat.shape[0]):
-            cand = ((approx[r] + err[r]) >= floor[r]).nonzero().squeeze(-1)
-            exact = torch.nn.functional.linear(flat[r], self.W[cand], self.b[cand])
-            kth = exact.topk(k).values[-1]
-            # a feature outside the candidates is not in the top k: its latent is 0
-            where = (cand[:, None] == features[None, :])
-            has = where.any(0)
-            vals = (exact[:, None] * where).sum(0)
-            out[r] = torch.where(has, torch.relu(vals) * (vals >= kth), torch.zeros_like(vals))
-        return out.reshape(*xin.shape[:-1], len(features))
-
-
-def in_scope(scope: str, start: int, length: int, prompt_len: int, device) -> torch.Tensor:
-    pos = torch.arange(start, start + length, device=device)
+def scope_range(scope: str, start: int, length: int, prompt_len: int) -> tuple[int, int]:
+    """The scope's positions among ``start .. start + length - 1``, as a slice ``(lo, hi)``
+    of the pass (empty when ``lo >= hi``)."""
     if scope == "prompt":
-        return pos < prompt_len
+        return 0, max(0, min(length, prompt_len - start))
     if scope == "generated":
-        return pos >= prompt_len
-    return torch.ones(length, dtype=torch.bool, device=device)
+        return max(0, min(length, prompt_len - start)), length
+    return 0, length
 
 
 class SteeringHook:
@@ -159,6 +105,11 @@ class SteeringHook:
         self.n_rows = len(plans)
         steered = [i for i, p in enumerate(plans) if p is not None and not p.empty]
         self.rows = torch.tensor(steered, dtype=torch.long, device=device)
+        # steered rows that are one contiguous block (the usual case: the baseline is row 0,
+        # the columns follow) are edited in place through a view, without gathering
+        self.row_block = (slice(steered[0], steered[-1] + 1)
+                          if steered and steered == list(range(steered[0], steered[-1] + 1))
+                          else None)
         self.enabled = bool(steered)
         d = None
         adds = []
@@ -205,16 +156,21 @@ class SteeringHook:
         if not self.enabled:
             return x
         batch, length = x.shape[0], x.shape[1]
-        mask = in_scope(self.scope, self.offset, length, self.prompt_len, x.device)
-        if not bool(mask.any()):
+        # The positions in scope are a contiguous range known from Python ints: slicing them
+        # needs no mask, no nonzero() and no device-to-host sync (one token a step when
+        # decoding with the KV cache).
+        lo, hi = scope_range(self.scope, self.offset, length, self.prompt_len)
+        if lo >= hi:
             return x
-        rows = self.rows
         if batch != self.n_rows:  # a shared prefill (batch 1) never reaches here unsteered
             raise RuntimeError(f"steering hook built for {self.n_rows} rows got {batch}")
-        cols = mask.nonzero().squeeze(-1)
-        xs = x[rows][:, cols]
         out = x.clone()
-        out[rows[:, None], cols[None, :]] = xs + self.delta(xs)
+        if self.row_block is not None:
+            xs = out[self.row_block, lo:hi]
+            xs += self.delta(xs)
+        else:
+            xs = out[self.rows, lo:hi]
+            out[self.rows, lo:hi] = xs + self.delta(xs)
         return out
 
     # ------------------------------------------------------------------ attaching

@@ -5,4 +5,6 @@ nothing heavy."""
 from mistudio.jobs.registry import JobKind, register
 
 register(JobKind("steering.generate", "mistudio.steering.job:generate_job", gpu=True,
-                 title="Steered generation"))
+                 title="Steered generation",
+                 memory_hint="Generate fewer tokens (--max-new-tokens), steer fewer columns "
+                 "(a shorter --sweep), or run on the CPU (--device cpu)."))

@@ -1,4 +1,5 @@
-"""Tables of auto-interpretation (migration 90; 90-99 are reserved for this area).
+"""Tables of auto-interpretation (migrations 90 and 170; 90-99 and 170-179 are reserved for
+this area).
 
 - ``autointerp_runs``: one row per explain/score batch (an ``autointerp.run`` job); its
   per-feature results are appended to ``autointerp/<id>/results.jsonl`` as they are made
@@ -6,7 +7,9 @@
 - ``autointerp_explanations``: one explanation per (analysis, feature, explainer model,
   prompt version, seed).
 - ``autointerp_scores``: one score per (analysis, feature, scorer, scorer model, explainer
-  model, prompt version, seed), with the shuffled-explanation baseline beside it.
+  model, prompt version, seed), with the shuffled-explanation baseline beside it (170:
+  the AUROC of P(yes) of both, which still ranks where a scorer biased to "No" gets
+  balanced accuracy 0.5 everywhere).
 """
 
 from __future__ import annotations
@@ -40,3 +43,9 @@ def _v90(db):
         pk=("analysis_id", "feature", "scorer", "model_id", "explainer_id", "prompt_version",
             "seed"))
     db["autointerp_scores"].create_index(["analysis_id", "feature"])
+
+
+@migration(170, "auto-interpretation scores: AUROC of the explanation and of the baseline")
+def _v170(db):
+    db["autointerp_scores"].add_column("auroc", float)
+    db["autointerp_scores"].add_column("baseline_auroc", float)

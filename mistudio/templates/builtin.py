@@ -66,9 +66,10 @@ BUILTIN_TEMPLATES: tuple[BuiltinTemplate, ...] = (
         "Nested dictionaries (Bussmann et al. 2025, SAELens matryoshka_batchtopk): BatchTopK "
         "where the first d_sae/16 and d_sae/4 latents must also reconstruct the input on "
         "their own, which keeps general features early and reduces feature absorption. "
-        "Set matryoshka_widths for other levels.",
+        "Set matryoshka_widths for other levels; use_matryoshka_aux_loss runs AuxK per level.",
         {"architecture": "matryoshka_batchtopk", "expansion_factor": 16, "k": 32,
          "matryoshka_widths": [], "aux_k": 512, "aux_k_coefficient": 1 / 32,
+         "use_matryoshka_aux_loss": False,
          "total_tokens": 200_000_000, "batch_size": 4096, "lr": 3e-4, "adam_beta1": 0.9,
          "adam_beta2": 0.999, "lr_schedule": "constant", "lr_warmup_steps": 0,
          "checkpoint_every_tokens": 20_000_000,

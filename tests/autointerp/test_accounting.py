@@ -136,3 +136,65 @@ def test_derangement_never_pairs_a_feature_with_itself():
         d = scoring.derangement([1, 2, 3, 4], seed)
         assert sorted(d.values()) == [1, 2, 3, 4] and all(k != v for k, v in d.items())
     assert scoring.derangement([5]) == {}
+
+
+def test_v2_prompt_hides_special_tokens_and_starts_the_answer(res, tmp_path):
+    from types import SimpleNamespace
+
+    ex = SimpleNamespace(tokens=["<|im_start|>", "The", " cat"], values=[0.0, 0.0, 2.0],
+                         seq=0, pos=2)
+    v1, v2 = prompts.get_version("delphi-v1"), prompts.get_version("delphi-v2")
+    hidden = {"<|im_start|>"}
+    assert "Example 1: <|im_start|>The<< cat>>" in prompts.explainer_user([ex], 2.0, [], v1,
+                                                                           hidden)
+    user = prompts.explainer_user([ex], 2.0, ["<|im_start|>", " dog"], v2, hidden)
+    assert "Example 1: The<< cat>>" in user and "<|im_start|>" not in user
+    assert "Activations" not in user and "' dog'" in user
+    qs = scoring.questions("detection", "cats", [examples.HeldOut(ex, True, 0)], 0, hidden)
+    assert "<|im_start|>" not in qs[0][0] and "Text: The cat" in qs[0][0]
+
+    class Prefixed(ScriptedModel):
+        special_tokens = hidden
+
+        def generate_many(self, system, users, max_new_tokens=48, prefix=""):
+            self.prefixes = [prefix] * len(users)
+            self.generate_calls.extend(users)
+            return [" small animals.\n"] * len(users)
+
+    model = Prefixed()
+    feats = _alive(res, 2)
+    got = job.explain_many(model, res, feats, v2, {"n_train": 3})
+    assert model.prefixes == [v2.explanation_prefix] * 2 and len(model.generate_calls) == 2
+    assert got[0]["explanation"] == "small animals."
+    assert got[0]["raw"] == v2.explanation_prefix + " small animals.\n"
+
+
+def test_auroc_matches_sklearn_and_survives_a_no_sayer():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    truth = (rng.random(40) < 0.4).tolist()
+    p_yes = np.round(rng.random(40), 1).tolist()  # rounded: ties count half
+    assert scoring.auroc(truth, p_yes) == pytest.approx(roc_auc_score(truth, p_yes))
+    # a model that always says "no" (P(yes) < 0.5) but ranks perfectly: balanced accuracy
+    # 0.5, AUROC 1
+    truth, p_yes = [True, True, False, False], [0.4, 0.3, 0.2, 0.1]
+    acc, _ = scoring.balanced_accuracy(truth, [p > 0.5 for p in p_yes])
+    assert acc == 0.5 and scoring.auroc(truth, p_yes) == 1.0
+    assert scoring.auroc([True, True], [0.1, 0.2]) is None
+
+
+def test_summary_means_leave_out_features_scored_on_one_kind_of_example():
+    both = {"type": "score", "feature": 1, "balanced_accuracy": 0.5, "baseline": 0.25,
+            "auroc": 0.75, "baseline_auroc": 0.5, "tp": 0, "fn": 4, "tn": 8, "fp": 0}
+    other = dict(both, feature=2, balanced_accuracy=0.75, baseline=0.5, auroc=0.25,
+                 baseline_auroc=None)
+    # a rare feature: every activating example was shown, only negatives were asked about
+    negatives_only = dict(both, feature=3, balanced_accuracy=1.0, baseline=1.0, auroc=None,
+                          tp=0, fn=0)
+    got = job.summarise([{"type": "explanation", "feature": 1}, both, other, negatives_only])
+    assert got["scored"] == 3 and got["one_kind_only"] == 1 and got["explained"] == 1
+    assert got["mean_score"] == pytest.approx(0.625)
+    assert got["mean_baseline"] == pytest.approx(0.375)
+    assert got["mean_auroc"] == pytest.approx(0.5)
+    assert got["mean_baseline_auroc"] == pytest.approx(0.5)

@@ -84,3 +84,67 @@ def test_explain_and_score_through_cli(data_dir, tiny_gpt2_dir, tiny_chat_dir, a
     assert rc == 0 and again["summary"]["explained_now"] == 0
     assert [f["explanation"] for f in again["features"]] == \
         [f["explanation"] for f in got["features"]]
+
+
+def _chat(tiny_chat_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mistudio.autointerp.model import ChatModel
+
+    tok = AutoTokenizer.from_pretrained(tiny_chat_dir)
+    return ChatModel(AutoModelForCausalLM.from_pretrained(tiny_chat_dir).eval(), tok)
+
+
+def test_shared_prefix_cache_gives_the_full_forward_probabilities(tiny_chat_dir):
+    """The scorer's prompts share system prompt and explanation: computed once and shared
+    through the KV cache, the answers equal a plain forward pass of each whole prompt."""
+    import torch
+
+    from mistudio.autointerp import prompts
+    from mistudio.autointerp.model import MIN_SHARED_PREFIX, _common_prefix_len
+
+    chat = _chat(tiny_chat_dir)
+    tok, model = chat.tokenizer, chat.model
+    system = "You judge whether a text has the feature. Answer Yes or No."
+    texts = ["The cat sat on the mat.", "Paris is the capital of France. Berlin too.",
+             "x", "Water boils at one hundred degrees Celsius at sea level."]
+    users = [prompts.detection_user("capital cities of Europe and their rivers", [t])
+             for t in texts]
+    seqs = [chat.chat_ids(system, u) for u in users]
+    assert _common_prefix_len(seqs) >= MIN_SHARED_PREFIX  # the cached path is the one tested
+    got = chat.answer_probs(system, users, ("Yes", "No"))
+    yes, no = tok.convert_tokens_to_ids(["Yes", "No"])
+    for i, ids in enumerate(seqs):
+        with torch.no_grad():
+            p = torch.softmax(model(torch.tensor([ids])).logits[0, -1].float(), -1)
+        np.testing.assert_allclose(got[i], [p[yes].item(), p[no].item()], rtol=1e-4,
+                                   atol=1e-7)
+
+
+def test_batched_generation_stops_at_the_first_sentence(tiny_chat_dir):
+    """generate_many (left-padded batch, answer started with a prefix, stopped per row at
+    its first sentence or line) gives each row the start of a plain one-prompt greedy
+    generation, cut where that sentence ends."""
+    import torch
+
+    chat = _chat(tiny_chat_dir)
+    tok, model = chat.tokenizer, chat.model
+    users = ["Example 1: the cat", "Example 1: Paris is the capital of France. Berlin is",
+             "Example 1: x"]
+    prefix = "The cat"
+    got = chat.generate_many("sys", users, 30, prefix=prefix)
+    for user, text in zip(users, got):
+        ids = chat.chat_ids("sys", user) + tok.encode(prefix, add_special_tokens=False)
+        with torch.no_grad():
+            ref = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=30,
+                                 pad_token_id=tok.pad_token_id)[0, len(ids):]
+        n, so_far = 0, prefix
+        for t in ref:
+            piece = tok.decode([int(t)], skip_special_tokens=True)
+            n += 1
+            ended = "\n" in piece or piece.rstrip().endswith((".", "!", "?"))
+            if ended and so_far.strip():
+                break
+            so_far += piece
+        assert text == tok.decode(ref[:n], skip_special_tokens=True)
+    assert chat.generate("sys", users[0], 30, prefix=prefix) == got[0]

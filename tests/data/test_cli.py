@@ -60,7 +60,7 @@ def test_cli_errors_are_short_and_clear(data_dir, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("")
     code, _, err = cli(capsys, "datasets", "add", str(bad))
-    assert code == 1 and "is empty" in err
+    assert code == 2 and "is empty" in err  # refused before any job
     code, _, err = cli(capsys, "datasets", "show", "ds_missing")
     assert code == 2 and "No dataset" in err
 

@@ -143,11 +143,16 @@ def test_add_tokenize_and_browse(qtbot, tab, studio, tmp_path, tiny_tokenizer_di
 
 
 def test_failed_import_shows_an_error_that_stays(qtbot, tab, studio, tmp_path):
+    early = tmp_path / "early.jsonl"
+    early.write_text('{"text": "ok"}\n{oops\n')
+    assert tab.start_import({"kind": "local", "path": str(early)}) is None  # refused at once
+    assert "line 2" in tab.banner.label.text() and studio.list_jobs() == []
+    # a broken line past the first 64 KB (checked at once) is found by the import job
     bad = tmp_path / "broken.jsonl"
-    bad.write_text('{"text": "ok"}\n{oops\n')
+    bad.write_text('{"text": "ok ok ok ok"}\n' * 3000 + '{oops\n')
     job = tab.start_import({"kind": "local", "path": str(bad)})
     qtbot.waitUntil(lambda: "failed" in tab.banner.label.text(), timeout=30_000)
-    assert "line 2" in tab.banner.label.text() and tab.banner.isVisible()
+    assert "line 3001" in tab.banner.label.text() and tab.banner.isVisible()
     assert studio.get_job(job.id).status == "failed"
     assert tab.list_model.rowCount() == 0
     tab.start_import({"kind": "local", "path": str(tmp_path / "missing.txt")})

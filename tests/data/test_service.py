@@ -48,11 +48,15 @@ def test_import_local_registers_ready_dataset_with_stats(studio, corpus_files):
 
 def test_failed_import_leaves_nothing_and_keeps_existing(studio, corpus_files, tmp_path):
     good = add_ok(studio, corpus_files["csv"])
+    early = tmp_path / "early.jsonl"
+    early.write_text('{"text": "fine"}\nnot json\n')
+    with pytest.raises(UserError, match="line 2"):  # found in the first 64 KB: no job
+        studio.datasets.add_local(str(early))
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "fine"}\nnot json\n')
+    bad.write_text('{"text": "fine fine fine"}\n' * 3000 + 'not json\n')
     rec, job = studio.datasets.add_local(str(bad))
     failed = wait_failed(studio, job)
-    assert "line 2" in failed.error
+    assert "line 3001" in failed.error
     assert [d.id for d in studio.datasets.list()] == [good.id]
     assert not studio.datasets.folder(rec.id).exists()
     assert not any(studio.paths.tmp.iterdir())

@@ -48,7 +48,8 @@ def explained(qtbot, shared_analysis):
         {"type": "explanation", "feature": g, "explanation": "commas in lists", "raw": ""},
         {"type": "score", "feature": f, "scorer": "detection",
          "balanced_accuracy": balanced_accuracy(**det), "baseline": 0.45,
-         "baseline_feature": g, **det, "mean_answer_mass": 0.8, "items": []},
+         "baseline_feature": g, **det, "mean_answer_mass": 0.8, "items": [],
+         "auroc": 0.625, "baseline_auroc": 0.4375},
         {"type": "score", "feature": f, "scorer": "fuzz",
          "balanced_accuracy": balanced_accuracy(**fuzz), "baseline": None,
          "baseline_feature": None, **fuzz, "mean_answer_mass": 0.7, "items": []},
@@ -76,6 +77,7 @@ def test_panel_shows_the_stored_explanation_and_scores(qtbot, explained):
     assert f"detection {balanced_accuracy(**det):.2f} balanced accuracy" in scores  # 0.75
     assert "shuffled-explanation baseline 0.45" in scores and f"#{g}" in scores
     assert f"fuzz {balanced_accuracy(**fuzz):.2f}" in scores  # 0.70
+    assert "AUROC 0.62 (shuffled 0.44)" in scores  # detection's; fuzz has none stored
     assert "Explainer-Instruct" in box.source.text() and "delphi-v1" in box.source.text()
     # the only model (tiny-gpt2) has no chat template: the button says why it is off
     assert not box.explain_btn.isEnabled()

@@ -99,11 +99,16 @@ def test_bad_inputs_have_clear_messages(studio, tiny_gpt2_dir, tiny_llama_dir,
     with pytest.raises(UserError, match="does not exist"):
         studio.models.add_local(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="config.json"):  # refused before any record or job
+        studio.models.add_local(str(tmp_path / "empty"))
+    assert [m.id for m in studio.models.list()] == [] and (tmp_path / "empty").is_dir()
+    assert studio.list_jobs() == []
+    # a config.json that is not a model's: found by the import job, no row left behind
+    (tmp_path / "empty" / "config.json").write_text("{}")
     rec, job = studio.models.add_local(str(tmp_path / "empty"))
     done = studio.jobs.wait(job.id, 60)
-    assert done.status == "failed" and "config.json" in done.error
+    assert done.status == "failed"
     assert studio.models.repo.get(rec.id) is None  # nothing usable: no row left behind
-    assert [m.id for m in studio.models.list()] == [] and (tmp_path / "empty").is_dir()
     with pytest.raises(UserError, match="No model"):
         studio.models.inspect(rec.id)
     with pytest.raises(UserError, match="No model"):

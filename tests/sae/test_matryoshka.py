@@ -166,3 +166,81 @@ def test_training_reports_prefix_losses_and_orders_features(synthetic, small_con
     saved = json.loads((tmp_path / "saes" / "sae" / "cfg.json").read_text())
     assert saved["metadata"]["training_architecture"] == "matryoshka_batchtopk"
     assert result["saes"][0]["architecture"] == "matryoshka_batchtopk"
+
+
+def _brute_force_matryoshka_aux(sae, x, dead):
+    """SAELens's calculate_matryoshka_aux_loss written out densely: for each level, the
+    level's dead latents only (others at -inf), their top min(aux_k, dead) pre-activations
+    (ReLU), decoded without bias, against x minus that level's prefix reconstruction (from
+    the training-time BatchTopK selection); scaled by min(dead / aux_k, 1); summed."""
+    W_enc, b_enc, W_dec, b_dec = sae.W_enc_t.t(), sae.b_enc, sae.W_dec, sae.b_dec
+    hidden_pre = (x - b_dec) @ W_enc + b_enc
+    relu = torch.relu(hidden_pre).flatten()
+    top = relu.topk(sae.k * x.shape[0])
+    acts = torch.zeros_like(relu).scatter(0, top.indices, top.values).view_as(hidden_pre)
+    total, prev = torch.zeros(()), 0
+    for w in WIDTHS:
+        level_dead = torch.zeros_like(dead)
+        level_dead[prev:w] = dead[prev:w]
+        n_dead = int(level_dead.sum())
+        if n_dead:
+            residual = (x - (acts[:, :w] @ W_dec[:w] + b_dec)).detach()  # as SAELens
+            ka = min(sae.aux_k, n_dead)
+            masked = torch.where(level_dead[None], hidden_pre, -torch.inf)
+            t = masked.topk(ka, dim=-1)
+            aux_acts = torch.zeros_like(hidden_pre).scatter(-1, t.indices, torch.relu(t.values))
+            loss = (aux_acts @ W_dec - residual).pow(2).sum(dim=-1).mean()
+            total = total + min(n_dead / sae.aux_k, 1.0) * loss
+        prev = w
+    return total
+
+
+def test_matryoshka_aux_loss_equals_a_brute_force_computation():
+    """use_matryoshka_aux_loss: AuxK per level against each level's own residual, as
+    SAELens's calculate_matryoshka_aux_loss computes it; value and gradients."""
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(8)) * 2
+    dead = torch.zeros(48, dtype=torch.bool)
+    # dead latents in the first and last level, none in the middle one (which adds nothing);
+    # the last level has more dead latents than aux_k (so its term is not scaled down)
+    dead[[1, 4]] = True
+    dead[20:44] = True
+    sae = _sae(seed=6, use_matryoshka_aux_loss=True, aux_k=8, aux_k_coefficient=0.5)
+    out = sae.training_step(x, x, dead_mask=dead)
+    ref = _sae(seed=6, aux_k=8)
+    want = _brute_force_matryoshka_aux(ref, x, dead)
+    torch.testing.assert_close(out.aux_loss, want.detach(), rtol=1e-5, atol=1e-6)
+    nested = sum(_brute_force_losses(ref, x).values())
+    torch.testing.assert_close(out.loss, nested + 0.5 * want, rtol=1e-5, atol=1e-5)
+    out.loss.backward()
+    (nested + 0.5 * want).backward()
+    for (name, p), q in zip(sae.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
+    # the option changes what is computed: the default AuxK (whole-SAE residual) differs
+    plain = _sae(seed=6, aux_k=8, aux_k_coefficient=0.5).training_step(x, x, dead_mask=dead)
+    assert abs(float(plain.aux_loss) - float(out.aux_loss)) > 1e-3
+    # no dead latent: no aux term
+    quiet = _sae(seed=6, use_matryoshka_aux_loss=True, aux_k=8).training_step(
+        x, x, dead_mask=torch.zeros(48, dtype=torch.bool))
+    assert float(quiet.aux_loss) == 0.0
+
+
+def test_matryoshka_aux_option_reaches_the_sae_the_saved_file_and_the_cli(
+        synthetic, small_config, tmp_path):
+    from mistudio.sae.config import TrainingConfig
+    from mistudio.templates.builtin import BUILTIN_TEMPLATES
+
+    cfg = TrainingConfig.from_dict({"architecture": "matryoshka_batchtopk",
+                                    "use_matryoshka_aux_loss": "true", "activation_path": "x"})
+    assert cfg.use_matryoshka_aux_loss is True
+    tpl = next(t for t in BUILTIN_TEMPLATES if t.key == "matryoshka_batchtopk")
+    assert tpl.config["use_matryoshka_aux_loss"] is False  # SAELens's default
+    x, _ = synthetic
+    run = small_config(architecture="matryoshka_batchtopk", matryoshka_widths=[12, 48], k=4,
+                       total_tokens=256 * 6, use_matryoshka_aux_loss=True)
+    tr = Trainer(run, TensorSource(x, meta={"model_name": "m", "hook_point": "h"}), tmp_path)
+    tr.run()
+    assert tr.members[0].sae.use_matryoshka_aux_loss is True
+    saved = json.loads((tmp_path / "saes" / "sae" / "cfg.json").read_text())
+    assert saved["metadata"]["training_architecture_details"]["use_matryoshka_aux_loss"] is True
+    loaded, _ = load_sae(tmp_path / "saes" / "sae")
+    assert loaded.use_matryoshka_aux_loss is True

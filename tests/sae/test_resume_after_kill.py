@@ -178,3 +178,25 @@ def test_resume_only_where_it_can_work(studio, small_config, activation_set):
     assert not svc.can_resume(tr.id)
     with pytest.raises(UserError, match="no checkpoint"):
         svc.resume_training(tr.id)
+
+
+def test_a_stopped_trainings_row_follows_its_newest_checkpoint(studio, small_config,
+                                                                 activation_set):
+    """A process killed between a checkpoint's rename and the row update leaves the row one
+    checkpoint behind; when the training is marked stopped (the next start) the row is
+    reconciled from the newest checkpoint on disk, which is where a resume continues."""
+    svc = studio.trainings
+    job = svc.start_training(small_config(activation_path=str(activation_set),
+                                          total_tokens=256 * 40, eval_tokens=0,
+                                          checkpoint_every_tokens=256 * 10))
+    assert studio.jobs.wait(job.id, 60).status == "completed"
+    tr = svc.get_training(job.target)
+    newest = max((Path(tr.folder) / "checkpoints").iterdir())
+    meta = json.loads((newest / "meta.json").read_text())
+    assert meta["step"] == 40
+    # the state the kill leaves: the row at the previous checkpoint, the job still "running"
+    svc.trainings_repo.update(tr.id, status="running", step=30, tokens=256 * 30)
+    studio.jobs_repo.update(job.id, status="interrupted")
+    stopped = svc.get_training(tr.id)
+    assert stopped.status == "interrupted"
+    assert (stopped.step, stopped.tokens) == (meta["step"], meta["tokens"]) == (40, 256 * 40)

@@ -144,6 +144,25 @@ def test_cached_and_uncached_steered_generation_agree_token_by_token(request, wh
     assert any(c["tokens"] != cached["columns"][0]["tokens"] for c in cached["columns"][1:])
 
 
+@pytest.mark.parametrize("n_columns", [1, 2])
+def test_padded_batches_agree_with_uncached_generation(gpt2, n_columns):
+    """2-3 rows run as 4 on the CPU (padding rows copy row 0's prompt cache): the same
+    tokens as the uncached loop, which runs every row at every step."""
+    from mistudio.steering.generate import batch_rows
+
+    model, tok = gpt2
+    assert batch_rows(1 + n_columns, "cpu") == 4
+    sae = make_sae("topk")
+    s = Sampling(max_new_tokens=8)
+    cols = _columns()[:n_columns]
+    cached = engine.run_comparison(model, tok, sae, _target(model), cols, PROMPT, s,
+                                   with_metrics=False)
+    uncached = engine.run_comparison(model, tok, sae, _target(model), cols, PROMPT, s,
+                                     use_cache=False, with_metrics=False)
+    assert [c["tokens"] for c in cached["columns"]] == [c["tokens"] for c in uncached["columns"]]
+    assert cached["columns"][1]["tokens"] != cached["columns"][0]["tokens"]
+
+
 @pytest.mark.parametrize("sampling", [
     Sampling(max_new_tokens=12),
     Sampling(max_new_tokens=12, greedy=False, temperature=0.7, top_p=0.9, seed=5),
@@ -176,22 +195,70 @@ def test_a_steered_row_does_not_change_the_baseline_row(gpt2):
     assert alone["columns"][0]["tokens"] == many["columns"][0]["tokens"]
 
 
-def test_topk_latents_screened_in_float16_are_exact():
-    """The float16 screen of a TopK SAE's pre-activations decides membership of the top k
-    exactly: checked on the features at the boundary (the k-th and the (k+1)-th largest),
-    and when float16 would overflow (the plain float32 path)."""
+@pytest.mark.parametrize("kind", ["int8", "float16"])
+def test_topk_latents_screened_on_a_cheap_encoder_copy_are_exact(kind):
+    """The int8 / float16 screen of a TopK SAE's pre-activations decides membership of the
+    top k exactly: checked against the SAE's own encode on the features at the boundary (the
+    k-th and the (k+1)-th largest) for 1..4 rows a pass (decoding steps), at scales from
+    tiny to beyond float16's range, and that the bound it relies on holds."""
     from mistudio.sae.architectures import TopKSAE
+    from mistudio.steering.topk_screen import TopKScreen, _int8_kernel
 
-    sae = TopKSAE(64, 4096, k=32, seed=3).eval()
+    if kind == "int8" and not _int8_kernel():
+        pytest.skip("this torch build has no int8 weight-only matmul on the CPU")
+    sae = TopKSAE(64, 4096, k=32, seed=3).eval().requires_grad_(False)
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.05)
+    W, b = sae.W_enc_t.detach(), sae.b_enc.detach()
+    screen = TopKScreen(W, b, 32, kind)
     g = torch.Generator().manual_seed(5)
-    for scale in (1.0, 30.0, 2e5):
-        x = torch.randn(4, 3, 64, generator=g) * scale
-        pre = sae.pre_acts(x)
-        order = pre[0, 0].argsort(descending=True)
-        feats = [int(order[0]), int(order[31]), int(order[32]), int(order[-1])]
-        reader = LatentReader(sae, feats, torch.float32, "cpu")
-        assert reader.screen is not None
-        got = reader(x)
-        want = sae.encode(x)[..., feats]
-        assert torch.allclose(got, want, atol=1e-5 * scale)
-        assert (got[0, 0, :2] > 0).all() and got[0, 0, 2] == 0
+    for scale in (1e-3, 1.0, 30.0, 2e5):
+        for rows in (1, 2, 4):
+            x = torch.randn(rows, 1, 64, generator=g) * scale
+            xin = x - sae.b_dec.detach()
+            got_bound = screen.approximate(xin.reshape(rows, 64))
+            if got_bound is not None:  # the bound holds (float16 refuses 2e5: overflow)
+                approx, err = got_bound
+                exact = torch.nn.functional.linear(xin.reshape(rows, 64), W, b)
+                assert ((approx - exact).abs() <= err).all()
+            pre = sae.pre_acts(x)
+            order = pre[-1, 0].argsort(descending=True)
+            feats = sorted({int(order[0]), int(order[31]), int(order[32]), int(order[-1])})
+            reader = LatentReader(sae, feats, torch.float32, "cpu")
+            reader.screen = screen
+            got = reader(x)
+            want = sae.encode(x)[..., feats]
+            assert torch.allclose(got, want, atol=1e-5 * scale)
+            row = dict(zip(feats, got[-1, 0].tolist()))
+            assert row[int(order[31])] != 0 or pre[-1, 0, order[31]] <= 0
+            assert row[int(order[32])] == 0 and row[int(order[-1])] == 0
+    # many inputs, the features around the k-th largest (where the bounds straddle k and
+    # the screen computes the latents in between exactly) and a positive bias so the
+    # screen runs rather than the shortcut for pre-activations <= 0
+    with torch.no_grad():
+        sae.b_enc += 0.5
+    screen = TopKScreen(sae.W_enc_t.detach(), sae.b_enc.detach(), 32, kind)
+    for _ in range(40):
+        x = torch.randn(2, 64, generator=g)
+        order = sae.pre_acts(x)[-1].argsort(descending=True)
+        feats = torch.tensor(sorted({int(order[i]) for i in (0, 30, 31, 32, 33, 200)}))
+        got = screen.latents(x - sae.b_dec.detach(), feats)
+        assert torch.allclose(got, sae.encode(x)[..., feats], atol=1e-5)
+    assert screen.counts["resolved"] >= 30 and screen.counts["skipped"] == 0
+    # a longer pass (a prompt) runs the plain float32 product, also exact
+    x = torch.randn(2, 9, 64, generator=g)
+    assert screen.latents(x - sae.b_dec.detach(), torch.tensor([0, 5])) is None
+    reader = LatentReader(sae, [0, 5], torch.float32, "cpu")
+    assert torch.allclose(reader(x), sae.encode(x)[..., [0, 5]], atol=1e-5)
+
+
+def test_the_screen_is_built_with_the_cheapest_kind_whose_bound_holds():
+    from mistudio.sae.architectures import TopKSAE
+    from mistudio.steering.topk_screen import TopKScreen, _int8_kernel
+
+    sae = TopKSAE(64, 4096, k=32, seed=3).eval().requires_grad_(False)
+    reader = LatentReader(sae, [1, 2], torch.float32, "cpu")
+    assert isinstance(reader.screen, TopKScreen)
+    assert reader.screen.kind == ("int8" if _int8_kernel() else "float16")
+    # not on other dtypes (the plain product is used)
+    assert LatentReader(sae, [1], torch.float64, "cpu").screen is None

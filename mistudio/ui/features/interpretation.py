@@ -49,8 +49,14 @@ def score_line(scorer: str, s) -> str:
     """'detection 0.83 balanced accuracy (shuffled-explanation baseline 0.51)'."""
     base = ("—" if s.baseline_score is None else f"{s.baseline_score:.2f}")
     of = f", explanation of #{s.baseline_feature}" if s.baseline_feature is not None else ""
-    return (f"{scorer} {s.score:.2f} balanced accuracy "
+    line = (f"{scorer} {s.score:.2f} balanced accuracy "
             f"(shuffled-explanation baseline {base}{of}) · {s.tp + s.tn + s.fp + s.fn} answers")
+    auroc = getattr(s, "auroc", None)
+    if auroc is not None:
+        shuffled = getattr(s, "baseline_auroc", None)
+        line += f" · AUROC {auroc:.2f}" + ("" if shuffled is None else
+                                             f" (shuffled {shuffled:.2f})")
+    return line
 
 
 class InterpretationBox(QGroupBox):

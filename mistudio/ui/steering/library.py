@@ -79,9 +79,12 @@ class PresetsPanel(QWidget):
             path, _ = QFileDialog.getOpenFileName(self, "Import preset", "", "JSON (*.json)")
             if not path:
                 return
-        preset = self.service.import_preset(path)
-        self.reload()
-        self.message.emit(f"Imported preset {preset.name!r}.")
+        def load():  # a bad file is a message in the tab, never an exception in a slot
+            preset = self.service.import_preset(path)
+            self.reload()
+            self.message.emit(f"Imported preset {preset.name!r}.")
+
+        self._guard(load)
 
     def export_selected(self, path: str | None = None) -> None:
         name = self.selected()

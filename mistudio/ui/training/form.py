@@ -39,12 +39,13 @@ ONLY_FOR = {
     "k": config_module.TOPK_FAMILY, "aux_k": config_module.TOPK_FAMILY,
     "aux_k_coefficient": config_module.TOPK_FAMILY, "l1_coefficient": ("relu",),
     "matryoshka_widths": ("matryoshka_batchtopk",),
+    "use_matryoshka_aux_loss": ("matryoshka_batchtopk",),
     "l1_warmup_fraction": ("relu", "jumprelu"), "l0_coefficient": ("jumprelu",),
     "jumprelu_bandwidth": ("jumprelu",), "jumprelu_init_threshold": ("jumprelu",),
 }
 GROUPS = (
     ("Architecture", ("architecture", "expansion_factor", "d_sae", "k", "matryoshka_widths",
-                      "aux_k",
+                      "aux_k", "use_matryoshka_aux_loss",
                       "aux_k_coefficient", "l1_coefficient", "l1_warmup_fraction",
                       "l0_coefficient", "jumprelu_bandwidth", "jumprelu_init_threshold")),
     ("Training", ("total_tokens", "batch_size", "lr", "lr_schedule", "lr_warmup_steps",
