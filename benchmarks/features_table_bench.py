@@ -48,6 +48,10 @@ def synthetic_rows(n: int, seed: int = 0) -> dict[str, np.ndarray]:
         "top_logits": np.array([" ".join(rng.choice(WORDS, 5)) for _ in range(n)], dtype=object),
         "top_token": np.array([str(rng.choice(WORDS)) for _ in range(n)], dtype=object),
         "favourite": rng.random(n) < 0.01,
+        # auto-interp explanations on a fifth of the features (a run over the live ones)
+        "explanation": np.array([f"{' '.join(rng.choice(WORDS, 2))} tokens in "
+                                 f"{' '.join(rng.choice(WORDS, 3))} contexts"
+                                 if rng.random() < 0.2 else "" for _ in range(n)], dtype=object),
     }
 
 
@@ -120,7 +124,7 @@ def table_bench(n: int, repeat: int) -> None:
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication, QTableView
 
-    from mistudio.ui.features.table_data import FeatureFilter, FeatureTable
+    from mistudio.ui.features.table_data import COLUMNS, FeatureFilter, FeatureTable
     from mistudio.ui.features.table_model import FeatureTableModel
 
     app = QApplication.instance() or QApplication([])
@@ -144,6 +148,8 @@ def table_bench(n: int, repeat: int) -> None:
     asc = Qt.SortOrder.AscendingOrder
     label_rows = cols["label"] != ""
     want_search = {i for i, s in enumerate(cols["label"]) if "capital" in s}
+    want_explained = {i for i, s in enumerate(cols["explanation"]) if "river" in s}
+    keys = [c.key for c in COLUMNS]
 
     ops = [
         ("sort by density (desc)",
@@ -152,6 +158,10 @@ def table_bench(n: int, repeat: int) -> None:
         ("search 'capital' in labels",
          lambda: ours.apply(FeatureFilter(query="capital")),
          lambda: proxy.setFilterFixedString("capital")),
+        ("search 'river' (explanations)",
+         lambda: ours.apply(FeatureFilter(query="river")),
+         lambda: (proxy.setFilterKeyColumn(keys.index("explanation")),
+                  proxy.setFilterFixedString("river"))),
         ("density in [1e-4, 1e-2]",
          lambda: ours.apply(FeatureFilter(density_min=1e-4, density_max=1e-2)),
          lambda: (proxy.setFilterFixedString(""), setattr(proxy, "lo", 1e-4),
@@ -173,13 +183,15 @@ def table_bench(n: int, repeat: int) -> None:
             s, t = stalled(app, base_op)
             b_t.append(t), b_s.append(s)
         if name.startswith("search"):  # same rows either way (ours also searches other columns)
+            want = want_search if "capital" in name else want_explained
             got = {int(ours.table.columns["index"][r]) for r in ours.order}
-            assert want_search <= got and proxy.rowCount() == len(want_search)
+            assert want <= got and proxy.rowCount() == len(want)
         mo, bo = statistics.median(o_t), statistics.median(b_t)
         so, sb = max(o_s), statistics.median(b_s)
         print(f"{name:32s} {o_t[0] * 1e3:8.1f} /{mo * 1e3:7.1f} {so * 1e3:7.1f} "
               f"{bo * 1e3:9.1f} {sb * 1e3:9.1f} {sb / so:6.0f}x")
-    print(f"(labelled rows: {int(label_rows.sum()):,}; shown now: ours {ours.rowCount():,}, "
+    print(f"(labelled rows: {int(label_rows.sum()):,}; explained rows: "
+          f"{int((cols['explanation'] != '').sum()):,}; shown now: ours {ours.rowCount():,}, "
           f"proxy {proxy.rowCount():,})")
     for v in views:
         v.close()

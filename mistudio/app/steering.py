@@ -91,33 +91,60 @@ class SteeringService:
     def sae_model(self, sae_id: str) -> str:
         """The registered model the SAE was trained on ('' when not known)."""
         rec = self.saes.get_sae(sae_id)
+        tr = None
         if rec.training_id:
             try:
                 tr = self.saes.get_training(rec.training_id)
-                meta = json.loads((Path(tr.activation_path) / "meta.json").read_text("utf-8"))
-                if meta.get("model_id"):
-                    return str(meta["model_id"])
-            except (UserError, OSError, ValueError):
+            except UserError:
                 pass
+        return self._model_of(rec, tr, lambda name: self.models.get(name).id, {})
+
+    @staticmethod
+    def _model_of(rec, training, model_id_by_name, metas: dict) -> str:
+        if training is not None and training.activation_path:
+            path = training.activation_path
+            if path not in metas:  # an activation set's meta.json, read once per call
+                try:
+                    metas[path] = json.loads((Path(path) / "meta.json").read_text("utf-8"))
+                except (OSError, ValueError):
+                    metas[path] = {}
+            if metas[path].get("model_id"):
+                return str(metas[path]["model_id"])
         if rec.model_name:
             try:
-                return self.models.get(rec.model_name).id
+                return model_id_by_name(rec.model_name)
             except UserError:
                 return ""
         return ""
 
     def saes_for_model(self, model: str) -> list:
-        """SAEs that fit the model (hook width and, when known, the model they came from)."""
+        """SAEs that fit the model (hook width and, when known, the model they came from).
+        The trainings and models are read once for all SAEs (hundreds of SAEs used to cost
+        three queries each)."""
         m = self.models.get(model)
-        out = []
-        for rec in self.saes.list_saes():
-            if rec.kind != "sae" or (m.d_model and rec.d_in != m.d_model):
-                continue
-            own = self.sae_model(rec.id)
-            if own and own != m.id:
-                continue
-            out.append(rec)
-        return out
+        fits = [rec for rec in self.saes.list_saes()
+                if rec.kind == "sae" and not (m.d_model and rec.d_in != m.d_model)]
+        if not fits:
+            return []
+        trainings = {t.id: t for t in self.saes.records()}
+        models = self.models.list()
+        ids = {r.id for r in models}
+        by_name = {}
+        for r in models:
+            by_name.setdefault(r.name, []).append(r.id)
+
+        def model_id_by_name(name: str) -> str:
+            if name in ids:
+                return name
+            found = by_name.get(name, [])
+            if len(found) == 1:
+                return found[0]
+            return self.models.get(name).id  # prefixes and ambiguity: the one rule
+
+        metas: dict = {}
+        return [rec for rec in fits
+                if self._model_of(rec, trainings.get(rec.training_id or ""), model_id_by_name,
+                                  metas) in ("", m.id)]
 
     def check_pair(self, model_rec, sae_rec) -> None:
         if sae_rec.kind != "sae":

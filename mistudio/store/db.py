@@ -47,6 +47,15 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
+class _Database(sqlite_utils.Database):
+    """``db[name]`` is always a table: the app defines no SQL views, and sqlite-utils'
+    check for one read ``sqlite_master`` on every repository call (on the GUI thread, with a
+    busy worker thread holding the GIL between queries, each such query cost milliseconds)."""
+
+    def __getitem__(self, table_name: str):
+        return self.table(table_name)
+
+
 class Store:
     """Owns the path to ``mistudio.db`` and hands each thread its own connection."""
 
@@ -80,7 +89,7 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            db = sqlite_utils.Database(conn)
+            db = _Database(conn)
             self._local.db = db
             with self._lock:
                 self._all.append(conn)

@@ -13,7 +13,8 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
 from mistudio import APP_TITLE
 from mistudio.ui.jobs_dock import JobsDock
 from mistudio.ui.status_bar import AppStatusBar
-from mistudio.ui.tabs import TABS, LazyTab
+from mistudio.ui.kit.background import BackgroundCall
+from mistudio.ui.tabs import TABS, LazyTab, import_tab_modules
 from mistudio.ui.workers import JobBridge
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,26 @@ class MainWindow(QMainWindow):
                                        QSettings.Format.IniFormat) if remember_layout else None)
         self._restore_geometry()
         self._closing = False
+        self._tab_imports = None  # started once the window shows (see showEvent)
         self._on_tab_changed(self.tabs.currentIndex())
         if studio.interrupted_at_start:
             n = len(studio.interrupted_at_start)
             QTimer.singleShot(0, lambda: self.statusBar().showMessage(
                 f"{n} job(s) were interrupted when the app last stopped; see the Jobs panel.",
                 15000))
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._tab_imports is None:  # after the first paint: the window comes first
+            self._tab_imports = False
+            QTimer.singleShot(0, self._import_tabs)
+
+    def _import_tabs(self) -> None:
+        if not self._closing:
+            self._tab_imports = BackgroundCall(import_tab_modules, self._tabs_imported)
+
+    def _tabs_imported(self, _result) -> None:
+        """The tab modules are in ``sys.modules`` now; their first open builds widgets only."""
 
     # ------------------------------------------------------------------ tabs
 
@@ -239,6 +254,8 @@ class MainWindow(QMainWindow):
         self.studio.jobs.remove_listener(self.bridge)
         for timer in self.findChildren(QTimer):  # any a tab left running (no shutdown hook)
             timer.stop()
+        if self._tab_imports:  # an import cannot be interrupted; it ends within seconds
+            self._tab_imports.wait(10)
         still = self.studio.close(timeout=0.5)
         if still:
             log.warning("closed with jobs still running (marked interrupted): %s", still)

@@ -90,3 +90,21 @@ class LazyTab(QWidget):
         self.inner = widget
         self._layout.addWidget(widget)
         return widget
+
+
+def import_tab_modules() -> None:
+    """Import every tab's module, in the tab bar's order (run off the GUI thread).
+
+    The first open of a tab imports its module, and most tabs pull in pyqtgraph (its import
+    alone is 0.4-2 s, more on a busy machine): done on the GUI thread that froze the window
+    for as long (issue #13, the Features tab). The main window runs this on the kit's
+    background helper once it shows, so by the time a user clicks a tab its code is loaded;
+    a click that comes first waits on Python's import lock for the rest of that module's
+    import, no longer than before. Only modules are imported: no widget is built here.
+    """
+    for spec in TABS:
+        module = spec.target.partition(":")[0]
+        try:
+            importlib.import_module(module)
+        except Exception:  # the click on the tab shows the real error; nothing to do here
+            log.debug("background import of %s failed", module, exc_info=True)

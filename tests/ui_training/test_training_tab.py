@@ -160,6 +160,9 @@ def test_form_start_watch_pause_cancel_restart_resume(qt_studio, qtbot, tmp_path
     try:
         assert job_id in studio2.interrupted_at_start
         tab2 = _make_tab(studio2, bridge2, qtbot)
+        # the trainings are read off the GUI thread; their cards follow
+        qtbot.waitUntil(lambda: tab2.cards.card(key) is not None
+                        and tab2.cards.card(key).isVisible(), timeout=10_000)
         card2 = tab2.cards.card(key)
         assert card2.status == "interrupted" and card2.resume_ckpt_btn.isVisible()
         assert tab2.banner.isVisible() and "interrupted" in tab2.banner.text()
@@ -267,9 +270,11 @@ def test_templates_apply_save_and_last_used(qt_studio, qtbot, tmp_path, tiny_act
     qtbot.waitUntil(lambda: tab2.latest(single).status == "completed" or
                     studio.jobs.find(tab2.latest(single).id).status == "completed",
                     timeout=120_000)
+    qtbot.waitUntil(lambda: tab2.cards.card(sweep_key) is not None, timeout=10_000)
     tab2.cards.card(sweep_key).compare_box.setChecked(True)
-    shown = {v.job_id for v in tab2.charts.views()}
-    assert shown == {single} | members
+    # a stored history is read off the GUI thread; the chart shows it when it arrives
+    qtbot.waitUntil(lambda: {v.job_id for v in tab2.charts.views()} == {single} | members,
+                    timeout=10_000)
     tab2.pages.setCurrentWidget(tab2.charts)
     qtbot.wait(1500)
     _shot(tab2, tmp_path, "9_compare")

@@ -25,6 +25,10 @@ def qt_assets(qt_studio, tiny_gpt2_dir, tmp_path):
 def test_extract_first_form_and_chain_cards(qt_studio, qt_assets, qtbot, tmp_path):
     studio, bridge = qt_studio
     tab = _make_tab(studio, bridge, qtbot)
+    # the tab reads its trainings off the GUI thread; let that settle before racing a
+    # 2,000-token extraction (a model still pooled by an earlier test extracts it in
+    # well under a second) with the Cancel click below
+    qtbot.waitUntil(lambda: tab._jobs_loaded, timeout=10_000)
     panel = tab.new_training
     panel.form.set_config({**TINY, "k": 8, "total_tokens": 128 * 20, "batch_size": 128,
                            "checkpoint_every_tokens": 0})

@@ -116,6 +116,7 @@ class ActivationSetsPanel(QWidget):
         self.view.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.view.setSelectionMode(QTableView.SelectionMode.SingleSelection)
         self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.view.horizontalHeader().setResizeContentsPrecision(50)  # not every row: hundreds of sets
         self.view.selectionModel().currentRowChanged.connect(lambda cur, _p: self._show(cur))
         split.addWidget(self.view)
         detail = QWidget()

@@ -367,8 +367,13 @@ class TrainingCharts(QWidget):
         lay.addWidget(scroll, 1)
         self._scroll = scroll
         scroll.verticalScrollBar().valueChanged.connect(self.mark_dirty)
-        for spec in CHART_SPECS:
-            self._add_chart(spec)
+        # A PlotWidget costs 30-70 ms to build: the first two charts now, the others one per
+        # event-loop turn (``_grow``), so the tab paints at once; set_runs flushes the rest.
+        self._pending_specs = list(CHART_SPECS)
+        self._grow_scheduled = False
+        for _ in range(2):
+            self._add_chart(self._pending_specs.pop(0))
+        self._schedule_grow()
         self._update_smooth_label()
 
         self._timer = QTimer(self)
@@ -380,6 +385,21 @@ class TrainingCharts(QWidget):
     def shutdown(self) -> None:
         """Stop the redraw timer (the tab is closing)."""
         self._timer.stop()
+
+    def _schedule_grow(self) -> None:
+        if not self._grow_scheduled:
+            self._grow_scheduled = True
+            QTimer.singleShot(0, self, self._grow)  # dropped if the panel is gone
+
+    def _grow(self) -> None:
+        """Add one missing chart (a preset, or one for a metric no chart shows) per turn."""
+        self._grow_scheduled = False
+        if self._pending_specs:
+            self._add_chart(self._pending_specs.pop(0))
+        elif not self._ensure_charts_for_unknown_metrics(self.views(), limit=1):
+            return
+        self._dirty = True  # the new chart is drawn on the next redraw tick
+        self._schedule_grow()
 
     def _add_chart(self, spec: ChartSpec) -> MetricChart:
         chart = MetricChart(spec)
@@ -394,10 +414,12 @@ class TrainingCharts(QWidget):
 
     # ------------------------------------------------------------------ runs
 
-    def set_runs(self, runs: list[RunMetrics]) -> None:
+    def set_runs(self, runs: list[RunMetrics], *, progressive: bool = False) -> None:
+        """``progressive``: charts still missing are added one per event-loop turn instead
+        of all now (a run with a dozen metrics opened while the window must stay live)."""
         self.runs = list(runs)
         self._show_empty(not self.runs)
-        self.redraw()
+        self.redraw(progressive=progressive)
 
     def views(self) -> list[RunMetrics]:
         """The curves' runs: one per job, or one per member of a sweep job."""
@@ -434,12 +456,17 @@ class TrainingCharts(QWidget):
             self._dirty = any(getattr(c, "stale", False) and not c.visibleRegion().isEmpty()
                               for c in self.charts.values())
 
-    def redraw(self, force: bool = False) -> None:
+    def redraw(self, force: bool = False, *, progressive: bool = False) -> None:
         """Everything now (new selection, changed options)."""
         self._dirty = False
         self._queue = []
         views = self.views()
-        self._ensure_charts_for_unknown_metrics(views)
+        if progressive:
+            self._schedule_grow()
+        else:
+            while self._pending_specs:
+                self._add_chart(self._pending_specs.pop(0))
+            self._ensure_charts_for_unknown_metrics(views)
         for chart in self.charts.values():
             has = chart.has_data_for(views)
             chart.setVisible(has or chart.spec in CHART_SPECS[:3])
@@ -448,7 +475,8 @@ class TrainingCharts(QWidget):
     def _ensure_charts_for_unknown_metrics(self, views: list[RunMetrics],
                                            limit: int | None = None) -> int:
         """Add a chart for each metric no chart shows yet (at most ``limit``)."""
-        charted = {m for c in self.charts.values() for m in c.spec.metrics}
+        charted = {m for c in [*self.charts.values(), *self._pending_specs]
+                   for m in (c.metrics if isinstance(c, ChartSpec) else c.spec.metrics)}
         added = 0
         for run in views:
             names = run.names()

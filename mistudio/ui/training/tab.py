@@ -21,7 +21,9 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMessageBox, QP
 from mistudio.app.jobs import ACTIVE, JobRecord
 from mistudio.app.trainings import TRAIN_KIND
 from mistudio.errors import UserError
+from mistudio.ui.kit.background import BackgroundCall
 from mistudio.ui.kit.palette import colour, css
+from mistudio.ui.training.card_pages import CardPages
 from mistudio.ui.training.cards import JobCard, JobCardList
 from mistudio.ui.training.charts import TrainingCharts
 from mistudio.ui.training.chains import ChainCards
@@ -29,6 +31,9 @@ from mistudio.ui.training.checkpoints import CheckpointManager
 from mistudio.ui.training.logs import JobLogView
 from mistudio.ui.training.series import RunMetrics
 from mistudio.ui.training.state import TrainingState
+
+EMPTY_TEXT = ("No trainings yet. Choose an activation set and a template in <b>New training</b>, "
+              "then press Start.")
 
 
 class TrainingTab(QWidget):
@@ -50,8 +55,7 @@ class TrainingTab(QWidget):
                                   "border-radius: 4px")
         self.banner.setVisible(False)
         self.cards = JobCardList()
-        self.empty = QLabel("No trainings yet. Choose an activation set and a template in "
-                            "<b>New training</b>, then press Start.")
+        self.empty = QLabel("Loading trainings...")  # read off the GUI thread (reload)
         self.empty.setWordWrap(True)
         self.empty.setStyleSheet(css("text.muted", "padding: 12px"))
         left = QWidget()
@@ -65,6 +69,9 @@ class TrainingTab(QWidget):
         ll.addWidget(self.banner)
         ll.addWidget(self.empty)
         ll.addWidget(self.cards, 1)
+        self.more_cards_btn = QPushButton()
+        ll.addWidget(self.more_cards_btn)
+        self.card_pages = CardPages(self._build_card, self.more_cards_btn, self)
 
         # --- right: pages
         self.pages = QTabWidget()
@@ -122,10 +129,16 @@ class TrainingTab(QWidget):
         bridge.checkpoint.connect(self._on_checkpoint)
 
         self.chain_cards = ChainCards(self)
-        self.reload()
-        if self.jobs:  # someone with trainings comes back to watch them
+        self._jobs_loaded = False
+        self._calls: list[BackgroundCall] = []
+        self._metrics_loading: set[str] = set()
+        # someone with trainings comes back to watch them (one row read; all of them next)
+        if self.studio.jobs.list(kind=TRAIN_KIND, limit=1):
             self.pages.setCurrentWidget(self.charts)
         self._on_page(self.pages.currentIndex())
+        self.chain_cards.reload()  # the few open workflows now; the trainings on a thread
+        self.empty.setVisible(not self.chain_cards.chains)
+        self.reload(background=True)
 
     # the state, under the names the rest of the tab (and its tests) read
     @property
@@ -186,34 +199,73 @@ class TrainingTab(QWidget):
 
     # ------------------------------------------------------------------ loading
 
-    def reload(self) -> None:
-        """Rebuild the cards from the store (start-up, after a delete)."""
-        self.state.set_jobs(self.trainings.training_jobs())
+    def reload(self, *, background: bool = False) -> None:
+        """Rebuild the cards from the store (start-up, after a delete). ``background``: the
+        jobs are read on a thread and shown when they arrive (the tab's first view: hundreds
+        of trainings must not hold the window)."""
+        if background:
+            self._call(self.trainings.training_jobs, self._show_jobs)
+        else:
+            self._show_jobs(self.trainings.training_jobs(), merge=False)
+
+    def _call(self, fn, on_done) -> None:
+        self._calls = [c for c in self._calls if c.running()]  # waited for at shutdown
+        self._calls.append(BackgroundCall(fn, on_done, self._load_failed))
+
+    def _load_failed(self, exc) -> None:
+        from mistudio.errors import describe_exception
+
+        self.empty.setText(f"Could not read the trainings: {describe_exception(exc)}")
+        self.empty.setVisible(True)
+
+    def _show_jobs(self, jobs: list, *, merge: bool = True) -> None:
+        """``merge``: keep what live events added since the read began (a newer state)."""
+        self._jobs_loaded = True
+        self.empty.setText(EMPTY_TEXT)
+        if merge:
+            for job in jobs:
+                if self.state.key_of(job.id) is None:
+                    self.state.remember(job)
+            self.state.runs_dirty = True
+        else:
+            self.state.set_jobs(jobs)
         for key in list(self.cards.cards):
             if key not in self.jobs and key not in self.chain_cards.chains:
                 self.cards.remove_card(key)
-        for key in self.jobs:  # oldest first, each inserted on top
-            if self.cards.card(key) is None:
-                self._add_card(key)
-            self._refresh_card(key)
-        self.chain_cards.reload()
+        for key in self.cards.cards:
+            if key in self.jobs:
+                self._refresh_card(key)
+        newest_first = sorted((k for k in self.jobs if self.cards.card(k) is None),
+                              key=lambda k: self.jobs[k][0].created_at, reverse=True)
+        self.card_pages.show(newest_first)  # a page, a few cards per event-loop turn
+        if not merge:  # the first (background) read: __init__ showed the workflows already
+            self.chain_cards.reload()
         self.empty.setVisible(not self.jobs and not self.chain_cards.chains)
         self._update_banner()
         if self.pages.currentWidget() is self.runs:
             self.refresh_runs()
         if self.selected not in self.jobs and self.selected not in self.chain_cards.chains:
-            self.select(self.state.newest())
+            self.select(newest_first[0] if newest_first else self.state.newest())
+
+    def _build_card(self, key: str) -> None:
+        """One card of ``card_pages`` (at the bottom: keys come newest first)."""
+        if key in self.jobs and self.cards.card(key) is None:
+            self._add_card(key, top=False)
+            self._refresh_card(key)
+            if key == self.selected:
+                self.cards.select(key)
 
     def latest(self, key: str) -> JobRecord:
         return self.state.latest(key)
 
-    def _add_card(self, key: str) -> JobCard:
+    def _add_card(self, key: str, *, top: bool = True) -> JobCard:
         job = self.latest(key)
         card = JobCard(key, job.title or job.id)
         card.action.connect(self._on_card_action)
         card.compare.connect(self._on_compare)
         card.selected.connect(self.select)
-        self.cards.add_card(card)
+        self.cards.add_card(card, top=top)
+        self.card_pages.forget(key)
         return card
 
     def _refresh_card(self, key: str) -> None:
@@ -233,6 +285,26 @@ class TrainingTab(QWidget):
         """The training's metric history: every job's stored rows, then live ones."""
         return self.state.run_metrics(key, self.studio.jobs.metrics)
 
+    def _stored_metrics(self, key: str, jobs: list) -> RunMetrics:  # any thread
+        cfg = jobs[-1].params.get("config", {})
+        run = RunMetrics(key, jobs[-1].title or key, tokens_per_step=cfg.get("batch_size"))
+        for job in jobs:
+            run.add_stored_rows(self.studio.jobs.metrics(job.id))
+        return run
+
+    def _load_metrics(self, keys: list[str]) -> None:
+        """Stored histories read on a thread (30,000 rows a run); the charts follow."""
+        snapshot = {k: list(self.jobs[k]) for k in keys}
+        self._metrics_loading.update(keys)
+        self._call(lambda: {k: self._stored_metrics(k, j) for k, j in snapshot.items()},
+                   self._metrics_loaded)
+
+    def _metrics_loaded(self, runs: dict) -> None:
+        self._metrics_loading.difference_update(runs)
+        for key, run in runs.items():
+            self.metrics.setdefault(key, run)  # live rows may have loaded it meanwhile
+        self._update_chart_runs()
+
     def _update_banner(self) -> None:
         text = self.state.banner_text(len(self.state.resumable(self.trainings.job_can_resume)))
         self.banner.setVisible(bool(text))
@@ -243,6 +315,8 @@ class TrainingTab(QWidget):
 
     def select(self, key: str | None) -> None:
         self.state.selected = key
+        if key in self.jobs and self.cards.card(key) is None:  # past the shown page
+            self._build_card(key)
         self.cards.select(key)
         chain = self.chain_cards.chains.get(key) if key else None
         if chain is not None:  # a workflow still extracting (or stopped before training)
@@ -266,7 +340,12 @@ class TrainingTab(QWidget):
         self._update_chart_runs()
 
     def _update_chart_runs(self) -> None:
-        self.charts.set_runs([self.run_metrics(k) for k in self.state.chart_keys()])
+        keys = self.state.chart_keys()
+        missing = [k for k in keys if k not in self.metrics and k not in self._metrics_loading]
+        if missing:
+            self._load_metrics(missing)
+        self.charts.set_runs([self.metrics[k] for k in keys if k in self.metrics],
+                             progressive=True)
 
     def _refresh_checkpoints(self) -> None:
         key = self.selected
@@ -526,6 +605,8 @@ class TrainingTab(QWidget):
         """Stop the timers and threads this tab started (the main window calls it when it
         closes; a tab shown alone, when it closes)."""
         self._runs_timer.stop()
+        for call in self._calls:  # a read of the store: ends within moments
+            call.wait(5)
         self.runs_loader.close()
         self.charts.shutdown()
         if self._new_page_built:
