@@ -13,7 +13,6 @@ import os
 import shutil
 from pathlib import Path
 import threading
-import warnings
 from typing import TYPE_CHECKING, Callable
 
 import mistudio.app.job_kinds  # noqa: F401 - registers every area's job kinds
@@ -96,19 +95,6 @@ class Studio:
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
-
-    # Other branches' tests written before the JobService took the queue's place may still
-    # say studio.queue / studio.jobs_repo; they get the same objects with a warning. Nothing
-    # in mistudio/ uses these (tests/foundation/test_layers.py greps the UI and the CLI).
-    @property
-    def queue(self) -> JobQueue:
-        warnings.warn("Studio.queue is internal: use studio.jobs", DeprecationWarning, 2)
-        return self._queue
-
-    @property
-    def jobs_repo(self) -> JobsRepo:
-        warnings.warn("Studio.jobs_repo is internal: use studio.jobs", DeprecationWarning, 2)
-        return self.jobs.repo
 
     # ------------------------------------------------------------------ services
 

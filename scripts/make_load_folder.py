@@ -107,7 +107,7 @@ def write_datasets(studio, repos, rng, size: LoadSize, log) -> list[str]:
             text_column="text", columns=stats["columns"], n_docs=stats["n_docs"],
             n_chars=stats["n_chars"], size_bytes=(folder / DOCUMENTS_FILE).stat().st_size,
             stats=stats, job_id="", created_at=created)
-        _finished_job(studio.jobs_repo, job_id, "datasets.import", f"Import corpus {i:03d}",
+        _finished_job(studio.jobs.repo, job_id, "datasets.import", f"Import corpus {i:03d}",
                       ds_id, {"dataset_id": ds_id}, str(folder), created,
                       result={"dataset_id": ds_id, "n_docs": stats["n_docs"]})
         ids.append(ds_id)
@@ -200,7 +200,7 @@ def write_activation_sets(studio, repos, rng, size: LoadSize, models, datasets, 
             folder=str(folder), size_bytes=rows * d_model * 2,
             summary=_set_summary(rng), 
             params={"max_tokens": rows}, job_id=job_id, created_at=created))
-        _finished_job(studio.jobs_repo, job_id, "activations.extract", f"Extract {hook}",
+        _finished_job(studio.jobs.repo, job_id, "activations.extract", f"Extract {hook}",
                       set_id, {"set_ids": [set_id]}, str(folder), created,
                       result={"sets": [set_id]})
     repos["sets"].insert_all(recs)
@@ -273,7 +273,7 @@ def write_trainings(studio, repos, rng, size: LoadSize, sets, log) -> list:
             d_out=aset.d_in, total_tokens=total_tokens, tokens=total_tokens, step=size.steps,
             job_id=job_id, folder=str(folder), result=result, created_at=created,
             finished_at=created))
-        _finished_job(studio.jobs_repo, job_id, "sae.train", title, tr_id,
+        _finished_job(studio.jobs.repo, job_id, "sae.train", title, tr_id,
                       {"config": config, "activation_path": aset.folder,
                        "out_dir": str(folder)}, str(folder), created, result=result,
                       total=float(size.steps))
@@ -335,7 +335,7 @@ def write_analyses(studio, repos, rng, size: LoadSize, saes, log) -> list[str]:
             model_id=aset.model_id, hook_name=aset.hook_name, tokenization=aset.tokenization,
             n_tokens=n_tokens, d_sae=d, folder=str(folder), summary={"dead": meta["dead"]},
             created_at=created, finished_at=created))
-        _finished_job(studio.jobs_repo, job_id, "features.analyze", f"Analyze {sae_id}",
+        _finished_job(studio.jobs.repo, job_id, "features.analyze", f"Analyze {sae_id}",
                       fa_id, {"analysis_id": fa_id, "sae_id": sae_id}, str(folder), created,
                       result={"analysis_id": fa_id, "d_sae": d})
         top_words = [" ".join(rng.choice(WORDS, 5)) for _ in range(512)]

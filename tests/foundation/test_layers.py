@@ -91,14 +91,10 @@ def test_services_reach_jobs_only_through_the_job_service():
 
 
 def test_the_studio_keeps_the_queue_behind_the_job_service(studio):
-    import warnings
-
     assert studio.features.jobs is studio.jobs and studio.storage.jobs is studio.jobs
     assert studio.feature_maps.jobs is studio.jobs and studio.autointerp.jobs is studio.jobs
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert studio.queue is studio.jobs.queue  # kept for older tests, with a warning
-    assert [w.category for w in caught] == [DeprecationWarning]
+    # the queue and the jobs table are reached through studio.jobs only
+    assert not hasattr(studio, "queue") and not hasattr(studio, "jobs_repo")
 
 
 def test_each_area_registers_its_own_job_kinds_and_each_resolves(studio):

@@ -196,7 +196,7 @@ def test_a_stopped_trainings_row_follows_its_newest_checkpoint(studio, small_con
     assert meta["step"] == 40
     # the state the kill leaves: the row at the previous checkpoint, the job still "running"
     svc.trainings_repo.update(tr.id, status="running", step=30, tokens=256 * 30)
-    studio.jobs_repo.update(job.id, status="interrupted")
+    studio.jobs.repo.update(job.id, status="interrupted")
     stopped = svc.get_training(tr.id)
     assert stopped.status == "interrupted"
     assert (stopped.step, stopped.tokens) == (meta["step"], meta["tokens"]) == (40, 256 * 40)
