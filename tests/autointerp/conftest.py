@@ -58,3 +58,20 @@ class ScriptedModel:
             p = self.p_hit if hit else 1 - self.p_hit
             rows.append([0.8 * p, 0.8 * (1 - p)])  # 80% of the mass on the two answers
         return np.asarray(rows)
+
+
+@pytest.fixture(scope="module")
+def res(small_analysis):
+    """The small analysis's results, shared by the accounting and pause/resume tests."""
+    from mistudio.analysis.results import AnalysisResults
+
+    return AnalysisResults(small_analysis[0])
+
+
+def alive_features(res, n: int) -> list[int]:
+    """The n least-firing features that still fire on more than 20 tokens."""
+    import numpy as np
+
+    c = res.columns
+    order = np.argsort(-c["firing_count"])
+    return [int(f) for f in order if c["firing_count"][f] > 20][-n:]

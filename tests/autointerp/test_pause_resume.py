@@ -6,25 +6,13 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import pytest
 
-from mistudio.analysis.results import AnalysisResults
 from mistudio.autointerp import job
 from mistudio.errors import JobCancelled
 from mistudio.jobs.context import JobContext
 from tests.autointerp.conftest import ScriptedModel
-
-
-@pytest.fixture(scope="module")
-def res(small_analysis):
-    return AnalysisResults(small_analysis[0])
-
-
-def _alive(res, n):
-    c = res.columns
-    order = np.argsort(-c["firing_count"])
-    return [int(f) for f in order if c["firing_count"][f] > 20][-n:]
+from tests.autointerp.conftest import alive_features as _alive
 
 
 class PerFeatureModel(ScriptedModel):
