@@ -9,7 +9,8 @@ made the logits. The numba kernel below reads each row twice (min/max, then bins
 running top-k lists) and writes nothing the size of the input.
 
 
-:func:`top_correlations`: each row's top-k Pearson r from a block of co-firing sums (see
+:func:`add_coproducts`: a block's sums of products with every feature, straight from the
+sparse codes (no pair arrays). :func:`top_correlations`: each row's top-k Pearson r from a block of co-firing sums (see
 :func:`mistudio.analysis.per_feature.correlations`), one read of the block, no temporaries.
 
 Rows are split over ``torch.get_num_threads()`` Python threads (the kernel releases the
@@ -101,6 +102,21 @@ def _correlation_kernel(co, r0, r1, b0, n, mu, sd, low, top_v, top_i):
                 _insert_desc(tv, ti, (0.0 - mu[i] * mu[j]) / (sd[i] * sd[j]), j)
 
 
+def _coproduct_kernel(offsets, features, values, sel, local_rows, b0, lo, hi, d, co):
+    """``co[(f_e - b0) * d + f_q] += v_e v_q`` for each selected entry ``e`` whose local
+    feature ``f_e - b0`` is in ``[lo, hi)``, over the entries ``q`` of its token."""
+    for t in range(len(sel)):
+        e = sel[t]
+        m = np.int64(features[e]) - b0
+        if m < lo or m >= hi:
+            continue
+        r = local_rows[t]
+        v = np.float64(values[e])
+        base = m * d
+        for q in range(offsets[r], offsets[r + 1]):
+            co[base + features[q]] += v * np.float64(values[q])
+
+
 def _compile(name: str):
     """A numba kernel: compiled on first use (a few seconds), then loaded from numba's
     on-disk cache (``__pycache__`` beside this file, or numba's user cache folder)."""
@@ -113,6 +129,7 @@ def _compile(name: str):
             globals()["_insert_desc"] = jit(_insert_desc)
             _KERNELS["row_stats"] = jit(_row_stats_kernel)
             _KERNELS["correlations"] = jit(_correlation_kernel)
+            _KERNELS["coproducts"] = jit(_coproduct_kernel)
         return _KERNELS[name]
 
 
@@ -129,6 +146,18 @@ def _split_rows(rows: int, threads: int | None, run) -> None:
     cuts = np.linspace(0, rows, threads + 1).astype(int)
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda i: run(cuts[i], cuts[i + 1]), range(threads)))
+
+
+def add_coproducts(co: np.ndarray, offsets: np.ndarray, features: np.ndarray,
+                   values: np.ndarray, sel: np.ndarray, local_rows: np.ndarray, b0: int, nb: int,
+                   d: int, threads: int | None = None) -> None:
+    """Add the products of each selected entry of a chunk (CSR ``offsets``, ``features``,
+    ``values``; ``sel`` entries in tokens ``local_rows``, features ``b0 .. b0 + nb``) with
+    every entry of its token into ``co [nb * d]`` (float64). Threads take disjoint ranges of
+    the block's features, so each sum keeps the token order."""
+    kernel = _compile("coproducts")
+    _split_rows(nb, threads, lambda lo, hi: kernel(offsets, features, values, sel, local_rows,
+                                                   b0, lo, hi, d, co))
 
 
 def top_correlations(co: np.ndarray, b0: int, n_rows: int, mu: np.ndarray, sd: np.ndarray,

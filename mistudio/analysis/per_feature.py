@@ -125,6 +125,12 @@ class BlockCollector:
         self.parts.append((f[sel].astype(np.int64) - self.b0, local_rows + chunk.first_row,
                            chunk.values[sel], chunk.keys[local_rows]))
         # every (selected entry, entry of the same token) pair, for the co-products
+        if self.co.device.type == "cpu":
+            from mistudio.analysis.kernels import add_coproducts
+
+            add_coproducts(self.co.numpy(), chunk.offsets, f, chunk.values, sel, local_rows,
+                           self.b0, self.b1 - self.b0, self.d_sae)
+            return
         dev = self.device
         offs = torch.from_numpy(chunk.offsets).to(dev)
         lr = torch.from_numpy(local_rows).to(dev)
