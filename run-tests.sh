@@ -17,7 +17,13 @@ choice=$("$PY" -m mistudio.torch_build) || status=$?
 if [ "$status" -eq 0 ]; then
     torch_args=()
     while IFS= read -r arg; do torch_args+=("$arg"); done <<< "$choice"
-    "$VENV/bin/pip" install -q "${torch_args[@]}"
+    # Already there (a rerun, e.g. CI's AVX2 pass): skip pip, whose index lookup costs ~15 s
+    # where download.pytorch.org is unreachable.
+    want="${torch_args[0]##*=}"  # the version after the pin
+    have=$("$VENV/bin/python" -c "import torch; print(torch.__version__)" 2>/dev/null || true)
+    if [ "$have" != "$want" ]; then
+        "$VENV/bin/pip" install -q "${torch_args[@]}"
+    fi
 elif ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     exit "$status"  # a Jetson without NVIDIA's wheel in the venv: the message said what to do
 fi

@@ -211,6 +211,7 @@ def check_free_space(path: str | os.PathLike, required_bytes: int, *, what: str 
     """Raise :class:`InsufficientDiskSpace` if ``path``'s disk lacks ``required_bytes`` (+10%)."""
     need = int(required_bytes * margin)
     free = free_bytes(path)
+    record_space_check(path, what, need, free)
     if free < need:
         raise InsufficientDiskSpace(
             f"Not enough disk space for {what}: needs about {human_bytes(need)}, "
@@ -218,6 +219,55 @@ def check_free_space(path: str | os.PathLike, required_bytes: int, *, what: str 
             hint="Free some space (delete old activation sets or checkpoints) or move the data "
             "folder to a larger disk in Settings.",
         )
+
+
+SPACE_CHECKS = "space-checks.jsonl"  # under logs/: the Storage view's "what fits" line
+
+
+def _data_root(path: Path) -> Path | None:
+    """The data folder holding ``path`` (the nearest folder up with ``mistudio.db``)."""
+    p = Path(path)
+    for candidate in [p, *p.parents][:8]:
+        if (candidate / "mistudio.db").is_file():
+            return candidate
+    return None
+
+
+def record_space_check(path: str | os.PathLike, what: str, need: int, free: int) -> None:
+    """Append a free-space check's estimate to the data folder's log of them (the last 200
+    kept), so the Storage view can compare the largest recent estimate with free space."""
+    root = _data_root(Path(path))
+    if root is None:
+        return
+    import datetime as _dt
+
+    log = root / "logs" / SPACE_CHECKS
+    line = json.dumps({"at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                       "what": what, "need": int(need), "free": int(free),
+                       "fits": free >= need}) + "\n"
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(line)
+        if log.stat().st_size > 64 * 1024:
+            atomic_write_text(log, "".join(log.read_text(encoding="utf-8").splitlines(True)[-200:]))
+    except OSError:
+        pass  # a full or read-only disk: the check itself still answers
+
+
+def read_space_checks(root: str | os.PathLike) -> list[dict]:
+    """The recorded free-space checks, oldest first."""
+    out = []
+    try:
+        text = (Path(root) / "logs" / SPACE_CHECKS).read_text(encoding="utf-8")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
 
 
 def dir_size(path: str | os.PathLike) -> int:

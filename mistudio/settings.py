@@ -46,6 +46,29 @@ class Settings:
     allow_cpu_quantization: bool = field(default=False, metadata={
         "help": "Allow 8-/4-bit (bitsandbytes) on the CPU: saves memory, runs slower than full "
                 "precision."})
+    # The cleanup policy (docs/storage.md): run on demand from File > Storage or
+    # `mistudio storage clean`, and at start-up when cleanup_at_startup is on. Rules that
+    # delete user work (old activation sets, checkpoint thinning) are off by default.
+    cleanup_at_startup: bool = field(default=False, metadata={
+        "help": "Run the cleanup policy in the background each time the window starts."})
+    cleanup_tmp: bool = field(default=True, metadata={
+        "help": "Delete partial files in tmp/ when no job is live (the start-up wipe does the "
+                "same)."})
+    cleanup_orphans: bool = field(default=True, metadata={
+        "help": "Delete folders no record owns and records whose folder is gone."})
+    cleanup_cache_limit_gb: float = field(default=20.0, metadata={
+        "help": "Trim cache/ (Hub downloads, numba's compiled UMAP, feature maps) to this size, "
+                "least recently used first; 0 never trims."})
+    cleanup_keep_activation_sets: int = field(default=0, metadata={
+        "help": "Keep only the newest N activation sets (pinned sets and sets a kept training "
+                "or SAE uses always stay); 0 keeps all."})
+    cleanup_thin_checkpoints: bool = field(default=False, metadata={
+        "help": "Thin the checkpoints of finished trainings to a log-spaced set plus the "
+                "newest (never of running, paused or interrupted ones)."})
+    cleanup_checkpoints_kept: int = field(default=6, metadata={
+        "help": "How many checkpoints thinning keeps per training, the newest included."})
+    cleanup_feature_visuals: bool = field(default=True, metadata={
+        "help": "Delete feature maps and feature analyses whose SAE was deleted."})
 
     def validate(self) -> list[str]:
         problems = []
@@ -59,6 +82,12 @@ class Settings:
             problems.append("max_gpu_jobs must be between 1 and max_concurrent_jobs")
         if not 0 <= float(self.shutdown_wait_s) <= 600:
             problems.append("shutdown_wait_s must be between 0 and 600 seconds")
+        if not 0 <= float(self.cleanup_cache_limit_gb) <= 100_000:
+            problems.append("cleanup_cache_limit_gb must be between 0 and 100000 GB")
+        if not 0 <= int(self.cleanup_keep_activation_sets) <= 100_000:
+            problems.append("cleanup_keep_activation_sets must be 0 (keep all) or more")
+        if not 2 <= int(self.cleanup_checkpoints_kept) <= 1000:
+            problems.append("cleanup_checkpoints_kept must be between 2 and 1000")
         return problems
 
     @staticmethod

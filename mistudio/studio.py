@@ -83,13 +83,16 @@ class Studio:
     def _clean_tmp(self) -> None:
         # Partial files of a killed process; nothing in tmp/ is ever referenced by a record.
         # Another live process (the GUI while a CLI command starts) may be writing there.
-        if self.jobs_repo.live_foreign_jobs():
-            return
-        for child in self.paths.tmp.iterdir():
-            if child.is_dir():
-                shutil.rmtree(child, ignore_errors=True)
+        # The cleanup's tmp rule decides, so the wipe and `storage clean` always agree.
+        from mistudio.storage.cleanup import tmp_rule
+
+        items, _kept = tmp_rule(self.paths.root, self.jobs_repo.live_foreign_jobs())
+        for item in items:
+            p = Path(item.where)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
             else:
-                child.unlink(missing_ok=True)
+                p.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ services
 
@@ -211,10 +214,12 @@ class Studio:
                 deleters = {"datasets": lambda i: self.datasets.delete(i),
                             "tokenizations": lambda i: self.datasets.delete_tokenization(i),
                             "models": lambda i: self.models.delete(i),
-                            "activation_sets": lambda i: self.activations.delete(i)}
-                self._storage = StorageService(store=self.store, paths=self.paths,
-                                               jobs_repo=self.jobs_repo, queue=self.queue,
-                                               row_deleters=deleters)
+                            "activation_sets": lambda i: self.activations.delete(i),
+                            "feature_analyses": lambda i: self.features.delete_analysis(i)}
+                self._storage = StorageService(
+                    store=self.store, paths=self.paths, jobs_repo=self.jobs_repo,
+                    queue=self.queue, row_deleters=deleters, settings=self.settings_service,
+                    checkpoint_deleter=lambda t, p: self.trainings.delete_checkpoint_at(t, p))
             return self._storage
 
     @property

@@ -284,13 +284,15 @@ def run(params: dict, ctx) -> dict:
         ctx.log(f"Resuming after {shards_kept} complete shard(s): {rows_done:,} rows kept, "
                 f"continuing at sequence {start_seq}.")
     remaining = max(0, rows_target - rows_done)
-    need = remaining * sum(bytes_per_row(d_model, store_dtype) for _ in names)
+    d_mlp = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None)
+    widths = [hooks.hook_width(t.hook_type, d_model, d_mlp) for t in targets]
+    need = remaining * sum(bytes_per_row(w, store_dtype) for w in widths)
     check_free_space(Path(outputs[names[0]]["folder"]).parent, need,
                      what=f"the activations ({len(names)} hook point(s))")
     ctx.log(f"Extracting {rows_target:,} tokens at {len(names)} hook point(s) on {device} "
             f"({model_dtype}), about {human_bytes(need)} to write.")
 
-    shard_rows = int(params.get("shard_rows") or default_shard_rows(d_model, store_dtype))
+    shard_rows = int(params.get("shard_rows") or default_shard_rows(max(widths), store_dtype))
     base_meta = {
         "model_id": params.get("model_id", ""), "model_name": params.get("model_name", ""),
         "model_folder": str(model_folder), "model_type": cfg.model_type,

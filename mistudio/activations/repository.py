@@ -28,6 +28,7 @@ class ActivationSetRecord:
     summary: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     job_id: str = ""
+    pinned: bool = False  # kept by the cleanup rule "keep the last N sets"
     created_at: str = ""
     updated_at: str = ""
 

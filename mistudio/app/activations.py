@@ -307,6 +307,12 @@ class ActivationService:
         shutil.rmtree(rec.folder, ignore_errors=True)
         self.repo.delete(rec.id)
 
+    def set_pinned(self, set_id: str, pinned: bool = True) -> ActivationSetRecord:
+        """A pinned set is never deleted by the cleanup rule that keeps the last N sets."""
+        rec = self.get(set_id)
+        self.repo.update(rec.id, pinned=bool(pinned))
+        return self.repo.get(rec.id)
+
     def rename(self, set_id: str, name: str) -> ActivationSetRecord:
         rec = self.get(set_id)
         self.repo.update(rec.id, name=name.strip() or rec.name)

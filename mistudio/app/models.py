@@ -371,8 +371,7 @@ class ModelService:
                 out.append({"name": name, "layer": layer, "type": t,
                             "label": hooks.HOOK_LABELS[t], "module": target.module_path,
                             "io": target.io,
-                            "d": int(s.get("d_mlp") or 4 * s["d_model"]) if t == "mlp_post"
-                            else s["d_model"]})
+                            "d": hooks.hook_width(t, s["d_model"], s.get("d_mlp"))})
         return out
 
     def quantization_options(self, device: str = "auto") -> dict[str, str]:

@@ -400,10 +400,56 @@ class SteeringService:
             dest = dest / self.presets_store.path(name).name
         return atomic_write_json(dest, preset.to_dict())
 
-    def import_preset(self, path: str | Path, *, overwrite: bool = False) -> Preset:
+    def import_preset(self, path: str | Path, *, overwrite: bool = False,
+                      keep_both: bool = False) -> Preset:
+        """``keep_both``: a preset of that name stays; the import gets a free name."""
         preset = self.presets_store.load_file(path)
+        if keep_both and not overwrite and self.presets_store.path(preset.name).exists():
+            preset.name = self.free_preset_name(preset.name)
         self.presets_store.save(preset, overwrite=overwrite)
         return preset
+
+    def free_preset_name(self, name: str) -> str:
+        """``name``, or ``name (2)``, ``(3)``... when a preset has it (any case)."""
+        taken = {p.name.lower() for p in self.presets()}
+        unique, n = name, 2
+        while unique.lower() in taken or self.presets_store.path(unique).exists():
+            unique, n = f"{name} ({n})", n + 1
+        return unique
+
+    def duplicate_preset(self, name: str, new_name: str | None = None) -> Preset:
+        """A copy of the preset under ``new_name`` (default: "<name> copy", made unique)."""
+        preset = self.presets_store.get(name)
+        if new_name is None:
+            preset.name = self.free_preset_name(f"{preset.name} copy")
+        else:
+            preset.name = self._new_preset_name(new_name)
+        self.presets_store.save(preset, overwrite=False)
+        return preset
+
+    def rename_preset(self, name: str, new_name: str) -> Preset:
+        """The preset under a new name (the file renamed; refused if the name is taken)."""
+        preset = self.presets_store.get(name)
+        new_name = self._new_preset_name(new_name, allow=preset.name)
+        old_path = self.presets_store.path(preset.name)
+        preset.name = new_name
+        self.presets_store.save(preset, overwrite=old_path == self.presets_store.path(new_name))
+        if old_path != self.presets_store.path(new_name):
+            self.presets_store.delete(name)
+        return preset
+
+    def _new_preset_name(self, new_name: str, allow: str = "") -> str:
+        new_name = " ".join(str(new_name).split())
+        if not new_name:
+            raise UserError("A preset needs a name.")
+        own = self.presets_store.path(allow) if allow else None
+        clash = self.presets_store.path(new_name)
+        same_name = any(p.name.lower() == new_name.lower() and self.presets_store.path(p.name)
+                        != own for p in self.presets())
+        if same_name or (clash.exists() and clash != own):
+            raise UserError(f"A preset named {new_name!r} exists already.",
+                            hint="Choose another name.")
+        return new_name
 
     def delete_preset(self, name: str) -> None:
         self.presets_store.get(name)

@@ -54,6 +54,12 @@ def register(sub) -> None:
     d.add_argument("set_id")
     d.set_defaults(func=run_delete)
 
+    pn = es.add_parser("pin", help="pin a set: the cleanup rule 'keep the last N activation "
+                       "sets' never deletes it (--off unpins)")
+    pn.add_argument("set_id")
+    pn.add_argument("--off", action="store_true", help="unpin")
+    pn.set_defaults(func=run_pin)
+
     t = es.add_parser("templates", help="list extraction templates")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=run_templates)
@@ -126,9 +132,10 @@ def run_list(args) -> int:
 
     from mistudio.cli.table import print_table
 
-    print_table(["ID", "STATUS", "HOOK", "ROWS", "D", "DTYPE", "SIZE", "MODEL"],
+    print_table(["ID", "STATUS", "HOOK", "ROWS", "D", "DTYPE", "SIZE", "MODEL", "PIN"],
                 [[r.id, r.status, r.hook_name, f"{r.num_rows or 0:,}", r.d_in or "-", r.dtype,
-                  human_bytes(r.size_bytes or 0), r.model_id] for r in rows],
+                  human_bytes(r.size_bytes or 0), r.model_id, "pinned" if r.pinned else ""]
+                 for r in rows],
                 right=(3, 4, 6), shrink=(2,))
     return 0
 
@@ -179,6 +186,16 @@ def run_delete(args) -> int:
         rec = studio.activations.get(args.set_id)
         studio.activations.delete(rec.id)
         print(f"deleted {rec.id}")
+        return 0
+    finally:
+        studio.close(timeout=1)
+
+
+def run_pin(args) -> int:
+    studio = open_studio(args)
+    try:
+        rec = studio.activations.set_pinned(args.set_id, not args.off)
+        print(f"{rec.id}: {'pinned' if rec.pinned else 'not pinned'}")
         return 0
     finally:
         studio.close(timeout=1)

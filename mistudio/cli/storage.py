@@ -19,11 +19,41 @@ def register(sub) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_orphans)
 
-    q = ssub.add_parser("clean", help="delete tmp/ of no live job, orphan folders and orphan "
-                        "records (--dry-run lists what goes and the bytes freed)")
+    q = ssub.add_parser("policy", help="show or change the cleanup policy (the rules `clean` "
+                        "applies, and whether the window runs them at start-up)")
+    onoff = ("on", "off")
+    q.add_argument("--tmp", choices=onoff, help="tmp/ of no live job")
+    q.add_argument("--orphans", choices=onoff, help="folders without a record, records "
+                   "without a folder")
+    q.add_argument("--cache-limit-gb", type=float, help="trim cache/ to this size, least "
+                   "recently used first (0: never)")
+    q.add_argument("--keep-activation-sets", type=int, metavar="N", help="keep the newest N "
+                   "sets, pinned and used ones always (0: keep all)")
+    q.add_argument("--thin-checkpoints", choices=onoff, help="thin finished trainings' "
+                   "checkpoints to a log-spaced set and the newest")
+    q.add_argument("--checkpoints-kept", type=int, metavar="N", help="checkpoints thinning "
+                   "keeps per training")
+    q.add_argument("--feature-visuals", choices=onoff, help="feature maps and analyses of "
+                   "deleted SAEs")
+    q.add_argument("--at-startup", choices=onoff, help="run the policy when the window starts")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_policy)
+
+    q = ssub.add_parser("clean", help="apply the cleanup policy (`storage policy`): tmp/, "
+                        "orphans, cache, old activation sets, checkpoints, feature "
+                        "visualisations (--dry-run lists what goes and the bytes freed)")
     q.add_argument("--dry-run", action="store_true", help="list only; delete nothing")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_clean)
+
+    q = ssub.add_parser("move", help="move the data folder (e.g. to an external disk): copy "
+                        "with progress, verify every file, switch, then remove the old folder")
+    q.add_argument("destination", nargs="?", help="an empty or new folder (a folder an "
+                   "interrupted move left is resumed)")
+    q.add_argument("--finish", action="store_true", help="delete the old folder a move "
+                   "switched away from but did not get to delete")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_move)
 
     q = ssub.add_parser("backup", help="back up the database now (SQLite's online backup)")
     q.add_argument("--keep", type=int, default=7, help="backups kept (default 7)")
@@ -55,8 +85,9 @@ def run_du(args) -> int:
 
     def go(svc):
         du = svc.disk_usage(items_per_category=args.items)
+        space = svc.space_outlook()
         if args.json:
-            print_json(du.to_dict())
+            print_json({**du.to_dict(), "space": space.to_dict()})
             return 0
         rows = []
         for c in du.categories:
@@ -66,6 +97,7 @@ def run_du(args) -> int:
         print_table(["CATEGORY", "SIZE", "ITEM"], rows, shrink=(2,))
         print(f"total {human_bytes(du.total_bytes)} in {du.root}; "
               f"free {human_bytes(du.free_bytes)} of {human_bytes(du.disk_bytes)}")
+        print(space.lines()[-1])
         return 0
     return _with(args, go)
 
@@ -80,6 +112,33 @@ def run_orphans(args) -> int:
         else:
             for o in found:
                 print(f"{o.kind:6} {o.where}  ({o.detail})")
+        return 0
+    return _with(args, go)
+
+
+def run_policy(args) -> int:
+    from dataclasses import replace
+
+    fields = {"tmp": "tmp", "orphans": "orphans", "cache_limit_gb": "cache_limit_gb",
+              "keep_activation_sets": "keep_activation_sets",
+              "thin_checkpoints": "thin_checkpoints", "checkpoints_kept": "checkpoints_kept",
+              "feature_visuals": "feature_visuals", "at_startup": "at_startup"}
+
+    def go(svc):
+        changes = {}
+        for arg, name in fields.items():
+            value = getattr(args, arg)
+            if value is not None:
+                changes[name] = (value == "on") if value in ("on", "off") else value
+        policy = svc.set_policy(replace(svc.policy(), **changes)) if changes else svc.policy()
+        if args.json:
+            print_json(policy.__dict__)
+        else:
+            for line in policy.describe():
+                print(line)
+            last = svc.last_cleanup()
+            if last is not None:
+                print(last.text())
         return 0
     return _with(args, go)
 
@@ -102,6 +161,38 @@ def run_clean(args) -> int:
                   f"{human_bytes(plan.bytes)} (run without --dry-run to delete them).")
         else:
             print(f"{len(plan.items)} item(s) deleted, {human_bytes(plan.bytes)} freed.")
+        return 0
+    return _with(args, go)
+
+
+def run_move(args) -> int:
+    from mistudio.cli.runner import TerminalProgress
+    from mistudio.jobs.context import JobContext
+    from mistudio.paths import human_bytes
+
+    from mistudio.errors import UserError
+
+    def go(svc):
+        if args.finish:
+            print(f"Deleted the old data folder {svc.finish_move()}.")
+            return 0
+        if not args.destination:
+            left = svc.unfinished_move()
+            raise UserError("Give the folder to move the data folder to.",
+                            hint=f"An earlier move left {left}: `mistudio storage move "
+                                 "--finish` deletes it." if left else "")
+        bar = TerminalProgress("local")
+        try:
+            out = svc.move_data_folder(args.destination,
+                                       JobContext.standalone(on_event=bar))
+        finally:
+            bar.finish()
+        if args.json:
+            print_json(out)
+            return 0
+        print(f"Moved {out['files']} file(s), {human_bytes(out['bytes'])}, from {out['from']} "
+              f"to {out['to']}: every file verified (size and SHA-256). The data folder is now "
+              f"{out['to']}; the old folder was removed.")
         return 0
     return _with(args, go)
 

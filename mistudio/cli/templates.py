@@ -34,14 +34,17 @@ def register(sub) -> None:
 
     q = tsub.add_parser("save", help="save a JSON file of settings as a template")
     q.add_argument("name")
-    q.add_argument("--config", required=True, help="JSON file of TrainingConfig settings")
+    q.add_argument("--config", required=True, help="JSON file of settings (TrainingConfig "
+                   "fields; with --kind extraction, the extraction panel's)")
     q.add_argument("--description", default="")
     q.add_argument("--replace", action="store_true", help="replace a template of that name")
+    _kind(q)
     q.set_defaults(func=run_save)
 
     q = tsub.add_parser("favourite", help="mark (or with --off, unmark) a favourite")
     q.add_argument("template")
     q.add_argument("--off", action="store_true")
+    _kind(q)
     q.set_defaults(func=run_favourite)
 
     q = tsub.add_parser("export", help="write templates to a JSON file")
@@ -126,7 +129,8 @@ def run_save(args) -> int:
         raise UserError(f"{args.config} is not valid JSON ({exc}).") from exc
 
     def go(svc):
-        t = svc.save(args.name, config, description=args.description, overwrite=args.replace)
+        t = svc.save(args.name, config, kind=args.kind, description=args.description,
+                     overwrite=args.replace)
         print(f"saved {t.name} ({t.id})")
         return 0
 
@@ -135,7 +139,7 @@ def run_save(args) -> int:
 
 def run_favourite(args) -> int:
     def go(svc):
-        t = svc.set_favourite(args.template, not args.off)
+        t = svc.set_favourite(args.template, not args.off, kind=args.kind)
         print(f"{t.name}: {'favourite' if t.favourite else 'not a favourite'}")
         return 0
 

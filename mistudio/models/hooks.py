@@ -117,6 +117,15 @@ def hook_name(layer: int, hook_type: str) -> str:
     return f"blocks.{int(layer)}.hook_{hook_type}"
 
 
+def hook_width(hook_type: str, d_model: int, d_mlp: int | None) -> int:
+    """How many numbers one token gives at a hook of this type: the MLP's inner activation is
+    d_mlp wide (GPT-2: 4 x d_model when the config leaves it unset), every other point
+    d_model. A raw ``module:`` path is estimated as d_model."""
+    if hook_type == "mlp_post":
+        return int(d_mlp or 4 * d_model)
+    return int(d_model)
+
+
 def parse_hook_name(name: str) -> tuple[int, str] | None:
     m = _NAME_RE.match(name.strip())
     if not m:

@@ -194,6 +194,16 @@ def exclusive_lock(db_file: Path):
     return fh
 
 
+def checkpoint(db_file: Path) -> None:
+    """Fold the write-ahead log into the database file (caller holds the exclusive lock), so
+    ``mistudio.db`` alone holds every committed row."""
+    conn = sqlite3.connect(str(db_file), timeout=10)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
 def swap_in(backup: BackupInfo, db_file: Path) -> None:
     """Replace ``db_file`` with the backup's copy (caller holds the exclusive lock)."""
     src = Path(backup.path) / DB_NAME

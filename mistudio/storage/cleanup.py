@@ -21,12 +21,22 @@ from mistudio.storage.usage import tree_bytes
 PROTECTING_STATUSES = ("running", "paused", "queued", "interrupted")
 
 
+# rules whose items are records ("table:id"), deleted by the service owning that table
+ROW_RULES = ("orphan row", "activation set", "feature analysis")
+
+
 @dataclass
 class CleanupItem:
-    rule: str    # "tmp" | "orphan folder" | "orphan row"
+    rule: str    # "tmp" | "orphan folder" | "orphan row" | "cache" | "activation set" |
+                 # "checkpoint" | "feature map" | "feature analysis"
     where: str   # a path, or "table:id"
     bytes: int
     reason: str
+    owner: str = ""  # the record a checkpoint belongs to (its training)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.rule, self.where)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -46,21 +56,28 @@ class CleanupPlan:
                 "kept": [i.to_dict() for i in self.kept]}
 
 
-def cleanup_plan(root: Path, orphans: Iterable[Orphan], *, live_jobs: list[str],
-                 protecting_jobs: list, row_tables: Iterable[str]) -> CleanupPlan:
-    """``protecting_jobs``: JobRecords whose files must survive; ``row_tables``: the tables
-    whose rows a service can delete (others are listed as kept, with why)."""
-    root = Path(root)
+def tmp_rule(root: Path, live_jobs: list[str]) -> tuple[list[CleanupItem], list[CleanupItem]]:
+    """tmp/'s children, all listed when no job is live, all kept while one is. The window's
+    and the CLI's start-up wipe (``Studio._clean_tmp``) deletes what this lists."""
     items, kept = [], []
-    tmp = root / "tmp"
-    children = sorted(tmp.iterdir()) if tmp.is_dir() else []
-    for child in children:
+    tmp = Path(root) / "tmp"
+    for child in sorted(tmp.iterdir()) if tmp.is_dir() else []:
         n = tree_bytes(child)
         if live_jobs:
             kept.append(CleanupItem("tmp", str(child), n, f"{len(live_jobs)} job(s) are live "
                                     f"({', '.join(live_jobs[:3])}): they may be writing here"))
         else:
             items.append(CleanupItem("tmp", str(child), n, "partial files of no live job"))
+    return items, kept
+
+
+def cleanup_plan(root: Path, orphans: Iterable[Orphan], *, live_jobs: list[str],
+                 protecting_jobs: list, row_tables: Iterable[str],
+                 tmp: bool = True) -> CleanupPlan:
+    """``protecting_jobs``: JobRecords whose files must survive; ``row_tables``: the tables
+    whose rows a service can delete (others are listed as kept, with why)."""
+    root = Path(root)
+    items, kept = tmp_rule(root, live_jobs) if tmp else ([], [])
     guarded = [(j.id, j.status, json.dumps(j.params, default=str) + " " + (j.artifact_dir or ""))
                for j in protecting_jobs]
     rows = set(row_tables)
@@ -73,6 +90,9 @@ def cleanup_plan(root: Path, orphans: Iterable[Orphan], *, live_jobs: list[str],
             if owner is not None:
                 kept.append(CleanupItem("orphan folder", o.where, n,
                                         f"named by the {owner[1]} job {owner[0]}"))
+            elif live_jobs:  # a starting job makes its folder a moment before its record
+                kept.append(CleanupItem("orphan folder", o.where, n,
+                                        f"{o.detail}; left while jobs are live"))
             else:
                 items.append(CleanupItem("orphan folder", o.where, n, o.detail))
         else:
@@ -88,13 +108,18 @@ def cleanup_plan(root: Path, orphans: Iterable[Orphan], *, live_jobs: list[str],
 
 
 def delete_items(items: Iterable[CleanupItem],
-                 row_deleters: dict[str, Callable[[str], None]]) -> list[CleanupItem]:
-    """Delete folders/files and, through their owning service, rows. Returns what went."""
+                 row_deleters: dict[str, Callable[[str], None]],
+                 checkpoint_deleter: Callable[[str, str], None] | None = None
+                 ) -> list[CleanupItem]:
+    """Delete folders/files and, through their owning service, records (rows and folders
+    together) and checkpoints. Returns what went."""
     done = []
     for item in items:
-        if item.rule == "orphan row":
+        if item.rule in ROW_RULES:
             table, _, rid = item.where.partition(":")
             row_deleters[table](rid)
+        elif item.rule == "checkpoint":
+            checkpoint_deleter(item.owner, item.where)
         else:
             p = Path(item.where)
             if p.is_dir() and not p.is_symlink():

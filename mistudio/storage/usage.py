@@ -64,7 +64,7 @@ class DiskUsage:
         }
 
 
-def _file_bytes(st: os.stat_result) -> int:
+def allocated_bytes(st: os.stat_result) -> int:
     blocks = getattr(st, "st_blocks", None)
     return int(blocks) * 512 if blocks is not None else int(st.st_size)
 
@@ -92,7 +92,7 @@ def tree_bytes(path: Path, seen: set | None = None) -> int:
             if key in seen:
                 continue
             seen.add(key)
-            total += _file_bytes(st)
+            total += allocated_bytes(st)
     return total
 
 

@@ -99,6 +99,7 @@ def main(data_dir=None) -> int:
         return 1
     window.show()
     _daily_backup(window.studio)
+    startup_cleanup(window)
     return app.exec()
 
 
@@ -116,3 +117,37 @@ def _daily_backup(studio) -> None:
             log.exception("daily database backup failed")
 
     threading.Thread(target=work, name="daily-backup", daemon=True).start()
+
+
+
+def startup_cleanup(window):
+    """The cleanup policy at start-up when it is enabled (docs/storage.md): on a background
+    thread, never holding the window; its summary goes to the status bar and File > Storage.
+    Returns the call (tests wait on it), or None when the policy is off."""
+    from PySide6.QtCore import QObject
+
+    from mistudio.ui.kit.background import BackgroundCall
+
+    class CleanupReport(QObject):
+        """Gets the summary on the GUI thread (a bound method of a QObject living there)."""
+
+        def __init__(self):
+            super().__init__(window)
+            self.summary = None
+
+        def done(self, summary) -> None:
+            self.summary = summary
+            if summary is not None:
+                window.statusBar().showMessage(summary.text(), 30_000)
+
+        def failed(self, exc) -> None:
+            log.error("start-up cleanup failed: %s", exc)
+            window.statusBar().showMessage(f"Start-up cleanup failed: {exc}", 30_000)
+
+    studio = window.studio
+    if not studio.settings.cleanup_at_startup:
+        return None
+    report = CleanupReport()
+    call = BackgroundCall(studio.storage.startup_cleanup, report.done, report.failed)
+    call.report = report
+    return call

@@ -6,11 +6,13 @@ from pathlib import Path
 
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMessageBox,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                               QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
 from mistudio import paths
 from mistudio.errors import UserError
+from mistudio.app.storage_cleanup import CleanupPolicy
 from mistudio.settings import DEVICES, DTYPES, Settings
+from mistudio.ui.cleanup_policy_form import CleanupPolicyForm
 from mistudio.ui.kit.labels import hint_label
 
 
@@ -23,11 +25,15 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.studio = studio
         self.setWindowTitle("Settings")
-        self.setMinimumWidth(560)
+        self.setMinimumWidth(600)
+        self.setMinimumHeight(640)  # wrapped help texts under each field need the room
         s = studio.settings
         lay = QVBoxLayout(self)
-        form = QFormLayout()
-        lay.addLayout(form)
+        pages = QTabWidget()
+        general = QWidget()
+        form = QFormLayout(general)
+        pages.addTab(general, "General")
+        lay.addWidget(pages)
 
         row = QHBoxLayout()
         self.data_dir = QLineEdit(str(studio.paths.root))
@@ -40,7 +46,8 @@ class SettingsDialog(QDialog):
         row.setContentsMargins(0, 0, 0, 0)
         form.addRow("Data folder", box)
         form.addRow("", _help("Where datasets, models, activations and trainings are stored. "
-                              "Takes effect after a restart; existing data is not moved. "
+                              "Takes effect after a restart; existing data is not moved "
+                              "(File > Storage > Move moves it). "
                               f"(${paths.ENV_DATA_DIR} overrides it.)"))
 
         self.device = QComboBox()
@@ -83,6 +90,18 @@ class SettingsDialog(QDialog):
         form.addRow("CPU quantization", self.cpu_quant)
         form.addRow("", _help(Settings.help("allow_cpu_quantization")))
 
+        cleanup = QWidget()
+        cl = QVBoxLayout(cleanup)
+        cl.addWidget(_help("What File > Storage > Cleanup and `mistudio storage clean` delete, "
+                           "and whether the window runs it at start-up. Rules that delete your "
+                           "work are off until you turn them on; a preview always comes first "
+                           "when you run it by hand."))
+        self.cleanup = CleanupPolicyForm(studio.storage.policy())
+        cl.addWidget(self.cleanup)
+        cl.addStretch(1)
+        pages.addTab(cleanup, "Cleanup policy")
+        self.pages = pages
+
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                    | QDialogButtonBox.StandardButton.Cancel
                                    | QDialogButtonBox.StandardButton.RestoreDefaults)
@@ -111,6 +130,7 @@ class SettingsDialog(QDialog):
         self.max_gpu.setValue(d.max_gpu_jobs)
         self.wait.setValue(d.shutdown_wait_s)
         self.cpu_quant.setChecked(d.allow_cpu_quantization)
+        self.cleanup.set_policy(CleanupPolicy.from_settings(d))
         self.data_dir.setText(str(paths.default_data_dir()))
 
     def save(self) -> None:
@@ -119,7 +139,8 @@ class SettingsDialog(QDialog):
                 default_device=self.device.currentText(), default_dtype=self.dtype.currentText(),
                 max_concurrent_jobs=self.max_jobs.value(), max_gpu_jobs=self.max_gpu.value(),
                 shutdown_wait_s=self.wait.value(),
-                allow_cpu_quantization=self.cpu_quant.isChecked())
+                allow_cpu_quantization=self.cpu_quant.isChecked(),
+                **self.cleanup.policy().to_settings())
             if self.token.text().strip():
                 self.studio.set_hf_token(self.token.text().strip())
             new_dir = Path(self.data_dir.text().strip()).expanduser()

@@ -1,6 +1,8 @@
-"""File > Storage: disk use per category (largest first) with a bar chart and free space,
-the cleanup (a dry run listing what goes and the bytes freed, then the real run), and the
-database backups (back up now, restore after a confirmation).
+"""File > Storage: disk use per category (largest first) with a bar chart, free space against
+the largest recent job estimate; the cleanup policy (its rules, editable; a dry run listing
+what goes and the bytes freed, then the real run deleting exactly that; the last run's
+summary); the database backups (back up now, restore after a confirmation); moving the data
+folder (``ui/storage_move.py``).
 
 Every read and write runs off the GUI thread (``ui.kit.background.BackgroundCall``).
 """
@@ -13,6 +15,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLabel, Q
                                QTabWidget, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from mistudio.paths import human_bytes
+from mistudio.ui.cleanup_policy_form import CleanupPolicyForm
 from mistudio.ui.dialogs import confirm
 from mistudio.ui.kit.background import BackgroundCall
 from mistudio.ui.kit.labels import hint_label
@@ -30,6 +33,7 @@ class UsageBars(QWidget):
 
     def set_rows(self, rows: list[tuple[str, int]]) -> None:
         self.rows = [r for r in rows if r[1] > 0]
+        self.setMinimumHeight(self.sizeHint().height())  # the tree below must not squeeze it
         self.updateGeometry()
         self.update()
 
@@ -84,11 +88,19 @@ class StorageDialog(QDialog):
 
         self.summary = QLabel("Measuring the data folder...")
         self.summary.setWordWrap(True)
+        self.space = QLabel("")
+        self.space.setWordWrap(True)
+        self.space.setToolTip("The free-space checks before large jobs (extraction, "
+                              "tokenization, imports, downloads, checkpoints) record their "
+                              "estimates; this compares the largest of the last 30 days with "
+                              "the free space now.")
+        self.outlook = None
         self.bars = UsageBars()
         self.usage_tree = _tree(["Category / item", "Size"])
         use_page = QWidget()
         uv = QVBoxLayout(use_page)
         uv.addWidget(self.summary)
+        uv.addWidget(self.space)
         uv.addWidget(self.bars)
         uv.addWidget(self.usage_tree, 1)
         self.refresh_btn = QPushButton("Measure again")
@@ -96,10 +108,18 @@ class StorageDialog(QDialog):
         uv.addWidget(self.refresh_btn, 0, Qt.AlignmentFlag.AlignRight)
 
         self.plan_label = hint_label(
-            "Cleanup removes partial files in tmp/ of no live job, folders no record owns and "
-            "records whose folder is gone (through the service that owns them). Files of "
-            "running, paused or interrupted jobs and models used in place are never touched. "
-            "Preview first: nothing is deleted until you press Clean up.", small=False)
+            "The cleanup policy's rules (the ones that delete your work are off until you "
+            "turn them on). Records go through the service that owns them, rows and folders "
+            "together; files of running, paused or interrupted jobs, pinned activation sets "
+            "and models used in place are never touched, and what a kept record needs stays, "
+            "with the record named. Preview first: Clean up deletes exactly what the preview "
+            "lists.", small=False)
+        self.policy_form = CleanupPolicyForm(self.storage.policy(), compact=True)
+        self.policy_form.changed.connect(self._policy_edited)
+        self.save_policy_btn = QPushButton("Save policy")
+        self.save_policy_btn.setEnabled(False)
+        self.save_policy_btn.clicked.connect(self.save_policy)
+        self.last_run = hint_label("", small=False)
         self.plan_tree = _tree(["What", "Size", "Why"])
         self.preview_btn = QPushButton("Preview cleanup")
         self.preview_btn.clicked.connect(self.preview_cleanup)
@@ -109,8 +129,11 @@ class StorageDialog(QDialog):
         clean_page = QWidget()
         cv = QVBoxLayout(clean_page)
         cv.addWidget(self.plan_label)
+        cv.addWidget(self.policy_form)
+        cv.addWidget(self.last_run)
         cv.addWidget(self.plan_tree, 1)
         row = QHBoxLayout()
+        row.addWidget(self.save_policy_btn)
         row.addStretch(1)
         row.addWidget(self.preview_btn)
         row.addWidget(self.clean_btn)
@@ -141,6 +164,12 @@ class StorageDialog(QDialog):
         self.pages.addTab(use_page, "Disk use")
         self.pages.addTab(clean_page, "Cleanup")
         self.pages.addTab(backup_page, "Backups")
+        from mistudio.ui.storage_move import MoveDataFolderPage
+
+        self.move_page = MoveDataFolderPage(self.storage,
+                                            lambda t, m: self._confirm(t, m))
+        self.move_page.moved.connect(self._after_move)
+        self.pages.addTab(self.move_page, "Move")
         self.message = QLabel()
         self.message.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -150,9 +179,11 @@ class StorageDialog(QDialog):
         lay.addWidget(self.message)
         lay.addWidget(buttons)
         self._update_buttons()
+        self._show_last_run(None)
         if load:
             self.load_usage()
             self.load_backups()
+            self.load_last_run()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -183,6 +214,13 @@ class StorageDialog(QDialog):
 
     def load_usage(self) -> None:
         self._run(lambda: self.storage.disk_usage(ITEMS_PER_CATEGORY), self._show_usage)
+        self._run(self.storage.space_outlook, self._show_outlook)
+
+    def _show_outlook(self, outlook) -> None:
+        self.outlook = outlook
+        self.space.setText(" ".join(outlook.lines()[1:]))
+        short = outlook.largest is not None and not outlook.fits
+        self.space.setStyleSheet(css("error" if short else "text"))
 
     def _show_usage(self, du) -> None:
         self.usage = du
@@ -204,9 +242,35 @@ class StorageDialog(QDialog):
 
     # ------------------------------------------------------------------ cleanup
 
+    def _policy_edited(self) -> None:
+        self.save_policy_btn.setEnabled(self.policy_form.policy() != self.storage.policy())
+        if self.plan is not None:  # a preview of another policy must not be run
+            self.plan = None
+            self.plan_tree.clear()
+            self.say("The policy changed: preview again.")
+            self._update_buttons()
+
+    def save_policy(self) -> None:
+        try:
+            self.storage.set_policy(self.policy_form.policy())
+        except Exception as exc:  # an invalid value: the settings say which
+            self.say(str(exc), error=True)
+            return
+        self.save_policy_btn.setEnabled(False)
+        self.say("Cleanup policy saved" + (" (it runs at start-up)."
+                                           if self.policy_form.policy().at_startup else "."))
+
+    def load_last_run(self) -> None:
+        self._run(self.storage.last_cleanup, self._show_last_run)
+
+    def _show_last_run(self, summary) -> None:
+        self.last_run.setText("Last run: " + summary.text() if summary is not None
+                              else "Last run: none yet.")
+
     def preview_cleanup(self) -> None:
         self.preview_btn.setEnabled(False)
-        self._run(lambda: self.storage.clean(dry_run=True), self._show_plan)
+        policy = self.policy_form.policy()
+        self._run(lambda: self.storage.clean(dry_run=True, policy=policy), self._show_plan)
 
     def _show_plan(self, plan) -> None:
         self.plan = plan
@@ -215,12 +279,10 @@ class StorageDialog(QDialog):
         goes = QTreeWidgetItem([f"Would be deleted: {len(plan.items)}",
                                 human_bytes(plan.bytes), ""])
         for i in plan.items:
-            goes.addChild(QTreeWidgetItem([f"{i.rule}: {i.where}", human_bytes(i.bytes),
-                                           i.reason]))
+            goes.addChild(self._plan_row(i))
         kept = QTreeWidgetItem([f"Kept: {len(plan.kept)}", "", ""])
         for i in plan.kept:
-            kept.addChild(QTreeWidgetItem([f"{i.rule}: {i.where}", human_bytes(i.bytes),
-                                           i.reason]))
+            kept.addChild(self._plan_row(i))
         self.plan_tree.addTopLevelItems([goes, kept])
         goes.setExpanded(True)
         kept.setExpanded(True)
@@ -229,6 +291,17 @@ class StorageDialog(QDialog):
                  if plan.items else "Nothing to clean up.")
         self._update_buttons()
 
+    def _plan_row(self, item) -> QTreeWidgetItem:
+        """Paths shown relative to the data folder (the full path and the reason in tips)."""
+        where = item.where
+        root = str(self.storage.paths.root).rstrip("/") + "/"
+        if where.startswith(root):
+            where = where[len(root):]
+        row = QTreeWidgetItem([f"{item.rule}: {where}", human_bytes(item.bytes), item.reason])
+        row.setToolTip(0, item.where)
+        row.setToolTip(2, item.reason)
+        return row
+
     def run_cleanup(self) -> None:
         if not self.plan or not self.plan.items:
             return
@@ -236,7 +309,9 @@ class StorageDialog(QDialog):
                              f"{human_bytes(self.plan.bytes)}? This cannot be undone."):
             return
         self.clean_btn.setEnabled(False)
-        self._run(lambda: self.storage.clean(dry_run=False), self._cleaned)
+        shown, policy = self.plan, self.policy_form.policy()
+        self._run(lambda: self.storage.clean(dry_run=False, expected=shown, policy=policy),
+                  self._cleaned)
 
     def _cleaned(self, plan) -> None:
         self.plan = None
@@ -244,6 +319,7 @@ class StorageDialog(QDialog):
         self.say(f"Deleted {len(plan.items)} item(s), freed {human_bytes(plan.bytes)}.")
         self._update_buttons()
         self.load_usage()
+        self.load_last_run()
 
     # ------------------------------------------------------------------ backups
 
@@ -289,6 +365,20 @@ class StorageDialog(QDialog):
                  error=result["integrity"] != "ok")
         self.load_backups()
         self.load_usage()
+
+    # ------------------------------------------------------------------ move
+
+    def _after_move(self, result: dict) -> None:
+        self.say(f"The data folder is now {result['to']}. MechInterp Studio closes now: "
+                 "start it again to work there.")
+        self._quit_app()
+
+    def _quit_app(self) -> None:
+        from PySide6.QtWidgets import QApplication, QMainWindow
+
+        for w in QApplication.topLevelWidgets():
+            if isinstance(w, QMainWindow):
+                w.close()
 
     # ------------------------------------------------------------------ dialogs (tests patch)
 

@@ -151,6 +151,11 @@ def test_switching_models_keeps_the_inspector_and_form_consistent(qt_studio, qtb
     panel.store_dtype.setCurrentText("float16")
     assert "<b>6</b> hook point(s)" in panel.plan.text()
     assert human_bytes(6 * 1000 * 64 * 2) in panel.plan.text()
+    # the MLP's inner activation is d_mlp wide (GPT-2's n_inner unset: 4 x 64), not d_model
+    panel.hook_boxes["mlp_post"].setChecked(True)
+    assert "<b>9</b> hook point(s)" in panel.plan.text()
+    assert human_bytes((6 * 64 + 3 * 256) * 1000 * 2) in panel.plan.text()
+    panel.hook_boxes["mlp_post"].setChecked(False)
     panel.layers.setText("7")
     assert "do not exist" in panel.layers_info.text() and panel.plan.text() == ""
 

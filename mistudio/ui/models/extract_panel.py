@@ -213,6 +213,7 @@ class ExtractionPanel(QWidget):
     def update_plan(self, *_args) -> None:
         """What the form will extract, resolved for this model, and its size on disk."""
         from mistudio.activations.choices import expand_layers
+        from mistudio.models.hooks import hook_width, parse_hook_name
         from mistudio.paths import human_bytes
 
         s = self._summary
@@ -244,13 +245,19 @@ class ExtractionPanel(QWidget):
             self.plan.setText("Choose at least one layer and hook type, or a hook name.")
             return
         width = 2 if self.store_dtype.currentText() in ("bfloat16", "float16") else 4
-        size = n_hooks * rows * s["d_model"] * width if rows else 0
+        # mlp.hook_post is d_mlp wide (4x d_model on GPT-2), the other points d_model
+        widths = [hook_width(t, s["d_model"], s.get("d_mlp")) for t in types] * len(layers)
+        widths += [hook_width(parsed[1] if (parsed := parse_hook_name(x)) else "module",
+                              s["d_model"], s.get("d_mlp")) for x in extra]
+        size = rows * sum(widths) * width if rows else 0
+        dims = sorted(set(widths))
         where = (f"the tokenization has {tok:,} tokens" if tok is not None else
                  "tokens: up to the max above")
         self.plan.setText(
             f"Will extract <b>{n_hooks}</b> hook point(s) × up to {rows:,} tokens × "
-            f"d {s['d_model']} ({self.store_dtype.currentText()}) ≈ <b>{human_bytes(size)}</b> "
-            f"on disk; {where}. The forward pass stops after the deepest chosen layer.")
+            f"d {' / '.join(map(str, dims))} ({self.store_dtype.currentText()}) ≈ "
+            f"<b>{human_bytes(size)}</b> on disk; {where}. The forward pass stops after the "
+            f"deepest chosen layer.")
 
     def _tokenization_tokens(self) -> int | None:
         return self._token_counts.get(self.tokenization_value())

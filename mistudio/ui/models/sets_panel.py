@@ -13,7 +13,7 @@ from mistudio.paths import human_bytes
 from mistudio.ui.models.precision import precision_label
 from mistudio.ui.kit.palette import colour, span
 
-COLUMNS = [("id", "Id"), ("hook_name", "Hook point"), ("status", "Status"),
+COLUMNS = [("id", "Id"), ("hook_name", "Hook point"), ("status", "Status"), ("pinned", "Pinned"),
            ("num_rows", "Tokens"), ("d_in", "d"), ("dtype", "Dtype"),
            ("precision", "Model precision"), ("mean_norm", "Mean norm"),
            ("size_bytes", "Size"), ("model_id", "Model"), ("created_at", "Created")]
@@ -66,9 +66,14 @@ class ActivationSetsModel(QAbstractTableModel):
                 return human_bytes(value or 0)
             if key == "created_at":
                 return (value or "")[:19].replace("T", " ")
+            if key == "pinned":
+                return "pinned" if value else ""
             return "" if value is None else str(value)
         if role == Qt.ItemDataRole.ToolTipRole and key == "status":
             return rec.summary.get("error") or rec.status
+        if role == Qt.ItemDataRole.ToolTipRole and key == "pinned":
+            return ("Pinned: the cleanup rule 'keep the last N activation sets' never deletes "
+                    "it." if value else "Not pinned.")
         if role == Qt.ItemDataRole.ToolTipRole and key == "model_id":
             return value
         if role == Qt.ItemDataRole.TextAlignmentRole and key in _RIGHT:
@@ -135,7 +140,12 @@ class ActivationSetsPanel(QWidget):
         self.resume_btn.clicked.connect(self._resume)
         self.delete_btn = QPushButton("Delete")
         self.delete_btn.clicked.connect(self._delete)
+        self.pin_btn = QPushButton("Pin")
+        self.pin_btn.setToolTip("A pinned set is kept by the cleanup rule that keeps only the "
+                                "newest activation sets (File > Storage > Cleanup).")
+        self.pin_btn.clicked.connect(self._toggle_pin)
         row.addWidget(self.resume_btn)
+        row.addWidget(self.pin_btn)
         row.addWidget(self.delete_btn)
         row.addStretch(1)
         lay.addLayout(row)
@@ -175,6 +185,7 @@ class ActivationSetsPanel(QWidget):
                                "activations tab.")
             return
         self.resume_btn.setEnabled(rec.status == "incomplete")
+        self.pin_btn.setText("Unpin" if rec.pinned else "Pin")
         s = rec.summary
         lines = [f"<b>{rec.name or rec.id}</b>", f"{rec.hook_name} (layer {rec.hook_layer})",
                  f"{rec.num_rows or 0:,} tokens x {rec.d_in}, {rec.dtype}, "
@@ -206,6 +217,16 @@ class ActivationSetsPanel(QWidget):
             return
         try:
             self.studio.activations.resume_extraction(rec.id)
+        except Exception as exc:
+            self.error.emit(describe_exception(exc))
+        self.reload()
+
+    def _toggle_pin(self) -> None:
+        rec = self.selected()
+        if rec is None:
+            return
+        try:
+            self.studio.activations.set_pinned(rec.id, not rec.pinned)
         except Exception as exc:
             self.error.emit(describe_exception(exc))
         self.reload()

@@ -190,38 +190,18 @@ class TemplatesState:
     def duplicate(self, ref: str | None = None) -> str:
         card = self.card(ref)
         if card.kind == "steering":
-            preset = self.steering.preset(card.ref)
-            preset.name = self._free_preset_name(f"{preset.name} copy")
-            self.steering.presets_store.save(preset, overwrite=False)
-            new_ref = preset.name
+            new_ref = self.steering.duplicate_preset(card.ref).name
         else:
             new_ref = self.templates.duplicate(card.ref, kind=card.kind).id
         self.load()
         self.selected = new_ref
         return new_ref
 
-    def _free_preset_name(self, name: str) -> str:
-        taken = {p.name.lower() for p in self.steering.presets()}
-        unique, n = name, 2
-        while unique.lower() in taken or self.steering.presets_store.path(unique).exists():
-            unique, n = f"{name} ({n})", n + 1
-        return unique
-
     def rename(self, new_name: str, ref: str | None = None) -> str:
         card = self.card(ref)
         if card.kind == "steering":
-            new_name = " ".join(new_name.split())
-            if not new_name:
-                raise UserError("A preset needs a name.")
-            if self.steering.presets_store.path(new_name).exists():
-                raise UserError(f"A preset named {new_name!r} exists already.",
-                                hint="Choose another name.")
-            preset = self.steering.preset(card.ref)
-            preset.name = new_name
-            self.steering.presets_store.save(preset, overwrite=False)
-            self.steering.delete_preset(card.ref)
-            self.templates.move_usage(PRESET_PREFIX + card.ref, PRESET_PREFIX + new_name)
-            new_ref = new_name
+            new_ref = self.steering.rename_preset(card.ref, new_name).name
+            self.templates.move_usage(PRESET_PREFIX + card.ref, PRESET_PREFIX + new_ref)
         else:
             new_ref = self.templates.rename(card.ref, new_name, kind=card.kind).id
         self.load()
@@ -275,11 +255,7 @@ class TemplatesState:
     def import_file(self, path) -> list[str]:
         """All or nothing: a bad file imports nothing and says which entry and key."""
         if self.kind == "steering":
-            preset = self.steering.presets_store.load_file(path)
-            if self.steering.presets_store.path(preset.name).exists():
-                preset.name = self._free_preset_name(preset.name)
-            self.steering.presets_store.save(preset, overwrite=False)
-            names = [preset.name]
+            names = [self.steering.import_preset(path, keep_both=True).name]
         else:
             names = [t.id for t in self.templates.import_file(path, kind=self.kind)]
         self.load()
