@@ -121,7 +121,8 @@ def reference(model_dir: Path, tok_dir: Path, sae, hook: str, n_tokens: int, bat
 
     loaded = MODEL_POOL.get(model_dir, dtype=dtype, device=device)
     cfg = model_text_config(loaded.model)
-    target = hooks.resolve(hook, cfg.model_type, cfg.n_layer)
+    n_layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0))
+    target = hooks.resolve(hook, cfg.model_type, n_layers)
     tok = TokenizedDataset(tok_dir)
     sae = sae.to(device)
     done = 0
