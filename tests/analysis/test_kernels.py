@@ -63,3 +63,21 @@ def test_top_correlations_equal_corrcoef_including_features_that_never_fire_toge
         reached_never_together += int(((acts[:, f] > 0) & (acts[:, got_ids] > 0).T).any(1)
                                       .__invert__().sum())
     assert reached_never_together > 0
+
+
+def test_logit_lens_torch_path_equals_the_kernel():
+    """The torch ops used on accelerators give the kernel's numbers (run here on the CPU)."""
+    import torch
+
+    from mistudio.analysis.kernels import row_stats
+    from mistudio.analysis.weights import _row_stats_torch
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(23, 777)).astype(np.float32)
+    want = row_stats(x, 10, 50)
+    got = _row_stats_torch(torch.from_numpy(x.copy()), 10)
+    for name in ("top_values", "bottom_values", "range"):
+        np.testing.assert_array_equal(got[name], want[name])
+    np.testing.assert_array_equal(np.take_along_axis(x, got["top_ids"].astype(np.int64), 1),
+                                  want["top_values"])
+    assert np.abs(got["hist"] - want["hist"]).sum() <= 2
