@@ -201,3 +201,15 @@ def row_stats(x: np.ndarray, k: int, n_bins: int, threads: int | None = None
             out["bottom_ids"], out["hist"], out["range"])
     _split_rows(rows, threads, lambda r0, r1: kernel(x, r0, r1, *args))
     return out
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel on tiny inputs."""
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    row_stats(x, 2, 4, threads=1)
+    co = np.ones(2 * 3)
+    add_coproducts(co, np.array([0, 2], np.int64), np.array([0, 2], np.int32),
+                   np.ones(2, np.float32), np.array([0], np.int64), np.array([0], np.int64),
+                   0, 2, 3, threads=1)
+    top_correlations(co.reshape(2, 3), 0, 4, np.full(3, 0.5), np.full(3, 0.5),
+                     np.array([0], np.int64), 2, threads=1)
