@@ -81,3 +81,25 @@ def test_logit_lens_torch_path_equals_the_kernel():
     np.testing.assert_array_equal(np.take_along_axis(x, got["top_ids"].astype(np.int64), 1),
                                   want["top_values"])
     assert np.abs(got["hist"] - want["hist"]).sum() <= 2
+
+
+@pytest.mark.parametrize("bias", [5.0, -5.0])  # every top-k value positive / some not
+def test_sparse_encode_equals_the_dense_encode(bias):
+    import torch
+
+    from mistudio.analysis.codes import encode_csr
+    from tests.analysis.conftest import random_sae
+
+    sae = random_sae(d_in=16, d_sae=40, k=5)
+    with torch.no_grad():
+        sae.b_enc.fill_(bias)
+    x = torch.randn(30, 16, generator=torch.Generator().manual_seed(0)) * 0.1
+    dense = sae.encode(x).detach().numpy()
+    with torch.no_grad():
+        offsets, feats, vals = (t.numpy() for t in encode_csr(sae, x))
+    got = np.zeros_like(dense)
+    rows = np.repeat(np.arange(len(x)), np.diff(offsets))
+    got[rows, feats] = vals
+    np.testing.assert_allclose(got, dense, rtol=1e-6, atol=1e-7)
+    assert (vals > 0).all()
+    assert len(vals) == 5 * len(x) if bias > 0 else 0 < len(vals) < 5 * len(x)
