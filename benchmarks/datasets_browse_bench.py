@@ -83,7 +83,7 @@ def main() -> None:
     studio = Studio(tmp / "data", secrets=MemorySecrets(), thread_factory=qt_thread_factory)
     t = time.perf_counter()
     rec, job = studio.datasets.add_local(str(tmp / "corpus.parquet"))
-    done = studio.queue.wait(job.id, 3600)
+    done = studio.jobs.wait(job.id, 3600)
     assert done.status == "completed", done.error
     import_s = time.perf_counter() - t
     print(f"import job: {import_s:.1f} s ({args.docs / import_s:,.0f} documents/s)")

@@ -31,7 +31,7 @@ METRICS = ("loss", "mse", "explained_variance", "l0", "l1", "aux_loss", "sparsit
 def build_store(n_runs: int, n_steps: int):
     from mistudio.secrets_test_support import MemorySecrets
     from mistudio.store.db import now_iso
-    from mistudio.jobs.repository import JobRecord
+    from mistudio.jobs.repository import JobRecord, JobsRepo
     from mistudio.studio import Studio
 
     studio = Studio(tempfile.mkdtemp(prefix="runs-bench-"), secrets=MemorySecrets(),
@@ -44,15 +44,15 @@ def build_store(n_runs: int, n_steps: int):
                                            "batch_size": 4096, "activation_path": "/x"}},
                         artifact_dir="/tmp", log_path="/tmp/x.log", progress=n_steps,
                         total=n_steps)
-        studio.jobs_repo.insert(job)
-        studio.jobs_repo.update(job.id, status="completed", finished_at=now_iso())
+        JobsRepo(studio.store).insert(job)
+        JobsRepo(studio.store).update(job.id, status="completed", finished_at=now_iso())
         rows = [(job.id, s, name, math.sin(s + i) + 1.0, float(s))
                 for s in range(1, n_steps + 1) for i, name in enumerate(METRICS)]
         with studio.store.db.conn:
             studio.store.db.conn.executemany(
                 "insert into job_metrics (job_id, step, name, value, t) values (?,?,?,?,?)",
                 rows)
-        jobs.append(studio.jobs_repo.get(job.id))
+        jobs.append(studio.jobs.find(job.id))
     return studio, jobs
 
 
@@ -69,7 +69,7 @@ def baseline(studio, jobs):
     out = []
     for job in jobs:
         series: dict[str, list[float]] = {}
-        for row in studio.jobs_repo.metrics(job.id):
+        for row in studio.jobs.metrics(job.id):
             series.setdefault(row["name"], []).append(row["value"])
         out.append({m: (pick(series[m]), series[m][-1]) for m, pick in KEY_METRICS.items()})
     return out

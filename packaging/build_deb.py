@@ -44,9 +44,13 @@ ARCHES = {
               "constraints": [], "venv_flags": ""},
     # Jetson: the venv sees JetPack's torch (system site packages). NVIDIA builds that torch
     # against NumPy 1.x, and PySide6-Essentials 6.8.0.2 is the newest with a wheel for JetPack
-    # 6's glibc 2.35 (later aarch64 wheels need 2.39).
+    # 6's glibc 2.35 (later aarch64 wheels need 2.39). pyarrow 26 needs NumPy 2 at import
+    # time but does not declare numpy in its metadata, so the resolver cannot see the clash:
+    # the first arm64 package shipped pyarrow 26 beside numpy 1.26 and the window stopped with
+    # "pyarrow requires NumPy 2.0 or newer" (seen under qemu by check_deb.sh).
     "arm64": {"machine": "aarch64", "pythons": ["3.10", "3.11", "3.12"],
-              "constraints": ["PySide6-Essentials==6.8.0.2", "numpy<2", "pyqtgraph>=0.14,<0.15"],
+              "constraints": ["PySide6-Essentials==6.8.0.2", "numpy<2", "pyarrow<26",
+                              "pyqtgraph>=0.14,<0.15"],
               "venv_flags": "--system-site-packages"},
 }
 # glibc of the oldest target (Ubuntu 22.04: 2.35): wheels for newer glibc would not load there

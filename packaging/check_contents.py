@@ -6,7 +6,8 @@ tags install on that Python and architecture with the oldest glibc we target (2.
 22.04 / JetPack 6), judged from the wheel file names alone (packaging.tags, as pip does).
 Also: no torch or CUDA wheel is shipped, the launcher, menu entry and icon are there, and for
 arm64 the Jetson pins hold (PySide6-Essentials 6.8.0.2, pyqtgraph 0.14.x, NumPy 1.x) and the
-venv sees the system site packages.
+venv sees the system site packages; and no lock pairs wheels that clash at import time
+without saying so in their metadata (pyarrow 26+ with NumPy 1.x).
 
     python3 packaging/check_contents.py dist/mistudio_0.1.0-1_arm64.deb
 """
@@ -31,6 +32,25 @@ REQUIRED = ["usr/bin/mistudio", "usr/bin/mistudio-setup-torch",
 JETSON_PINS = {"pyside6-essentials": lambda v: v == "6.8.0.2",
                "pyqtgraph": lambda v: v.startswith("0.14."),
                "numpy": lambda v: int(v.split(".")[0]) < 2}
+
+
+def _major(version: str) -> int:
+    return int(version.split(".")[0])
+
+
+# Import-time needs a wheel does not declare in its metadata, so pip's resolver cannot see a
+# clash: (project, what it needs, the check on the lock's versions).
+UNDECLARED_NEEDS = [
+    ("pyarrow", "pyarrow 26+ imports only with NumPy 2+",
+     lambda v: not ("pyarrow" in v and "numpy" in v and _major(v["pyarrow"]) >= 26
+                    and _major(v["numpy"]) < 2)),
+]
+
+
+def undeclared_clashes(versions: dict[str, str]) -> list[str]:
+    """The clashes in one Python's lock ({project: version}) that pip cannot see."""
+    return [f"{need}, the lock has pyarrow {versions.get('pyarrow')} and numpy "
+            f"{versions.get('numpy')}" for _, need, holds in UNDECLARED_NEEDS if not holds(versions)]
 
 
 def supported_tags(python: tuple[int, int], machine: str) -> set[Tag]:
@@ -79,6 +99,7 @@ def check(deb: Path) -> list[str]:
             if not tags & ok:
                 problems.append(f"{tag}: {Path(f).name} does not install on {machine}/Python "
                                 f"{python[0]}.{python[1]} with glibc 2.{GLIBC_MINOR}")
+        problems += [f"{tag}: {c}" for c in undeclared_clashes(versions)]
         if arch == "arm64":
             for project, good in JETSON_PINS.items():
                 if project not in versions or not good(versions[project]):

@@ -31,7 +31,7 @@ def main() -> int:
         t0 = time.monotonic()
         job = studio.autointerp.start(args.sae_id, features=args.features, model=args.model,
                                       scorer="detection", seed=args.seed, device=args.device)
-        done = studio.queue.wait(job.id)
+        done = studio.jobs.wait(job.id)
         s = done.result or {}
         print(json.dumps({"status": done.status, "error": done.error,
                           "features_explained_now": s.get("explained_now"),

@@ -22,7 +22,7 @@ def wait(studio, job):
     if job is None:
         return None
     t = time.perf_counter()
-    rec = studio.queue.wait(job.id)
+    rec = studio.jobs.wait(job.id)
     print(f"  {job.kind}: {rec.status} in {time.perf_counter() - t:.0f} s", flush=True)
     if rec.status != "completed":
         sys.exit(f"{job.kind} failed: {rec.error}")

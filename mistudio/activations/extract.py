@@ -260,137 +260,141 @@ def run(params: dict, ctx) -> dict:
     quantization = params.get("quantization", "none")
     ctx.progress(0, None, f"Loading the model on {device} ({model_dtype}"
                  + (f", {quantization}" if quantization != "none" else "") + ")...")
-    loaded = MODEL_POOL.get(model_folder, dtype=model_dtype, device=device,
-                            quantization=quantization, trust_remote_code=trust,
-                            allow_cpu_quantization=bool(params.get("allow_cpu_quantization")))
-    model = loaded.model
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
-        else model.config
-    n_layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0))
-    d_model = int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "n_embd", 0))
-    targets = [hooks.resolve(n, cfg.model_type, n_layers) for n in names]
-    for t in targets:
-        hooks.get_module(model, t.module_path)  # fail before any work if a path is wrong
+    # leased: the model stays loaded (never evicted for another job's model) until
+    # the last batch is captured
+    with MODEL_POOL.lease(model_folder, dtype=model_dtype, device=device,
+                          quantization=quantization, trust_remote_code=trust,
+                          allow_cpu_quantization=bool(params.get("allow_cpu_quantization"))
+                          ) as loaded:
+        model = loaded.model
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
+            else model.config
+        n_layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0))
+        d_model = int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "n_embd", 0))
+        targets = [hooks.resolve(n, cfg.model_type, n_layers) for n in names]
+        for t in targets:
+            hooks.get_module(model, t.module_path)  # fail before any work if a path is wrong
 
-    shards_kept, start_seq, rows_done = _resume_point({n: outputs[n] for n in names})
-    bos_id = tok.meta.get("bos_token_id", tokenizer.bos_token_id)
-    ctx.progress(0, None, "Counting tokens...")
-    valid_total = rows_done + count_valid_tokens(tok, skip_bos, bos_id, start_seq)
-    rows_target = min(valid_total, max_tokens) if max_tokens else valid_total
-    if rows_target <= 0:
-        raise UserError("The tokenization has no tokens to extract (after skipping BOS and "
-                        "padding).", hint="Pick another dataset or turn off 'skip BOS'.")
-    if rows_done:
-        ctx.log(f"Resuming after {shards_kept} complete shard(s): {rows_done:,} rows kept, "
-                f"continuing at sequence {start_seq}.")
-    remaining = max(0, rows_target - rows_done)
-    d_mlp = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None)
-    widths = [hooks.hook_width(t.hook_type, d_model, d_mlp) for t in targets]
-    need = remaining * sum(bytes_per_row(w, store_dtype) for w in widths)
-    check_free_space(Path(outputs[names[0]]["folder"]).parent, need,
-                     what=f"the activations ({len(names)} hook point(s))")
-    ctx.log(f"Extracting {rows_target:,} tokens at {len(names)} hook point(s) on {device} "
-            f"({model_dtype}), about {human_bytes(need)} to write.")
+        shards_kept, start_seq, rows_done = _resume_point({n: outputs[n] for n in names})
+        bos_id = tok.meta.get("bos_token_id", tokenizer.bos_token_id)
+        ctx.progress(0, None, "Counting tokens...")
+        valid_total = rows_done + count_valid_tokens(tok, skip_bos, bos_id, start_seq)
+        rows_target = min(valid_total, max_tokens) if max_tokens else valid_total
+        if rows_target <= 0:
+            raise UserError("The tokenization has no tokens to extract (after skipping BOS and "
+                            "padding).", hint="Pick another dataset or turn off 'skip BOS'.")
+        if rows_done:
+            ctx.log(f"Resuming after {shards_kept} complete shard(s): {rows_done:,} rows kept, "
+                    f"continuing at sequence {start_seq}.")
+        remaining = max(0, rows_target - rows_done)
+        d_mlp = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None)
+        widths = [hooks.hook_width(t.hook_type, d_model, d_mlp) for t in targets]
+        need = remaining * sum(bytes_per_row(w, store_dtype) for w in widths)
+        check_free_space(Path(outputs[names[0]]["folder"]).parent, need,
+                         what=f"the activations ({len(names)} hook point(s))")
+        ctx.log(f"Extracting {rows_target:,} tokens at {len(names)} hook point(s) on {device} "
+                f"({model_dtype}), about {human_bytes(need)} to write.")
 
-    shard_rows = int(params.get("shard_rows") or default_shard_rows(max(widths), store_dtype))
-    base_meta = {
-        "model_id": params.get("model_id", ""), "model_name": params.get("model_name", ""),
-        "model_folder": str(model_folder), "model_type": cfg.model_type,
-        "tokenization": str(tok.folder), "dataset_id": params.get("dataset_id") or
-        tok.meta.get("dataset_id", ""), "tokenizer_fingerprint": fp_model,
-        "seq_len": tok.seq_len, "context_size": tok.seq_len, "skip_bos": skip_bos,
-        "prepend_bos": bool(tok.meta.get("prepend_bos", False)), "model_dtype": model_dtype,
-        "device": device, "extraction_id": params.get("extraction_id", ""),
-        "max_tokens": max_tokens, "batch_size": batch_size,
-    }
-    writers: dict[str, ActivationShardWriter] = {}
-    free_slots: queue.Queue = queue.Queue()
-    for i in range(BUFFER_SLOTS):
-        free_slots.put(i)
-    pinned: dict[tuple[int, str], object] = {}
-    cuda = device.startswith("cuda")
-    t_start = time.monotonic()
-    rows_at_start = rows_done
+        shard_rows = int(params.get("shard_rows") or default_shard_rows(max(widths), store_dtype))
+        base_meta = {
+            "model_id": params.get("model_id", ""), "model_name": params.get("model_name", ""),
+            "model_folder": str(model_folder), "model_type": cfg.model_type,
+            "tokenization": str(tok.folder), "dataset_id": params.get("dataset_id") or
+            tok.meta.get("dataset_id", ""), "tokenizer_fingerprint": fp_model,
+            "seq_len": tok.seq_len, "context_size": tok.seq_len, "skip_bos": skip_bos,
+            "prepend_bos": bool(tok.meta.get("prepend_bos", False)), "model_dtype": model_dtype,
+            "device": device, "extraction_id": params.get("extraction_id", ""),
+            "max_tokens": max_tokens, "batch_size": batch_size,
+        }
+        writers: dict[str, ActivationShardWriter] = {}
+        free_slots: queue.Queue = queue.Queue()
+        for i in range(BUFFER_SLOTS):
+            free_slots.put(i)
+        pinned: dict[tuple[int, str], object] = {}
+        cuda = device.startswith("cuda")
+        t_start = time.monotonic()
+        rows_at_start = rows_done
 
-    def on_shard(resume):
-        ctx.checkpoint(next_seq=resume["next_seq"], rows=resume["rows"])
+        def on_shard(resume):
+            ctx.checkpoint(next_seq=resume["next_seq"], rows=resume["rows"])
 
-    bg: _BackgroundWriter | None = None
-    # where the time goes (the result's "timing"; benchmarks/extract_bench.py prints it):
-    # the forward passes, waits for a free buffer (the writer fell behind), the last write
-    timing = {"forward_s": 0.0, "buffer_wait_s": 0.0, "final_write_s": 0.0}
-    seq = start_seq
-    step = 0
-    try:
-        with ActivationCapture(model, targets) as cap:
-            for rows, positions, seq in capture_batches(
-                    cap, tok, sequence_ranges(start_seq, tok.n_seq, batch_size),
-                    skip_bos=skip_bos, bos_id=bos_id, device=device,
-                    dtype=_torch_dtype(store_dtype), row_limit=rows_target - rows_done,
-                    before_batch=ctx.pause_point, timing=timing):
-                if not writers:
-                    for name in names:
-                        layer = next(t.layer for t in targets if t.name == name)
-                        writers[name] = ActivationShardWriter(
-                            outputs[name]["folder"], int(rows[name].shape[-1]),
-                            {**base_meta, "hook_name": name, "hook_layer": layer,
-                             "set_id": outputs[name].get("set_id", "")},
-                            dtype=store_dtype, shard_rows=shard_rows)
-                    bg = _BackgroundWriter(writers, free_slots, on_shard)
-                # a free slot bounds the batches in flight (memory), on CPU too
-                t0 = time.perf_counter()
-                slot = _get_slot(free_slots, ctx, bg)
-                timing["buffer_wait_s"] += time.perf_counter() - t0
-                event = None
-                if cuda:
-                    host = {}
-                    for name in names:
-                        x = rows[name]
-                        buf = _pinned(pinned, slot, name, batch_size * tok.seq_len, x.shape[1],
-                                      x.dtype)
-                        host[name] = buf[:x.shape[0]]
-                        host[name].copy_(x, non_blocking=True)
-                    event = torch.cuda.Event()
-                    event.record()
-                    rows = host
-                rows_done += int(positions.shape[0])
-                bg.put(("batch", event, slot, rows, positions,
-                        {"next_seq": seq, "rows": rows_done}, cuda))
-                step += 1
-                elapsed = max(time.monotonic() - t_start, 1e-6)
-                rate = (rows_done - rows_at_start) / elapsed
-                ctx.progress(rows_done, rows_target, f"{rate:,.0f} tokens/s")
-                if step % 10 == 0:
-                    ctx.metric(step, tokens_per_s=rate, tokens=rows_done)
-                ctx.check_cancelled()
-    except JobCancelled:
-        if bg is not None:
-            bg.flush()  # keep every batch already computed: resume continues after it
+        bg: _BackgroundWriter | None = None
+        # where the time goes (the result's "timing"; benchmarks/extract_bench.py prints it):
+        # the forward passes, waits for a free buffer (the writer fell behind), the last write
+        timing = {"forward_s": 0.0, "buffer_wait_s": 0.0, "final_write_s": 0.0}
+        seq = start_seq
+        step = 0
+        try:
+            with ActivationCapture(model, targets) as cap:
+                for rows, positions, seq in capture_batches(
+                        cap, tok, sequence_ranges(start_seq, tok.n_seq, batch_size),
+                        skip_bos=skip_bos, bos_id=bos_id, device=device,
+                        dtype=_torch_dtype(store_dtype), row_limit=rows_target - rows_done,
+                        before_batch=ctx.pause_point, timing=timing):
+                    if not writers:
+                        for name in names:
+                            layer = next(t.layer for t in targets if t.name == name)
+                            writers[name] = ActivationShardWriter(
+                                outputs[name]["folder"], int(rows[name].shape[-1]),
+                                {**base_meta, "hook_name": name, "hook_layer": layer,
+                                 "set_id": outputs[name].get("set_id", "")},
+                                dtype=store_dtype, shard_rows=shard_rows)
+                        bg = _BackgroundWriter(writers, free_slots, on_shard)
+                    # a free slot bounds the batches in flight (memory), on CPU too
+                    t0 = time.perf_counter()
+                    slot = _get_slot(free_slots, ctx, bg)
+                    timing["buffer_wait_s"] += time.perf_counter() - t0
+                    event = None
+                    if cuda:
+                        host = {}
+                        for name in names:
+                            x = rows[name]
+                            buf = _pinned(pinned, slot, name, batch_size * tok.seq_len, x.shape[1],
+                                          x.dtype)
+                            host[name] = buf[:x.shape[0]]
+                            host[name].copy_(x, non_blocking=True)
+                        event = torch.cuda.Event()
+                        event.record()
+                        rows = host
+                    rows_done += int(positions.shape[0])
+                    bg.put(("batch", event, slot, rows, positions,
+                            {"next_seq": seq, "rows": rows_done}, cuda))
+                    step += 1
+                    elapsed = max(time.monotonic() - t_start, 1e-6)
+                    rate = (rows_done - rows_at_start) / elapsed
+                    ctx.progress(rows_done, rows_target, f"{rate:,.0f} tokens/s")
+                    if step % 10 == 0:
+                        ctx.metric(step, tokens_per_s=rate, tokens=rows_done)
+                    ctx.check_cancelled()
+        except JobCancelled:
+            if bg is not None:
+                bg.flush()  # keep every batch already computed: resume continues after it
+                bg.close()
+                ctx.log(f"Cancelled after {rows_done:,} tokens; the extraction can be resumed.")
+            raise
+        except BaseException:
+            if bg is not None:
+                bg.close()  # complete shards stay; buffered rows are dropped, resume redoes them
+            raise
+        if bg is None:
+            if not rows_done:
+                raise UserError("No tokens were extracted.",
+                                hint="Check the dataset and max tokens.")
+            # resumed with every row already on disk (stopped after the last batch): finish
+            writers = {n: _reopen_writer(outputs[n]["folder"]) for n in names}
+        else:
+            t0 = time.perf_counter()
+            bg.flush()
             bg.close()
-            ctx.log(f"Cancelled after {rows_done:,} tokens; the extraction can be resumed.")
-        raise
-    except BaseException:
-        if bg is not None:
-            bg.close()  # complete shards stay; buffered rows are dropped, resume redoes them
-        raise
-    if bg is None:
-        if not rows_done:
-            raise UserError("No tokens were extracted.", hint="Check the dataset and max tokens.")
-        # resumed with every row already on disk (stopped after the last batch): finish
-        writers = {n: _reopen_writer(outputs[n]["folder"]) for n in names}
-    else:
-        t0 = time.perf_counter()
-        bg.flush()
-        bg.close()
-        timing["final_write_s"] = time.perf_counter() - t0
-    elapsed = time.monotonic() - t_start
-    ctx.progress(rows_done, rows_target, "Writing statistics...")
-    for name in names:
-        writers[name].finish({"num_tokens": rows_done, "elapsed_s": elapsed})
-    rate = (rows_done - rows_at_start) / max(elapsed, 1e-6)
-    ctx.log(f"Extracted {rows_done:,} tokens in {elapsed:.1f} s ({rate:,.0f} tokens/s).")
-    return {**_result(outputs, names, rows_done, rate),
-            "timing": {**timing, "total_s": elapsed}}
+            timing["final_write_s"] = time.perf_counter() - t0
+        elapsed = time.monotonic() - t_start
+        ctx.progress(rows_done, rows_target, "Writing statistics...")
+        for name in names:
+            writers[name].finish({"num_tokens": rows_done, "elapsed_s": elapsed})
+        rate = (rows_done - rows_at_start) / max(elapsed, 1e-6)
+        ctx.log(f"Extracted {rows_done:,} tokens in {elapsed:.1f} s ({rate:,.0f} tokens/s).")
+        return {**_result(outputs, names, rows_done, rate),
+                "timing": {**timing, "total_s": elapsed}}
 
 
 def _reopen_writer(folder: str) -> ActivationShardWriter:

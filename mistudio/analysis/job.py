@@ -182,46 +182,52 @@ def run(params: dict, ctx) -> dict:
     sae, _info = load_sae(p.sae_folder, device=device)
     ctx.progress(0, None, f"Loading {p.model_name or Path(p.model_folder).name} on {device}...")
     with torch.random.fork_rng(devices=[]):
-        loaded = MODEL_POOL.get(p.model_folder, dtype=dtype, device=device,
-                                trust_remote_code=p.trust_remote_code)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    aset = None
-    if p.activation_path:
-        from mistudio.activations.format import ActivationSet
+        lease = MODEL_POOL.lease(p.model_folder, dtype=dtype, device=device,
+                                 trust_remote_code=p.trust_remote_code)
+    # leased until the last pass that runs it: no other job's load evicts it meanwhile
+    try:
+        loaded = lease.loaded
+        model, tokenizer = loaded.model, loaded.tokenizer
+        aset = None
+        if p.activation_path:
+            from mistudio.activations.format import ActivationSet
 
-        aset = ActivationSet(p.activation_path)
-    target = validate(sae, model, tokenizer, tok, p.hook_name, model_name=p.model_name,
-                      activation_meta=aset.meta if aset is not None else None)
-    excluded = excluded_token_ids(tok.meta, tokenizer)
-    n_rows, n_seq = plan_rows(tok, excluded, int(p.max_tokens or 0))
-    if n_rows <= 0:
-        raise UserError("The tokenization has no tokens to analyse (after leaving out BOS "
-                        "and padding).", hint="Pick another tokenization.")
-    cfg = model_text_config(model)
-    est = estimate_memory(sae.d_in, sae.d_sae, n_rows, p, mean_l0=float(getattr(sae, "k", 64)),
-                          vocab=int(getattr(cfg, "vocab_size", 50_000)))
-    ctx.log(f"Analysing {sae.d_sae:,} features on {n_rows:,} tokens ({n_seq:,} sequences) "
-            f"at {p.hook_name} on {device}: about {human_bytes(est['host'])} of memory, "
-            f"{human_bytes(est['spill'])} of temporary disk, {human_bytes(est['results'])} of "
-            "results.")
-    work = folder / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    plan = StreamPlan(n_rows=n_rows, n_seq=n_seq, seq_len=tok.seq_len, excluded_ids=excluded,
-                      batch_size=max(1, int(p.batch_size)), chunk_rows=int(p.chunk_rows))
-    t_stream = time.monotonic()
-    stats, n_chunks = run_stream(sae=sae, tok=tok, plan=plan, work=work, device=device, ctx=ctx,
-                                 model=model, target=target, aset=aset)
-    stream_s = time.monotonic() - t_stream
-    pcfg = per_feature.PassConfig(
-        d_sae=sae.d_sae, n_rows=n_rows, seq_len=tok.seq_len, key_space=n_seq * tok.seq_len,
-        n_top=p.n_top, n_intervals=p.n_intervals, n_quantiles=p.n_quantiles,
-        per_interval=p.per_interval, n_neighbours=p.n_neighbours, before=p.context_before,
-        after=p.context_after, seed=p.seed)
-    t_feat = time.monotonic()
-    _per_feature_pass(work, folder, n_chunks, pcfg, stats, block_size(p, sae.d_sae), device, ctx)
-    t_weights = time.monotonic()
-    ctx.progress(n_rows, n_rows, "Logit lens, decoder neighbours...")
-    _weight_stats(folder, sae, model, target, cfg.model_type, p, ctx)
+            aset = ActivationSet(p.activation_path)
+        target = validate(sae, model, tokenizer, tok, p.hook_name, model_name=p.model_name,
+                          activation_meta=aset.meta if aset is not None else None)
+        excluded = excluded_token_ids(tok.meta, tokenizer)
+        n_rows, n_seq = plan_rows(tok, excluded, int(p.max_tokens or 0))
+        if n_rows <= 0:
+            raise UserError("The tokenization has no tokens to analyse (after leaving out BOS "
+                            "and padding).", hint="Pick another tokenization.")
+        cfg = model_text_config(model)
+        est = estimate_memory(sae.d_in, sae.d_sae, n_rows, p, mean_l0=float(getattr(sae, "k", 64)),
+                              vocab=int(getattr(cfg, "vocab_size", 50_000)))
+        ctx.log(f"Analysing {sae.d_sae:,} features on {n_rows:,} tokens ({n_seq:,} sequences) "
+                f"at {p.hook_name} on {device}: about {human_bytes(est['host'])} of memory, "
+                f"{human_bytes(est['spill'])} of temporary disk, {human_bytes(est['results'])} of "
+                "results.")
+        work = folder / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        plan = StreamPlan(n_rows=n_rows, n_seq=n_seq, seq_len=tok.seq_len, excluded_ids=excluded,
+                          batch_size=max(1, int(p.batch_size)), chunk_rows=int(p.chunk_rows))
+        t_stream = time.monotonic()
+        stats, n_chunks = run_stream(sae=sae, tok=tok, plan=plan, work=work, device=device, ctx=ctx,
+                                     model=model, target=target, aset=aset)
+        stream_s = time.monotonic() - t_stream
+        pcfg = per_feature.PassConfig(
+            d_sae=sae.d_sae, n_rows=n_rows, seq_len=tok.seq_len, key_space=n_seq * tok.seq_len,
+            n_top=p.n_top, n_intervals=p.n_intervals, n_quantiles=p.n_quantiles,
+            per_interval=p.per_interval, n_neighbours=p.n_neighbours, before=p.context_before,
+            after=p.context_after, seed=p.seed)
+        t_feat = time.monotonic()
+        _per_feature_pass(work, folder, n_chunks, pcfg, stats, block_size(p, sae.d_sae), device,
+                          ctx)
+        t_weights = time.monotonic()
+        ctx.progress(n_rows, n_rows, "Logit lens, decoder neighbours...")
+        _weight_stats(folder, sae, model, target, cfg.model_type, p, ctx)
+    finally:
+        lease.close()
     _random_contexts(folder, CodeSpill(work), n_chunks, n_rows, pcfg, p.n_random, p.seed)
     timings = {"stream_s": stream_s, "features_s": t_weights - t_feat,
                "weights_s": time.monotonic() - t_weights}

@@ -16,6 +16,7 @@ from pathlib import Path
 from mistudio.autointerp.job import read_results
 from mistudio.autointerp.prompts import DEFAULT_PROMPT, get_version
 from mistudio.autointerp.repository import AutointerpRepo, Explanation, RunRecord, ScoreRow
+from mistudio.app.jobs import JobService
 from mistudio.errors import UserError
 from mistudio.store.db import new_id, now_iso
 
@@ -77,15 +78,15 @@ def has_chat_template(folder: str) -> bool:
 
 
 class AutointerpService:
-    def __init__(self, *, store, queue, paths, models, features):
+    def __init__(self, *, store, jobs: JobService, paths, models, features):
         """``models``: the model service (records); ``features``: the feature analysis
         service (which analysis, its folder, its live features)."""
         self.repo = AutointerpRepo(store)
-        self.queue = queue
+        self.jobs = jobs
         self.paths = paths
         self.models = models
         self.features = features
-        queue.add_listener(self._on_job_event, records=True)
+        jobs.add_listener(self._on_job_event, records=True)
 
     # ================================================================== actions
 
@@ -134,7 +135,7 @@ class AutointerpService:
 
     def _submit(self, rec: RunRecord):
         what = f"Score ({rec.scorer})" if rec.scorer else "Explain"
-        job = self.queue.submit(KIND, rec.params, title=f"{what} {len(rec.features)} features "
+        job = self.jobs.submit(KIND, rec.params, title=f"{what} {len(rec.features)} features "
                                 f"with {rec.model_name}", target=rec.id)
         self.repo.update_run(rec.id, job_id=job.id, status="queued", error="")
         return job

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mistudio.app.jobs import JobRecord
+from mistudio.app.jobs import JobRecord, JobService
 from mistudio.errors import UserError
 from mistudio.feature_map import projection
 from mistudio.feature_map.clustering import check_size, cluster_order, decoder_cosine
-from mistudio.jobs.queue import JobQueue
 from mistudio.paths import DataPaths
 from mistudio.sae.repository import SAERecord, SAEsRepo
 
@@ -16,9 +15,9 @@ JOB_KIND = "features.map"
 
 
 class FeatureMapService:
-    def __init__(self, saes: SAEsRepo, queue: JobQueue, paths: DataPaths):
+    def __init__(self, saes: SAEsRepo, jobs: JobService, paths: DataPaths):
         self.saes = saes
-        self.queue = queue
+        self.jobs = jobs
         self.paths = paths
         self._decoders: dict[str, np.ndarray] = {}  # one SAE at a time: the one being browsed
 
@@ -43,8 +42,8 @@ class FeatureMapService:
         return None if got is None else got[1]
 
     def active_job(self, sae_id: str, method: str = "umap") -> JobRecord | None:
-        for job_id in self.queue.active_ids():
-            rec = self.queue.repo.get(job_id)
+        for job_id in self.jobs.active_ids():
+            rec = self.jobs.find(job_id)
             if rec and rec.kind == JOB_KIND and rec.target == sae_id \
                     and rec.params.get("method") == method:
                 return rec
@@ -61,8 +60,9 @@ class FeatureMapService:
             return running
         params = {"sae_id": rec.id, "sae_folder": rec.folder, "method": method, "seed": seed,
                   "cache_dir": str(self.paths.cache)}
-        return self.queue.submit(JOB_KIND, params, title=f"{method.upper()} map of {rec.name or rec.id}",
-                                 target=rec.id)
+        return self.jobs.submit(JOB_KIND, params,
+                                title=f"{method.upper()} map of {rec.name or rec.id}",
+                                target=rec.id)
 
     def decoder(self, sae_id: str) -> np.ndarray:
         rows = self._decoders.get(sae_id)

@@ -24,6 +24,7 @@ import numpy as np
 from mistudio.analysis.job import DEFAULT_MAX_TOKENS, KIND, AnalysisParams, estimate_memory
 from mistudio.analysis.repository import AnalysisRecord, FeatureAnalysesRepo, FeatureRow
 from mistudio.analysis.results import AnalysisResults, Example, IntervalGroup, LogitLens
+from mistudio.app.jobs import JobService
 from mistudio.errors import UserError
 from mistudio.store.db import new_id, now_iso
 
@@ -52,11 +53,12 @@ class FeatureDetail:
 
 
 class FeatureService:
-    def __init__(self, *, store, queue, paths, trainings, models):
-        """``trainings``: the SAE service (SAE records, where to splice them in);
-        ``models``: the model service (records, hook widths)."""
+    def __init__(self, *, store, jobs: JobService, paths, trainings, models):
+        """``jobs``: the job service (submits, listens); ``trainings``: the SAE service (SAE
+        records, where to splice them in); ``models``: the model service (records, hook
+        widths)."""
         self.repo = FeatureAnalysesRepo(store)
-        self.queue = queue
+        self.jobs = jobs
         self.paths = paths
         self.trainings = trainings
         self.models = models
@@ -64,7 +66,7 @@ class FeatureService:
         self._results: OrderedDict[str, AnalysisResults] = OrderedDict()
         self._ablations: dict[tuple, object] = {}
         self._prompt = None  # mistudio.analysis.prompt.PromptAnalyzer, built on first use
-        queue.add_listener(self._on_job_event, records=True)
+        jobs.add_listener(self._on_job_event, records=True)
 
     # ================================================================== analyses
 
@@ -144,7 +146,7 @@ class FeatureService:
         return self._submit(rec)
 
     def _submit(self, rec: AnalysisRecord):
-        job = self.queue.submit(KIND, rec.params, title=f"Analyse features of "
+        job = self.jobs.submit(KIND, rec.params, title=f"Analyse features of "
                                 f"{self.trainings.get_sae(rec.sae_id).name or rec.sae_id}",
                                 target=rec.id)
         self.repo.update(rec.id, job_id=job.id, status="queued", error="")
@@ -196,7 +198,7 @@ class FeatureService:
 
     def delete_analysis(self, analysis_id: str) -> None:
         rec = self.get_analysis(analysis_id)
-        if rec.job_id and self.queue.is_active(rec.job_id):
+        if rec.job_id and self.jobs.is_active(rec.job_id):
             raise UserError("That analysis is still running.", hint="Cancel it first.")
         self.repo.delete(rec.id)
         with self._lock:

@@ -71,6 +71,21 @@ class JobService:
     def active_ids(self) -> list[str]:
         return self.queue.active_ids()
 
+    def limits(self) -> dict:
+        """What the queue runs with now (it follows the settings): at most ``max_concurrent``
+        jobs, ``max_gpu`` of them GPU-heavy, on ``device`` in ``dtype`` by default."""
+        q = self.queue
+        return {"max_concurrent": q.max_concurrent, "max_gpu": q.max_gpu, "device": q.device,
+                "dtype": q.dtype}
+
+    def live_foreign_ids(self) -> list[str]:
+        """Jobs another live process (the CLI beside the window) is running now."""
+        return self.repo.live_foreign_jobs()
+
+    def live_ids(self) -> list[str]:
+        """Every job running anywhere now: this process's and other live processes'."""
+        return list(self.queue.active_ids()) + self.live_foreign_ids()
+
     def is_finished(self, job_id: str) -> bool:
         """True once no job of this id can still change (finished, deleted, or never known)."""
         if not job_id or self.queue.is_active(job_id):

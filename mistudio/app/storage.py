@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Callable
 
 from mistudio.app.storage_cleanup import CleanupPolicy, CleanupRunner, CleanupSummary
+from mistudio.app.jobs import JobService
 from mistudio.errors import UserError
-from mistudio.jobs.repository import JobsRepo
 from mistudio.paths import DataPaths
 from mistudio.storage import backup as backups
 from mistudio.storage.cleanup import CleanupPlan
@@ -21,7 +21,7 @@ KEEP_BACKUPS = 7
 
 
 class StorageService:
-    def __init__(self, store: Store, paths: DataPaths, jobs_repo: JobsRepo, queue,
+    def __init__(self, store: Store, paths: DataPaths, jobs: JobService,
                  row_deleters: dict[str, Callable[[str], None]] | None = None, *,
                  settings=None,
                  checkpoint_deleter: Callable[[str, str], None] | None = None):
@@ -31,11 +31,10 @@ class StorageService:
         self.row_deleters = dict(row_deleters or {})
         self.store = store
         self.paths = paths
-        self.jobs_repo = jobs_repo
-        self.queue = queue
+        self.jobs = jobs
         self.settings = settings
         self.moved_to = None  # set once move_data_folder switched and removed this folder
-        self.cleanup = CleanupRunner(store=store, paths=paths, jobs_repo=jobs_repo, queue=queue,
+        self.cleanup = CleanupRunner(store=store, paths=paths, jobs=jobs,
                                      policy=self.policy, row_deleters=self.row_deleters,
                                      checkpoint_deleter=checkpoint_deleter,
                                      orphans=self.orphans)
@@ -175,7 +174,7 @@ class StorageService:
             self.store.hold()
             raise
         try:
-            if self.queue.active_ids():  # started during the copy (other processes cannot
+            if self.jobs.active_ids():  # started during the copy (other processes cannot
                 # have the database open: we hold its lock alone)
                 raise UserError("A job started while the data folder was being copied.",
                                 hint="Let it finish, then move again (the copy resumes).")

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
+from mistudio.app.jobs import JobService
 from mistudio.paths import DataPaths, atomic_write_json
 from mistudio.storage import rules
 from mistudio.storage.cleanup import (PROTECTING_STATUSES, CleanupItem, CleanupPlan,
@@ -105,21 +106,21 @@ class CleanupSummary:
 
 
 class CleanupRunner:
-    def __init__(self, *, store, paths: DataPaths, jobs_repo, queue, policy: Callable[[], CleanupPolicy],
+    def __init__(self, *, store, paths: DataPaths, jobs: JobService,
+                 policy: Callable[[], CleanupPolicy],
                  row_deleters: dict[str, Callable[[str], None]],
                  checkpoint_deleter: Callable[[str, str], None] | None,
                  orphans: Callable[[], list]):
         self.store = store
         self.paths = paths
-        self.jobs_repo = jobs_repo
-        self.queue = queue
+        self.jobs = jobs  # what runs now and what ran (never the raw queue or table)
         self.policy = policy
         self.row_deleters = row_deleters
         self.checkpoint_deleter = checkpoint_deleter
         self.orphans = orphans
 
     def live_jobs(self) -> list[str]:
-        return list(self.queue.active_ids()) + self.jobs_repo.live_foreign_jobs()
+        return self.jobs.live_ids()
 
     # ------------------------------------------------------------------ planning
 
@@ -132,7 +133,7 @@ class CleanupRunner:
         policy = policy or self.policy()
         root = self.paths.root
         live = self.live_jobs()
-        protecting = self.jobs_repo.list(status=PROTECTING_STATUSES)
+        protecting = self.jobs.list(status=PROTECTING_STATUSES)
         base = cleanup_plan(root, self.orphans() if policy.orphans else [], live_jobs=live,
                             protecting_jobs=protecting, row_tables=self.row_deleters,
                             tmp=policy.tmp)

@@ -14,14 +14,13 @@ that never imports the application layer) load through it too.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from mistudio.models.loading import load_model_uncached, saved_quantization
 
@@ -45,6 +44,26 @@ class LoadedModel:
     users: int = 0  # jobs holding it now (a lease): never evicted while > 0
     last_used: float = 0.0
     extra: dict = field(default_factory=dict)
+
+
+class ModelLease:
+    """A pooled model held from eviction until :meth:`close` (idempotent), or the end of a
+    ``with`` block, which gives the :class:`LoadedModel`."""
+
+    def __init__(self, pool: "ModelPool", loaded: LoadedModel):
+        self.pool, self.loaded = pool, loaded
+        self._open = True
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self.pool._let_go(self.loaded)
+
+    def __enter__(self) -> LoadedModel:
+        return self.loaded
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def model_memory_bytes(model) -> int:
@@ -135,18 +154,36 @@ class ModelPool:
             quantization: str = "none", trust_remote_code: bool = False,
             allow_cpu_quantization: bool = False,
             expected_bytes: int | None = None) -> LoadedModel:
-        """The loaded model, loading it (after making room) if the pool does not hold it."""
+        """The loaded model, loading it (after making room) if the pool does not hold it.
+
+        The pool may evict it again for a later load: code that uses the model for longer
+        than a moment (a job) takes a :meth:`lease` instead."""
+        return self._get(folder, dtype=dtype, device=device, quantization=quantization,
+                         trust_remote_code=trust_remote_code,
+                         allow_cpu_quantization=allow_cpu_quantization,
+                         expected_bytes=expected_bytes, hold=False)
+
+    def lease(self, folder: str | Path, **kw) -> "ModelLease":
+        """``get``, and keep the model from eviction until the lease is closed: ``with
+        pool.lease(...) as loaded:`` for a block, or keep the :class:`ModelLease` and
+        ``close()`` it when done (an evaluator held through a whole training)."""
+        return ModelLease(self, self._get(folder, hold=True, **kw))
+
+    def _get(self, folder: str | Path, *, dtype: str = "float32", device: str = "cpu",
+             quantization: str = "none", trust_remote_code: bool = False,
+             allow_cpu_quantization: bool = False, expected_bytes: int | None = None,
+             hold: bool) -> LoadedModel:
         # a saved variant is quantized whatever was asked: key it (and report it) as such
         quantization = saved_quantization(folder) or quantization
         key = (str(Path(folder).resolve()), dtype, device, quantization)
         with self._lock:
-            hit = self._touch(key)
+            hit = self._touch(key, hold)
             if hit is not None:
                 return hit
             key_lock = self._loading.setdefault(key, threading.Lock())
         with key_lock:  # two jobs asking for the same model load it once
             with self._lock:
-                hit = self._touch(key)
+                hit = self._touch(key, hold)
             if hit is not None:
                 return hit
             if expected_bytes is None:
@@ -158,29 +195,24 @@ class ModelPool:
                                              allow_cpu_quantization=allow_cpu_quantization)
             entry = LoadedModel(key, model, tok, key[0], device, dtype, quantization,
                                 memory_bytes=model_memory_bytes(model),
-                                last_used=time.monotonic())
+                                last_used=time.monotonic(), users=int(hold))
             with self._lock:
                 self._loaded[key] = entry
             return entry
 
-    @contextlib.contextmanager
-    def lease(self, folder: str | Path, **kw) -> Iterator[LoadedModel]:
-        """``get``, and keep the model from eviction until the block ends (a running job)."""
-        entry = self.get(folder, **kw)
-        with self._lock:
-            entry.users += 1
-        try:
-            yield entry
-        finally:
-            with self._lock:
-                entry.users -= 1
-
-    def _touch(self, key: tuple) -> LoadedModel | None:
+    def _touch(self, key: tuple, hold: bool = False) -> LoadedModel | None:
+        """The entry, marked most recently used; held at once (under the pool's lock) when
+        ``hold``, so no other thread's ``make_room`` can evict it between finding and holding."""
         hit = self._loaded.get(key)
         if hit is not None:
             self._loaded.move_to_end(key)
             hit.last_used = time.monotonic()
+            hit.users += int(hold)
         return hit
+
+    def _let_go(self, entry: LoadedModel) -> None:
+        with self._lock:
+            entry.users = max(0, entry.users - 1)
 
     # ------------------------------------------------------------------ memory
 

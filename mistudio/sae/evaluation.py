@@ -183,6 +183,12 @@ class SplicedEvaluator:
         self.out_module = hooks.get_module(model, self.out_target.module_path)
         self.special_ids = list(special_ids or [])
         self.device = next(model.parameters()).device
+        self.lease = None  # the pool's lease on the model (open_evaluator), closed by close()
+
+    def close(self) -> None:
+        """Let the pool evict the model again (idempotent)."""
+        if self.lease is not None:
+            self.lease.close()
 
     @contextlib.contextmanager
     def _spliced(self, reconstruct: Callable, keep):
@@ -287,7 +293,10 @@ class SplicedEvaluator:
 
 
 def open_evaluator(spec: EvalSpec, device: str, *, check_tokenizer: bool = True):
-    """Load the model (process cache) and the tokenization; returns ``(evaluator, tok)``."""
+    """Load the model (the process's pool) and the tokenization; returns ``(evaluator, tok)``.
+
+    The evaluator leases the model, so no other job's load evicts it while it is in use;
+    ``evaluator.close()`` gives it back to the pool (it stays loaded for the next user)."""
     import torch
 
     from mistudio import hardware
@@ -305,15 +314,21 @@ def open_evaluator(spec: EvalSpec, device: str, *, check_tokenizer: bool = True)
     dtype = hardware.resolve_dtype(spec.model_dtype, device)
     # Loading initialises weights from the global RNG first: keep a training's RNG untouched.
     with torch.random.fork_rng(devices=[]):
-        loaded = MODEL_POOL.get(spec.model_folder, dtype=dtype, device=device,
-                                trust_remote_code=spec.trust_remote_code)
-    if check_tokenizer and tok.fingerprint != tokenizer_fingerprint(loaded.tokenizer):
-        raise UserError(
-            f"The tokenization {Path(spec.tokenization).name} was made with another tokenizer "
-            f"than the model {spec.model_name or Path(spec.model_folder).name}'s.",
-            hint="Choose a tokenization made with this model's tokenizer.")
-    evaluator = SplicedEvaluator(loaded.model, spec.hook_name, spec.hook_name_out,
-                                 special_token_ids(tok.meta, loaded.tokenizer))
+        lease = MODEL_POOL.lease(spec.model_folder, dtype=dtype, device=device,
+                                 trust_remote_code=spec.trust_remote_code)
+    loaded = lease.loaded
+    try:
+        if check_tokenizer and tok.fingerprint != tokenizer_fingerprint(loaded.tokenizer):
+            raise UserError(
+                f"The tokenization {Path(spec.tokenization).name} was made with another "
+                f"tokenizer than the model {spec.model_name or Path(spec.model_folder).name}'s.",
+                hint="Choose a tokenization made with this model's tokenizer.")
+        evaluator = SplicedEvaluator(loaded.model, spec.hook_name, spec.hook_name_out,
+                                     special_token_ids(tok.meta, loaded.tokenizer))
+    except BaseException:
+        lease.close()
+        raise
+    evaluator.lease = lease
     return evaluator, tok
 
 
@@ -330,6 +345,13 @@ def evaluate_reconstruction(spec: EvalSpec, reconstruct: Callable, n_tokens: int
         raise UserError("Evaluate on at least one token.", hint="Set eval tokens above 0.")
     if evaluator is None or tok is None:
         evaluator, tok = open_evaluator(spec, device)
+        try:
+            return evaluate_reconstruction(spec, reconstruct, n_tokens, device,
+                                           evaluator=evaluator, tok=tok,
+                                           check_cancelled=check_cancelled,
+                                           on_progress=on_progress, log=log)
+        finally:
+            evaluator.close()
     start = spec.start_seq if spec.start_seq < tok.n_seq else 0
     held_out = spec.held_out if start == spec.start_seq else False
     if start != spec.start_seq and log is not None:
@@ -358,8 +380,6 @@ def sae_reconstructor(sae, scale_in: float = 1.0, scale_out: float = 1.0) -> Cal
 def evaluate_job(params: dict, ctx) -> dict:
     """Job ``sae.evaluate``. Params: ``sae_id``, ``sae_folder``, ``spec`` (an
     :class:`EvalSpec` dict), ``tokens``. Returns ``{"sae_id", "metrics", ...}``."""
-    import torch
-
     from mistudio import hardware
     from mistudio.sae.formats import load_sae
 
@@ -370,6 +390,16 @@ def evaluate_job(params: dict, ctx) -> dict:
     ctx.progress(0, n_tokens, f"Loading {spec.model_name or Path(spec.model_folder).name} "
                  f"on {device}...")
     evaluator, tok = open_evaluator(spec, device)
+    try:
+        return _evaluate_opened(params, ctx, spec, sae, evaluator, tok, n_tokens, device)
+    finally:
+        evaluator.close()
+
+
+def _evaluate_opened(params: dict, ctx, spec: EvalSpec, sae, evaluator, tok, n_tokens: int,
+                     device: str) -> dict:
+    import torch
+
     width = hook_width(evaluator, tok)
     if sae.d_in != width:
         raise UserError(f"The SAE reads vectors of width {sae.d_in}, but {spec.hook_name} of "

@@ -54,7 +54,11 @@ def train_job(params: dict, ctx) -> dict:
                       device=device, rank=rank, world_size=world,
                       resume_from=params.get("resume_from") or None,
                       evaluation=params.get("evaluation"))
-    return trainer.run()
+    try:
+        return trainer.run()
+    finally:
+        if onthefly and not path:
+            source.close()  # the model's lease in the pool
 
 
 def import_job(params: dict, ctx) -> dict:

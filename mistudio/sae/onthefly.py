@@ -69,12 +69,6 @@ class ModelActivationSource:
                 hint="Tokenize the dataset with this model's tokenizer, then train.")
         self.bos_id = self.tok.meta.get("bos_token_id", tokenizer.bos_token_id)
         model_dtype = hardware.resolve_dtype(spec.get("model_dtype") or "auto", self.device)
-        self.model = MODEL_POOL.get(model_folder, dtype=model_dtype, device=self.device,
-                                    trust_remote_code=trust).model
-        cfg = (self.model.config.get_text_config()
-               if hasattr(self.model.config, "get_text_config") else self.model.config)
-        n_layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0))
-        self.target = hooks.resolve(spec["hook_name"], cfg.model_type, n_layers)
         # rows per sequence from the tokenization alone (lengths, BOS), in chunks
         counts = []
         for s in range(0, self.tok.n_seq, 4096):
@@ -88,7 +82,19 @@ class ModelActivationSource:
         if self.num_rows == 0:
             raise UserError("The tokenization has no tokens to train on (after skipping BOS "
                             "and padding).", hint="Pick another tokenization.")
-        self.d_in = self.d_out = int(self._probe_width())
+        # leased for the whole training (close()): another job's load must not evict it
+        self._lease = MODEL_POOL.lease(model_folder, dtype=model_dtype, device=self.device,
+                                       trust_remote_code=trust)
+        self.model = self._lease.loaded.model
+        try:
+            cfg = (self.model.config.get_text_config()
+                   if hasattr(self.model.config, "get_text_config") else self.model.config)
+            n_layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0))
+            self.target = hooks.resolve(spec["hook_name"], cfg.model_type, n_layers)
+            self.d_in = self.d_out = int(self._probe_width())
+        except BaseException:
+            self.close()
+            raise
         self.meta = {"model_name": spec.get("model_name") or model_folder.name,
                      "model_id": spec.get("model_id", ""),
                      "hook_name": self.target.name, "tokenization": str(self.tok.folder),
@@ -96,6 +102,10 @@ class ModelActivationSource:
                      "seq_len": self.tok.seq_len}
         self.max_buffered_rows = 0  # the most rows held in fills at once (tests, docs)
         self.forward_rows = 0       # rows computed so far (a resume recomputes a fill)
+
+    def close(self) -> None:
+        """Give the model back to the pool (it stays loaded for the next user); idempotent."""
+        self._lease.close()
 
     # ------------------------------------------------------------------ forward passes
 

@@ -306,6 +306,18 @@ class Trainer:
 
     def run(self) -> dict:
         """Train to ``total_tokens``; returns the result summary (also saved as result.json)."""
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Give the evaluation's model back to the pool (leased while the training runs)."""
+        if self._evaluator is not None:
+            self._evaluator[0].close()
+            self._evaluator = None
+
+    def _run(self) -> dict:
         cfg = self.config
         if self.is_main and self.out_dir:
             self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -30,15 +30,14 @@ _OPEN_ERRORS: list = []
 
 def install_excepthook(app) -> None:
     """Uncaught exceptions are logged and shown in a dialog; the app never dies silently."""
-    from PySide6.QtCore import QThread
-
     from mistudio.errors import describe_exception
+    from mistudio.ui.kit.background import on_gui_thread
 
     def hook(exc_type, exc, tb):
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         log.error("uncaught exception:\n%s", text)
         sys.__stderr__.write(text)
-        if QThread.currentThread() is not app.thread():
+        if not on_gui_thread():
             return  # never build widgets off the main thread
         from mistudio.ui.dialogs import error_box
 
@@ -71,7 +70,8 @@ def create_app(argv: list[str] | None = None):
 
 
 def build_window(data_dir=None, *, remember_layout: bool = True):
-    """The facade on QThread workers plus the main window (not shown yet)."""
+    """The facade running jobs on Qt worker threads (ui/workers.py) plus the main window
+    (not shown yet)."""
     from mistudio.studio import Studio
     from mistudio.ui.main_window import MainWindow
     from mistudio.ui.workers import qt_thread_factory
@@ -103,21 +103,22 @@ def main(data_dir=None) -> int:
     return app.exec()
 
 
-def _daily_backup(studio) -> None:
-    """The database's once-a-day backup (docs/storage.md), on a plain thread: SQLite's
-    backup API uses its own connection, and a large database must not hold the window."""
-    import threading
+def _daily_backup(studio):
+    """The database's once-a-day backup (docs/storage.md), off the GUI thread: SQLite's
+    backup API uses its own connection, and a large database must not hold the window.
+    Returns the call (tests wait on it)."""
+    from mistudio.ui.kit.background import BackgroundCall
 
-    def work():
-        try:
-            made = studio.storage.backup_if_due()
-            if made is not None:
-                log.info("daily database backup: %s", made.path)
-        except Exception:  # a full disk must not stop the app; the log says why
-            log.exception("daily database backup failed")
+    return BackgroundCall(studio.storage.backup_if_due, _backup_taken, _backup_failed)
 
-    threading.Thread(target=work, name="daily-backup", daemon=True).start()
 
+def _backup_taken(made) -> None:
+    if made is not None:
+        log.info("daily database backup: %s", made.path)
+
+
+def _backup_failed(message: str) -> None:  # a full disk must not stop the app
+    log.error("daily database backup failed: %s", message)
 
 
 def startup_cleanup(window):

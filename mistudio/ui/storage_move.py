@@ -6,8 +6,6 @@ the old folder stays the data folder, and moving again to the same place resumes
 
 from __future__ import annotations
 
-import threading
-
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
                                QPushButton, QVBoxLayout, QWidget)
@@ -15,27 +13,9 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPro
 from mistudio.errors import JobCancelled
 from mistudio.jobs.context import JobContext
 from mistudio.paths import human_bytes
-from mistudio.ui.kit.background import BackgroundCall
+from mistudio.ui.kit.background import BackgroundCall, LatestProgress
 from mistudio.ui.kit.labels import hint_label
 from mistudio.ui.kit.palette import css
-
-
-class LatestProgress:
-    """The job context's sink: keeps the newest progress (called on the worker thread)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._latest: dict | None = None
-
-    def __call__(self, _job_id, kind: str, payload: dict) -> None:
-        if kind == "progress":
-            with self._lock:
-                self._latest = dict(payload)
-
-    def take(self) -> dict | None:
-        with self._lock:
-            latest, self._latest = self._latest, None
-            return latest
 
 
 class MoveDataFolderPage(QWidget):

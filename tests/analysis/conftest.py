@@ -114,14 +114,14 @@ def studio_analysis(studio, tiny_gpt2_dir, analysis_tokens, tmp_path):
     from mistudio.sae.formats import save_saelens
 
     model, job = studio.models.add_local(str(tiny_gpt2_dir), name="tiny-gpt2")
-    studio.queue.wait(job.id, timeout=120)
+    studio.jobs.wait(job.id, timeout=120)
     save_saelens(tmp_path / "sae", random_sae(), model_name="tiny-gpt2",
                  hook_name="blocks.1.hook_resid_post")
     sae = studio.trainings.import_sae(str(tmp_path / "sae"), name="random topk")
     job = studio.features.start_analysis(sae.id, tokenization=str(analysis_tokens),
                                          max_tokens=0, device="cpu", n_random=20,
                                          context_before=4, context_after=2)
-    done = studio.queue.wait(job.id, timeout=120)
+    done = studio.jobs.wait(job.id, timeout=120)
     assert done.status == "completed", done.error
     return studio, sae.id, job.target
 

@@ -155,14 +155,14 @@ def test_cancelled_analysis_is_recorded_and_resumes_to_completion(studio_analysi
     studio.add_job_listener(cancel_at_first_checkpoint)
     job = svc.start_analysis(sae_id, tokenization=tokenization, max_tokens=0, device="cpu",
                              chunk_rows=50, batch_size=2, n_random=10)
-    assert studio.queue.wait(job.id, timeout=120).status == "cancelled"
+    assert studio.jobs.wait(job.id, timeout=120).status == "cancelled"
     rec = svc.get_analysis(job.target)
     assert rec.status == "cancelled" and rec.finished_at
     assert svc.latest_analysis(sae_id).id == fa_id  # the completed one still answers
     with pytest.raises(UserError, match="cancelled, not completed"):
         svc.results(sae_id, analysis=rec.id)
     again = svc.resume_analysis(rec.id)
-    done = studio.queue.wait(again.id, timeout=120)
+    done = studio.jobs.wait(again.id, timeout=120)
     assert done.status == "completed", done.error
     log = studio.job_log(again.id)
     assert "Resuming the streaming pass at token" in log

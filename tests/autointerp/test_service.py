@@ -14,14 +14,14 @@ from mistudio.errors import UserError
 def test_service_stores_queries_and_resumes(studio_analysis, tiny_chat_dir):
     studio, sae_id, fa_id = studio_analysis
     model, job = studio.models.add_local(str(tiny_chat_dir), name="tiny-chat")
-    studio.queue.wait(job.id, timeout=120)
+    studio.jobs.wait(job.id, timeout=120)
     ai = studio.autointerp
     with pytest.raises(UserError, match="Unknown scorer"):
         ai.start(sae_id, features="top2", model="tiny-chat", scorer="vibes")
     assert ai.explanation(sae_id, 0) is None and ai.score(sae_id, 0) is None
     job = ai.start(sae_id, features="top2", model="tiny-chat", scorer="detection",
                    device="cpu")
-    done = studio.queue.wait(job.id, timeout=120)
+    done = studio.jobs.wait(job.id, timeout=120)
     assert done.status == "completed", done.error
     run = ai.get_run(job.target)
     assert run.status == "completed" and len(run.features) == 2
@@ -42,8 +42,8 @@ def test_service_stores_queries_and_resumes(studio_analysis, tiny_chat_dir):
         assert f in {x.feature for x in ai.explanations(sae_id, text=word)}
     # a run cut short: its results file holds one explanation; resuming skips it
     job2 = ai.start(sae_id, features="top4", model="tiny-chat", device="cpu", seed=5)
-    studio.queue.cancel(job2.id)
-    studio.queue.wait(job2.id, timeout=120)
+    studio.jobs.cancel(job2.id)
+    studio.jobs.wait(job2.id, timeout=120)
     run2 = ai.get_run(job2.target)
     results = Path(run2.folder) / "results.jsonl"
     if run2.status == "completed":
@@ -52,7 +52,7 @@ def test_service_stores_queries_and_resumes(studio_analysis, tiny_chat_dir):
              "raw": "kept", "shown": []}
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(first) + "\n")
-    done = studio.queue.wait(ai.resume(run2.id).id, timeout=120)
+    done = studio.jobs.wait(ai.resume(run2.id).id, timeout=120)
     assert done.status == "completed" and done.result["explained_now"] == 3
     expl, _ = ai.run_results(run2.id)
     assert expl[run2.features[0]].explanation == "kept" and len(expl) == 4

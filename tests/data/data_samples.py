@@ -13,12 +13,12 @@ TOPICS = ["Animals", "Geography", "Technology", "Stories", "Science", "Geography
 
 
 def wait_ok(studio, job, timeout=60):
-    rec = studio.queue.wait(job.id, timeout)
+    rec = studio.jobs.wait(job.id, timeout)
     assert rec.status == "completed", (rec.status, rec.error, rec.traceback)
     return rec
 
 
 def wait_failed(studio, job, timeout=60):
-    rec = studio.queue.wait(job.id, timeout)
+    rec = studio.jobs.wait(job.id, timeout)
     assert rec.status == "failed", (rec.status, rec.result)
     return rec

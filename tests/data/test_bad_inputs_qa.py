@@ -37,8 +37,8 @@ def test_dataset_cannot_be_deleted_while_an_extraction_reads_its_tokenization(
         assert (studio.datasets.folder(ds.id)).is_dir()
     finally:
         release.set()
-        studio.queue.remove_listener(hold_extraction)
-    assert studio.queue.wait(ejob.id, 60).status == "completed"
+        studio.jobs.remove_listener(hold_extraction)
+    assert studio.jobs.wait(ejob.id, 60).status == "completed"
     assert studio.activations.get(sets[0].id).status == "ready"
     studio.datasets.delete(ds.id)  # once the reader is done, the dataset goes
     assert not studio.datasets.folder(ds.id).exists()
@@ -98,9 +98,9 @@ def test_cancelled_forced_retokenization_keeps_the_finished_one(studio, tmp_path
         again, job2 = studio.datasets.tokenize(ds.id, str(tiny_tokenizer_dir),
                                                {"seq_len": 16, "batch_docs": 64}, force=True)
         assert again.id == tok.id
-        assert studio.queue.wait(job2.id, 60).status == "cancelled"
+        assert studio.jobs.wait(job2.id, 60).status == "cancelled"
     finally:
-        studio.queue.remove_listener(cancel_midway)
+        studio.jobs.remove_listener(cancel_midway)
     kept = studio.datasets.get_tokenization(tok.id)
     assert kept.status == "ready"
     assert np.array_equal(np.array(studio.datasets.open_tokenization(tok.id).tokens), before)

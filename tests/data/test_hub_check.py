@@ -73,5 +73,5 @@ def test_check_button_fills_the_dialog_in_the_background(qtbot, studio, hub_fold
 
     # the checked source imports as shown
     rec, job = studio.datasets.add(src)
-    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.jobs.wait(job.id, 60).status == "completed"
     assert [r["text"] for r in studio.datasets.documents(rec.id)] == ["s0"]

@@ -29,7 +29,7 @@ def browser(qtbot, studio, tmp_path, big_docs, monkeypatch):
     path = tmp_path / "big.parquet"
     pq.write_table(pa.table({"text": big_docs, "part": [i % 4 for i in range(N_DOCS)]}), path)
     rec, job = studio.datasets.add_local(str(path))
-    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.jobs.wait(job.id, 60).status == "completed"
     monkeypatch.setattr(browsers, "SEARCH_CHUNK_ROWS", 10_000)  # several steps per scan
     widget = browsers.DocumentsBrowser(studio)
     qtbot.addWidget(widget)

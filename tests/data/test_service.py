@@ -84,7 +84,7 @@ def test_cancelled_import_is_removed(studio, tmp_path):
     rec, job = studio.datasets.add_local(str(big), txt_mode="lines")
     assert started.wait(30)
     studio.cancel_job(job.id)
-    final = studio.queue.wait(job.id, 30)
+    final = studio.jobs.wait(job.id, 30)
     assert final.status == "cancelled"
     assert studio.datasets.list() == []
     assert not studio.datasets.folder(rec.id).exists()
@@ -100,7 +100,7 @@ def test_killed_import_is_swept_at_next_start(data_dir, corpus_files):
     # What a killed process leaves: a row still "importing" whose job was running.
     s.datasets.repos.datasets.insert(id="ds_dead0001", name="half", status="importing",
                                      source_kind="local", job_id="job_dead0001")
-    s.jobs_repo.store.db["jobs"].insert({"id": "job_dead0001", "kind": "datasets.import",
+    s.store.db["jobs"].insert({"id": "job_dead0001", "kind": "datasets.import",
                                          "status": "running", "created_at": "2024"})
     s.paths.entity_dir("datasets", "ds_dead0001").mkdir()
     s.close()
@@ -157,7 +157,7 @@ def test_tokenize_reuse_force_and_manage(studio, corpus_files, tiny_tokenizer_di
     with pytest.raises(UserError, match="A job is reading that tokenization"):
         studio.datasets.delete_tokenization(other.id)
     studio.cancel_job(reader.id)
-    studio.queue.wait(reader.id, 10)
+    studio.jobs.wait(reader.id, 10)
     studio.datasets.delete_tokenization(other.id)
     assert [t.id for t in studio.datasets.tokenizations(ds.id)] == [tok.id]
     assert not Path(other.path).exists()

@@ -41,7 +41,7 @@ def prepare_assets(studio, model_dir, tmp_path, *, wait) -> Assets:
 @pytest.fixture
 def assets(studio, tiny_gpt2_dir, tmp_path) -> Assets:
     return prepare_assets(studio, tiny_gpt2_dir, tmp_path,
-                          wait=lambda job_id: studio.queue.wait(job_id, 120))
+                          wait=lambda job_id: studio.jobs.wait(job_id, 120))
 
 
 def topk_reconstruct(folder, x: np.ndarray, *, with_margin: bool = False):

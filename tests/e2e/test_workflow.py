@@ -38,7 +38,7 @@ def window(qtbot, data_dir):
     w.skip_close_confirmation = True
     if not w._closing:
         w.close()
-    qtbot.waitUntil(lambda: w._closing and not studio.queue.active_ids(), timeout=20000)
+    qtbot.waitUntil(lambda: w._closing and not studio.jobs.active_ids(), timeout=20000)
     # nothing the window started keeps running into the next test (tests/foundation/
     # test_shutdown.py checks threads too)
     from PySide6.QtCore import QTimer
@@ -63,7 +63,7 @@ def test_dataset_model_tokenize_extract_train_in_the_window(window, qtbot, tmp_p
     assert box.model_combo.currentData() == "" and "choose a model" in panel.validate()
     datasets_tab = window.show_tab("Datasets")
     assets = prepare_assets(studio, tiny_gpt2_dir, tmp_path,
-                            wait=lambda job_id: studio.queue.wait(job_id, 120))
+                            wait=lambda job_id: studio.jobs.wait(job_id, 120))
     qtbot.waitUntil(lambda: any(d.id == assets.dataset_id for d in studio.datasets.list()))
     assert datasets_tab is not None
 

@@ -30,11 +30,11 @@ def test_chain_extracts_then_trains(studio, assets):
     chain = flows.start_extract_then_train(assets.model_id, assets.tokenization_id, HOOK,
                                            config=TRAIN, max_tokens=3000, device="cpu")
     assert chain.status == EXTRACTING and chain.open
-    ext = studio.queue.wait(chain.extraction_job_id, 120)
+    ext = studio.jobs.wait(chain.extraction_job_id, 120)
     assert ext.status == "completed"
     chain = _chain(studio, chain.id)
     assert chain.status == STARTED and not chain.open, chain.error
-    job = studio.queue.wait(chain.training_job_id, 120)
+    job = studio.jobs.wait(chain.training_job_id, 120)
     assert job.status == "completed", job.error
     tr = studio.trainings.get_training(chain.training_id)
     # the training runs on exactly the set the chain extracted, with the chain's settings
@@ -69,17 +69,17 @@ def test_cancelled_extraction_cancels_the_chain_and_resume_finishes_it(studio, a
     chain = flows.start_extract_then_train(assets.model_id, assets.tokenization_id, HOOK,
                                            config=TRAIN, max_tokens=3000, device="cpu")
     assert flows.cancel(chain.id)
-    assert studio.queue.wait(chain.extraction_job_id, 60).status == "cancelled"
+    assert studio.jobs.wait(chain.extraction_job_id, 60).status == "cancelled"
     chain = _chain(studio, chain.id)
     assert chain.status == CANCELLED and chain.can_resume
     assert "cancelled" in chain.error.lower()
     assert studio.list_jobs(kind="sae.train") == []  # the training never started
     chain = flows.resume(chain.id)
     assert chain.status == EXTRACTING
-    assert studio.queue.wait(chain.extraction_job_id, 120).status == "completed"
+    assert studio.jobs.wait(chain.extraction_job_id, 120).status == "completed"
     chain = _chain(studio, chain.id)
     assert chain.status == STARTED, chain.error
-    assert studio.queue.wait(chain.training_job_id, 120).status == "completed"
+    assert studio.jobs.wait(chain.training_job_id, 120).status == "completed"
 
 
 def test_failed_extraction_says_so(studio, assets):
@@ -91,7 +91,7 @@ def test_failed_extraction_says_so(studio, assets):
     assert studio.get_job(chain.extraction_job_id).status == "queued"
     shutil.rmtree(tok_folder)  # the tokens vanish under the queued extraction
     studio.cancel_job(blocker.id)
-    assert studio.queue.wait(chain.extraction_job_id, 120).status == "failed"
+    assert studio.jobs.wait(chain.extraction_job_id, 120).status == "failed"
     chain = _chain(studio, chain.id)
     assert chain.status == FAILED and chain.error.startswith("Extraction failed:")
     assert studio.list_jobs(kind="sae.train") == []
@@ -103,7 +103,7 @@ def test_training_that_cannot_start_on_the_extracted_set_says_so(studio, assets)
     chain = flows.start_extract_then_train(
         assets.model_id, assets.tokenization_id, HOOK, max_tokens=0, device="cpu",
         config={**TRAIN, "batch_size": assets.n_tokens - 1})
-    assert studio.queue.wait(chain.extraction_job_id, 120).status == "completed"
+    assert studio.jobs.wait(chain.extraction_job_id, 120).status == "completed"
     chain = _chain(studio, chain.id)
     assert chain.status == FAILED
     assert chain.error.startswith("The activations were extracted, but the training could "
@@ -119,7 +119,7 @@ def test_chain_settles_when_its_extraction_ended_without_a_listener(studio, asse
     sets, job = studio.activations.start_extraction(
         assets.model_id, assets.tokenization_id, hook_points=[HOOK], max_tokens=2000,
         device="cpu")
-    assert studio.queue.wait(job.id, 120).status == "completed"
+    assert studio.jobs.wait(job.id, 120).status == "completed"
     flows_repo = TrainingWorkflows.__new__(TrainingWorkflows)  # only its store access
     from mistudio.app.workflows import ChainsRepo
 
@@ -131,7 +131,7 @@ def test_chain_settles_when_its_extraction_ended_without_a_listener(studio, asse
     del flows_repo
     chain = workflows_of(studio).get("wf_crash")  # the service settles it when it starts
     assert chain.status == STARTED, chain.error
-    assert studio.queue.wait(chain.training_job_id, 120).status == "completed"
+    assert studio.jobs.wait(chain.training_job_id, 120).status == "completed"
 
 
 def test_export_intermediate_checkpoint_as_saelens(studio, tmp_path):
@@ -149,13 +149,13 @@ def test_export_intermediate_checkpoint_as_saelens(studio, tmp_path):
            "checkpoint_every_tokens": 128 * 20, "keep_checkpoints": 5,
            "normalize_activations": "expected_average_only_in"}
     job = studio.trainings.start_training({**cfg, "activation_path": str(folder)})
-    assert studio.queue.wait(job.id, 120).status == "completed"
+    assert studio.jobs.wait(job.id, 120).status == "completed"
     ckpts = studio.trainings.list_checkpoints(job.target)
     assert [c.step for c in ckpts] == [20, 40, 60]
     mid = ckpts[0]
     dest = tmp_path / "export"
     exp = studio.workflows.start_checkpoint_export(job.target, mid.path, dest)
-    rec = studio.queue.wait(exp.id, 60)
+    rec = studio.jobs.wait(exp.id, 60)
     assert rec.status == "completed", rec.error
     assert rec.result["step"] == 20 and Path(rec.result["saes"][0]["path"]) == dest
     sae, info = load_sae(dest)
@@ -170,7 +170,7 @@ def test_export_intermediate_checkpoint_as_saelens(studio, tmp_path):
     assert abs(ev_mid - recorded) < 0.15, (ev_mid, recorded)
     assert 0.0 < ev_mid < ev_final, (ev_mid, ev_final)
     # a second export into the same place refuses instead of overwriting
-    again = studio.queue.wait(studio.workflows.start_checkpoint_export(job.target, mid.path, dest).id, 60)
+    again = studio.jobs.wait(studio.workflows.start_checkpoint_export(job.target, mid.path, dest).id, 60)
     assert again.status == "failed" and "already exists" in again.error
     with pytest.raises(UserError, match="not a checkpoint of this training"):
         studio.workflows.start_checkpoint_export(job.target, str(tmp_path), dest)

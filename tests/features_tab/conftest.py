@@ -71,7 +71,7 @@ def umap_map(tmp_path_factory, clustered_sae_folder):
     try:
         sae = register_sae(studio, folder)
         job = studio.feature_maps.start_map(sae.id, "umap")
-        done = studio.queue.wait(job.id, timeout=600)
+        done = studio.jobs.wait(job.id, timeout=600)
         assert done.status == "completed", done.error
         coords = studio.feature_maps.load_map(sae.id, "umap")
         info = studio.feature_maps.map_info(sae.id, "umap")
@@ -97,14 +97,14 @@ def shared_analysis(tmp_path_factory, tiny_gpt2_dir, analysis_tokens):
     root = tmp_path_factory.mktemp("features_tab")
     studio = Studio(root / "data", secrets=MemorySecrets(), setup_logs=False)
     model, job = studio.models.add_local(str(tiny_gpt2_dir), name="tiny-gpt2")
-    studio.queue.wait(job.id, timeout=120)
+    studio.jobs.wait(job.id, timeout=120)
     save_saelens(root / "sae", random_sae(), model_name="tiny-gpt2",
                  hook_name="blocks.1.hook_resid_post")
     sae = studio.trainings.import_sae(str(root / "sae"), name="random topk")
     job = studio.features.start_analysis(sae.id, tokenization=str(analysis_tokens),
                                          max_tokens=0, device="cpu", n_random=20,
                                          context_before=4, context_after=2)
-    done = studio.queue.wait(job.id, timeout=120)
+    done = studio.jobs.wait(job.id, timeout=120)
     assert done.status == "completed", done.error
     yield studio, sae.id, job.target
     studio.close(timeout=10)
@@ -134,7 +134,7 @@ def features_tab(qtbot, shared_analysis):
     yield tab, studio, sae_id, fa_id
     tab.shutdown()
     bridge.stop()
-    studio.queue.remove_listener(bridge)
+    studio.jobs.remove_listener(bridge)
     FeatureLabelsRepo(studio.store).delete_for_sae(sae_id)
 
 
@@ -146,4 +146,4 @@ def own_features_tab(qtbot, studio_analysis):
     yield tab, studio, sae_id, fa_id
     tab.shutdown()
     bridge.stop()
-    studio.queue.remove_listener(bridge)
+    studio.jobs.remove_listener(bridge)

@@ -58,7 +58,7 @@ def explained(qtbot, shared_analysis):
     yield tab, studio, sae_id, fa_id, f, g, det, fuzz
     tab.shutdown()
     bridge.stop()
-    studio.queue.remove_listener(bridge)
+    studio.jobs.remove_listener(bridge)
     with studio.store.db.conn:
         studio.store.db.execute("DELETE FROM autointerp_explanations WHERE run_id = ?",
                                 ["ai_paneltest"])
@@ -96,7 +96,7 @@ def test_search_finds_a_feature_by_a_word_of_its_explanation(qtbot, explained):
 def test_explain_this_feature_runs_the_job_in_place(qtbot, own_features_tab, tiny_chat_dir):
     tab, studio, sae_id, fa_id = own_features_tab
     model, job = studio.models.add_local(str(tiny_chat_dir), name="tiny-chat")
-    studio.queue.wait(job.id, timeout=120)
+    studio.jobs.wait(job.id, timeout=120)
     # only the model whose tokenizer has a chat template is offered (not the analysed gpt2)
     assert len(studio.models.list()) >= 2
     assert [m.name for m in studio.autointerp.chat_models()] == ["tiny-chat"]

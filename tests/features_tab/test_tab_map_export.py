@@ -156,7 +156,7 @@ def test_steer_with_this_feature_opens_the_steering_tab(qtbot, shared_analysis):
     tab.shutdown()
     win.status.timer.stop()
     win.bridge.stop()
-    studio.queue.remove_listener(win.bridge)
+    studio.jobs.remove_listener(win.bridge)
     win._closing = True
 
 

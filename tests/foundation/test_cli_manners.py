@@ -77,7 +77,7 @@ def test_jobs_list_fits_the_terminal(data_dir, capsys, monkeypatch):
 
     s = Studio(data_dir, secrets=MemorySecrets())
     job = s.submit_job("demo.sleep", {"seconds": 0.01}, title="Extract activations " * 8)
-    s.queue.wait(job.id, timeout=30)
+    s.jobs.wait(job.id, timeout=30)
     s.close()
     monkeypatch.setattr("mistudio.cli.table.terminal_columns", lambda stream=None: 80)
     assert main(["--data-dir", str(data_dir), "jobs", "list"]) == 0

@@ -26,7 +26,7 @@ def test_job_completes_with_progress_metrics_and_log(studio):
     events = []
     studio.add_job_listener(lambda j, k, p: events.append((j, k, p)))
     rec = studio.submit_job("demo.sleep", {"seconds": 0.3}, target="ds_1")
-    done = studio.queue.wait(rec.id, timeout=10)
+    done = studio.jobs.wait(rec.id, timeout=10)
     assert done.status == "completed"
     assert done.result == {"steps": 6}
     assert done.fraction == 1.0 and done.target == "ds_1"
@@ -35,7 +35,7 @@ def test_job_completes_with_progress_metrics_and_log(studio):
     assert kinds[0] == "status" and "progress" in kinds and "metric" in kinds
     assert [p["status"] for j, k, p in events if k == "status"][-1] == "completed"
     # metrics were batched into SQLite
-    metrics = studio.jobs_repo.metrics(rec.id, "value")
+    metrics = studio.jobs.metrics(rec.id, "value")
     assert [m["step"] for m in metrics] == [0]
     log = studio.job_log(rec.id)
     assert "started" in log and "job completed" in log
@@ -53,7 +53,7 @@ def test_services_record_an_outcome_before_the_window_hears_of_it(studio, tiny_g
 
     studio.add_job_listener(window)
     _rec, job = studio.models.add_local(str(tiny_gpt2_dir))
-    studio.queue.wait(job.id, timeout=60)
+    studio.jobs.wait(job.id, timeout=60)
     assert studio.get_job(job.id).status == "completed"
     assert seen == ["ready"]
 
@@ -78,7 +78,7 @@ def test_cancel_running_and_queued(studio):
     assert studio.get_job(b.id).status == "cancelled"
     t0 = time.monotonic()
     assert studio.cancel_job(a.id)
-    assert studio.queue.wait(a.id, timeout=5).status == "cancelled"
+    assert studio.jobs.wait(a.id, timeout=5).status == "cancelled"
     assert time.monotonic() - t0 < 5
 
 
@@ -91,7 +91,7 @@ def test_pause_and_resume(studio):
     time.sleep(0.4)
     assert studio.get_job(rec.id).progress == frozen  # nothing happens while paused
     assert studio.resume_job(rec.id)
-    assert studio.queue.wait(rec.id, timeout=10).status == "completed"
+    assert studio.jobs.wait(rec.id, timeout=10).status == "completed"
 
 
 def test_gpu_jobs_run_one_at_a_time_light_jobs_beside(studio):
@@ -100,11 +100,11 @@ def test_gpu_jobs_run_one_at_a_time_light_jobs_beside(studio):
     g2 = studio.submit_job("demo.busy", {"seconds": 0.2})
     light = studio.submit_job("demo.sleep", {"seconds": 0.1})
     wait_status(studio, g1.id, {"running"})
-    assert studio.queue.wait(light.id, timeout=20).status == "completed"  # ran beside g1
+    assert studio.jobs.wait(light.id, timeout=20).status == "completed"  # ran beside g1
     assert studio.get_job(g1.id).status == "running"
     assert studio.get_job(g2.id).status == "queued"  # waits for the GPU
     studio.cancel_job(g1.id)
-    assert studio.queue.wait(g2.id, timeout=20).status == "completed"
+    assert studio.jobs.wait(g2.id, timeout=20).status == "completed"
     r1, r2 = studio.get_job(g1.id), studio.get_job(g2.id)
     assert r1.status == "cancelled" and r2.started_at >= r1.finished_at
 
@@ -197,7 +197,7 @@ def test_second_process_leaves_live_jobs_of_the_first_alone(data_dir):
         try:
             assert s.get_job(job_id).status == "running"
             assert job_id not in s.interrupted_at_start
-            assert s.jobs_repo.live_foreign_jobs() == [job_id]
+            assert s.jobs.live_foreign_ids() == [job_id]
             assert (data_dir / "tmp" / "partial-import").exists()  # the other's work is kept
         finally:
             s.close()

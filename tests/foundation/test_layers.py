@@ -73,6 +73,34 @@ def test_ui_and_cli_never_reach_the_store():
     assert not hits, "UI/CLI reach the store:\n" + "\n".join(hits)
 
 
+RAW_JOBS = re.compile(r"\bJobQueue\b|\bJobsRepo\b|jobs_repo|\bqueue\s*[=:,)]")
+
+
+def test_services_reach_jobs_only_through_the_job_service():
+    """The queue and the jobs table sit behind ``app/jobs.py``'s JobService: every other
+    service is given the JobService (submit, listen, find), never the raw queue or table."""
+    hits = []
+    for path in sorted((ROOT / "mistudio" / "app").glob("*.py")):
+        if path.name == "jobs.py":
+            continue
+        for no, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = text.split("#", 1)[0]
+            if RAW_JOBS.search(code):
+                hits.append(f"{path.relative_to(ROOT).as_posix()}:{no}: {text.strip()}")
+    assert not hits, "services holding the raw queue / jobs table:\n" + "\n".join(hits)
+
+
+def test_the_studio_keeps_the_queue_behind_the_job_service(studio):
+    import warnings
+
+    assert studio.features.jobs is studio.jobs and studio.storage.jobs is studio.jobs
+    assert studio.feature_maps.jobs is studio.jobs and studio.autointerp.jobs is studio.jobs
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert studio.queue is studio.jobs.queue  # kept for older tests, with a warning
+    assert [w.category for w in caught] == [DeprecationWarning]
+
+
 def test_each_area_registers_its_own_job_kinds_and_each_resolves(studio):
     from mistudio.jobs.registry import job_kinds
 

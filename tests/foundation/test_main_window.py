@@ -22,7 +22,7 @@ def window(qtbot, data_dir):
     w.skip_close_confirmation = True
     if not w._closing:
         w.close()
-    qtbot.waitUntil(lambda: w._closing and not studio.queue.active_ids(), timeout=15000)
+    qtbot.waitUntil(lambda: w._closing and not studio.jobs.active_ids(), timeout=15000)
 
 
 def test_tabs_menus_and_status_bar(window):
@@ -126,7 +126,7 @@ def test_settings_dialog_saves(window, qtbot):
     dlg.token.setText("hf_testtoken123")
     dlg.save()
     assert window.studio.settings.max_concurrent_jobs == 4
-    assert window.studio.queue.max_concurrent == 4
+    assert window.studio.jobs.limits()["max_concurrent"] == 4
     assert window.studio.settings.default_device == "cpu"
     assert window.studio.hf_token == "hf_testtoken123"
 
@@ -172,7 +172,7 @@ def test_closing_window_stops_running_jobs(qtbot, data_dir):
     w.skip_close_confirmation = True
     w.close()
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=15000)
-    assert studio.jobs_repo.get(rec.id).status == "cancelled"
+    assert studio.jobs.find(rec.id).status == "cancelled"
 
 
 def test_screenshot_command_saves_every_tab_and_dialog(tmp_path, data_dir, qapp):

@@ -55,5 +55,5 @@ def test_closing_the_window_with_every_tab_open_leaves_nothing_running(qtbot, da
               if t.isActive()]
     assert timers == [], f"timers still firing: {timers}"
     assert sys.getswitchinterval() == switch_interval
-    assert studio.jobs_repo.get(running.id).status == "cancelled"
-    assert studio.jobs_repo.get(queued.id).status == "cancelled"
+    assert studio.jobs.find(running.id).status == "cancelled"
+    assert studio.jobs.find(queued.id).status == "cancelled"

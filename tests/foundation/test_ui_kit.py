@@ -9,9 +9,9 @@ from mistudio.ui.kit import palette
 
 UI = Path(__file__).resolve().parents[2] / "mistudio" / "ui"
 HEX = re.compile(r"#[0-9a-fA-F]{6}\b|#[0-9a-fA-F]{3}\b")
-# TRANSITIONAL, shrinking to none: the Features tab (#9) landed while the palette was made,
-# and the Training form's verdict colours; each moves to ui/kit/palette.py in turn.
-NOT_YET_CLEAN = {"training/form.py"}
+# Modules allowed hex colours for a while (a tab landing while its colours move to the
+# palette); empty now: every colour is a role in ui/kit/palette.py.
+NOT_YET_CLEAN: set[str] = set()
 
 
 def _not_yet_clean(rel: str) -> str | None:
@@ -85,3 +85,18 @@ def test_hint_label_and_status_chip(qtbot):
     chip.set_status("interrupted", "interrupted — can resume")
     assert chip.text() == "interrupted — can resume" and chip.status == "interrupted"
     assert f"background: {palette.STATUS_LIGHT['interrupted']}" in chip.styleSheet()
+
+
+def test_training_estimate_verdict_takes_the_palette_colour(qapp):
+    """The Training form's memory verdict is coloured as the Models tab's (one role per verdict)."""
+    from mistudio.templates.scaling import TrainingEstimate
+    from mistudio.ui.training.form import describe_estimate
+
+    est = TrainingEstimate(saes=1, d_sae=4096, params=1, weights_bytes=600, optimizer_bytes=200,
+                           activations_bytes=200, total_bytes=1000, seconds=90.0,
+                           tokens_per_s=None, checkpoint_bytes=10)
+    for free, verdict, role in ((10_000, "fits", "success"), (1_200, "tight", "warning"),
+                                (500, "won't fit", "error")):
+        text, got = describe_estimate(est, free, "cpu")
+        assert got == verdict
+        assert f"color:{palette.LIGHT[role]}'>{verdict}</b>" in text

@@ -98,3 +98,20 @@ def test_contents_check_judges_wheels_by_their_tags():
     assert not fits("PySide6_Essentials-6.9.0-cp39-abi3-manylinux_2_39_aarch64.whl")
     assert not fits("numpy-1.26.4-cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
     assert not fits("numpy-2.4.6-cp311-cp311-manylinux_2_27_aarch64.manylinux_2_28_aarch64.whl")
+
+
+def test_contents_check_finds_clashes_the_resolver_cannot_see(build_deb):
+    """pyarrow 26 needs NumPy 2 at import but does not declare numpy: the first arm64 package
+    paired it with the Jetson's NumPy 1.26 and the window stopped at start (seen under qemu)."""
+    import sys
+
+    sys.path.insert(0, str(BUILD.parent))
+    try:
+        from check_contents import undeclared_clashes
+    finally:
+        sys.path.remove(str(BUILD.parent))
+    assert undeclared_clashes({"numpy": "1.26.4", "pyarrow": "26.0.1"})
+    assert not undeclared_clashes({"numpy": "1.26.4", "pyarrow": "25.0.1"})
+    assert not undeclared_clashes({"numpy": "2.4.6", "pyarrow": "26.0.1"})
+    assert not undeclared_clashes({"numpy": "1.26.4"})
+    assert "pyarrow<26" in build_deb.ARCHES["arm64"]["constraints"]

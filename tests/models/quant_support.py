@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 def wait_completed(studio, job, timeout=120):
-    rec = studio.queue.wait(job.id, timeout)
+    rec = studio.jobs.wait(job.id, timeout)
     assert rec.status == "completed", (rec.status, rec.error, rec.traceback)
     return rec
 

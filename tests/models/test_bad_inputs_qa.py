@@ -11,7 +11,7 @@ from mistudio.errors import UserError
 
 def _ready_model(studio, folder, name):
     rec, job = studio.models.add_local(str(folder), name=name)
-    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.jobs.wait(job.id, 60).status == "completed"
     return studio.models.get(rec.id)
 
 
@@ -27,7 +27,7 @@ def test_missing_module_path_is_refused_before_any_set_is_registered(studio, tin
     sets, job = studio.activations.start_extraction(
         m.id, str(packed_tokenization), hook_points=["module:transformer.h.1.mlp"],
         max_tokens=64)
-    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.jobs.wait(job.id, 60).status == "completed"
     assert studio.activations.get(sets[0].id).status == "ready"
 
 
@@ -64,7 +64,7 @@ def test_sequences_longer_than_the_model_context_are_refused_up_front(studio, ti
     assert studio.activations.list() == []
     fits = write_tokenization(tmp_path / "tok_fits", tiny_tokenizer_dir, seq_len=context, n_seq=2)
     sets, job = studio.activations.start_extraction(m.id, str(fits), layers=[1])
-    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.jobs.wait(job.id, 60).status == "completed"
     assert studio.activations.get(sets[0].id).num_rows > 0
 
 
@@ -73,7 +73,7 @@ def test_model_cannot_be_deleted_while_an_extraction_uses_it(studio, tiny_gpt2_d
     import threading
 
     rec, job = studio.models.add_local(str(tiny_gpt2_dir), name="copied", copy=True)
-    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.jobs.wait(job.id, 60).status == "completed"
     m = studio.models.get(rec.id)
     release = threading.Event()
 
@@ -91,8 +91,8 @@ def test_model_cannot_be_deleted_while_an_extraction_uses_it(studio, tiny_gpt2_d
         assert (Path(m.folder) / "config.json").exists()
     finally:
         release.set()
-        studio.queue.remove_listener(hold)
-    assert studio.queue.wait(ejob.id, 60).status == "completed"
+        studio.jobs.remove_listener(hold)
+    assert studio.jobs.wait(ejob.id, 60).status == "completed"
     studio.models.delete(m.id)  # once the job is done the model goes, the set stays
     assert studio.activations.get(sets[0].id).status == "ready"
 
@@ -104,7 +104,7 @@ def test_damaged_config_json_gets_a_clear_message(studio, tiny_gpt2_dir, tmp_pat
     shutil.copytree(tiny_gpt2_dir, folder)
     (folder / "config.json").write_text('{"model_type": "gpt2", "n_embd": 64,')  # cut short
     rec, job = studio.models.add_local(str(folder))
-    done = studio.queue.wait(job.id, 60)
+    done = studio.jobs.wait(job.id, 60)
     assert done.status == "failed"
     assert "config.json is not valid JSON" in done.error and "download or copy" in done.error
     assert "OSError" not in done.error
@@ -122,7 +122,7 @@ def test_model_folder_without_tokenizer_is_not_registered_ready(studio, tiny_gpt
         if f.name not in TOKENIZER_FILES and not f.name.startswith(("special_tokens", "merges")):
             shutil.copy(f, bare / f.name)
     rec, job = studio.models.add_local(str(bare))
-    done = studio.queue.wait(job.id, 60)
+    done = studio.jobs.wait(job.id, 60)
     assert done.status == "failed"
     assert "no tokenizer files" in done.error
     # a failed import leaves nothing behind (as a failed dataset import): no row, no folder

@@ -28,12 +28,12 @@ def test_cuda_extraction_equals_hidden_states(studio, tiny_gpt2_dir, packed_toke
     from mistudio.data.tokenized import TokenizedDataset
 
     rec, job = studio.models.add_local(str(tiny_gpt2_dir))
-    assert studio.queue.wait(job.id, 120).status == "completed"
+    assert studio.jobs.wait(job.id, 120).status == "completed"
     # small shards and batches: every shard spans several batches and the buffer pool cycles
     sets, job = studio.activations.start_extraction(
         rec.id, str(packed_tokenization), layers=[1], max_tokens=300, batch_size=2,
         device="cuda", model_dtype="float32", store_dtype=store_dtype, shard_rows=100)
-    done = studio.queue.wait(job.id, 120)
+    done = studio.jobs.wait(job.id, 120)
     assert done.status == "completed", (done.error, done.traceback)
     reader = studio.activations.open(sets[0].id)
     pos = reader.positions()

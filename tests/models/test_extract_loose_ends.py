@@ -14,7 +14,7 @@ from mistudio.errors import UserError
 
 def _model(studio, folder):
     rec, job = studio.models.add_local(str(folder))
-    assert studio.queue.wait(job.id, 120).status == "completed"
+    assert studio.jobs.wait(job.id, 120).status == "completed"
     return rec.id
 
 
@@ -58,7 +58,7 @@ def test_failed_extraction_without_a_shard_leaves_no_set(studio, tiny_gpt2_dir,
     np.save(broken / "tokens.npy", tokens)
     sets, job = studio.activations.start_extraction(
         mid, str(broken), layers=[0, 1], batch_size=2, device="cpu", model_dtype="float32")
-    done = studio.queue.wait(job.id, 120)
+    done = studio.jobs.wait(job.id, 120)
     assert done.status == "failed"
     for s in sets:
         assert studio.activations.repo.get(s.id) is None
@@ -76,9 +76,9 @@ def test_failed_extraction_without_a_shard_leaves_no_set(studio, tiny_gpt2_dir,
     try:
         sets, job = studio.activations.start_extraction(
             mid, str(packed_tokenization), layers=[0], batch_size=2, device="cpu")
-        assert studio.queue.wait(job.id, 120).status == "cancelled"
+        assert studio.jobs.wait(job.id, 120).status == "cancelled"
     finally:
-        studio.queue.remove_listener(cancel_on_load)
+        studio.jobs.remove_listener(cancel_on_load)
     assert studio.activations.list() == [] and not studio.activations.folder(sets[0].id).exists()
 
 

@@ -35,7 +35,7 @@ def test_gguf_through_service(studio, tmp_path, tiny_llama_dir):
     gguf_file = write_tiny_llama_gguf(tiny_llama_dir, tmp_path / "tiny.gguf")
     rec, job = studio.models.add_local(str(gguf_file), name="tiny gguf")
     assert rec.source == "gguf"
-    done = studio.queue.wait(job.id, 120)
+    done = studio.jobs.wait(job.id, 120)
     assert done.status == "completed", done.error
     m = studio.models.get(rec.id)
     assert m.status == "ready" and m.folder.startswith(str(studio.paths.root))

@@ -23,7 +23,7 @@ def test_download_with_progress(studio, hub):
     events = []
     studio.add_job_listener(lambda j, k, p: events.append((k, p)))
     rec, job = studio.models.add_hub("acme/tiny-gpt2", endpoint=hub.endpoint)
-    done = studio.queue.wait(job.id, 120)
+    done = studio.jobs.wait(job.id, 120)
     assert done.status == "completed", (done.error, done.traceback)
     m = studio.models.get(rec.id)
     assert m.status == "ready" and m.family == "gpt2" and m.commit_sha.startswith("0123")
@@ -38,18 +38,18 @@ def test_download_with_progress(studio, hub):
 
 def test_gated_and_unknown(studio, hub):
     rec, job = studio.models.add_hub("acme/gated", endpoint=hub.endpoint)
-    done = studio.queue.wait(job.id, 60)
+    done = studio.jobs.wait(job.id, 60)
     assert done.status == "failed" and "gated" in done.error and "token" in done.error
     # refused before any file came: nothing to resume, so no row and no folder stay
     assert studio.models.repo.get(rec.id) is None and not studio.models.folder(rec.id).exists()
     studio.set_hf_token("hf_good")
     rec, job = studio.models.add_hub("acme/gated", endpoint=hub.endpoint)
-    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.jobs.wait(job.id, 60).status == "completed"
     # the token never lands in the database
     raw = (studio.paths.db_file).read_bytes()
     assert b"hf_good" not in raw
     rec, job = studio.models.add_hub("acme/nothing", endpoint=hub.endpoint)
-    done = studio.queue.wait(job.id, 60)
+    done = studio.jobs.wait(job.id, 60)
     assert done.status == "failed" and "No model 'acme/nothing'" in done.error
     assert studio.models.repo.get(rec.id) is None
 
@@ -60,7 +60,7 @@ def test_broken_download_keeps_files_and_resumes(studio, hub, monkeypatch):
     monkeypatch.setattr(fd.time, "sleep", lambda s: None)  # hf's retry back-off
     hub.fail_after_bytes = 20_000  # the weights file always breaks off: the job fails
     rec, job = studio.models.add_hub("acme/tiny-gpt2", endpoint=hub.endpoint)
-    done = studio.queue.wait(job.id, 120)
+    done = studio.jobs.wait(job.id, 120)
     assert done.status == "failed"
     m = studio.models.get(rec.id)
     assert m.status == "incomplete"
@@ -73,18 +73,18 @@ def test_broken_download_keeps_files_and_resumes(studio, hub, monkeypatch):
     hub.fail_after_bytes = None
     hub.served.clear()
     job = studio.models.resume_download(rec.id)
-    assert studio.queue.wait(job.id, 120).status == "completed"
+    assert studio.jobs.wait(job.id, 120).status == "completed"
     assert studio.models.get(rec.id).status == "ready"
     assert hub.served == ["model.safetensors"]  # complete files were not fetched again
 
 
 def test_offline_mode_and_no_network(studio, monkeypatch):
     rec, job = studio.models.add_hub("acme/tiny", endpoint="http://127.0.0.1:9")
-    done = studio.queue.wait(job.id, 120)
+    done = studio.jobs.wait(job.id, 120)
     assert done.status == "failed" and "HF_HUB_OFFLINE" in done.error
     import huggingface_hub.constants as c
 
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
     rec, job = studio.models.add_hub("acme/tiny", endpoint="http://127.0.0.1:9")
-    done = studio.queue.wait(job.id, 120)
+    done = studio.jobs.wait(job.id, 120)
     assert done.status == "failed" and "network" in done.error.lower()

@@ -109,3 +109,71 @@ def test_the_models_service_counts_the_pool_in_estimates(studio, tiny_gpt2_dir):
     finally:
         assert studio.models.release(model) == 1
     assert studio.models.held_bytes("cpu") == base
+
+
+def test_a_lease_can_be_kept_and_closed_once(tiny_gpt2_dir):
+    pool = ModelPool(free_bytes=lambda d: 1 << 40)
+    lease = pool.lease(tiny_gpt2_dir)
+    assert lease.loaded.users == 1
+    lease.close()
+    lease.close()  # idempotent: a second close never lets go of another holder's lease
+    assert lease.loaded.users == 0
+
+
+def _pooled(folder):
+    from mistudio.models.pool import MODEL_POOL
+
+    key = str(folder.resolve())
+    return [e for e in MODEL_POOL.loaded() if e.folder == key and e.dtype == "float32"
+            and e.device == "cpu"]
+
+
+def _squeeze_pool() -> None:
+    """Another job asking for all the memory there is: every idle model gives way."""
+    from mistudio.models.pool import MODEL_POOL
+
+    MODEL_POOL.make_room("cpu", 1 << 60)
+
+
+def test_extraction_holds_its_model_while_it_runs(tmp_path, tiny_gpt2_dir, packed_tokenization):
+    """A load for another job in the middle of an extraction must not evict the extraction's
+    model (with ``get`` instead of ``lease`` it did: the job then ran on a model the pool
+    had dropped, and the next job loaded a second copy)."""
+    from mistudio.activations.extract import run as extract
+    from mistudio.jobs.context import JobContext
+
+    seen = []
+
+    def on_event(_job, kind, payload):
+        if kind == "progress" and "tokens/s" in (payload.get("message") or "") and not seen:
+            _squeeze_pool()
+            seen.append([e.users for e in _pooled(tiny_gpt2_dir)])
+
+    hook = "blocks.0.hook_resid_post"
+    params = {"model_folder": str(tiny_gpt2_dir), "tokenization": str(packed_tokenization),
+              "hook_points": [hook], "device": "cpu", "model_dtype": "float32",
+              "outputs": {hook: {"set_id": "act_x", "folder": str(tmp_path / "set")}},
+              "batch_size": 2, "store_dtype": "float32"}
+    result = extract(params, JobContext.standalone(tmp_path / "job", on_event=on_event))
+    assert result["tokens"] > 0
+    assert seen == [[1]], "the model was evicted (or not held) while the extraction ran"
+    assert [e.users for e in _pooled(tiny_gpt2_dir)] == [0]  # let go when it ended
+
+
+def test_evaluation_holds_its_model_while_it_runs(tiny_gpt2_dir, packed_tokenization):
+    from mistudio.sae.evaluation import EvalSpec, evaluate_reconstruction
+
+    spec = EvalSpec(model_folder=str(tiny_gpt2_dir), tokenization=str(packed_tokenization),
+                    hook_name="blocks.0.hook_resid_post", model_dtype="float32")
+    seen = []
+
+    def reconstruct(x):  # runs inside the spliced forward passes
+        if not seen:
+            _squeeze_pool()
+            seen.append([e.users for e in _pooled(tiny_gpt2_dir)])
+        return x
+
+    metrics, _ = evaluate_reconstruction(spec, reconstruct, 64, "cpu")
+    assert metrics["eval_tokens"] > 0
+    assert seen == [[1]], "the model was evicted (or not held) while the evaluation ran"
+    assert [e.users for e in _pooled(tiny_gpt2_dir)] == [0]

@@ -9,7 +9,7 @@ from mistudio.errors import UserError
 
 
 def _wait(studio, job, timeout=120):
-    rec = studio.queue.wait(job.id, timeout)
+    rec = studio.jobs.wait(job.id, timeout)
     assert rec.status == "completed", (rec.status, rec.error, rec.traceback)
     return rec
 
@@ -76,8 +76,8 @@ def test_cancelled_extraction_is_incomplete_then_resumes(studio, tiny_gpt2_dir,
     sets, job = studio.activations.start_extraction(
         m.id, str(packed_tokenization), hook_points=["blocks.0.hook_mlp_out"], batch_size=2,
         device="cpu", shard_rows=50)
-    assert studio.queue.wait(job.id, 120).status == "cancelled"
-    studio.queue.remove_listener(cancel_midway)
+    assert studio.jobs.wait(job.id, 120).status == "cancelled"
+    studio.jobs.remove_listener(cancel_midway)
     s = studio.activations.get(sets[0].id)
     assert s.status == "incomplete"
     with pytest.raises(UserError, match="incomplete"):
@@ -100,7 +100,7 @@ def test_bad_inputs_have_clear_messages(studio, tiny_gpt2_dir, tiny_llama_dir,
         studio.models.add_local(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
     rec, job = studio.models.add_local(str(tmp_path / "empty"))
-    done = studio.queue.wait(job.id, 60)
+    done = studio.jobs.wait(job.id, 60)
     assert done.status == "failed" and "config.json" in done.error
     assert studio.models.repo.get(rec.id) is None  # nothing usable: no row left behind
     assert [m.id for m in studio.models.list()] == [] and (tmp_path / "empty").is_dir()

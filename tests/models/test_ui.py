@@ -106,7 +106,7 @@ def test_switching_models_keeps_the_inspector_and_form_consistent(qt_studio, qtb
     recs = {}
     for name, folder in (("gpt2", tiny_gpt2_dir), ("llama", tiny_llama_dir)):
         rec, job = tab.add_local(str(folder))
-        assert studio.queue.wait(job.id, 60).status == "completed"
+        assert studio.jobs.wait(job.id, 60).status == "completed"
         recs[name] = rec.id
     tab.reload()
     inspector = tab.inspector
@@ -219,5 +219,5 @@ def test_quantization_choices_follow_the_cpu_setting(qt_studio, qtbot, tiny_llam
     inspector.save_quant.click()
     jobs = studio.list_jobs(kind="models.quantize")
     assert jobs and jobs[0].params["dtype"] == "float32", tab.message.text()
-    assert studio.queue.wait(jobs[0].id, 120).status == "completed"
+    assert studio.jobs.wait(jobs[0].id, 120).status == "completed"
     qtbot.waitUntil(lambda: "saved: 4bit" in tab.models_list.item(0).text(), timeout=10_000)

@@ -39,7 +39,7 @@ def tab(data_dir, qtbot):
 
 def _add(tab, qtbot, folder):
     rec, job = tab.add_local(str(folder))
-    assert tab.studio.queue.wait(job.id, 60).status == "completed"
+    assert tab.studio.jobs.wait(job.id, 60).status == "completed"
     tab.reload()
     tab.select_model(rec.id)
     qtbot.waitUntil(lambda: tab.extract.model_id == rec.id, timeout=10_000)
@@ -64,7 +64,7 @@ def _extract(tab, qtbot, tokenization, layer=1):
     qtbot.waitUntil(panel.precision.is_ready, timeout=60_000)
     panel.start()
     assert panel.job_id, tab.message.text()
-    job = tab.studio.queue.wait(panel.job_id, 120)
+    job = tab.studio.jobs.wait(panel.job_id, 120)
     assert job.status == "completed", (job.error, job.traceback)
     qtbot.waitUntil(lambda: "Done" in panel.status.text(), timeout=30_000)
     qtbot.waitUntil(lambda: tab.sets.selected() is not None and
@@ -162,7 +162,7 @@ def test_saved_copy_is_a_choice_and_extracts(tab, qtbot, tiny_llama_dir, packed_
     assert "4bit (saved copy)" not in _items(chooser)
     job = tab.save_variant(m.id, "4bit", "float32")
     assert job is not None, tab.message.text()
-    assert studio.queue.wait(job.id, 120).status == "completed"
+    assert studio.jobs.wait(job.id, 120).status == "completed"
     qtbot.waitUntil(lambda: "4bit (saved copy)" in _items(chooser), timeout=10_000)
     qtbot.waitUntil(chooser.is_ready, timeout=60_000)
     assert "Extract activations offers it" in tab.message.text()
@@ -215,7 +215,7 @@ def test_failed_save_shows_on_the_card_and_retries(tab, qtbot, tiny_llama_dir):
     blocker.write_text("not a folder")
     job = tab.save_variant(m.id, "4bit", "float32")
     assert job is not None, tab.message.text()
-    failed = studio.queue.wait(job.id, 120)
+    failed = studio.jobs.wait(job.id, 120)
     assert failed.status == "failed" and failed.error
     item = tab.models_list.item(0)
     qtbot.waitUntil(lambda: tab.models_list.item(0).data(FAILURE_ROLE) is not None,
@@ -238,7 +238,7 @@ def test_failed_save_shows_on_the_card_and_retries(tab, qtbot, tiny_llama_dir):
     tab.retry_btn.click()  # one click: same quantization and dtype as before
     retry = studio.list_jobs(kind="models.quantize", target=m.id, limit=1)[0]
     assert retry.id != job.id and retry.params["dtype"] == "float32"
-    assert studio.queue.wait(retry.id, 120).status == "completed"
+    assert studio.jobs.wait(retry.id, 120).status == "completed"
     qtbot.waitUntil(lambda: "saved: 4bit" in tab.models_list.item(0).text(), timeout=10_000)
     assert tab.models_list.item(0).data(FAILURE_ROLE) is None
     assert "failed" not in tab.models_list.item(0).text()

@@ -37,11 +37,11 @@ def test_window_shows_a_cli_job_and_both_finish(qtbot, data_dir):
         assert cli.returncode == 0, err[-2000:]
         assert "completed" in out and "database is locked" not in (out + err)
         qtbot.waitUntil(lambda: cli_row("completed"), timeout=10000)  # and its end
-        studio.queue.wait(own.id, timeout=30)
+        studio.jobs.wait(own.id, timeout=30)
         assert studio.get_job(own.id).status == "completed"
         errors = [r.error for r in studio.list_jobs() if r.error]
         assert not any("locked" in e for e in errors), errors
     finally:
         w.skip_close_confirmation = True
         w.close()
-        qtbot.waitUntil(lambda: not studio.queue.active_ids(), timeout=15000)
+        qtbot.waitUntil(lambda: not studio.jobs.active_ids(), timeout=15000)

@@ -19,7 +19,7 @@ def trained(studio, small_config, activation_set):
     """A completed training and its SAE record."""
     job = studio.trainings.start_training(small_config(activation_path=str(activation_set),
                                                        total_tokens=256 * 10, eval_tokens=0))
-    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.jobs.wait(job.id, 60).status == "completed"
     (sae,) = studio.trainings.list_saes(job.target)
     return sae
 

@@ -147,7 +147,7 @@ def test_download_with_progress_and_resume_becomes_an_imported_sae(studio, hub, 
     # the link drops in the middle of the weights: the job fails, saying what is kept
     hub.fail_after_bytes = 20_000
     job = svc.start_download(key, endpoint=hub.endpoint)
-    done = studio.queue.wait(job.id, 120)
+    done = studio.jobs.wait(job.id, 120)
     assert done.status == "failed" and "downloaded so far are kept" in done.error
     assert studio.trainings.list_saes() == []
     assert hub.served == ["blocks.1.hook_resid_pre/cfg.json"]  # only the chosen folder
@@ -156,7 +156,7 @@ def test_download_with_progress_and_resume_becomes_an_imported_sae(studio, hub, 
     hub.fail_after_bytes = None
     hub.served.clear()
     job = svc.start_download(key, endpoint=hub.endpoint)
-    done = studio.queue.wait(job.id, 120)
+    done = studio.jobs.wait(job.id, 120)
     assert done.status == "completed", (done.error, done.traceback)
     assert hub.served == ["blocks.1.hook_resid_pre/sae_weights.safetensors"]
     weights = (tmp_path / "repo" / "blocks.1.hook_resid_pre" / "sae_weights.safetensors")
@@ -190,7 +190,7 @@ def test_gemma_scope_entry_and_refusals(studio, hub, tmp_path):
     svc.set_catalogue_file(f)
     job = svc.start_download("acme-gemma-scope-res/layer_2/width_1k/average_l0_5",
                              endpoint=hub.endpoint)
-    done = studio.queue.wait(job.id, 120)
+    done = studio.jobs.wait(job.id, 120)
     assert done.status == "completed", (done.error, done.traceback)
     rec = studio.trainings.get_sae(job.target)
     assert rec.architecture == "jumprelu" and rec.d_sae == 1024

@@ -39,7 +39,7 @@ def test_cli_train_on_the_fly(tmp_path, tiny_gpt2_dir, tokenization):  # noqa: F
     data = tmp_path / "data"
     s = Studio(data, secrets=MemorySecrets())
     m, job = s.models.add_local(str(tiny_gpt2_dir), name="tiny-gpt2")
-    assert s.queue.wait(job.id, 120).status == "completed"
+    assert s.jobs.wait(job.id, 120).status == "completed"
     s.close()
     run = _mistudio("train", "--model", "tiny-gpt2", "--tokenization", str(tokenization),
                     "--hook", HOOK, "--set", "k=4", "--set", "d_sae=128", "--set",

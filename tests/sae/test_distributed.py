@@ -127,7 +127,7 @@ def test_torchrun_run_is_recorded_like_a_normal_run(tmp_path, small_config, acti
         (tr,) = s.trainings.list_trainings()
         assert tr.status == "completed" and tr.step == 12 and tr.tokens == 256 * 12
         assert "2 processes" in tr.name and tr.folder.startswith(str(tmp_path / "data"))
-        job = s.jobs_repo.get(tr.job_id)
+        job = s.jobs.find(tr.job_id)
         assert job.status == "completed" and job.progress == job.total == 12
         assert job.params["distributed"]["world_size"] == 2
         (sae,) = s.trainings.list_saes(tr.id)
@@ -135,7 +135,7 @@ def test_torchrun_run_is_recorded_like_a_normal_run(tmp_path, small_config, acti
         # metrics batched into SQLite: the same numbers as metrics.jsonl, written once
         rows = s.trainings.metrics(tr.id)
         assert [r["step"] for r in rows] == [4, 8, 12]
-        stored = s.jobs_repo.metrics(job.id, "explained_variance")
+        stored = s.jobs.metrics(job.id, "explained_variance")
         assert [m["step"] for m in stored] == [4, 8, 12]
         assert [m["value"] for m in stored] == pytest.approx(
             [r["explained_variance"] for r in rows])
@@ -184,7 +184,7 @@ def test_killed_torchrun_leaves_the_job_interrupted(tmp_path, small_config, acti
     psutil.wait_procs(family, timeout=30)
     s = Studio(tmp_path / "data", secrets=MemorySecrets())
     try:
-        assert s.jobs_repo.get(job_id).status == "interrupted"
+        assert s.jobs.find(job_id).status == "interrupted"
         (tr,) = s.trainings.list_trainings()
         assert tr.status == "interrupted" and tr.job_id == job_id
     finally:
@@ -204,14 +204,14 @@ def test_ctrl_c_stops_every_process_with_a_checkpoint_that_resumes(tmp_path, sma
     assert proc.returncode != 0
     s = Studio(tmp_path / "data", secrets=MemorySecrets())
     try:
-        assert s.jobs_repo.get(job_id).status == "cancelled", err[-3000:]
+        assert s.jobs.find(job_id).status == "cancelled", err[-3000:]
         (tr,) = s.trainings.list_trainings()
         assert tr.status == "cancelled"
         (last,) = s.trainings.list_checkpoints(tr.id)[-1:]
         assert last.step >= 2
         # the checkpoint resumes (in one process) and finishes
         job = s.trainings.resume_training(tr.id, total_tokens=256 * (last.step + 4))
-        final = s.queue.wait(job.id, 60)
+        final = s.jobs.wait(job.id, 60)
         assert final.status == "completed", final.error
         assert s.trainings.get_training(tr.id).step == last.step + 4
     finally:

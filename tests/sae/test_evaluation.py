@@ -259,7 +259,7 @@ def test_bad_inputs_give_clear_errors(tiny_gpt2_dir, tok_bos, tmp_path):
 
 
 def _wait(studio, job, timeout=120):
-    rec = studio.queue.wait(job.id, timeout)
+    rec = studio.jobs.wait(job.id, timeout)
     assert rec.status == "completed", (rec.status, rec.error, rec.traceback)
     return rec
 
@@ -284,7 +284,7 @@ def test_training_evaluates_at_the_end_and_every_n_steps_then_sae_evaluate(
     tr = studio.trainings.get_training(job.target)
     rows = [r for r in studio.trainings.metrics(tr.id) if "ce_loss_score" in r]
     assert [r["step"] for r in rows] == [6, 12]  # every 6 steps, the last one at the end
-    assert len(studio.jobs_repo.metrics(job.id, "kl_div_score")) == 2
+    assert len(studio.jobs.metrics(job.id, "kl_div_score")) == 2
     sae_rec = studio.trainings.list_saes(tr.id)[0]
     assert sae_rec.metrics["ce_loss_score"] == rows[-1]["ce_loss_score"]
     assert sae_rec.metrics["eval_held_out"] is True

@@ -132,14 +132,14 @@ def test_training_on_the_fly_resumes_bit_for_bit(tiny_gpt2_dir, tokenization, tm
 
 def test_service_and_job_train_on_the_fly(studio, tiny_gpt2_dir, tokenization):
     m, job = studio.models.add_local(str(tiny_gpt2_dir), name="tiny-gpt2")
-    assert studio.queue.wait(job.id, 120).status == "completed"
+    assert studio.jobs.wait(job.id, 120).status == "completed"
     cfg = TrainingConfig(onthefly_model=m.id, onthefly_tokenization=str(tokenization),
                          hook_name=HOOK, architecture="matryoshka_batchtopk", k=4, d_sae=128,
                          matryoshka_widths=[16, 64], batch_size=128, total_tokens=128 * 12,
                          metrics_every_steps=4, normalization_tokens=500, eval_tokens=256,
                          shuffle_buffer_tokens=600)
     job = studio.trainings.start_training(cfg)
-    done = studio.queue.wait(job.id, 300)
+    done = studio.jobs.wait(job.id, 300)
     assert done.status == "completed", (done.error, done.traceback)
     sae = studio.trainings.list_saes(job.target)[0]
     assert (sae.model_name, sae.hook_name, sae.d_in) == ("tiny-gpt2", HOOK, 64)

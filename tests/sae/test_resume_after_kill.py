@@ -16,6 +16,7 @@ import pytest
 from safetensors.torch import load_file
 
 from mistudio.errors import UserError
+from mistudio.jobs.repository import JobsRepo
 
 STEPS = 400  # long enough that the run is still going when its first checkpoint appears
 BATCH = 512
@@ -151,22 +152,22 @@ def test_resume_only_where_it_can_work(studio, small_config, activation_set):
     svc = studio.trainings
     job = svc.start_training(small_config(activation_path=str(activation_set),
                                           total_tokens=256 * 20, eval_tokens=0))
-    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.jobs.wait(job.id, 60).status == "completed"
     tr = svc.get_training(job.target)
     assert not svc.can_resume(tr.id)
     with pytest.raises(UserError, match="already complete") as err:
         svc.resume_training(tr.id)
     assert "--total-tokens" in err.value.hint
-    assert studio.jobs_repo.get(job.id).title == job.title  # no "(resumed)" job was made
-    assert len(studio.jobs_repo.list(target=tr.id)) == 1
+    assert studio.jobs.find(job.id).title == job.title  # no "(resumed)" job was made
+    assert len(JobsRepo(studio.store).list(target=tr.id)) == 1
 
     # an interrupted training with a checkpoint can resume; its old job is superseded
     svc.trainings_repo.update(tr.id, status="interrupted")
-    studio.jobs_repo.update(job.id, status="interrupted")
+    JobsRepo(studio.store).update(job.id, status="interrupted")
     assert svc.can_resume(tr.id)
     job2 = svc.resume_training(tr.id, total_tokens=256 * 30)
-    assert studio.queue.wait(job2.id, 60).status == "completed"
-    old = studio.jobs_repo.get(job.id)
+    assert studio.jobs.wait(job2.id, 60).status == "completed"
+    old = studio.jobs.find(job.id)
     assert old.status == "resumed" and job2.id in old.message
     assert svc.get_training(tr.id).tokens == 256 * 30
 

@@ -23,7 +23,7 @@ def test_start_list_checkpoints_export_delete(studio, small_config, activation_s
     svc = studio.trainings
     job = svc.start_training(_cfg(small_config, activation_set, sweep={"k": [2, 4]},
                                   checkpoint_every_tokens=256 * 15))
-    final = studio.queue.wait(job.id, 90)
+    final = studio.jobs.wait(job.id, 90)
     assert final.status == "completed", final.error
     tr = svc.get_training(job.target)
     assert tr.status == "completed" and tr.tokens == 256 * 40 and tr.num_saes == 2
@@ -34,7 +34,7 @@ def test_start_list_checkpoints_export_delete(studio, small_config, activation_s
     # metrics: jsonl rows per report, and batched into SQLite by the queue
     rows = svc.metrics(tr.id)
     assert [r["step"] for r in rows] == [10, 20, 30, 40] and "k2/l0" in rows[-1]
-    assert len(studio.jobs_repo.metrics(job.id, "k4/explained_variance")) == 4
+    assert len(studio.jobs.metrics(job.id, "k4/explained_variance")) == 4
     # the SAE loads and reconstructs raw activations (normalisation folded in)
     from mistudio.activations.format import ActivationSet
 
@@ -51,7 +51,7 @@ def test_start_list_checkpoints_export_delete(studio, small_config, activation_s
     assert imported.source == "imported" and imported.d_sae == 96
     svc.delete_training(tr.id)
     assert not Path(tr.folder).exists() and svc.list_saes(tr.id) == []
-    assert studio.jobs_repo.get(job.id) is None
+    assert studio.jobs.find(job.id) is None
     svc.delete_sae(imported.id)
     assert svc.list_saes() == [] and (dest / "cfg.json").exists()  # exports are the user's
 
@@ -60,20 +60,20 @@ def test_cancel_then_resume_through_the_queue(studio, small_config, activation_s
     svc = studio.trainings
     job = svc.start_training(_cfg(small_config, activation_set, total_tokens=256 * 4000))
     for _ in range(400):  # wait until it has trained a little
-        if studio.jobs_repo.get(job.id).progress >= 10:
+        if studio.jobs.find(job.id).progress >= 10:
             break
-        studio.queue.wait(job.id, 0.05)
+        studio.jobs.wait(job.id, 0.05)
     assert svc.pause_training(job.target)
     assert svc.unpause_training(job.target)
     assert svc.cancel_training(job.target)
-    final = studio.queue.wait(job.id, 60)
+    final = studio.jobs.wait(job.id, 60)
     assert final.status == "cancelled"
     tr = svc.get_training(job.target)
     assert tr.status == "cancelled"
     stopped_at = svc.list_checkpoints(tr.id)[-1].step
     assert stopped_at >= 10
     job2 = svc.resume_training(tr.id, total_tokens=256 * (stopped_at + 20))
-    final = studio.queue.wait(job2.id, 60)
+    final = studio.jobs.wait(job2.id, 60)
     assert final.status == "completed", final.error
     tr = svc.get_training(tr.id)
     assert tr.status == "completed" and tr.step == stopped_at + 20 and tr.job_id == job2.id
@@ -120,9 +120,9 @@ def test_cli_train_list_show_export(tmp_path, small_config, activation_set):
     try:
         (tr,) = s.trainings.list_trainings()
         assert tr.status == "completed" and tr.step == 40 and tr.job_id
-        job = s.jobs_repo.get(tr.job_id)
+        job = s.jobs.find(tr.job_id)
         assert job.status == "completed" and job.progress == job.total == 40
-        stored = s.jobs_repo.metrics(job.id, "loss")
+        stored = s.jobs.metrics(job.id, "loss")
         assert [m["step"] for m in stored] == [10, 20, 30, 40]
         assert [m["value"] for m in stored] == pytest.approx(
             [r["loss"] for r in s.trainings.metrics(tr.id)])

@@ -55,7 +55,7 @@ def steer_studio(studio, tiny_gpt2_dir, tmp_path):
     from mistudio.sae.formats import save_saelens
 
     m, job = studio.models.add_local(str(tiny_gpt2_dir), name="tiny-gpt2")
-    rec = studio.queue.wait(job.id, 60)
+    rec = studio.jobs.wait(job.id, 60)
     assert rec.status == "completed", rec.error
     save_saelens(tmp_path / "sae", make_sae("topk"), model_name="tiny-gpt2", hook_name=HOOK)
     sae = studio.trainings.import_sae(str(tmp_path / "sae"), name="tiny-topk")

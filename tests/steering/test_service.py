@@ -146,7 +146,7 @@ def test_bad_inputs_give_clear_errors(steer_studio, tiny_llama_dir, tmp_path):
         svc.prepare(model.id, sae.id, add, "Hi", sampling={"max_new_tokens": 0})
     # an SAE of another model: recorded for tiny-gpt2, used with tiny-llama
     m2, job = studio.models.add_local(str(tiny_llama_dir), name="tiny-llama")
-    studio.queue.wait(job.id, 60)
+    studio.jobs.wait(job.id, 60)
     with pytest.raises(UserError, match="trained on tiny-gpt2's activations"):
         svc.prepare("tiny-llama", sae.id, add, "Hi")
     # an SAE of another width, or for a layer the model does not have

@@ -16,7 +16,7 @@ def analysed(steer_studio, tmp_path, tiny_tokenizer_dir):
     tok = write_tokenization(tmp_path / "tok", tiny_tokenizer_dir, seq_len=32)
     job = studio.features.start_analysis(sae.id, tokenization=str(tok), max_tokens=0,
                                          device="cpu", n_random=10)
-    done = studio.queue.wait(job.id, timeout=120)
+    done = studio.jobs.wait(job.id, timeout=120)
     assert done.status == "completed", done.error
     return studio, model, sae
 

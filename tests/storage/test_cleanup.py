@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mistudio.jobs.repository import JobRecord
+from mistudio.jobs.repository import JobRecord, JobsRepo
 
 
 def _du(path: Path) -> int:
@@ -26,8 +26,8 @@ def _setup(studio):
         folder = root / "trainings" / f"tr_{status}_out"
         folder.mkdir()
         (folder / "ckpt.pt").write_bytes(os.urandom(50_000))
-        studio.jobs_repo.insert(JobRecord(id=f"job_{status}", kind="sae.train", status=status,
-                                          params={"out": str(folder)}))
+        JobsRepo(studio.store).insert(JobRecord(id=f"job_{status}", kind="sae.train",
+                                                status=status, params={"out": str(folder)}))
     studio.store.db["trainings"].insert({"id": "tr_lost", "status": "completed", "created_at": "2026-01-01",
                                          "folder": str(root / "trainings" / "tr_lost")})
     studio.store.db["activation_sets"].insert({"id": "act_lost", "name": "lost", "created_at": "2026-01-01",
@@ -66,7 +66,7 @@ def test_dry_run_lists_exactly_what_the_real_run_deletes(studio):
 def test_tmp_is_left_alone_while_a_job_is_live(studio, monkeypatch):
     root = studio.paths.root
     (root / "tmp" / "part.bin").write_bytes(b"x" * 5000)
-    monkeypatch.setattr(studio.storage.jobs_repo, "live_foreign_jobs", lambda: ["job_gui"])
+    monkeypatch.setattr(studio.storage.jobs, "live_foreign_ids", lambda: ["job_gui"])
     plan = studio.storage.clean(dry_run=False)
     assert plan.items == []
     assert "job_gui" in plan.kept[0].reason

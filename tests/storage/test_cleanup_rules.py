@@ -15,7 +15,7 @@ from pathlib import Path
 from mistudio.activations.repository import ActivationSetRecord, ActivationSetsRepo
 from mistudio.analysis.repository import AnalysisRecord, FeatureAnalysesRepo
 from mistudio.app.storage_cleanup import CleanupPolicy
-from mistudio.jobs.repository import JobRecord
+from mistudio.jobs.repository import JobRecord, JobsRepo
 from mistudio.sae.repository import SAERecord, SAEsRepo, TrainingRecord, TrainingsRepo
 
 KB = 1024
@@ -68,7 +68,7 @@ def _build(studio):
                                     status="incomplete", folder=str(root / "activations/act_0"),
                                     created_at="2025-12-01T00:00:00"))
     sets.insert_all(recs)
-    studio.jobs_repo.insert(JobRecord(id="job_ext", kind="activations.extract",
+    JobsRepo(studio.store).insert(JobRecord(id="job_ext", kind="activations.extract",
                                       status="interrupted", params={"set_ids": ["act_0"]}))
 
     trainings = TrainingsRepo(studio.store)
@@ -78,7 +78,7 @@ def _build(studio):
         _checkpoints(folder, STEPS)
         trainings.insert(TrainingRecord(id=tid, name=tid, status=status, folder=str(folder),
                                         activation_id="act_2" if tid == "tr_done" else ""))
-    studio.jobs_repo.insert(JobRecord(id="job_resume", kind="sae.train", status="interrupted",
+    JobsRepo(studio.store).insert(JobRecord(id="job_resume", kind="sae.train", status="interrupted",
                                       target="tr_resumable", params={}))
     SAEsRepo(studio.store).insert(SAERecord(id="sae_live", folder=str(root / "trainings" /
                                                                      "tr_done"),
@@ -228,11 +228,11 @@ def test_tmp_rule_agrees_with_the_start_up_wipe(studio, monkeypatch):
 
     root = studio.paths.root
     _blob(root / "tmp" / "import-x" / "part.bin", 4 * KB)
-    monkeypatch.setattr(type(studio.jobs_repo), "live_foreign_jobs", lambda self: ["job_gui"])
+    monkeypatch.setattr(JobsRepo, "live_foreign_jobs", lambda self: ["job_gui"])
     assert studio.storage.clean(dry_run=True).items == []
     Studio(root, secrets=MemorySecrets()).close(timeout=5)  # another process starting
     assert (root / "tmp" / "import-x" / "part.bin").exists()
-    monkeypatch.setattr(type(studio.jobs_repo), "live_foreign_jobs", lambda self: [])
+    monkeypatch.setattr(JobsRepo, "live_foreign_jobs", lambda self: [])
     assert [i.where for i in studio.storage.clean(dry_run=True).items] == \
         [str(root / "tmp" / "import-x")]
     Studio(root, secrets=MemorySecrets()).close(timeout=5)

@@ -136,7 +136,7 @@ def test_move_is_refused_while_a_job_runs_and_into_a_non_empty_folder(movable, t
         movable.storage.move_data_folder(str(busy))
     with pytest.raises(UserError, match="contain one another"):
         movable.storage.move_data_folder(str(movable.paths.root / "datasets" / "inside"))
-    monkeypatch.setattr(movable.jobs_repo, "live_foreign_jobs", lambda: ["job_gui"])
+    monkeypatch.setattr(movable.jobs, "live_foreign_ids", lambda: ["job_gui"])
     with pytest.raises(UserError, match="job_gui"):
         movable.storage.move_data_folder(str(tmp_path / "new"))
     assert not (tmp_path / "new").exists()

@@ -164,14 +164,21 @@ def test_cli_du_backup_backups_restore(studio, capsys):
     assert "Integrity: ok" in capsys.readouterr().out
 
 
-def test_window_start_takes_the_daily_backup_off_the_gui_thread(studio):
+def test_window_start_takes_the_daily_backup_off_the_gui_thread(studio, qapp):
     import threading
 
     from mistudio.ui.app import _daily_backup
 
+    threads = []
+    backup_if_due = studio.storage.backup_if_due
+
+    def recording():
+        threads.append(threading.current_thread())
+        return backup_if_due()
+
+    studio.storage.backup_if_due = recording
     for _ in range(2):  # the second start the same day takes none
-        _daily_backup(studio)
-        for t in [t for t in threading.enumerate() if t.name == "daily-backup"]:
-            t.join(30)
+        assert _daily_backup(studio).wait(30)
+    assert len(threads) == 2 and threading.main_thread() not in threads
     (b,) = studio.storage.list_backups()
     assert b.label == "daily"

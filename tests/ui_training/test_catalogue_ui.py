@@ -62,7 +62,7 @@ def test_browse_filter_and_download_from_the_catalogue(qt_studio, qtbot, hub, tm
     browser.select("acme-gpt2-res/blocks.1.hook_resid_pre")
     assert browser.download_btn.isEnabled()
     job = browser.download_selected()
-    assert studio.queue.wait(job.id, 60).status == "completed"
+    assert studio.jobs.wait(job.id, 60).status == "completed"
     qtbot.waitUntil(lambda: page.table.rowCount() == 1, timeout=10_000)
     assert page.table.item(0, 6).text() == "blocks.1.hook_resid_pre"
     assert page.table.item(0, 5).text() == "openai-community/gpt2"

@@ -15,7 +15,7 @@ HOOK = "blocks.1.hook_resid_post"
 def qt_assets(qt_studio, tiny_gpt2_dir, tmp_path):
     studio, _bridge = qt_studio
     return prepare_assets(studio, tiny_gpt2_dir, tmp_path,
-                          wait=lambda job_id: studio.queue.wait(job_id, 120))
+                          wait=lambda job_id: studio.jobs.wait(job_id, 120))
 
 
 def test_train_on_the_fly_from_the_new_training_page(qt_studio, qt_assets, qtbot, tmp_path):
@@ -40,7 +40,7 @@ def test_train_on_the_fly_from_the_new_training_page(qt_studio, qt_assets, qtbot
     _shot(tab, tmp_path, "13_on_the_fly")
     assert panel.start()
     job = studio.list_jobs(kind="sae.train")[0]
-    done = studio.queue.wait(job.id, 240)
+    done = studio.jobs.wait(job.id, 240)
     assert done.status == "completed", (done.error, done.traceback)
     sae = studio.trainings.list_saes(job.target)[0]
     assert sae.hook_name == HOOK and sae.d_in == 64

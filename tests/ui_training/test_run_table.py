@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import pytest
 
-from mistudio.jobs.repository import JobRecord
+from mistudio.jobs.repository import JobRecord, JobsRepo
 from mistudio.ui.training.run_table import diff_settings, format_setting
 
 
 def _job(studio, job_id, config, *, status="completed", progress=0):
-    studio.jobs_repo.insert(JobRecord(id=job_id, kind="sae.train", status=status,
-                                      title="run", target="tr_x", params={"config": config},
-                                      artifact_dir="/tmp", log_path="/tmp/x.log",
-                                      progress=progress, total=progress))
-    return studio.jobs_repo.get(job_id)
+    JobsRepo(studio.store).insert(JobRecord(
+        id=job_id, kind="sae.train", status=status, title="run", target="tr_x",
+        params={"config": config}, artifact_dir="/tmp", log_path="/tmp/x.log",
+        progress=progress, total=progress))
+    return studio.jobs.find(job_id)
 
 
 def _metrics(studio, job_id, name, points):
-    studio.jobs_repo.add_metrics([{"job_id": job_id, "step": s, "name": name, "value": v,
-                                   "t": float(s)} for s, v in points])
+    JobsRepo(studio.store).add_metrics([{"job_id": job_id, "step": s, "name": name,
+                                         "value": v, "t": float(s)} for s, v in points])
 
 
 def test_best_and_last_leave_out_the_stretch_a_resume_replaced(studio):

@@ -19,23 +19,23 @@ NAMES = ("explained_variance", "l0", "mse", "dead_fraction", "loss")
 def _store_runs(studio) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """N_RUNS finished trainings with metrics; returns job id -> metric -> [(step, value)]."""
     from mistudio.store.db import now_iso
-    from mistudio.jobs.repository import JobRecord
+    from mistudio.jobs.repository import JobRecord, JobsRepo
 
     stored = {}
     for r in range(N_RUNS):
         job_id = f"job_{r:03d}"
-        studio.jobs_repo.insert(JobRecord(
+        JobsRepo(studio.store).insert(JobRecord(
             id=job_id, kind="sae.train", status="completed", title=f"run {r:02d}",
             target=f"tr_{r:03d}", params={"config": {"architecture": "topk", "k": 4 + r,
                                                      "d_sae": 64, "batch_size": 32,
                                                      "activation_path": "/x"}},
             artifact_dir="/tmp", log_path="/tmp/x.log", progress=N_STEPS, total=N_STEPS))
-        studio.jobs_repo.update(job_id, status="completed", finished_at=now_iso())
+        JobsRepo(studio.store).update(job_id, status="completed", finished_at=now_iso())
         series = {n: [(s, math.sin(0.37 * s + r + i) + 0.01 * r)
                       for s in range(1, N_STEPS + 1)] for i, n in enumerate(NAMES)}
-        studio.jobs_repo.add_metrics([{"job_id": job_id, "step": s, "name": n, "value": v,
-                                       "t": float(s)} for n, pts in series.items()
-                                      for s, v in pts])
+        JobsRepo(studio.store).add_metrics([
+            {"job_id": job_id, "step": s, "name": n, "value": v, "t": float(s)}
+            for n, pts in series.items() for s, v in pts])
         stored[job_id] = series
     return stored
 

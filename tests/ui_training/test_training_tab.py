@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QTimer
 
+from mistudio.jobs.repository import JobsRepo
+
 # long enough (1,200 steps) that on an idle machine (~300 steps/s) the run is still going
 # after the screenshots, the pause and the continue; short enough to finish under load
 TINY = {"architecture": "topk", "expansion_factor": 4, "k": 4, "batch_size": 256,
@@ -149,7 +151,7 @@ def test_form_start_watch_pause_cancel_restart_resume(qt_studio, qtbot, tmp_path
 
     # --- simulate a crash while running, then restart the app on the same data folder
     job_id = _job(studio).id
-    studio.jobs_repo.update(job_id, status="running")
+    JobsRepo(studio.store).update(job_id, status="running")
     tab.close()
     studio.close(timeout=10)
     studio2 = Studio(data_dir, secrets=MemorySecrets(), thread_factory=qt_thread_factory)
@@ -263,7 +265,7 @@ def test_templates_apply_save_and_last_used(qt_studio, qtbot, tmp_path, tiny_act
     assert tab2.new_training.start()
     single = tab2.selected
     qtbot.waitUntil(lambda: tab2.latest(single).status == "completed" or
-                    studio.jobs_repo.get(tab2.latest(single).id).status == "completed",
+                    studio.jobs.find(tab2.latest(single).id).status == "completed",
                     timeout=120_000)
     tab2.cards.card(sweep_key).compare_box.setChecked(True)
     shown = {v.job_id for v in tab2.charts.views()}

@@ -19,7 +19,7 @@ HOOK = "blocks.1.hook_resid_post"
 def qt_assets(qt_studio, tiny_gpt2_dir, tmp_path):
     studio, _bridge = qt_studio
     return prepare_assets(studio, tiny_gpt2_dir, tmp_path,
-                          wait=lambda job_id: studio.queue.wait(job_id, 120))
+                          wait=lambda job_id: studio.jobs.wait(job_id, 120))
 
 
 def test_extract_first_form_and_chain_cards(qt_studio, qt_assets, qtbot, tmp_path):
@@ -99,7 +99,7 @@ def test_runs_table_diff_and_checkpoint_export(qt_studio, qtbot, tmp_path, tiny_
         assert panel.start()
         keys.append(tab.selected)
     for key in keys:
-        qtbot.waitUntil(lambda key=key: studio.jobs_repo.get(tab.latest(key).id).status
+        qtbot.waitUntil(lambda key=key: studio.jobs.find(tab.latest(key).id).status
                         == "completed", timeout=120_000)
     tab.pages.setCurrentWidget(tab.runs)
     qtbot.waitUntil(lambda: len(tab.runs.model.rows) == 2, timeout=5000)
@@ -109,7 +109,7 @@ def test_runs_table_diff_and_checkpoint_export(qt_studio, qtbot, tmp_path, tiny_
     rows = {r.name: r for r in tab.runs.model.rows}
     assert set(rows) == {"run k4", "run k8"}
     for key, row in zip(keys, (rows["run k4"], rows["run k8"])):
-        stored = studio.jobs_repo.metrics(tab.latest(key).id)
+        stored = studio.jobs.metrics(tab.latest(key).id)
         ev = [m for m in stored if m["name"] == "explained_variance"]
         ev.sort(key=lambda m: m["step"])
         assert row.best["explained_variance"] == pytest.approx(max(m["value"] for m in ev))
@@ -150,7 +150,7 @@ def test_runs_table_diff_and_checkpoint_export(qt_studio, qtbot, tmp_path, tiny_
     assert manager.export_ckpt_btn.isEnabled()
     job = tab.export_checkpoint(manager.selected().path, str(tmp_path / "ckpt20"))
     assert job is not None, tab.last_error
-    done = studio.queue.wait(job.id, 60)
+    done = studio.jobs.wait(job.id, 60)
     assert done.status == "completed", done.error
     sae, info = load_sae(tmp_path / "ckpt20")
     assert info["hook_name"] == "blocks.0.hook" and sae.k == 4 and sae.d_sae == 128

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit,
                                QPlainTextEdit, QPushButton, QScrollArea, QSplitter, QTableView,
                                QVBoxLayout, QWidget)
@@ -16,6 +15,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel
 from mistudio.errors import UserError
 from mistudio.ui.datasets.table_models import DocumentPageModel, SequencePageModel
 from mistudio.ui.datasets.token_chips import TokenChipsView
+from mistudio.ui.kit.background import BackgroundCalls, BackgroundTask
 from mistudio.ui.kit.palette import css
 from mistudio.ui.kit.labels import hint_label
 
@@ -74,73 +74,36 @@ class Pager(QWidget):
         self.next_btn.setEnabled(self.page + 1 < self.n_pages)
 
 
-class DocumentSearch(QObject):
-    """One search over a dataset on a worker thread; matches reach the GUI thread in
-    batches (at most ~10 a second) so a scan of millions of documents never blocks it.
-
-    ``found(serial, indices, scanned, total)`` then ``finished(serial, complete)``, or
-    ``failed(serial, message)``; ``serial`` tells a stale search's late signals apart.
-    ``stop()`` ends the scan at the next chunk."""
-
-    found = Signal(int, object, int, int)
-    finished = Signal(int, bool)
-    failed = Signal(int, str)
-    _serials = iter(range(1, 1 << 62))
-
-    def __init__(self, studio, dataset_id: str, query: str, column_equals: dict, limit: int,
-                 chunk_rows: int = 65_536):
-        super().__init__()
-        self.serial = next(DocumentSearch._serials)
-        self._stop = threading.Event()
-        self._args = (studio, dataset_id, query, dict(column_equals), limit, chunk_rows)
-        self._thread = threading.Thread(target=self._run, daemon=True, name="dataset-search")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        studio, dataset_id, query, column_equals, limit, chunk_rows = self._args
-        try:
-            corpus = studio.datasets.corpus(dataset_id)
-            total = corpus.n_docs
-            batch: list[np.ndarray] = []
-            n_found, last_emit, scanned = 0, 0.0, 0
-            for idx, scanned in corpus.search_chunks(query, column_equals=column_equals,
-                                                     chunk_rows=chunk_rows):
-                if self._stop.is_set():
-                    break
-                idx = idx[: max(0, limit - n_found)]
-                n_found += len(idx)
-                if len(idx):
-                    batch.append(idx)
-                now = time.monotonic()
-                first_page = n_found >= DOCS_PER_PAGE and last_emit == 0.0
-                if batch and (first_page or now - last_emit >= 0.1) or n_found >= limit:
-                    self.found.emit(self.serial, np.concatenate(batch) if batch else
-                                    np.zeros(0, np.int64), scanned, total)
-                    batch, last_emit = [], now
-                if n_found >= limit:
-                    break
-            if batch or not n_found:
-                self.found.emit(self.serial, np.concatenate(batch) if batch else
-                                np.zeros(0, np.int64), scanned, total)
-            self.finished.emit(self.serial, not self._stop.is_set() and scanned >= total
-                               and n_found < limit)
-        except UserError as exc:
-            self.failed.emit(self.serial, str(exc))
-        except Exception as exc:  # the dataset was deleted under the search, a bad file...
-            from mistudio.errors import describe_exception
-
-            self.failed.emit(self.serial, describe_exception(exc))
+def search_documents(studio, dataset_id: str, query: str, column_equals: dict, limit: int,
+                     chunk_rows: int, task) -> bool:
+    """One search over a dataset, run by the UI kit's background calls: matches are
+    reported in batches (at most ~10 a second; ``task.report((indices, scanned, total))``)
+    so a scan of millions of documents never blocks the GUI thread; the scan ends at the
+    next chunk once ``task.cancelled()``. Returns whether every document was scanned."""
+    corpus = studio.datasets.corpus(dataset_id)
+    total = corpus.n_docs
+    batch: list[np.ndarray] = []
+    n_found, last_emit, scanned = 0, 0.0, 0
+    for idx, scanned in corpus.search_chunks(query, column_equals=column_equals,
+                                             chunk_rows=chunk_rows):
+        if task.cancelled():
+            break
+        idx = idx[: max(0, limit - n_found)]
+        n_found += len(idx)
+        if len(idx):
+            batch.append(idx)
+        now = time.monotonic()
+        first_page = n_found >= DOCS_PER_PAGE and last_emit == 0.0
+        if batch and (first_page or now - last_emit >= 0.1) or n_found >= limit:
+            task.report((np.concatenate(batch) if batch else np.zeros(0, np.int64), scanned,
+                         total))
+            batch, last_emit = [], now
+        if n_found >= limit:
+            break
+    if batch or not n_found:
+        task.report((np.concatenate(batch) if batch else np.zeros(0, np.int64), scanned,
+                     total))
+    return not task.cancelled() and scanned >= total and n_found < limit
 
 
 class DocumentsBrowser(QWidget):
@@ -152,8 +115,8 @@ class DocumentsBrowser(QWidget):
         self.complete = True
         self.searching = False
         self.batches_received = 0  # of the current search (results arrive in batches)
-        self.search: DocumentSearch | None = None
-        self._stopped: list[DocumentSearch] = []  # kept alive until their threads end
+        self.searches = BackgroundCalls(self, name="dataset-search")
+        self.search: BackgroundTask | None = None  # the search running now
         self._scanned = (0, 0)
         self.filter: dict[str, str] = {}
         self.search_edit = QLineEdit()
@@ -280,21 +243,17 @@ class DocumentsBrowser(QWidget):
         self.batches_received = 0
         self._scanned = (0, self.dataset.n_docs or 0)
         self.stop_btn.setVisible(True)
-        search = DocumentSearch(self.studio, self.dataset.id, query, self.filter, SEARCH_LIMIT,
-                                chunk_rows=SEARCH_CHUNK_ROWS)
-        # bound methods of this widget: Qt queues the worker's signals to the GUI thread
-        search.found.connect(self._on_found)
-        search.finished.connect(self._on_search_finished)
-        search.failed.connect(self._on_search_failed)
-        self.search = search
         self._reload()
-        search.start()
+        studio, dataset_id, column_equals = self.studio, self.dataset.id, dict(self.filter)
+        self.search = self.searches.call(
+            "search", lambda task: search_documents(studio, dataset_id, query, column_equals,
+                                                    SEARCH_LIMIT, SEARCH_CHUNK_ROWS, task),
+            self._on_search_finished, self._on_search_failed, on_report=self._on_found,
+            pass_task=True)
 
     def stop_search(self) -> None:
         if self.search is not None:
-            self.search.stop()  # its late signals are ignored by serial
-            self._stopped.append(self.search)
-            self._stopped = [x for x in self._stopped if x.running()]
+            self.search.cancel()  # ends at its next chunk; nothing more of it is delivered
             self.search = None
         if self.searching:
             self.searching = False
@@ -303,12 +262,13 @@ class DocumentsBrowser(QWidget):
             if self.matches is not None:
                 self._show_search_status()
 
-    def _current(self, serial: int) -> bool:
-        return self.search is not None and self.search.serial == serial
+    def shutdown(self) -> None:
+        """Stop searching for good (the tab closes)."""
+        self.stop_search()
+        self.searches.close()
 
-    def _on_found(self, serial: int, indices, scanned: int, total: int) -> None:
-        if not self._current(serial):
-            return  # a search the user has stopped or replaced
+    def _on_found(self, found) -> None:
+        indices, scanned, total = found  # (a stopped or replaced search's never arrive)
         self.batches_received += 1
         shown_before = len(self.matches)
         self.matches = np.concatenate([self.matches, indices]) if len(indices) else self.matches
@@ -321,9 +281,7 @@ class DocumentsBrowser(QWidget):
             self.pager.refresh_label()
         self._show_search_status()
 
-    def _on_search_finished(self, serial: int, complete: bool) -> None:
-        if not self._current(serial):
-            return
+    def _on_search_finished(self, complete: bool) -> None:
         self.search = None
         self.searching = False
         self.complete = complete
@@ -334,9 +292,7 @@ class DocumentsBrowser(QWidget):
             self.pager.go(0)
         self._show_search_status()
 
-    def _on_search_failed(self, serial: int, message: str) -> None:
-        if not self._current(serial):
-            return
+    def _on_search_failed(self, message: str) -> None:
         self.search = None
         self.searching = False
         self.stop_btn.setVisible(False)

@@ -9,8 +9,6 @@ progress and errors show in the banner above the list and stay there until dismi
 
 from __future__ import annotations
 
-import html
-
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QMessageBox, QProgressBar,
                                QPushButton, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout,
@@ -21,20 +19,19 @@ from mistudio.paths import human_bytes
 from mistudio.ui.datasets.browsers import DocumentsBrowser, TokensBrowser
 from mistudio.ui.datasets.cards import DatasetCardsView
 from mistudio.ui.datasets.dialogs import AddDatasetDialog, TokenizeDialog
+from mistudio.ui.datasets.state import ENDED, Banner, DatasetsState, overview_html
 from mistudio.ui.datasets.stats_view import StatsView
 from mistudio.ui.datasets.table_models import DatasetListModel
 from mistudio.ui.kit.palette import colour, css
 
-DATASET_KINDS = ("datasets.import", "datasets.tokenize", "datasets.stats")
-
-
 class JobBanner(QWidget):
-    """Progress of the datasets jobs, and the last error (kept until dismissed)."""
+    """Progress of the datasets jobs, and the last error (kept until dismissed): draws the
+    state's :class:`~mistudio.ui.datasets.state.Banner`."""
 
-    def __init__(self, studio, parent=None):
+    def __init__(self, studio, state: DatasetsState, parent=None):
         super().__init__(parent)
         self.studio = studio
-        self.job_id: str | None = None
+        self.state = state
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.bar = QProgressBar()
@@ -42,7 +39,7 @@ class JobBanner(QWidget):
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.clicked.connect(self._cancel)
         self.dismiss_btn = QPushButton("Dismiss")
-        self.dismiss_btn.clicked.connect(self.hide)
+        self.dismiss_btn.clicked.connect(self._dismiss)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
         lay.addWidget(self.label, 1)
@@ -51,33 +48,35 @@ class JobBanner(QWidget):
         lay.addWidget(self.dismiss_btn)
         self.setVisible(False)
 
-    def running(self, job_id: str, text: str, fraction: float | None) -> None:
-        self.job_id = job_id
-        self.setStyleSheet(f"background: {colour('banner.info.bg')}; border-radius: 4px")
-        self.label.setText(text)
-        self.bar.setVisible(True)
-        if fraction is None:
-            self.bar.setRange(0, 0)
+    def render(self) -> None:
+        banner: Banner = self.state.banner
+        if not banner.visible:
+            self.setVisible(False)
+            return
+        running = banner.kind == "running"
+        if running:
+            self.setStyleSheet(f"background: {colour('banner.info.bg')}; border-radius: 4px")
+            if banner.fraction is None:
+                self.bar.setRange(0, 0)
+            else:
+                self.bar.setRange(0, 1000)
+                self.bar.setValue(int(banner.fraction * 1000))
         else:
-            self.bar.setRange(0, 1000)
-            self.bar.setValue(int(fraction * 1000))
-        self.cancel_btn.setVisible(True)
-        self.dismiss_btn.setVisible(False)
+            self.setStyleSheet(f"background: {colour('banner.error.bg')}; "
+                               f"color: {colour('banner.error.fg')}; border-radius: 4px")
+        self.label.setText(banner.text)
+        self.bar.setVisible(running)
+        self.cancel_btn.setVisible(running)
+        self.dismiss_btn.setVisible(not running)
         self.setVisible(True)
 
-    def failed(self, text: str) -> None:
-        self.job_id = None
-        self.setStyleSheet(f"background: {colour('banner.error.bg')}; "
-                           f"color: {colour('banner.error.fg')}; border-radius: 4px")
-        self.label.setText(text)
-        self.bar.setVisible(False)
-        self.cancel_btn.setVisible(False)
-        self.dismiss_btn.setVisible(True)
-        self.setVisible(True)
+    def _dismiss(self) -> None:
+        self.state.dismiss()
+        self.render()
 
     def _cancel(self) -> None:
-        if self.job_id:
-            self.studio.cancel_job(self.job_id)
+        if self.state.banner.job_id:
+            self.studio.cancel_job(self.state.banner.job_id)
 
 
 class DatasetsTab(QWidget):
@@ -85,8 +84,7 @@ class DatasetsTab(QWidget):
         super().__init__(parent)
         self.studio = studio
         self.bridge = bridge
-        self.selected_id: str | None = None
-        self._shown_status: str | None = None
+        self.state = DatasetsState()  # what is listed, selected, running; the widgets draw it
         self.add_dialog: AddDatasetDialog | None = None
         self.tokenize_dialog: TokenizeDialog | None = None
         self.setAcceptDrops(True)
@@ -105,7 +103,7 @@ class DatasetsTab(QWidget):
         self.rename_btn.clicked.connect(self.rename_selected)
         self.delete_btn = QPushButton("Delete…")
         self.delete_btn.clicked.connect(lambda: self.delete_selected(confirm=True))
-        self.banner = JobBanner(studio)
+        self.banner = JobBanner(studio, self.state)
         self.list_model = DatasetListModel(self)
         self.list_view = DatasetCardsView()
         self.list_view.setModel(self.list_model)
@@ -165,21 +163,20 @@ class DatasetsTab(QWidget):
         bridge.progress.connect(self._on_progress)
         self.refresh()
 
+    @property
+    def selected_id(self) -> str | None:
+        return self.state.selected_id
+
     # ------------------------------------------------------------------ list
 
     def refresh(self, select: str | None = None) -> None:
-        keep = select or self.selected_id
         records = self.studio.datasets.list()
+        chosen = self.state.set_records(records, keep=select)
         self.list_model.set_records(records, self.studio.datasets.tokenizations())
         self.empty.setVisible(not records)
-        row = self.list_model.row_of(keep) if keep else -1
-        if row < 0 and records:
-            row = 0
-        if row >= 0:
-            self.list_view.select_row(row)
-            self._select(self.list_model.records[row].id, force=True)
-        else:
-            self._select(None, force=True)
+        if chosen is not None:
+            self.list_view.select_row(self.list_model.row_of(chosen))
+        self._select(chosen, force=True)
         self._sync_buttons()
 
     def _on_select(self, current, _previous) -> None:
@@ -187,15 +184,13 @@ class DatasetsTab(QWidget):
             self._select(self.list_model.records[current.row()].id)
 
     def _select(self, dataset_id: str | None, *, force: bool = False) -> None:
-        if dataset_id == self.selected_id and not force:
+        if dataset_id == self.state.selected_id and not force:
+            return  # already shown (no read)
+        ds = self._get(dataset_id)
+        changed = self.state.select(dataset_id, ds.status if ds else None, force=force)
+        if changed is None:
             return
-        changed = dataset_id != self.selected_id
-        self.selected_id = dataset_id
-        ds = self.current()
-        status = ds.status if ds else None
-        changed = changed or status != self._shown_status
-        self._shown_status = status
-        self._show_overview(ds)
+        self.overview.setHtml(overview_html(ds, self._tokenizations_of(ds.id) if ds else []))
         if changed:
             self.documents.set_dataset(ds)
             self.tokens.set_tokenizations(self._tokenizations_of(ds.id) if ds else [])
@@ -210,47 +205,27 @@ class DatasetsTab(QWidget):
         except UserError:
             return []
 
-    def current(self):
-        if not self.selected_id:
+    def _get(self, dataset_id: str | None):
+        if not dataset_id:
             return None
         try:
-            return self.studio.datasets.get(self.selected_id)
+            return self.studio.datasets.get(dataset_id)
         except UserError:
             return None
 
-    def _sync_buttons(self) -> None:
-        ds = self.current()
-        self.title.setText(ds.name if ds else "")
-        ready = ds is not None and ds.status == "ready"
-        self.tokenize_btn.setEnabled(ready)
-        self.rename_btn.setEnabled(ds is not None)
-        self.delete_btn.setEnabled(ready)
+    def current(self):
+        return self._get(self.selected_id)
 
-    def _show_overview(self, ds) -> None:
-        if ds is None:
-            self.overview.setHtml("")
-            return
-        e = html.escape
-        src = {k: v for k, v in (ds.source or {}).items() if k != "spec"}
-        rows = "".join(f"<tr><td><b>{e(str(k))}</b></td><td>{e(str(v))}</td></tr>"
-                       for k, v in src.items())
-        toks = self._tokenizations_of(ds.id)
-        tok_rows = "".join(
-            f"<tr><td>{e(t.id)}</td><td>{e(t.status)}</td><td>{e(t.tokenizer)}</td>"
-            f"<td>{t.seq_len}</td><td>{e(str(t.settings.get('packing')))}"
-            f"{', BOS' if t.settings.get('prepend_bos') else ''}</td>"
-            f"<td>{(t.n_seq or 0):,}</td><td>{(t.n_tokens or 0):,}</td>"
-            f"<td>{human_bytes(t.size_bytes) if t.size_bytes else '–'}</td></tr>" for t in toks)
-        size = human_bytes(ds.size_bytes) if ds.size_bytes else "–"
-        self.overview.setHtml(
-            f"<h3>{e(ds.name)}</h3><p>{e(ds.id)} · <b>{e(ds.status)}</b> · "
-            f"{(ds.n_docs or 0):,} documents · {(ds.n_chars or 0):,} characters · text {size} "
-            f"on disk · text column <code>{e(ds.text_column or '?')}</code></p>"
-            f"<h4>Source</h4><table cellpadding=3>{rows}</table>"
-            f"<h4>Tokenizations</h4>" + (
-                f"<table cellpadding=3><tr><th>id</th><th>status</th><th>tokenizer</th>"
-                f"<th>context</th><th>layout</th><th>sequences</th><th>tokens</th><th>size</th>"
-                f"</tr>{tok_rows}</table>" if toks else "<p>None yet: press Tokenize….</p>"))
+    def _sync_buttons(self) -> None:
+        allowed = self.state.actions(self.current())
+        self.title.setText(allowed.title)
+        self.tokenize_btn.setEnabled(allowed.tokenize)
+        self.rename_btn.setEnabled(allowed.rename)
+        self.delete_btn.setEnabled(allowed.delete)
+
+    def _show_banner_error(self, text: str) -> None:
+        self.state.job_failed(text)
+        self.banner.render()
 
     def _show_stats(self) -> None:
         ds = self.current()
@@ -276,22 +251,21 @@ class DatasetsTab(QWidget):
         try:
             rec, job = self.studio.datasets.add(source, name=name)
         except UserError as exc:
-            self.banner.failed(f"Cannot import: {exc}")
+            self._show_banner_error(f"Cannot import: {exc}")
             return None
-        self.banner.running(job.id, f"Importing {rec.name}…", None)
+        self.state.job_running(job.id, f"Importing {rec.name}…", None)
+        self.banner.render()
         self.refresh(select=rec.id)
         return job
 
     def add_demo(self):
         """Import the demo corpus, or show it if the whole corpus is already here (a second
         copy would only take space; the CLI or the Add dialog's limit can still make one)."""
-        for rec in self.list_model.records:
-            spec = (rec.source or {}).get("spec", {})
-            if rec.source_kind == "demo" and not spec.get("limit") and rec.status in (
-                    "ready", "importing"):
-                self.refresh(select=rec.id)
-                self.detail.setCurrentWidget(self.overview)
-                return None
+        shown = self.state.existing_demo()
+        if shown is not None:
+            self.refresh(select=shown)
+            self.detail.setCurrentWidget(self.overview)
+            return None
         return self.start_import({"kind": "demo"})
 
     def open_tokenize_dialog(self) -> TokenizeDialog | None:
@@ -310,14 +284,15 @@ class DatasetsTab(QWidget):
         try:
             tok, job = self.studio.datasets.tokenize(dataset_id, tokenizer, settings, force=force)
         except UserError as exc:
-            self.banner.failed(f"Cannot tokenize: {exc}")
+            self._show_banner_error(f"Cannot tokenize: {exc}")
             return None
         if job is None:
             self.tokens.set_tokenizations(self._tokenizations_of(dataset_id),
                                           select=tok.id)
             self.detail.setCurrentWidget(self.tokens)
             return None
-        self.banner.running(job.id, f"Tokenizing with {tok.tokenizer}…", 0.0)
+        self.state.job_running(job.id, f"Tokenizing with {tok.tokenizer}…", 0.0)
+        self.banner.render()
         return job
 
     def rename_selected(self) -> None:
@@ -329,7 +304,7 @@ class DatasetsTab(QWidget):
             try:
                 self.studio.datasets.rename(ds.id, name)
             except UserError as exc:
-                self.banner.failed(str(exc))
+                self._show_banner_error(str(exc))
             self.refresh()
 
     def delete_selected(self, *, confirm: bool = True) -> bool:
@@ -347,9 +322,9 @@ class DatasetsTab(QWidget):
         try:
             self.studio.datasets.delete(ds.id)
         except UserError as exc:
-            self.banner.failed(str(exc))
+            self._show_banner_error(str(exc))
             return False
-        self.selected_id = None
+        self.state.forget_selection()
         self.refresh()
         return True
 
@@ -357,7 +332,7 @@ class DatasetsTab(QWidget):
         try:
             tok = self.studio.datasets.get_tokenization(tokenization_id)
         except UserError as exc:
-            self.banner.failed(str(exc))
+            self._show_banner_error(str(exc))
             return False
         if confirm and QMessageBox.question(
                 self, "Delete tokenization",
@@ -370,7 +345,7 @@ class DatasetsTab(QWidget):
         try:
             self.studio.datasets.delete_tokenization(tok.id)
         except UserError as exc:
-            self.banner.failed(str(exc))
+            self._show_banner_error(str(exc))
             return False
         self.tokens.tokenization = None
         self.tokens.set_tokenizations(self._tokenizations_of(tok.dataset_id))
@@ -399,36 +374,35 @@ class DatasetsTab(QWidget):
 
     def _on_progress(self, job_id: str, payload: dict) -> None:
         job = self._job(job_id)
-        if job is None or job.kind not in DATASET_KINDS:
+        if not self.state.on_progress(job, payload):
             return
-        total = payload.get("total")
-        frac = payload["done"] / total if total else None
-        verb = {"datasets.import": "Importing", "datasets.tokenize": "Tokenizing"}.get(
-            job.kind, "Computing statistics of")
-        name = self.list_model.records[self.list_model.row_of(job.target)].name \
-            if self.list_model.row_of(job.target) >= 0 else job.target
-        self.banner.running(job_id, f"{verb} {name}: {payload.get('message') or ''}", frac)
-        self.list_model.set_progress(job.target, f"{frac:.0%}" if frac is not None else "…")
+        self.banner.render()
+        self.list_model.set_progress(job.target, self.state.progress.get(job.target))
 
     def _on_status(self, job_id: str, payload: dict) -> None:
         status = payload.get("status")
-        if status not in ("completed", "failed", "cancelled"):
+        if status not in ENDED:
             return
         job = self._job(job_id)
-        if job is None or job.kind not in DATASET_KINDS:
+        if not self.state.on_ended(job, status):
             return
         self.list_model.set_progress(job.target, None)
-        if status == "failed":
-            self.banner.failed(f"{job.title} failed: {job.error}")
-        elif status == "cancelled":
-            self.banner.failed(f"{job.title} was cancelled; nothing was kept.")
-        elif self.banner.job_id == job_id:
-            self.banner.hide()
+        self.banner.render()
         if job.kind == "datasets.tokenize" and status == "completed" and job.result:
             if job.target == self.selected_id:
                 self.tokens.set_tokenizations(self._tokenizations_of(job.target),
                                               select=job.result.get("tokenization_id"))
         self.refresh(select=self.selected_id or job.target)
+
+    # ------------------------------------------------------------------ lifetime
+
+    def shutdown(self) -> None:
+        """Stop the background work this tab started (the main window calls it on close)."""
+        self.documents.shutdown()
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        super().closeEvent(event)
 
     # ------------------------------------------------------------------ screenshots
 

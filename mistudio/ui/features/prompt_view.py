@@ -15,7 +15,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
                                QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
-from mistudio.ui.features.background import BackgroundCalls
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.features.detail_parts import ChipList
 from mistudio.ui.features.token_text import TokenExample, TokenTextView
 from mistudio.ui.kit import palette
@@ -141,7 +141,7 @@ class PromptView(QWidget):
         else:
             values = vals[:, 0] if vals.size else np.zeros(len(r.tokens))
             caption = "strongest feature on each token (click a token for its top features)"
-            labels = self.tab._labels()
+            labels = self.tab.state.labels()
             extra = ["\n".join(f"#{int(i)} {v:.3g} {labels.get(int(i), '')}".rstrip()
                                for i, v in zip(ids[t], vals[t]) if i >= 0 and v > 0)
                      for t in range(len(r.tokens))]
@@ -154,7 +154,7 @@ class PromptView(QWidget):
         if r is None:
             return
         self.token = position
-        labels = self.tab._labels()
+        labels = self.tab.state.labels()
         ids, vals = (a[position] for a in self.arrays())
         self.token_title.setText(f"Features on {r.tokens[position]!r} (token {position}):")
         self.chips.set_chips([(int(i), f"#{int(i)} {v:.3g}" + (f" {labels[int(i)][:24]}"

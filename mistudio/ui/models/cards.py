@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QStyledItemDelegate
 from mistudio.paths import human_bytes
 from mistudio.ui.kit.cards import paint_card
 from mistudio.ui.kit.palette import colour
+from mistudio.ui.models.state import failure_line
 
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
 FAILURE_ROLE = Qt.ItemDataRole.UserRole + 2  # a failed "Save quantized copy" (dict or None)
@@ -48,11 +49,6 @@ def save_failure(studio, rec) -> dict | None:
     return {"quantization": p.get("quantization", "4bit"), "dtype": p.get("dtype", "bfloat16"),
             "device": p.get("device", "auto"), "error": jobs[0].error or rec.error,
             "job_id": jobs[0].id}
-
-
-def failure_line(failure: dict) -> str:
-    return (f"Saving the {failure['quantization']} copy failed: {failure['error']} "
-            "(the model itself is unchanged; Retry saves it again)")
 
 
 class ModelCardDelegate(QStyledItemDelegate):

@@ -8,24 +8,13 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget, QL
                                QVBoxLayout, QWidget)
 
 from mistudio.errors import describe_exception
-from mistudio.paths import human_bytes
 from mistudio.ui.kit.background import wait_until
-from mistudio.ui.models.cards import (FAILURE_ROLE, RECORD_ROLE, ModelCardDelegate,
-                                      failure_line, save_failure)
+from mistudio.ui.kit.palette import colour, css
+from mistudio.ui.models.cards import FAILURE_ROLE, RECORD_ROLE, ModelCardDelegate, save_failure
 from mistudio.ui.models.extract_panel import ExtractionPanel
 from mistudio.ui.models.inspector import ArchitectureInspector
 from mistudio.ui.models.sets_panel import ActivationSetsPanel
-from mistudio.ui.kit.palette import colour, css
-
-def model_card_text(rec, failure: dict | None = None) -> str:
-    params = f"{rec.n_params / 1e6:.1f}M params" if rec.n_params else ""
-    shape = f"{rec.n_layers} layers x {rec.d_model}" if rec.n_layers else ""
-    size = human_bytes(rec.size_bytes) if rec.size_bytes else ""
-    quant = ", ".join(rec.variants) if rec.variants else ""
-    line2 = "  ·  ".join(x for x in (rec.family, shape, params) if x)
-    line3 = "  ·  ".join(x for x in (rec.status, rec.dtype, size, quant and f"saved: {quant}",
-                                     rec.source) if x)
-    return f"{rec.name}\n{line2}\n{line3}" + (f"\n{failure_line(failure)}" if failure else "")
+from mistudio.ui.models.state import ModelsState, model_card_text
 
 
 class ModelsTab(QWidget):
@@ -33,9 +22,7 @@ class ModelsTab(QWidget):
         super().__init__(parent)
         self.studio = studio
         self.bridge = bridge
-        self._shown: dict[str, str] = {}  # model id -> status the inspector shows
-        self._failures: dict[str, dict] = {}  # model id -> its failed quantized-copy save
-        self._saving: dict[str, str] = {}  # job id -> quantization of a copy being saved
+        self.state = ModelsState()  # what is listed, selected, being saved; widgets draw it
         lay = QHBoxLayout(self)
         split = QSplitter(Qt.Orientation.Horizontal)
         left = QWidget()
@@ -112,34 +99,30 @@ class ModelsTab(QWidget):
     # ------------------------------------------------------------------ lists
 
     def reload(self) -> None:
-        current = self.current_model_id()
+        current = self.state.selected_id
+        records = self.studio.models.list()
+        failures = {r.id: f for r in records if (f := save_failure(self.studio, r))}
+        chosen = self.state.set_records(records, failures)
         self.models_list.blockSignals(True)
         self.models_list.clear()
-        self._failures = {}
-        for rec in self.studio.models.list():
-            failure = save_failure(self.studio, rec)
-            if failure:
-                self._failures[rec.id] = failure
+        for rec in records:
+            failure = failures.get(rec.id)
             item = QListWidgetItem(model_card_text(rec, failure))
             item.setData(Qt.ItemDataRole.UserRole, rec.id)
             item.setData(RECORD_ROLE, rec)  # what the card delegate paints
             item.setData(FAILURE_ROLE, failure)
             item.setToolTip(f"{rec.id}\n{rec.error or rec.folder}")
             self.models_list.addItem(item)
-            if rec.id == current:
+            if rec.id == chosen:
                 self.models_list.setCurrentItem(item)
         self.models_list.blockSignals(False)
-        if self.models_list.currentItem() is None and self.models_list.count():
-            self.models_list.setCurrentRow(0)
-            self._select(self.models_list.currentItem())
-        elif not self.models_list.count():
+        if chosen is None:
+            self.state.select(None)
             self._update_buttons()  # no model: nothing to resume, release, rename or delete
-        elif current and self.current_model_id() == current:
-            status = self.studio.models.get(current).status
-            if status != self._shown.get(current):
-                self._select(self.models_list.currentItem())  # e.g. became ready
-            else:
-                self._update_buttons()
+        elif chosen != current or self.state.status_changed(chosen):
+            self._select(self.models_list.currentItem())  # another one, or e.g. became ready
+        else:
+            self._update_buttons()
         self.sets.reload()
         self.extract.reload_tokenizations()
         self.extract.precision.sync_variants()  # e.g. a saved copy just appeared
@@ -151,8 +134,7 @@ class ModelsTab(QWidget):
         self.extract.apply_template(template_id)
 
     def current_model_id(self) -> str | None:
-        item = self.models_list.currentItem()
-        return item.data(Qt.ItemDataRole.UserRole) if item else None
+        return self.state.selected_id
 
     def select_model(self, model_id: str) -> None:
         for i in range(self.models_list.count()):
@@ -164,50 +146,41 @@ class ModelsTab(QWidget):
         model_id = item.data(Qt.ItemDataRole.UserRole) if item else None
         self.inspector.show_model(model_id)
         rec = self.studio.models.get(model_id) if model_id else None
-        if rec is not None:
-            # the status the inspector read, not a second read: a job ending in between
-            # would record "ready" for a view showing "importing" and it would never refresh
-            self._shown[rec.id] = self.inspector.shown_status
+        # the status the inspector read, not a second read: a job ending in between would
+        # record "ready" for a view showing "importing" and it would never refresh
+        self.state.select(model_id, self.inspector.shown_status if rec is not None else None)
         self.extract.set_model(model_id if rec is not None and rec.status == "ready" else None)
         self._update_buttons()
 
     def _update_buttons(self) -> None:
         model_id = self.current_model_id()
-        rec = self.studio.models.get(model_id) if model_id else None
-        self.resume_btn.setEnabled(bool(rec and rec.source == "hub" and
-                                        rec.status == "incomplete"))
-        self.delete_btn.setEnabled(rec is not None)
-        self.rename_btn.setEnabled(rec is not None)
-        self.release_btn.setEnabled(bool(rec and rec.status == "ready"))
-        failure = self._failures.get(model_id) if model_id else None
-        self.retry_btn.setVisible(failure is not None)
-        if failure:
-            self.retry_btn.setText(f"Retry saving {failure['quantization']} copy")
-            self.retry_btn.setToolTip(failure_line(failure))
+        allowed = self.state.actions(self.studio.models.get(model_id) if model_id else None)
+        self.resume_btn.setEnabled(allowed.resume)
+        self.delete_btn.setEnabled(allowed.delete)
+        self.rename_btn.setEnabled(allowed.rename)
+        self.release_btn.setEnabled(allowed.release)
+        self.retry_btn.setVisible(bool(allowed.retry_label))
+        if allowed.retry_label:
+            self.retry_btn.setText(allowed.retry_label)
+            self.retry_btn.setToolTip(allowed.retry_tip)
+
+    def _render_message(self) -> None:
+        message = self.state.message
+        self.message.setStyleSheet(css("error" if message.error else "text"))
+        self.message.setText(message.text)
 
     def _on_status(self, job_id: str, payload: dict) -> None:
         self.extract.on_status(job_id, payload)
-        quantization = self._saving.get(job_id)
-        if quantization and payload.get("status") in ("completed", "failed", "cancelled",
-                                                      "interrupted"):
-            del self._saving[job_id]
-            if payload["status"] == "completed":
-                self.message.setStyleSheet(css("text"))
-                self.message.setText(f"Saved the {quantization} copy: Extract activations "
-                                     "offers it as a model precision.")
-            elif payload["status"] == "failed":
-                self.show_message(f"Saving the {quantization} copy failed (see the model "
-                                  "card; Retry saving tries again).")
-            else:
-                self.message.setText("")
-        if payload.get("status") in ("completed", "failed", "cancelled", "interrupted",
-                                     "running"):
+        if self.state.on_job_status(job_id, payload.get("status")):
+            self._render_message()
+        if self.state.reload_after(payload.get("status")):
             self._reload_timer.start()
 
     # ------------------------------------------------------------------ actions
 
     def _run(self, fn, *args, **kw):
-        self.message.setText("")
+        self.state.clear_message()
+        self._render_message()
         try:
             result = fn(*args, **kw)
         except Exception as exc:
@@ -273,23 +246,18 @@ class ModelsTab(QWidget):
         job = self._run(self.studio.models.save_quantized, model_id, quantization, dtype=dtype,
                         device=device)
         if job is not None:
-            self._saving[job.id] = quantization
-            self.message.setStyleSheet(css("text"))
-            self.message.setText(f"Saving a {quantization} copy ({job.title})...")
+            self.state.saving_started(job.id, job.title, quantization)
+            self._render_message()
         return job
 
     def retry_save(self):
         """Save the quantized copy whose last save failed again, as it was asked for."""
-        model_id = self.current_model_id()
-        failure = self._failures.get(model_id) if model_id else None
-        if failure is None:
-            return None
-        return self.save_variant(model_id, failure["quantization"], failure["dtype"],
-                                 failure["device"])
+        request = self.state.retry_request()
+        return self.save_variant(*request) if request is not None else None
 
     def show_message(self, text: str) -> None:
-        self.message.setStyleSheet(css("error"))
-        self.message.setText(text)
+        self.state.say(text)
+        self._render_message()
 
     def rename_selected(self, name: str | None = None):
         """Rename the selected model (asks for the name unless given)."""

@@ -8,15 +8,15 @@ Jobs panel and end as imported SAEs in the SAE list.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDialog, QFileDialog,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from mistudio.errors import UserError
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.kit.palette import css, span
 
 PAGE_ROWS = 100
@@ -68,22 +68,6 @@ class CatalogueBrowserState:
         shown = len(self.rows())
         return (f"{len(self.entries):,} SAEs match; {first + 1 if shown else 0:,}-"
                 f"{first + shown:,} shown (page {self.page + 1} of {self.pages()})")
-
-
-class _Loader(QObject):
-    """Runs one call on a thread and hands the result to the GUI thread by signal."""
-
-    done = Signal(object, object)  # (result, error)
-
-    def run(self, fn) -> None:
-        def work():
-            try:
-                result, error = fn(), None
-            except Exception as exc:  # shown in the dialog
-                result, error = None, exc
-            self.done.emit(result, error)
-
-        threading.Thread(target=work, daemon=True, name="sae-catalogue").start()
 
 
 class CatalogueBrowser(QDialog):
@@ -166,9 +150,10 @@ class CatalogueBrowser(QDialog):
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.download_btn.clicked.connect(self.download_selected)
         self._set_busy(True)
-        self._loader = _Loader(self)
-        self._loader.done.connect(self._on_loaded)
-        self._loader.run(self.state.service.catalogue)
+        self._calls = BackgroundCalls(self, name="sae-catalogue")
+        self.finished.connect(lambda *_: self._calls.close(wait=False))
+        self._calls.call("catalogue", self.state.service.catalogue, self._on_loaded,
+                         self._on_load_failed)
 
     # ------------------------------------------------------------------ loading
 
@@ -177,11 +162,12 @@ class CatalogueBrowser(QDialog):
                   self.table, self.file_btn):
             w.setEnabled(not busy)
 
-    def _on_loaded(self, catalogue, error) -> None:
+    def _on_load_failed(self, message: str) -> None:
         self._set_busy(False)
-        if error is not None:
-            self.source_label.setText(f"<b>The catalogue could not be read:</b> {error}")
-            return
+        self.source_label.setText(f"<b>The catalogue could not be read:</b> {message}")
+
+    def _on_loaded(self, catalogue) -> None:
+        self._set_busy(False)
         self.source_label.setText(f"{len(catalogue.entries):,} SAEs. Source: "
                                   f"{catalogue.description}.")
         self._updating = True
@@ -203,7 +189,8 @@ class CatalogueBrowser(QDialog):
         """Read the catalogue from ``path`` from now on (parsed on the worker thread)."""
         self._set_busy(True)
         self.source_label.setText(f"Reading {path}...")
-        self._loader.run(lambda: self.state.service.set_catalogue_file(path))
+        self._calls.call("catalogue", lambda: self.state.service.set_catalogue_file(path),
+                         self._on_loaded, self._on_load_failed)
 
     # ------------------------------------------------------------------ filters
 

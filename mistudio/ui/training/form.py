@@ -23,6 +23,7 @@ from mistudio.paths import human_bytes
 from mistudio.sae import config as config_module
 from mistudio.sae.config import SWEEPABLE, TrainingConfig, setting_info
 from mistudio.templates.scaling import estimate_training, scaled_learning_rate
+from mistudio.ui.kit.palette import css, verdict_colour
 
 CHOICES = {
     "architecture": config_module.ARCHITECTURES, "kind": ("sae",),
@@ -134,7 +135,7 @@ class TrainingForm(QWidget):
         sweep_box.setToolTip("Train one SAE per value on the same data stream (one read).")
         lay.addWidget(sweep_box)
         self.lr_hint = QLabel()
-        self.lr_hint.setStyleSheet("color: #666; font-size: 8pt")
+        self.lr_hint.setStyleSheet(css("text.muted", "font-size: 8pt"))
         self.rows["lr"][0].insertRow(self.rows["lr"][0].getWidgetPosition(
             self.rows["lr"][2])[0] + 1, "", self.lr_hint)
         self.set_config(self.defaults.to_dict(), lr_given=False)
@@ -158,7 +159,7 @@ class TrainingForm(QWidget):
         if note_text:
             note = QLabel(note_text)
             note.setObjectName(f"{name}_note")
-            note.setStyleSheet("color: #666")
+            note.setStyleSheet(css("text.muted"))
             note.setToolTip(tip)
             row.addWidget(note)
             self.notes[name] = note
@@ -333,7 +334,7 @@ def describe_estimate(est, available_bytes: int | None, where: str) -> tuple[str
     if est is None:
         return "Pick an activation set to see the memory and time estimate.", ""
     verdict = est.verdict(available_bytes)
-    color = {"fits": "#198754", "tight": "#b8860b", "won't fit": "#dc3545"}.get(verdict, "#444")
+    color = verdict_colour(verdict)
     t = est.seconds
     time_text = "–" if t is None else (f"{t / 3600:.1f} h" if t >= 3600 else
                                        f"{t / 60:.0f} min" if t >= 60 else f"{t:.0f} s")

@@ -28,8 +28,7 @@ from mistudio.ui.training.chains import ChainCards
 from mistudio.ui.training.checkpoints import CheckpointManager
 from mistudio.ui.training.logs import JobLogView
 from mistudio.ui.training.series import RunMetrics
-
-KEY_METRICS = ("loss", "l0", "explained_variance", "dead_fraction")
+from mistudio.ui.training.state import TrainingState
 
 
 class TrainingTab(QWidget):
@@ -38,13 +37,7 @@ class TrainingTab(QWidget):
         self.studio = studio
         self.bridge = bridge
         self.trainings = studio.trainings
-        self.jobs: dict[str, list[JobRecord]] = {}  # training key -> its jobs, oldest first
-        self.key_of_job: dict[str, str] = {}
-        self.metrics: dict[str, RunMetrics] = {}  # training key -> history (all its jobs)
-        self.compare: set[str] = set()
-        self.selected: str | None = None
-        self.last_error = ""
-        self._other_jobs: set[str] = set()
+        self.state = TrainingState()  # trainings, their jobs and metrics, what is selected
 
         # --- left: cards
         self.new_btn = QPushButton("New training")
@@ -91,7 +84,6 @@ class TrainingTab(QWidget):
         self.runs.open_run.connect(self._open_run)
         from mistudio.ui.training.runs_loader import RunsLoader
 
-        self._runs_dirty = True
         self.runs_loader = RunsLoader(studio, self._training_records, self)
         self.runs_loader.rows_ready.connect(self.runs.set_rows)
         self.runs_loader.failed.connect(self.runs.show_error)
@@ -134,6 +126,23 @@ class TrainingTab(QWidget):
         if self.jobs:  # someone with trainings comes back to watch them
             self.pages.setCurrentWidget(self.charts)
         self._on_page(self.pages.currentIndex())
+
+    # the state, under the names the rest of the tab (and its tests) read
+    @property
+    def jobs(self) -> dict[str, list[JobRecord]]:
+        return self.state.jobs
+
+    @property
+    def metrics(self) -> dict[str, RunMetrics]:
+        return self.state.metrics
+
+    @property
+    def selected(self) -> str | None:
+        return self.state.selected
+
+    @property
+    def last_error(self) -> str:
+        return self.state.last_error
 
     # ------------------------------------------------------------------ pages
 
@@ -179,10 +188,7 @@ class TrainingTab(QWidget):
 
     def reload(self) -> None:
         """Rebuild the cards from the store (start-up, after a delete)."""
-        self.jobs.clear()
-        self.key_of_job.clear()
-        for job in self.trainings.training_jobs():
-            self._remember(job)
+        self.state.set_jobs(self.trainings.training_jobs())
         for key in list(self.cards.cards):
             if key not in self.jobs and key not in self.chain_cards.chains:
                 self.cards.remove_card(key)
@@ -193,22 +199,13 @@ class TrainingTab(QWidget):
         self.chain_cards.reload()
         self.empty.setVisible(not self.jobs and not self.chain_cards.chains)
         self._update_banner()
-        self._runs_dirty = True
         if self.pages.currentWidget() is self.runs:
             self.refresh_runs()
         if self.selected not in self.jobs and self.selected not in self.chain_cards.chains:
-            self.select(next(reversed(self.jobs), None) if self.jobs else None)
-
-    def _remember(self, job: JobRecord) -> str:
-        key = job.target or job.id
-        jobs = self.jobs.setdefault(key, [])
-        jobs[:] = [j for j in jobs if j.id != job.id] + [job]
-        jobs.sort(key=lambda j: j.created_at)
-        self.key_of_job[job.id] = key
-        return key
+            self.select(self.state.newest())
 
     def latest(self, key: str) -> JobRecord:
-        return self.jobs[key][-1]
+        return self.state.latest(key)
 
     def _add_card(self, key: str) -> JobCard:
         job = self.latest(key)
@@ -224,58 +221,28 @@ class TrainingTab(QWidget):
         if card is None:
             return
         job = self.studio.jobs.latest(self.latest(key))
-        self._remember(job)
-        can_resume = self.trainings.job_can_resume(job)
-        message = job.error or ("" if job.status in ("running", "completed") else job.message)
-        card.title.setText(f"<b>{job.title or job.id}</b>")
-        card.set_status(job.status, can_resume=can_resume, message=message)
-        card.set_progress(job.fraction if job.total else (1.0 if job.status == "completed"
-                                                          else None),
-                          step=job.progress, total=job.total, eta_s=job.eta_s,
-                          tokens_per_s=self._last(key, "tokens_per_s"))
-        card.set_metrics({m: self._last(key, m) for m in KEY_METRICS})
-
-    def _last(self, key: str, name: str) -> float | None:
-        run = self.metrics.get(key)
-        if run is None:  # history not loaded yet: a finished run's final metrics
-            result = self.latest(key).result or {}
-            saes = result.get("saes") if isinstance(result, dict) else None
-            value = (saes[0].get("metrics") or {}).get(name) if saes else None
-            return float(value) if isinstance(value, (int, float)) else None
-        for view in run.member_views():  # a sweep: the first member's value
-            value = view.last(name)
-            if value is not None:
-                return value
-        return None
+        self.state.remember(job)
+        view = self.state.card_view(key, self.trainings.job_can_resume(job))
+        card.title.setText(f"<b>{view.title}</b>")
+        card.set_status(view.status, can_resume=view.can_resume, message=view.message)
+        card.set_progress(view.fraction, step=view.step, total=view.total, eta_s=view.eta_s,
+                          tokens_per_s=view.tokens_per_s)
+        card.set_metrics(view.metrics)
 
     def run_metrics(self, key: str) -> RunMetrics:
         """The training's metric history: every job's stored rows, then live ones."""
-        run = self.metrics.get(key)
-        if run is None:
-            jobs = self.jobs[key]
-            cfg = jobs[-1].params.get("config", {})
-            run = RunMetrics(key, jobs[-1].title or key,
-                             tokens_per_step=cfg.get("batch_size"))
-            for job in jobs:
-                run.add_stored_rows(self.studio.jobs.metrics(job.id))
-            self.metrics[key] = run
-        return run
+        return self.state.run_metrics(key, self.studio.jobs.metrics)
 
     def _update_banner(self) -> None:
-        resumable = [k for k in self.jobs if self.latest(k).status == "interrupted"
-                     and self.trainings.job_can_resume(self.latest(k))]
-        self.banner.setVisible(bool(resumable))
-        if resumable:
-            n = len(resumable)
-            self.banner.setText(f"{n} training{'s were' if n > 1 else ' was'} interrupted when "
-                                "the app stopped. Press <b>Resume</b> on "
-                                f"{'their cards' if n > 1 else 'its card'} to continue from "
-                                "the last checkpoint.")
+        text = self.state.banner_text(len(self.state.resumable(self.trainings.job_can_resume)))
+        self.banner.setVisible(bool(text))
+        if text:
+            self.banner.setText(text)
 
     # ------------------------------------------------------------------ selection
 
     def select(self, key: str | None) -> None:
-        self.selected = key
+        self.state.selected = key
         self.cards.select(key)
         chain = self.chain_cards.chains.get(key) if key else None
         if chain is not None:  # a workflow still extracting (or stopped before training)
@@ -299,8 +266,7 @@ class TrainingTab(QWidget):
         self._update_chart_runs()
 
     def _update_chart_runs(self) -> None:
-        keys = [k for k in self.jobs if k == self.selected or k in self.compare]
-        self.charts.set_runs([self.run_metrics(k) for k in keys])
+        self.charts.set_runs([self.run_metrics(k) for k in self.state.chart_keys()])
 
     def _refresh_checkpoints(self) -> None:
         key = self.selected
@@ -312,19 +278,19 @@ class TrainingTab(QWidget):
             running=job.status in ACTIVE, completed=job.status == "completed")
 
     def _on_compare(self, key: str, on: bool) -> None:
-        (self.compare.add if on else self.compare.discard)(key)
+        self.state.set_compare(key, on)
         self._update_chart_runs()
 
     # ------------------------------------------------------------------ live events
 
     def _training_key(self, job_id: str, *, fetch: bool = False) -> str | None:
-        key = self.key_of_job.get(job_id)
-        if key is None and fetch and job_id not in self._other_jobs:
+        key = self.state.key_of(job_id)
+        if key is None and fetch and job_id not in self.state.other_jobs:
             job = self.studio.jobs.find(job_id)
             if job is not None and job.kind != TRAIN_KIND:
-                self._other_jobs.add(job_id)  # not ours: no lookup per event
+                self.state.other_jobs.add(job_id)  # not ours: no lookup per event
             if job is not None and job.kind == TRAIN_KIND:
-                key = self._remember(job)
+                key = self.state.remember(job)
                 if self.cards.card(key) is None:
                     self._add_card(key)
                     self.empty.setVisible(False)
@@ -338,7 +304,7 @@ class TrainingTab(QWidget):
             return
         self._refresh_card(key)
         self._update_banner()
-        self._runs_dirty = True
+        self.state.runs_dirty = True
         if key == self.selected:
             job = self.latest(key)
             if self.logs.job_id != job.id:
@@ -352,21 +318,19 @@ class TrainingTab(QWidget):
         card = self.cards.card(key) if key else None
         if card is None:
             return
-        total = payload.get("total")
-        frac = payload["done"] / total if total else None
-        card.set_progress(frac, step=payload["done"], total=total, eta_s=payload.get("eta_s"),
-                          tokens_per_s=self._last(key, "tokens_per_s"))
+        view = self.state.progress_view(key, payload)
+        card.set_progress(view.pop("fraction"), **view)
 
     def _on_metrics(self, job_id: str, rows: list) -> None:
         key = self._training_key(job_id, fetch=True)
         if key is None:
             return
         self.run_metrics(key).add_live_rows(rows)
-        self._runs_dirty = True
+        self.state.runs_dirty = True
         card = self.cards.card(key)
         if card is not None:
-            card.set_metrics({m: self._last(key, m) for m in KEY_METRICS})
-        if key == self.selected or key in self.compare:
+            card.set_metrics(self.state.card_metrics(key))
+        if self.state.charted(key):
             self.charts.mark_dirty()
 
     def _on_checkpoint(self, job_id: str, payload: dict) -> None:
@@ -381,7 +345,7 @@ class TrainingTab(QWidget):
         try:
             return fn(*args)
         except UserError as exc:
-            self.last_error = str(exc)
+            self.state.last_error = str(exc)
             box = QMessageBox(QMessageBox.Warning, "Training", str(exc), QMessageBox.Ok, self)
             box.setAttribute(Qt.WA_DeleteOnClose)
             box.open()
@@ -419,14 +383,14 @@ class TrainingTab(QWidget):
     def refresh_runs(self, *, wait: bool = False) -> None:
         """Reload the Runs table: computed off the GUI thread, the rows arrive by signal
         (``runs_loader.rows_ready``); ``wait=True`` computes them here (screenshots)."""
-        self._runs_dirty = False
+        self.state.runs_dirty = False
         if wait:
             self.runs.set_rows(self.runs_loader.load_now(self.jobs))
         else:
             self.runs_loader.request(self.jobs)
 
     def _refresh_runs_if_live(self) -> None:
-        if self._runs_dirty and self.runs.isVisible():
+        if self.state.runs_dirty and self.runs.isVisible():
             self.refresh_runs()
 
     def _open_run(self, key: str) -> None:
@@ -455,7 +419,7 @@ class TrainingTab(QWidget):
         job = self._guard(lambda: self.trainings.resume_training(
             self.latest(key).target, checkpoint=checkpoint))
         if job is not None:
-            self._remember(job)
+            self.state.remember(job)
             self._refresh_card(key)
             self._update_banner()
             if key == self.selected:
@@ -481,10 +445,7 @@ class TrainingTab(QWidget):
         if self._guard(self.trainings.delete_training, self.latest(key).target) is None and \
                 any(self.studio.jobs.find(j.id) for j in self.jobs[key]):
             return False
-        self.metrics.pop(key, None)
-        self.compare.discard(key)
-        if self.selected == key:
-            self.selected = None
+        self.state.forget(key)
         self.reload()
         return True
 
