@@ -36,6 +36,20 @@ Water boils at one hundred degrees Celsius at sea level. The sun is a star.
 """ * 4
 
 
+#: Test folders whose tests run feature analyses (the analysis engine's numba kernels).
+_ANALYSIS_USERS = ("tests/analysis", "tests/features_tab", "tests/steering", "tests/autointerp",
+                   "tests/storage")
+
+
+def pytest_collection_finish(session):
+    """Compile the analysis kernels before the first test's timeout starts counting: cold,
+    numba takes seconds on an idle machine and minutes on a loaded one (then it is cached)."""
+    if any(item.nodeid.startswith(_ANALYSIS_USERS) for item in session.items):
+        from mistudio.analysis.kernels import warm_up
+
+        warm_up()
+
+
 @pytest.fixture(autouse=True)
 def _no_modal_message_boxes(request, monkeypatch):
     """A modal QMessageBox in a test would wait for a click forever (offscreen, nobody

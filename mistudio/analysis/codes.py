@@ -72,9 +72,14 @@ def _encode_slice(sae, x):
         vals, idx = pre.topk(sae.k, dim=-1, sorted=False)
         vals = vals.float()
         keep = vals > 0
-        counts = keep.sum(dim=1)
-        features = idx[keep].to(torch.int32)
-        values = vals[keep]
+        if bool(keep.all()):  # the usual case: no masked gather needed
+            counts = torch.full((B,), vals.shape[1], dtype=torch.int64, device=x.device)
+            features = idx.reshape(-1).to(torch.int32)
+            values = vals.reshape(-1)
+        else:
+            counts = keep.sum(dim=1)
+            features = idx[keep].to(torch.int32)
+            values = vals[keep]
     else:
         acts = sae.encode(x).float()
         keep = acts > 0

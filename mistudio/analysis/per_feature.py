@@ -106,7 +106,12 @@ class BlockCollector:
 
         self.b0, self.b1, self.d_sae = b0, b1, d_sae
         self.device = device
-        self.co = torch.zeros((b1 - b0) * d_sae, dtype=torch.float64, device=device)
+        size = (b1 - b0) * d_sae
+        if torch.device(device).type == "cpu":
+            # numpy's zeros come from calloc: pages no pair touches are never written
+            self.co = torch.from_numpy(np.zeros(size, dtype=np.float64))
+        else:
+            self.co = torch.zeros(size, dtype=torch.float64, device=device)
         self.parts: list[tuple[np.ndarray, ...]] = []
 
     def add(self, chunk) -> None:
@@ -120,6 +125,12 @@ class BlockCollector:
         self.parts.append((f[sel].astype(np.int64) - self.b0, local_rows + chunk.first_row,
                            chunk.values[sel], chunk.keys[local_rows]))
         # every (selected entry, entry of the same token) pair, for the co-products
+        if self.co.device.type == "cpu":
+            from mistudio.analysis.kernels import add_coproducts
+
+            add_coproducts(self.co.numpy(), chunk.offsets, f, chunk.values, sel, local_rows,
+                           self.b0, self.b1 - self.b0, self.d_sae)
+            return
         dev = self.device
         offs = torch.from_numpy(chunk.offsets).to(dev)
         lr = torch.from_numpy(local_rows).to(dev)
@@ -146,29 +157,74 @@ class BlockCollector:
 
 
 def correlations(co, b0: int, b1: int, sums: np.ndarray, sumsqs: np.ndarray, n_rows: int,
-                 k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` Pearson r over all tokens (zeros included) for features ``[b0, b1)``."""
+                 k: int, use_kernel: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` Pearson r over all tokens (zeros included) for features ``[b0, b1)``.
+
+    ``co`` holds the block's sums of products ``S_ij`` (zero where i and j never fire on the
+    same token). Pearson r is exact but computed for few pairs: where ``S_ij = 0``,
+    ``r_ij = -(mu_i / sd_i) (mu_j / sd_j)``, so among the features that never fire with i the
+    order is that of ``mu_j / sd_j`` alone, the same for every row. The top ``k`` of row i
+    are therefore among (a) the features that fire with i (the non-zeros of its row of
+    ``co``) and (b) the ``k + 1`` alive features of smallest ``mu / sd`` overall: each of (b)
+    has r at least that of any feature outside (a) and (b). Ties aside, the same ``k`` as a
+    dense ``(b1 - b0) x d_sae`` Pearson matrix, at the cost of the co-firing pairs.
+
+    On the CPU a numba kernel reads each row of ``co`` once (``use_kernel``); elsewhere
+    torch ops gather the non-zeros and sort them."""
     import torch
 
-    d = len(sums)
+    d, nb = len(sums), b1 - b0
     dev = co.device
     n = float(max(n_rows, 1))
-    mu = torch.from_numpy(np.asarray(sums, dtype=np.float64)).to(dev) / n
-    var = torch.from_numpy(np.asarray(sumsqs, dtype=np.float64)).to(dev) / n - mu * mu
-    sd = var.clamp_min(0).sqrt()
-    cov = co.view(b1 - b0, d) / n - mu[b0:b1, None] * mu[None, :]
-    denom = sd[b0:b1, None] * sd[None, :]
-    r = torch.where(denom > 0, cov / denom.clamp_min(1e-300), torch.full_like(cov, -np.inf))
-    r[torch.arange(b1 - b0, device=dev), torch.arange(b0, b1, device=dev)] = -np.inf
-    kk = min(k, d)
-    vals, ids = r.topk(kk, dim=1)
-    ids, vals = ids.cpu().numpy().astype(np.int32), vals.float().cpu().numpy()
-    ids[~np.isfinite(vals)] = -1
-    vals[~np.isfinite(vals)] = np.nan
-    if kk < k:
-        ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)
-        vals = np.pad(vals, ((0, 0), (0, k - kk)), constant_values=np.nan)
-    return ids, vals
+    mu_np = np.asarray(sums, dtype=np.float64) / n
+    sd_np = np.sqrt(np.clip(np.asarray(sumsqs, dtype=np.float64) / n - mu_np * mu_np, 0, None))
+    alive_np = sd_np > 0
+    ratio_np = np.where(alive_np, mu_np / np.where(alive_np, sd_np, 1.0), np.inf)
+    low_np = np.argsort(ratio_np, kind="stable")[:min(k + 1, int(alive_np.sum()))]
+    if use_kernel is None:
+        use_kernel = dev.type == "cpu"
+    if use_kernel:
+        from mistudio.analysis.kernels import top_correlations
+
+        ids, vals = top_correlations(co.view(nb, d).cpu().numpy(), b0, n_rows, mu_np, sd_np,
+                                     low_np, k)
+        vals = vals.astype(np.float32)
+        vals[ids < 0] = np.nan
+        return ids, vals
+    mu = torch.from_numpy(mu_np).to(dev)
+    sd = torch.from_numpy(sd_np).to(dev)
+    alive = sd > 0
+    co2 = co.view(nb, d)
+
+    def pearson(rows, cols, s):
+        return (s / n - mu[b0 + rows] * mu[cols]) / (sd[b0 + rows] * sd[cols])
+
+    # (a) pairs that fire together
+    rows_a, cols_a = co2.nonzero(as_tuple=True)
+    keep = (cols_a != rows_a + b0) & alive[cols_a] & alive[b0 + rows_a]
+    rows_a, cols_a = rows_a[keep], cols_a[keep]
+    r_a = pearson(rows_a, cols_a, co2[rows_a, cols_a])
+    # (b) the k + 1 alive features of smallest mu / sd, for the rows they never fire with
+    low = torch.from_numpy(low_np).to(dev)
+    n_low = len(low_np)
+    grid_r = torch.arange(nb, device=dev).repeat_interleave(n_low)
+    grid_c = low.repeat(nb)
+    s_b = co2[grid_r, grid_c]
+    keep = (s_b == 0) & (grid_c != grid_r + b0) & alive[b0 + grid_r]
+    rows_b, cols_b = grid_r[keep], grid_c[keep]
+    r_b = pearson(rows_b, cols_b, s_b[keep])
+    rows, cols, vals = (torch.cat(p) for p in ((rows_a, rows_b), (cols_a, cols_b), (r_a, r_b)))
+    ids = np.full((nb, k), -1, dtype=np.int32)
+    out = np.full((nb, k), np.nan, dtype=np.float32)
+    if len(rows) == 0:
+        return ids, out
+    order = torch.sort(vals, descending=True, stable=True).indices
+    order = order[torch.sort(rows[order], stable=True).indices]
+    rows, cols, vals = (t[order].cpu().numpy() for t in (rows, cols, vals))
+    sel, rank = _first_per_group(rows, k)
+    ids[rows[sel], rank] = cols[sel]
+    out[rows[sel], rank] = vals[sel]
+    return ids, out
 
 
 def run_block(spill: CodeSpill, n_chunks: int, b0: int, b1: int, cfg: PassConfig,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from mistudio.analysis.per_feature import HIST_BINS
+from mistudio.analysis.kernels import row_stats
 
 N_LOGITS = 10
 N_NEURONS = 5
@@ -75,24 +76,34 @@ def logit_lens(directions, w_u, block: int = 256, check_cancelled=None) -> dict[
                 check_cancelled()
             b1 = min(d_sae, b0 + block)
             logits = directions[b0:b1].float() @ w_u
-            tv, ti = logits.topk(k, dim=1)
-            bv, bi = logits.topk(k, dim=1, largest=False)
-            lo, hi = torch.aminmax(logits, dim=1)
-            width = ((hi - lo) / HIST_BINS).clamp_min(1e-12)
-            # bins in place (the logits are not needed any more): one pass, int32 indices
-            bins = logits.sub_(lo[:, None]).div_(width[:, None]).floor_().clamp_(0, HIST_BINS - 1)
-            bins = bins.to(torch.int32)
-            bins += (torch.arange(b1 - b0, device=bins.device, dtype=torch.int32)
-                     * HIST_BINS)[:, None]
-            hist = torch.bincount(bins.reshape(-1), minlength=(b1 - b0) * HIST_BINS)
-            out["top_ids"][b0:b1] = ti.cpu().numpy()
-            out["top_values"][b0:b1] = tv.cpu().numpy()
-            out["bottom_ids"][b0:b1] = bi.cpu().numpy()
-            out["bottom_values"][b0:b1] = bv.cpu().numpy()
-            out["hist"][b0:b1] = hist.reshape(b1 - b0, HIST_BINS).cpu().numpy()
-            out["range"][b0:b1, 0] = lo.cpu().numpy()
-            out["range"][b0:b1, 1] = hi.cpu().numpy()
+            if logits.device.type == "cpu":
+                # one fused pass per row (numba): the torch ops below cost several GEMMs
+                stats = row_stats(logits.numpy(), k, HIST_BINS)
+            else:
+                stats = _row_stats_torch(logits, k)
+            for name in out:
+                out[name][b0:b1] = stats[name]
     return out
+
+
+def _row_stats_torch(logits, k: int) -> dict[str, np.ndarray]:
+    """:func:`row_stats` with torch ops (accelerators, where they are cheap)."""
+    import torch
+
+    tv, ti = logits.topk(k, dim=1)
+    bv, bi = logits.topk(k, dim=1, largest=False)
+    lo, hi = torch.aminmax(logits, dim=1)
+    width = ((hi - lo) / HIST_BINS).clamp_min(1e-12)
+    # bins in place (the logits are not needed any more): one pass, int32 indices
+    bins = logits.sub_(lo[:, None]).div_(width[:, None]).floor_().clamp_(0, HIST_BINS - 1)
+    bins = bins.to(torch.int32)
+    n = logits.shape[0]
+    bins += (torch.arange(n, device=bins.device, dtype=torch.int32) * HIST_BINS)[:, None]
+    hist = torch.bincount(bins.reshape(-1), minlength=n * HIST_BINS)
+    return {"top_ids": ti.cpu().numpy(), "top_values": tv.cpu().numpy(),
+            "bottom_ids": bi.cpu().numpy(), "bottom_values": bv.cpu().numpy(),
+            "hist": hist.reshape(n, HIST_BINS).cpu().numpy(),
+            "range": torch.stack([lo, hi], dim=1).cpu().numpy()}
 
 
 def decoder_neighbours(w_dec, k: int, block: int = 1024, check_cancelled=None
