@@ -24,7 +24,7 @@ case "$group" in
     timeout 420 python3 benchmarks/sae_train_bench.py --device cuda 2>&1 \
         | tee "$OUT/sae_train_bench.txt" ;;
   more)
-    # the #12 / #15 / #19 GPU targets (carry .whl-app); each prints its ratio
+    # the #12 / #15 / #19 GPU targets (carry .whl-app: their GPU paths use torch, not numba)
     timeout 200 python3 benchmarks/analysis_bench.py --gpu 2>&1 | tee "$OUT/analysis_bench_gpu.txt"
     timeout 120 python3 benchmarks/steering_bench.py --device cuda --dtype bfloat16 --random \
         2>&1 | tee "$OUT/steering_bench_gpu.txt"
