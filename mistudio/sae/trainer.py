@@ -35,6 +35,8 @@ from mistudio.sae.data import ActivationStream, BatchSource, estimate_norm_scale
 from mistudio.sae.distributed import all_reduce, broadcast
 from mistudio.sae.formats import save_saelens
 from mistudio.sae.metrics import MemberTracker, lr_factor, sparsity_warmup
+from mistudio.sae.train_setup import (_describe, _NullContext, make_optimizer,  # noqa: F401
+                                      resolve_matmul_dtype)
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
@@ -58,49 +60,6 @@ class Member:
     @property
     def name(self) -> str:
         return self.cfg.member_name
-
-
-class _NullContext:
-    """Stands in for a JobContext when the trainer runs bare (benchmarks)."""
-
-    artifact_dir = None
-
-    def progress(self, *a, **k): ...
-    def log(self, *a, **k): ...
-    def metric(self, *a, **k): ...
-    def checkpoint(self, **k): ...
-    def pause_point(self): ...
-    def check_cancelled(self): ...
-
-
-def _describe(exc: BaseException) -> str:
-    """The innermost cause of a (compiler) error, on one line."""
-    seen = set()
-    while id(exc) not in seen:
-        seen.add(id(exc))
-        inner = getattr(exc, "inner_exception", None) or exc.__cause__
-        if inner is None:
-            break
-        exc = inner
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
-
-
-def resolve_matmul_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: 'auto' is bf16 on a bf16-capable GPU, fp32 (None) on CPU."""
-    if setting in ("float32", "") or (setting == "auto" and device.type != "cuda"):
-        return None
-    if setting == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16}[setting]
-
-
-def make_optimizer(params, cfg: TrainingConfig, device: torch.device) -> torch.optim.Optimizer:
-    kw = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
-    try:
-        return torch.optim.Adam(params, fused=True, **kw)
-    except (RuntimeError, TypeError, ValueError):  # fused not available for this device
-        return torch.optim.Adam(params, foreach=True, **kw)
 
 
 #: Under DDP, how often the processes agree on a stop (Ctrl+C, a cancelled job).
