@@ -111,3 +111,13 @@ def test_each_area_registers_its_own_job_kinds_and_each_resolves(studio):
     # the lowest layer names no area's function
     registry = (ROOT / "mistudio" / "jobs" / "registry.py").read_text(encoding="utf-8")
     assert not re.search(r'"mistudio\.(data|models|activations|sae)\.', registry)
+
+
+def test_no_module_is_over_600_lines():
+    """The size guideline of #11 (a module a maintainer can hold in mind), kept by a machine."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "mistudio"
+    long = {str(p.relative_to(root)): n for p in root.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600}
+    assert not long, f"over 600 lines: {long}: split by responsibility"
