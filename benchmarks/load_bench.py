@@ -173,7 +173,7 @@ sys.path.insert(0, sys.argv[3])
 from load_bench import FirstPaint, StallProbe, pump_until
 import mistudio.ui.main_window as mw
 if sys.argv[2] == "off":  # the window as before: no tab module imported ahead of the click
-    mw.import_tab_modules = lambda: None
+    mw.import_tab_module = lambda name: None
 from mistudio.ui.app import build_window, create_app
 app = create_app([])
 probe = StallProbe()

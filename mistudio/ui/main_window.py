@@ -13,8 +13,7 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
 from mistudio import APP_TITLE
 from mistudio.ui.jobs_dock import JobsDock
 from mistudio.ui.status_bar import AppStatusBar
-from mistudio.ui.kit.background import BackgroundCall
-from mistudio.ui.tabs import TABS, LazyTab, import_tab_modules
+from mistudio.ui.tabs import TABS, LazyTab, import_tab_module, tab_module_names
 from mistudio.ui.workers import JobBridge
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ class MainWindow(QMainWindow):
                                        QSettings.Format.IniFormat) if remember_layout else None)
         self._restore_geometry()
         self._closing = False
-        self._tab_imports = None  # started once the window shows (see showEvent)
+        self._tab_imports: list[str] | None = None  # set once the window shows (showEvent)
         self._on_tab_changed(self.tabs.currentIndex())
         if studio.interrupted_at_start:
             n = len(studio.interrupted_at_start)
@@ -69,11 +68,20 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self._import_tabs)
 
     def _import_tabs(self) -> None:
-        if not self._closing:
-            self._tab_imports = BackgroundCall(import_tab_modules, self._tabs_imported)
+        """Import the tab modules one per event-loop turn on this thread (see
+        ``tabs.import_tab_module``), so a tab's first open builds widgets only."""
+        self._tab_imports = tab_module_names()
+        self._import_next_tab()
 
-    def _tabs_imported(self, _result) -> None:
-        """The tab modules are in ``sys.modules`` now; their first open builds widgets only."""
+    def _import_next_tab(self) -> None:
+        if self._closing or not self._tab_imports:
+            return
+        import_tab_module(self._tab_imports.pop(0))
+        QTimer.singleShot(0, self._import_next_tab)
+
+    def tab_modules_imported(self) -> bool:
+        """Whether the early import of the tab modules has finished."""
+        return self._tab_imports == []
 
     # ------------------------------------------------------------------ tabs
 
@@ -254,8 +262,6 @@ class MainWindow(QMainWindow):
         self.studio.jobs.remove_listener(self.bridge)
         for timer in self.findChildren(QTimer):  # any a tab left running (no shutdown hook)
             timer.stop()
-        if self._tab_imports:  # an import cannot be interrupted; it ends within seconds
-            self._tab_imports.wait(10)
         still = self.studio.close(timeout=0.5)
         if still:
             log.warning("closed with jobs still running (marked interrupted): %s", still)

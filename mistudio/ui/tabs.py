@@ -92,19 +92,23 @@ class LazyTab(QWidget):
         return widget
 
 
-def import_tab_modules() -> None:
-    """Import every tab's module, in the tab bar's order (run off the GUI thread).
+def tab_module_names() -> list[str]:
+    """Every tab's module, in the tab bar's order."""
+    return [spec.target.partition(":")[0] for spec in TABS]
+
+
+def import_tab_module(module: str) -> None:
+    """Import one tab's module on the GUI thread, soon after the window shows.
 
     The first open of a tab imports its module, and most tabs pull in pyqtgraph (its import
-    alone is 0.4-2 s, more on a busy machine): done on the GUI thread that froze the window
-    for as long (issue #13, the Features tab). The main window runs this on the kit's
-    background helper once it shows, so by the time a user clicks a tab its code is loaded;
-    a click that comes first waits on Python's import lock for the rest of that module's
-    import, no longer than before. Only modules are imported: no widget is built here.
+    alone is 0.3-2 s): done on the click, that froze the window while the user waited (issue
+    #13, the Features tab). The main window imports the modules one per event-loop turn once
+    it has painted, so by the time a user clicks a tab its code is loaded. NOT on a worker
+    thread: importing pyqtgraph (its Qt shim copies PySide6's enums) beside the GUI thread
+    crashed the process about one start in ten (SIGSEGV in shiboken's enum creation, seen
+    with faulthandler). Only modules are imported: no widget is built here.
     """
-    for spec in TABS:
-        module = spec.target.partition(":")[0]
-        try:
-            importlib.import_module(module)
-        except Exception:  # the click on the tab shows the real error; nothing to do here
-            log.debug("background import of %s failed", module, exc_info=True)
+    try:
+        importlib.import_module(module)
+    except Exception:  # the click on the tab shows the real error; nothing to do here
+        log.debug("early import of %s failed", module, exc_info=True)
