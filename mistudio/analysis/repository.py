@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from mistudio.store.db import Store, now_iso
+from mistudio.store.rows import where_equal
 
 #: Columns of ``analysis_features`` the Features tab may sort by.
 SORTABLE = ("feature", "firing_count", "density", "max_act", "mean_act")
@@ -92,13 +93,7 @@ class FeatureAnalysesRepo:
         return AnalysisRecord.from_row(rows[0]) if rows else None
 
     def list(self, sae_id: str | None = None, status: str | None = None) -> list[AnalysisRecord]:
-        where, args = [], []
-        if sae_id:
-            where.append("sae_id = ?")
-            args.append(sae_id)
-        if status:
-            where.append("status = ?")
-            args.append(status)
+        where, args = where_equal(sae_id=sae_id, status=status)
         rows = self.table.rows_where(" and ".join(where) or None, args,
                                      order_by="created_at desc")
         return [AnalysisRecord.from_row(r) for r in rows]

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 from mistudio.store.db import Store, now_iso
+from mistudio.store.rows import where_equal
 
 
 @dataclass
@@ -131,17 +132,11 @@ class AutointerpRepo:
     def explanations(self, analysis_id: str, *, model_id: str = "", prompt_version: str = "",
                      seed: int | None = None, feature: int | None = None,
                      text: str = "") -> list[Explanation]:
-        where, args = ["analysis_id = ?"], [analysis_id]
-        for col, val in (("model_id", model_id), ("prompt_version", prompt_version)):
-            if val:
-                where.append(f"{col} = ?")
-                args.append(val)
-        if seed is not None:
-            where.append("seed = ?")
-            args.append(int(seed))
-        if feature is not None:
-            where.append("feature = ?")
-            args.append(int(feature))
+        where, args = where_equal(
+            model_id=model_id, prompt_version=prompt_version,
+            seed=None if seed is None else int(seed),
+            feature=None if feature is None else int(feature))
+        where, args = ["analysis_id = ?", *where], [analysis_id, *args]
         if text:
             where.append("explanation like ?")
             args.append(f"%{text}%")
@@ -152,18 +147,11 @@ class AutointerpRepo:
     def scores(self, analysis_id: str, *, feature: int | None = None, scorer: str = "",
                model_id: str = "", prompt_version: str = "", seed: int | None = None
                ) -> list[ScoreRow]:
-        where, args = ["analysis_id = ?"], [analysis_id]
-        for col, val in (("scorer", scorer), ("model_id", model_id),
-                         ("prompt_version", prompt_version)):
-            if val:
-                where.append(f"{col} = ?")
-                args.append(val)
-        if seed is not None:
-            where.append("seed = ?")
-            args.append(int(seed))
-        if feature is not None:
-            where.append("feature = ?")
-            args.append(int(feature))
+        where, args = where_equal(
+            scorer=scorer, model_id=model_id, prompt_version=prompt_version,
+            seed=None if seed is None else int(seed),
+            feature=None if feature is None else int(feature))
+        where, args = ["analysis_id = ?", *where], [analysis_id, *args]
         out = []
         for r in self.db["autointerp_scores"].rows_where(" and ".join(where), args,
                                                          order_by="feature"):

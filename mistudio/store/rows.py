@@ -15,6 +15,18 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
+def where_equal(**conditions: Any) -> tuple[list[str], list[Any]]:
+    """``column = ?`` clauses and their arguments for the conditions that are set: a filter
+    left at None or '' is no filter (0 and False are values). Callers add their own clauses
+    (ranges, LIKE) to the lists and join them with `` and ``."""
+    where, args = [], []
+    for column, value in conditions.items():
+        if value is not None and value != "":
+            where.append(f"{column} = ?")
+            args.append(value)
+    return where, args
+
+
 def _kind(annotation: Any) -> str:
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__",
                                                                     str(annotation))

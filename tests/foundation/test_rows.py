@@ -47,3 +47,22 @@ def test_partial_updates_encode_only_what_is_given():
     assert RowMapper(Thing, sort_keys=True).encode({"settings": {"z": 1, "a": 2}}) == \
         {"settings": '{"a": 2, "z": 1}'}
     assert MAPPER.encode({"result": None, "size": 3}) == {"result": None, "size": 3}
+
+
+def test_where_equal_filters_only_what_is_set():
+    import sqlite3
+
+    from mistudio.store.rows import where_equal
+
+    db = sqlite3.connect(":memory:")
+    db.execute("create table t (a text, n integer)")
+    db.executemany("insert into t values (?, ?)", [("x", 0), ("x", 1), ("y", 0)])
+
+    def count(**conditions):
+        where, args = where_equal(**conditions)
+        sql = "select count(*) from t" + (" where " + " and ".join(where) if where else "")
+        return db.execute(sql, args).fetchone()[0]
+
+    assert count() == 3 and count(a="", n=None) == 3  # unset filters filter nothing
+    assert count(a="x") == 2 and count(n=0) == 2  # 0 is a value, not "unset"
+    assert count(a="x", n=0) == 1
