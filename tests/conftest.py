@@ -17,9 +17,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # No test may touch the user's real data folder or settings: tests that forget the data_dir
 # fixture (or a child process they start) land in a throw-away XDG home instead of
 # ~/.local/share/mistudio and ~/.config/mistudio.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
 _XDG = tempfile.mkdtemp(prefix="mistudio-tests-xdg-")
+atexit.register(shutil.rmtree, _XDG, True)
 os.environ["XDG_DATA_HOME"] = os.path.join(_XDG, "data")
 os.environ["XDG_CONFIG_HOME"] = os.path.join(_XDG, "config")
 
