@@ -64,19 +64,17 @@ class MainWindow(QMainWindow):
     def showEvent(self, event) -> None:
         super().showEvent(event)
         if self._tab_imports is None:  # after the first paint: the window comes first
-            self._tab_imports = tab_module_names()
-            QTimer.singleShot(0, self._import_next_tab)
+            self._tab_imports = False
+            QTimer.singleShot(0, self._import_tabs)
+
+    def _import_tabs(self) -> None:
+        """Import the tab modules one per event-loop turn on this thread (see
+        ``tabs.import_tab_module``), so a tab's first open builds widgets only."""
+        self._tab_imports = tab_module_names()
+        self._import_next_tab()
 
     def _import_next_tab(self) -> None:
-        """Import the tab modules one per event-loop turn on this thread (see
-        ``tabs.import_tab_module``), so a tab's first open builds widgets only. Only while
-        this process runs no job: a busy job thread holds the GIL half the time, which
-        stretched each import into a 0.3 s freeze (a tab opened meanwhile imports on the
-        click, as it would without this)."""
         if self._closing or not self._tab_imports:
-            return
-        if self.studio.jobs.active_ids():
-            QTimer.singleShot(1000, self._import_next_tab)
             return
         import_tab_module(self._tab_imports.pop(0))
         QTimer.singleShot(0, self._import_next_tab)
