@@ -13,11 +13,12 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
 from mistudio import APP_TITLE
 from mistudio.ui.jobs_dock import JobsDock
 from mistudio.ui.status_bar import AppStatusBar
-from mistudio.ui.tabs import TABS, LazyTab, import_tab_module, tab_module_names
+from mistudio.ui.tabs import TABS, LazyTab, import_tab_module, preload_tab_libraries, tab_module_names
 from mistudio.ui.workers import JobBridge
 
 log = logging.getLogger(__name__)
 DOCS_URL = "https://github.com/mistudio/mistudio/tree/main/docs"
+IMPORT_RETRY_MS = 500  # early tab imports wait this long while a job runs
 
 
 class MainWindow(QMainWindow):
@@ -26,6 +27,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, studio, parent=None, *, remember_layout: bool = True):
         super().__init__(parent)
+        preload_tab_libraries()  # before the first paint: no freeze once the window is up
         self.studio = studio
         self.setWindowTitle(APP_TITLE)
         self.resize(1280, 820)
@@ -75,6 +77,12 @@ class MainWindow(QMainWindow):
 
     def _import_next_tab(self) -> None:
         if self._closing or not self._tab_imports:
+            return
+        if self.bridge.jobs_running():
+            # A busy job thread holds the GIL most of the time, which stretches a 30 ms
+            # import into a freeze of 0.3 s: wait for a quiet moment (the tab's first open
+            # imports its module anyway if the user gets there first).
+            QTimer.singleShot(IMPORT_RETRY_MS, self._import_next_tab)
             return
         import_tab_module(self._tab_imports.pop(0))
         QTimer.singleShot(0, self._import_next_tab)

@@ -97,6 +97,19 @@ def tab_module_names() -> list[str]:
     return [spec.target.partition(":")[0] for spec in TABS]
 
 
+# Libraries most tabs need whose import alone blocks for over 100 ms (pyqtgraph: ~150 ms
+# quiet, most of it its Qt shim copying PySide6's enums). Imported before the window's first
+# paint, where it costs start-up time (the target is 1 s) instead of a freeze after it.
+PRELOAD_LIBRARIES = ("pyqtgraph",)
+
+
+def preload_tab_libraries() -> None:
+    """Import ``PRELOAD_LIBRARIES`` on the GUI thread before the window shows (see
+    ``import_tab_module`` for why not on a worker thread)."""
+    for name in PRELOAD_LIBRARIES:
+        importlib.import_module(name)
+
+
 def import_tab_module(module: str) -> None:
     """Import one tab's module on the GUI thread, soon after the window shows.
 

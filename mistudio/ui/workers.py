@@ -98,6 +98,7 @@ class JobBridge(QObject):
         self._events: list[tuple[str, str, dict]] = []
         self._progress: dict[str, dict] = {}
         self._metrics: dict[str, list] = defaultdict(list)
+        self._running: set[str] = set()  # GUI thread only: jobs of this process now running
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.drain)
@@ -132,6 +133,10 @@ class JobBridge(QObject):
         for job_id, kind, payload in events:
             if kind == "status":
                 any_status = True
+                if payload.get("status") == "running":
+                    self._running.add(job_id)
+                else:
+                    self._running.discard(job_id)
                 self.status.emit(job_id, payload)
             elif kind == "log":
                 self.log.emit(job_id, payload)
@@ -139,6 +144,11 @@ class JobBridge(QObject):
                 self.checkpoint.emit(job_id, payload)
         if any_status:
             self.changed.emit()
+
+    def jobs_running(self) -> bool:
+        """Whether a job of this process is running, as far as the drained events tell (GUI
+        thread only; takes no lock, so it never waits on a job thread)."""
+        return bool(self._running)
 
     def stop(self) -> None:
         self._timer.stop()

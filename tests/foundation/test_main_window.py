@@ -88,6 +88,24 @@ def test_event_loop_keeps_running_during_busy_job():
     assert float(vals["MAXGAP"]) < 0.5, f"event loop blocked for {vals['MAXGAP']} s"
 
 
+def test_early_tab_imports_wait_while_a_job_runs(window, qtbot):
+    """The early tab-module imports pause while a job of this process runs (a busy job thread
+    stretches each import into a freeze) and finish once it has stopped."""
+    import sys
+
+    from mistudio.ui.tabs import PRELOAD_LIBRARIES
+
+    assert all(name in sys.modules for name in PRELOAD_LIBRARIES)  # before the first paint
+    rec = window.studio.submit_job("demo.sleep", {"seconds": 30})
+    qtbot.waitUntil(window.bridge.jobs_running, timeout=5000)
+    window._import_tabs()
+    qtbot.wait(1200)  # two retry periods
+    assert not window.tab_modules_imported()
+    window.studio.cancel_job(rec.id)
+    qtbot.waitUntil(lambda: not window.bridge.jobs_running(), timeout=5000)
+    qtbot.waitUntil(window.tab_modules_imported, timeout=5000)
+
+
 def test_jobs_dock_shows_progress_and_cancels(window, qtbot):
     dock = window.jobs_dock
     rec = window.studio.submit_job("demo.sleep", {"seconds": 30}, target="ds_demo")
