@@ -282,9 +282,10 @@ def report(counts: dict, results: dict, cold: dict) -> None:
     l_open = med(r["open"] for r in results["load"])
     print(f"window open (in-process, warm): empty {ms(e_open)} ms, load {ms(l_open)} ms, "
           f"ratio x{l_open / e_open:.2f}   (target <= {TARGET_OPEN_S * 1000:.0f} ms)")
-    e_cold, l_cold = med(cold["empty"]), med(cold["load"])
-    print(f"window open (fresh process):    empty {ms(e_cold)} ms, load {ms(l_cold)} ms, "
-          f"ratio x{l_cold / e_cold:.2f}")
+    if cold["empty"] and cold["load"]:  # --cold 0 skips the fresh-process opens
+        e_cold, l_cold = med(cold["empty"]), med(cold["load"])
+        print(f"window open (fresh process):    empty {ms(e_cold)} ms, load {ms(l_cold)} ms, "
+              f"ratio x{l_cold / e_cold:.2f}")
     print(f"longest stall in the 0.3 s after the window shows: empty "
           f"{ms(med(r['open_stall'] for r in results['empty']))} ms, load "
           f"{ms(med(r['open_stall'] for r in results['load']))} ms")

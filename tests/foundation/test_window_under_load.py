@@ -118,7 +118,8 @@ def test_every_tab_shows_its_rows_loaded_off_the_gui_thread(qtbot, load_folder, 
         qtbot.waitUntil(lambda: features.table.model.rowCount() == newest_sae_d,
                         timeout=30_000)
         steering = w.show_tab("Steering")
-        assert steering.model_combo.count() == SIZE["models"]
+        qtbot.waitUntil(lambda: steering.model_combo.count() == SIZE["models"],
+                        timeout=10_000)  # read on the tab's worker thread
         templates = w.show_tab("Templates")
         assert templates.cards.count() > 0
 
