@@ -25,6 +25,9 @@ CHART_HEIGHT = 260
 RUN_COLORS = list(SERIES)
 METRIC_STYLES = [Qt.SolidLine, Qt.DashLine, Qt.DotLine, Qt.DashDotLine, Qt.DashDotDotLine]
 X_MODES = (("step", "Step"), ("tokens", "Tokens"), ("time", "Time (s)"))
+#: The y axis's width, fixed: pyqtgraph widens it to the tick labels it finds while painting,
+#: which relaid the chart out and painted it again (and again for the next width).
+Y_AXIS_PX = 58
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,18 @@ class MetricChart(QWidget):
         item.showGrid(x=True, y=True, alpha=0.25)
         item.setDownsampling(auto=True, mode="peak")
         item.setClipToView(True)
-        # Above the plot, not in it: a floating legend covers the curves under its corner.
+        item.getAxis("left").setWidth(Y_AXIS_PX)
+        item.setLabel("bottom", X_MODES[0][1])  # now, not with the first data (a relayout)
+        # Above the plot, not in it: a floating legend covers the curves under its corner. Its
+        # two lines are reserved, so the first entries do not shrink the plot (a relayout and a
+        # second paint of it).
         self.legend = ChartLegend()
+        legend_box = QWidget()
+        legend_lay = QVBoxLayout(legend_box)
+        legend_lay.setContentsMargins(0, 0, 0, 0)
+        legend_lay.addWidget(self.legend)
+        legend_lay.addStretch(1)
+        legend_box.setMinimumHeight(2 * self.legend.fontMetrics().lineSpacing() + 2)
         self.vline = pg.InfiniteLine(angle=90, pen=pg.mkPen(colour("guide"), style=Qt.DashLine))
         self.vline.setVisible(False)
         item.addItem(self.vline, ignoreBounds=True)
@@ -97,7 +110,7 @@ class MetricChart(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(header)
-        lay.addWidget(self.legend)
+        lay.addWidget(legend_box)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.readout)
 
