@@ -223,8 +223,7 @@ class TrainingTab(TrainingCardActions, QWidget):
         """The training jobs, and which of the stopped ones can resume (their folders are
         looked at here, not once per card on the GUI thread)."""
         jobs = self.trainings.training_jobs()
-        return jobs, {j.id: self.trainings.job_can_resume(j) for j in jobs
-                      if j.status in ("interrupted", "cancelled", "failed")}
+        return jobs, {j.id: self.trainings.job_can_resume(j) for j in jobs}
 
     def _load_failed(self, message: str) -> None:
         self.empty.setText(f"Could not read the trainings: {message}")
@@ -239,9 +238,7 @@ class TrainingTab(TrainingCardActions, QWidget):
         """Whether "resume" may be offered: as read with the jobs, asked again for a job
         that changed since (a live event)."""
         known = self._can_resume.get(job.id)
-        if known is not None and job.status in ("interrupted", "cancelled", "failed"):
-            return known
-        return self.trainings.job_can_resume(job)
+        return self.trainings.job_can_resume(job) if known is None else known
 
     def _show_jobs(self, jobs: list, *, merge: bool = True) -> None:
         """``merge``: keep what live events added since the read began (a newer state)."""
