@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, QHBoxLayout,
-                               QLabel, QMessageBox, QPushButton, QScrollArea, QSlider,
-                               QVBoxLayout, QWidget)
+                               QLabel, QMessageBox, QPushButton, QScrollArea, QSizePolicy,
+                               QSlider, QVBoxLayout, QWidget)
 
 from mistudio.ui.kit.palette import css
 from mistudio.ui.training.metric_chart import (CHART_HEIGHT, RUN_COLORS, X_MODES,
@@ -97,7 +97,13 @@ class TrainingCharts(QWidget):
         bar.addWidget(self.smooth_label)
         bar.addWidget(self.raw_box)
         bar.addWidget(self.outlier_box)
-        bar.addStretch(1)
+        # "Reading the stored metrics…" in the toolbar, not in a line over the charts: that
+        # line going away moved the charts up and repainted every one of them.
+        # It takes the stretch's place and asks no width (a wider toolbar moved the splitter).
+        self.loading_note = QLabel()
+        self.loading_note.setStyleSheet(css("text.muted"))
+        self.loading_note.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        bar.addWidget(self.loading_note, 1)
         bar.addWidget(self.png_btn)
         bar.addWidget(self.csv_btn)
 
@@ -175,15 +181,17 @@ class TrainingCharts(QWidget):
         return chart
 
     def _show_empty(self, empty: bool, *, loading: bool = False) -> None:
-        """``loading``: the charts show (and grow) while the runs' metrics are read, with a
-        line saying so."""
-        self.empty.setText(LOADING_TEXT if loading else EMPTY_TEXT)
-        self.empty.setVisible(empty or loading)
+        """``loading``: the charts show (and grow) while the runs' metrics are read, and the
+        toolbar says so."""
+        self.empty.setText(EMPTY_TEXT)
+        self.empty.setVisible(empty and not loading)
         self._scroll.setVisible(not empty or loading)
+        self.loading_note.setText(LOADING_TEXT if loading else "")
 
     def show_message(self, text: str) -> None:
         """A line over the charts (a read that failed)."""
         self._show_empty(not self.runs)
+        self.loading_note.setText("")
         self.empty.setText(text)
         self.empty.setVisible(True)
 
@@ -244,8 +252,8 @@ class TrainingCharts(QWidget):
 
     def _redraw_if_dirty(self) -> None:
         """One chart per tick: the next one, in order, that is stale and in view."""
-        if not self._dirty or not self.isVisible():
-            return
+        if not self._dirty or not self.isVisible() or self._draw_queue:
+            return  # (a new selection's charts are drawn by the pacer first, one per turn)
         if not self._queue:
             self._views = self.views()
             if self._ensure_charts_for_unknown_metrics(self._views, limit=1):
