@@ -56,7 +56,12 @@ class SteeringTab(QWidget):
         lay.addWidget(split)
         if bridge is not None:
             bridge.status.connect(self._on_status)
-        self.reload_models()
+        # Read once the tab has painted (a zero timer runs after the paint request; a worker
+        # starting and reading beside the first paint made it late).
+        self._first_read = QTimer(self)
+        self._first_read.setSingleShot(True)
+        self._first_read.timeout.connect(lambda: self.loaded or self.reload_models())
+        self._first_read.start(0)
 
     # ================================================================== building
 
@@ -519,6 +524,7 @@ class SteeringTab(QWidget):
     def shutdown(self) -> None:
         """Stop the poll timer and the worker (the window is closing)."""
         self.timer.stop()
+        self._first_read.stop()
         self._calls.close()
 
 

@@ -209,6 +209,11 @@ class TrainingCharts(QWidget):
         the window must stay live). ``loading``: more runs' metrics are being read."""
         self.runs = list(runs)
         self._show_empty(not self.runs, loading=loading)
+        if not self.runs:  # the charts built so far drop their curves; none is built now
+            self._queue, self._draw_queue = [], []
+            for chart in self.charts.values():
+                chart.update_data([], self.options)
+            return
         if not progressive:
             self.redraw()
             return

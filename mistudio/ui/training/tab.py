@@ -29,6 +29,11 @@ from mistudio.ui.training.chains import ChainCards
 from mistudio.ui.training.checkpoints import CheckpointManager
 from mistudio.ui.training.logs import JobLogView
 from mistudio.ui.training.pacer import Pacer
+# Imported with this module (the window imports the tab modules early, one per turn), not
+# when the tab is first opened: each import is a few ms more before its first paint.
+from mistudio.ui.training.runs import RunsView
+from mistudio.ui.training.runs_loader import RunsLoader
+from mistudio.ui.training.saes_page import SAEsPage
 from mistudio.ui.training.series import RunMetrics
 from mistudio.ui.training.state import TrainingState
 
@@ -91,12 +96,8 @@ class TrainingTab(TrainingCardActions, QWidget):
         self.checkpoints.delete_requested.connect(self._delete_checkpoint)
         self.checkpoints.export_requested.connect(lambda: self._export(self.selected))
         self.checkpoints.export_checkpoint_requested.connect(self._export_checkpoint)
-        from mistudio.ui.training.runs import RunsView
-
         self.runs = RunsView()
         self.runs.open_run.connect(self._open_run)
-        from mistudio.ui.training.runs_loader import RunsLoader
-
         self.runs_loader = RunsLoader(studio, self._training_records, self)
         self.runs_loader.rows_ready.connect(self.runs.set_rows)
         self.runs_loader.failed.connect(self.runs.show_error)
@@ -111,8 +112,6 @@ class TrainingTab(TrainingCardActions, QWidget):
         self.pages.addTab(self.runs, "Runs")
         self.pages.addTab(self.logs, "Logs")
         self.pages.addTab(self.checkpoints, "Checkpoints")
-        from mistudio.ui.training.saes_page import SAEsPage
-
         self.saes_page = SAEsPage(studio, bridge)  # the SAE list: Add SAE > From the catalogue
         self.pages.addTab(self.saes_page, "SAEs")
         self.pages.addTab(self.monitor_page, "Resources")
@@ -143,7 +142,9 @@ class TrainingTab(TrainingCardActions, QWidget):
         self._on_page(self.pages.currentIndex())
         self.chain_cards.reload()  # the few open workflows now; the trainings on a thread
         self.empty.setVisible(not self.chain_cards.chains)
-        self.reload(background=True)
+        # The read starts on the pacer's first turn: after the tab's first paint (a worker
+        # thread starting and reading beside the paint made the paint late).
+        self.pacer.add(lambda: self.reload(background=True) or False)
 
     # the state, under the names the rest of the tab (and its tests) read
     @property
