@@ -199,6 +199,24 @@ def test_steering_tab_reads_models_saes_and_features_off_the_gui_thread(studio, 
     tab.shutdown()
 
 
+def test_steering_takes_a_feature_at_once_and_reads_its_label_off_the_gui_thread(
+        studio, qtbot, load_folder, monkeypatch):
+    from mistudio.ui.steering.tab import SteeringTab
+
+    s, bridge = studio
+    sae_id = _db(load_folder, "select sae_id from feature_analyses limit 1")[0][0]
+    tab = SteeringTab(s, bridge)
+    qtbot.addWidget(tab)
+    searched = []
+    _spy(monkeypatch, s.steering, "feature_info", searched)
+    tab.steer_feature(sae_id, 5)  # what the Features tab calls
+    assert tab.sae_combo.currentData() == sae_id
+    assert [r.feature for r in tab.state.rows] == [5]  # at once
+    qtbot.waitUntil(lambda: bool(searched) and not tab._calls.busy(), timeout=10_000)
+    assert _off_main(searched)  # the label lookup searched the analysis on the worker
+    tab.shutdown()
+
+
 def test_templates_tab_shows_its_cards(studio, qtbot):
     """Templates do not grow with the data folder: the tab reads its few rows at once."""
     from mistudio.ui.templates.tab import TemplatesTab

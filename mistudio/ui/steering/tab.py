@@ -358,16 +358,27 @@ class SteeringTab(QWidget):
                 raise UserError(f"No registered model fits the SAE {rec.name or rec.id}.",
                                 hint="Add the model it was trained on in the Models tab.")
             self.sae_combo.setCurrentIndex(idx)
-            label = ""
-            for row in self.service.feature_info(sae_id, str(int(feature_index)), 1):
-                label = row.get("label", "")
-            self.state.add_feature(int(feature_index), "add", label)
+            index = int(feature_index)
+            self.state.add_feature(index, "add", "")
             self._render_rows()
+            # its label follows from the worker (an index search through a large analysis)
+            self._calls.call(f"label:{sae_id}:{index}",
+                             lambda: self.service.feature_info(sae_id, str(index), 1),
+                             lambda rows: self._set_label(sae_id, index, rows))
             self._say(f"Feature {feature_index} added: set its coefficient, write a prompt and "
                       "press Generate.")
             self.prompt.setFocus()
         except UserError as exc:
             self._say(str(exc), error=True)
+
+    def _set_label(self, sae_id: str, index: int, rows: list) -> None:
+        label = next((r.get("label", "") for r in rows if r.get("index") == index), "")
+        if not label or sae_id != self.state.sae_id:
+            return
+        for row in self.state.rows:
+            if row.feature == index and row.kind != "vector" and not row.label:
+                row.label = label
+        self._render_rows()
 
     def use_preset(self, name: str) -> None:
         """Open a preset (the Templates tab's "Use", via the main window): its SAE chosen
