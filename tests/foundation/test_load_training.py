@@ -83,7 +83,7 @@ def test_training_tab_reads_off_the_gui_thread_and_shows_every_card(studio, qtbo
     jobs_read, resume_checked, metrics_read, saes_read, rows_reread = [], [], [], [], []
     _spy(monkeypatch, s.trainings, "training_jobs", jobs_read)
     _spy(monkeypatch, s.trainings, "job_can_resume", resume_checked)
-    _spy(monkeypatch, s.jobs, "metrics", metrics_read)
+    _spy(monkeypatch, s.jobs, "metric_series", metrics_read)
     _spy(monkeypatch, s.trainings, "list_saes", saes_read)
     _spy(monkeypatch, s.jobs, "latest", rows_reread)
     # one training stopped with nothing to resume from: its card asks the folder, off-thread
@@ -225,6 +225,33 @@ def test_templates_tab_shows_its_cards(studio, qtbot):
     tab = TemplatesTab(s, bridge)
     qtbot.addWidget(tab)
     assert tab.cards.count() == len(s.templates.list(kind="training")) > 0
+
+
+def test_a_run_read_per_metric_equals_the_run_read_row_by_row(studio, load_folder):
+    """The tab's cheaper read (``metric_series``) builds the same series as the stored rows,
+    a resume's replayed steps included."""
+    from mistudio.ui.training.series import RunMetrics
+
+    s, _bridge = studio
+    job_id = _db(load_folder, "select job_id from trainings limit 1")[0][0]
+    rows = s.jobs.metrics(job_id)
+    by_rows, by_series = RunMetrics("a"), RunMetrics("b")
+    by_rows.add_stored_rows(rows)
+    by_series.add_stored_series(s.jobs.metric_series(job_id))
+    assert by_series.names() == by_rows.names() and len(by_rows.names()) == 15
+    for name in by_rows.names():
+        for mine, theirs in zip(by_series.series[name].view(), by_rows.series[name].view()):
+            assert mine.tolist() == theirs.tolist()
+    # a resumed job logs steps 3.. again: both paths keep what the resumed run did
+    resumed = [{"name": "loss", "step": st, "value": v, "t": t} for st, v, t in
+               [(1, 9.0, 0.1), (2, 8.0, 0.2), (3, 7.0, 0.3), (4, 6.0, 0.4), (3, 5.0, 0.5),
+                (4, 4.0, 0.6), (5, 3.0, 0.7)]]
+    a, b = RunMetrics("a"), RunMetrics("b")
+    a.add_stored_rows(resumed)
+    b.add_stored_series({"loss": [(r["t"], r["step"], r["value"]) for r in reversed(resumed)]})
+    assert a.series["loss"].view()[0].tolist() == b.series["loss"].view()[0].tolist() == \
+        [1, 2, 3, 4, 5]
+    assert b.series["loss"].view()[1].tolist() == [9.0, 8.0, 5.0, 4.0, 3.0]
 
 
 def test_pacer_interleaves_steps_and_yields_between_turns(qtbot):

@@ -78,7 +78,7 @@ def test_every_tab_shows_its_rows_loaded_off_the_gui_thread(qtbot, load_folder, 
     studio = Studio(load_folder, thread_factory=qt_thread_factory, secrets=MemorySecrets())
     jobs_read, metrics_read, analysis_read = [], [], []
     _record_threads(monkeypatch, studio.trainings, "training_jobs", jobs_read)
-    _record_threads(monkeypatch, studio.jobs, "metrics", metrics_read)
+    _record_threads(monkeypatch, studio.jobs, "metric_series", metrics_read)
     _record_threads(monkeypatch, studio.features, "results", analysis_read)
     w = MainWindow(studio, remember_layout=False)
     w.skip_close_confirmation = True

@@ -315,7 +315,7 @@ class TrainingTab(TrainingCardActions, QWidget):
         cfg = jobs[-1].params.get("config", {})
         run = RunMetrics(key, jobs[-1].title or key, tokens_per_step=cfg.get("batch_size"))
         for job in jobs:
-            run.add_stored_rows(self.studio.jobs.metrics(job.id))
+            run.add_stored_series(self.studio.jobs.metric_series(job.id))
         return run
 
     def _load_metrics(self, keys: list[str]) -> None:
