@@ -31,6 +31,7 @@ from mistudio.ui.training.logs import JobLogView
 from mistudio.ui.training.pacer import Pacer
 # Imported with this module (the window imports the tab modules early, one per turn), not
 # when the tab is first opened: each import is a few ms more before its first paint.
+from mistudio.ui.training.new_training import NewTrainingPanel
 from mistudio.ui.training.runs import RunsView
 from mistudio.ui.training.runs_loader import RunsLoader
 from mistudio.ui.training.saes_page import SAEsPage
@@ -174,8 +175,6 @@ class TrainingTab(TrainingCardActions, QWidget):
     def new_training(self):
         """The New training page (built on first use: it reads templates and data sets)."""
         if not self._new_page_built:
-            from mistudio.ui.training.new_training import NewTrainingPanel
-
             self._new_page_built = True
             self._new_panel = NewTrainingPanel(self.studio)
             self._new_panel.start_requested.connect(self._start)
