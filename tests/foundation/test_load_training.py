@@ -254,6 +254,34 @@ def test_a_run_read_per_metric_equals_the_run_read_row_by_row(studio, load_folde
     assert b.series["loss"].view()[1].tolist() == [9.0, 8.0, 5.0, 4.0, 3.0]
 
 
+def test_metric_series_keeps_every_value_exactly(data_dir):
+    """Values pass through SQLite's text exactly (17 digits); NaN (stored as NULL) and the
+    infinities of a diverging run come back as themselves."""
+    import math
+
+    from mistudio.jobs.repository import JobRecord
+    from mistudio.secrets_test_support import MemorySecrets
+    from mistudio.studio import Studio
+
+    s = Studio(data_dir, secrets=MemorySecrets())
+    try:
+        s.jobs.repo.insert(JobRecord(id="job_probe", kind="demo.sleep", status="completed",
+                                     title="probe"))
+        values = [0.1, 1 / 3, 1e-300, 123456789.123456789, float("nan"), float("inf"),
+                  -float("inf"), -2.5e-7]
+        s.jobs.repo.add_metrics([{"job_id": "job_probe", "step": i + 1, "name": "loss",
+                                  "value": v, "t": 10.0 + i / 7} for i, v in enumerate(values)])
+        arr = s.jobs.metric_series("job_probe")["loss"]
+        assert arr[:, 1].tolist() == list(range(1, len(values) + 1))
+        assert arr[:, 0].tolist() == [10.0 + i / 7 for i in range(len(values))]
+        got = arr[:, 2].tolist()
+        assert [g for g, v in zip(got, values) if not math.isnan(v)] == \
+            [v for v in values if not math.isnan(v)]
+        assert math.isnan(got[4])
+    finally:
+        s.close()
+
+
 def test_pacer_interleaves_steps_and_yields_between_turns(qtbot):
     from mistudio.ui.training.pacer import Pacer
 
