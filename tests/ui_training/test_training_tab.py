@@ -25,6 +25,9 @@ TINY = {"architecture": "topk", "expansion_factor": 4, "k": 4, "batch_size": 256
 def _shot(widget, tmp_path, name):
     folder = Path(os.environ.get("MISTUDIO_SHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
+    pacer = getattr(widget, "pacer", None)
+    if pacer is not None:  # the charts and cards still to build, built now (a whole picture)
+        pacer.finish()
     widget.grab().save(str(folder / f"training_{name}.png"))
 
 
