@@ -87,8 +87,8 @@ def test_every_tab_shows_its_rows_loaded_off_the_gui_thread(qtbot, load_folder, 
     try:
         datasets = w.show_tab("Datasets")
         assert datasets.list_model.rowCount() == SIZE["datasets"]
-        models = w.show_tab("Models")
-        assert models.models_list.count() == SIZE["models"]
+        models = w.show_tab("Models")  # its list arrives from a background read
+        qtbot.waitUntil(lambda: models.models_list.count() == SIZE["models"], timeout=20_000)
 
         training = w.show_tab("Training")
         # a page of cards, newest first, built a few per event-loop turn
