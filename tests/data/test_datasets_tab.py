@@ -61,6 +61,7 @@ def test_add_tokenize_and_browse(qtbot, tab, studio, tmp_path, tiny_tokenizer_di
 
     # --- documents: 100 a page, paging, search, click-to-filter
     browser = tab.documents
+    tab.detail.setCurrentWidget(browser)  # its page is read when it is first shown
     assert browser.pager.n_pages == 3 and browser.model.rowCount() == 100
     assert browser.model.rows[0]["text"] == docs[0]
     qtbot.mouseClick(browser.pager.next_btn, qtbot_button())

@@ -106,6 +106,7 @@ class DatasetsTab(QWidget):
         self.setAcceptDrops(True)
         self.calls = BackgroundCalls(self, name="datasets-tab")  # the list's reads
         self._loaded = False
+        self._filling = False  # the list is being filled: its selection is not a click
         self._tokenizations: dict[str, list] = {}  # dataset id -> its tokenizations, as read
         self._wanted: str | None = None  # a dataset to select once the list has it
         self._wanted_tokenization: str | None = None  # likewise, on the Tokens page
@@ -217,8 +218,12 @@ class DatasetsTab(QWidget):
         self.list_model.set_records(records, tokenizations)
         self.empty.setText(EMPTY_TEXT)
         self.empty.setVisible(not records)
-        if chosen is not None:
-            self.list_view.select_row(self.list_model.row_of(chosen))
+        if chosen is not None:  # the card shows selected; the details are drawn once, below
+            self._filling = True
+            try:
+                self.list_view.select_row(self.list_model.row_of(chosen))
+            finally:
+                self._filling = False
         self._select(chosen, force=True)
         if chosen is not None:
             self._sync_tokens(chosen, wanted_tokenization)
@@ -234,7 +239,7 @@ class DatasetsTab(QWidget):
             self._show_stats()  # of the tokenization now chosen
 
     def _on_select(self, current, _previous) -> None:
-        if current.isValid():
+        if current.isValid() and not self._filling:
             self._select(self.list_model.records[current.row()].id)
 
     def _select(self, dataset_id: str | None, *, force: bool = False) -> None:
