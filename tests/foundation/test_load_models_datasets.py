@@ -175,3 +175,24 @@ def test_torch_imported_quietly_on_a_worker_works_and_restores_the_collector():
                          timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["OK", "True", "True", "3.0"]
+
+
+def test_columns_are_sized_from_their_longest_text_once(qtbot):
+    from PySide6.QtGui import QStandardItemModel
+    from PySide6.QtWidgets import QHeaderView, QTableView
+
+    from mistudio.ui.kit.table_columns import MAX_WIDTH, PADDING, fit_columns_to_text
+
+    view = QTableView()
+    qtbot.addWidget(view)
+    view.setModel(QStandardItemModel(3, 3))
+    rows = [["a", "x" * 10, ""], ["W" * 20, "y", ""], ["cc", "z" * 600, ""]]
+    widths = fit_columns_to_text(view, ["Name", "Long", "Empty column"], rows)
+    cells, titles = view.fontMetrics(), view.horizontalHeader().fontMetrics()
+    assert widths[0] == max(titles.horizontalAdvance("Name"),
+                            cells.horizontalAdvance("W" * 20)) + PADDING
+    assert widths[1] == MAX_WIDTH  # a long text is elided, not a window-wide column
+    assert widths[2] == titles.horizontalAdvance("Empty column") + PADDING
+    assert [view.columnWidth(c) for c in range(3)] == widths
+    # the user can still drag them; nothing measures the cells again on a reset
+    assert view.horizontalHeader().sectionResizeMode(0) == QHeaderView.ResizeMode.Interactive
