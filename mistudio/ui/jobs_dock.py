@@ -326,10 +326,30 @@ class JobsDock(QDockWidget):
             dlg.refresh()
 
     def clear_finished(self) -> None:
-        for r in list(self.model.rows):
-            if r.status not in ACTIVE:
-                self.studio.delete_job(r.id)
-        self.reload()
+        """Delete the listed jobs that ended (rows, metrics, logs) on the dock's thread: a
+        long-used folder lists hundreds, each with thousands of metric rows."""
+        ids = [r.id for r in self.model.rows if r.status not in ACTIVE]
+        studio = self.studio
+
+        def clear() -> int:
+            from mistudio.errors import UserError
+
+            done = 0
+            for job_id in ids:
+                try:
+                    studio.delete_job(job_id)
+                    done += 1
+                except UserError:  # resumed meanwhile, or already gone: keep going
+                    pass
+            return done
+
+        self.clear_btn.setEnabled(False)
+
+        def cleared(_result) -> None:
+            self.clear_btn.setEnabled(True)
+            self.reload()
+
+        self.calls.call("clear", clear, cleared, cleared)
 
     def _context_menu(self, pos) -> None:
         index = self.table.indexAt(pos)

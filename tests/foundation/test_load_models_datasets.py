@@ -159,6 +159,22 @@ def test_a_model_asked_for_before_its_row_arrives_is_selected(qtbot, window, fol
     assert models.models_list.currentItem().data(0x0100) == last
 
 
+def test_clear_finished_deletes_the_ended_jobs_off_the_gui_thread(qtbot, window, folder,
+                                                                   monkeypatch):
+    w, reads = window
+    dock = w.jobs_dock
+    reads.spy(w.studio.jobs, "delete", "job deletes")
+    qtbot.waitUntil(dock.is_loaded, timeout=20_000)
+    listed = {r.id for r in dock.model.rows}
+    assert listed and all(r.status == "completed" for r in dock.model.rows)
+    dock.clear_finished()
+    qtbot.waitUntil(lambda: dock.is_loaded() and dock.model.rowCount() == 0, timeout=30_000)
+    left = {i for (i,) in _db(folder, "select id from jobs")}
+    assert not listed & left and dock.clear_btn.isEnabled()
+    assert len(reads.threads["job deletes"]) == len(listed)
+    assert reads.on_gui_thread() == {}
+
+
 QUIET_IMPORT = """
 import gc, sys, threading
 from mistudio.ui.kit.native_libraries import import_torch_quietly
