@@ -76,14 +76,16 @@ def import_torch_quietly() -> None:
     paused, then freeze what is alive (see the module's docstring)."""
     if "torch" in sys.modules:
         return
+    import importlib
+
     preload_torch_libraries()
     if _quiet or not gc.isenabled():  # another thread is at it (it restores the collector)
-        import torch  # noqa: F401
+        importlib.import_module("torch")
         return
     _quiet.append(True)
     gc.disable()
     try:
-        import torch  # noqa: F401,F811
+        importlib.import_module("torch")
     finally:
         gc.freeze()
         gc.enable()
