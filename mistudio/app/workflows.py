@@ -267,20 +267,31 @@ class TrainingWorkflows:
         An extraction may end on its own just as Cancel arrives (past its last cancel
         check, or ended but not yet settled): the chain remembers the request, so it ends
         ``cancelled`` with the activations kept rather than starting the training."""
-        with self._lock:  # against the listener settling the chain meanwhile
+        with self._lock:  # the listener settles chains under it: it sees the request
             chain = self.get(chain_id)
             if chain.status == STARTED and chain.training_job_id:
-                return self.jobs.cancel(chain.training_job_id)
-            if chain.status != EXTRACTING:
+                training_job_id = chain.training_job_id
+            elif chain.status == EXTRACTING:
+                chain.cancel_requested = True
+                self.repo.save(chain)
+                training_job_id = ""
+            else:
                 return False
-            chain.cancel_requested = True
-            self.repo.save(chain)
-            if self.jobs.cancel(chain.extraction_job_id):
-                return True  # the listener settles it when the job stops (or completes)
-            job = self.jobs.find(chain.extraction_job_id)
+        # the job queue is called outside the lock (cancelling a queued job tells its
+        # listeners, ours included, at once)
+        if training_job_id:
+            return self.jobs.cancel(training_job_id)
+        job_id = chain.extraction_job_id
+        if self.jobs.cancel(job_id):
+            return True  # the listener settles the chain when the job stops (or completes)
+        with self._lock:
+            chain = self.get(chain_id)
+            if chain.status != EXTRACTING:  # the listener settled it meanwhile
+                return chain.status == CANCELLED
+            job = self.jobs.find(job_id)
             if job is not None and job.status in FINISHED:
-                # ended before the click reached it; its listener has not settled the chain
-                # yet (it waits for this lock) or never will (the job ended unheard)
+                # it ended before the click reached it and no listener settled the chain
+                # (it ended unheard, e.g. before a crash)
                 self._settle(chain, job.status, job.error)
                 return True
             return False  # running in another process: the request is kept for its end
