@@ -112,11 +112,15 @@ def pump_until(app, cond, timeout: float) -> bool:
     return True
 
 
+GC_FREEZE = [True]  # as the app's window does (MainWindow.freeze_startup_objects); --no-gc-freeze
+
+
 def measure_window(app, folder: str, probe: StallProbe) -> dict:
     from mistudio.ui.app import build_window
 
     t0 = time.perf_counter()
     window = build_window(folder, remember_layout=False)
+    window.freeze_startup_objects = GC_FREEZE[0]
     first = FirstPaint(window)
     window.show()
     pump_until(app, lambda: first.at is not None, 30)
@@ -222,9 +226,12 @@ def main() -> None:
     ap.add_argument("--folder", default="", help="a folder made by scripts/make_load_folder.py")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cold", type=int, default=3, help="fresh-process opens per folder")
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="windows do not freeze their start-up objects (the app's window does)")
     ap.add_argument("--first-open", type=int, default=0, metavar="N",
                     help="only time the Features tab's first open, N fresh processes per mode")
     args = ap.parse_args()
+    GC_FREEZE[0] = not args.no_gc_freeze
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("MISTUDIO_NO_KEYRING", "1")
     if args.first_open:
