@@ -13,6 +13,11 @@ KV cache (EOS ignored so every run makes the same number of tokens):
   of the whole encoder runs on most steps (the worst case; the counts are printed);
 - pair: baseline + additive steered in one batch, vs the two generated one after the other.
 
+Our loop runs as the app runs it: on the CPU with oneDNN-prepacked linear weights
+(mistudio/steering/packed.py). The same loop with MKL's plain ``F.linear`` (``packed=False``,
+the engine before packing) runs beside it for one row and for the pair, so the table has the
+before and the after of the same run.
+
 Runs rotate in rounds so a change of load on the shared machine hits every variant alike.
 Each run is timed by the wall clock and by the process's CPU time (on a machine shared with
 other work the CPU time is the steadier measure of what the run itself costs: time spent
@@ -93,6 +98,7 @@ def main() -> int:
     import torch
 
     from mistudio.models import hooks
+    from mistudio.steering import packed as packing
     from mistudio.steering.generate import Sampling, generate_rows
     from mistudio.steering.hook import RowPlan, SteeringHook
 
@@ -146,14 +152,22 @@ def main() -> int:
 
     hooks_made = {}
 
-    def rows(plans, sae=None, name=None):
+    def rows(plans, sae=None, name=None, packed=None):
         hook = SteeringHook(target, plans, sae=sae, scope="all", prompt_len=len(prompt),
                             dtype=dtype, device=args.device)
         if name:
             hooks_made[name] = hook
         with hook.attached(model):
-            out = generate_rows(model, prompt, len(plans), s, hook=hook, eos_ids=None)
+            out = generate_rows(model, prompt, len(plans), s, hook=hook, eos_ids=None,
+                                packed=packed)
         assert all(len(o) == n for o in out)
+        return out
+
+    # the packed weights are built on the first generation of a loaded model: time that once
+    t_pack = timed(lambda: packing.prepare(model))
+    packed_used = packing.is_packed(model)
+    steered_add = [None, RowPlan(add=direction)]
+    assert rows(steered_add) == rows(steered_add, packed=False), "packed != plain F.linear"
 
     clamp = [RowPlan(clamps={feature: 10.0})]
     variants = {
@@ -165,6 +179,10 @@ def main() -> int:
         "clamp ReLU": lambda: rows(clamp, saes["relu"]),
         "pair batched": lambda: rows([None, RowPlan(add=direction)]),
         "pair sequential": lambda: (rows([None]), rows([RowPlan(add=direction)])),
+        "plain (our loop, MKL F.linear)": lambda: rows([None], packed=False),
+        "pair batched (MKL)": lambda: rows([None, RowPlan(add=direction)], packed=False),
+        "pair sequential (MKL)": lambda: (rows([None], packed=False),
+                                          rows([RowPlan(add=direction)], packed=False)),
     }
     steered = ("additive", "clamp TopK", "clamp TopK at the boundary", "clamp ReLU")
     tokens = {k: (2 * n if k.startswith("pair") else n) for k in variants}
@@ -172,6 +190,9 @@ def main() -> int:
     print(f"model: {what}; device {args.device}, {args.dtype}, torch threads "
           f"{torch.get_num_threads()}; hook {hook_name}; d_sae {args.d_sae}; prompt "
           f"{len(prompt)} tokens, {n} new tokens per row (greedy, KV cache)")
+    print(f"packed linear weights: {'in use' if packed_used else 'NOT in use'}; built in "
+          f"{t_pack[0]:.2f} s wall, {t_pack[1]:.2f} s CPU (once per loaded model); packed and "
+          "plain F.linear gave the same tokens")
     for fn in variants.values():  # warm-up (and the TopK screens are built here, once)
         fn()
     for name in ("clamp TopK", "boundary"):
@@ -189,6 +210,7 @@ def main() -> int:
         w = rates["wall"]
         print(f"round {r + 1} (wall tokens/s): " + ", ".join(f"{k} {w[k][-1]:.1f}" for k in names)
               + f"; pair {w['pair batched'][-1] / w['pair sequential'][-1]:.2f}x"
+              + f"; pair (MKL) {w['pair batched (MKL)'][-1] / w['pair sequential (MKL)'][-1]:.2f}x"
               + "".join(f"; {k} {w[k][-1] / w[base_name][-1]:.2f}x" for k in steered))
     for clock, what_clock in (("wall", "wall clock"), ("cpu", "process CPU time")):
         rt = rates[clock]
@@ -203,10 +225,16 @@ def main() -> int:
             print(f"  {k:<27} vs plain generate {paired:.2f}x | {med[k] / med[base_name]:.2f}x"
                   f" | {max(rt[k]) / max(rt[base_name]):.2f}x  (>= 0.9); vs our unhooked "
                   f"loop {own:.2f}x")
-        pair = statistics.median(a / b for a, b in zip(rt["pair batched"], rt["pair sequential"]))
-        print(f"  {'pair batched vs sequential':<27} {pair:.2f}x | "
-              f"{med['pair batched'] / med['pair sequential']:.2f}x | "
-              f"{max(rt['pair batched']) / max(rt['pair sequential']):.2f}x  (>= 1.5)")
+        for a_, b_, label in (
+                ("pair batched", "pair sequential", "pair batched vs sequential"),
+                ("pair batched (MKL)", "pair sequential (MKL)", "  same, MKL F.linear (before)"),
+                ("pair batched", "pair sequential (MKL)", "  packed pair vs MKL sequential"),
+                ("plain (our loop, no hook)", "plain (our loop, MKL F.linear)",
+                 "one row: packed vs MKL")):
+            pair = statistics.median(a / b for a, b in zip(rt[a_], rt[b_]))
+            print(f"  {label:<27} {pair:.2f}x | {med[a_] / med[b_]:.2f}x | "
+                  f"{max(rt[a_]) / max(rt[b_]):.2f}x" + ("  (>= 1.5)" if a_ == "pair batched"
+                                                         and b_ == "pair sequential" else ""))
     for name, label in (("clamp TopK", "clamp TopK"), ("boundary", "clamp TopK at the boundary")):
         screen = hooks_made[name].reader.screen
         if screen is not None:

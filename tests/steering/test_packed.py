@@ -1,0 +1,134 @@
+"""Packed linear weights (oneDNN) for CPU decoding: same results, this thread only."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from mistudio.steering import engine, packed
+from mistudio.steering.generate import Sampling, generate_rows
+from tests.steering.conftest import make_sae
+from tests.steering.test_engine import PROMPT, _columns, _target
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(),
+                                reason="torch built without oneDNN")
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(96, 160), torch.nn.Linear(160, 48, bias=False)
+                               ).eval().requires_grad_(False)
+
+
+def _plain(net, x):
+    return torch.nn.functional.linear(x, net[0].weight, net[0].bias)
+
+
+@pytest.mark.parametrize("which", ["gpt2", "llama"])
+def test_every_linear_layer_is_packed_and_generation_is_unchanged(request, which):
+    """GPT-2's Conv1D and Llama's nn.Linear: the packed kernels run, and a batched
+    comparison gives the tokens the plain F.linear loop gives (greedy and sampled)."""
+    model, tok = request.getfixturevalue(which)
+    sae = make_sae("topk")
+    kinds = {type(m).__name__ for m in model.modules() if packed._linear_weight(m) is not None}
+    assert kinds == ({"Conv1D", "Linear"} if which == "gpt2" else {"Linear"})
+    x = torch.randn(3, 2, model.config.hidden_size)
+    with torch.inference_mode(), packed.packed_linears(model) as on:
+        assert on
+        head = model.get_output_embeddings()
+        assert "forward" in head.__dict__
+        got = head(x)
+    assert "forward" not in head.__dict__  # uninstalled on leaving
+    assert torch.allclose(got, torch.nn.functional.linear(x, head.weight), atol=1e-5)
+    for s in (Sampling(max_new_tokens=10),
+              Sampling(max_new_tokens=10, greedy=False, temperature=0.8, top_p=0.9, seed=3)):
+        runs = {}
+        for use in (True, False):
+            runs[use] = [c["tokens"] for c in engine.run_comparison(
+                model, tok, sae, _target(model), _columns(), PROMPT, s, with_metrics=False,
+                packed=use)["columns"]]
+        assert runs[True] == runs[False]
+
+
+def test_packed_results_match_f_linear_and_do_not_depend_on_the_other_rows():
+    net = _net()
+    x = torch.randn(4, 7, 96)
+    with torch.inference_mode(), packed.packed_linears(net):
+        full = net[0](x)
+        alone = net[0](x[1:2])
+        strided = net[0](x.transpose(0, 1))          # a non-contiguous input
+        out = net(x)
+    assert torch.allclose(full, _plain(net, x), atol=1e-5)
+    assert torch.equal(alone, full[1:2])                 # bit for bit, whatever the batch
+    assert torch.allclose(strided, _plain(net, x.transpose(0, 1)), atol=1e-5)
+    assert torch.allclose(out, torch.nn.functional.linear(_plain(net, x), net[1].weight),
+                          atol=1e-5)
+
+
+def test_another_thread_running_the_same_model_gets_the_plain_forward():
+    net = _net(1)
+    x = torch.randn(2, 96)
+    with torch.inference_mode():
+        plain = _plain(net, x)
+        with packed.packed_linears(net):
+            mine = net[0](x)
+        assert not torch.equal(mine, plain), "choose inputs where the kernels round apart"
+    inside, done = threading.Event(), threading.Event()
+    seen = {}
+
+    def other():
+        inside.wait(10)
+        with torch.inference_mode():
+            seen["y"] = net[0](x)
+        done.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with torch.inference_mode(), packed.packed_linears(net):
+        inside.set()
+        assert done.wait(10)
+        again = net[0](x)
+    t.join()
+    assert torch.equal(seen["y"], plain)
+    assert torch.equal(again, mine)
+
+
+def test_a_changed_weight_is_repacked():
+    net = _net(2)
+    x = torch.randn(3, 96)
+    with torch.inference_mode(), packed.packed_linears(net):
+        net[0](x)
+    with torch.no_grad():
+        net[0].weight.mul_(-2.0)
+    with torch.inference_mode(), packed.packed_linears(net):
+        y = net[0](x)
+    assert torch.allclose(y, _plain(net, x), atol=1e-5)
+
+
+def test_no_packing_without_the_memory_or_when_switched_off(gpt2, monkeypatch):
+    model, tok = gpt2
+    s = Sampling(max_new_tokens=6)
+    want = generate_rows(model, PROMPT, 2, s, packed=False)
+    net = _net(3)
+    monkeypatch.setattr(packed, "MEMORY_SHARE", 0.0)
+    with packed.packed_linears(net) as on:
+        assert not on and "forward" not in net[0].__dict__
+    assert not packed.is_packed(net)
+    monkeypatch.setattr(packed, "MEMORY_SHARE", 0.5)
+    monkeypatch.setenv(packed.ENV_SWITCH, "0")
+    with packed.packed_linears(net) as on:
+        assert not on
+    assert generate_rows(model, PROMPT, 2, s) == want
+    monkeypatch.delenv(packed.ENV_SWITCH)
+    with packed.packed_linears(net) as on:
+        assert on
+
+
+def test_a_float64_model_is_left_alone():
+    net = _net(4).double()
+    with packed.packed_linears(net) as on:
+        assert not on
+    assert not packed.prepare(net)
+
