@@ -113,6 +113,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--random", action="store_true", help="random weights even if the demo "
                     "model is installed")
+    ap.add_argument("--step-table", action="store_true", help="also print the CPU time of one "
+                    "decoding step by batch rows, packed weights vs MKL's F.linear")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -242,7 +244,43 @@ def main() -> int:
             print(f"{label}: TopK screen ({screen.kind}) over {c['calls']} decoding steps: "
                   f"{c['skipped']} skipped (pre-activation <= 0), {c['screened']} screened, "
                   f"{c['resolved']} of those resolved latents near the k-th exactly")
+    if args.step_table:
+        step_table(model, prompt, args.rounds)
     return 0
+
+
+def step_table(model, prompt, rounds, sizes=(1, 2, 3, 4, 6, 8), steps=16):
+    """CPU time of one cached decoding step of ``rows`` rows, median over rounds."""
+    import torch
+
+    from mistudio.steering import packed as packing
+    from mistudio.steering.generate import cache_argument
+
+    arg = cache_argument(model)
+    device = next(model.parameters()).device
+
+    def step_time(rows):
+        ids = torch.tensor([prompt] * rows, device=device)
+        with torch.inference_mode():
+            res = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            cache, tok = getattr(res, arg), res.logits[:, -1].argmax(-1, keepdim=True)
+            c0 = time.process_time()
+            for _ in range(steps):
+                res = model(input_ids=tok, use_cache=True, logits_to_keep=1, **{arg: cache})
+                tok = res.logits[:, -1].argmax(-1, keepdim=True)
+        return (time.process_time() - c0) / steps
+
+    times = {(p, m): [] for p in (True, False) for m in sizes}
+    for _ in range(rounds):
+        for use in (True, False):
+            with packing.packed_linears(model, use):
+                for m in sizes:
+                    times[use, m].append(step_time(m))
+    print("\n== one decoding step by batch rows (process CPU time, median of rounds) ==")
+    for use, label in ((False, "MKL F.linear"), (True, "packed (oneDNN)")):
+        med = {m: statistics.median(times[use, m]) for m in sizes}
+        print(f"  {label:<16} " + "  ".join(f"{m} rows {med[m] * 1e3:.1f} ms ({med[m] / med[1]:.2f}x)"
+                                         for m in sizes))
 
 
 if __name__ == "__main__":
