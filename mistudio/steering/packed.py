@@ -117,7 +117,13 @@ def supported(model) -> bool:
 
 
 def _linear_modules(model) -> dict[str, torch.nn.Module]:
-    return {name: m for name, m in model.named_modules() if _linear_weight(m) is not None}
+    """The linear modules with float32 CPU weights (a layer kept in another dtype is left)."""
+    out = {}
+    for name, m in model.named_modules():
+        w = _linear_weight(m)
+        if w is not None and w.dtype == torch.float32 and w.device.type == "cpu":
+            out[name] = m
+    return out
 
 
 def _fits(modules: dict[str, torch.nn.Module]) -> bool:

@@ -126,9 +126,16 @@ def test_no_packing_without_the_memory_or_when_switched_off(gpt2, monkeypatch):
         assert on
 
 
-def test_a_float64_model_is_left_alone():
+def test_a_float64_model_or_layer_is_left_alone():
     net = _net(4).double()
     with packed.packed_linears(net) as on:
         assert not on
     assert not packed.prepare(net)
+    mixed = _net(5)
+    mixed[1].double()
+    x = torch.randn(2, 96)
+    with torch.inference_mode(), packed.packed_linears(mixed) as on:
+        assert on and "forward" in mixed[0].__dict__ and "forward" not in mixed[1].__dict__
+        y = mixed[1](mixed[0](x).double())
+    assert y.dtype == torch.float64
 
