@@ -9,6 +9,7 @@ import torch
 
 from mistudio.steering import engine, packed
 from mistudio.steering.generate import Sampling, generate_rows
+from mistudio.steering.interventions import Column, Intervention
 from tests.steering.conftest import make_sae
 from tests.steering.test_engine import PROMPT, _columns, _target
 
@@ -139,3 +140,31 @@ def test_a_float64_model_or_layer_is_left_alone():
         y = mixed[1](mixed[0](x).double())
     assert y.dtype == torch.float64
 
+
+
+def test_the_steering_job_generates_with_the_packed_weights(steer_studio, monkeypatch):
+    """The app's path (service -> job thread -> engine) packs the pooled model's weights
+    and its generating thread runs the packed kernels."""
+    from mistudio.models.pool import MODEL_POOL
+
+    studio, model, sae = steer_studio
+    calls = []
+    real = packed._packed_forward
+
+    def counting(module, weight, plain):
+        fwd = real(module, weight, plain)
+
+        def forward(x, *a, **kw):
+            calls.append(bool(getattr(packed._LOCAL, "depth", 0)))
+            return fwd(x, *a, **kw)
+        return forward
+
+    monkeypatch.setattr(packed, "_packed_forward", counting)
+    for loaded in MODEL_POOL.loaded():
+        packed.drop(loaded.model)  # built by an earlier test with the real forward
+    rec, _ = studio.steering.start(model.id, sae.id, [Column([Intervention("add", 3, 40.0)])],
+                                   "The cat sat", sampling={"max_new_tokens": 4})
+    result = studio.steering.wait(rec.id)
+    assert len(result["columns"]) == 2
+    assert any(packed.is_packed(e.model) for e in MODEL_POOL.loaded())
+    assert calls and all(calls)  # every call of an installed forward came from the job thread
