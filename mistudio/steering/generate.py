@@ -137,8 +137,8 @@ def _generate(model, prompt_ids, n_rows, sampling, hook, eos_ids, use_cache, on_
 def batch_rows(n_rows: int, device) -> int:
     """Rows to run for ``n_rows`` outputs. On the CPU 2-3 rows are padded to 4 (the extra rows
     are discarded): with the packed weights a decoding step of SmolLM2-135M (one thread)
-    took 1.15-1.2x one row's time for 2 rows, 0.9x for 3 and 0.85x for 4; with MKL's
-    ``F.linear`` 1.56x, 1.9x and 1.35x (it multiplies 2-3 rows one row at a time)."""
+    took 1.15-1.3x one row's time for 2 rows, 0.9-1.0x for 3 and 0.85-1.0x for 4; with MKL's
+    ``F.linear`` 1.55-1.6x, 1.9x and 1.35-1.45x (it multiplies 2-3 rows one row at a time)."""
     if torch.device(device).type == "cpu" and n_rows in (2, 3):
         return 4
     return n_rows
