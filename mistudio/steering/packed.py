@@ -1,13 +1,12 @@
 """oneDNN-prepacked linear weights for decoding a few rows at a time on the CPU.
 
 A decoding step multiplies a handful of rows (one per generated column, padded) by every
-weight matrix of the model. PyTorch sends ``F.linear`` on the CPU to MKL's ``sgemm``, which
-repacks the whole weight matrix on every call and, for 2-3 rows, works one row at a time:
-on SmolLM2-135M (one thread) a decoding step of 2 rows cost 1.56x one row's, 4 rows 1.35x.
-oneDNN's matmul on a weight reordered once into its blocked layout
-(``torch.ops.mkldnn._reorder_linear_weight``, the layout ``torch.compile``'s CPU freezing
-uses) reads the weights once per step whatever the row count: 4 rows then cost about what one
-row costs (see docs/steering.md, Speed).
+weight matrix of the model. PyTorch sends ``F.linear`` on the CPU to MKL's ``sgemm``, whose
+small-row paths cost nearly a row's time per row: on SmolLM2-135M (one thread) a decoding
+step of 2 rows cost 1.56-1.59x one row's, 4 rows 1.35-1.46x. oneDNN's matmul on a weight
+reordered once into its blocked layout (``torch.ops.mkldnn._reorder_linear_weight``, the
+layout ``torch.compile``'s CPU freezing uses) stays bound by reading the weights: 4 rows then
+cost about what one row costs (see docs/steering.md, Speed).
 
 The packed copies cost as much memory as the linear weights themselves, so they are built
 once per loaded model (weakly keyed: they go when the model goes), only for float32 models
