@@ -69,7 +69,8 @@ class _ModelPack:
     @staticmethod
     def _stamp(module) -> tuple[int, int]:
         w = module.weight
-        return w.data_ptr(), w._version
+        # an inference tensor (a model built under inference_mode) keeps no version counter
+        return w.data_ptr(), (-1 if w.is_inference() else w._version)
 
     def stale(self) -> bool:
         return any(self._stamp(m) != self.stamps[n] for n, m in self.modules.items())

@@ -108,6 +108,15 @@ def test_a_changed_weight_is_repacked():
     assert torch.allclose(y, _plain(net, x), atol=1e-5)
 
 
+def test_a_model_built_under_inference_mode_is_packed():
+    with torch.inference_mode():
+        net = _net(6)
+        x = torch.randn(2, 96)
+        with packed.packed_linears(net) as on:
+            y = net[0](x)
+    assert on and torch.allclose(y, _plain(net, x), atol=1e-5)
+
+
 def test_no_packing_without_the_memory_or_when_switched_off(gpt2, monkeypatch):
     model, tok = gpt2
     s = Sampling(max_new_tokens=6)
