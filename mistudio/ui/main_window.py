@@ -262,6 +262,7 @@ class MainWindow(QMainWindow):
 
     def _finish_close(self) -> None:
         self.status.timer.stop()
+        self.jobs_dock.shutdown()  # its poll and its background reads
         for page in self.lazy_tabs.values():  # tabs with timers or threads stop them here
             stop = getattr(page.inner, "shutdown", None)
             if callable(stop):

@@ -85,10 +85,11 @@ def test_every_tab_shows_its_rows_loaded_off_the_gui_thread(qtbot, load_folder, 
     qtbot.addWidget(w)
     w.show()
     try:
-        datasets = w.show_tab("Datasets")
-        assert datasets.list_model.rowCount() == SIZE["datasets"]
-        models = w.show_tab("Models")
-        assert models.models_list.count() == SIZE["models"]
+        datasets = w.show_tab("Datasets")  # its list arrives from a background read
+        qtbot.waitUntil(lambda: datasets.list_model.rowCount() == SIZE["datasets"],
+                        timeout=20_000)
+        models = w.show_tab("Models")  # its list arrives from a background read
+        qtbot.waitUntil(lambda: models.models_list.count() == SIZE["models"], timeout=20_000)
 
         training = w.show_tab("Training")
         # a page of cards, newest first, built a few per event-loop turn
