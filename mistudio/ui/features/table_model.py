@@ -45,7 +45,10 @@ class FeatureTableModel(QAbstractTableModel):
 
     # ---------------------------------------------------------------- data
 
-    def set_table(self, table: FeatureTable | None) -> None:
+    def set_table(self, table: FeatureTable | None, flt: FeatureFilter | None = None) -> None:
+        """Show ``table`` (through ``flt`` when given): one reset, its order computed first."""
+        if flt is not None:
+            self.filter = flt
         self.beginResetModel()
         self.table = table
         self.order = (table.view(self.filter, self.sort_key, self.descending)

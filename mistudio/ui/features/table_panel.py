@@ -100,6 +100,10 @@ class FeatureTablePanel(QWidget):
             members=self.lists.get(list_id) if list_id else None,
             query=self.search.text())
 
+    def show_table(self, table) -> None:
+        """A newly read table, through the filters the widgets show (one model reset)."""
+        self.model.set_table(table, self.current_filter())
+
     def apply_filters(self) -> None:
         current = self.current_feature()
         self.model.apply(self.current_filter())
