@@ -32,7 +32,9 @@ def save_widget_image(widget: QWidget, path: str | Path) -> Path:
         if not painter.begin(gen):
             raise UserError(f"Cannot write {path}.", hint="Choose a folder you can write to.")
         try:
-            widget.render(painter, QPoint(0, 0))
+            # QWidget's render: a plot is a QGraphicsView, whose own render() draws the
+            # scene and takes other arguments
+            QWidget.render(widget, painter, QPoint(0, 0))
         finally:
             painter.end()
         return path
