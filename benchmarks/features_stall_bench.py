@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +59,17 @@ def build_studio(root: Path, sizes: list[int]):
     from tests.models.conftest import write_tokenization
     from transformers import GPT2Config
 
+    studio = Studio(root / "data", secrets=MemorySecrets(), setup_logs=False)
+    made = {}
+    for d_sae in sizes:  # made by an earlier run in this folder (--data): reused
+        sae = next((x for x in studio.trainings.list_saes()
+                    if x.name == f"random TopK {d_sae:,}"), None)
+        fa = studio.features.latest_analysis(sae.id) if sae else None
+        if fa is not None:
+            made[d_sae] = (sae.id, fa.id)
+    if len(made) == len(sizes):
+        return studio, made, {}
+    studio.close(timeout=10)
     dirs = _Dirs(root)
     tok_dir = tiny_tokenizer_dir.__wrapped__(dirs)
     cfg = GPT2Config(vocab_size=512, n_positions=128, n_embd=64, n_layer=3, n_head=4,
@@ -69,8 +79,10 @@ def build_studio(root: Path, sizes: list[int]):
     studio = Studio(root / "data", secrets=MemorySecrets(), setup_logs=False)
     _model, job = studio.models.add_local(str(model_dir), name="tiny-gpt2")
     studio.jobs.wait(job.id, timeout=300)
-    out, took = {}, {}
+    out, took = dict(made), {}
     for d_sae in sizes:
+        if d_sae in out:
+            continue
         folder = dirs.mktemp(f"sae{d_sae}")
         save_saelens(folder, random_sae(d_sae=d_sae, seed=d_sae), model_name="tiny-gpt2",
                      hook_name="blocks.1.hook_resid_post")
@@ -194,14 +206,28 @@ def interactions(tab, studio, sae_id: str, fa_id: str, out_dir: Path):
         state["target"] = tab.state.history.forward_stack[-1]
         tab.forward()
 
+    def wait_for(cond, timeout=60.0):
+        t = time.perf_counter()
+        while not cond() and time.perf_counter() - t < timeout:
+            QApplication.processEvents()
+            time.sleep(0.002)
+
     def prepare_ablation():  # an alive feature open, its panel shown, no ablation yet
         tab.open_feature(feats[0])
         tab.pages.setCurrentWidget(d)
-        t = time.perf_counter()
-        while not feature_shown(feats[0])() and time.perf_counter() - t < 30:
-            QApplication.processEvents()
-            time.sleep(0.002)
+        wait_for(feature_shown(feats[0]))
         d.ablation = {}
+
+    def prepare_map():  # the map page shown with its points
+        tab.pages.setCurrentWidget(m)
+        wait_for(lambda: len(m.plot.coords) == len(density))
+
+    def exported(what):
+        def done():
+            if "failed" in tab.state.message:
+                raise RuntimeError(tab.state.message)
+            return tab.state.message.startswith(what) and "done" in tab.state.message
+        return done
 
     def cycle(box):
         return lambda: box.setCurrentIndex((box.currentIndex() + 1) % box.count())
@@ -224,7 +250,7 @@ def interactions(tab, studio, sae_id: str, fa_id: str, out_dir: Path):
                      lo[1] + (hi[1] - lo[1]) * (0.5 + 0.3 * np.sin(t))]
         n = len(tab.lists)
         coords["lists"] = n
-        m.plot._lasso(ring)
+        m.plot.lasso_drawn.emit(ring)
 
     def labelled(text):
         def op():
@@ -260,11 +286,15 @@ def interactions(tab, studio, sae_id: str, fa_id: str, out_dir: Path):
         ("filter: all", lambda: tab.table.alive.setCurrentIndex(0), lambda: True, 1),
         ("map page (points, colours)", lambda: tab.pages.setCurrentWidget(m),
          lambda: len(m.plot.coords) == len(density), 1),
-        ("map: colour by label", lambda: m.colour.setCurrentIndex(1), lambda: True, 1),
-        ("map: colour by density", lambda: m.colour.setCurrentIndex(0), lambda: True, 1),
+        ("map: colour by label", lambda: m.colour.setCurrentIndex(1), lambda: True, 1,
+         prepare_map),
+        ("map: colour by density", lambda: m.colour.setCurrentIndex(0), lambda: True, 1,
+         prepare_map),
         ("map: pan and repaint", lambda: (m.plot.viewbox.translateBy(x=0.05),
-                                          m.plot.viewport().repaint()), lambda: True, 3),
-        ("map: lasso into a list", lasso, lambda: len(tab.lists) > coords.get("lists", 1e9), 1),
+                                          m.plot.viewport().repaint()), lambda: True, 3,
+         prepare_map),
+        ("map: lasso into a list", lasso, lambda: len(tab.lists) > coords.get("lists", 1e9), 1,
+         prepare_map),
         ("heatmap of 200 shown rows (corr.)", lambda: (tab.pages.setCurrentWidget(h),
                                                       h.source.setCurrentIndex(1),
                                                       h.what.setCurrentIndex(0),
@@ -281,25 +311,24 @@ def interactions(tab, studio, sae_id: str, fa_id: str, out_dir: Path):
         ("ablation (model loads once)", tab.ablate_current, lambda: bool(d.ablation), 2,
          prepare_ablation),
         ("export labels (JSON)", lambda: tab.exports.export_labels(out_dir / "labels.json"),
-         lambda: "done" in tab.state.message, 1),
+         exported("Exporting labels"), 1),
         ("export Neuronpedia JSON (all)",
-         lambda: tab.exports.export_neuronpedia(out_dir / "np"), lambda: "done" in
-         tab.state.message, 1),
+         lambda: tab.exports.export_neuronpedia(out_dir / "np"),
+         exported("Exporting Neuronpedia JSON"), 1),
         ("export vectors (all, .npy)", lambda: tab.exports.export_vectors(out_dir / "v.npy"),
-         lambda: "done" in tab.state.message, 1),
-        ("save the map as PNG", lambda: (tab.pages.setCurrentWidget(m),
-                                         tab.exports.save_image(out_dir / "map.png")),
-         lambda: True, 1),
+         exported("Exporting feature vectors"), 1),
+        ("save the map as PNG", lambda: tab.exports.save_image(out_dir / "map.png"),
+         exported("Saving the view"), 1, prepare_map),
         ("save the map as SVG", lambda: tab.exports.save_image(out_dir / "map.svg"),
-         lambda: True, 1),
-        ("save the feature page as PNG", lambda: (tab.pages.setCurrentWidget(d),
-                                                  tab.exports.save_image(out_dir / "f.png")),
-         lambda: True, 1),
+         exported("Saving the view"), 1, prepare_map),
+        ("save the feature page as PNG", lambda: tab.exports.save_image(out_dir / "f.png"),
+         exported("Saving the view"), 1, prepare_ablation),
     ]
     return ops
 
 
-def run_interactions(app, studio, sae_id: str, fa_id: str, repeat: int) -> dict:
+def run_interactions(app, studio, sae_id: str, fa_id: str, repeat: int,
+                     only: list[str] = ()) -> dict:
     """{interaction: [stall seconds per run]} on one analysis, through a fresh tab."""
     from mistudio.ui.features.tab import FeaturesTab
     from mistudio.ui.workers import JobBridge
@@ -326,6 +355,8 @@ def run_interactions(app, studio, sae_id: str, fa_id: str, repeat: int) -> dict:
     probe.idle(0.5)  # the pages build when idle
     out_dir = Path(tempfile.mkdtemp(prefix="features-stall-out-"))
     for name, op, done, n, *prepare in interactions(tab, studio, sae_id, fa_id, out_dir):
+        if only and not any(o in name for o in only):
+            continue
         for _ in range(max(1, n * repeat // 2)):
             for prep in prepare:
                 prep()
@@ -352,18 +383,21 @@ def interactions_bench(args) -> None:
     app = QApplication.instance() or create_app([])
     import pyqtgraph  # noqa: F401  (the window imports it before its first paint)
 
-    root = Path(tempfile.mkdtemp(prefix="features-stall-"))
+    root = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="features-stall-"))
+    root.mkdir(parents=True, exist_ok=True)
     sizes = [args.small, args.large]
     print(f"building tiny-gpt2 and analyses of {', '.join(f'{n:,}' for n in sizes)} random "
           f"TopK features in {root} ...", flush=True)
     studio, made, took = build_studio(root, sizes)
-    print("analysis took " + ", ".join(f"{n:,} features {t:.0f} s" for n, t in took.items()),
-          flush=True)
+    if took:
+        print("analysis took " + ", ".join(f"{n:,} features {t:.0f} s" for n, t in took.items()),
+              flush=True)
     results = {}
     for n in sizes:
         sae_id, fa_id = made[n]
         write_pca_map(studio, sae_id)
-        results[n] = run_interactions(app, studio, sae_id, fa_id, args.repeat)
+        results[n] = run_interactions(app, studio, sae_id, fa_id, args.repeat,
+                                      [o for o in args.only.split(',') if o])
     studio.close(timeout=10)
     med = statistics.median
     print(f"\nlongest GUI-thread stall per interaction, ms (worst / median of the runs; "
@@ -399,5 +433,8 @@ elif __name__ == "__main__":
     ap.add_argument("--small", type=int, default=2304, help="features of the demo-sized SAE")
     ap.add_argument("--large", type=int, default=65536)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--only", default="", help="comma-separated parts of interaction names")
+    ap.add_argument("--data", default="", help="a folder to build the analyses in, or "
+                    "where an earlier run built them (reused; the 65k analysis takes ~1 min)")
     a = ap.parse_args()
     interactions_bench(a)

@@ -81,9 +81,11 @@ def test_search_label_favourite_and_find_them_again(qtbot, features_tab):
     d.notes_edit.setPlainText("fires after 'the capital of'")
     d.flush_edits()
     d.fav.setChecked(True)
-    ann = studio.feature_labels.annotation(sae_id, f)
-    assert (ann.label, ann.notes, ann.favourite) == ("zebra crossings",
-                                                     "fires after 'the capital of'", True)
+    # saved on the tab's write thread, in order
+    want = ("zebra crossings", "fires after 'the capital of'", True)
+    stored = lambda: studio.feature_labels.annotation(sae_id, f)  # noqa: E731
+    qtbot.waitUntil(lambda: (stored().label, stored().notes, stored().favourite) == want,
+                    timeout=5000)
     tab.table.search.setText("ZEBRA")
     qtbot.waitUntil(lambda: tab.table.model.rowCount() == 1, timeout=3000)
     assert tab.table.model.feature_at(0) == f

@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QSplitter, QStackedLayout,
-                               QTabWidget, QToolButton, QVBoxLayout, QWidget)
+                               QToolButton, QVBoxLayout, QWidget)
 
 from mistudio.errors import UserError
 from mistudio.ui.empty_state import EmptyState
 from mistudio.ui.features import loaders
+from mistudio.ui.features.annotations import FeatureAnnotations
 from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.features.detail import FeatureDetailPanel
 from mistudio.ui.features.exports import FeatureExports
@@ -57,6 +58,7 @@ class FeaturesTab(QWidget):
         self.message.setWordWrap(True)
         self.message.setStyleSheet(palette.css("error"))
 
+        self.annotations = FeatureAnnotations(self)  # label / list writes, off the GUI thread
         self.table = FeatureTablePanel()
         self.table.feature_activated.connect(self.open_feature)
         # The pages right of the table are built after the tab's first paint, one per
@@ -172,7 +174,7 @@ class FeaturesTab(QWidget):
         m.method_changed.connect(lambda _m: self.load_map())
         m.colour_changed.connect(self._colour_map)
         m.plot.feature_clicked.connect(self.open_feature)
-        m.plot.lasso_selected.connect(self.lasso_to_list)
+        m.plot.lasso_drawn.connect(self.lasso_to_list)
         m.set_lists(self.lists)
         m.plot.labels = self.state.labels()
         return m
@@ -390,103 +392,24 @@ class FeaturesTab(QWidget):
     # ================================================================== labels & lists
 
     def _annotate(self, **changes) -> None:
-        f, sae_id = self.state.feature, self.state.sae_id
-        if f is None or sae_id is None:
-            return
-        svc = self.studio.feature_labels
-        try:
-            if "label" in changes:
-                ann = svc.set_label(sae_id, f, changes["label"])
-            elif "notes" in changes:
-                ann = svc.set_notes(sae_id, f, changes["notes"])
-            else:
-                ann = svc.set_favourite(sae_id, f, changes["favourite"])
-        except UserError as exc:
-            self.show_error(str(exc))
-            return
-        if self.bundle is not None:
-            self.bundle.table.set_annotation(f, label=ann.label, notes=ann.notes,
-                                             favourite=ann.favourite)
-            self.table.model.refresh_rows()
-            if self._map() is not None:
-                self._map().plot.labels = self.state.labels()
+        self.annotations.annotate(**changes)
 
     def reload_annotations(self) -> None:
         """Labels changed outside the panel (an import): re-read them into the table."""
-        sae_id = self.state.sae_id
-        if not sae_id:
-            return
-
-        def done(anns):
-            if not self.state.owns_table(sae_id):
-                return
-            self.bundle.table.set_annotations(
-                {i: a.label for i, a in anns.items() if a.label},
-                {i: a.notes for i, a in anns.items() if a.notes},
-                {i for i, a in anns.items() if a.favourite})
-            self.table.apply_filters()
-            if self._map() is not None:
-                self._map().plot.labels = self.state.labels()
-            if self.state.feature is not None:
-                self._load_detail(self.state.feature)
-
-        self.calls.call("annotations", lambda: self.studio.feature_labels.annotations(sae_id),
-                        done, self.show_error)
-        self.reload_lists()
+        self.annotations.reload_annotations()
 
     def reload_lists(self, then=None) -> None:
-        sae_id = self.state.sae_id
-        if not sae_id:
-            return
-
-        def done(got):
-            self.state.set_lists(*got)
-            self.table.set_lists(self.state.lists, self.state.list_members)
-            if self._map() is not None:
-                self._map().set_lists(self.lists)
-            if then is not None:
-                then()
-
-        self.calls.call("lists", lambda: loaders.load_lists(self.studio, sae_id), done,
-                        self.show_error)
+        self.annotations.reload_lists(then)
 
     def ask_list_name(self, suggested: str = "") -> str | None:
         name, ok = QInputDialog.getText(self, "New list", "Name of the new list:", text=suggested)
         return name if ok and name.strip() else None
 
     def _add_current_to_list(self, list_id: str) -> None:
-        f = self.state.feature
-        if f is None:
-            return
-        try:
-            if not list_id:
-                name = self.ask_list_name()
-                if name is None:
-                    return
-                self.studio.feature_labels.create_list(self.state.sae_id, name, [f])
-            else:
-                self.studio.feature_labels.add_to_list(list_id, [f])
-        except UserError as exc:
-            self.show_error(str(exc))
-            return
-        self.reload_lists(then=lambda: self._load_detail(f))
+        self.annotations.add_current_to_list(list_id)
 
-    def lasso_to_list(self, indices) -> None:
-        indices = [int(i) for i in indices]
-        if not indices:
-            self.map_page.status.setText("The loop enclosed no features.")
-            return
-        name = self.ask_list_name(f"Map selection ({len(indices)})")
-        if name is None:
-            return
-        try:
-            rec = self.studio.feature_labels.create_list(self.state.sae_id, name, indices)
-        except UserError as exc:
-            self.show_error(str(exc))
-            return
-        self.map_page.status.setText(f"List {rec.name!r}: {rec.size} features.")
-        self.map_page.lasso.setChecked(False)
-        self.reload_lists(then=lambda: self.table.show_list(rec.id))
+    def lasso_to_list(self, polygon) -> None:
+        self.annotations.lasso(polygon)
 
     def _steer(self) -> None:
         if self.state.feature is not None and self.state.sae_id:
@@ -590,6 +513,7 @@ class FeaturesTab(QWidget):
 
     def shutdown(self) -> None:
         self._flush_edits()
+        self.annotations.close()  # after the writes still queued
         self.calls.close()
         self.slow_calls.close()
         if self.pages.built("prompt") is not None:
