@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QTableView,
                                QVBoxLayout, QWidget)
@@ -88,6 +88,11 @@ class FeatureTablePanel(QWidget):
         lay.addLayout(bar1)
         lay.addLayout(bar2)
         lay.addWidget(self.view, 1)
+
+    def changeEvent(self, event) -> None:
+        if event.type() == QEvent.Type.PaletteChange:  # light <-> dark
+            self.model.refresh_colours()
+        super().changeEvent(event)
 
     def current_filter(self) -> FeatureFilter:
         lo, hi = self.dmin.value(), self.dmax.value()
