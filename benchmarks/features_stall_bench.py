@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -420,6 +421,63 @@ def interactions_bench(args) -> None:
     print("over the target: " + ("none" if not over else "; ".join(over)))
 
 
+FIRST_OPEN = r"""
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from load_bench import FirstPaint, StallProbe, pump_until
+from mistudio.ui.app import build_window, create_app
+app = create_app([])
+probe = StallProbe()
+w = build_window(sys.argv[1], remember_layout=False)
+w.show()
+pump_until(app, lambda: False, 3.0)  # the user looks at the window before clicking
+page = w.lazy_tabs["Features"]
+paint = FirstPaint(page)
+t = time.perf_counter()
+w.show_tab("Features")
+pump_until(app, lambda: paint.at is not None, 60)
+n = int(sys.argv[3])
+pump_until(app, lambda: page.inner is not None and page.inner.table.model.rowCount() >= n, 60)
+rows = time.perf_counter()
+pump_until(app, lambda: False, 0.3)
+end = time.perf_counter()
+print("FIRST", paint.at - t, rows - t, probe.longest(t, end), probe.longest(paint.at, end))
+w.skip_close_confirmation = True
+w.close()
+"""
+
+
+def first_open(folder: str, trees: dict[str, Path], repeats: int) -> None:
+    """The tab's first open, a fresh process each, the trees' runs interleaved."""
+    import sqlite3
+
+    con = sqlite3.connect(Path(folder) / "mistudio.db")
+    n = con.execute("select d_sae from saes order by created_at desc limit 1").fetchone()[0]
+    con.close()
+    got: dict[str, list] = {name: [] for name in trees}
+    for _ in range(repeats):
+        for name, tree in trees.items():
+            work = tempfile.mkdtemp(prefix="features-first-open-")
+            env = dict(os.environ, PYTHONPATH=str(tree))
+            proc = subprocess.run([sys.executable, "-c", FIRST_OPEN, folder,
+                                   str(tree / "benchmarks"), str(n)], capture_output=True,
+                                  text=True, env=env, cwd=work, check=True)
+            line = next(x for x in proc.stdout.splitlines() if x.startswith("FIRST"))
+            got[name].append([float(v) for v in line.split()[1:]])
+    med = statistics.median
+    print(f"Features tab first open on {folder} ({n:,} rows), median of {repeats} fresh "
+          f"processes, ms (load average {os.getloadavg()[0]:.2f}):")
+    print(f"{'code':10s} {'paint':>7s} {'rows':>7s} {'stall':>7s} {'stall after paint':>18s}")
+    for name, runs in got.items():
+        cols = [med(r[i] for r in runs) * 1000 for i in range(4)]
+        print(f"{name:10s} {cols[0]:7.1f} {cols[1]:7.1f} {cols[2]:7.1f} {cols[3]:18.1f}")
+    if len(got) == 2:
+        (a, ra), (b, rb) = got.items()
+        ratio = [med(r[i] for r in rb) / med(r[i] for r in ra) for i in range(4)]
+        print(f"ratio {b}/{a}: paint x{ratio[0]:.2f}, rows x{ratio[1]:.2f}, stall "
+              f"x{ratio[2]:.2f}, stall after paint x{ratio[3]:.2f}")
+
+
 if __name__ == "__main__" and "--build-only" in sys.argv:
     root = Path(tempfile.mkdtemp(prefix="features-stall-"))
     s, got, took = build_studio(root, [int(x) for x in sys.argv[-1].split(",")])
@@ -436,5 +494,15 @@ elif __name__ == "__main__":
     ap.add_argument("--only", default="", help="comma-separated parts of interaction names")
     ap.add_argument("--data", default="", help="a folder to build the analyses in, or "
                     "where an earlier run built them (reused; the 65k analysis takes ~1 min)")
+    ap.add_argument("--first-open", default="", metavar="FOLDER",
+                    help="time the tab's first open on this data folder instead")
+    ap.add_argument("--baseline-tree", default="", help="with --first-open: a checkout of "
+                    "the code to compare with (its runs interleave with this tree's)")
+    ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
-    interactions_bench(a)
+    if a.first_open:
+        trees = {"baseline": Path(a.baseline_tree)} if a.baseline_tree else {}
+        trees["this tree"] = ROOT
+        first_open(a.first_open, trees, a.repeats)
+    else:
+        interactions_bench(a)

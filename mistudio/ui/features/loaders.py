@@ -5,7 +5,7 @@ Each returns plain data; ``BackgroundCalls`` runs them on its worker thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,6 +20,7 @@ class TableBundle:
     n_tokens: int
     meta: dict
     sources: "DocumentSources | None" = None
+    chat_models: list = field(default_factory=list)  # (id, name) of models that can explain
 
 
 @dataclass
@@ -82,15 +83,21 @@ def load_table(studio, sae_id: str, analysis_id: str) -> TableBundle:
     table.set_annotations({i: a.label for i, a in anns.items() if a.label},
                           {i: a.notes for i, a in anns.items() if a.notes},
                           {i for i, a in anns.items() if a.favourite})
-    # the newest explanation of each feature (any explainer model or prompt version)
-    newest = {}
-    for e in sorted(studio.autointerp.explanations(sae_id, res.analysis_id),
-                    key=lambda e: e.created_at):
-        newest[e.feature] = e.explanation
-    table.set_explanations(newest)
+    table.set_explanations(newest_explanations(studio, sae_id, res.analysis_id))
     table.sort_rank("index")  # the default order, computed here rather than on the GUI thread
     sources = DocumentSources(studio, str(res.meta.get("tokenization") or ""))
-    return TableBundle(sae_id, res.analysis_id, table, res.n_tokens, dict(res.meta), sources)
+    models = [(m.id, m.name) for m in studio.autointerp.chat_models()]
+    return TableBundle(sae_id, res.analysis_id, table, res.n_tokens, dict(res.meta), sources,
+                       models)
+
+
+def newest_explanations(studio, sae_id: str, analysis_id: str) -> dict[int, str]:
+    """Feature -> its newest explanation (any explainer model or prompt version)."""
+    newest = {}
+    for e in sorted(studio.autointerp.explanations(sae_id, analysis_id),
+                    key=lambda e: e.created_at):
+        newest[e.feature] = e.explanation
+    return newest
 
 
 def load_detail(studio, sae_id: str, analysis_id: str, feature: int, sources=None):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QSplitter, QStackedLayout,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QMenu, QSplitter,
+                               QStackedLayout, QToolButton, QVBoxLayout, QWidget)
 
 from mistudio.errors import UserError
 from mistudio.ui.empty_state import EmptyState
@@ -61,9 +61,12 @@ class FeaturesTab(QWidget):
         self.annotations = FeatureAnnotations(self)  # label / list writes, off the GUI thread
         self.table = FeatureTablePanel()
         self.table.feature_activated.connect(self.open_feature)
+        self.table.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.view.customContextMenuRequested.connect(
+            lambda pos: self.table_menu().exec(self.table.view.viewport().mapToGlobal(pos)))
         # The pages right of the table are built after the tab's first paint, one per
         # event-loop turn (or on first need): together they cost more than a frame (plots).
-        self.pages = LazyPages()
+        self.pages = LazyPages(busy=self.calls.busy)
         self.pages.add_lazy("detail", "Feature", self._build_detail)
         self.pages.add_lazy("map", "Map", self._build_map)
         self.pages.add_lazy("heatmap", "Heatmap", self._build_heatmap)
@@ -361,18 +364,24 @@ class FeaturesTab(QWidget):
                         lambda: loaders.load_detail(self.studio, sae_id, fa_id, f, sources),
                         self._detail_loaded, self.show_error)
 
-    def _explained(self, f: int) -> None:
-        """An explanation job ended: its text goes into the table row (searchable)."""
+    def _explained(self, features) -> None:
+        """An explanation job completed: the table's Explanation column is re-read (its
+        features' texts become searchable)."""
         sae_id, fa_id = self.state.sae_id, self.state.analysis_id
 
-        def done(e):
-            if e is not None and self.state.owns_table(sae_id):
-                self.bundle.table.set_explanation(f, e.explanation)
+        def done(texts):
+            if self.state.owns_table(sae_id):
+                self.bundle.table.set_explanations(texts)
                 self.table.model.refresh_rows()
 
-        self.calls.call(f"explained{f}",
-                        lambda: self.studio.autointerp.explanation(sae_id, f, fa_id or ""),
-                        done, self.show_error)
+        self.calls.call("explained", lambda: loaders.newest_explanations(
+            self.studio, sae_id, fa_id or ""), done, self.show_error)
+
+    def table_menu(self) -> QMenu:
+        """The table's context menu: auto-interpretation of the selected rows."""
+        menu = QMenu(self)
+        self.explainer.add_actions(menu, self.table.selected_features())
+        return menu
 
     def _detail_loaded(self, got) -> None:
         detail, ann, in_lists, topics = got

@@ -18,8 +18,15 @@ from PySide6.QtWidgets import QTabWidget, QWidget
 
 
 class LazyPages(QTabWidget):
-    def __init__(self, parent: QWidget | None = None):
+    """``busy()``, when given, says a background read is in flight: idle building waits
+    for it (building while a worker thread runs Python takes several times longer, as each
+    of the many Qt calls of a plot's construction waits for the GIL)."""
+
+    RETRY_MS = 40
+
+    def __init__(self, parent: QWidget | None = None, busy: Callable[[], bool] | None = None):
         super().__init__(parent)
+        self._busy = busy
         self._specs: list[tuple[str, str, Callable[[], QWidget]]] = []
         self._built: dict[str, QWidget] = {}
         self._idle_pending = False
@@ -62,6 +69,9 @@ class LazyPages(QTabWidget):
         QTimer.singleShot(0, self, self._idle_step)  # dropped if the widget is gone
 
     def _idle_step(self) -> None:
+        if self._busy is not None and self._busy():
+            QTimer.singleShot(self.RETRY_MS, self, self._idle_step)
+            return
         self._idle_pending = False
         if self._parts:  # the parts of the page built last, before the next page
             self._parts.pop(0)()
