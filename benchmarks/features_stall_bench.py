@@ -214,6 +214,7 @@ def interactions(tab, studio, sae_id: str, fa_id: str, out_dir: Path):
             time.sleep(0.002)
 
     def prepare_ablation():  # an alive feature open, its panel shown, no ablation yet
+        d.detail = None  # wait for this open's read (a later one would clear the ablation)
         tab.open_feature(feats[0])
         tab.pages.setCurrentWidget(d)
         wait_for(feature_shown(feats[0]))
@@ -340,7 +341,7 @@ def run_interactions(app, studio, sae_id: str, fa_id: str, repeat: int,
     tab = FeaturesTab(studio, bridge)
     tab.resize(1300, 850)
     tab.show()
-    tab.ask_list_name = lambda suggested="": suggested or "bench list"
+    tab.ask_list_name = lambda suggested="": f"{suggested or 'bench list'} {time.time_ns()}"
     out: dict[str, list[float]] = {}
     d_sae = studio.trainings.get_sae(sae_id).d_sae
 

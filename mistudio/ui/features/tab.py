@@ -29,6 +29,7 @@ from mistudio.ui.features.prompt_view import PromptView
 from mistudio.ui.features.state import FeaturesState
 from mistudio.ui.features.table_panel import FeatureTablePanel
 from mistudio.ui.kit import palette
+from mistudio.ui.kit.gc_freeze import freeze_long_lived
 from mistudio.ui.kit.lazy_pages import LazyPages
 
 
@@ -276,6 +277,9 @@ class FeaturesTab(QWidget):
         if not self.state.take_table(bundle):
             return
         self.table.show_table(bundle.table)
+        # the table (and the window's modules and widgets) live long: keep later full
+        # collections from rescanning them (a 150-230 ms freeze each; kit/gc_freeze.py)
+        freeze_long_lived()
         if self._map() is not None:
             self._map().plot.labels = self.state.labels()
             self.load_map()
@@ -459,11 +463,12 @@ class FeaturesTab(QWidget):
                 or self.pages.currentWidget() is not self._map()):
             return
         sae_id, method = self.state.sae_id, self.map_page.method.currentData()
-        self.calls.call("map", lambda: self.studio.feature_maps.load_map(sae_id, method),
-                        lambda coords: self._map_loaded(method, coords), self.show_error)
+        maps = self.studio.feature_maps
+        self.calls.call("map", lambda: (maps.load_map(sae_id, method),
+                                        maps.active_job(sae_id, method)),
+                        lambda got: self._map_loaded(method, *got), self.show_error)
 
-    def _map_loaded(self, method: str, coords) -> None:
-        running = self.studio.feature_maps.active_job(self.state.sae_id, method)
+    def _map_loaded(self, method: str, coords, running) -> None:
         self.map_page.compute.setEnabled(running is None)
         if coords is None:
             self.state.map_job = running.id if running else None
