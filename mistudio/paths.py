@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import shutil
@@ -19,6 +20,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import platformdirs
+
+try:
+    import fcntl
+except ImportError:  # Windows: no folder lock (one process per data folder there)
+    fcntl = None
 
 from mistudio.errors import UserError
 from mistudio.reliability import crash_point
@@ -252,7 +258,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temporary name and rename it into place on success.
 
-    An existing directory at ``path`` is replaced only once the new one is complete.
+    An existing directory at ``path`` is replaced only once the new one is complete: it is
+    moved aside (``.<name>.<hex>.old``), the new one moved in, then the old one deleted. A
+    kill between the two renames leaves ``path`` missing with the old folder beside it;
+    every reader resolves the folder through :func:`settled_dir`, which puts it back.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -262,17 +271,92 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         with no_room_as_user_error(path):
             yield tmp
         crash_point("atomic.dir.replace")
-        if path.exists():
-            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-            os.replace(path, old)
-            crash_point("atomic.dir.swap")  # the old folder is aside, the new not yet in place
+        old = None
+        with _swap_lock(path.parent):  # no reader repairs the swap between the two renames
+            if path.exists():
+                old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+                os.replace(path, old)
+                crash_point("atomic.dir.swap")  # the old folder aside, the new not yet in place
             os.replace(tmp, path)
+        if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _swap_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on ``folder`` (the parent of a swapped directory), held across an
+    :func:`atomic_dir` swap's two renames and across a reader's repair of a swap cut in
+    half. Without it a reader (the window) could put the old folder back between a live
+    writer's (a CLI job's) renames, and the writer's second rename would fail. ``flock`` on
+    the folder itself: no lock file is left behind, a killed holder releases it, and two
+    threads of one process exclude each other too (each open is its own lock)."""
+    if fcntl is None:
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # gone or unreadable: there is nothing to guard
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _set_aside(path: Path) -> list[Path]:
+    """The old copies of ``path`` that :func:`atomic_dir` swaps moved aside."""
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.old"))
+
+
+def _put_back_set_aside(path: Path) -> bool:
+    """Under the swap lock: if ``path`` is missing, move its set-aside copy back; drop the
+    set-aside copies of swaps that finished. Returns whether it put one back."""
+    if not _set_aside(path):
+        return False
+    with _swap_lock(path.parent):
+        olds = _set_aside(path)  # again, now that no swap is halfway: another may have fixed it
+        restored = False
+        if olds and not path.exists():
+            os.replace(olds.pop(), path)
+            restored = True
+        for old in olds:
+            shutil.rmtree(old, ignore_errors=True)
+    return restored
+
+
+def settled_dir(path: str | os.PathLike) -> Path:
+    """``path``, for reading an artifact folder that :func:`atomic_dir` writes: if a kill
+    cut a swap in half (``path`` missing, its old copy set aside beside it), the old copy is
+    put back first, so the reader finds the artifact as it was rather than missing. Safe
+    while another process writes the same folder (the swap lock). One ``stat`` when
+    ``path`` exists (the usual case); it never deletes a half-built ``.partial`` folder,
+    which may belong to a live writer."""
+    path = Path(path)
+    if not path.exists():
+        try:
+            _put_back_set_aside(path)
+        except OSError:
+            pass  # a read-only folder: the reader reports the folder missing, as before
+    return path
+
+
+def settle_swaps_in(folder: str | os.PathLike) -> None:
+    """:func:`settled_dir` for every child of ``folder`` a cut-short swap left missing:
+    call it before listing the folder's artifacts (checkpoints, model variants)."""
+    try:
+        names = [e.name for e in os.scandir(folder)
+                 if e.name.startswith(".") and e.name.endswith(".old")]
+    except OSError:
+        return
+    for name in names:
+        final = name[1:-len(".12345678.old")]  # ".<name>.<8 hex>.old"
+        if final:
+            settled_dir(Path(folder) / final)
 
 
 def remove_partials(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
@@ -307,18 +391,9 @@ def recover_replaced_dir(path: str | os.PathLike) -> bool:
     path = Path(path)
     if not path.parent.is_dir():
         return False
-    for partial in path.parent.glob(f".{path.name}.*.partial"):
+    for partial in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
         shutil.rmtree(partial, ignore_errors=True)
-    olds = sorted(path.parent.glob(f".{path.name}.*.old"))
-    if not olds:
-        return False
-    restored = False
-    if not path.exists():
-        os.replace(olds.pop(), path)
-        restored = True
-    for old in olds:
-        shutil.rmtree(old, ignore_errors=True)
-    return restored
+    return _put_back_set_aside(path)
 
 
 # ---------------------------------------------------------------- disk space

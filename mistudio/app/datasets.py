@@ -23,7 +23,7 @@ from mistudio.data.reading import inspect_source
 from mistudio.data.repository import DataRepos, DatasetRecord, TokenizationRecord
 from mistudio.data.sources import DEMO_ATTRIBUTION, DEMO_LICENSE, SourceSpec, demo_corpus_file
 from mistudio.errors import UserError
-from mistudio.paths import DataPaths, recover_replaced_dir
+from mistudio.paths import DataPaths, recover_replaced_dir, settled_dir
 from mistudio.store.db import Store, new_id
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -105,7 +105,7 @@ class DatasetService:
 
     def tokenization_folder(self, tokenization_id: str) -> Path:
         """The folder in the format of :mod:`mistudio.data.tokenized` (for extraction)."""
-        return Path(self.get_tokenization(tokenization_id).path)
+        return settled_dir(self.get_tokenization(tokenization_id).path)
 
     def open_tokenization(self, tokenization_id: str):
         from mistudio.data.tokenized import TokenizedDataset

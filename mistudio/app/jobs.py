@@ -122,7 +122,7 @@ class JobService:
         if not self.queue.cancel(rec.id):
             # Running in another process (e.g. the CLI cancelling the GUI's job): not ours to
             # stop directly; mark it so that process's queue sees it on its next check.
-            self.repo.update(rec.id, message="Cancel requested from another process.")
+            self.repo.update_if_active(rec.id, message="Cancel requested from another process.")
             return False
         return True
 

@@ -19,7 +19,7 @@ from mistudio.models.pool import ModelPool
 from mistudio.models.repository import ModelRecord, ModelsRepo
 from mistudio.app.jobs import FINISHED, JobRecord, JobService
 from mistudio.app.settings import SettingsService
-from mistudio.paths import DataPaths
+from mistudio.paths import DataPaths, settled_dir
 from mistudio.store.db import Store, new_id
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class ModelService:
             raise UserError(f"The model {rec.name!r} is not ready ({rec.status}).",
                             hint="Wait for its download/import, or resume it." if
                             rec.status in (*_BUSY, "incomplete") else rec.error)
-        if rec.folder and not Path(rec.folder).exists():
+        if rec.folder and not settled_dir(rec.folder).exists():
             raise UserError(f"The files of the model {rec.name!r} are gone: {rec.folder} no "
                             "longer exists.",
                             hint="Put the folder back (it was linked, not copied), or delete "
@@ -424,7 +424,7 @@ class ModelService:
                                 hint="Save one first (Architecture > Save quantized copy, or "
                                 "`mistudio models quantize`).")
             v = rec.variants[variant]
-            if not Path(v["folder"]).is_dir():
+            if not settled_dir(v["folder"]).is_dir():  # a re-save killed mid-swap
                 raise UserError(f"The saved {variant} variant of {rec.name!r} is gone "
                                 f"({v['folder']}).", hint="Save it again.")
             folder, quantization = v["folder"], variant

@@ -28,7 +28,7 @@ from mistudio.app.training_records import (EVAL_KIND, IMPORT_KIND, TRAIN_KIND, T
                                            read_json)
 from mistudio.errors import UserError
 from mistudio.jobs.context import JobContext
-from mistudio.paths import DataPaths
+from mistudio.paths import DataPaths, settled_dir
 from mistudio.sae.config import TrainingConfig
 from mistudio.sae.job import import_job
 from mistudio.sae.repository import SAERecord, SAEsRepo, TrainingRecord, TrainingsRepo
@@ -365,6 +365,7 @@ class TrainingService:
             if len(matches) != 1:
                 raise UserError(f"No SAE with id {sae_id!r}.", hint="`mistudio sae list` shows them.")
             rec = matches[0]
+        settled_dir(rec.folder)  # its files re-saved (an export, a resume) and killed mid-swap
         return rec
 
     def load_sae(self, sae_id: str, device: str = "cpu"):

@@ -4,7 +4,8 @@
 no activation set yet starts one *chain*: :meth:`TrainingWorkflows.start_extract_then_train`
 queues the extraction job (``ActivationService``) and records the chain; a job-queue
 listener sees the extraction end and then starts the training (``TrainingService``) on the
-new activation set. Cancelling the extraction cancels the chain (no training starts); a
+new activation set. Cancelling the extraction cancels the chain (no training starts, even when the
+extraction completes just as Cancel is clicked: the activations are then kept); a
 failed extraction, or a training that cannot start on what was extracted, leaves the chain
 ``failed`` with a message that says which step failed and why. An extraction cut off by a
 closed app leaves the chain ``interrupted``; :meth:`resume` continues the extraction from its
@@ -64,6 +65,9 @@ class ExtractThenTrain:
     training_id: str = ""
     training_job_id: str = ""
     error: str = ""
+    #: Cancel was clicked while the chain extracted: the training must not start, even if
+    #: the extraction completes anyway (the click came after its last cancel check)
+    cancel_requested: bool = False
     created_at: str = ""
     updated_at: str = ""
 
@@ -258,13 +262,39 @@ class TrainingWorkflows:
 
     def cancel(self, chain_id: str) -> bool:
         """Cancel whichever step runs: the extraction (the training then never starts) or
-        the training it started."""
-        chain = self.get(chain_id)
-        if chain.status == EXTRACTING and chain.extraction_job_id:
-            return self.jobs.cancel(chain.extraction_job_id)
-        if chain.status == STARTED and chain.training_job_id:
-            return self.jobs.cancel(chain.training_job_id)
-        return False
+        the training it started. Returns whether a step was stopped or will not start.
+
+        An extraction may end on its own just as Cancel arrives (past its last cancel
+        check, or ended but not yet settled): the chain remembers the request, so it ends
+        ``cancelled`` with the activations kept rather than starting the training."""
+        with self._lock:  # the listener settles chains under it: it sees the request
+            chain = self.get(chain_id)
+            if chain.status == STARTED and chain.training_job_id:
+                training_job_id = chain.training_job_id
+            elif chain.status == EXTRACTING:
+                chain.cancel_requested = True
+                self.repo.save(chain)
+                training_job_id = ""
+            else:
+                return False
+        # the job queue is called outside the lock (cancelling a queued job tells its
+        # listeners, ours included, at once)
+        if training_job_id:
+            return self.jobs.cancel(training_job_id)
+        job_id = chain.extraction_job_id
+        if self.jobs.cancel(job_id):
+            return True  # the listener settles the chain when the job stops (or completes)
+        with self._lock:
+            chain = self.get(chain_id)
+            if chain.status != EXTRACTING:  # the listener settled it meanwhile
+                return chain.status == CANCELLED
+            job = self.jobs.find(job_id)
+            if job is not None and job.status in FINISHED:
+                # it ended before the click reached it and no listener settled the chain
+                # (it ended unheard, e.g. before a crash)
+                self._settle(chain, job.status, job.error)
+                return True
+            return False  # running in another process: the request is kept for its end
 
     def resume(self, chain_id: str) -> ExtractThenTrain:
         """Continue a stopped chain: the rest of the extraction, or the training if the
@@ -336,8 +366,15 @@ class TrainingWorkflows:
                     self._settle(chain, job.status, job.error)
 
     def _settle(self, chain: ExtractThenTrain, status: str, error: str) -> None:
-        if status == "completed":
+        if status == "completed" and not chain.cancel_requested:
             self._start_training(chain)
+            return
+        chain.cancel_requested = False
+        if status == "completed":  # Cancel arrived as the extraction finished
+            chain.status = CANCELLED
+            chain.error = ("Cancelled as the extraction finished: the activations are kept "
+                           "and the training was not started. Resume starts it.")
+            self._changed(chain)
             return
         chain.status = {"cancelled": CANCELLED, "interrupted": INTERRUPTED}.get(status, FAILED)
         chain.error = {

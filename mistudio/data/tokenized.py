@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mistudio.errors import UserError
+from mistudio.paths import settled_dir
 
 FORMAT_VERSION = 1
 COMPLETE_MARKER = "COMPLETE"
@@ -47,7 +48,7 @@ class TokenizedDataset:
     folder: Path
 
     def __post_init__(self):
-        self.folder = Path(self.folder)
+        self.folder = settled_dir(self.folder)  # a re-tokenization killed mid-swap
         if not (self.folder / COMPLETE_MARKER).exists():
             raise UserError(f"The tokenization in {self.folder} is incomplete or missing.",
                             hint="Tokenize the dataset again.")

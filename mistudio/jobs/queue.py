@@ -124,7 +124,9 @@ class JobQueue:
             run = self._running.get(job_id)
         if run:
             run.ctx.request_cancel()
-            self.repo.update(job_id, message="Cancelling...")
+            # the job may end on its own meanwhile (past its last cancel check): its
+            # recorded outcome stays, never a "Cancelling..." that nothing will clear
+            self.repo.update_if_active(job_id, message="Cancelling...")
             self._emit(job_id, "log", {"level": "info", "message": "Cancel requested.",
                                        "t": time.time()})
             return True

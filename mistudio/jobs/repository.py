@@ -123,11 +123,23 @@ class JobsRepo:
         return JobRecord.from_row(rows[0]) if rows else None
 
     def update(self, job_id: str, **fields: Any) -> None:
+        self._update(job_id, fields)
+
+    def update_if_active(self, job_id: str, **fields: Any) -> bool:
+        """Update the row only while the job is still queued, running or paused: a note
+        about a job in flight ("Cancelling...") must never overwrite the outcome that its
+        own thread (or process) recorded a moment earlier. Returns whether it did."""
+        return self._update(job_id, fields, f"status in ({','.join('?' * len(ACTIVE))})",
+                            ACTIVE) > 0
+
+    def _update(self, job_id: str, fields: dict, where: str = "", args: tuple = ()) -> int:
         fields = ROWS.encode(fields)
         fields["updated_at"] = now_iso()
         cols = ", ".join(f"[{k}] = ?" for k in fields)
+        condition = "id = ?" + (f" and {where}" if where else "")
         with self.store.db.conn as conn:
-            conn.execute(f"update jobs set {cols} where id = ?", [*fields.values(), job_id])
+            return conn.execute(f"update jobs set {cols} where {condition}",
+                                [*fields.values(), job_id, *args]).rowcount
 
     def list(self, *, status: Iterable[str] | None = None, kind: str | None = None,
              target: str | None = None, limit: int | None = None) -> list[JobRecord]:

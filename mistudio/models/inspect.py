@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 from mistudio.errors import UserError
+from mistudio.paths import settled_dir
 from mistudio.models import hooks
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "nf4": 0.5}
@@ -29,7 +30,7 @@ def read_config(folder: str | Path, *, trust_remote_code: bool = False):
 
     AutoConfig = transformers_names("AutoConfig")
 
-    folder = Path(folder)
+    folder = settled_dir(folder)  # a model folder re-saved (converted, quantized), killed mid-swap
     if not (folder / "config.json").exists():
         raise UserError(f"{folder} has no config.json, so it is not a Hugging Face model folder.",
                         hint="Pick the folder that holds config.json and the weights, or import "

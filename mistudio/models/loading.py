@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mistudio.errors import UserError
 from mistudio.models.inspect import QUANTIZATIONS, weight_files
+from mistudio.paths import settled_dir
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ def load_model_uncached(folder: str | Path, *, dtype: str = "float32", device: s
 
     AutoModelForCausalLM = transformers_names("AutoModelForCausalLM")
 
-    folder = Path(folder)
+    folder = settled_dir(folder)  # converted or quantized again, killed mid-swap
     if dtype not in LOAD_DTYPES:
         raise UserError(f"Unknown dtype {dtype!r}.", hint=f"Use one of {', '.join(LOAD_DTYPES)}.")
     if quantization not in QUANTIZATIONS:

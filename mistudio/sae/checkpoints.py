@@ -22,7 +22,8 @@ from pathlib import Path
 
 from mistudio.errors import UserError
 from mistudio.manifest import write_manifest
-from mistudio.paths import atomic_dir, atomic_write_json, check_free_space
+from mistudio.paths import (atomic_dir, atomic_write_json, check_free_space,
+                            settle_swaps_in, settled_dir)
 from mistudio.reliability import crash_point
 
 CHECKPOINT_DIR = "checkpoints"
@@ -53,6 +54,7 @@ def list_checkpoints(training_dir: str | Path) -> list[CheckpointInfo]:
     out = []
     if not root.is_dir():
         return out
+    settle_swaps_in(root)  # a step rewritten by a resumed training, killed mid-swap
     for d in root.iterdir():
         if not d.is_dir() or not d.name.startswith("step_") or not (d / STATE_FILE).exists():
             continue
@@ -125,7 +127,7 @@ def prune_checkpoints(training_dir: str | Path, keep: int) -> list[str]:
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     import torch
 
-    path = Path(path)
+    path = settled_dir(path)
     try:
         return torch.load(path / STATE_FILE, map_location=map_location, weights_only=False)
     except (OSError, RuntimeError, EOFError) as exc:

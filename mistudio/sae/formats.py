@@ -36,7 +36,7 @@ import torch
 
 from mistudio.errors import UserError
 from mistudio.manifest import write_manifest
-from mistudio.paths import atomic_dir, atomic_write_json
+from mistudio.paths import atomic_dir, atomic_write_json, settled_dir
 from mistudio.reliability import crash_point
 from mistudio.sae.architectures import (BatchTopKSAE, JumpReLUSAE, MatryoshkaBatchTopKSAE,
                                         ReluSAE, SparseAutoencoder, TopKSAE)
@@ -146,7 +146,7 @@ def save_saelens(folder: str | Path, sae: SparseAutoencoder, *, scale_in: float 
 
 
 def detect_format(folder: str | Path) -> str:
-    folder = Path(folder)
+    folder = settled_dir(folder)  # a re-save (resumed training, export) killed mid-swap
     if (folder / WEIGHTS_FILE).exists() and (folder / CFG_FILE).exists():
         return "saelens"
     if (folder / "sae.safetensors").exists() and (folder / CFG_FILE).exists():

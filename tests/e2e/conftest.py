@@ -38,6 +38,43 @@ def prepare_assets(studio, model_dir, tmp_path, *, wait) -> Assets:
     return Assets(ds.id, model.id, tok.id, int(tok.n_tokens))
 
 
+class JobStartGate:
+    """Holds the first job of ``kind`` at its first progress report (the extraction's
+    "Loading the model...", before any batch) until :meth:`release`: a test that cancels a
+    running job then cannot lose the race to a job that finishes first (a pooled tiny model
+    extracts 2,000 tokens in well under a second). The job thread waits inside the queue's
+    own event fan-out, so nothing of the job is replaced."""
+
+    def __init__(self, studio, kind: str):
+        import threading
+
+        self.studio, self.kind = studio, kind
+        self.held = threading.Event()  # the job is waiting at the gate
+        self._open = threading.Event()
+        self._job_id = ""
+        studio.add_job_listener(self._on_event)
+
+    def _on_event(self, job_id: str, kind: str, payload: dict) -> None:
+        if kind != "progress" or self._open.is_set() or self._job_id not in ("", job_id):
+            return
+        rec = self.studio.jobs.find(job_id)
+        if rec is None or rec.kind != self.kind:
+            return
+        self._job_id = job_id
+        self.held.set()
+        self._open.wait(60)  # never hangs a broken test for longer
+
+    def release(self) -> None:
+        self._open.set()
+        self.studio.jobs.remove_listener(self._on_event)
+
+    def __enter__(self) -> "JobStartGate":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 @pytest.fixture
 def assets(studio, tiny_gpt2_dir, tmp_path) -> Assets:
     return prepare_assets(studio, tiny_gpt2_dir, tmp_path,

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mistudio.app.workflows import (CANCELLED, EXTRACTING, FAILED, STARTED, ExtractThenTrain,
-                                    TrainingWorkflows, workflows_of)
+from mistudio.app.workflows import (CANCELLED, EXTRACTING, FAILED, STARTED, ChainsRepo,
+                                    ExtractThenTrain, TrainingWorkflows, workflows_of)
 from mistudio.errors import UserError
-from tests.e2e.conftest import (assert_same_reconstruction, explained_variance,
-                                topk_reconstruct)
+from tests.e2e.conftest import (JobStartGate, assert_same_reconstruction,
+                                explained_variance, topk_reconstruct)
 
 TRAIN = {"architecture": "topk", "expansion_factor": 2, "k": 8, "batch_size": 128,
          "total_tokens": 128 * 30, "normalization_tokens": 1024, "metrics_every_steps": 5,
@@ -66,9 +67,11 @@ def test_plan_refuses_bad_settings_before_extracting(studio, assets):
 
 def test_cancelled_extraction_cancels_the_chain_and_resume_finishes_it(studio, assets):
     flows = workflows_of(studio)
-    chain = flows.start_extract_then_train(assets.model_id, assets.tokenization_id, HOOK,
-                                           config=TRAIN, max_tokens=3000, device="cpu")
-    assert flows.cancel(chain.id)
+    with JobStartGate(studio, "activations.extract") as gate:  # cannot finish first
+        chain = flows.start_extract_then_train(assets.model_id, assets.tokenization_id, HOOK,
+                                               config=TRAIN, max_tokens=3000, device="cpu")
+        assert gate.held.wait(30)
+        assert flows.cancel(chain.id)
     assert studio.jobs.wait(chain.extraction_job_id, 60).status == "cancelled"
     chain = _chain(studio, chain.id)
     assert chain.status == CANCELLED and chain.can_resume
@@ -80,6 +83,51 @@ def test_cancelled_extraction_cancels_the_chain_and_resume_finishes_it(studio, a
     chain = _chain(studio, chain.id)
     assert chain.status == STARTED, chain.error
     assert studio.jobs.wait(chain.training_job_id, 120).status == "completed"
+
+
+def test_cancel_as_the_extraction_completes_starts_no_training(studio, assets):
+    """Cancel clicked after the extraction's last cancel check (it completes anyway), or
+    after it ended but before the chain heard of it: the user asked for no training, so
+    none starts; the chain says the activations are kept and Resume starts the training."""
+    flows = workflows_of(studio)
+    chain_known, outcome = threading.Event(), {}
+
+    def cancel_after_the_last_batch(job_id, kind, payload):
+        # "Writing statistics...": every batch is done, the job checks for no cancel again
+        if kind == "progress" and payload.get("message") == "Writing statistics...":
+            assert chain_known.wait(60)
+            outcome["cancel"] = flows.cancel(outcome["chain"].id)
+
+    studio.add_job_listener(cancel_after_the_last_batch)
+    outcome["chain"] = chain = flows.start_extract_then_train(
+        assets.model_id, assets.tokenization_id, HOOK, config=TRAIN, max_tokens=3000,
+        device="cpu")
+    chain_known.set()
+    ext = studio.jobs.wait(chain.extraction_job_id, 120)
+    studio.jobs.remove_listener(cancel_after_the_last_batch)
+    assert ext.status == "completed" and outcome["cancel"] is True
+    assert ext.message == "Done."  # not a "Cancelling..." that nothing clears
+    chain = _chain(studio, chain.id)
+    assert chain.status == CANCELLED and chain.can_resume, chain.error
+    assert "activations are kept" in chain.error and "Resume starts it" in chain.error
+    assert studio.list_jobs(kind="sae.train") == []
+    assert studio.activations.get(chain.activation_set_id).status == "ready"
+
+    # the extraction ended unheard (no listener settled its chain yet): Cancel settles it
+    ChainsRepo(studio.store).save(ExtractThenTrain(
+        id="wf_unheard", title="unheard", status=EXTRACTING, model_id=assets.model_id,
+        model_name="tiny-gpt2", tokenization=assets.tokenization_id, hook_name=HOOK,
+        config=TRAIN, activation_set_id=chain.activation_set_id,
+        extraction_job_id=chain.extraction_job_id, created_at="2024-01-01T00:00:00"))
+    assert flows.cancel("wf_unheard")
+    assert _chain(studio, "wf_unheard").status == CANCELLED  # not "extracting" for ever
+    assert studio.list_jobs(kind="sae.train") == []
+
+    chain = flows.resume(chain.id)  # the activations are complete: the training starts
+    assert chain.status == STARTED, chain.error
+    assert studio.jobs.wait(chain.training_job_id, 120).status == "completed"
+    assert studio.trainings.get_training(chain.training_id).config["activation_id"] == \
+        chain.activation_set_id
 
 
 def test_failed_extraction_says_so(studio, assets):

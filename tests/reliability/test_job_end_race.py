@@ -47,3 +47,30 @@ def test_cli_follow_returns_after_the_outcome_is_recorded(studio):
     job = studio.submit_job("demo.sleep", {"seconds": 0.01})
     final = follow_job_cli(studio, job, quiet=True)
     assert final.status == "completed" and wrote == [job.id]
+
+
+def test_a_cancel_that_lands_as_the_job_ends_leaves_its_outcome(studio):
+    """Cancel finds the job running, and the job ends before the cancel's "Cancelling..."
+    note reaches its row (a click just as it finished): the row keeps the outcome the job
+    recorded, never a "Cancelling..." that nothing will clear. The same for a cancel that
+    finds the job already ended here (it must not read as another process's job)."""
+    job = studio.submit_job("demo.sleep", {"seconds": 30})
+    deadline = time.monotonic() + 30
+    while studio.jobs.find(job.id).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run = studio.jobs.queue._running[job.id]
+    request_cancel = run.ctx.request_cancel
+
+    def cancel_then_let_the_job_end_first():
+        request_cancel()
+        assert run.done.wait(30)  # the job saw the request and recorded its end
+
+    run.ctx.request_cancel = cancel_then_let_the_job_end_first
+    assert studio.jobs.cancel(job.id)
+    rec = studio.jobs.get(job.id)
+    assert (rec.status, rec.message) == ("cancelled", "Cancelled.")
+
+    done = studio.submit_job("demo.sleep", {"seconds": 0.05})
+    assert studio.jobs.wait(done.id, 30).status == "completed"
+    assert not studio.jobs.cancel(done.id)
+    assert studio.jobs.get(done.id).message == "Done."

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mistudio.app.workflows import workflows_of
-from tests.e2e.conftest import prepare_assets
+from tests.e2e.conftest import JobStartGate, prepare_assets
 from tests.ui_training.test_training_tab import TINY, _make_tab, _shot
 
 HOOK = "blocks.1.hook_resid_post"
@@ -25,9 +25,6 @@ def qt_assets(qt_studio, tiny_gpt2_dir, tmp_path):
 def test_extract_first_form_and_chain_cards(qt_studio, qt_assets, qtbot, tmp_path):
     studio, bridge = qt_studio
     tab = _make_tab(studio, bridge, qtbot)
-    # the tab reads its trainings off the GUI thread; let that settle before racing a
-    # 2,000-token extraction (a model still pooled by an earlier test extracts it in
-    # well under a second) with the Cancel click below
     qtbot.waitUntil(lambda: tab._jobs_loaded, timeout=10_000)
     panel = tab.new_training
     panel.form.set_config({**TINY, "k": 8, "total_tokens": 128 * 20, "batch_size": 128,
@@ -49,13 +46,18 @@ def test_extract_first_form_and_chain_cards(qt_studio, qt_assets, qtbot, tmp_pat
 
     # --- a chain whose extraction is cancelled: its card says so and offers Resume
     tok_folder = Path(studio.datasets.get_tokenization(qt_assets.tokenization_id).path)
-    assert panel.start()
-    chain_id = tab.selected
-    card = tab.cards.card(chain_id)
-    assert chain_id.startswith("wf_") and card.status == "extracting"
-    assert tab.pages.currentWidget() is tab.logs
-    assert not card.cancel_btn.isHidden() and card.compare_box.isHidden()
-    card.cancel_btn.click()
+    # The extraction is held before its first batch until Cancel is clicked: unheld, a
+    # pooled model extracts 2,000 tokens in well under a second, the chain starts its
+    # training first and the click cancels that instead (a flaky test).
+    with JobStartGate(studio, "activations.extract") as gate:
+        assert panel.start()
+        chain_id = tab.selected
+        card = tab.cards.card(chain_id)
+        assert chain_id.startswith("wf_") and card.status == "extracting"
+        assert tab.pages.currentWidget() is tab.logs
+        assert not card.cancel_btn.isHidden() and card.compare_box.isHidden()
+        qtbot.waitUntil(gate.held.is_set, timeout=30_000)  # running, not just queued
+        card.cancel_btn.click()
     qtbot.waitUntil(lambda: card.status == "cancelled", timeout=60_000)
     assert "Extraction cancelled; the training was not started" in card.message.text()
     assert card.resume_ckpt_btn.isVisible()
