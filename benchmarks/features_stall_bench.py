@@ -122,10 +122,24 @@ def write_pca_map(studio, sae_id: str) -> None:
 
 class Probe:
     """Runs ``op`` from the event loop with a 5 ms tick probe on, until ``done()`` holds;
-    returns (longest gap between ticks, seconds until done)."""
+    returns (longest gap between ticks, seconds until done). ``gc_pauses`` collects the
+    garbage collector's pauses (generation, seconds) of the last run: a full collection
+    holds the GIL, so it is a stall whoever triggered it."""
 
     def __init__(self, app):
+        import gc
+
         self.app = app
+        self.gc_pauses: list[tuple[int, float]] = []
+        self._gc_start = 0.0
+
+        def on_gc(phase, info):
+            if phase == "start":
+                self._gc_start = time.perf_counter()
+            else:
+                self.gc_pauses.append((info["generation"], time.perf_counter() - self._gc_start))
+
+        gc.callbacks.append(on_gc)
 
     def run(self, op, done=lambda: True, settle: float = 0.05, timeout: float = 120.0):
         from PySide6.QtCore import QTimer
@@ -145,6 +159,7 @@ class Probe:
         probe.start()
         t0 = time.perf_counter()
         ticks.append(t0)
+        self.gc_pauses = []
         QTimer.singleShot(0, go)
         finished = None
         while time.perf_counter() - t0 < timeout and not failed:
@@ -342,7 +357,10 @@ def run_interactions(app, studio, sae_id: str, fa_id: str, repeat: int,
     tab.resize(1300, 850)
     tab.show()
     tab.ask_list_name = lambda suggested="": f"{suggested or 'bench list'} {time.time_ns()}"
+    for rec in studio.feature_labels.lists(sae_id):  # left by an interrupted run
+        studio.feature_labels.delete_list(rec.id)
     out: dict[str, list[float]] = {}
+    gcs: dict[str, list[float]] = {}
     d_sae = studio.trainings.get_sae(sae_id).d_sae
 
     def on_sae():
@@ -364,6 +382,8 @@ def run_interactions(app, studio, sae_id: str, fa_id: str, repeat: int,
                 prep()
             try:
                 s, _t = probe.run(op, done, timeout=120)
+                gc_max = max((t for _g, t in probe.gc_pauses), default=0.0)
+                gcs.setdefault(name, []).append(gc_max)
             except Exception as exc:
                 raise SystemExit(f"{name}: {type(exc).__name__}: {exc} (the tab says: "
                                  f"{tab.state.message!r})") from exc
@@ -371,9 +391,12 @@ def run_interactions(app, studio, sae_id: str, fa_id: str, repeat: int,
     tab.shutdown()
     bridge.stop()
     studio.jobs.remove_listener(bridge)
+    for rec in studio.feature_labels.lists(sae_id):  # the lasso's: a rerun starts the same
+        studio.feature_labels.delete_list(rec.id)
     tab.close()
     tab.deleteLater()
     app.processEvents()
+    out["_gc"] = gcs
     return out
 
 
@@ -408,6 +431,8 @@ def interactions_bench(args) -> None:
     print(f"{'interaction':38s}{head}")
     over = []
     for name in results[sizes[0]]:
+        if name == "_gc":
+            continue
         cells = ""
         for n in sizes:
             v = results[n].get(name)
@@ -417,7 +442,9 @@ def interactions_bench(args) -> None:
             mark = " !" if max(v) * 1000 > TARGET_MS else "  "
             cells += f" {max(v) * 1000:9.1f} /{med(v) * 1000:7.1f}{mark}  "
             if max(v) * 1000 > TARGET_MS:
-                over.append(f"{name} ({n:,}): {max(v) * 1000:.0f} ms")
+                g = max(results[n]["_gc"].get(name, [0.0]))
+                over.append(f"{name} ({n:,}): {max(v) * 1000:.0f} ms (longest garbage "
+                            f"collection in it {g * 1000:.0f} ms)")
         print(f"{name:38s}{cells}")
     print("over the target: " + ("none" if not over else "; ".join(over)))
 
