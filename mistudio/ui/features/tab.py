@@ -438,6 +438,7 @@ class FeaturesTab(QWidget):
         self.detail.ablation_note.setText("Ablating (the model loads once)...")
 
         def done(results):
+            freeze_long_lived()  # the model (torch with it) stays loaded: see kit/gc_freeze
             self.detail.ablate_btn.setEnabled(True)
             if self.state.feature != f:
                 return
