@@ -13,6 +13,11 @@ KV cache (EOS ignored so every run makes the same number of tokens):
   of the whole encoder runs on most steps (the worst case; the counts are printed);
 - pair: baseline + additive steered in one batch, vs the two generated one after the other.
 
+Our loop runs as the app runs it: on the CPU with oneDNN-prepacked linear weights
+(mistudio/steering/packed.py). The same loop with MKL's plain ``F.linear`` (``packed=False``,
+the engine before packing) runs beside it for one row and for the pair, so the table has the
+before and the after of the same run.
+
 Runs rotate in rounds so a change of load on the shared machine hits every variant alike.
 Each run is timed by the wall clock and by the process's CPU time (on a machine shared with
 other work the CPU time is the steadier measure of what the run itself costs: time spent
@@ -93,6 +98,7 @@ def main() -> int:
     import torch
 
     from mistudio.models import hooks
+    from mistudio.steering import packed as packing
     from mistudio.steering.generate import Sampling, generate_rows
     from mistudio.steering.hook import RowPlan, SteeringHook
 
@@ -107,6 +113,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--random", action="store_true", help="random weights even if the demo "
                     "model is installed")
+    ap.add_argument("--step-table", action="store_true", help="also print the CPU time of one "
+                    "decoding step by batch rows, packed weights vs MKL's F.linear")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -146,14 +154,22 @@ def main() -> int:
 
     hooks_made = {}
 
-    def rows(plans, sae=None, name=None):
+    def rows(plans, sae=None, name=None, packed=None):
         hook = SteeringHook(target, plans, sae=sae, scope="all", prompt_len=len(prompt),
                             dtype=dtype, device=args.device)
         if name:
             hooks_made[name] = hook
         with hook.attached(model):
-            out = generate_rows(model, prompt, len(plans), s, hook=hook, eos_ids=None)
+            out = generate_rows(model, prompt, len(plans), s, hook=hook, eos_ids=None,
+                                packed=packed)
         assert all(len(o) == n for o in out)
+        return out
+
+    # the packed weights are built on the first generation of a loaded model: time that once
+    t_pack = timed(lambda: packing.prepare(model))
+    packed_used = packing.is_packed(model)
+    steered_add = [None, RowPlan(add=direction)]
+    assert rows(steered_add) == rows(steered_add, packed=False), "packed != plain F.linear"
 
     clamp = [RowPlan(clamps={feature: 10.0})]
     variants = {
@@ -165,6 +181,10 @@ def main() -> int:
         "clamp ReLU": lambda: rows(clamp, saes["relu"]),
         "pair batched": lambda: rows([None, RowPlan(add=direction)]),
         "pair sequential": lambda: (rows([None]), rows([RowPlan(add=direction)])),
+        "plain (our loop, MKL F.linear)": lambda: rows([None], packed=False),
+        "pair batched (MKL)": lambda: rows([None, RowPlan(add=direction)], packed=False),
+        "pair sequential (MKL)": lambda: (rows([None], packed=False),
+                                          rows([RowPlan(add=direction)], packed=False)),
     }
     steered = ("additive", "clamp TopK", "clamp TopK at the boundary", "clamp ReLU")
     tokens = {k: (2 * n if k.startswith("pair") else n) for k in variants}
@@ -172,6 +192,9 @@ def main() -> int:
     print(f"model: {what}; device {args.device}, {args.dtype}, torch threads "
           f"{torch.get_num_threads()}; hook {hook_name}; d_sae {args.d_sae}; prompt "
           f"{len(prompt)} tokens, {n} new tokens per row (greedy, KV cache)")
+    print(f"packed linear weights: {'in use' if packed_used else 'NOT in use'}; built in "
+          f"{t_pack[0]:.2f} s wall, {t_pack[1]:.2f} s CPU (once per loaded model); packed and "
+          "plain F.linear gave the same tokens")
     for fn in variants.values():  # warm-up (and the TopK screens are built here, once)
         fn()
     for name in ("clamp TopK", "boundary"):
@@ -189,6 +212,7 @@ def main() -> int:
         w = rates["wall"]
         print(f"round {r + 1} (wall tokens/s): " + ", ".join(f"{k} {w[k][-1]:.1f}" for k in names)
               + f"; pair {w['pair batched'][-1] / w['pair sequential'][-1]:.2f}x"
+              + f"; pair (MKL) {w['pair batched (MKL)'][-1] / w['pair sequential (MKL)'][-1]:.2f}x"
               + "".join(f"; {k} {w[k][-1] / w[base_name][-1]:.2f}x" for k in steered))
     for clock, what_clock in (("wall", "wall clock"), ("cpu", "process CPU time")):
         rt = rates[clock]
@@ -203,10 +227,16 @@ def main() -> int:
             print(f"  {k:<27} vs plain generate {paired:.2f}x | {med[k] / med[base_name]:.2f}x"
                   f" | {max(rt[k]) / max(rt[base_name]):.2f}x  (>= 0.9); vs our unhooked "
                   f"loop {own:.2f}x")
-        pair = statistics.median(a / b for a, b in zip(rt["pair batched"], rt["pair sequential"]))
-        print(f"  {'pair batched vs sequential':<27} {pair:.2f}x | "
-              f"{med['pair batched'] / med['pair sequential']:.2f}x | "
-              f"{max(rt['pair batched']) / max(rt['pair sequential']):.2f}x  (>= 1.5)")
+        for a_, b_, label in (
+                ("pair batched", "pair sequential", "pair batched vs sequential"),
+                ("pair batched (MKL)", "pair sequential (MKL)", "  same, MKL F.linear (before)"),
+                ("pair batched", "pair sequential (MKL)", "  packed pair vs MKL sequential"),
+                ("plain (our loop, no hook)", "plain (our loop, MKL F.linear)",
+                 "one row: packed vs MKL")):
+            pair = statistics.median(a / b for a, b in zip(rt[a_], rt[b_]))
+            print(f"  {label:<27} {pair:.2f}x | {med[a_] / med[b_]:.2f}x | "
+                  f"{max(rt[a_]) / max(rt[b_]):.2f}x" + ("  (>= 1.5)" if a_ == "pair batched"
+                                                         and b_ == "pair sequential" else ""))
     for name, label in (("clamp TopK", "clamp TopK"), ("boundary", "clamp TopK at the boundary")):
         screen = hooks_made[name].reader.screen
         if screen is not None:
@@ -214,7 +244,43 @@ def main() -> int:
             print(f"{label}: TopK screen ({screen.kind}) over {c['calls']} decoding steps: "
                   f"{c['skipped']} skipped (pre-activation <= 0), {c['screened']} screened, "
                   f"{c['resolved']} of those resolved latents near the k-th exactly")
+    if args.step_table:
+        step_table(model, prompt, args.rounds)
     return 0
+
+
+def step_table(model, prompt, rounds, sizes=(1, 2, 3, 4, 6, 8), steps=16):
+    """CPU time of one cached decoding step of ``rows`` rows, median over rounds."""
+    import torch
+
+    from mistudio.steering import packed as packing
+    from mistudio.steering.generate import cache_argument
+
+    arg = cache_argument(model)
+    device = next(model.parameters()).device
+
+    def step_time(rows):
+        ids = torch.tensor([prompt] * rows, device=device)
+        with torch.inference_mode():
+            res = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            cache, tok = getattr(res, arg), res.logits[:, -1].argmax(-1, keepdim=True)
+            c0 = time.process_time()
+            for _ in range(steps):
+                res = model(input_ids=tok, use_cache=True, logits_to_keep=1, **{arg: cache})
+                tok = res.logits[:, -1].argmax(-1, keepdim=True)
+        return (time.process_time() - c0) / steps
+
+    times = {(p, m): [] for p in (True, False) for m in sizes}
+    for _ in range(rounds):
+        for use in (True, False):
+            with packing.packed_linears(model, use):
+                for m in sizes:
+                    times[use, m].append(step_time(m))
+    print("\n== one decoding step by batch rows (process CPU time, median of rounds) ==")
+    for use, label in ((False, "MKL F.linear"), (True, "packed (oneDNN)")):
+        med = {m: statistics.median(times[use, m]) for m in sizes}
+        print(f"  {label:<16} " + "  ".join(f"{m} rows {med[m] * 1e3:.1f} ms ({med[m] / med[1]:.2f}x)"
+                                         for m in sizes))
 
 
 if __name__ == "__main__":

@@ -97,6 +97,11 @@ class JobService:
         """The metric rows a job recorded: {step, name, value, t}."""
         return self.repo.metrics(job_id, name)
 
+    def metric_series(self, job_id: str) -> dict:
+        """The metric rows a job recorded, per name: an ``(n, 3)`` array of ``(t, step,
+        value)`` (the Training tab's charts read a whole run this way)."""
+        return self.repo.metric_series(job_id)
+
     def best_and_last(self, job_ids: list[str], name: str, *, higher_is_better: bool
                       ) -> tuple[float | None, float | None]:
         """Best and last value of metric ``name`` over a training's jobs (oldest first; a

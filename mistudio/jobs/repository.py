@@ -223,6 +223,30 @@ class JobsRepo:
                 last = row[0]
         return best, last
 
+    def metric_series(self, job_id: str) -> dict:
+        """Each metric's points as an ``(n, 3)`` float array of ``(t, step, value)``, ordered
+        by ``t`` then ``step``. SQLite joins each metric's values into one text (exact:
+        17 significant digits; a NULL, which is how SQLite stores NaN, becomes ``nan``), so
+        a run's 30,000 rows cost 15 strings instead of 30,000 Python rows: the read runs
+        mostly in SQLite without the GIL, and leaves the garbage collector nothing to chase
+        (a full collection set off by a read once froze the window for 0.1 s)."""
+        import numpy as np
+
+        def numbers(column: str) -> str:
+            return (f"group_concat(case when {column} is null then 'nan' else "
+                    f"printf('%!.17g', {column}) end, ',')")
+
+        out = {}
+        for name, ts, steps, values in self.store.db.execute(
+                f"select name, {numbers('t')}, group_concat(step, ','), {numbers('value')} "
+                "from (select name, coalesce(t, 0.0) as t, step, value from job_metrics "
+                "where job_id = ? order by name, step) group by name", [job_id]).fetchall():
+            cols = [np.fromstring(text or "", sep=",") for text in (ts, steps, values)]
+            arr = np.column_stack(cols) if len({len(c) for c in cols}) == 1 else \
+                np.empty((0, 3))
+            out[name] = arr[np.lexsort((arr[:, 1], arr[:, 0]))]
+        return out
+
     def metrics(self, job_id: str, name: str | None = None) -> list[dict]:
         if name:
             return list(self.store.db["job_metrics"].rows_where(

@@ -155,8 +155,10 @@ def run_comparison(model, tokenizer, sae, target: HookTarget, columns: list[Colu
                    units: Units | None = None, vectors: list[dict[int, torch.Tensor]] | None = None,
                    use_cache: bool = True, with_metrics: bool = True,
                    on_step: Callable | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> dict:
-    """Generate the baseline and every column, then measure. Returns a JSON-ready dict."""
+                   should_stop: Callable[[], bool] | None = None,
+                   packed: bool | None = None) -> dict:
+    """Generate the baseline and every column, then measure. Returns a JSON-ready dict.
+    ``packed=False``: decode with the plain ``F.linear`` (see :mod:`.packed`)."""
     units = units or Units()
     param = next(model.parameters())
     d = sae.d_out if sae is not None else int(target_width(model))
@@ -168,7 +170,7 @@ def run_comparison(model, tokenizer, sae, target: HookTarget, columns: list[Colu
     with hook.attached(model):
         outs = generate_rows(model, prompt_ids, len(plans), sampling, hook=hook,
                              eos_ids=eos_ids(model, tokenizer), use_cache=use_cache,
-                             on_step=on_step, should_stop=should_stop)
+                             on_step=on_step, should_stop=should_stop, packed=packed)
     labels = ["baseline"] + [c.label for c in columns]
     pieces = [token_pieces(tokenizer, o, prompt_ids) for o in outs]
     result = {"prompt_len": len(prompt_ids), "columns": []}

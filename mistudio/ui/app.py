@@ -97,6 +97,7 @@ def main(data_dir=None) -> int:
         show_error(None, "MechInterp Studio could not start", describe_exception(exc),
                    traceback.format_exc())
         return 1
+    window.freeze_startup_objects = True
     window.show()
     _daily_backup(window.studio)
     startup_cleanup(window)

@@ -1,4 +1,9 @@
-"""The Jobs dock: every job with kind, target, status badge, progress, ETA, cancel, log."""
+"""The Jobs dock: every job with kind, target, status badge, progress, ETA, cancel, log.
+
+The jobs (the newest ``LIST_LIMIT``; hundreds in a long-used data folder) and the change
+token that tells of another process's jobs are read on the dock's background thread
+(``BackgroundCalls``): a job event or the 2 s poll never waits on the database.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,12 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QHeaderVi
                                QDialog, QDialogButtonBox)
 
 from mistudio.app.jobs import ACTIVE, JobRecord
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.kit.labels import paint_status_chip
 from mistudio.ui.kit.palette import status_colour
 
 POLL_MS = 2000  # how often the window looks for jobs of other processes
+LIST_LIMIT = 500  # the newest jobs listed (older ones: `mistudio jobs list`)
 COLUMNS = ["Job", "Target", "Status", "Progress", "ETA", "Started", "Message"]
 
 
@@ -44,9 +51,9 @@ class JobsModel(QAbstractTableModel):
         self.rows: list[JobRecord] = []
         self._index: dict[str, int] = {}
 
-    def reload(self) -> None:
+    def set_rows(self, rows: list[JobRecord]) -> None:
         self.beginResetModel()
-        self.rows = self.studio.list_jobs(limit=500)
+        self.rows = list(rows)
         self._index = {r.id: i for i, r in enumerate(self.rows)}
         self.endResetModel()
 
@@ -162,6 +169,8 @@ class JobsDock(QDockWidget):
         self.setObjectName("JobsDock")
         self.studio = studio
         self.model = JobsModel(studio, self)
+        self.calls = BackgroundCalls(self, name="jobs-dock")  # the list's and the poll's reads
+        self._loaded = False
         body = QWidget()
         lay = QVBoxLayout(body)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -222,12 +231,16 @@ class JobsDock(QDockWidget):
         self.reload()
 
     def _poll_other_processes(self) -> None:
-        try:
-            token = self.studio.jobs.change_token()
-        except Exception:  # a busy or closing database: try again at the next tick
-            return
-        if token != self._token:
-            self.reload()
+        if self.calls.busy():
+            return  # a read is on its way; the next tick looks again
+
+        def changed(token) -> None:
+            if token != self._token:
+                self.reload()
+
+        jobs = self.studio.jobs
+        # a busy or closing database: no answer, the next tick tries again
+        self.calls.call("poll", jobs.change_token, changed, lambda _message: None)
 
     def height_for_rows(self, rows: int) -> int:
         """The dock height that shows ``rows`` jobs whole (buttons, header, rows, frames)."""
@@ -241,17 +254,38 @@ class JobsDock(QDockWidget):
                 + header + frame + rows * self.table.verticalHeader().defaultSectionSize() + 4)
 
     def reload(self) -> None:
-        try:
-            self._token = self.studio.jobs.change_token()
-        except Exception:
-            self._token = None
+        """Read the jobs again on the dock's thread; the table follows when they arrive
+        (a newer reload makes an older one stale)."""
+        studio = self.studio
+
+        def read() -> tuple:
+            try:
+                token = studio.jobs.change_token()
+            except Exception:  # a busy or closing database: the next poll reads again
+                token = None
+            return token, studio.list_jobs(limit=LIST_LIMIT)
+
+        self.calls.call("jobs", read, self._show_jobs)
+
+    def is_loaded(self) -> bool:
+        """The table shows what was last asked for (no read of it is on its way)."""
+        return self._loaded and not self.calls.busy()
+
+    def _show_jobs(self, result) -> None:
+        self._token, rows = result
+        self._loaded = True
         selected = self.selected()
-        self.model.reload()
+        self.model.set_rows(rows)
         if selected:
             i = self.model._index.get(selected.id)
             if i is not None:
                 self.table.selectRow(i)
         self._update_buttons()
+
+    def shutdown(self) -> None:
+        """Stop the poll and the background reads (the main window, on close)."""
+        self._poll.stop()
+        self.calls.close()
 
     def selected(self) -> JobRecord | None:
         rows = self.table.selectionModel().selectedRows()
@@ -292,10 +326,30 @@ class JobsDock(QDockWidget):
             dlg.refresh()
 
     def clear_finished(self) -> None:
-        for r in list(self.model.rows):
-            if r.status not in ACTIVE:
-                self.studio.delete_job(r.id)
-        self.reload()
+        """Delete the listed jobs that ended (rows, metrics, logs) on the dock's thread: a
+        long-used folder lists hundreds, each with thousands of metric rows."""
+        ids = [r.id for r in self.model.rows if r.status not in ACTIVE]
+        studio = self.studio
+
+        def clear() -> int:
+            from mistudio.errors import UserError
+
+            done = 0
+            for job_id in ids:
+                try:
+                    studio.delete_job(job_id)
+                    done += 1
+                except UserError:  # resumed meanwhile, or already gone: keep going
+                    pass
+            return done
+
+        self.clear_btn.setEnabled(False)
+
+        def cleared(_result) -> None:
+            self.clear_btn.setEnabled(True)
+            self.reload()
+
+        self.calls.call("clear", clear, cleared, cleared)
 
     def _context_menu(self, pos) -> None:
         index = self.table.indexAt(pos)

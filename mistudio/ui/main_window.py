@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from pathlib import Path
@@ -24,6 +25,16 @@ IMPORT_RETRY_MS = 500  # early tab imports wait this long while a job runs
 class MainWindow(QMainWindow):
     """``remember_layout=False`` (screenshots): neither read nor write the user's ui.ini, so
     the pictures do not depend on the last session and the next session is not changed."""
+
+    # The app's own window sets this (ui/app.py main): once the early tab imports are done,
+    # what is alive is start-up state kept for the whole process (modules, their functions
+    # and classes, the window's widgets), a few hundred thousand objects that every full
+    # garbage collection would walk again with the GIL held, 70-150 ms each on this machine,
+    # the longest GUI stalls left while the Training tab's charts arrive. ``gc.freeze()``
+    # moves them out of the collector's reach (what it is for); the cost, a cycle among them
+    # that becomes garbage later is not collected, is small for objects meant to stay.
+    # Off for windows made by tests, which build many windows in one process.
+    freeze_startup_objects = False
 
     def __init__(self, studio, parent=None, *, remember_layout: bool = True):
         super().__init__(parent)
@@ -85,6 +96,8 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(IMPORT_RETRY_MS, self._import_next_tab)
             return
         import_tab_module(self._tab_imports.pop(0))
+        if not self._tab_imports and self.freeze_startup_objects:
+            gc.freeze()  # no gc.collect() first: it would be the very stall avoided here
         QTimer.singleShot(0, self._import_next_tab)
 
     def tab_modules_imported(self) -> bool:
@@ -262,6 +275,7 @@ class MainWindow(QMainWindow):
 
     def _finish_close(self) -> None:
         self.status.timer.stop()
+        self.jobs_dock.shutdown()  # its poll and its background reads
         for page in self.lazy_tabs.values():  # tabs with timers or threads stop them here
             stop = getattr(page.inner, "shutdown", None)
             if callable(stop):

@@ -40,7 +40,8 @@ def test_add_tokenize_and_browse(qtbot, tab, studio, tmp_path, tiny_tokenizer_di
             f"the capital of France." for i in range(N_DOCS)]
     path.write_text("".join(json.dumps({"story": d, "topic": TOPICS[i % 3], "id": i}) + "\n"
                             for i, d in enumerate(docs)))
-    assert tab.empty.isVisible()
+    qtbot.waitUntil(tab.is_loaded, timeout=10_000)  # the list is read in the background
+    assert tab.empty.isVisible() and "No datasets yet" in tab.empty.text()
 
     # --- add through the dialog: the column picker finds the text column
     dlg = tab.open_add_dialog()
@@ -51,8 +52,8 @@ def test_add_tokenize_and_browse(qtbot, tab, studio, tmp_path, tiny_tokenizer_di
     dlg.column_combo.setCurrentText("story")
     dlg.name_edit.setText("Stories")
     qtbot.mouseClick(_ok(dlg), qtbot_button())
-    qtbot.waitUntil(lambda: tab.list_model.records and tab.list_model.records[0].status == "ready",
-                    timeout=30_000)
+    qtbot.waitUntil(lambda: bool(tab.list_model.records) and
+                    tab.list_model.records[0].status == "ready", timeout=30_000)
     assert not tab.empty.isVisible()
     ds = tab.current()
     assert ds.name == "Stories" and ds.n_docs == N_DOCS
@@ -60,6 +61,7 @@ def test_add_tokenize_and_browse(qtbot, tab, studio, tmp_path, tiny_tokenizer_di
 
     # --- documents: 100 a page, paging, search, click-to-filter
     browser = tab.documents
+    tab.detail.setCurrentWidget(browser)  # its page is read when it is first shown
     assert browser.pager.n_pages == 3 and browser.model.rowCount() == 100
     assert browser.model.rows[0]["text"] == docs[0]
     qtbot.mouseClick(browser.pager.next_btn, qtbot_button())
@@ -134,11 +136,14 @@ def test_add_tokenize_and_browse(qtbot, tab, studio, tmp_path, tiny_tokenizer_di
     tok_folder = studio.datasets.tokenization_folder(tok.id)
     assert tab.delete_tokenization(tok.id, confirm=False)
     assert not tok_folder.exists() and tab.tokens.tokenization is None
-    assert not tab.tokens.delete_btn.isEnabled() and tab.list_model.tokenized.get(ds.id, 0) == 0
+    assert not tab.tokens.delete_btn.isEnabled()
+    qtbot.waitUntil(tab.is_loaded, timeout=10_000)  # the cards follow the list read
+    assert tab.list_model.tokenized.get(ds.id, 0) == 0
 
     # --- delete (confirmation skipped here) removes it from the list and the disk
     folder = studio.datasets.folder(ds.id)
     assert tab.delete_selected(confirm=False)
+    qtbot.waitUntil(tab.is_loaded, timeout=10_000)
     assert tab.list_model.rowCount() == 0 and not folder.exists()
 
 
@@ -154,6 +159,7 @@ def test_failed_import_shows_an_error_that_stays(qtbot, tab, studio, tmp_path):
     qtbot.waitUntil(lambda: "failed" in tab.banner.label.text(), timeout=30_000)
     assert "line 3001" in tab.banner.label.text() and tab.banner.isVisible()
     assert studio.get_job(job.id).status == "failed"
+    qtbot.waitUntil(tab.is_loaded, timeout=10_000)
     assert tab.list_model.rowCount() == 0
     tab.start_import({"kind": "local", "path": str(tmp_path / "missing.txt")})
     assert "does not exist" in tab.banner.label.text()

@@ -168,6 +168,8 @@ def test_geometry_is_remembered(qtbot, data_dir):
     w1.show()
     w1.resize(700, 500)  # inside the 800x600 offscreen screen
     w1.tabs.setCurrentIndex(2)
+    training = w1.tabs.widget(2).inner  # its trainings are read on a thread, then shown
+    qtbot.waitUntil(lambda: training.jobs_loaded, timeout=10_000)
     qtbot.wait(50)
     size1 = (w1.width(), w1.height())  # a tab's minimum size may have widened it a little
     w1.close()

@@ -78,17 +78,18 @@ def test_every_tab_shows_its_rows_loaded_off_the_gui_thread(qtbot, load_folder, 
     studio = Studio(load_folder, thread_factory=qt_thread_factory, secrets=MemorySecrets())
     jobs_read, metrics_read, analysis_read = [], [], []
     _record_threads(monkeypatch, studio.trainings, "training_jobs", jobs_read)
-    _record_threads(monkeypatch, studio.jobs, "metrics", metrics_read)
+    _record_threads(monkeypatch, studio.jobs, "metric_series", metrics_read)
     _record_threads(monkeypatch, studio.features, "results", analysis_read)
     w = MainWindow(studio, remember_layout=False)
     w.skip_close_confirmation = True
     qtbot.addWidget(w)
     w.show()
     try:
-        datasets = w.show_tab("Datasets")
-        assert datasets.list_model.rowCount() == SIZE["datasets"]
-        models = w.show_tab("Models")
-        assert models.models_list.count() == SIZE["models"]
+        datasets = w.show_tab("Datasets")  # its list arrives from a background read
+        qtbot.waitUntil(lambda: datasets.list_model.rowCount() == SIZE["datasets"],
+                        timeout=20_000)
+        models = w.show_tab("Models")  # its list arrives from a background read
+        qtbot.waitUntil(lambda: models.models_list.count() == SIZE["models"], timeout=20_000)
 
         training = w.show_tab("Training")
         # a page of cards, newest first, built a few per event-loop turn
@@ -118,7 +119,8 @@ def test_every_tab_shows_its_rows_loaded_off_the_gui_thread(qtbot, load_folder, 
         qtbot.waitUntil(lambda: features.table.model.rowCount() == newest_sae_d,
                         timeout=30_000)
         steering = w.show_tab("Steering")
-        assert steering.model_combo.count() == SIZE["models"]
+        qtbot.waitUntil(lambda: steering.model_combo.count() == SIZE["models"],
+                        timeout=10_000)  # read on the tab's worker thread
         templates = w.show_tab("Templates")
         assert templates.cards.count() > 0
 

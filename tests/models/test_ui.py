@@ -33,7 +33,8 @@ def test_import_inspect_extract_and_show_set(qt_studio, qtbot, tiny_gpt2_dir,
     with qtbot.waitSignal(tab.inspector.loaded, timeout=60_000):
         rec, job = tab.add_local(str(tiny_gpt2_dir))
         qtbot.waitUntil(lambda: studio.models.get(rec.id).status == "ready", timeout=60_000)
-        qtbot.waitUntil(lambda: "ready" in tab.models_list.item(0).text(), timeout=10_000)
+        qtbot.waitUntil(lambda: tab.models_list.count() > 0 and  # read in the background
+                        "ready" in tab.models_list.item(0).text(), timeout=10_000)
     assert "gpt2" in tab.models_list.item(0).text()
     assert tab.inspector.fields["n_layers"].text() == "3"
     assert tab.inspector.hooks.topLevelItemCount() == 18
@@ -64,6 +65,7 @@ def test_import_inspect_extract_and_show_set(qt_studio, qtbot, tiny_gpt2_dir,
     assert hooks == ["blocks.1.hook_mlp_out", "blocks.1.hook_resid_post"]
     assert tab.sets.selected().id == panel.set_ids[0]  # the new set is shown, unasked
     tab.rename_selected("tiny one")
+    qtbot.waitUntil(tab.is_loaded, timeout=10_000)  # the list is read in the background
     assert "tiny one" in tab.models_list.item(0).text() and not tab.message.text()
     tab.rename_selected("   ")
     assert "cannot be empty" in tab.message.text()
@@ -109,6 +111,7 @@ def test_switching_models_keeps_the_inspector_and_form_consistent(qt_studio, qtb
         assert studio.jobs.wait(job.id, 60).status == "completed"
         recs[name] = rec.id
     tab.reload()
+    qtbot.waitUntil(tab.is_loaded, timeout=10_000)  # the list is read in the background
     inspector = tab.inspector
     # switch back and forth faster than the background reads answer: only the last counts
     for _ in range(3):
@@ -139,7 +142,8 @@ def test_switching_models_keeps_the_inspector_and_form_consistent(qt_studio, qtb
     assert inspector.hooks.topLevelItem(0).text(1) == "transformer.h.0"
 
     # the extraction form resolves the layer choice for the selected model, and sizes it
-    panel = tab.extract
+    panel = tab.extract  # built now (first use): its model summary is read in the background
+    qtbot.waitUntil(panel.is_ready, timeout=60_000)
     assert panel.model_id == recs["gpt2"]
     panel.tokenization.setEditText(str(packed_tokenization))
     panel.layers.setText("middle")

@@ -85,6 +85,7 @@ def extract_layer_out_of_range(qtbot, studio, bridge, a, b) -> str:
     panel = ExtractionPanel(studio)
     qtbot.addWidget(panel)
     panel.set_model(a.model)
+    qtbot.waitUntil(panel.is_ready, timeout=60_000)  # the model is read in the background
     panel.layers.setText("7")
     assert "3 layers" in panel.layers_info.text()  # the form shows the problem as typed...
     shown = []

@@ -34,9 +34,11 @@ def test_steering_tab_generates_both_outputs_with_metrics(qt_steer, qtbot, tmp_p
     tab = SteeringTab(studio, bridge)
     qtbot.addWidget(tab)
     tab.resize(1300, 850)
+    # the models, SAEs and features are read on the tab's worker thread
+    qtbot.waitUntil(lambda: tab.loaded and "no analysis" in tab.analysis_note.text(),
+                    timeout=10_000)
     assert tab.model_combo.currentText() == "tiny-gpt2"
     assert tab.sae_combo.currentData() == sae.id
-    assert "no analysis" in tab.analysis_note.text()
     # no feature yet: a clear message, nothing queued
     tab.prompt.setPlainText("The cat sat")
     tab.generate()
@@ -47,6 +49,7 @@ def test_steering_tab_generates_both_outputs_with_metrics(qt_steer, qtbot, tmp_p
     tab.table.editors[0].spin.setValue(40.0)
     assert tab.state.rows[0].value == 40.0
     tab.search.setText("5")
+    qtbot.waitUntil(lambda: tab.feature_list.count() == 1, timeout=10_000)
     assert tab.feature_list.item(0).text().startswith("#5")
     tab.add_selected("clamp")
     tab.table.editors[1].spin.setValue(25.0)

@@ -156,10 +156,12 @@ def test_pin_button_in_the_activation_sets_list(studio, qtbot):
     panel = ActivationSetsPanel(studio)
     qtbot.addWidget(panel)
     panel.reload()
+    qtbot.waitUntil(panel.is_loaded, timeout=10_000)  # the sets are read in the background
     panel.select_id("act_1")
     assert panel.pin_btn.text() == "Pin"
     panel.pin_btn.click()
     assert studio.activations.get("act_1").pinned
+    qtbot.waitUntil(panel.is_loaded, timeout=10_000)
     col = [c[0] for c in COLUMNS].index("pinned")
     row = [r.id for r in panel.model.rows].index("act_1")
     assert panel.model.data(panel.model.index(row, col)) == "pinned"

@@ -115,6 +115,7 @@ class DocumentsBrowser(QWidget):
         self.complete = True
         self.searching = False
         self.batches_received = 0  # of the current search (results arrive in batches)
+        self._stale = False  # the dataset changed while this page was hidden
         self.searches = BackgroundCalls(self, name="dataset-search")
         self.search: BackgroundTask | None = None  # the search running now
         self._scanned = (0, 0)
@@ -172,9 +173,18 @@ class DocumentsBrowser(QWidget):
         self.search_edit.clear()
         self.attribution.setText((dataset.source or {}).get("attribution", "") if dataset else "")
         self.pager.page = 0
-        self._reload()
+        if self.isVisible():
+            self._reload()
+        else:  # behind another page (the tab opens on the Overview): read when first shown
+            self._stale = True
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self._reload()
 
     def _reload(self) -> None:
+        self._stale = False
         self.filter_label.setText(", ".join(f"{k} = {v}" for k, v in self.filter.items()))
         self.clear_btn.setVisible(bool(self.filter) or self.matches is not None)
         if self.dataset is None or self.dataset.status != "ready":

@@ -5,6 +5,10 @@ Add; files or folders dropped on the tab open the Add dialog. Right: Tokenize / 
 Delete for the selected dataset, and its Overview (provenance, tokenizations), Documents (paged, searchable),
 Tokens (sequences as chips) and Statistics. Imports and tokenizations run as jobs; their
 progress and errors show in the banner above the list and stay there until dismissed.
+
+The datasets and their tokenizations (hundreds in a long-used data folder) are read on the
+tab's background thread (``BackgroundCalls``); the selected dataset's pages draw from that
+read, so a click reads nothing but the page of documents or sequences it shows.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QMessageBox, Q
                                QPushButton, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout,
                                QWidget)
 
+from mistudio.app.datasets import DatasetService
 from mistudio.errors import UserError
 from mistudio.paths import human_bytes
 from mistudio.ui.datasets.browsers import DocumentsBrowser, TokensBrowser
@@ -22,7 +27,18 @@ from mistudio.ui.datasets.dialogs import AddDatasetDialog, TokenizeDialog
 from mistudio.ui.datasets.state import ENDED, Banner, DatasetsState, overview_html
 from mistudio.ui.datasets.stats_view import StatsView
 from mistudio.ui.datasets.table_models import DatasetListModel
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.kit.palette import colour, css
+
+EMPTY_TEXT = ("No datasets yet. <b>Add dataset…</b> imports local files (.txt, .jsonl, .json, "
+              ".csv, .parquet; or drop them here) or a Hugging Face dataset; <b>Add demo "
+              "corpus</b> works offline.")
+READING_TEXT = "Reading the datasets…"
+
+
+def read_datasets(studio) -> tuple[list, list]:
+    """Every dataset and every tokenization (background thread): two queries."""
+    return studio.datasets.list(), studio.datasets.tokenizations()
 
 class JobBanner(QWidget):
     """Progress of the datasets jobs, and the last error (kept until dismissed): draws the
@@ -88,6 +104,12 @@ class DatasetsTab(QWidget):
         self.add_dialog: AddDatasetDialog | None = None
         self.tokenize_dialog: TokenizeDialog | None = None
         self.setAcceptDrops(True)
+        self.calls = BackgroundCalls(self, name="datasets-tab")  # the list's reads
+        self._loaded = False
+        self._filling = False  # the list is being filled: its selection is not a click
+        self._tokenizations: dict[str, list] = {}  # dataset id -> its tokenizations, as read
+        self._wanted: str | None = None  # a dataset to select once the list has it
+        self._wanted_tokenization: str | None = None  # likewise, on the Tokens page
 
         # left: list and actions
         self.add_btn = QPushButton("Add dataset…")
@@ -96,7 +118,9 @@ class DatasetsTab(QWidget):
         self.demo_btn.setToolTip("10,033 Wikipedia summaries with topics (offline, CC BY-SA 4.0); "
                                  "shows it if it is already imported")
         self.demo_btn.clicked.connect(self.add_demo)
-        self.demo_btn.setVisible(studio.datasets.demo_available())
+        # the class's answer: building the service sweeps the datasets table, which the
+        # first list read does on the tab's thread
+        self.demo_btn.setVisible(DatasetService.demo_available())
         self.tokenize_btn = QPushButton("Tokenize…")
         self.tokenize_btn.clicked.connect(self.open_tokenize_dialog)
         self.rename_btn = QPushButton("Rename…")
@@ -108,9 +132,7 @@ class DatasetsTab(QWidget):
         self.list_view = DatasetCardsView()
         self.list_view.setModel(self.list_model)
         self.list_view.selectionModel().currentRowChanged.connect(self._on_select)
-        self.empty = QLabel("No datasets yet. <b>Add dataset…</b> imports local files "
-                            "(.txt, .jsonl, .json, .csv, .parquet; or drop them here) or a "
-                            "Hugging Face dataset; <b>Add demo corpus</b> works offline.")
+        self.empty = QLabel(READING_TEXT)  # the empty state once the list is read
         self.empty.setWordWrap(True)
         self.empty.setStyleSheet(css("text.muted", "padding: 10px"))
         buttons = QHBoxLayout()
@@ -169,24 +191,61 @@ class DatasetsTab(QWidget):
 
     # ------------------------------------------------------------------ list
 
-    def refresh(self, select: str | None = None) -> None:
-        records = self.studio.datasets.list()
-        chosen = self.state.set_records(records, keep=select)
-        self.list_model.set_records(records, self.studio.datasets.tokenizations())
+    def refresh(self, select: str | None = None, *, tokenization: str | None = None) -> None:
+        """Read the datasets and tokenizations again (in the background); ``select`` a
+        dataset and show one of its ``tokenization``s once they are listed."""
+        if select:
+            self._wanted = select
+        if tokenization:
+            self._wanted_tokenization = tokenization
+        studio = self.studio
+        self.calls.call("datasets", lambda: read_datasets(studio), self._show_datasets,
+                        self._show_banner_error)
+
+    def is_loaded(self) -> bool:
+        """The list shows what was last asked for (no read of it is on its way)."""
+        return self._loaded and not self.calls.busy()
+
+    def _show_datasets(self, result) -> None:
+        records, tokenizations = result
+        self._loaded = True
+        self._tokenizations = {}
+        for t in tokenizations:
+            self._tokenizations.setdefault(t.dataset_id, []).append(t)
+        chosen = self.state.set_records(records, keep=self._wanted)
+        wanted_tokenization = self._wanted_tokenization
+        self._wanted = self._wanted_tokenization = None
+        self.list_model.set_records(records, tokenizations)
+        self.empty.setText(EMPTY_TEXT)
         self.empty.setVisible(not records)
-        if chosen is not None:
-            self.list_view.select_row(self.list_model.row_of(chosen))
+        if chosen is not None:  # the card shows selected; the details are drawn once, below
+            self._filling = True
+            try:
+                self.list_view.select_row(self.list_model.row_of(chosen))
+            finally:
+                self._filling = False
         self._select(chosen, force=True)
+        if chosen is not None:
+            self._sync_tokens(chosen, wanted_tokenization)
         self._sync_buttons()
 
+    def _sync_tokens(self, dataset_id: str, select: str | None = None) -> None:
+        """The Tokens page lists the dataset's ready tokenizations as last read."""
+        ready = [t.id for t in self._tokenizations_of(dataset_id) if t.status == "ready"]
+        combo = self.tokens.combo
+        shown = [combo.itemData(i) for i in range(combo.count())]
+        if select or ready != shown:
+            self.tokens.set_tokenizations(self._tokenizations_of(dataset_id), select=select)
+            self._show_stats()  # of the tokenization now chosen
+
     def _on_select(self, current, _previous) -> None:
-        if current.isValid():
+        if current.isValid() and not self._filling:
             self._select(self.list_model.records[current.row()].id)
 
     def _select(self, dataset_id: str | None, *, force: bool = False) -> None:
         if dataset_id == self.state.selected_id and not force:
             return  # already shown (no read)
-        ds = self._get(dataset_id)
+        ds = self.state.record(dataset_id)  # as the list read it: no query per click
         changed = self.state.select(dataset_id, ds.status if ds else None, force=force)
         if changed is None:
             return
@@ -198,12 +257,9 @@ class DatasetsTab(QWidget):
         self._sync_buttons()
 
     def _tokenizations_of(self, dataset_id: str) -> list:
-        """Its tokenizations; none if the dataset just went away (a failed import removes
-        its row while the list still shows it)."""
-        try:
-            return self.studio.datasets.tokenizations(dataset_id)
-        except UserError:
-            return []
+        """Its tokenizations as the last list read found them (none if the dataset just
+        went away: a failed import removes its row while the list still shows it)."""
+        return list(self._tokenizations.get(dataset_id, []))
 
     def _get(self, dataset_id: str | None):
         if not dataset_id:
@@ -214,10 +270,11 @@ class DatasetsTab(QWidget):
             return None
 
     def current(self):
+        """The selected dataset as the database has it now (for actions on it)."""
         return self._get(self.selected_id)
 
     def _sync_buttons(self) -> None:
-        allowed = self.state.actions(self.current())
+        allowed = self.state.actions(self.state.record(self.selected_id))
         self.title.setText(allowed.title)
         self.tokenize_btn.setEnabled(allowed.tokenize)
         self.rename_btn.setEnabled(allowed.rename)
@@ -228,7 +285,7 @@ class DatasetsTab(QWidget):
         self.banner.render()
 
     def _show_stats(self) -> None:
-        ds = self.current()
+        ds = self.state.record(self.selected_id)
         if ds is None or ds.status != "ready":
             return
         tok = self.tokens.tokenization
@@ -286,9 +343,8 @@ class DatasetsTab(QWidget):
         except UserError as exc:
             self._show_banner_error(f"Cannot tokenize: {exc}")
             return None
-        if job is None:
-            self.tokens.set_tokenizations(self._tokenizations_of(dataset_id),
-                                          select=tok.id)
+        if job is None:  # already made: show it
+            self.refresh(select=dataset_id, tokenization=tok.id)
             self.detail.setCurrentWidget(self.tokens)
             return None
         self.state.job_running(job.id, f"Tokenizing with {tok.tokenizer}…", 0.0)
@@ -347,8 +403,12 @@ class DatasetsTab(QWidget):
         except UserError as exc:
             self._show_banner_error(str(exc))
             return False
+        # gone: the Tokens page drops it now, the cards follow the list read
+        self._tokenizations[tok.dataset_id] = [
+            t for t in self._tokenizations_of(tok.dataset_id) if t.id != tok.id]
         self.tokens.tokenization = None
-        self.tokens.set_tokenizations(self._tokenizations_of(tok.dataset_id))
+        if tok.dataset_id == self.selected_id:
+            self._sync_tokens(tok.dataset_id)
         self.refresh()
         return True
 
@@ -388,16 +448,17 @@ class DatasetsTab(QWidget):
             return
         self.list_model.set_progress(job.target, None)
         self.banner.render()
+        made = None
         if job.kind == "datasets.tokenize" and status == "completed" and job.result:
             if job.target == self.selected_id:
-                self.tokens.set_tokenizations(self._tokenizations_of(job.target),
-                                              select=job.result.get("tokenization_id"))
-        self.refresh(select=self.selected_id or job.target)
+                made = job.result.get("tokenization_id")
+        self.refresh(select=self.selected_id or job.target, tokenization=made)
 
     # ------------------------------------------------------------------ lifetime
 
     def shutdown(self) -> None:
         """Stop the background work this tab started (the main window calls it on close)."""
+        self.calls.close()
         self.documents.shutdown()
 
     def closeEvent(self, event) -> None:
@@ -411,6 +472,7 @@ class DatasetsTab(QWidget):
         search, and the Add dialog's Hub page."""
         from mistudio.ui.kit.background import wait_until
 
+        wait_until(self.is_loaded, 30)
         ds = self.current()
         if ds is not None and ds.status == "ready":
             self.detail.setCurrentWidget(self.documents)

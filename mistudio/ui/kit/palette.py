@@ -77,14 +77,32 @@ CHIPS_LIGHT = ("#dbeafe", "#dcfce7", "#fef3c7", "#fce7f3", "#ede9fe")
 CHIPS_DARK = ("#1e3a8a", "#14532d", "#78350f", "#831843", "#4c1d95")
 
 
+_DARK: list[bool] = []  # the answer, until the application's palette changes
+_WATCHED: set[int] = set()  # applications whose palette changes clear it
+
+
 def is_dark() -> bool:
-    """Whether the running application shows a dark palette (False without one)."""
+    """Whether the running application shows a dark palette (False without one).
+
+    Remembered until the application's palette changes (or the application goes): card
+    delegates ask it several times per card they paint, and each Qt call hands the GIL back
+    and forth with any busy worker thread (~1 ms each while one imports torch: 0.2 s for one
+    repaint of the model cards, the Models tab's longest freeze on a large data folder).
+    """
+    if _DARK:
+        return _DARK[0]
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance()
     if app is None:
         return False
-    return app.palette().window().color().lightness() < 128
+    key = id(app)
+    if key not in _WATCHED:
+        _WATCHED.add(key)
+        app.paletteChanged.connect(_DARK.clear)
+        app.destroyed.connect(lambda *_: (_DARK.clear(), _WATCHED.discard(key)))
+    _DARK.append(app.palette().window().color().lightness() < 128)
+    return _DARK[0]
 
 
 def colour(role: str) -> str:

@@ -1,4 +1,9 @@
-"""The extraction form: tokenization, layers x hook types, limits, dtype; live throughput."""
+"""The extraction form: tokenization, layers x hook types, limits, dtype; live throughput.
+
+What it lists (the ready tokenizations, the extraction templates) and what it reads about the
+chosen model (its row, config.json and safetensors headers) come from its background thread,
+so choosing a model or opening the page never waits on the data folder.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,29 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
 
 from mistudio.errors import UserError, describe_exception
 from mistudio.models.hooks import HOOK_LABELS, HOOK_TYPES
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.models.precision import PrecisionChooser, precision_label
 from mistudio.ui.kit.palette import css
+
+
+def read_tokenizations(studio) -> tuple[list, dict]:
+    """The ready tokenizations and the names of their datasets (background thread)."""
+    try:
+        toks = [t for t in studio.datasets.tokenizations() if t.status == "ready"]
+        names = {d.id: d.name for d in studio.datasets.list()}
+    except Exception:  # the datasets area may be absent; a folder still works
+        return [], {}
+    return toks, names
+
+
+def read_model(studio, model_id: str) -> tuple:
+    """(model id, its record, its architecture summary or None) (background thread)."""
+    rec = studio.models.find(model_id)
+    try:  # config.json + safetensors headers
+        summary = studio.models.inspect(model_id) if rec is not None else None
+    except Exception:  # shown by the inspector; the form still works with names
+        summary = None
+    return model_id, rec, summary
 
 
 class ExtractionPanel(QWidget):
@@ -29,6 +55,10 @@ class ExtractionPanel(QWidget):
         self._summary: dict | None = None
         self._token_counts: dict[str, int] = {}  # tokenization folder -> real tokens
         self._seq_lens: dict[str, int] = {}  # tokenization folder -> tokens per sequence
+        self._toks: list = []  # ready tokenizations, as last read
+        self._dataset_names: dict[str, str] = {}
+        self._fingerprint = ""  # the chosen model's tokenizer
+        self.calls = BackgroundCalls(self, name="extract-panel")
         lay = QVBoxLayout(self)
         trow = QHBoxLayout()
         self.template = QComboBox()
@@ -134,21 +164,40 @@ class ExtractionPanel(QWidget):
         lay.addWidget(self.status)
         lay.addStretch(1)
         self.reload_templates()
+        self.reload_tokenizations()
 
     # ------------------------------------------------------------------ data
 
     def set_model(self, model_id: str | None) -> None:
+        """Offer the form for this model: its row and summary are read in the background
+        (the plan and the memory estimate follow when they arrive)."""
         self.model_id = model_id
         self.start_btn.setEnabled(bool(model_id))
         self._summary = None
+        self._fingerprint = ""
         if model_id:
-            try:  # config.json + safetensors headers: milliseconds
-                self._summary = self.studio.models.inspect(model_id)
-            except Exception:  # shown by the inspector; the form still works with names
-                self._summary = None
-        self.precision.set_model(model_id, self._summary)
-        self.reload_tokenizations()
+            self.precision.expect(model_id)
+            studio = self.studio
+            self.calls.call("model", lambda: read_model(studio, model_id), self._model_read)
+        else:
+            self.calls.cancel("model")
+            self.precision.set_model(None)
+        self._fill_tokenizations()
         self.update_plan()
+
+    def _model_read(self, result) -> None:
+        model_id, rec, summary = result
+        if model_id != self.model_id:
+            return
+        self._summary = summary
+        self._fingerprint = (rec.tokenizer_fingerprint or "") if rec is not None else ""
+        self.precision.set_model(model_id, summary, record=rec)
+        self._fill_tokenizations()
+        self.update_plan()
+
+    def is_ready(self) -> bool:
+        """What the form shows about the model and the lists is read (tests, screenshots)."""
+        return not self.calls.busy() and self.precision.is_ready()
 
     def refresh_precision(self) -> None:
         """Read the precision choices again (the settings or the model's saved copies
@@ -172,21 +221,21 @@ class ExtractionPanel(QWidget):
         self.precision.set_batch_tokens(self.batch.value() * (seq or 0))
 
     def reload_tokenizations(self) -> None:
+        """Read the ready tokenizations again (in the background)."""
+        studio = self.studio
+        self.calls.call("tokenizations", lambda: read_tokenizations(studio),
+                        self._tokenizations_read)
+
+    def _tokenizations_read(self, result) -> None:
+        self._toks, self._dataset_names = result
+        self._fill_tokenizations()
+
+    def _fill_tokenizations(self) -> None:
         """Ready tokenizations, those made with this model's tokenizer first."""
         current = self.tokenization.currentText()
         self.tokenization.blockSignals(True)
         self.tokenization.clear()
-        try:
-            toks = [t for t in self.studio.datasets.tokenizations() if t.status == "ready"]
-            names = {d.id: d.name for d in self.studio.datasets.list()}
-        except Exception:  # the datasets area may be absent; a folder still works
-            toks, names = [], {}
-        fingerprint = ""
-        if self.model_id:
-            try:
-                fingerprint = self.studio.models.get(self.model_id).tokenizer_fingerprint
-            except Exception:
-                fingerprint = ""
+        toks, names, fingerprint = list(self._toks), self._dataset_names, self._fingerprint
 
         def matches(t) -> bool:
             return bool(self.model_id) and (t.model_id == self.model_id or bool(
@@ -262,12 +311,20 @@ class ExtractionPanel(QWidget):
     def _tokenization_tokens(self) -> int | None:
         return self._token_counts.get(self.tokenization_value())
 
-    def reload_templates(self) -> None:
+    def reload_templates(self, select: str | None = None) -> None:
+        """Read the extraction templates (in the background); ``select`` one once listed."""
+        studio = self.studio
+        self.calls.call("templates", lambda: studio.templates.list(kind="extraction"),
+                        lambda templates: self._show_templates(templates, select))
+
+    def _show_templates(self, templates: list, select: str | None) -> None:
         self.template.clear()
         self.template.addItem("Choose a template…")
-        for t in self.studio.templates.list(kind="extraction"):
+        for t in templates:
             self.template.addItem(t.name)
             self.template.setItemData(self.template.count() - 1, t.description, 3)
+        if select:
+            self.template.setCurrentText(select)
 
     def tokenization_value(self) -> str:
         i = self.tokenization.currentIndex()
@@ -306,8 +363,7 @@ class ExtractionPanel(QWidget):
             except UserError as exc:
                 self.error.emit(str(exc))
                 return
-            self.reload_templates()
-            self.template.setCurrentText(name.strip())
+            self.reload_templates(select=name.strip())
 
     def _browse_tokenization(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Tokenization folder")
@@ -349,6 +405,11 @@ class ExtractionPanel(QWidget):
         self.start_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         self.started.emit(job.id)
+
+    def shutdown(self) -> None:
+        """Stop this panel's background reads (the tab's shutdown)."""
+        self.calls.close()
+        self.precision.shutdown()
 
     def _cancel(self) -> None:
         if self.job_id:

@@ -1,9 +1,10 @@
 """The architecture inspector: summary, memory estimate, module tree, hook points.
 
-Three background reads per model, each shown as it arrives: the summary and hook points
-(config.json and safetensors headers: milliseconds), the memory badge (needs torch to see
-the device) and the module tree (a meta-device model). Results for a model the user has
-already left are dropped, so switching models never mixes two models' details.
+Three background reads per model, in this order on the inspector's one worker thread, each
+shown as it arrives: the summary and hook points (config.json and safetensors headers:
+milliseconds), then, once those are drawn, the memory badge (needs torch to see the device)
+and the module tree (a meta-device model). Showing another model makes the reads of the last one stale (skipped if
+not started, their results dropped), so switching models never mixes two models' details.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLin
 
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
-from mistudio.ui.kit.background import BackgroundCall
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.kit.elided_label import ElidedLabel
 from mistudio.ui.kit.labels import hint_label
+from mistudio.ui.kit.native_libraries import import_torch_quietly
 from mistudio.ui.kit.palette import verdict_colour
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -114,13 +116,14 @@ class ArchitectureInspector(QWidget):
         self._summary: dict | None = None
         self._estimates: dict = {}
         self._pending: set[str] = set()
-        self._calls: list[BackgroundCall] = []  # kept alive until they report
+        self.calls = BackgroundCalls(self, name="inspector")
         self._shown_ready = False  # the current model was shown in its ready state
         self.shown_status: str | None = None
 
-    def show_model(self, model_id: str | None) -> None:
+    def show_model(self, model_id: str | None, record=None) -> None:
         """Show a model: the summary and hook points arrive at once (config.json and the
-        safetensors headers), the memory badge and module tree when torch has loaded."""
+        safetensors headers), the memory badge and module tree when torch has loaded.
+        ``record``: the model's row as the caller read it (else it is read here)."""
         self.model_id = model_id
         self.tree.clear()
         self.hooks.clear()
@@ -132,9 +135,11 @@ class ArchitectureInspector(QWidget):
         self._pending = set()
         self._quant_reasons = {}
         self.save_quant.setEnabled(False)
+        for part in ("summary", "memory", "tree"):  # the last model's reads are stale
+            self.calls.cancel(part)
         if not model_id:
             return
-        rec = self.studio.models.get(model_id)
+        rec = record if record is not None else self.studio.models.get(model_id)
         self.fields["source"].setText(f"{rec.source}: {rec.source_ref}")
         self.shown_status = rec.status  # what the view shows (the tab compares it later)
         self._shown_ready = rec.status == "ready"
@@ -149,22 +154,29 @@ class ArchitectureInspector(QWidget):
         def summary():
             return studio.models.inspect(model_id), studio.models.hook_points(model_id)
 
-        memory = self._memory_reader(model_id)
+        self._pending = {"summary", "memory", "tree"}
+        self.calls.call("summary", _tagged(model_id, "summary", summary), self._deliver)
+
+    def _read_the_rest(self, model_id: str) -> None:
+        """Once the summary and hook points are on screen: the memory badge and the module
+        tree (both import torch, ~1-2 s of Python on the worker the first time; while it
+        runs every Qt call of the GUI thread waits for the GIL, so the hook list is filled
+        before, not during, that import)."""
+        studio = self.studio
 
         def tree():
+            import_torch_quietly()
             return studio.models.module_tree(model_id)
 
-        self._calls = [c for c in self._calls if c.running()]
-        self._pending = {"summary", "memory", "tree"}
-        for part, fn in (("summary", summary), ("memory", memory), ("tree", tree)):
-            # a bound method of this widget (not a lambda): Qt delivers it on the GUI thread
-            self._calls.append(BackgroundCall(_tagged(model_id, part, fn), self._deliver))
+        for part, fn in (("memory", self._memory_reader(model_id)), ("tree", tree)):
+            self.calls.call(part, _tagged(model_id, part, fn), self._deliver)
 
     def _memory_reader(self, model_id: str):
         studio = self.studio
         self._quant_setting = bool(studio.settings.allow_cpu_quantization)
 
         def memory():
+            import_torch_quietly()  # the GUI thread stays live while torch loads
             quant = studio.models.quantization_options()
             estimates = {(dtype, q): studio.models.memory_estimate(
                 model_id, dtype=dtype, quantization=q, device="auto")
@@ -177,10 +189,8 @@ class ArchitectureInspector(QWidget):
         if not self.model_id or self._summary is None or "memory" in self._pending:
             return
         self._pending.add("memory")
-        self._calls = [c for c in self._calls if c.running()]
-        self._calls.append(BackgroundCall(
-            _tagged(self.model_id, "memory", self._memory_reader(self.model_id)),
-            self._deliver))
+        self.calls.call("memory", _tagged(self.model_id, "memory",
+                                          self._memory_reader(self.model_id)), self._deliver)
 
     def event(self, e) -> bool:
         # back from File > Settings: offer what the CPU opt-in now allows
@@ -188,6 +198,9 @@ class ArchitectureInspector(QWidget):
                 self._quant_setting != bool(self.studio.settings.allow_cpu_quantization):
             self.refresh_quantization()
         return super().event(e)
+
+    def shutdown(self) -> None:
+        self.calls.close()
 
     def _save_variant(self) -> None:
         q = self.quant.currentText()
@@ -223,6 +236,8 @@ class ArchitectureInspector(QWidget):
         else:
             {"summary": self._show_summary, "memory": self._show_memory,
              "tree": self._show_tree}[part](value)
+        if part == "summary":
+            self._read_the_rest(model_id)
         if not self._pending:
             self.loaded.emit(model_id)
 

@@ -15,9 +15,10 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
-from mistudio.ui.kit.background import BackgroundCall
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.kit.palette import verdict_colour
 from mistudio.ui.kit.labels import hint_label
+from mistudio.ui.kit.native_libraries import import_torch_quietly
 
 LOAD_DTYPES = ("auto", "float32", "bfloat16", "float16")
 _QUANT_LABELS = {"none": "none (full precision)", "8bit": "8bit (LLM.int8)",
@@ -55,7 +56,7 @@ class PrecisionChooser(QWidget):
         self._env: dict | None = None  # device, auto dtype, free memory (background read)
         self._seen_settings: tuple | None = None
         self._pending = False
-        self._calls: list[BackgroundCall] = []
+        self.calls = BackgroundCalls(self, name="precision")  # the device reads
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
@@ -81,12 +82,15 @@ class PrecisionChooser(QWidget):
 
     # ------------------------------------------------------------------ state
 
-    def set_model(self, model_id: str | None, summary: dict | None = None) -> None:
+    def set_model(self, model_id: str | None, summary: dict | None = None, *,
+                  record=None) -> None:
+        """Offer the choices for this model; ``record``: its row as the caller read it (its
+        saved copies), else it is read here."""
         self.model_id = model_id
         self._summary = summary
         self._env = None
-        rec = None
-        if model_id:
+        rec = record
+        if model_id and rec is None:
             try:
                 rec = self.studio.models.get(model_id)
             except Exception:  # the tab shows why; the chooser stays empty
@@ -95,16 +99,26 @@ class PrecisionChooser(QWidget):
         self._fill_quant_items()
         self.read()
 
-    def sync_variants(self) -> None:
-        """Offer the model's saved copies as they are now (after a save finished)."""
+    def expect(self, model_id: str) -> None:
+        """The caller is reading this model (its row and summary) and will ``set_model`` it:
+        until then the chooser says it is estimating, and is not ready."""
+        self.model_id = model_id
+        self._summary = None
+        self._env = None
+        self._pending = True
+        self.memory.setText("Estimating memory...")
+
+    def sync_variants(self, record=None) -> None:
+        """Offer the model's saved copies as they are now (after a save finished);
+        ``record``: the model's row as the caller read it."""
         if not self.model_id:
             return
         try:
-            variants = dict(self.studio.models.get(self.model_id).variants)
+            variants = dict((record or self.studio.models.get(self.model_id)).variants)
         except Exception:
             return
         if variants != self._variants:
-            self.set_model(self.model_id, self._summary)
+            self.set_model(self.model_id, self._summary, record=record)
 
     def set_device(self, device: str) -> None:
         if device != self.device_choice:
@@ -178,6 +192,7 @@ class PrecisionChooser(QWidget):
 
         def read():
             try:
+                import_torch_quietly()  # the GUI thread stays live while torch loads
                 from mistudio.hardware import resolve_device, resolve_dtype
                 from mistudio.models.inspect import available_memory
 
@@ -192,8 +207,7 @@ class PrecisionChooser(QWidget):
             except Exception as exc:  # shown under the choice, never raised into Qt
                 return token, exc
 
-        self._calls = [c for c in self._calls if c.running()]
-        self._calls.append(BackgroundCall(read, self._deliver))
+        self.calls.call("env", read, self._deliver)  # a newer read makes this one stale
 
     def _deliver(self, result) -> None:
         token, env = result
@@ -208,6 +222,9 @@ class PrecisionChooser(QWidget):
             self._apply_options(env["options"])
             self._update()
         self.ready.emit(self.model_id or "")
+
+    def shutdown(self) -> None:
+        self.calls.close()
 
     def refresh_if_settings_changed(self) -> None:
         if self.model_id and self._seen_settings != self._settings_key():

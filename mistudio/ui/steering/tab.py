@@ -3,6 +3,12 @@ side by side (streamed token by token), read the metrics, keep presets and histo
 
 Generation is a ``steering.generate`` job on the queue's worker thread; the tab polls the
 streamed tokens every 50 ms and renders them; Stop cancels between two tokens.
+
+The models and the SAEs that fit one (hundreds of SAEs and trainings in a large data folder,
+~50 ms) and the feature list (a search through an analysis of 65,536 features, up to 0.2 s)
+are read on the tab's worker thread (``BackgroundCalls``: a newer request of the same key
+drops an older one); an action that needs them at once (a feature opened from the Features
+tab, a preset, a past generation) reads them with ``wait=True``.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
 
 from mistudio.errors import UserError, describe_exception
 from mistudio.ui.kit import palette
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.steering.interventions_table import InterventionsTable
 from mistudio.ui.steering.library import HistoryPanel, PresetsPanel
 from mistudio.ui.steering.outputs import MetricsTable, OutputsView
@@ -34,6 +41,8 @@ class SteeringTab(QWidget):
         self.service = studio.steering
         self.state = SteeringState()
         self._syncing = False
+        self._calls = BackgroundCalls(self, name="steering-tab")
+        self.loaded = False  # the models and SAEs were read once (tests wait for it)
         self.timer = QTimer(self)
         self.timer.setInterval(50)
         self.timer.timeout.connect(self._poll)
@@ -47,7 +56,12 @@ class SteeringTab(QWidget):
         lay.addWidget(split)
         if bridge is not None:
             bridge.status.connect(self._on_status)
-        self.reload_models()
+        # Read once the tab has painted (a zero timer runs after the paint request; a worker
+        # starting and reading beside the first paint made it late).
+        self._first_read = QTimer(self)
+        self._first_read.setSingleShot(True)
+        self._first_read.timeout.connect(lambda: self.loaded or self.reload_models())
+        self._first_read.start(0)
 
     # ================================================================== building
 
@@ -184,30 +198,60 @@ class SteeringTab(QWidget):
 
     # ================================================================== choices
 
-    def reload_models(self) -> None:
-        keep = self.state.model_id
+    def reload_models(self, *, wait: bool = False, model: str = "") -> None:
+        """Re-read the models, and the SAEs of ``model`` (else the chosen one, else the
+        first): on the worker, or here with ``wait``."""
+        keep = model or self.state.model_id
+
+        def read():  # any thread
+            models = [rec for rec in self.studio.models.list() if rec.status == "ready"]
+            ids = [rec.id for rec in models]
+            chosen = keep if keep in ids else (ids[0] if ids else "")
+            return models, chosen, self.service.saes_for_model(chosen) if chosen else []
+
+        if wait:
+            for key in ("choices", "saes"):  # older reads in flight must not undo this one
+                self._calls.cancel(key)
+            self._show_choices(read())
+        else:
+            self._calls.call("choices", read, self._show_choices, self._read_failed)
+
+    def _read_failed(self, message: str) -> None:
+        self._say(f"Could not read the models and SAEs: {message}", error=True)
+
+    def _show_choices(self, choices: tuple) -> None:
+        models, chosen, saes = choices
+        self.loaded = True
         self._syncing = True
         self.model_combo.clear()
-        for rec in self.studio.models.list():
-            if rec.status == "ready":
-                self.model_combo.addItem(rec.name, rec.id)
+        for rec in models:
+            self.model_combo.addItem(rec.name, rec.id)
+        self.model_combo.setCurrentIndex(self.model_combo.findData(chosen) if chosen else -1)
         self._syncing = False
-        idx = self.model_combo.findData(keep) if keep else -1
-        self.model_combo.setCurrentIndex(idx if idx >= 0 else 0 if self.model_combo.count()
-                                         else -1)
-        self._model_changed()
+        self.state.model_id = chosen
+        self._show_saes(saes)
 
     def _model_changed(self) -> None:
+        """The user chose another model: its SAEs are read on the worker."""
         if self._syncing:
             return
-        self.state.model_id = self.model_combo.currentData() or ""
+        model = self.state.model_id = self.model_combo.currentData() or ""
+        self._syncing = True
+        self.sae_combo.clear()  # until this model's SAEs arrive
+        self._syncing = False
+        if not model:
+            self._show_saes([])
+            return
+        self._calls.call("saes", lambda: self.service.saes_for_model(model), self._show_saes,
+                         self._read_failed)
+
+    def _show_saes(self, saes: list) -> None:
         keep = self.state.sae_id
         self._syncing = True
         self.sae_combo.clear()
-        if self.state.model_id:
-            for rec in self.service.saes_for_model(self.state.model_id):
-                self.sae_combo.addItem(f"{rec.name or rec.id} · {rec.hook_name} · "
-                                       f"{rec.d_sae:,} features", rec.id)
+        for rec in saes:
+            self.sae_combo.addItem(f"{rec.name or rec.id} · {rec.hook_name} · "
+                                   f"{rec.d_sae:,} features", rec.id)
         self._syncing = False
         idx = self.sae_combo.findData(keep) if keep else -1
         self.sae_combo.setCurrentIndex(idx if idx >= 0 else 0 if self.sae_combo.count() else -1)
@@ -229,14 +273,24 @@ class SteeringTab(QWidget):
         self._update_units_note()
 
     def refresh_features(self) -> None:
+        """The features matching the search, read on the worker (a newer search wins)."""
         self.feature_list.clear()
-        if not self.state.sae_id:
+        sae = self.state.sae_id
+        if not sae:
+            self._calls.cancel("features")
             return
-        analysed = self.service.has_analysis(self.state.sae_id)
+        text = self.search.text()
+        self._calls.call("features", lambda: (self.service.has_analysis(sae),
+                                              self.service.feature_info(sae, text, 100)),
+                         self._show_features, lambda m: self._say(m, error=True))
+
+    def _show_features(self, result: tuple) -> None:
+        analysed, rows = result
+        self.feature_list.clear()
         self.analysis_note.setText("" if analysed else
                                    "This SAE has no analysis yet: pick features by index "
                                    "(labels, top tokens and 'max' units need an analysis).")
-        for row in self.service.feature_info(self.state.sae_id, self.search.text(), 100):
+        for row in rows:
             tokens = " ".join(repr(t) for t in row.get("top_tokens", [])[:5])
             text = f"#{row['index']}" + (f"  {row['label']}" if row.get("label") else "") + \
                 (f"  ·  {tokens}" if tokens else "")
@@ -297,26 +351,34 @@ class SteeringTab(QWidget):
         try:
             model = self.service.sae_model(sae_id)
             if model:
-                self.reload_models()
-                idx = self.model_combo.findData(model)
-                if idx >= 0:
-                    self.model_combo.setCurrentIndex(idx)
+                self.reload_models(wait=True, model=model)  # this model and its SAEs
             idx = self.sae_combo.findData(sae_id)
             if idx < 0:
                 rec = self.service.saes.get_sae(sae_id)
                 raise UserError(f"No registered model fits the SAE {rec.name or rec.id}.",
                                 hint="Add the model it was trained on in the Models tab.")
             self.sae_combo.setCurrentIndex(idx)
-            label = ""
-            for row in self.service.feature_info(sae_id, str(int(feature_index)), 1):
-                label = row.get("label", "")
-            self.state.add_feature(int(feature_index), "add", label)
+            index = int(feature_index)
+            self.state.add_feature(index, "add", "")
             self._render_rows()
+            # its label follows from the worker (an index search through a large analysis)
+            self._calls.call(f"label:{sae_id}:{index}",
+                             lambda: self.service.feature_info(sae_id, str(index), 1),
+                             lambda rows: self._set_label(sae_id, index, rows))
             self._say(f"Feature {feature_index} added: set its coefficient, write a prompt and "
                       "press Generate.")
             self.prompt.setFocus()
         except UserError as exc:
             self._say(str(exc), error=True)
+
+    def _set_label(self, sae_id: str, index: int, rows: list) -> None:
+        label = next((r.get("label", "") for r in rows if r.get("index") == index), "")
+        if not label or sae_id != self.state.sae_id:
+            return
+        for row in self.state.rows:
+            if row.feature == index and row.kind != "vector" and not row.label:
+                row.label = label
+        self._render_rows()
 
     def use_preset(self, name: str) -> None:
         """Open a preset (the Templates tab's "Use", via the main window): its SAE chosen
@@ -332,10 +394,7 @@ class SteeringTab(QWidget):
             if sae_id and self.sae_combo.findData(sae_id) < 0:
                 model = self.service.sae_model(sae_id)
                 if model:
-                    self.reload_models()
-                    idx = self.model_combo.findData(model)
-                    if idx >= 0:
-                        self.model_combo.setCurrentIndex(idx)
+                    self.reload_models(wait=True, model=model)
             idx = self.sae_combo.findData(sae_id) if sae_id else -1
             if idx < 0:
                 raise UserError("not registered")
@@ -435,7 +494,7 @@ class SteeringTab(QWidget):
             self._say(str(exc), error=True)
             return
         s = self.state
-        self.reload_models()
+        self.reload_models(wait=True)  # the generation's model and its SAEs
         self.sae_combo.setCurrentIndex(max(0, self.sae_combo.findData(s.sae_id)))
         self.state.open(self.service, gen_id)  # the combos reset rows; put them back
         self.prompt.setPlainText(s.prompt)
@@ -472,6 +531,12 @@ class SteeringTab(QWidget):
     def _say(self, text: str, error: bool = False) -> None:
         self.status.setText(text)
         self.status.setStyleSheet(palette.css("error" if error else "text"))
+
+    def shutdown(self) -> None:
+        """Stop the poll timer and the worker (the window is closing)."""
+        self.timer.stop()
+        self._first_read.stop()
+        self._calls.close()
 
 
 if __name__ == "__main__":  # preview: python -m mistudio.ui.steering.tab

@@ -1,8 +1,9 @@
 """The Training tab's cards, a page at a time and a few per event-loop turn.
 
-A card is a dozen widgets (~5-12 ms to build on a 2-core machine): 500 trainings built at
-once held the window for seconds. ``CardPages`` builds the newest ``page_size`` cards, a
-``chunk`` per turn of the event loop (the list paints after the first chunk and fills while
+A card is a dozen widgets (~5 ms to build on a 2-core machine): 500 trainings built at
+once held the window for seconds. ``CardPages`` builds the newest ``page_size`` cards one at a
+time through the tab's :class:`~mistudio.ui.training.pacer.Pacer` (as many as fit its
+per-turn budget, shared with the charts; the list paints after the first turn and fills while
 the window stays live), and a "Show older trainings" button adds the next page.
 """
 
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QPushButton
 
+from mistudio.ui.training.pacer import Pacer
+
 PAGE_SIZE = 50
-CHUNK = 6
 
 
 class CardPages(QObject):
@@ -22,15 +24,14 @@ class CardPages(QObject):
 
     def __init__(self, build: Callable[[str], None], more_btn: QPushButton,
                  parent: QObject | None = None, *, page_size: int = PAGE_SIZE,
-                 chunk: int = CHUNK):
+                 pacer: Pacer | None = None):
         super().__init__(parent)
         self.build = build
         self.more_btn = more_btn
         self.page_size = page_size
-        self.chunk = chunk
+        self.pacer = pacer or Pacer(self)
         self.pending: list[str] = []  # keys without a card, newest first
         self.budget = 0  # cards still to build on the current page
-        self._scheduled = False
         more_btn.clicked.connect(self.show_more)
         more_btn.setVisible(False)
 
@@ -57,18 +58,18 @@ class CardPages(QObject):
 
     def _schedule(self) -> None:
         self._update_button()
-        if not self._scheduled and self.building():
-            self._scheduled = True
-            QTimer.singleShot(0, self, self._build_chunk)  # dropped if the tab is gone
+        if self.building():
+            self.pacer.add(self._build_one)
 
-    def _build_chunk(self) -> None:
-        self._scheduled = False
-        for _ in range(min(self.chunk, self.budget)):
-            if not self.pending:
-                break
+    def _build_one(self) -> bool:
+        """One card (a pacer step); whether more of the page remains."""
+        if self.building():
             self.budget -= 1
             self.build(self.pending.pop(0))
-        self._schedule()
+        if not self.building():
+            self._update_button()
+            return False
+        return True
 
     def _update_button(self) -> None:
         waiting = len(self.pending) if self.budget <= 0 else 0

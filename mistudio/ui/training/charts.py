@@ -1,43 +1,30 @@
 """Live training charts: several runs overlaid, updated in place, downsampled.
 
-Each :class:`MetricChart` keeps one raw and one smoothed curve per (run, metric) and
-only calls ``setData`` on them, so a live update never rebuilds the plot. Downsampling
-(``peak`` mode, which keeps spikes visible) and clip-to-view keep a 100k-point series
-smooth. ViewBox auto-range is switched off by pyqtgraph as soon as the user zooms or
-pans, so live updates keep the user's view; "Reset zoom" turns it back on.
-Live data is drawn time-sliced: every ``REDRAW_MS`` one chart whose data changed (and
+Each chart is a :class:`~mistudio.ui.training.metric_chart.MetricChart` (curves updated
+in place, downsampled, the user's zoom kept). Live data is drawn time-sliced: every ``REDRAW_MS`` one chart whose data changed (and
 that is scrolled into view) gets its ``setData``, so one event-loop step never pays for
 repainting every chart at once; a full pass over ~8 charts takes about a second.
+Building the charts (a PlotWidget is ~20 ms) and drawing a newly selected run (a chart's
+first paint of 2,000 points is 10-35 ms) go through a :class:`~mistudio.ui.training.pacer.Pacer`,
+one chart per event-loop turn, so the window repaints between two charts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, QHBoxLayout,
-                               QLabel, QMessageBox, QPushButton, QScrollArea, QSlider,
-                               QToolButton, QVBoxLayout, QWidget)
+                               QLabel, QMessageBox, QPushButton, QScrollArea, QSizePolicy,
+                               QSlider, QVBoxLayout, QWidget)
 
-from mistudio.ui.kit.chart_legend import ChartLegend
-from mistudio.ui.kit.palette import SERIES, colour, css
-from mistudio.ui.training.series import EmaSmoother, RunMetrics, write_metrics_csv
+from mistudio.ui.kit.palette import css
+from mistudio.ui.training.metric_chart import (CHART_HEIGHT, RUN_COLORS, X_MODES,
+                                               ChartOptions, ChartSpec, MetricChart)
+from mistudio.ui.training.pacer import Pacer
+from mistudio.ui.training.series import RunMetrics, write_metrics_csv
 
 REDRAW_MS = 120
-CHART_HEIGHT = 260
-RUN_COLORS = list(SERIES)
-METRIC_STYLES = [Qt.SolidLine, Qt.DashLine, Qt.DotLine, Qt.DashDotLine, Qt.DashDotDotLine]
-X_MODES = (("step", "Step"), ("tokens", "Tokens"), ("time", "Time (s)"))
-
-
-@dataclass(frozen=True)
-class ChartSpec:
-    title: str
-    metrics: tuple[str, ...]
-    log_y: bool = False
-    help: str = ""
+EMPTY_TEXT = "Select a training to see its charts. Tick several to compare them."
+LOADING_TEXT = "Reading the stored metrics…"
 
 
 # Metric names written by the SAE trainer (listed in mistudio/sae/config.py); a sweep
@@ -62,256 +49,20 @@ GROUPED = (("inner_mse_loss_", "Matryoshka prefix MSE",
             "the full SAE's is in Loss (mse)."),)
 
 
-@dataclass
-class ChartOptions:
-    x_mode: str = "step"
-    smoothing: float = 0.6
-    show_raw: bool = True
-    ignore_outliers: bool = False
-    colors: dict = field(default_factory=dict)  # job_id -> color
-
-    def key(self) -> tuple:
-        return (self.x_mode, self.smoothing, self.show_raw)
-
-
-def _color(color: str, alpha: int) -> pg.QtGui.QColor:
-    c = pg.mkColor(color)
-    c.setAlpha(alpha)
-    return c
-
-
-class MetricChart(QWidget):
-    """One plot: the spec's metrics for every shown run."""
-
-    def __init__(self, spec: ChartSpec, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.spec = spec
-        self.setObjectName(f"chart:{spec.title}")
-        self.plot = pg.PlotWidget(background="w")
-        self.plot.setMinimumHeight(180)
-        # A fixed height keeps the other charts' geometry when one is added below them, so
-        # adding a chart repaints only itself (a relayout would repaint every chart).
-        self.setFixedHeight(CHART_HEIGHT)
-        item = self.plot.getPlotItem()
-        item.showGrid(x=True, y=True, alpha=0.25)
-        item.setDownsampling(auto=True, mode="peak")
-        item.setClipToView(True)
-        # Above the plot, not in it: a floating legend covers the curves under its corner.
-        self.legend = ChartLegend()
-        self.vline = pg.InfiniteLine(angle=90, pen=pg.mkPen(colour("guide"), style=Qt.DashLine))
-        self.vline.setVisible(False)
-        item.addItem(self.vline, ignoreBounds=True)
-
-        self.title = QLabel(f"<b>{spec.title}</b>")
-        self.title.setToolTip(spec.help)
-        self.log_box = QCheckBox("log")
-        self.log_box.setToolTip("Logarithmic y axis")
-        self.log_box.setChecked(spec.log_y)
-        self.log_box.toggled.connect(self._on_log)
-        self.reset_btn = QToolButton(text="Reset zoom")
-        self.reset_btn.setToolTip("Fit the data again (live updates then follow it)")
-        self.reset_btn.clicked.connect(self.reset_zoom)
-        self.readout = QLabel(" ")
-        self.readout.setObjectName("readout")
-        self.readout.setTextFormat(Qt.RichText)
-        self.readout.setStyleSheet(css("text.secondary", "font-size: 8pt"))
-        header = QHBoxLayout()
-        header.addWidget(self.title)
-        header.addStretch(1)
-        header.addWidget(self.log_box)
-        header.addWidget(self.reset_btn)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(2, 2, 2, 2)
-        lay.addLayout(header)
-        lay.addWidget(self.legend)
-        lay.addWidget(self.plot, 1)
-        lay.addWidget(self.readout)
-
-        # (job_id, metric) -> {"raw", "smooth", "version", "x", "y", "ys", "label"}
-        self.curves: dict[tuple[str, str], dict] = {}
-        self.stale = False
-        self._flat_range = False
-        self._runs: dict[str, RunMetrics] = {}
-        self._options = ChartOptions()
-        self._mouse = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30,
-                                     slot=self._on_mouse)
-        item.setLogMode(y=spec.log_y)
-
-    # ------------------------------------------------------------------ data
-
-    @property
-    def log_y(self) -> bool:
-        return self.log_box.isChecked()
-
-    def has_data_for(self, runs: list[RunMetrics]) -> bool:
-        return any(run.series.get(m) is not None and len(run.series[m])
-                   for run in runs for m in self.spec.metrics)
-
-    def update_data(self, runs: list[RunMetrics], options: ChartOptions,
-                    force: bool = False) -> bool:
-        """Add, update or remove curves so the chart shows ``runs``; cheap when unchanged.
-        Returns whether anything changed."""
-        self._runs = {r.job_id: r for r in runs}
-        self._options = options
-        wanted = set()
-        changed = False
-        n_metrics = sum(1 for m in self.spec.metrics
-                        if any(len(r.series.get(m, ())) for r in runs))
-        for run in runs:
-            for mi, metric in enumerate(self.spec.metrics):
-                s = run.series.get(metric)
-                if s is None or not len(s):
-                    continue
-                key = (run.job_id, metric)
-                wanted.add(key)
-                entry = self.curves.get(key)
-                color = options.colors.get(run.job_id, RUN_COLORS[0])
-                label = run.label if n_metrics <= 1 else f"{run.label} · {metric}"
-                if entry is None:
-                    style = METRIC_STYLES[mi % len(METRIC_STYLES)]
-                    raw = pg.PlotDataItem(pen=pg.mkPen(_color(color, 70), width=1, style=style))
-                    smooth = pg.PlotDataItem(pen=pg.mkPen(color, width=2, style=style),
-                                             name=label)
-                    self.plot.getPlotItem().addItem(raw)
-                    self.plot.getPlotItem().addItem(smooth)
-                    entry = self.curves[key] = {"raw": raw, "smooth": smooth, "version": None,
-                                                "label": label, "color": color,
-                                                "style": style}
-                stamp = (run.version, options.key(), self.log_y, label)
-                if not force and entry["version"] == stamp:
-                    continue
-                entry["version"] = stamp
-                changed = True
-                x = run.x_values(metric, options.x_mode)
-                _steps, y, _times = s.view()
-                smoother = entry.get("smoother")
-                if (smoother is None or smoother.weight != min(options.smoothing, 0.999)
-                        or entry.get("generation") != s.generation):
-                    smoother = entry["smoother"] = EmaSmoother(options.smoothing)
-                    entry["generation"] = s.generation
-                ys = smoother.update(y)
-                entry.update(x=x, y=y, ys=ys, steps=_steps, times=_times - (run.t0 or 0.0))
-                y_plot, ys_plot = (np.where(y > 0, y, np.nan), np.where(ys > 0, ys, np.nan)) \
-                    if self.log_y else (y, ys)
-                entry["raw"].setVisible(options.show_raw and options.smoothing > 0)
-                if options.show_raw and options.smoothing > 0:
-                    entry["raw"].setData(x, y_plot)
-                # A run with one or two points draws no line: mark the points instead.
-                few = len(x) < 3
-                if entry.get("few") != few:
-                    entry["few"] = few
-                    entry["smooth"].setSymbol("o" if few else None)
-                    entry["smooth"].setSymbolSize(6)
-                    entry["smooth"].setSymbolBrush(color)
-                    entry["smooth"].setSymbolPen(color)
-                entry["smooth"].setData(x, ys_plot)
-        for key in [k for k in self.curves if k not in wanted]:
-            changed = True
-            entry = self.curves.pop(key)
-            self.plot.getPlotItem().removeItem(entry["raw"])
-            self.plot.getPlotItem().removeItem(entry["smooth"])
-        # One run: its metrics name the lines (the run is the selected card); several: both.
-        one_run = len({job_id for job_id, _m in self.curves}) == 1
-        self.legend.set_entries([(metric if one_run and n_metrics > 1 else e["label"],
-                                  e["color"], e["style"])
-                                 for (_job, metric), e in self.curves.items()])
-        vb = self.plot.getPlotItem().getViewBox()
-        y_auto = vb.autoRangeEnabled()[1]
-        want = 0.98 if options.ignore_outliers else 1.0
-        if y_auto and y_auto != want:  # respect a user zoom: only adjust if auto-range is on
-            vb.enableAutoRange(axis=pg.ViewBox.YAxis, enable=want)
-        if changed:
-            self._fit_flat_series(vb, y_auto)
-        label = dict(X_MODES)[options.x_mode]
-        if self.plot.getPlotItem().getAxis("bottom").labelText != label:
-            self.plot.getPlotItem().setLabel("bottom", label)
-        return changed
-
-    def _fit_flat_series(self, vb, y_auto) -> None:
-        """pyqtgraph shows a constant series (a fixed learning rate) as +-0.5 around it, so
-        1e-3 reads as 0; give it +-10% of its value instead, until the data varies."""
-        ys = [e["ys"] for e in self.curves.values() if len(e.get("ys", ()))]
-        finite = [y[np.isfinite(y)] for y in ys]
-        finite = [y for y in finite if len(y)]
-        if not finite:
-            return
-        lo = min(float(y.min()) for y in finite)
-        hi = max(float(y.max()) for y in finite)
-        flat = hi - lo <= 1e-9 * max(abs(hi), abs(lo), 1e-30)
-        if flat and (y_auto or self._flat_range) and lo != 0:
-            pad = 0.1 * abs(lo)
-            if self.log_y:
-                vb.setYRange(np.log10(abs(lo) * 0.8), np.log10(abs(lo) * 1.25), padding=0)
-            else:
-                vb.setYRange(lo - pad, hi + pad, padding=0)  # turns y auto-range off
-            self._flat_range = True
-        elif self._flat_range and not flat:
-            self._flat_range = False
-            vb.enableAutoRange(axis=pg.ViewBox.YAxis,
-                               enable=0.98 if self._options.ignore_outliers else True)
-
-    def reset_zoom(self) -> None:
-        self._flat_range = False
-        vb = self.plot.getPlotItem().getViewBox()
-        vb.enableAutoRange(axis=pg.ViewBox.XAxis, enable=True)
-        vb.enableAutoRange(axis=pg.ViewBox.YAxis,
-                           enable=0.98 if self._options.ignore_outliers else True)
-
-    def _on_log(self, on: bool) -> None:
-        self.plot.getPlotItem().setLogMode(y=on)
-        self.update_data(list(self._runs.values()), self._options, force=True)
-        self.reset_zoom()
-
-    # ------------------------------------------------------------------ hover readout
-
-    def readout_at(self, x: float) -> str:
-        """Values of every curve nearest to ``x`` (html): run, smoothed, raw, step, time."""
-        parts = []
-        for (job_id, metric), e in self.curves.items():
-            xs = e.get("x")
-            if xs is None or not len(xs):
-                continue
-            i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
-            if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
-                i -= 1
-            color = self._options.colors.get(job_id, RUN_COLORS[0])
-            parts.append(f"<span style='color:{color}'>■</span> {e['label']}: "
-                         f"<b>{_fmt(e['ys'][i])}</b> (raw {_fmt(e['y'][i])}) "
-                         f"step {int(e['steps'][i]):,}, {e['times'][i]:.0f} s")
-        return "<br>".join(parts)
-
-    def _on_mouse(self, event) -> None:
-        pos = event[0]
-        vb = self.plot.getPlotItem().getViewBox()
-        if not self.plot.sceneBoundingRect().contains(pos) or not self.curves:
-            return
-        x = vb.mapSceneToView(pos).x()
-        self.vline.setPos(x)
-        self.vline.setVisible(True)
-        self.readout.setText(self.readout_at(x) or " ")
-
-
-def _fmt(v: float) -> str:
-    if not np.isfinite(v):
-        return "–"
-    a = abs(v)
-    if a != 0 and (a < 1e-3 or a >= 1e5):
-        return f"{v:.3e}"
-    return f"{v:.4g}"
-
-
 class TrainingCharts(QWidget):
     """Toolbar (x axis, smoothing, raw line, outliers, export) over a grid of charts."""
 
     exported = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, *, pacer: Pacer | None = None):
         super().__init__(parent)
+        self.pacer = pacer or Pacer(self)  # the Training tab shares its own with the cards
         self.options = ChartOptions()
         self.runs: list[RunMetrics] = []
         self.charts: dict[str, MetricChart] = {}
         self._dirty = False
-        self._queue: list[MetricChart] = []
+        self._queue: list[MetricChart] = []  # the live redraw timer's pass
+        self._draw_queue: list[MetricChart] = []  # a new selection's pass (pacer steps)
         self._views: list[RunMetrics] = []
 
         self.x_combo = QComboBox()
@@ -346,16 +97,29 @@ class TrainingCharts(QWidget):
         bar.addWidget(self.smooth_label)
         bar.addWidget(self.raw_box)
         bar.addWidget(self.outlier_box)
-        bar.addStretch(1)
+        # "Reading the stored metrics…" in the toolbar, not in a line over the charts: that
+        # line going away moved the charts up and repainted every one of them.
+        # It takes the stretch's place and asks no width (a wider toolbar moved the splitter).
+        self.loading_note = QLabel()
+        self.loading_note.setStyleSheet(css("text.muted"))
+        self.loading_note.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        bar.addWidget(self.loading_note, 1)
         bar.addWidget(self.png_btn)
         bar.addWidget(self.csv_btn)
 
-        self.empty = QLabel("Select a training to see its charts. Tick several to compare them.")
+        self.empty = QLabel(EMPTY_TEXT)
         self.empty.setAlignment(Qt.AlignCenter)
         self.empty.setStyleSheet(css("text.muted", "padding: 24px"))
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 0, 0, 0)
+        # Top-aligned, and the host made tall enough before a chart is added (_add_chart):
+        # otherwise each new row first squeezed then moved every chart, repainting them all.
+        self.grid.setAlignment(Qt.AlignTop)
+        # ...and growing the host repaints only what it adds, not every chart in view.
+        self.grid_host.setAttribute(Qt.WA_StaticContents)
+        for column in (0, 1):  # two equal columns from the first chart on (no resize later)
+            self.grid.setColumnStretch(column, 1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOn)  # no width change later
@@ -367,13 +131,10 @@ class TrainingCharts(QWidget):
         lay.addWidget(scroll, 1)
         self._scroll = scroll
         scroll.verticalScrollBar().valueChanged.connect(self.mark_dirty)
-        # A PlotWidget costs 30-70 ms to build: the first two charts now, the others one per
-        # event-loop turn (``_grow``), so the tab paints at once; set_runs flushes the rest.
+        # A PlotWidget costs ~20 ms to build: none now (the tab paints first), then one per
+        # pacer step (``_grow_step``); set_runs without ``progressive`` flushes the rest.
         self._pending_specs = list(CHART_SPECS)
-        self._grow_scheduled = False
-        for _ in range(2):
-            self._add_chart(self._pending_specs.pop(0))
-        self._schedule_grow()
+        self.pacer.add(self._grow_step)
         self._update_smooth_label()
 
         self._timer = QTimer(self)
@@ -383,43 +144,105 @@ class TrainingCharts(QWidget):
         self._show_empty(True)
 
     def shutdown(self) -> None:
-        """Stop the redraw timer (the tab is closing)."""
+        """Stop the redraw timer and the pacer's steps (the tab is closing)."""
         self._timer.stop()
+        self.pacer.stop()
 
-    def _schedule_grow(self) -> None:
-        if not self._grow_scheduled:
-            self._grow_scheduled = True
-            QTimer.singleShot(0, self, self._grow)  # dropped if the panel is gone
-
-    def _grow(self) -> None:
-        """Add one missing chart (a preset, or one for a metric no chart shows) per turn."""
-        self._grow_scheduled = False
+    def _grow_step(self) -> bool:
+        """Add one missing chart (a preset, or one for a metric no chart shows): a pacer
+        step; whether another may be missing. Only while the charts are on screen: each new
+        chart then paints on its own (charts built while hidden all paint at once when shown,
+        ~30 ms each the first time); ``showEvent`` and ``set_runs`` start it again."""
+        if not self._scroll.isVisible():
+            return False
         if self._pending_specs:
-            self._add_chart(self._pending_specs.pop(0))
-        elif not self._ensure_charts_for_unknown_metrics(self.views(), limit=1):
-            return
-        self._dirty = True  # the new chart is drawn on the next redraw tick
-        self._schedule_grow()
+            chart = self._add_chart(self._pending_specs.pop(0))
+        else:
+            before = set(self.charts)
+            if not self._ensure_charts_for_unknown_metrics(self.views(), limit=1):
+                return False
+            chart = next((self.charts[t] for t in self.charts if t not in before), None)
+        if chart is not None and self.runs:
+            self._draw_queue.append(chart)  # drawn by its own step: a paint of its own
+            self.pacer.add(self._draw_step)
+        return True
 
     def _add_chart(self, spec: ChartSpec) -> MetricChart:
         chart = MetricChart(spec)
         n = len(self.charts)
+        rows = n // 2 + 1
+        need = rows * CHART_HEIGHT + (rows - 1) * max(0, self.grid.verticalSpacing())
+        if self.grid_host.minimumHeight() < need:
+            self.grid_host.setMinimumHeight(need)
+            if self.grid_host.height() < need:
+                self.grid_host.resize(self.grid_host.width(), need)
         self.grid.addWidget(chart, n // 2, n % 2)
         self.charts[spec.title] = chart
         return chart
 
-    def _show_empty(self, empty: bool) -> None:
-        self.empty.setVisible(empty)
-        self._scroll.setVisible(not empty)
+    def _show_empty(self, empty: bool, *, loading: bool = False) -> None:
+        """``loading``: the charts show (and grow) while the runs' metrics are read, and the
+        toolbar says so."""
+        self.empty.setText(EMPTY_TEXT)
+        self.empty.setVisible(empty and not loading)
+        self._scroll.setVisible(not empty or loading)
+        self.loading_note.setText(LOADING_TEXT if loading else "")
+
+    def show_message(self, text: str) -> None:
+        """A line over the charts (a read that failed)."""
+        self._show_empty(not self.runs)
+        self.loading_note.setText("")
+        self.empty.setText(text)
+        self.empty.setVisible(True)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._scroll.isVisible():
+            self.pacer.add(self._grow_step)
 
     # ------------------------------------------------------------------ runs
 
-    def set_runs(self, runs: list[RunMetrics], *, progressive: bool = False) -> None:
-        """``progressive``: charts still missing are added one per event-loop turn instead
-        of all now (a run with a dozen metrics opened while the window must stay live)."""
+    def set_runs(self, runs: list[RunMetrics], *, progressive: bool = False,
+                 loading: bool = False) -> None:
+        """``progressive``: the charts are drawn, and those still missing added, one per
+        pacer step instead of all now (a run with a dozen metrics of 2,000 steps opened while
+        the window must stay live). ``loading``: more runs' metrics are being read."""
         self.runs = list(runs)
-        self._show_empty(not self.runs)
-        self.redraw(progressive=progressive)
+        self._show_empty(not self.runs, loading=loading)
+        if not self.runs:  # the charts built so far drop their curves; none is built now
+            self._queue, self._draw_queue = [], []
+            for chart in self.charts.values():
+                chart.update_data([], self.options)
+            return
+        if not progressive:
+            self.redraw()
+            return
+        self._queue = []
+        self._draw_queue = list(self.charts.values())
+        self.pacer.add(self._draw_step)
+        self.pacer.add(self._grow_step)  # metrics no chart shows yet get theirs
+
+    def _draw_step(self) -> bool:
+        """Draw the next chart of the queue that changed (a pacer step)."""
+        views = self.views()
+        while self._draw_queue:
+            chart = self._draw_queue.pop(0)
+            if self._draw(chart, views):
+                break  # its repaint is this turn's; the next chart waits for the next
+        return bool(self._draw_queue)
+
+    def _draw(self, chart: MetricChart, views: list[RunMetrics]) -> bool:
+        """Show ``chart`` for ``views`` if it is in view (else mark it for later); whether
+        anything changed."""
+        show = chart.has_data_for(views) or chart.spec in CHART_SPECS[:3]
+        if chart.isVisible() != show:
+            chart.setVisible(show)
+        if not chart.isVisible() or chart.visibleRegion().isEmpty():
+            chart.stale = True  # drawn when scrolled (or switched) into view
+            self._dirty = True
+            return False
+        chart.stale = False
+        return chart.update_data(views, self.options)
 
     def views(self) -> list[RunMetrics]:
         """The curves' runs: one per job, or one per member of a sweep job."""
@@ -434,39 +257,29 @@ class TrainingCharts(QWidget):
 
     def _redraw_if_dirty(self) -> None:
         """One chart per tick: the next one, in order, that is stale and in view."""
-        if not self._dirty or not self.isVisible():
-            return
+        if not self._dirty or not self.isVisible() or self._draw_queue:
+            return  # (a new selection's charts are drawn by the pacer first, one per turn)
         if not self._queue:
             self._views = self.views()
             if self._ensure_charts_for_unknown_metrics(self._views, limit=1):
                 return  # a new chart is a paint of its own; the next tick goes on
             self._queue = [c for c in self.charts.values()]
         while self._queue:
-            chart = self._queue.pop(0)
-            has = chart.has_data_for(self._views)
-            if chart.isVisible() != (has or chart.spec in CHART_SPECS[:3]):
-                chart.setVisible(has or chart.spec in CHART_SPECS[:3])
-            if not chart.isVisible() or chart.visibleRegion().isEmpty():
-                chart.stale = True  # drawn when scrolled into view
-                continue
-            chart.stale = False
-            if chart.update_data(self._views, self.options):
+            if self._draw(self._queue.pop(0), self._views):
                 break  # something changed: let this paint before the next chart
         if not self._queue:
             self._dirty = any(getattr(c, "stale", False) and not c.visibleRegion().isEmpty()
                               for c in self.charts.values())
 
-    def redraw(self, force: bool = False, *, progressive: bool = False) -> None:
-        """Everything now (new selection, changed options)."""
+    def redraw(self, force: bool = False) -> None:
+        """Everything now (changed options, a caller that needs every chart drawn)."""
         self._dirty = False
         self._queue = []
+        self._draw_queue = []
         views = self.views()
-        if progressive:
-            self._schedule_grow()
-        else:
-            while self._pending_specs:
-                self._add_chart(self._pending_specs.pop(0))
-            self._ensure_charts_for_unknown_metrics(views)
+        while self._pending_specs:
+            self._add_chart(self._pending_specs.pop(0))
+        self._ensure_charts_for_unknown_metrics(views)
         for chart in self.charts.values():
             has = chart.has_data_for(views)
             chart.setVisible(has or chart.spec in CHART_SPECS[:3])

@@ -2,7 +2,8 @@
 "Add SAE" (from the catalogue of published SAEs, or from a folder / Hub repo).
 
 The list re-reads the service when an SAE job finishes (training, import, catalogue
-download), so a downloaded SAE appears without a restart.
+download), so a downloaded SAE appears without a restart. The SAEs (hundreds in a large data
+folder) are read on a worker thread when the page is first shown, not when the tab opens.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHea
                                QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
 from mistudio.errors import UserError
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.kit.palette import css, span
 
 COLUMNS = ("Name", "Source", "Architecture", "d_in", "d_sae", "Model", "Hook point", "Id")
@@ -38,8 +40,7 @@ class SAEsPage(QWidget):
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
         self.table.verticalHeader().setVisible(False)
-        self.empty = QLabel("No SAEs yet: train one, or Add SAE > From the catalogue to "
-                            "download a published one.")
+        self.empty = QLabel("Reading the SAEs…")
         self.empty.setStyleSheet(css("text.muted", "padding: 12px"))
         self.message = QLabel()
         self.message.setWordWrap(True)
@@ -54,10 +55,29 @@ class SAEsPage(QWidget):
         lay.addWidget(self.message)
         if bridge is not None:
             bridge.status.connect(self._on_status)
-        self.refresh()
+        self._calls = BackgroundCalls(self, name="saes-page")
+        self.loaded = False  # the list was read at least once
+        self._wanted = False  # read when first shown
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._wanted:
+            self.refresh()
 
     def refresh(self) -> None:
-        saes = self.studio.trainings.list_saes()
+        """Read the SAEs on this page's worker; the table follows (a newer read wins)."""
+        self._wanted = True
+        self._calls.call("saes", self.studio.trainings.list_saes, self._show,
+                         self._read_failed)
+
+    def _read_failed(self, message: str) -> None:
+        self.empty.setText(f"Could not read the SAEs: {message}")
+        self.empty.setVisible(True)
+
+    def _show(self, saes: list) -> None:
+        self.loaded = True
+        self.empty.setText("No SAEs yet: train one, or Add SAE > From the catalogue to "
+                           "download a published one.")
         self.empty.setVisible(not saes)
         self.table.setVisible(bool(saes))
         self.table.setRowCount(len(saes))
@@ -73,7 +93,12 @@ class SAEsPage(QWidget):
             if job.kind in SAE_JOB_KINDS:
                 if payload.get("status") == "failed" and job.kind != "sae.train":
                     self.message.setText(span("error", f"{job.title} failed: {job.error}"))
-                self.refresh()
+                if self._wanted:  # not shown yet: read when it is
+                    self.refresh()
+
+    def close_calls(self) -> None:
+        """Stop the worker (the tab is closing)."""
+        self._calls.close()
 
     # ------------------------------------------------------------------ adding
 

@@ -110,17 +110,22 @@ class RunMetrics:
 
     def add_stored_rows(self, rows: Iterable[dict]) -> None:
         """Rows of ``studio.jobs.metrics(job_id)``: {step, name, value, t}, any order."""
-        rows = list(rows)
-        if not rows:
-            return
         by_name: dict[str, list[tuple[float, float, float]]] = {}
         for r in rows:
             by_name.setdefault(r["name"], []).append(
                 (float(r["t"] or 0.0), float(r["step"]), float(r["value"])))
-        t_min = min(r[0] for pts in by_name.values() for r in pts)
+        self.add_stored_series(by_name)
+
+    def add_stored_series(self, by_name: dict[str, list]) -> None:
+        """Rows of ``studio.jobs.metric_series(job_id)``: per name, ``(t, step, value)``
+        points (any order)."""
+        by_name = {name: pts for name, pts in by_name.items() if len(pts)}
+        if not by_name:
+            return
+        arrays = {name: np.asarray(pts, dtype=np.float64) for name, pts in by_name.items()}
+        t_min = min(float(arr[:, 0].min()) for arr in arrays.values())
         self.t0 = t_min if self.t0 is None else min(self.t0, t_min)
-        for name, pts in by_name.items():
-            arr = np.asarray(pts, dtype=np.float64)
+        for name, arr in arrays.items():
             arr = arr[np.argsort(arr[:, 0], kind="stable")]  # in the order they happened
             times, steps, values = arr[:, 0], arr[:, 1], arr[:, 2]
             if len(steps) > 1 and np.any(np.diff(steps) <= 0):

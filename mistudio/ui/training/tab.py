@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMessageBox, QPushButton,
 from mistudio.app.jobs import ACTIVE, JobRecord
 from mistudio.app.trainings import TRAIN_KIND
 from mistudio.errors import UserError
-from mistudio.ui.kit.background import BackgroundCall
+from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.kit.palette import colour, css
 from mistudio.ui.training.card_pages import CardPages
 from mistudio.ui.training.card_actions import TrainingCardActions
@@ -28,6 +28,13 @@ from mistudio.ui.training.charts import TrainingCharts
 from mistudio.ui.training.chains import ChainCards
 from mistudio.ui.training.checkpoints import CheckpointManager
 from mistudio.ui.training.logs import JobLogView
+from mistudio.ui.training.pacer import Pacer
+# Imported with this module (the window imports the tab modules early, one per turn), not
+# when the tab is first opened: each import is a few ms more before its first paint.
+from mistudio.ui.training.new_training import NewTrainingPanel
+from mistudio.ui.training.runs import RunsView
+from mistudio.ui.training.runs_loader import RunsLoader
+from mistudio.ui.training.saes_page import SAEsPage
 from mistudio.ui.training.series import RunMetrics
 from mistudio.ui.training.state import TrainingState
 
@@ -42,6 +49,11 @@ class TrainingTab(TrainingCardActions, QWidget):
         self.bridge = bridge
         self.trainings = studio.trainings
         self.state = TrainingState()  # trainings, their jobs and metrics, what is selected
+        # The store is read on a worker of this tab (a newer read of a key drops an older
+        # one); the widgets are built a few milliseconds per event-loop turn (the pacer).
+        self._calls = BackgroundCalls(self, name="training-tab")
+        self.pacer = Pacer(self)
+        self._can_resume: dict[str, bool] = {}  # job id -> read with the jobs, off-thread
 
         # --- left: cards
         self.new_btn = QPushButton("New training")
@@ -70,26 +82,23 @@ class TrainingTab(TrainingCardActions, QWidget):
         ll.addWidget(self.cards, 1)
         self.more_cards_btn = QPushButton()
         ll.addWidget(self.more_cards_btn)
-        self.card_pages = CardPages(self._build_card, self.more_cards_btn, self)
+        self.card_pages = CardPages(self._build_card, self.more_cards_btn, self,
+                                    pacer=self.pacer)
 
         # --- right: pages
         self.pages = QTabWidget()
         self._new_page_built = False
         self.new_page = QWidget()
         QVBoxLayout(self.new_page).setContentsMargins(0, 0, 0, 0)
-        self.charts = TrainingCharts()
+        self.charts = TrainingCharts(pacer=self.pacer)
         self.logs = JobLogView()
         self.checkpoints = CheckpointManager()
         self.checkpoints.resume_requested.connect(self._resume_from_path)
         self.checkpoints.delete_requested.connect(self._delete_checkpoint)
         self.checkpoints.export_requested.connect(lambda: self._export(self.selected))
         self.checkpoints.export_checkpoint_requested.connect(self._export_checkpoint)
-        from mistudio.ui.training.runs import RunsView
-
         self.runs = RunsView()
         self.runs.open_run.connect(self._open_run)
-        from mistudio.ui.training.runs_loader import RunsLoader
-
         self.runs_loader = RunsLoader(studio, self._training_records, self)
         self.runs_loader.rows_ready.connect(self.runs.set_rows)
         self.runs_loader.failed.connect(self.runs.show_error)
@@ -104,8 +113,6 @@ class TrainingTab(TrainingCardActions, QWidget):
         self.pages.addTab(self.runs, "Runs")
         self.pages.addTab(self.logs, "Logs")
         self.pages.addTab(self.checkpoints, "Checkpoints")
-        from mistudio.ui.training.saes_page import SAEsPage
-
         self.saes_page = SAEsPage(studio, bridge)  # the SAE list: Add SAE > From the catalogue
         self.pages.addTab(self.saes_page, "SAEs")
         self.pages.addTab(self.monitor_page, "Resources")
@@ -129,7 +136,6 @@ class TrainingTab(TrainingCardActions, QWidget):
 
         self.chain_cards = ChainCards(self)
         self._jobs_loaded = False
-        self._calls: list[BackgroundCall] = []
         self._metrics_loading: set[str] = set()
         # someone with trainings comes back to watch them (one row read; all of them next)
         if self.studio.jobs.list(kind=TRAIN_KIND, limit=1):
@@ -137,7 +143,9 @@ class TrainingTab(TrainingCardActions, QWidget):
         self._on_page(self.pages.currentIndex())
         self.chain_cards.reload()  # the few open workflows now; the trainings on a thread
         self.empty.setVisible(not self.chain_cards.chains)
-        self.reload(background=True)
+        # The read starts on the pacer's first turn: after the tab's first paint (a worker
+        # thread starting and reading beside the paint made the paint late).
+        self.pacer.add(lambda: self.reload(background=True) or False)
 
     # the state, under the names the rest of the tab (and its tests) read
     @property
@@ -156,14 +164,17 @@ class TrainingTab(TrainingCardActions, QWidget):
     def last_error(self) -> str:
         return self.state.last_error
 
+    @property
+    def jobs_loaded(self) -> bool:
+        """The trainings were read (on the tab's worker) and shown at least once."""
+        return self._jobs_loaded
+
     # ------------------------------------------------------------------ pages
 
     @property
     def new_training(self):
         """The New training page (built on first use: it reads templates and data sets)."""
         if not self._new_page_built:
-            from mistudio.ui.training.new_training import NewTrainingPanel
-
             self._new_page_built = True
             self._new_panel = NewTrainingPanel(self.studio)
             self._new_panel.start_requested.connect(self._start)
@@ -203,19 +214,31 @@ class TrainingTab(TrainingCardActions, QWidget):
         jobs are read on a thread and shown when they arrive (the tab's first view: hundreds
         of trainings must not hold the window)."""
         if background:
-            self._call(self.trainings.training_jobs, self._show_jobs)
+            self._calls.call("jobs", self._read_jobs, self._jobs_read, self._load_failed)
         else:
-            self._show_jobs(self.trainings.training_jobs(), merge=False)
+            self._calls.cancel("jobs")  # an older read in flight must not undo this one
+            self._jobs_read(self._read_jobs(), merge=False)
 
-    def _call(self, fn, on_done) -> None:
-        self._calls = [c for c in self._calls if c.running()]  # waited for at shutdown
-        self._calls.append(BackgroundCall(fn, on_done, self._load_failed))
+    def _read_jobs(self) -> tuple[list, dict[str, bool]]:  # any thread
+        """The training jobs, and which of the stopped ones can resume (their folders are
+        looked at here, not once per card on the GUI thread)."""
+        jobs = self.trainings.training_jobs()
+        return jobs, {j.id: self.trainings.job_can_resume(j) for j in jobs}
 
-    def _load_failed(self, exc) -> None:
-        from mistudio.errors import describe_exception
-
-        self.empty.setText(f"Could not read the trainings: {describe_exception(exc)}")
+    def _load_failed(self, message: str) -> None:
+        self.empty.setText(f"Could not read the trainings: {message}")
         self.empty.setVisible(True)
+
+    def _jobs_read(self, result: tuple, *, merge: bool = True) -> None:
+        jobs, can_resume = result
+        self._can_resume = can_resume
+        self._show_jobs(jobs, merge=merge)
+
+    def can_resume(self, job: JobRecord) -> bool:
+        """Whether "resume" may be offered: as read with the jobs, asked again for a job
+        that changed since (a live event)."""
+        known = self._can_resume.get(job.id)
+        return self.trainings.job_can_resume(job) if known is None else known
 
     def _show_jobs(self, jobs: list, *, merge: bool = True) -> None:
         """``merge``: keep what live events added since the read began (a newer state)."""
@@ -233,7 +256,7 @@ class TrainingTab(TrainingCardActions, QWidget):
                 self.cards.remove_card(key)
         for key in self.cards.cards:
             if key in self.jobs:
-                self._refresh_card(key)
+                self._refresh_card(key, reread=False)  # as just read
         newest_first = sorted((k for k in self.jobs if self.cards.card(k) is None),
                               key=lambda k: self.jobs[k][0].created_at, reverse=True)
         self.card_pages.show(newest_first)  # a page, a few cards per event-loop turn
@@ -247,12 +270,11 @@ class TrainingTab(TrainingCardActions, QWidget):
             self.select(newest_first[0] if newest_first else self.state.newest())
 
     def _build_card(self, key: str) -> None:
-        """One card of ``card_pages`` (at the bottom: keys come newest first)."""
+        """One card of ``card_pages`` (at the bottom: keys come newest first), shown as
+        just read (no query per card)."""
         if key in self.jobs and self.cards.card(key) is None:
             self._add_card(key, top=False)
-            self._refresh_card(key)
-            if key == self.selected:
-                self.cards.select(key)
+            self._refresh_card(key, reread=False)
 
     def latest(self, key: str) -> JobRecord:
         return self.state.latest(key)
@@ -267,13 +289,17 @@ class TrainingTab(TrainingCardActions, QWidget):
         self.card_pages.forget(key)
         return card
 
-    def _refresh_card(self, key: str) -> None:
+    def _refresh_card(self, key: str, *, reread: bool = True) -> None:
+        """``reread``: the job's row is read again first (a status changed)."""
         card = self.cards.card(key)
         if card is None:
             return
-        job = self.studio.jobs.latest(self.latest(key))
-        self.state.remember(job)
-        view = self.state.card_view(key, self.trainings.job_can_resume(job))
+        job = self.latest(key)
+        if reread:
+            job = self.studio.jobs.latest(job)
+            self.state.remember(job)
+            self._can_resume.pop(job.id, None)
+        view = self.state.card_view(key, self.can_resume(job))
         card.title.setText(f"<b>{view.title}</b>")
         card.set_status(view.status, can_resume=view.can_resume, message=view.message)
         card.set_progress(view.fraction, step=view.step, total=view.total, eta_s=view.eta_s,
@@ -288,24 +314,38 @@ class TrainingTab(TrainingCardActions, QWidget):
         cfg = jobs[-1].params.get("config", {})
         run = RunMetrics(key, jobs[-1].title or key, tokens_per_step=cfg.get("batch_size"))
         for job in jobs:
-            run.add_stored_rows(self.studio.jobs.metrics(job.id))
+            run.add_stored_series(self.studio.jobs.metric_series(job.id))
         return run
 
     def _load_metrics(self, keys: list[str]) -> None:
-        """Stored histories read on a thread (30,000 rows a run); the charts follow."""
+        """Stored histories read on a thread (30,000 rows a run); the charts follow. A newer
+        selection's read replaces an older one still running (its rows are dropped)."""
         snapshot = {k: list(self.jobs[k]) for k in keys}
-        self._metrics_loading.update(keys)
-        self._call(lambda: {k: self._stored_metrics(k, j) for k, j in snapshot.items()},
-                   self._metrics_loaded)
+        self._metrics_loading = set(keys)
+
+        def read(task):  # worker thread
+            runs = {}
+            for k, jobs in snapshot.items():
+                if task.cancelled():
+                    break
+                runs[k] = self._stored_metrics(k, jobs)
+            return runs
+
+        self._calls.call("metrics", read, self._metrics_loaded, self._metrics_failed,
+                         pass_task=True)
+
+    def _metrics_failed(self, message: str) -> None:
+        self._metrics_loading = set()
+        self.charts.show_message(f"Could not read the stored metrics: {message}")
 
     def _metrics_loaded(self, runs: dict) -> None:
-        self._metrics_loading.difference_update(runs)
+        self._metrics_loading = set()
         for key, run in runs.items():
             self.metrics.setdefault(key, run)  # live rows may have loaded it meanwhile
         self._update_chart_runs()
 
     def _update_banner(self) -> None:
-        text = self.state.banner_text(len(self.state.resumable(self.trainings.job_can_resume)))
+        text = self.state.banner_text(len(self.state.resumable(self.can_resume)))
         self.banner.setVisible(bool(text))
         if text:
             self.banner.setText(text)
@@ -340,11 +380,11 @@ class TrainingTab(TrainingCardActions, QWidget):
 
     def _update_chart_runs(self) -> None:
         keys = self.state.chart_keys()
-        missing = [k for k in keys if k not in self.metrics and k not in self._metrics_loading]
-        if missing:
-            self._load_metrics(missing)
+        missing = [k for k in keys if k not in self.metrics]
+        if missing and set(missing) != self._metrics_loading:
+            self._load_metrics(missing)  # supersedes a read for an older selection
         self.charts.set_runs([self.metrics[k] for k in keys if k in self.metrics],
-                             progressive=True)
+                             progressive=True, loading=bool(missing))
 
     def _refresh_checkpoints(self) -> None:
         key = self.selected
@@ -509,9 +549,10 @@ class TrainingTab(TrainingCardActions, QWidget):
         """Stop the timers and threads this tab started (the main window calls it when it
         closes; a tab shown alone, when it closes)."""
         self._runs_timer.stop()
-        for call in self._calls:  # a read of the store: ends within moments
-            call.wait(5)
+        self.pacer.stop()
+        self._calls.close()  # a running read stops; its thread is joined
         self.runs_loader.close()
+        self.saes_page.close_calls()
         self.charts.shutdown()
         if self._new_page_built:
             self.new_training.shutdown()
