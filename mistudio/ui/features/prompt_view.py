@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, Q
 
 from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.kit.gc_freeze import freeze_long_lived
+from mistudio.ui.kit.native_libraries import import_torch_quietly
 from mistudio.ui.features.detail_parts import ChipList
 from mistudio.ui.features.token_text import TokenExample, TokenTextView
 from mistudio.ui.kit import palette
@@ -95,6 +96,7 @@ class PromptView(QWidget):
         features = self.tab.studio.features
 
         def work():
+            import_torch_quietly()  # the first run imports torch: the GUI thread stays live
             t = time.perf_counter()
             result = features.top_features(sae_id, text, k=k)
             return result, time.perf_counter() - t

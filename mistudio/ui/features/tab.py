@@ -31,6 +31,7 @@ from mistudio.ui.features.table_panel import FeatureTablePanel
 from mistudio.ui.kit import palette
 from mistudio.ui.kit.gc_freeze import freeze_long_lived
 from mistudio.ui.kit.lazy_pages import LazyPages
+from mistudio.ui.kit.native_libraries import import_torch_quietly
 
 
 class FeaturesTab(QWidget):
@@ -450,8 +451,11 @@ class FeaturesTab(QWidget):
             self.detail.ablation_note.setText("")
             self.show_error(msg)
 
-        self.slow_calls.call("ablate", lambda: self.studio.features.ablate(sae_id, f, fa_id),
-                        done, failed)
+        def work():
+            import_torch_quietly()  # the first ablation imports torch: the GUI stays live
+            return self.studio.features.ablate(sae_id, f, fa_id)
+
+        self.slow_calls.call("ablate", work, done, failed)
 
     # ================================================================== map & heatmap
 
