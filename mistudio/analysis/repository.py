@@ -167,6 +167,23 @@ class FeatureAnalysesRepo:
             out.append(FeatureRow(**r))
         return out
 
+    def feature_texts(self, analysis_id: str) -> tuple[list, list, list]:
+        """(feature, top_tokens, logit_top) of every row, in feature order: the table's
+        text columns, without building a ``FeatureRow`` per feature (65k rows: ~2x faster,
+        and sqlite3 releases the GIL while it steps)."""
+        cur = self.store.db.execute(
+            "select feature, top_tokens, logit_top from analysis_features "
+            "where analysis_id = ? order by feature", [analysis_id])
+        features, top_tokens, logit_top = [], [], []
+        # in chunks: one fetchall + zip(*rows) over 65k rows is a single C call that holds
+        # the GIL for ~100 ms, freezing a GUI thread that waits for it
+        while chunk := cur.fetchmany(4096):
+            f, t, g = zip(*chunk)
+            features += f
+            top_tokens += t
+            logit_top += g
+        return features, top_tokens, logit_top
+
     def count_features(self, analysis_id: str) -> int:
         return int(self.store.db.execute(
             "select count(*) from analysis_features where analysis_id = ?",

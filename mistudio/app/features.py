@@ -264,6 +264,12 @@ class FeatureService:
         rec = self.resolve_analysis(sae_id, analysis)
         return self.repo.features(rec.id, **filters)
 
+    def feature_texts(self, sae_id: str = "", analysis: str = "") -> tuple[list, list, list]:
+        """(feature, top_tokens, logit_top) lists of every feature row, in feature order (the
+        Features table's text columns; cheaper than ``feature_rows``)."""
+        rec = self.resolve_analysis(sae_id, analysis)
+        return self.repo.feature_texts(rec.id)
+
     def search(self, sae_id: str, query: str, analysis: str = "", limit: int = 50
                ) -> list[FeatureRow]:
         """Features whose index is ``query``, or whose top tokens or logit-lens tokens

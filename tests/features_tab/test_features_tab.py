@@ -81,9 +81,11 @@ def test_search_label_favourite_and_find_them_again(qtbot, features_tab):
     d.notes_edit.setPlainText("fires after 'the capital of'")
     d.flush_edits()
     d.fav.setChecked(True)
-    ann = studio.feature_labels.annotation(sae_id, f)
-    assert (ann.label, ann.notes, ann.favourite) == ("zebra crossings",
-                                                     "fires after 'the capital of'", True)
+    # saved on the tab's write thread, in order
+    want = ("zebra crossings", "fires after 'the capital of'", True)
+    stored = lambda: studio.feature_labels.annotation(sae_id, f)  # noqa: E731
+    qtbot.waitUntil(lambda: (stored().label, stored().notes, stored().favourite) == want,
+                    timeout=5000)
     tab.table.search.setText("ZEBRA")
     qtbot.waitUntil(lambda: tab.table.model.rowCount() == 1, timeout=3000)
     assert tab.table.model.feature_at(0) == f
@@ -165,7 +167,9 @@ def test_empty_states_say_what_to_do(qtbot, studio):
     bridge = JobBridge()
     tab = FeaturesTab(studio, bridge)
     qtbot.addWidget(tab)
-    assert tab.body.currentWidget() is tab.no_sae
+    # the SAEs are read off the GUI thread; meanwhile nothing can be started
+    assert not tab.picker.analyze_btn.isEnabled() and not tab.export_btn.isEnabled()
+    qtbot.waitUntil(lambda: tab.body.currentWidget() is tab.no_sae, timeout=10_000)
     assert "Training" in tab.no_sae.body_text
     assert not tab.picker.analyze_btn.isEnabled() and not tab.export_btn.isEnabled()
     tab.shutdown()
@@ -180,9 +184,10 @@ def test_analyze_from_the_tab_shows_progress_then_opens_the_analysis(qtbot, own_
     other = studio.trainings.import_sae(str(save_sae(tmp_path / "sae2", random_sae(seed=3))),
                                         name="second SAE")
     tab.refresh_saes()
+    qtbot.waitUntil(lambda: tab.picker.sae_box.findData(other.id) >= 0, timeout=10_000)
     tab.picker.sae_box.setCurrentIndex(tab.picker.sae_box.findData(other.id))
     assert tab.state.sae_id == other.id
-    assert tab.body.currentWidget() is tab.no_analysis
+    qtbot.waitUntil(lambda: tab.body.currentWidget() is tab.no_analysis, timeout=10_000)
     seen = []
     tab.bridge.progress.connect(lambda job, p: seen.append(tab.picker.progress.isVisible()))
     tab.start_analysis({"tokenization": str(analysis_tokens), "max_tokens": 0, "device": "cpu",

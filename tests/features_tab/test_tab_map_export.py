@@ -11,6 +11,7 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
+from mistudio.errors import UserError
 from tests.features_tab.test_features_tab import alive_feature, open_and_wait
 
 
@@ -124,10 +125,27 @@ def test_exports_labels_and_images(qtbot, features_tab, tmp_path):
     qtbot.waitUntil(lambda: tab.bundle.table.columns["label"][f] == "renamed by csv",
                     timeout=10_000)
     open_and_wait(qtbot, tab, f)
+    page = tab.detail.scroll.widget()
+    qtbot.wait(100)  # the page lays out its examples
+    size = page.size()
     for suffix in ("png", "svg"):
-        out = tab.exports.save_image(tmp_path / f"detail.{suffix}")
+        out = tmp_path / f"detail.{suffix}"
+        tab.exports.save_image(out)  # painted now, written on the worker
+        qtbot.waitUntil(lambda: "Saving the view: done" in tab.message.text(), timeout=10_000)
         assert out.stat().st_size > 1000
+    # painted in strips: the whole feature page, at its size
+    from PySide6.QtGui import QImage
+    assert QImage(str(tmp_path / "detail.png")).size() == size
     assert (tmp_path / "detail.svg").read_text().lstrip().startswith("<?xml")
+    # a plot (a QGraphicsView) as SVG too: the map with a few points
+    tab.pages.setCurrentWidget(tab.map_page)
+    tab.map_page.plot.set_points(np.random.default_rng(0).normal(size=(50, 2)))
+    tab.map_page.show_plot()
+    tab.exports.save_image(tmp_path / "map.svg")
+    qtbot.waitUntil(lambda: (tmp_path / "map.svg").exists(), timeout=10_000)
+    assert "<svg" in (tmp_path / "map.svg").read_text()
+    with pytest.raises(UserError, match=r"\.png or \.svg"):
+        tab.exports.save_image(tmp_path / "map.gif")
 
 
 def test_steer_with_this_feature_opens_the_steering_tab(qtbot, shared_analysis):

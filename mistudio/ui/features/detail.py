@@ -191,6 +191,10 @@ class FeatureDetailPanel(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.scroll)
 
+    def deferred_parts(self) -> list:
+        """The plots, built one per idle turn after the panel (see kit.lazy_pages)."""
+        return [self.hist.ensure, self.lens.hist.ensure]
+
     # ------------------------------------------------------------------ filling
 
     def set_history(self, can_back: bool, can_forward: bool) -> None:

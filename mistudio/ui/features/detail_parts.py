@@ -13,44 +13,89 @@ from mistudio.ui.features.table_model import format_density
 from mistudio.ui.kit import palette
 
 
-class HistogramPlot(pg.PlotWidget):
-    """Bars over bin edges; an optional vertical marker (the current prompt's activation)."""
+class HistogramPlot(QWidget):
+    """Bars over bin edges; an optional vertical marker (the current prompt's activation).
+
+    The pyqtgraph plot inside (~10 ms to build) is made on first show or ``ensure()`` (the
+    tab calls it when idle), so the panel holding it builds in a few milliseconds; what is
+    set before keeps and is drawn then.
+    """
 
     def __init__(self, parent=None, colour: str = "", height=150):
         super().__init__(parent)
-        self.setBackground("w")
         self.setMinimumHeight(height)
         self.setMaximumHeight(height + 60)
-        self.setMouseEnabled(x=False, y=False)
-        self.hideButtons()
-        self.bars = pg.BarGraphItem(x0=[], x1=[], height=[],
-                                    brush=colour or palette.colour("activation"), pen=None)
-        self.addItem(self.bars)
-        self.marker = pg.InfiniteLine(angle=90, pen=pg.mkPen(palette.colour("error"), width=2),
-                                      label="prompt {value:.3g}",
-                                      labelOpts={"position": 0.9,
-                                                 "color": palette.colour("error")})
-        self.marker.setVisible(False)
-        self.addItem(self.marker)
+        self.colour = colour or palette.colour("activation")
         self.counts = np.zeros(0)
         self.edges = np.zeros(1)
+        self.title = ""
+        self.marker_value: float | None = None
+        self._plot: pg.PlotWidget | None = None
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+
+    def ensure(self) -> pg.PlotWidget:
+        """The plot, built now if it is not yet."""
+        if self._plot is None:
+            plot = pg.PlotWidget()
+            plot.setBackground("w")
+            plot.setMouseEnabled(x=False, y=False)
+            plot.hideButtons()
+            self.bars = pg.BarGraphItem(x0=[], x1=[], height=[], brush=self.colour, pen=None)
+            plot.addItem(self.bars)
+            self._marker = pg.InfiniteLine(
+                angle=90, pen=pg.mkPen(palette.colour("error"), width=2),
+                label="prompt {value:.3g}",
+                labelOpts={"position": 0.9, "color": palette.colour("error")})
+            self._marker.setVisible(False)
+            plot.addItem(self._marker)
+            self._plot = plot
+            self.layout().addWidget(plot)
+            if self.isVisible():
+                plot.show()
+            self._draw()
+            self._draw_marker()
+        return self._plot
+
+    def showEvent(self, event) -> None:
+        self.ensure()
+        super().showEvent(event)
+
+    @property
+    def plotItem(self):
+        return self.ensure().plotItem
+
+    @property
+    def marker(self) -> pg.InfiniteLine:
+        self.ensure()
+        return self._marker
 
     def set_histogram(self, counts, edges, title: str = "") -> None:
         self.counts = np.asarray(counts, dtype=float)
         self.edges = np.asarray(edges, dtype=float)
+        self.title = title
+        if self._plot is not None:
+            self._draw()
+
+    def _draw(self) -> None:
         if len(self.counts):
             self.bars.setOpts(x0=self.edges[:-1], x1=self.edges[1:], height=self.counts)
         else:
             self.bars.setOpts(x0=[], x1=[], height=[])
-        self.setTitle(title, size="9pt")
-        self.getViewBox().autoRange()
+        self._plot.setTitle(self.title, size="9pt")
+        self._plot.getViewBox().autoRange()
 
     def set_marker(self, value: float | None) -> None:
-        if value is None:
-            self.marker.setVisible(False)
+        self.marker_value = None if value is None else float(value)
+        if self._plot is not None:
+            self._draw_marker()
+
+    def _draw_marker(self) -> None:
+        if self.marker_value is None:
+            self._marker.setVisible(False)
         else:
-            self.marker.setValue(float(value))
-            self.marker.setVisible(True)
+            self._marker.setValue(self.marker_value)
+            self._marker.setVisible(True)
 
 
 def density_title(density: float, firing: int, n_tokens: int) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QMenu
 
-from mistudio.ui.features.image_export import save_widget_image
+from mistudio.ui.features import image_export
 
 
 class FeatureExports:
@@ -95,12 +95,15 @@ class FeatureExports:
         self._run("Exporting feature vectors",
                   lambda: svc.export_vectors(sae_id, path, fmt=fmt, features=sel))
 
-    def save_image(self, path: str | Path) -> Path:
-        # grabbing pixels must happen on the GUI thread; it takes a few ms
-        out = save_widget_image(self.visible_view(), path)
-        self.last_path = out
-        self.tab.show_message(f"Saved {out}.", "done")
-        return out
+    def save_image(self, path: str | Path) -> None:
+        """The visible view as PNG / SVG: painted here a strip per event-loop turn (widgets
+        paint on the GUI thread only), encoded and written on the worker (a long PNG takes
+        ~150 ms to encode)."""
+        self.tab.show_message("Saving the view...")
+        image_export.CaptureInTurns(
+            self.visible_view(), path, parent=self.tab,
+            on_done=lambda shot: self._run("Saving the view",
+                                           lambda: image_export.write(shot, path)))
 
     # ------------------------------------------------------------------ dialogs
 

@@ -1,6 +1,7 @@
 """Auto-interpretation in the feature panel: the stored explanation of the open feature, its
-detection / fuzz scores beside the shuffled-explanation baseline, and "Explain this feature"
-(an ``autointerp.run`` job for this one feature, its progress shown in place).
+detection / fuzz scores beside the shuffled-explanation baseline, "Explain this feature"
+(an ``autointerp.run`` job for this one feature, its progress shown in place), and "Explain
+the selected features" from the table's context menu (one job, progress in the message line).
 
 Reads go through ``studio.autointerp`` off the GUI thread (``load_interpretation``); the
 job's progress comes from the existing job bridge.
@@ -8,13 +9,13 @@ job's progress comes from the existing job bridge.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QGroupBox, QHBoxLayout, QLabel, QPushButton,
+from PySide6.QtWidgets import (QComboBox, QGroupBox, QHBoxLayout, QLabel, QMenu, QPushButton,
                                QVBoxLayout)
 
-from mistudio.errors import UserError
 from mistudio.ui.kit import palette
 
 KIND = "autointerp.run"
@@ -143,24 +144,41 @@ def _escape(text: str) -> str:
 
 
 class FeatureExplainer(QObject):
-    """Runs "Explain this feature" for the tab: starts the job, shows its progress in the
-    box while that feature is open, and refreshes the box and the table row when it ends."""
+    """Runs auto-interpretation for the tab: "Explain this feature" (the box) and "Explain
+    the selected features" (the table's context menu). Starting a run reads the analysis's
+    live features, so it is started on the tab's worker thread; the job's progress shows in
+    the box while one of its features is open, and in the tab's message line for a run of
+    several; when it ends, the box and the table's Explanation column are refreshed."""
 
-    finished = Signal(int)  # the feature whose explanation job ended (completed)
+    finished = Signal(object)  # the features (list[int]) of an explanation job that completed
 
     def __init__(self, tab, box: InterpretationBox):
         super().__init__(tab)
         self.tab = tab
         self.box = box
-        self.jobs: dict[str, int] = {}  # job id -> feature
+        self.jobs: dict[str, list[int]] = {}  # job id (or "queued-N" while starting) -> features
+        self._models: list[tuple[str, str]] | None = None
+        self._serial = itertools.count()
         box.explain_requested.connect(self.explain)
         tab.bridge.status.connect(self._on_status)
         tab.bridge.progress.connect(self._on_progress)
 
+    @property
+    def models(self) -> list[tuple[str, str]]:
+        """(id, name) of the models that can explain: from the last read (a feature's
+        interpretation, else the table's)."""
+        if self._models is not None:
+            return self._models
+        bundle = self.tab.bundle
+        return list(getattr(bundle, "chat_models", []) or [])
+
+    def running_for(self, feature: int) -> bool:
+        return any(feature in feats for feats in self.jobs.values())
+
     def load(self, feature: int, keep_message: bool = False) -> None:
         st = self.tab.state
         sae_id, fa_id, studio = st.sae_id, st.analysis_id, self.tab.studio
-        running = feature in self.jobs.values()
+        running = self.running_for(feature)
         if running or not keep_message:
             self.box.set_busy(running, "Explaining..." if running else "")
         self.tab.calls.call("interpretation",
@@ -168,43 +186,103 @@ class FeatureExplainer(QObject):
                             self._loaded, self.tab.show_error)
 
     def _loaded(self, info: Interpretation) -> None:
+        self._models = list(info.models)
         if info.feature == self.tab.state.feature:
             self.box.set_interpretation(info)
+            if self.running_for(info.feature):
+                self.box.set_busy(True, self.box.status.text() or "Explaining...")
+
+    # ------------------------------------------------------------------ starting
 
     def explain(self, model_id: str) -> None:
-        st = self.tab.state
-        f = st.feature
-        if f is None:
+        """The box's button: the open feature."""
+        f = self.tab.state.feature
+        if f is not None:
+            self.explain_features([f], model_id)
+
+    def explain_features(self, features, model_id: str) -> None:
+        """Queue one explain-and-score (detection) job for ``features``."""
+        st, tab = self.tab.state, self.tab
+        feats = sorted({int(f) for f in features})
+        if not feats or not st.sae_id:
             return
-        try:
-            job = self.tab.studio.autointerp.start(st.sae_id, features=str(f), model=model_id,
-                                                   analysis=st.analysis_id or "",
-                                                   scorer="detection")
-        except UserError as exc:
-            self.box.set_busy(False, str(exc), "error")
+        sae_id, fa_id, ai = st.sae_id, st.analysis_id or "", tab.studio.autointerp
+        key = f"queued-{next(self._serial)}"
+        self.jobs[key] = feats
+        if st.feature in feats:
+            self.box.set_busy(True, "Queued: the model loads once, then explains and scores...")
+        if len(feats) > 1:
+            tab.show_message(f"Starting an explanation job for {len(feats):,} features...")
+
+        def started(job):
+            self.jobs[job.id] = self.jobs.pop(key, feats)
+            if len(feats) > 1:
+                tab.show_message(f"Explaining {len(feats):,} features (job {job.id}): queued.")
+
+        def failed(msg):
+            self.jobs.pop(key, None)
+            if self.tab.state.feature in feats:
+                self.box.set_busy(False, msg, "error")
+            if len(feats) > 1 or self.tab.state.feature not in feats:
+                tab.show_error(msg)
+
+        tab.calls.call(key, lambda: ai.start(sae_id, features=",".join(map(str, feats)),
+                                             model=model_id, analysis=fa_id,
+                                             scorer="detection"), started, failed)
+
+    def add_actions(self, menu: QMenu, features: list[int]) -> None:
+        """"Explain the selected features" entries of the table's context menu."""
+        n = len(features)
+        if not n:
+            act = menu.addAction("Explain the selected features (select rows first)")
+            act.setEnabled(False)
             return
-        self.jobs[job.id] = f
-        self.box.set_busy(True, "Queued: the model loads once, then explains and scores...")
+        models = self.models
+        if not models:
+            act = menu.addAction(f"Explain {n:,} selected feature{'s' * (n > 1)} "
+                                 "(no instruct model)")
+            act.setEnabled(False)
+            act.setToolTip(NO_MODEL)
+            menu.setToolTipsVisible(True)
+            return
+        sub = menu.addMenu(f"Explain and score {n:,} selected feature{'s' * (n > 1)} with")
+        for mid, name in models:
+            sub.addAction(name, lambda m=mid: self.explain_features(features, m))
+
+    # ------------------------------------------------------------------ job events
 
     def _on_progress(self, job_id: str, payload: dict) -> None:
-        if self.jobs.get(job_id) == self.tab.state.feature:
-            done, total = payload.get("done"), payload.get("total")
-            step = f" ({done}/{total})" if total else ""
-            self.box.set_busy(True, f"{payload.get('message') or 'Working'}{step}")
+        feats = self.jobs.get(job_id)
+        if feats is None:
+            return
+        done, total = payload.get("done"), payload.get("total")
+        step = f" ({done}/{total})" if total else ""
+        text = f"{payload.get('message') or 'Working'}{step}"
+        if self.tab.state.feature in feats:
+            self.box.set_busy(True, text)
+        if len(feats) > 1:
+            self.tab.show_message(f"Explaining {len(feats):,} features: {text}")
 
     def _on_status(self, job_id: str, payload: dict) -> None:
         status = payload.get("status")
         if job_id not in self.jobs or status not in ("completed", "failed", "cancelled",
                                                       "interrupted"):
             return
-        f = self.jobs.pop(job_id)
-        if f != self.tab.state.feature:
-            if status == "completed":
-                self.finished.emit(f)
+        feats = self.jobs.pop(job_id)
+        ok = status == "completed"
+        if ok:
+            self.finished.emit(feats)
+        if len(feats) > 1:
+            if ok:
+                self.tab.show_message(f"Explained and scored {len(feats):,} features.", "done")
+            else:
+                self.tab.show_error(f"The explanation job {status}: "
+                                    f"{payload.get('error') or ''}".strip())
+        f = self.tab.state.feature
+        if f not in feats:
             return
-        if status == "completed":
+        if ok:
             self.box.set_busy(False, "Explained.", "success")
-            self.finished.emit(f)
         else:
             self.box.set_busy(False, f"The explanation job {status}: "
                               f"{payload.get('error') or ''}".strip(), "error")

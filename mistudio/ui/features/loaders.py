@@ -5,7 +5,7 @@ Each returns plain data; ``BackgroundCalls`` runs them on its worker thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,26 +20,59 @@ class TableBundle:
     n_tokens: int
     meta: dict
     sources: "DocumentSources | None" = None
+    chat_models: list = field(default_factory=list)  # (id, name) of models that can explain
+
+
+@dataclass
+class SaeChoices:
+    """What the picker lists: the SAEs, the tokenizations to analyse over, and the analyses
+    of the SAE it will pick (the one kept, else the first)."""
+
+    saes: list[tuple[str, str]]  # (id, text)
+    tokenizations: list[tuple[str, str]]
+    picked: str | None
+    analyses: list
+
+
+def load_saes(studio, keep: str | None) -> SaeChoices:
+    saes = studio.trainings.list_saes()
+    items = [(s.id, f"{s.name or s.id} · {s.d_sae:,} features"
+              + (f" · {s.hook_name}" if s.hook_name else "")) for s in saes]
+    try:
+        toks = [(t.id, f"{t.id} ({getattr(t, 'tokenizer', '')})".replace(" ()", ""))
+                for t in studio.datasets.tokenizations()]
+    except Exception:  # the datasets area is optional for this tab
+        toks = []
+    ids = [i for i, _ in items]
+    picked = keep if keep in ids else (ids[0] if ids else None)
+    analyses = studio.features.list_analyses(picked) if picked else []
+    return SaeChoices(items, toks, picked, analyses)
 
 
 def load_table(studio, sae_id: str, analysis_id: str) -> TableBundle:
-    """Every feature's row: numbers from the analysis, tokens as text, the user's labels."""
+    """Every feature's row: numbers from the analysis, tokens as text, the user's labels.
+
+    Runs on the tab's worker thread and hands the GUI thread finished numpy columns (and the
+    table's default order), so showing 65k rows there is one model reset. No Python loop
+    here runs once per feature: such loops hold the GIL and slow the GUI thread meanwhile.
+    """
     res = studio.features.results(sae_id, analysis_id)
     c = res.columns
     d = res.d_sae
     logit_top = np.full(d, "", dtype=object)
     frequent = np.full(d, "", dtype=object)
-    for row in studio.features.feature_rows(sae_id, analysis_id):
-        logit_top[row.feature] = row.logit_top
-        frequent[row.feature] = row.top_tokens
+    features, top_tokens, logits = studio.features.feature_texts(sae_id, analysis_id)
+    if features:
+        rows = np.asarray(features, dtype=np.int64)
+        logit_top[rows] = np.asarray(logits, dtype=object)
+        frequent[rows] = np.asarray(top_tokens, dtype=object)
     # the token at each feature's largest activation
     seq = np.asarray(res.array("top_seq")[:, 0])
     pos = np.asarray(res.array("top_pos")[:, 0])
     tokens = res.array("tokens")
     ids = np.where(seq >= 0, np.asarray(tokens[np.maximum(seq, 0), np.maximum(pos, 0)]), -1)
-    vocab = res.vocab
-    top_token = np.array([vocab[i] if 0 <= i < len(vocab) else "" for i in ids.tolist()],
-                         dtype=object)
+    vocab = np.asarray(res.vocab + [""], dtype=object)  # index -1 (and out of range): ""
+    top_token = vocab[np.where((ids >= 0) & (ids < len(vocab) - 1), ids, -1)]
     table = FeatureTable(
         {"index": np.arange(d, dtype=np.int64), "density": np.asarray(c["density"], float),
          "max": np.where(c["dead"], np.nan, np.asarray(c["max_act"], float)),
@@ -50,12 +83,21 @@ def load_table(studio, sae_id: str, analysis_id: str) -> TableBundle:
     table.set_annotations({i: a.label for i, a in anns.items() if a.label},
                           {i: a.notes for i, a in anns.items() if a.notes},
                           {i for i, a in anns.items() if a.favourite})
-    # the newest explanation of each feature (any explainer model or prompt version)
-    for e in sorted(studio.autointerp.explanations(sae_id, res.analysis_id),
-                    key=lambda e: e.created_at):
-        table.set_explanation(e.feature, e.explanation)
+    table.set_explanations(newest_explanations(studio, sae_id, res.analysis_id))
+    table.sort_rank("index")  # the default order, computed here rather than on the GUI thread
     sources = DocumentSources(studio, str(res.meta.get("tokenization") or ""))
-    return TableBundle(sae_id, res.analysis_id, table, res.n_tokens, dict(res.meta), sources)
+    models = [(m.id, m.name) for m in studio.autointerp.chat_models()]
+    return TableBundle(sae_id, res.analysis_id, table, res.n_tokens, dict(res.meta), sources,
+                       models)
+
+
+def newest_explanations(studio, sae_id: str, analysis_id: str) -> dict[int, str]:
+    """Feature -> its newest explanation (any explainer model or prompt version)."""
+    newest = {}
+    for e in sorted(studio.autointerp.explanations(sae_id, analysis_id),
+                    key=lambda e: e.created_at):
+        newest[e.feature] = e.explanation
+    return newest
 
 
 def load_detail(studio, sae_id: str, analysis_id: str, feature: int, sources=None):

@@ -7,8 +7,7 @@ points here, see benchmarks/features_table_bench.py), so the points are drawn by
 keeps its pixel size at any zoom). Colours are quantised to a small palette (density) or
 two (labelled / in a list).
 Click a point to open its feature (nearest point within a few pixels, found with numpy);
-with "Lasso" on, drag a freehand loop to select the points inside, which the tab turns
-into a list.
+with "Lasso" on, drag a freehand loop: the tab turns the points inside into a list.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QToolTip
 
-from mistudio.feature_map.geometry import points_in_polygon
 from mistudio.ui.kit import palette
 
 LEVELS = 32
@@ -150,7 +148,7 @@ class LassoViewBox(pg.ViewBox):
 
 class FeatureMapPlot(pg.PlotWidget):
     feature_clicked = Signal(int)
-    lasso_selected = Signal(object)  # np.ndarray of feature indices
+    lasso_drawn = Signal(object)  # np.ndarray [m, 2]: the loop, in data coordinates
 
     def __init__(self, parent=None):
         self.viewbox = LassoViewBox()
@@ -163,7 +161,8 @@ class FeatureMapPlot(pg.PlotWidget):
         self.highlight = pg.ScatterPlotItem(size=12, pen=pg.mkPen(palette.colour("error"), width=2),
                                             brush=None, pxMode=True)
         self.addItem(self.highlight)
-        self.viewbox.lasso_finished.connect(self._lasso)
+        # the points inside are found off the GUI thread (the tab's FeatureAnnotations.lasso)
+        self.viewbox.lasso_finished.connect(self.lasso_drawn)
         self.scene().sigMouseClicked.connect(self._clicked)
         self.scene().sigMouseMoved.connect(self._hover)
         self.coords = np.zeros((0, 2), np.float32)
@@ -226,10 +225,6 @@ class FeatureMapPlot(pg.PlotWidget):
         f = self.point_at(ev.scenePos())
         if f is not None:
             self.feature_clicked.emit(f)
-
-    def _lasso(self, polygon_xy: np.ndarray) -> None:
-        inside = points_in_polygon(self.coords, polygon_xy)
-        self.lasso_selected.emit(self.indices[inside])
 
     def set_lasso_mode(self, on: bool) -> None:
         self.viewbox.lasso_mode = on

@@ -16,6 +16,8 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, Q
                                QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from mistudio.ui.kit.background import BackgroundCalls
+from mistudio.ui.kit.gc_freeze import freeze_long_lived
+from mistudio.ui.kit.native_libraries import import_torch_quietly
 from mistudio.ui.features.detail_parts import ChipList
 from mistudio.ui.features.token_text import TokenExample, TokenTextView
 from mistudio.ui.kit import palette
@@ -76,6 +78,7 @@ class PromptView(QWidget):
 
         def done(got):
             result, seconds = got
+            freeze_long_lived()  # the model (torch with it) stays loaded: see kit/gc_freeze
             self.run_btn.setEnabled(True)
             self.result = result
             self.token = None
@@ -93,6 +96,7 @@ class PromptView(QWidget):
         features = self.tab.studio.features
 
         def work():
+            import_torch_quietly()  # the first run imports torch: the GUI thread stays live
             t = time.perf_counter()
             result = features.top_features(sae_id, text, k=k)
             return result, time.perf_counter() - t

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QSplitter, QStackedLayout,
-                               QTabWidget, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QMenu, QSplitter,
+                               QStackedLayout, QToolButton, QVBoxLayout, QWidget)
 
 from mistudio.errors import UserError
 from mistudio.ui.empty_state import EmptyState
 from mistudio.ui.features import loaders
+from mistudio.ui.features.annotations import FeatureAnnotations
 from mistudio.ui.kit.background import BackgroundCalls
 from mistudio.ui.features.detail import FeatureDetailPanel
 from mistudio.ui.features.exports import FeatureExports
@@ -28,6 +29,9 @@ from mistudio.ui.features.prompt_view import PromptView
 from mistudio.ui.features.state import FeaturesState
 from mistudio.ui.features.table_panel import FeatureTablePanel
 from mistudio.ui.kit import palette
+from mistudio.ui.kit.gc_freeze import freeze_long_lived
+from mistudio.ui.kit.lazy_pages import LazyPages
+from mistudio.ui.kit.native_libraries import import_torch_quietly
 
 
 class FeaturesTab(QWidget):
@@ -56,38 +60,19 @@ class FeaturesTab(QWidget):
         self.message.setWordWrap(True)
         self.message.setStyleSheet(palette.css("error"))
 
+        self.annotations = FeatureAnnotations(self)  # label / list writes, off the GUI thread
         self.table = FeatureTablePanel()
         self.table.feature_activated.connect(self.open_feature)
-        self.detail = FeatureDetailPanel()
-        d = self.detail
-        d.feature_requested.connect(self.open_feature)
-        d.back_requested.connect(self.back)
-        d.forward_requested.connect(self.forward)
-        d.label_edited.connect(lambda text: self._annotate(label=text))
-        d.notes_edited.connect(lambda text: self._annotate(notes=text))
-        d.favourite_toggled.connect(lambda on: self._annotate(favourite=on))
-        d.add_to_list_requested.connect(self._add_current_to_list)
-        d.steer_requested.connect(self._steer)
-        d.ablate_requested.connect(self.ablate_current)
-        self.explainer = FeatureExplainer(self, d.interp)
-        self.explainer.finished.connect(self._explained)
-        self.map_page = MapPage()
-        self.map_page.compute_requested.connect(self.compute_map)
-        self.map_page.method_changed.connect(lambda _m: self.load_map())
-        self.map_page.colour_changed.connect(self._colour_map)
-        self.map_page.plot.feature_clicked.connect(self.open_feature)
-        self.map_page.plot.lasso_selected.connect(self.lasso_to_list)
-        self.heatmap_page = HeatmapPage()
-        self.heatmap_page.show_requested.connect(self.show_heatmap)
-        self.heatmap_page.heatmap.feature_clicked.connect(self.open_feature)
-        self.prompt = PromptView(self)
-        self.prompt.feature_requested.connect(self.open_feature)
-
-        self.pages = QTabWidget()
-        self.pages.addTab(self.detail, "Feature")
-        self.pages.addTab(self.map_page, "Map")
-        self.pages.addTab(self.heatmap_page, "Heatmap")
-        self.pages.addTab(self.prompt, "Prompt")
+        self.table.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.view.customContextMenuRequested.connect(
+            lambda pos: self.table_menu().exec(self.table.view.viewport().mapToGlobal(pos)))
+        # The pages right of the table are built after the tab's first paint, one per
+        # event-loop turn (or on first need): together they cost more than a frame (plots).
+        self.pages = LazyPages(busy=self.calls.busy)
+        self.pages.add_lazy("detail", "Feature", self._build_detail)
+        self.pages.add_lazy("map", "Map", self._build_map)
+        self.pages.add_lazy("heatmap", "Heatmap", self._build_heatmap)
+        self.pages.add_lazy("prompt", "Prompt", self._build_prompt)
         self.pages.currentChanged.connect(self._page_changed)
         self.detail_empty = EmptyState("Pick a feature", "Click a row of the table, a point "
                                        "on the map or a feature of a prompt to see what it "
@@ -115,6 +100,10 @@ class FeaturesTab(QWidget):
         self.body = QStackedLayout(self.body_host)
         for w in (self.no_sae, self.no_analysis, self.split):
             self.body.addWidget(w)
+        self.body.setCurrentWidget(self.split)  # the usual view, until the SAEs are read
+        self.table.count.setText("Reading the SAEs...")
+        self.picker.analyze_btn.setEnabled(False)  # until we know there is an SAE
+        self.export_btn.setEnabled(False)
 
         top = QHBoxLayout()
         top.addWidget(self.picker, 1)
@@ -142,6 +131,74 @@ class FeaturesTab(QWidget):
     def last_error(self) -> str:
         return self.state.last_error
 
+    # ================================================================== pages
+
+    @property
+    def detail(self) -> FeatureDetailPanel:
+        return self.pages.page("detail")
+
+    @property
+    def explainer(self) -> FeatureExplainer:
+        self.pages.page("detail")
+        return self._explainer
+
+    @property
+    def map_page(self) -> MapPage:
+        return self.pages.page("map")
+
+    @property
+    def heatmap_page(self) -> HeatmapPage:
+        return self.pages.page("heatmap")
+
+    @property
+    def prompt(self) -> PromptView:
+        return self.pages.page("prompt")
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        self.pages.build_when_idle()  # after the first paint: the pages, one per turn
+
+    def _build_detail(self) -> FeatureDetailPanel:
+        d = FeatureDetailPanel()
+        d.feature_requested.connect(self.open_feature)
+        d.back_requested.connect(self.back)
+        d.forward_requested.connect(self.forward)
+        d.label_edited.connect(lambda text: self._annotate(label=text))
+        d.notes_edited.connect(lambda text: self._annotate(notes=text))
+        d.favourite_toggled.connect(lambda on: self._annotate(favourite=on))
+        d.add_to_list_requested.connect(self._add_current_to_list)
+        d.steer_requested.connect(self._steer)
+        d.ablate_requested.connect(self.ablate_current)
+        self._explainer = FeatureExplainer(self, d.interp)
+        self._explainer.finished.connect(self._explained)
+        return d
+
+    def _build_map(self) -> MapPage:
+        m = MapPage()
+        m.compute_requested.connect(self.compute_map)
+        m.method_changed.connect(lambda _m: self.load_map())
+        m.colour_changed.connect(self._colour_map)
+        m.plot.feature_clicked.connect(self.open_feature)
+        m.plot.lasso_drawn.connect(self.lasso_to_list)
+        m.set_lists(self.lists)
+        m.plot.labels = self.state.labels()
+        return m
+
+    def _build_heatmap(self) -> HeatmapPage:
+        h = HeatmapPage()
+        h.show_requested.connect(self.show_heatmap)
+        h.heatmap.feature_clicked.connect(self.open_feature)
+        return h
+
+    def _build_prompt(self) -> PromptView:
+        p = PromptView(self)
+        p.feature_requested.connect(self.open_feature)
+        return p
+
+    def _map(self) -> MapPage | None:
+        """The map page if it was built (nothing to update on it otherwise)."""
+        return self.pages.built("map")
+
     # ================================================================== picking
 
     def show_error(self, text: str) -> None:
@@ -154,37 +211,47 @@ class FeaturesTab(QWidget):
         self.message.setVisible(bool(self.state.message))
 
     def refresh_saes(self) -> None:
-        saes = self.studio.trainings.list_saes()
-        self.picker.set_saes([(s.id, f"{s.name or s.id} · {s.d_sae:,} features"
-                               + (f" · {s.hook_name}" if s.hook_name else "")) for s in saes],
-                             keep=self.state.sae_id)
-        try:
-            toks = [(t.id, f"{t.id} ({getattr(t, 'tokenizer', '')})".replace(" ()", ""))
-                    for t in self.studio.datasets.tokenizations()]
-        except Exception:  # the datasets area is optional for this tab
-            toks = []
-        self.picker.set_tokenizations(toks)
-        has_sae = bool(saes)
+        """Re-read the SAEs (and the analyses of the one kept) off the GUI thread."""
+        keep = self.state.sae_id
+        self.calls.call("saes", lambda: loaders.load_saes(self.studio, keep),
+                        self._saes_loaded, self.show_error)
+
+    def _saes_loaded(self, got: "loaders.SaeChoices") -> None:
+        self.picker.set_saes(got.saes, keep=got.picked)
+        self.picker.set_tokenizations(got.tokenizations)
+        has_sae = bool(got.saes)
         self.picker.analyze_btn.setEnabled(has_sae)
         self.export_btn.setEnabled(has_sae)
         if not has_sae:
             self.state.select_sae(None)
             self.body.setCurrentWidget(self.no_sae)
             return
-        self.select_sae(self.picker.current_sae())
+        self._sae_picked(got.picked, got.analyses)
 
     def select_sae(self, sae_id: str) -> None:
+        """The user picked an SAE: its analyses are read off the GUI thread."""
+        self._sae_picked(sae_id, None)
+
+    def _sae_picked(self, sae_id: str | None, analyses) -> None:
         changed = self.state.select_sae(sae_id or None)
         if changed:
             self.detail_stack.setCurrentWidget(self.detail_empty)
-        self.refresh_analyses()
+        if analyses is None:
+            self.refresh_analyses()
+        else:
+            self._analyses_loaded(sae_id, analyses)
         self.reload_lists()
 
     def refresh_analyses(self) -> None:
         sae_id = self.state.sae_id
         if not sae_id:
             return
-        analyses = self.studio.features.list_analyses(sae_id)
+        self.calls.call("analyses", lambda: self.studio.features.list_analyses(sae_id),
+                        lambda got: self._analyses_loaded(sae_id, got), self.show_error)
+
+    def _analyses_loaded(self, sae_id: str, analyses) -> None:
+        if sae_id != self.state.sae_id:
+            return  # another SAE was picked meanwhile
         self.state.job_of_analysis = {a.id: a.job_id for a in analyses}
         self.picker.set_analyses(analyses, keep=self.state.analysis_id)
         running = next((a for a in analyses if a.status in ("queued", "running")), None)
@@ -210,10 +277,13 @@ class FeaturesTab(QWidget):
     def _table_loaded(self, bundle: loaders.TableBundle) -> None:
         if not self.state.take_table(bundle):
             return
-        self.table.model.set_table(bundle.table)
-        self.table.apply_filters()
-        self.map_page.plot.labels = self.state.labels()
-        self.load_map()
+        self.table.show_table(bundle.table)
+        # the table (and the window's modules and widgets) live long: keep later full
+        # collections from rescanning them (a 150-230 ms freeze each; kit/gc_freeze.py)
+        freeze_long_lived()
+        if self._map() is not None:
+            self._map().plot.labels = self.state.labels()
+            self.load_map()
         if self.state.feature is not None:
             self._load_detail(self.state.feature)
         self.show_error("")
@@ -243,9 +313,9 @@ class FeaturesTab(QWidget):
             self.refresh_analyses()
         elif effect == "map":
             self.load_map()
-        elif effect == "map_stopped":
-            self.map_page.status.setText(f"Map {status}: {job.error or ''}")
-            self.map_page.compute.setEnabled(True)
+        elif effect == "map_stopped" and self._map() is not None:
+            self._map().status.setText(f"Map {status}: {job.error or ''}")
+            self._map().compute.setEnabled(True)
 
     def _on_job_progress(self, job_id: str, payload: dict) -> None:
         msg = payload.get("message") or ""
@@ -254,8 +324,8 @@ class FeaturesTab(QWidget):
             tail = f" · {int(eta)} s left" if eta else ""
             self.picker.show_job(job_id, payload.get("done", 0), payload.get("total"),
                                  msg + tail)
-        elif job_id == self.state.map_job:
-            self.map_page.status.setText(f"Computing map: {msg}")
+        elif job_id == self.state.map_job and self._map() is not None:
+            self._map().status.setText(f"Computing map: {msg}")
 
     # ================================================================== one feature
 
@@ -263,26 +333,31 @@ class FeaturesTab(QWidget):
         """Show ``feature`` (from the table, a chip, the map, the heatmap or a prompt)."""
         if self.bundle is None:
             return
-        self.detail.flush_edits()
+        self._flush_edits()
         self.state.history.open(int(feature))
         self._show_current()
 
     def back(self) -> None:
-        self.detail.flush_edits()
+        self._flush_edits()
         self.state.history.back()
         self._show_current()
 
     def forward(self) -> None:
-        self.detail.flush_edits()
+        self._flush_edits()
         self.state.history.forward()
         self._show_current()
+
+    def _flush_edits(self) -> None:
+        if self.pages.built("detail") is not None:  # no panel yet: nothing typed in it
+            self.detail.flush_edits()
 
     def _show_current(self) -> None:
         f = self.state.feature
         if f is None:
             return
         self.table.select_feature(f, emit=False)
-        self.map_page.plot.mark(f)
+        if self._map() is not None:
+            self._map().plot.mark(f)
         self.detail.set_history(self.state.history.can_back(), self.state.history.can_forward())
         self.pages.setCurrentWidget(self.detail)
         self._load_detail(f)
@@ -294,18 +369,24 @@ class FeaturesTab(QWidget):
                         lambda: loaders.load_detail(self.studio, sae_id, fa_id, f, sources),
                         self._detail_loaded, self.show_error)
 
-    def _explained(self, f: int) -> None:
-        """An explanation job ended: its text goes into the table row (searchable)."""
+    def _explained(self, features) -> None:
+        """An explanation job completed: the table's Explanation column is re-read (its
+        features' texts become searchable)."""
         sae_id, fa_id = self.state.sae_id, self.state.analysis_id
 
-        def done(e):
-            if e is not None and self.state.owns_table(sae_id):
-                self.bundle.table.set_explanation(f, e.explanation)
+        def done(texts):
+            if self.state.owns_table(sae_id):
+                self.bundle.table.set_explanations(texts)
                 self.table.model.refresh_rows()
 
-        self.calls.call(f"explained{f}",
-                        lambda: self.studio.autointerp.explanation(sae_id, f, fa_id or ""),
-                        done, self.show_error)
+        self.calls.call("explained", lambda: loaders.newest_explanations(
+            self.studio, sae_id, fa_id or ""), done, self.show_error)
+
+    def table_menu(self) -> QMenu:
+        """The table's context menu: auto-interpretation of the selected rows."""
+        menu = QMenu(self)
+        self.explainer.add_actions(menu, self.table.selected_features())
+        return menu
 
     def _detail_loaded(self, got) -> None:
         detail, ann, in_lists, topics = got
@@ -318,106 +399,31 @@ class FeaturesTab(QWidget):
                                self.state.labels())
         self.detail.set_annotation(ann)
         self.detail.set_lists(self.lists, {rec.id for rec in in_lists})
-        self.detail.set_prompt_marker(self.prompt.value_of(detail.feature))
+        prompt = self.pages.built("prompt")
+        self.detail.set_prompt_marker(prompt.value_of(detail.feature) if prompt else None)
         self.explainer.load(detail.feature)
 
     # ================================================================== labels & lists
 
     def _annotate(self, **changes) -> None:
-        f, sae_id = self.state.feature, self.state.sae_id
-        if f is None or sae_id is None:
-            return
-        svc = self.studio.feature_labels
-        try:
-            if "label" in changes:
-                ann = svc.set_label(sae_id, f, changes["label"])
-            elif "notes" in changes:
-                ann = svc.set_notes(sae_id, f, changes["notes"])
-            else:
-                ann = svc.set_favourite(sae_id, f, changes["favourite"])
-        except UserError as exc:
-            self.show_error(str(exc))
-            return
-        if self.bundle is not None:
-            self.bundle.table.set_annotation(f, label=ann.label, notes=ann.notes,
-                                             favourite=ann.favourite)
-            self.table.model.refresh_rows()
-            self.map_page.plot.labels = self.state.labels()
+        self.annotations.annotate(**changes)
 
     def reload_annotations(self) -> None:
         """Labels changed outside the panel (an import): re-read them into the table."""
-        sae_id = self.state.sae_id
-        if not sae_id:
-            return
-
-        def done(anns):
-            if not self.state.owns_table(sae_id):
-                return
-            self.bundle.table.set_annotations(
-                {i: a.label for i, a in anns.items() if a.label},
-                {i: a.notes for i, a in anns.items() if a.notes},
-                {i for i, a in anns.items() if a.favourite})
-            self.table.apply_filters()
-            self.map_page.plot.labels = self.state.labels()
-            if self.state.feature is not None:
-                self._load_detail(self.state.feature)
-
-        self.calls.call("annotations", lambda: self.studio.feature_labels.annotations(sae_id),
-                        done, self.show_error)
-        self.reload_lists()
+        self.annotations.reload_annotations()
 
     def reload_lists(self, then=None) -> None:
-        sae_id = self.state.sae_id
-        if not sae_id:
-            return
-
-        def done(got):
-            self.state.set_lists(*got)
-            self.table.set_lists(self.state.lists, self.state.list_members)
-            self.map_page.set_lists(self.lists)
-            if then is not None:
-                then()
-
-        self.calls.call("lists", lambda: loaders.load_lists(self.studio, sae_id), done,
-                        self.show_error)
+        self.annotations.reload_lists(then)
 
     def ask_list_name(self, suggested: str = "") -> str | None:
         name, ok = QInputDialog.getText(self, "New list", "Name of the new list:", text=suggested)
         return name if ok and name.strip() else None
 
     def _add_current_to_list(self, list_id: str) -> None:
-        f = self.state.feature
-        if f is None:
-            return
-        try:
-            if not list_id:
-                name = self.ask_list_name()
-                if name is None:
-                    return
-                self.studio.feature_labels.create_list(self.state.sae_id, name, [f])
-            else:
-                self.studio.feature_labels.add_to_list(list_id, [f])
-        except UserError as exc:
-            self.show_error(str(exc))
-            return
-        self.reload_lists(then=lambda: self._load_detail(f))
+        self.annotations.add_current_to_list(list_id)
 
-    def lasso_to_list(self, indices) -> None:
-        indices = [int(i) for i in indices]
-        if not indices:
-            self.map_page.status.setText("The loop enclosed no features.")
-            return
-        name = self.ask_list_name(f"Map selection ({len(indices)})")
-        if name is None:
-            return
-        try:
-            rec = self.studio.feature_labels.create_list(self.state.sae_id, name, indices)
-        except UserError as exc:
-            self.show_error(str(exc))
-            return
-        self.map_page.status.setText(f"List {rec.name!r}: {rec.size} features.")
-        self.map_page.lasso.setChecked(False)
-        self.reload_lists(then=lambda: self.table.show_list(rec.id))
+    def lasso_to_list(self, polygon) -> None:
+        self.annotations.lasso(polygon)
 
     def _steer(self) -> None:
         if self.state.feature is not None and self.state.sae_id:
@@ -433,6 +439,7 @@ class FeaturesTab(QWidget):
         self.detail.ablation_note.setText("Ablating (the model loads once)...")
 
         def done(results):
+            freeze_long_lived()  # the model (torch with it) stays loaded: see kit/gc_freeze
             self.detail.ablate_btn.setEnabled(True)
             if self.state.feature != f:
                 return
@@ -444,24 +451,29 @@ class FeaturesTab(QWidget):
             self.detail.ablation_note.setText("")
             self.show_error(msg)
 
-        self.slow_calls.call("ablate", lambda: self.studio.features.ablate(sae_id, f, fa_id),
-                        done, failed)
+        def work():
+            import_torch_quietly()  # the first ablation imports torch: the GUI stays live
+            return self.studio.features.ablate(sae_id, f, fa_id)
+
+        self.slow_calls.call("ablate", work, done, failed)
 
     # ================================================================== map & heatmap
 
     def _page_changed(self, _i: int) -> None:
-        if self.pages.currentWidget() is self.map_page:
+        if self._map() is not None and self.pages.currentWidget() is self._map():
             self.load_map()
 
     def load_map(self) -> None:
-        if self.bundle is None or self.pages.currentWidget() is not self.map_page:
+        if (self.bundle is None or self._map() is None
+                or self.pages.currentWidget() is not self._map()):
             return
         sae_id, method = self.state.sae_id, self.map_page.method.currentData()
-        self.calls.call("map", lambda: self.studio.feature_maps.load_map(sae_id, method),
-                        lambda coords: self._map_loaded(method, coords), self.show_error)
+        maps = self.studio.feature_maps
+        self.calls.call("map", lambda: (maps.load_map(sae_id, method),
+                                        maps.active_job(sae_id, method)),
+                        lambda got: self._map_loaded(method, *got), self.show_error)
 
-    def _map_loaded(self, method: str, coords) -> None:
-        running = self.studio.feature_maps.active_job(self.state.sae_id, method)
+    def _map_loaded(self, method: str, coords, running) -> None:
         self.map_page.compute.setEnabled(running is None)
         if coords is None:
             self.state.map_job = running.id if running else None
@@ -502,7 +514,7 @@ class FeaturesTab(QWidget):
             return self.table.selected_features()
         if source == "shown":
             return [int(i) for i in self.table.model.visible_features()[:200]]
-        d = self.detail.detail
+        d = self.detail.detail if self.pages.built("detail") else None
         if d is None:
             return []
         return [d.feature] + [i for i, _ in d.correlated] + [i for i, _ in d.decoder_neighbours]
@@ -519,10 +531,12 @@ class FeaturesTab(QWidget):
     # ================================================================== lifetime
 
     def shutdown(self) -> None:
-        self.detail.flush_edits()
+        self._flush_edits()
+        self.annotations.close()  # after the writes still queued
         self.calls.close()
         self.slow_calls.close()
-        self.prompt.shutdown()
+        if self.pages.built("prompt") is not None:
+            self.pages.built("prompt").shutdown()
 
 
 def ablation_lines(results) -> tuple[dict[tuple[int, int], str], str]:

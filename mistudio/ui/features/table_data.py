@@ -73,7 +73,10 @@ class FeatureTable:
             self.notes = np.full(n, "", dtype=object)
         if self.search_extra is None:
             self.search_extra = np.full(n, "", dtype=object)
-        self._row_of = {int(i): r for r, i in enumerate(self.columns["index"])}
+        idx = np.asarray(self.columns["index"], dtype=np.int64)
+        # feature index -> row, as an array (a dict of 65k ints costs a Python loop)
+        self._row_of = np.full(int(idx.max()) + 1 if n else 0, -1, np.int64)
+        self._row_of[idx] = np.arange(n)
 
     @classmethod
     def from_rows(cls, rows: list[dict]) -> "FeatureTable":
@@ -94,7 +97,17 @@ class FeatureTable:
         return len(self.columns["index"])
 
     def row_of(self, feature_index: int) -> int | None:
-        return self._row_of.get(int(feature_index))
+        f = int(feature_index)
+        if not 0 <= f < len(self._row_of) or self._row_of[f] < 0:
+            return None
+        return int(self._row_of[f])
+
+    def rows_of(self, feature_indices) -> np.ndarray:
+        """Rows of the features (those not in the table left out), vectorised."""
+        f = np.asarray(feature_indices, dtype=np.int64).ravel()
+        f = f[(f >= 0) & (f < len(self._row_of))]
+        r = self._row_of[f]
+        return r[r >= 0]
 
     # -------------------------------------------------------- user edits
 
@@ -114,12 +127,30 @@ class FeatureTable:
 
     def set_annotations(self, labels: dict[int, str], notes: dict[int, str], favourites: set[int]):
         """Replace every row's label/notes/favourite (rows not named are cleared)."""
-        idx = self.columns["index"]
-        self.columns["label"] = np.asarray([labels.get(int(i), "") for i in idx], dtype=object)
-        self.notes = np.asarray([notes.get(int(i), "") for i in idx], dtype=object)
-        self.columns["favourite"] = np.isin(idx, np.fromiter(favourites, np.int64, len(favourites)))
+        n = len(self)
+        self.columns["label"] = self._text_column(labels)
+        self.notes = self._text_column(notes)
+        fav = np.zeros(n, bool)
+        fav[self.rows_of(np.fromiter(favourites, np.int64, len(favourites)))] = True
+        self.columns["favourite"] = fav
         for key in ("label", "favourite"):
             self._sort_cache.pop(key, None)
+        self._haystack = None
+
+    def _text_column(self, texts: dict[int, str]) -> np.ndarray:
+        """A text column from {feature index: text}; "" for the rest (loops over the dict
+        only: a few labelled features, not every row)."""
+        col = np.full(len(self), "", dtype=object)
+        for f, text in texts.items():
+            r = self.row_of(f)
+            if r is not None:
+                col[r] = text
+        return col
+
+    def set_explanations(self, texts: dict[int, str]) -> None:
+        """Replace every row's explanation (rows not named are cleared)."""
+        self.columns["explanation"] = self._text_column(texts)
+        self._sort_cache.pop("explanation", None)
         self._haystack = None
 
     def set_explanation(self, feature_index: int, text: str) -> None:

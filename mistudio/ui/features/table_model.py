@@ -32,6 +32,10 @@ def format_value(v: float) -> str:
     return "" if v is None or math.isnan(v) else f"{v:.3g}"
 
 
+_ROLES = frozenset({Qt.ItemDataRole.DisplayRole, FEATURE_ROLE, Qt.ItemDataRole.TextAlignmentRole,
+                    Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.ToolTipRole})
+
+
 class FeatureTableModel(QAbstractTableModel):
     view_changed = Signal(int, int)  # shown, total
 
@@ -42,10 +46,19 @@ class FeatureTableModel(QAbstractTableModel):
         self.filter = FeatureFilter()
         self.sort_key = "index"
         self.descending = False
+        self._faint: QColor | None = None  # dead rows' text; see refresh_colours
+
+    def refresh_colours(self) -> None:
+        """The palette changed (light/dark): cells take its colours at their next paint."""
+        self._faint = None
+        self.refresh_rows()
 
     # ---------------------------------------------------------------- data
 
-    def set_table(self, table: FeatureTable | None) -> None:
+    def set_table(self, table: FeatureTable | None, flt: FeatureFilter | None = None) -> None:
+        """Show ``table`` (through ``flt`` when given): one reset, its order computed first."""
+        if flt is not None:
+            self.filter = flt
         self.beginResetModel()
         self.table = table
         self.order = (table.view(self.filter, self.sort_key, self.descending)
@@ -104,7 +117,9 @@ class FeatureTableModel(QAbstractTableModel):
         return None
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or self.table is None:
+        # called ~10 times per visible cell at each repaint: roles the table does not use
+        # return first, and nothing here asks the application palette per cell
+        if role not in _ROLES or not index.isValid() or self.table is None:
             return None
         col = COLUMNS[index.column()]
         r = self.order[index.row()]
@@ -124,8 +139,11 @@ class FeatureTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole and col.kind in ("int", "float"):
             return RIGHT
         if role == Qt.ItemDataRole.ForegroundRole:
-            d = self.table.columns["density"][r]
-            return QColor(palette.colour("text.faint")) if d == 0 else None
+            if self.table.columns["density"][r] != 0:
+                return None
+            if self._faint is None:
+                self._faint = QColor(palette.colour("text.faint"))
+            return self._faint
         if role == Qt.ItemDataRole.ToolTipRole and col.kind == "str":
             v = self.table.columns[col.key][r]
             return str(v) or None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QTableView,
                                QVBoxLayout, QWidget)
@@ -89,6 +89,11 @@ class FeatureTablePanel(QWidget):
         lay.addLayout(bar2)
         lay.addWidget(self.view, 1)
 
+    def changeEvent(self, event) -> None:
+        if event.type() == QEvent.Type.PaletteChange:  # light <-> dark
+            self.model.refresh_colours()
+        super().changeEvent(event)
+
     def current_filter(self) -> FeatureFilter:
         lo, hi = self.dmin.value(), self.dmax.value()
         list_id = self.list_box.currentData()
@@ -99,6 +104,10 @@ class FeatureTablePanel(QWidget):
             favourites=self.favourites.isChecked(),
             members=self.lists.get(list_id) if list_id else None,
             query=self.search.text())
+
+    def show_table(self, table) -> None:
+        """A newly read table, through the filters the widgets show (one model reset)."""
+        self.model.set_table(table, self.current_filter())
 
     def apply_filters(self) -> None:
         current = self.current_feature()

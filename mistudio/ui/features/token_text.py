@@ -25,15 +25,23 @@ def shown_text(token: str) -> str:
             or "∅")
 
 
-def tint(value: float, scale: float) -> QColor | None:
+def tint(value: float, scale: float, bases: tuple[QColor, QColor] | None = None
+         ) -> QColor | None:
+    """The background of a token: orange for activations (as sae_vis / Neuronpedia), blue
+    for negative values, more opaque the larger. ``bases``: (positive, negative) colours,
+    looked up once per paint by the caller."""
     if not value or not scale:
         return None
     frac = max(-1.0, min(1.0, value / scale))
-    # orange for activations (as sae_vis / Neuronpedia), blue for negative values
-    base = QColor(palette.colour("activation" if frac > 0 else "accent"))
-    c = QColor(base)
+    if bases is None:
+        bases = tint_bases()
+    c = QColor(bases[0] if frac > 0 else bases[1])
     c.setAlphaF(0.12 + 0.88 * abs(frac))
     return c
+
+
+def tint_bases() -> tuple[QColor, QColor]:
+    return QColor(palette.colour("activation")), QColor(palette.colour("accent"))
 
 
 @dataclass
@@ -62,6 +70,10 @@ class TokenTextView(QWidget):
         self._captions: list[tuple[QPointF, str]] = []
         self._height = 0.0
         self._layout_width = -1
+        # Qt's layouts ask heightForWidth for several widths per change: the layouts of
+        # the current examples by width, and each token's width (tokens repeat), are kept
+        self._layouts: dict[int, tuple] = {}
+        self._advance: dict[str, float] = {}
         self.setMouseTracking(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self._font = QFont(self.font())
@@ -92,15 +104,34 @@ class TokenTextView(QWidget):
     # ------------------------------------------------------------------ layout
 
     def _relayout(self) -> None:
+        """The examples or the context changed: lay out again when next needed (the
+        examples and the context usually change together)."""
         self._layout_width = -1
-        self._do_layout(max(200, self.width()))
+        self._layouts.clear()
         self.updateGeometry()
         self.update()
 
     def _do_layout(self, width: int) -> None:
+        width = max(200, width)
         if width == self._layout_width:
             return
         self._layout_width = width
+        got = self._layouts.get(width)
+        if got is None:
+            got = self._layouts[width] = self._lay_out(width)
+            while len(self._layouts) > 8:
+                self._layouts.pop(next(iter(self._layouts)))
+        self._boxes, self._captions, self._height = got
+
+    def _token_width(self, fm: QFontMetricsF, token: str) -> float:
+        w = self._advance.get(token)
+        if w is None:
+            if len(self._advance) > 20_000:
+                self._advance.clear()
+            w = self._advance[token] = fm.horizontalAdvance(shown_text(token)) + 2 * PAD_X
+        return w
+
+    def _lay_out(self, width: int) -> tuple:
         fm, fm_small = QFontMetricsF(self._bold), QFontMetricsF(self._small)
         line_h = fm.height() + 2 * PAD_Y
         boxes, captions = [], []
@@ -111,13 +142,13 @@ class TokenTextView(QWidget):
                 y += fm_small.height() + 2
             x = 2.0
             for i in self.visible_range(ex):
-                w = fm.horizontalAdvance(shown_text(ex.tokens[i])) + 2 * PAD_X
+                w = self._token_width(fm, ex.tokens[i])
                 if x + w > width - 2 and x > 2.0:
                     x, y = 2.0, y + line_h
                 boxes.append((QRectF(x, y, w, line_h), e, i))
                 x += w
             y += line_h + GAP_Y
-        self._boxes, self._captions, self._height = boxes, captions, y
+        return boxes, captions, y
 
     def resizeEvent(self, event) -> None:
         self._do_layout(self.width())
@@ -132,9 +163,11 @@ class TokenTextView(QWidget):
         return int(self._height) + 4
 
     def sizeHint(self) -> QSize:
+        self._do_layout(self.width())
         return QSize(400, int(self._height) + 4)
 
     def minimumSizeHint(self) -> QSize:
+        self._do_layout(self.width())
         return QSize(200, int(self._height) + 4)
 
     # ------------------------------------------------------------------ paint & hover
@@ -149,12 +182,13 @@ class TokenTextView(QWidget):
             p.drawText(pos, text)
         text_pen = QPen(self.palette().text().color())
         frame_pen = QPen(QColor(palette.colour("text.strong")), 1.6)
-        clip = event.rect()
+        clip = QRectF(event.rect())
+        bases = tint_bases()
         for rect, e, i in self._boxes:
-            if not rect.intersects(QRectF(clip)):
+            if not rect.intersects(clip):
                 continue
             ex = self.examples[e]
-            bg = tint(ex.values[i], self.scale)
+            bg = tint(ex.values[i], self.scale, bases)
             if bg is not None:
                 p.fillRect(rect.adjusted(0, 1, 0, -1), bg)
             is_max = i == ex.max_pos
