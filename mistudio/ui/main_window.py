@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
 
 from mistudio import APP_TITLE
 from mistudio.ui.jobs_dock import JobsDock
+from mistudio.ui.kit.gc_freeze import freeze_long_lived
 from mistudio.ui.status_bar import AppStatusBar
 from mistudio.ui.tabs import TABS, LazyTab, import_tab_module, preload_tab_libraries, tab_module_names
 from mistudio.ui.workers import JobBridge
@@ -30,9 +30,9 @@ class MainWindow(QMainWindow):
     # what is alive is start-up state kept for the whole process (modules, their functions
     # and classes, the window's widgets), a few hundred thousand objects that every full
     # garbage collection would walk again with the GIL held, 70-150 ms each on this machine,
-    # the longest GUI stalls left while the Training tab's charts arrive. ``gc.freeze()``
-    # moves them out of the collector's reach (what it is for); the cost, a cycle among them
-    # that becomes garbage later is not collected, is small for objects meant to stay.
+    # the longest GUI stalls left while the Training tab's charts arrive. Freezing them
+    # (``kit/gc_freeze.py``) moves them out of the collector's reach; the cost, a cycle among
+    # them that becomes garbage later is not collected, is small for objects meant to stay.
     # Off for windows made by tests, which build many windows in one process.
     freeze_startup_objects = False
 
@@ -97,7 +97,7 @@ class MainWindow(QMainWindow):
             return
         import_tab_module(self._tab_imports.pop(0))
         if not self._tab_imports and self.freeze_startup_objects:
-            gc.freeze()  # no gc.collect() first: it would be the very stall avoided here
+            freeze_long_lived()
         QTimer.singleShot(0, self._import_next_tab)
 
     def tab_modules_imported(self) -> bool:
