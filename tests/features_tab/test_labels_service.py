@@ -90,7 +90,8 @@ def test_export_and_import_round_trip_json_and_csv(studio, sae_in_studio, tmp_pa
                                            "notes": "line one\nline two", "favourite": False,
                                            "lists": ["Punctuation"]}
         else:
-            rows = list(csv.DictReader(path.open()))
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
             assert rows[1] == {"index": "11", "label": "", "notes": "", "favourite": "1",
                                "lists": "Punctuation"}
         # into a second SAE: the same annotations and the list come back

@@ -148,11 +148,11 @@ def test_exports_labels_and_images(qtbot, features_tab, tmp_path):
         tab.exports.save_image(tmp_path / "map.gif")
 
 
-def test_steer_with_this_feature_opens_the_steering_tab(qtbot, shared_analysis):
+def test_steer_with_this_feature_opens_the_steering_tab(qtbot, shared_analysis, monkeypatch):
     from mistudio.ui.main_window import MainWindow
 
     studio, sae_id, fa_id = shared_analysis
-    win = MainWindow(studio)
+    win = MainWindow(studio, remember_layout=False)
     qtbot.addWidget(win)
     win.skip_close_confirmation = True
     tab = win.show_tab("Features")
@@ -170,12 +170,12 @@ def test_steer_with_this_feature_opens_the_steering_tab(qtbot, shared_analysis):
         assert got == [(sae_id, 3)]
     else:
         assert "cannot take a feature" in win.statusBar().currentMessage()
-    # close the window without closing the session's shared Studio
-    tab.shutdown()
-    win.status.timer.stop()
-    win.bridge.stop()
-    studio.jobs.remove_listener(win.bridge)
-    win._closing = True
+    # close the window as the user does (every tab's and the jobs panel's background reads
+    # stop, their threads joined, so none runs into later tests), but keep the session's
+    # shared Studio open
+    monkeypatch.setattr(studio, "close", lambda timeout=None: [])
+    win.close()
+    assert win._closing
 
 
 def test_export_selected_features_as_neuronpedia_json_and_vectors(qtbot, features_tab, tmp_path):
