@@ -20,13 +20,30 @@ def qt_studio(data_dir, qtbot):
     bridge.stop()
 
 
-def test_import_inspect_extract_and_show_set(qt_studio, qtbot, tiny_gpt2_dir,
-                                             packed_tokenization):
+@pytest.fixture
+def models_tab(qt_studio, qtbot):
+    """Makes the Models tab; stops its background reads (threads joined) before
+    ``qt_studio`` closes the database, as the main window does: a read still running when
+    its connection is closed crashed the test process (a segfault in sqlite)."""
     from mistudio.ui.models.tab import ModelsTab
 
+    made = []
+
+    def make():
+        tab = ModelsTab(*qt_studio)
+        qtbot.addWidget(tab)
+        made.append(tab)
+        return tab
+
+    yield make
+    for tab in made:
+        tab.shutdown()
+
+
+def test_import_inspect_extract_and_show_set(qt_studio, models_tab, qtbot, tiny_gpt2_dir,
+                                             packed_tokenization):
     studio, bridge = qt_studio
-    tab = ModelsTab(studio, bridge)
-    qtbot.addWidget(tab)
+    tab = models_tab()
     assert tab.models_list.count() == 0
     assert not any(b.isEnabled() for b in (tab.resume_btn, tab.release_btn, tab.rename_btn,
                                            tab.delete_btn))
@@ -80,12 +97,9 @@ def test_import_inspect_extract_and_show_set(qt_studio, qtbot, tiny_gpt2_dir,
     assert f"{norms.mean():.3f}" in tab.sets.stats.text()
 
 
-def test_errors_show_in_the_tab(qt_studio, qtbot, tmp_path):
-    from mistudio.ui.models.tab import ModelsTab
-
+def test_errors_show_in_the_tab(qt_studio, models_tab, qtbot, tmp_path):
     studio, bridge = qt_studio
-    tab = ModelsTab(studio, bridge)
-    qtbot.addWidget(tab)
+    tab = models_tab()
     tab.add_hub("not a hub id")
     assert "not a Hugging Face model id" in tab.message.text()
     tab.add_local(str(tmp_path / "missing"))
@@ -94,17 +108,15 @@ def test_errors_show_in_the_tab(qt_studio, qtbot, tmp_path):
     assert tab.models_list.count() == 0
 
 
-def test_switching_models_keeps_the_inspector_and_form_consistent(qt_studio, qtbot,
+def test_switching_models_keeps_the_inspector_and_form_consistent(qt_studio, models_tab, qtbot,
                                                                  tiny_gpt2_dir, tiny_llama_dir,
                                                                  packed_tokenization):
     from transformers import AutoModelForCausalLM
 
     from mistudio.paths import human_bytes
-    from mistudio.ui.models.tab import ModelsTab
 
     studio, bridge = qt_studio
-    tab = ModelsTab(studio, bridge)
-    qtbot.addWidget(tab)
+    tab = models_tab()
     recs = {}
     for name, folder in (("gpt2", tiny_gpt2_dir), ("llama", tiny_llama_dir)):
         rec, job = tab.add_local(str(folder))
@@ -193,14 +205,11 @@ def test_inspector_reads_label_their_result_or_error():
     assert isinstance(_tagged("m_1", "memory", lambda: 1 / 0)()[2], ZeroDivisionError)
 
 
-def test_quantization_choices_follow_the_cpu_setting(qt_studio, qtbot, tiny_llama_dir):
+def test_quantization_choices_follow_the_cpu_setting(qt_studio, models_tab, qtbot, tiny_llama_dir):
     pytest.importorskip("bitsandbytes")
-    from mistudio.ui.models.tab import ModelsTab
-
     studio, bridge = qt_studio
     studio.update_settings(default_device="cpu")
-    tab = ModelsTab(studio, bridge)
-    qtbot.addWidget(tab)
+    tab = models_tab()
     inspector = tab.inspector
     with qtbot.waitSignal(inspector.loaded, timeout=60_000):
         rec, job = tab.add_local(str(tiny_llama_dir))

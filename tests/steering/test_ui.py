@@ -27,12 +27,13 @@ def qt_steer(data_dir, qtbot, tiny_gpt2_dir, tmp_path):
     bridge.stop()
 
 
-def test_steering_tab_generates_both_outputs_with_metrics(qt_steer, qtbot, tmp_path):
+def test_steering_tab_generates_both_outputs_with_metrics(qt_steer, qtbot, tmp_path, request):
     from mistudio.ui.steering.tab import SteeringTab
 
     studio, bridge, sae = qt_steer
     tab = SteeringTab(studio, bridge)
     qtbot.addWidget(tab)
+    request.addfinalizer(tab.shutdown)  # its reads stop before qt_steer closes the database
     tab.resize(1300, 850)
     # the models, SAEs and features are read on the tab's worker thread
     qtbot.waitUntil(lambda: tab.loaded and "no analysis" in tab.analysis_note.text(),
@@ -103,13 +104,14 @@ def test_steering_tab_generates_both_outputs_with_metrics(qt_steer, qtbot, tmp_p
     assert "at least one prompt" in tab.status.text()
 
 
-def test_stop_works_mid_generation(qt_steer, qtbot, monkeypatch):
+def test_stop_works_mid_generation(qt_steer, qtbot, monkeypatch, request):
     from mistudio.steering import stream as stream_mod
     from mistudio.ui.steering.tab import SteeringTab
 
     studio, bridge, sae = qt_steer
     tab = SteeringTab(studio, bridge)
     qtbot.addWidget(tab)
+    request.addfinalizer(tab.shutdown)  # its reads stop before qt_steer closes the database
     tab.steer_feature(sae.id, 3)
     tab.prompt.setPlainText("Once")
     tab.max_new.setValue(100)
