@@ -115,8 +115,11 @@ def sae_import_empty_folder(qtbot, studio, bridge, a, b, monkeypatch) -> str:
 @pytest.mark.parametrize("entry", DIALOG_ENTRIES, ids=[e.id for e in DIALOG_ENTRIES])
 def test_dialog_shows_the_message_and_changes_nothing(entry, bad_input_assets, tmp_path,
                                                       qtbot, monkeypatch):
+    from PySide6.QtWidgets import QApplication
+
     from mistudio.secrets_test_support import MemorySecrets
     from mistudio.studio import Studio
+    from mistudio.ui.kit.background import BackgroundCalls
     from mistudio.ui.workers import JobBridge, qt_thread_factory
 
     a = bad_input_assets
@@ -127,6 +130,7 @@ def test_dialog_shows_the_message_and_changes_nothing(entry, bad_input_assets, t
     bridge = JobBridge()
     studio.add_job_listener(bridge)
     jobs_before = [j.id for j in studio.jobs.list()]
+    widgets_before = set(QApplication.topLevelWidgets())
     try:
         action = globals()[entry.dialog]
         extra = {"monkeypatch": monkeypatch} if "monkeypatch" in action.__code__.co_varnames \
@@ -134,6 +138,12 @@ def test_dialog_shows_the_message_and_changes_nothing(entry, bad_input_assets, t
         message = action(qtbot, studio, bridge, a, b, **extra)
         assert [j.id for j in studio.jobs.list()] == jobs_before  # no job was started
     finally:
+        # the background reads of what the action opened stop (threads joined) before the
+        # database closes, as the main window does: a read still running on a closed sqlite
+        # connection crashes the process
+        for widget in set(QApplication.topLevelWidgets()) - widgets_before:
+            for calls in widget.findChildren(BackgroundCalls):
+                calls.close()
         studio.close(timeout=10)
         bridge.stop()
     assert message and "Traceback" not in message

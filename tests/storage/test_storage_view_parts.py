@@ -72,6 +72,9 @@ def test_policy_edit_save_preview_and_clean(studio, qtbot, monkeypatch):
     assert not (studio.paths.root / "activations" / "act_1").exists()
     assert (studio.paths.root / "activations" / "act_2").exists()
     assert "deleted 1 item(s) (1 activation set)" in dlg.last_run.text()
+    # the reads that follow a clean end before the fixture closes the database (a read still
+    # running on a closed sqlite connection crashes the process)
+    qtbot.waitUntil(lambda: not dlg.busy(), timeout=20_000)
 
 
 def test_editing_the_policy_after_a_preview_asks_for_a_new_one(studio, qtbot):
@@ -149,12 +152,13 @@ def test_start_up_cleanup_runs_in_the_background_and_reports(studio, qtbot, enab
     assert studio.storage.last_cleanup().trigger == "start-up"
 
 
-def test_pin_button_in_the_activation_sets_list(studio, qtbot):
+def test_pin_button_in_the_activation_sets_list(studio, qtbot, request):
     from mistudio.ui.models.sets_panel import COLUMNS, ActivationSetsPanel
 
     _sets(studio, 2)
     panel = ActivationSetsPanel(studio)
     qtbot.addWidget(panel)
+    request.addfinalizer(panel.shutdown)  # its reads stop before `studio` closes the database
     panel.reload()
     qtbot.waitUntil(panel.is_loaded, timeout=10_000)  # the sets are read in the background
     panel.select_id("act_1")
