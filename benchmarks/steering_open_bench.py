@@ -7,6 +7,8 @@ longest gap between its ticks, i.e. the longest the window could not repaint or 
 - **open**: the window shows, its tab modules are imported (as they are 3 s after start-up),
   then the Steering tab is opened first (before Features), until its models, SAEs and
   features are shown;
+- **open-early**: the same, clicked 0.2 s after the window shows (its tab modules are still
+  being imported one per event-loop turn, so the tab's first open imports what it needs);
 - **handoff**: the Features tab is open and the Steering tab was opened once; then
   "Steer with this feature" for an analysed SAE of a model the Steering tab does not show,
   until the tab shows that SAE with the feature in its table.
@@ -15,7 +17,7 @@ longest gap between its ticks, i.e. the longest the window could not repaint or 
 both trees alternate, one process each, and the medians and the ratio are printed.
 
     QT_QPA_PLATFORM=offscreen python benchmarks/steering_open_bench.py --folder DIR \
-        [--tree BASELINE_DIR] [--repeats 5]
+        [--tree BASELINE_DIR] [--repeats 5] [--modes open,open-early,handoff]
 
 The folder is opened read-write (copy a load folder from ``scripts/make_load_folder.py``).
 """
@@ -34,22 +36,27 @@ HERE = Path(__file__).resolve().parent
 CHILD = r"""
 import sys, time
 tree, folder, mode, bench = sys.argv[1:5]
-sys.path.insert(0, tree)
-sys.path.insert(1, bench)
-from load_bench import StallProbe, pump_until
+sys.path.insert(0, bench)
+from load_bench import StallProbe, pump_until  # it puts its own checkout first on the path
+sys.path.insert(0, tree)  # the tree measured comes first
+import mistudio
+assert mistudio.__file__.startswith(tree), (mistudio.__file__, tree)
 from mistudio.ui.app import build_window, create_app
 app = create_app([])
 probe = StallProbe()
 w = build_window(folder, remember_layout=False)
 w.show()
-pump_until(app, lambda: False, 3.0)  # the user looks at the window before clicking
-pump_until(app, w.tab_modules_imported, 60)
-pump_until(app, lambda: False, 0.3)
+if mode == "open-early":  # clicked at once: the tab modules are still being imported
+    pump_until(app, lambda: False, 0.2)
+else:
+    pump_until(app, lambda: False, 3.0)  # the user looks at the window before clicking
+    pump_until(app, w.tab_modules_imported, 60)
+    pump_until(app, lambda: False, 0.3)
 
 def steering_settled(tab):
     return tab.loaded and not tab._calls.busy()
 
-if mode == "open":
+if mode.startswith("open"):
     t = time.perf_counter()
     tab = w.show_tab("Steering")
     ok = pump_until(app, lambda: steering_settled(tab) and tab.feature_list.count() > 0, 60)
@@ -93,11 +100,12 @@ def main() -> None:
     ap.add_argument("--folder", required=True)
     ap.add_argument("--tree", help="a baseline checkout to compare against")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--modes", default="open,open-early,handoff")
     args = ap.parse_args()
     trees = {"this": str(HERE.parent)}
     if args.tree:
         trees["baseline"] = str(Path(args.tree).resolve())
-    for mode in ("open", "handoff"):
+    for mode in args.modes.split(","):
         got: dict[str, list[float]] = {name: [] for name in trees}
         for _ in range(args.repeats):  # interleaved: the machine's load hits both alike
             for name, tree in trees.items():
