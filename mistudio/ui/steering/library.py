@@ -11,16 +11,47 @@ from mistudio.errors import UserError
 ID_ROLE = Qt.ItemDataRole.UserRole
 
 
-class PresetsPanel(QWidget):
+class ServicePanel(QWidget):
+    """A list that needs the steering service, which the tab builds on its worker thread: the
+    panel stays disabled until ``set_service``; its first rows may come from that worker
+    (``show_first``), later reloads read here (a save, a delete: a few rows)."""
+
+    def __init__(self, service, parent=None):
+        super().__init__(parent)
+        self.service = service
+        self.reloads = 0  # a first read older than a reload here is dropped
+
+    def set_service(self, service) -> None:
+        self.service = service
+        self.setEnabled(True)
+
+    def reload(self) -> None:
+        if self.service is not None:
+            self.reloads += 1
+            self.show_rows(self.read())
+
+    def show_first(self, rows: list, reloads: int) -> None:
+        """Rows read on the worker when the panel had seen ``reloads`` reloads."""
+        if reloads == self.reloads:
+            self.show_rows(rows)
+
+    def read(self) -> list:  # any thread
+        raise NotImplementedError
+
+    def show_rows(self, rows: list) -> None:
+        raise NotImplementedError
+
+
+class PresetsPanel(ServicePanel):
     """Save the current interventions under a name, apply, import/export JSON, delete."""
 
     apply_requested = Signal(object)  # a Preset, already checked against the current SAE
     message = Signal(str)
 
     def __init__(self, service, current, parent=None):
-        """``current()`` -> (sae_id, interventions, scope) of the tab."""
-        super().__init__(parent)
-        self.service = service
+        """``current()`` -> (sae_id, interventions, scope) of the tab; ``service`` may be
+        None until ``set_service``."""
+        super().__init__(service, parent)
         self.current = current
         lay = QVBoxLayout(self)
         self.list = QListWidget()
@@ -34,6 +65,7 @@ class PresetsPanel(QWidget):
             b.clicked.connect(lambda _=False, fn=fn: self._guard(fn))
             row.addWidget(b)
         lay.addLayout(row)
+        self.setEnabled(service is not None)
         self.reload()
 
     def _guard(self, fn) -> None:
@@ -42,9 +74,12 @@ class PresetsPanel(QWidget):
         except UserError as exc:
             self.message.emit(str(exc))
 
-    def reload(self) -> None:
+    def read(self) -> list:
+        return self.service.presets()
+
+    def show_rows(self, rows: list) -> None:
         self.list.clear()
-        for p in self.service.presets():
+        for p in rows:
             labels = ", ".join(i.label for i in p.interventions)
             item = QListWidgetItem(f"{p.name}  —  {labels}  ({p.sae.name or p.sae.sae_id}, "
                                    f"{p.sae.hook_name})")
@@ -101,7 +136,7 @@ class PresetsPanel(QWidget):
         self.reload()
 
 
-class HistoryPanel(QWidget):
+class HistoryPanel(ServicePanel):
     """Past generations, newest first: open (outputs + settings), re-run, delete."""
 
     open_requested = Signal(str)
@@ -109,8 +144,7 @@ class HistoryPanel(QWidget):
     message = Signal(str)
 
     def __init__(self, service, parent=None):
-        super().__init__(parent)
-        self.service = service
+        super().__init__(service, parent)
         lay = QVBoxLayout(self)
         self.list = QListWidget()
         self.list.itemDoubleClicked.connect(
@@ -126,6 +160,7 @@ class HistoryPanel(QWidget):
         self.count = QLabel("")
         row.addWidget(self.count, 1)
         lay.addLayout(row)
+        self.setEnabled(service is not None)
         self.reload()
 
     def _guard(self, fn) -> None:
@@ -134,9 +169,11 @@ class HistoryPanel(QWidget):
         except UserError as exc:
             self.message.emit(str(exc))
 
-    def reload(self) -> None:
+    def read(self) -> list:
+        return self.service.history(200)
+
+    def show_rows(self, rows: list) -> None:
         self.list.clear()
-        rows = self.service.history(200)
         for rec in rows:
             item = QListWidgetItem(f"{rec.created_at[:19].replace('T', ' ')}  ·  {rec.status}"
                                    f"  ·  {rec.model_name}  ·  {rec.title}")

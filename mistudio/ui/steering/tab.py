@@ -4,11 +4,14 @@ side by side (streamed token by token), read the metrics, keep presets and histo
 Generation is a ``steering.generate`` job on the queue's worker thread; the tab polls the
 streamed tokens every 50 ms and renders them; Stop cancels between two tokens.
 
-The models and the SAEs that fit one (hundreds of SAEs and trainings in a large data folder,
-~50 ms) and the feature list (a search through an analysis of 65,536 features, up to 0.2 s)
-are read on the tab's worker thread (``BackgroundCalls``: a newer request of the same key
-drops an older one); an action that needs them at once (a feature opened from the Features
-tab, a preset, a past generation) reads them with ``wait=True``.
+The steering service is built on the tab's worker thread by its first read (building it
+imports the feature-analysis modules, 25-110 ms); the models and the SAEs that fit one
+(hundreds of SAEs and trainings in a large data folder, ~50 ms), the presets and history, and
+the feature list (a search through an analysis of 65,536 features, up to 0.2 s) are read
+there too (``BackgroundCalls``: a newer request of the same key drops an older one). A
+feature opened from the Features tab shows at once as pending (its SAE in the combo, its row
+in the table) and its model's SAEs follow from the worker. A preset or a past generation
+reads them with ``wait=True``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
 from mistudio.errors import UserError, describe_exception
 from mistudio.ui.kit import palette
 from mistudio.ui.kit.background import BackgroundCalls
+from mistudio.ui.steering.handoff import FeatureHandoff
 from mistudio.ui.steering.interventions_table import InterventionsTable
 from mistudio.ui.steering.library import HistoryPanel, PresetsPanel
 from mistudio.ui.steering.outputs import MetricsTable, OutputsView
@@ -33,12 +37,14 @@ SCOPE_CHOICES = [("all positions", "all"), ("prompt only", "prompt"),
 FEATURE_ROLE = Qt.ItemDataRole.UserRole
 
 
-class SteeringTab(QWidget):
+class SteeringTab(FeatureHandoff, QWidget):
     def __init__(self, studio, bridge, parent: QWidget | None = None):
         super().__init__(parent)
         self.studio = studio
         self.bridge = bridge
-        self.service = studio.steering
+        self._service = None  # built by the first read, on the worker (see ``service``)
+        self._handoff: tuple | None = None  # (sae_id, feature, previous state) being read
+        self._generate_when_ready = False  # Generate pressed while a handoff was read
         self.state = SteeringState()
         self._syncing = False
         self._calls = BackgroundCalls(self, name="steering-tab")
@@ -60,7 +66,8 @@ class SteeringTab(QWidget):
         # starting and reading beside the first paint made it late).
         self._first_read = QTimer(self)
         self._first_read.setSingleShot(True)
-        self._first_read.timeout.connect(lambda: self.loaded or self.reload_models())
+        self._first_read.timeout.connect(
+            lambda: self.loaded or self._handoff is not None or self.reload_models())
         self._first_read.start(0)
 
     # ================================================================== building
@@ -181,10 +188,10 @@ class SteeringTab(QWidget):
         self.outputs = OutputsView()
         self.metrics = MetricsTable()
         self.library = QTabWidget()
-        self.presets = PresetsPanel(self.service, self._current_for_preset)
+        self.presets = PresetsPanel(None, self._current_for_preset)  # service: see _take_service
         self.presets.apply_requested.connect(self._apply_preset)
         self.presets.message.connect(self._say)
-        self.history = HistoryPanel(self.service)
+        self.history = HistoryPanel(None)
         self.history.open_requested.connect(self.open_generation)
         self.history.rerun_requested.connect(self.rerun)
         self.history.message.connect(self._say)
@@ -196,31 +203,63 @@ class SteeringTab(QWidget):
         right.setSizes([520, 300])
         return right
 
+    # ================================================================== service
+
+    @property
+    def service(self):
+        """The steering service. The tab's first read builds it on the worker; an action
+        that needs it sooner (a preset opened with the tab) builds it here."""
+        if self._service is None:
+            self._take_service(self.studio.steering)
+        return self._service
+
+    def _steering(self):  # any thread: never touches a widget
+        return self._service if self._service is not None else self.studio.steering
+
+    def _take_service(self, service) -> None:
+        """The service arrived: the presets and history lists are read on the worker."""
+        if self._service is not None:
+            return
+        self._service = service
+        panels = (self.presets, self.history)
+        seen = [panel.reloads for panel in panels]
+        for panel in panels:
+            panel.set_service(service)
+        self._calls.call("library", lambda: [panel.read() for panel in panels],
+                         lambda rows: [panel.show_first(r, n)
+                                       for panel, r, n in zip(panels, rows, seen)],
+                         lambda m: self._say(m, error=True))
+
     # ================================================================== choices
+
+    def _read_choices(self, keep: str) -> tuple:  # any thread
+        """(service, ready models, the chosen model, its SAEs): ``keep`` if it is ready,
+        else the first."""
+        service = self._steering()  # the first read builds it, here on the worker
+        models = [rec for rec in self.studio.models.list() if rec.status == "ready"]
+        ids = [rec.id for rec in models]
+        chosen = keep if keep in ids else (ids[0] if ids else "")
+        return service, models, chosen, service.saes_for_model(chosen) if chosen else []
 
     def reload_models(self, *, wait: bool = False, model: str = "") -> None:
         """Re-read the models, and the SAEs of ``model`` (else the chosen one, else the
         first): on the worker, or here with ``wait``."""
         keep = model or self.state.model_id
-
-        def read():  # any thread
-            models = [rec for rec in self.studio.models.list() if rec.status == "ready"]
-            ids = [rec.id for rec in models]
-            chosen = keep if keep in ids else (ids[0] if ids else "")
-            return models, chosen, self.service.saes_for_model(chosen) if chosen else []
-
         if wait:
             for key in ("choices", "saes"):  # older reads in flight must not undo this one
                 self._calls.cancel(key)
-            self._show_choices(read())
+            self._drop_handoff()
+            self._show_choices(self._read_choices(keep))
         else:
-            self._calls.call("choices", read, self._show_choices, self._read_failed)
+            self._calls.call("choices", lambda: self._read_choices(keep), self._show_choices,
+                             self._read_failed)
 
     def _read_failed(self, message: str) -> None:
         self._say(f"Could not read the models and SAEs: {message}", error=True)
 
     def _show_choices(self, choices: tuple) -> None:
-        models, chosen, saes = choices
+        service, models, chosen, saes = choices
+        self._take_service(service)
         self.loaded = True
         self._syncing = True
         self.model_combo.clear()
@@ -236,14 +275,17 @@ class SteeringTab(QWidget):
         if self._syncing:
             return
         model = self.state.model_id = self.model_combo.currentData() or ""
+        if self._handoff is not None:  # the user's choice wins over a feature being opened
+            self._calls.cancel("choices")
+            self._drop_handoff()
         self._syncing = True
         self.sae_combo.clear()  # until this model's SAEs arrive
         self._syncing = False
         if not model:
             self._show_saes([])
             return
-        self._calls.call("saes", lambda: self.service.saes_for_model(model), self._show_saes,
-                         self._read_failed)
+        self._calls.call("saes", lambda: self._steering().saes_for_model(model),
+                         self._show_saes, self._read_failed)
 
     def _show_saes(self, saes: list) -> None:
         keep = self.state.sae_id
@@ -280,8 +322,8 @@ class SteeringTab(QWidget):
             self._calls.cancel("features")
             return
         text = self.search.text()
-        self._calls.call("features", lambda: (self.service.has_analysis(sae),
-                                              self.service.feature_info(sae, text, 100)),
+        self._calls.call("features", lambda: (self._steering().has_analysis(sae),
+                                              self._steering().feature_info(sae, text, 100)),
                          self._show_features, lambda m: self._say(m, error=True))
 
     def _show_features(self, result: tuple) -> None:
@@ -346,40 +388,6 @@ class SteeringTab(QWidget):
 
     # ================================================================== public
 
-    def steer_feature(self, sae_id: str, feature_index: int) -> None:
-        """Open a feature for steering (the Features tab calls this via the main window)."""
-        try:
-            model = self.service.sae_model(sae_id)
-            if model:
-                self.reload_models(wait=True, model=model)  # this model and its SAEs
-            idx = self.sae_combo.findData(sae_id)
-            if idx < 0:
-                rec = self.service.saes.get_sae(sae_id)
-                raise UserError(f"No registered model fits the SAE {rec.name or rec.id}.",
-                                hint="Add the model it was trained on in the Models tab.")
-            self.sae_combo.setCurrentIndex(idx)
-            index = int(feature_index)
-            self.state.add_feature(index, "add", "")
-            self._render_rows()
-            # its label follows from the worker (an index search through a large analysis)
-            self._calls.call(f"label:{sae_id}:{index}",
-                             lambda: self.service.feature_info(sae_id, str(index), 1),
-                             lambda rows: self._set_label(sae_id, index, rows))
-            self._say(f"Feature {feature_index} added: set its coefficient, write a prompt and "
-                      "press Generate.")
-            self.prompt.setFocus()
-        except UserError as exc:
-            self._say(str(exc), error=True)
-
-    def _set_label(self, sae_id: str, index: int, rows: list) -> None:
-        label = next((r.get("label", "") for r in rows if r.get("index") == index), "")
-        if not label or sae_id != self.state.sae_id:
-            return
-        for row in self.state.rows:
-            if row.feature == index and row.kind != "vector" and not row.label:
-                row.label = label
-        self._render_rows()
-
     def use_preset(self, name: str) -> None:
         """Open a preset (the Templates tab's "Use", via the main window): its SAE chosen
         when it is registered here, its interventions in the table."""
@@ -421,6 +429,10 @@ class SteeringTab(QWidget):
                       "top_k": self.top_k.value(), "seed": self.seed.value()}
 
     def generate(self) -> None:
+        if self._handoff is not None:  # a feature's SAE is being read: go when it is here
+            self._generate_when_ready = True
+            self._say("Generating once the feature's SAE is read…")
+            return
         self._sync_state()
         try:
             self.state.start(self.service)
