@@ -65,7 +65,8 @@ class Store:
         self.db_file = Path(db_file)
         self._local = threading.local()
         self._lock = threading.RLock()
-        self._all: list[sqlite3.Connection] = []
+        # every connection handed out, with the thread it was made for
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._holder = None
         self.hold()
         from mistudio.store.migrations import migrate
@@ -92,7 +93,7 @@ class Store:
             db = _Database(conn)
             self._local.db = db
             with self._lock:
-                self._all.append(conn)
+                self._all.append((threading.current_thread(), conn))
         return db
 
     def transaction(self):
@@ -127,11 +128,23 @@ class Store:
             self._holder = None
 
     def close(self) -> None:
+        """Close this thread's connection and those of threads that have ended.
+
+        A connection another live thread owns is interrupted (a statement it is running fails
+        with "interrupted") but not closed here: closing a connection under a running
+        statement frees what SQLite is still using and crashes the process (seen when a
+        background read outlived the window's teardown). It closes when that thread lets go
+        of it: dropping the thread-local below drops the store's reference, and a later use
+        of the store from that thread opens a fresh connection."""
         self.release_hold()
+        me = threading.current_thread()
         with self._lock:
-            for conn in self._all:
+            for owner, conn in self._all:
                 try:
-                    conn.close()
+                    if owner is not me and owner.is_alive():
+                        conn.interrupt()
+                    else:
+                        conn.close()
                 except sqlite3.Error:
                     pass
             self._all.clear()
