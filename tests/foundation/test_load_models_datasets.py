@@ -9,8 +9,6 @@ Speed is measured by ``benchmarks/load_bench.py``; these tests check the behavio
 
 from __future__ import annotations
 
-import importlib.util
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,29 +16,16 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.foundation.load_folder_support import ROOT, make_small_load_folder
+from tests.foundation.load_folder_support import db_rows as _db
+
 SIZE = dict(datasets=9, models=5, sets=14, trainings=6, steps=5, analyses=0,
             docs_per_dataset=20)
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location("make_load_folder",
-                                                  ROOT / "scripts" / "make_load_folder.py")
-    gen = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_load_folder", gen)  # its dataclass looks itself up
-    spec.loader.exec_module(gen)
-    out = tmp_path_factory.mktemp("load-lists") / "data"
-    gen.make_load_folder(out, gen.LoadSize(**SIZE), log=lambda _m: None)
-    return out
-
-
-def _db(folder: Path, sql: str) -> list:
-    con = sqlite3.connect(folder / "mistudio.db")
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+    return make_small_load_folder(tmp_path_factory, "load-lists", **SIZE)
 
 
 class Reads:

@@ -7,53 +7,21 @@ Speed is measured by ``benchmarks/load_bench.py``; these tests check the behavio
 
 from __future__ import annotations
 
-import importlib.util
-import sqlite3
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.foundation.load_folder_support import db_rows as _db
+from tests.foundation.load_folder_support import make_small_load_folder
+from tests.foundation.load_folder_support import record_threads as _spy
+
 SIZE = dict(datasets=2, models=3, sets=4, trainings=9, steps=30, analyses=1,
             docs_per_dataset=5)
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_load_folder",
-                                                  ROOT / "scripts" / "make_load_folder.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_load_folder", module)  # its dataclass looks itself up
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def load_folder(tmp_path_factory) -> Path:
-    gen = _generator()
-    folder = tmp_path_factory.mktemp("load-training") / "data"
-    gen.make_load_folder(folder, gen.LoadSize(**SIZE), log=lambda _m: None)
-    return folder
-
-
-def _db(folder: Path, sql: str, *args) -> list:
-    con = sqlite3.connect(folder / "mistudio.db")
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def _spy(monkeypatch, obj, name: str, seen: list) -> None:
-    """Record the thread of every call of ``obj.name``."""
-    original = getattr(obj, name)
-
-    def spy(*args, **kwargs):
-        seen.append(threading.current_thread())
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(obj, name, spy)
+def load_folder(tmp_path_factory):
+    return make_small_load_folder(tmp_path_factory, "load-training", **SIZE)
 
 
 @pytest.fixture

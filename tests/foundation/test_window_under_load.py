@@ -7,52 +7,22 @@ Speed is measured by ``benchmarks/load_bench.py``; this test checks the behaviou
 
 from __future__ import annotations
 
-import importlib.util
-import sqlite3
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.foundation.load_folder_support import db_rows as _db_rows
+from tests.foundation.load_folder_support import make_small_load_folder
+from tests.foundation.load_folder_support import record_threads as _record_threads
+
 SIZE = dict(datasets=12, models=6, sets=20, trainings=70, steps=40, analyses=2,
             docs_per_dataset=30)
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_load_folder",
-                                                  ROOT / "scripts" / "make_load_folder.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_load_folder", module)  # its dataclass looks itself up
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
-def load_folder(tmp_path_factory) -> Path:
-    gen = _generator()
-    folder = tmp_path_factory.mktemp("load") / "data"
-    gen.make_load_folder(folder, gen.LoadSize(**SIZE), log=lambda _m: None)
-    return folder
-
-
-def _db_rows(folder: Path, sql: str, *args) -> list:
-    con = sqlite3.connect(folder / "mistudio.db")
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def _record_threads(monkeypatch, obj, name: str, seen: list) -> None:
-    original = getattr(obj, name)
-
-    def spy(*args, **kwargs):
-        seen.append(threading.current_thread())
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(obj, name, spy)
+def load_folder(tmp_path_factory):
+    return make_small_load_folder(tmp_path_factory, "load", **SIZE)
 
 
 def test_generated_folder_holds_what_was_asked(load_folder):
