@@ -53,6 +53,30 @@ def pytest_collection_finish(session):
         warm_up()
 
 
+# Python's automatic garbage collection runs at whatever allocation crosses its threshold,
+# also inside a Qt call that holds Qt's signal-slot mutex (PySide looks up a Python override
+# there); if it then destroys a widget an earlier test left in a reference cycle, the widget's
+# destructor waits for that same mutex and the process deadlocks where pytest-timeout's
+# signal cannot reach it (seen once: QObject::disconnect -> gc -> ~QComboBox ->
+# disconnectImpl). The app collects only on its GUI thread's timer (ui/app.py); the tests
+# collect between tests, when no Qt call is on the stack.
+import gc  # noqa: E402
+
+_FULL_COLLECTION_EVERY = 20  # tests; the young generations are collected after every test
+_tests_run = [0]
+
+
+def pytest_configure(config):
+    gc.disable()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_between_tests():
+    yield
+    _tests_run[0] += 1
+    gc.collect(2 if _tests_run[0] % _FULL_COLLECTION_EVERY == 0 else 1)
+
+
 @pytest.fixture(autouse=True)
 def _no_modal_message_boxes(request, monkeypatch):
     """A modal QMessageBox in a test would wait for a click forever (offscreen, nobody

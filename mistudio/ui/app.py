@@ -98,6 +98,13 @@ def main(data_dir=None) -> int:
                    traceback.format_exc())
         return 1
     window.freeze_startup_objects = True
+    # Collect garbage only on this thread's timer, never at an arbitrary allocation: a
+    # collection inside a Qt call that holds the signal-slot mutex can destroy a widget left
+    # in a reference cycle, whose destructor then waits for that mutex (a deadlock), and one
+    # on a worker thread would destroy Qt objects off the GUI thread (pyqtgraph's helper).
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
+    window.garbage_collector = GarbageCollector(interval=0.5)
     window.show()
     _daily_backup(window.studio)
     startup_cleanup(window)
