@@ -468,7 +468,7 @@ class SteeringTab(FeatureHandoff, QWidget):
     def _on_status(self, job_id: str, payload: dict) -> None:
         if job_id != self.state.job_id:
             if payload.get("status") in ("completed", "failed", "cancelled"):
-                self.history.reload()
+                self._reload_history()
             return
         status = payload.get("status")
         if status not in ("completed", "failed", "cancelled", "interrupted"):
@@ -481,7 +481,18 @@ class SteeringTab(FeatureHandoff, QWidget):
         self.generate_btn.setEnabled(True)
         self.stop_btn.setEnabled(False)
         self._show_state()
-        self.history.reload()
+        self._reload_history()
+
+    def _reload_history(self) -> None:
+        """A job ended: the history list is read again on the worker (a newer read replaces
+        one still on its way; a reload made meanwhile on this thread wins)."""
+        panel = self.history
+        if panel.service is None:
+            return
+        panel.reloads += 1
+        seen = panel.reloads
+        self._calls.call("history", panel.read, lambda rows: panel.show_first(rows, seen),
+                         lambda m: self._say(m, error=True))
 
     def _show_state(self) -> None:
         s = self.state
