@@ -165,6 +165,8 @@ def test_clear_finished_deletes_the_ended_jobs_off_the_gui_thread(qtbot, window,
 QUIET_IMPORT = """
 import gc, sys, threading
 from mistudio.ui.kit.native_libraries import import_torch_quietly
+if sys.argv[1] == "off":  # as in the app, which collects on its GUI thread's timer
+    gc.disable()
 assert "torch" not in sys.modules
 t = threading.Thread(target=import_torch_quietly)
 t.start(); t.join()
@@ -173,11 +175,14 @@ print("OK", gc.isenabled(), gc.get_freeze_count() > 0, float(torch.ones(3).sum()
 """
 
 
-def test_torch_imported_quietly_on_a_worker_works_and_restores_the_collector():
-    out = subprocess.run([sys.executable, "-c", QUIET_IMPORT], capture_output=True, text=True,
-                         timeout=120, cwd=ROOT)
+@pytest.mark.parametrize("collector", ["on", "off"])
+def test_torch_imported_quietly_on_a_worker_works_and_restores_the_collector(collector):
+    """torch's objects are frozen whether or not automatic collection is on, and the
+    collector is left as it was found."""
+    out = subprocess.run([sys.executable, "-c", QUIET_IMPORT, collector], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["OK", "True", "True", "3.0"]
+    assert out.stdout.split() == ["OK", str(collector == "on"), "True", "3.0"]
 
 
 def test_columns_are_sized_from_their_longest_text_once(qtbot):

@@ -79,13 +79,17 @@ def import_torch_quietly() -> None:
     import importlib
 
     preload_torch_libraries()
-    if _quiet or not gc.isenabled():  # another thread is at it (it restores the collector)
+    if _quiet:  # another thread is at it (it freezes and restores the collector)
         importlib.import_module("torch")
         return
     _quiet.append(True)
+    # the app collects on its GUI thread's timer (automatic collection off): torch's objects
+    # are frozen all the same, and the collector is left as it was found
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         importlib.import_module("torch")
     finally:
         gc.freeze()
-        gc.enable()
+        if was_enabled:
+            gc.enable()
