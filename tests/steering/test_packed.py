@@ -13,8 +13,11 @@ from mistudio.steering.interventions import Column, Intervention
 from tests.steering.conftest import make_sae
 from tests.steering.test_engine import PROMPT, _columns, _target
 
-pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(),
-                                reason="torch built without oneDNN")
+# numerics: oneDNN picks its kernels by the CPU's instruction set, and these tests assume
+# how they round (batch independence, rounding apart from MKL); CI reruns them with AVX2
+pytestmark = [pytest.mark.skipif(not torch.backends.mkldnn.is_available(),
+                                 reason="torch built without oneDNN"),
+              pytest.mark.numerics]
 
 
 def _net(seed=0):
